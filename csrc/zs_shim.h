@@ -1,0 +1,270 @@
+/*
+ * zs_shim.h -- the portable layer under zerosock's Cython code.
+ *
+ * One place hides what differs between BSD sockets and Winsock: the handle
+ * type, the last error and its would-block / interrupted codes, closing,
+ * non-blocking mode, the scatter/gather vector, close-on-exec creation and
+ * batch datagram calls.  Cython code calls these and never #ifdefs itself.
+ * Every function returns the syscall's own result; on failure the caller
+ * reads zs_last_error(), an errno value (on Windows a WSA code, which is what
+ * Python's errno module uses for socket errors there).
+ */
+#ifndef ZS_SHIM_H
+#define ZS_SHIM_H
+
+#include <stddef.h>
+#include <string.h>
+#include <errno.h>
+#include <limits.h>
+
+#ifdef _WIN32
+#  ifndef WIN32_LEAN_AND_MEAN
+#    define WIN32_LEAN_AND_MEAN
+#  endif
+#  include <winsock2.h>
+#  include <ws2tcpip.h>
+#  include <afunix.h>
+#else
+#  include <sys/types.h>
+#  include <sys/socket.h>
+#  include <sys/uio.h>
+#  include <sys/un.h>
+#  include <netinet/in.h>
+#  include <netinet/tcp.h>
+#  include <arpa/inet.h>
+#  include <poll.h>
+#  include <fcntl.h>
+#  include <unistd.h>
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ */
+/* handle, errors, vectors                                             */
+/* ------------------------------------------------------------------ */
+
+#ifdef _WIN32
+typedef SOCKET zs_sock_t;
+typedef WSABUF zs_iovec;
+typedef int zs_socklen_t;
+typedef WSAPOLLFD zs_pollfd;
+#  define ZS_INVALID_SOCKET INVALID_SOCKET
+#  define ZS_SOCKET_ERROR SOCKET_ERROR
+#  define ZS_EWOULDBLOCK WSAEWOULDBLOCK
+#  define ZS_EAGAIN WSAEWOULDBLOCK
+#  define ZS_EINTR WSAEINTR
+#  define ZS_EINPROGRESS WSAEWOULDBLOCK /* a non-blocking connect() says this */
+#  define ZS_EBADF WSAENOTSOCK
+#  define ZS_EINVAL WSAEINVAL
+#  define ZS_ENOTSUP WSAEOPNOTSUPP
+#  define ZS_EMSGSIZE WSAEMSGSIZE
+#  define ZS_ENOBUFS WSAENOBUFS
+#  define ZS_MSG_DONTWAIT 0
+#  define ZS_HAVE_MSG_DONTWAIT 0
+#  define ZS_SHUT_RDWR SD_BOTH
+static inline int zs_last_error(void) { return WSAGetLastError(); }
+static inline void zs_set_last_error(int code) { WSASetLastError(code); }
+static inline int zs_close(zs_sock_t s) { return closesocket(s); }
+static inline void zs_iov_set(zs_iovec *v, void *base, size_t len)
+{
+    v->buf = (char *)base;
+    v->len = (ULONG)len;
+}
+static inline int zs_set_nonblocking(zs_sock_t s, int on)
+{
+    u_long arg = on ? 1 : 0;
+    return ioctlsocket(s, FIONBIO, &arg);
+}
+static inline int zs_poll(zs_pollfd *fds, unsigned long n, int timeout_ms)
+{
+    return WSAPoll(fds, n, timeout_ms);
+}
+#else
+typedef int zs_sock_t;
+typedef struct iovec zs_iovec;
+typedef socklen_t zs_socklen_t;
+typedef struct pollfd zs_pollfd;
+#  define ZS_INVALID_SOCKET (-1)
+#  define ZS_SOCKET_ERROR (-1)
+#  define ZS_EWOULDBLOCK EWOULDBLOCK
+#  define ZS_EAGAIN EAGAIN
+#  define ZS_EINTR EINTR
+#  define ZS_EINPROGRESS EINPROGRESS
+#  define ZS_EBADF EBADF
+#  define ZS_EINVAL EINVAL
+#  define ZS_ENOTSUP EOPNOTSUPP
+#  define ZS_EMSGSIZE EMSGSIZE
+#  define ZS_ENOBUFS ENOBUFS
+#  ifdef MSG_DONTWAIT
+#    define ZS_MSG_DONTWAIT MSG_DONTWAIT
+#    define ZS_HAVE_MSG_DONTWAIT 1
+#  else
+#    define ZS_MSG_DONTWAIT 0
+#    define ZS_HAVE_MSG_DONTWAIT 0
+#  endif
+#  define ZS_SHUT_RDWR SHUT_RDWR
+static inline int zs_last_error(void) { return errno; }
+static inline void zs_set_last_error(int code) { errno = code; }
+static inline int zs_close(zs_sock_t s) { return close(s); }
+static inline void zs_iov_set(zs_iovec *v, void *base, size_t len)
+{
+    v->iov_base = base;
+    v->iov_len = len;
+}
+static inline int zs_set_nonblocking(zs_sock_t s, int on)
+{
+    int flags = fcntl(s, F_GETFL, 0);
+    if (flags < 0)
+        return -1;
+    int wanted = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+    if (wanted == flags)
+        return 0;
+    return fcntl(s, F_SETFL, wanted);
+}
+static inline int zs_poll(zs_pollfd *fds, unsigned long n, int timeout_ms)
+{
+    return poll(fds, (nfds_t)n, timeout_ms);
+}
+#endif
+
+/* True for the codes that mean "try again when the socket is ready". */
+static inline int zs_is_would_block(int err)
+{
+    return err == ZS_EWOULDBLOCK || err == ZS_EAGAIN;
+}
+
+/* Largest byte count one send/recv call takes (Winsock lengths are int). */
+#ifdef _WIN32
+#  define ZS_MAX_IO_LEN ((size_t)INT_MAX)
+#else
+#  define ZS_MAX_IO_LEN ((size_t)SSIZE_MAX)
+#endif
+
+static inline size_t zs_clamp_io_len(size_t n)
+{
+    return n > ZS_MAX_IO_LEN ? ZS_MAX_IO_LEN : n;
+}
+
+/* Winsock needs WSAStartup() once per process; POSIX needs nothing. */
+static inline int zs_startup(void)
+{
+#ifdef _WIN32
+    WSADATA data;
+    return WSAStartup(MAKEWORD(2, 2), &data);
+#else
+    return 0;
+#endif
+}
+
+/* ------------------------------------------------------------------ */
+/* creation with close-on-exec                                         */
+/* ------------------------------------------------------------------ */
+
+static inline zs_sock_t zs_socket(int family, int type, int proto)
+{
+#ifdef _WIN32
+    return WSASocketW(family, type, proto, NULL, 0,
+                      WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+#elif defined(SOCK_CLOEXEC)
+    return socket(family, type | SOCK_CLOEXEC, proto);
+#else
+    zs_sock_t s = socket(family, type, proto);
+    if (s >= 0)
+        (void)fcntl(s, F_SETFD, FD_CLOEXEC);
+    return s;
+#endif
+}
+
+static inline int zs_socketpair(int family, int type, int proto, zs_sock_t out[2])
+{
+#ifdef _WIN32
+    (void)family; (void)type; (void)proto; (void)out;
+    WSASetLastError(WSAEOPNOTSUPP);
+    return -1;
+#elif defined(SOCK_CLOEXEC)
+    return socketpair(family, type | SOCK_CLOEXEC, proto, out);
+#else
+    int rc = socketpair(family, type, proto, out);
+    if (rc == 0) {
+        (void)fcntl(out[0], F_SETFD, FD_CLOEXEC);
+        (void)fcntl(out[1], F_SETFD, FD_CLOEXEC);
+    }
+    return rc;
+#endif
+}
+
+/* accept() whose new descriptor is close-on-exec and blocking. */
+static inline zs_sock_t zs_accept(zs_sock_t s, struct sockaddr *addr, zs_socklen_t *len)
+{
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__)
+    return accept4(s, addr, len, SOCK_CLOEXEC);
+#elif defined(_WIN32)
+    return accept(s, addr, len);
+#else
+    zs_sock_t c = accept(s, addr, len);
+    if (c >= 0) {
+        (void)fcntl(c, F_SETFD, FD_CLOEXEC);
+        (void)zs_set_nonblocking(c, 0); /* BSD accept() inherits O_NONBLOCK */
+    }
+    return c;
+#endif
+}
+
+/* ------------------------------------------------------------------ */
+/* data transfer                                                       */
+/* ------------------------------------------------------------------ */
+
+static inline long zs_recv(zs_sock_t s, void *buf, size_t len, int flags)
+{
+    return (long)recv(s, (char *)buf, (int)zs_clamp_io_len(len), flags);
+}
+
+static inline long zs_send(zs_sock_t s, const void *buf, size_t len, int flags)
+{
+#ifdef MSG_NOSIGNAL
+    flags |= MSG_NOSIGNAL; /* a broken pipe is an EPIPE, never a SIGPIPE */
+#endif
+    return (long)send(s, (const char *)buf, (int)zs_clamp_io_len(len), flags);
+}
+
+static inline long zs_recvfrom(zs_sock_t s, void *buf, size_t len, int flags,
+                               struct sockaddr *addr, zs_socklen_t *addrlen)
+{
+    return (long)recvfrom(s, (char *)buf, (int)zs_clamp_io_len(len), flags, addr, addrlen);
+}
+
+static inline long zs_sendto(zs_sock_t s, const void *buf, size_t len, int flags,
+                             const struct sockaddr *addr, zs_socklen_t addrlen)
+{
+#ifdef MSG_NOSIGNAL
+    flags |= MSG_NOSIGNAL;
+#endif
+    return (long)sendto(s, (const char *)buf, (int)zs_clamp_io_len(len), flags, addr, addrlen);
+}
+
+/* Wait until `s` is readable (writing == 0) or writable; 1 ready, 0 timed out,
+ * -1 error.  A negative timeout waits forever. */
+static inline int zs_wait(zs_sock_t s, int writing, int timeout_ms)
+{
+    zs_pollfd p;
+    p.fd = s;
+    p.events = writing ? POLLOUT : POLLIN;
+    p.revents = 0;
+    int rc = zs_poll(&p, 1, timeout_ms);
+    return rc > 0 ? 1 : rc;
+}
+
+/* The error a non-blocking connect() finished with (0 on success). */
+static inline int zs_connect_result(zs_sock_t s, int *result)
+{
+    zs_socklen_t len = (zs_socklen_t)sizeof(*result);
+    return getsockopt(s, SOL_SOCKET, SO_ERROR, (char *)result, &len);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ZS_SHIM_H */

@@ -1,0 +1,30 @@
+"""zerosock: socket I/O that costs what the kernel costs.
+
+The C backend is used when the extension is built; otherwise, or when
+``ZEROSOCK_PURE_PYTHON=1`` is set, a pure-Python backend with the same API.
+``zerosock.BACKEND`` says which (``"c"`` or ``"python"``).
+"""
+
+from typing import TYPE_CHECKING
+
+from ._compat import BACKEND, backend as _backend
+
+if TYPE_CHECKING:
+    from ._socket_py import Socket, create_connection, create_server, fromfd, socketpair
+else:
+    Socket = _backend.Socket
+    socketpair = _backend.socketpair
+    create_connection = _backend.create_connection
+    create_server = _backend.create_server
+    fromfd = _backend.fromfd
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "BACKEND",
+    "Socket",
+    "create_connection",
+    "create_server",
+    "fromfd",
+    "socketpair",
+]

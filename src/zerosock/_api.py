@@ -1,0 +1,30 @@
+"""The public contract: names every backend must export, checked by the tests."""
+
+# Module-level names of ``zerosock`` that come from the chosen backend.
+BACKEND_NAMES = (
+    "Socket",
+    "socketpair",
+    "create_connection",
+    "create_server",
+    "fromfd",
+)
+
+# Methods and properties of ``zerosock.Socket`` on every backend.
+SOCKET_MEMBERS = (
+    # lifecycle and identity
+    "from_socket", "close", "detach", "fileno", "family", "type", "proto",
+    "__enter__", "__exit__",
+    # connection set-up
+    "bind", "listen", "accept", "connect", "connect_ex", "shutdown",
+    "getsockname", "getpeername",
+    # options and modes
+    "setsockopt", "getsockopt", "setblocking", "getblocking",
+    "settimeout", "gettimeout", "timeout",
+    # receiving
+    "recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg", "recvmsg_into",
+    "try_recv", "try_recv_into",
+    # sending
+    "send", "sendall", "sendto", "sendmsg", "sendfile", "try_send",
+    # batch datagrams
+    "recv_many", "send_many",
+)

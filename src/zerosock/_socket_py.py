@@ -1,0 +1,177 @@
+"""The pure-Python Socket: the standard library's socket object with zerosock's
+additions (non-raising calls, batch datagrams).  Same API as ``_socket_c``."""
+
+from __future__ import annotations
+
+import _socket
+import select
+import socket as _stdsocket
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
+
+from ._socket_shared import (
+    Address, as_family, as_kind, bind_factories, sendfile as _sendfile, socket_repr, take_over,
+)
+
+_DONTWAIT: int = getattr(_stdsocket, "MSG_DONTWAIT", 0)
+_family_of = _socket.socket.family.__get__  # type: ignore[attr-defined]
+_type_of = _socket.socket.type.__get__  # type: ignore[attr-defined]
+
+Buffer = Any  # any object with the buffer protocol
+Datagram = Union[Buffer, Tuple[Buffer, Address]]
+
+
+def _ready_now(fd: int, writing: bool) -> bool:
+    """Poll one descriptor without waiting."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT if writing else select.POLLIN)
+        return bool(poller.poll(0))
+    ready = select.select([], [fd], [], 0) if writing else select.select([fd], [], [], 0)
+    return any(ready)
+
+
+class Socket(_socket.socket):
+    """A socket with the standard library's API plus zero-copy hot-path calls.
+
+    ``Socket(family=-1, type=-1, proto=-1, fileno=None)``: like
+    :class:`socket.socket`, AF_INET/SOCK_STREAM by default, or the kind of an
+    existing descriptor when ``fileno`` is given.
+    """
+
+    __slots__ = ("__weakref__",)
+
+    def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
+                 fileno: Optional[int] = None) -> None:
+        if fileno is None:
+            family = _socket.AF_INET if family == -1 else family
+            type = _socket.SOCK_STREAM if type == -1 else type
+            proto = 0 if proto == -1 else proto
+        super().__init__(family, type, proto, fileno)
+
+    @classmethod
+    def from_socket(cls, sock: _stdsocket.socket) -> "Socket":
+        """Take over a stdlib socket's descriptor (the stdlib object is detached)."""
+        return take_over(cls, sock)
+
+    @property  # type: ignore[override]
+    def family(self) -> Union[_stdsocket.AddressFamily, int]:
+        """The address family, as :class:`socket.AddressFamily` when known."""
+        return as_family(_family_of(self))
+
+    @property  # type: ignore[override]
+    def type(self) -> Union[_stdsocket.SocketKind, int]:
+        """The socket type, as :class:`socket.SocketKind` when known."""
+        return as_kind(_type_of(self))
+
+    def __repr__(self) -> str:
+        return socket_repr(self)
+
+    def __enter__(self) -> "Socket":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> None:
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
+    def accept(self) -> Tuple["Socket", Address]:  # type: ignore[override]
+        """Accept a connection: ``(Socket, address)``.  The new socket is
+        blocking unless a default timeout is set, as in the standard library."""
+        fd, address = self._accept()  # type: ignore[attr-defined]
+        sock = Socket(_family_of(self), _type_of(self), self.proto, fileno=fd)
+        if _stdsocket.getdefaulttimeout() is None and self.gettimeout():
+            sock.setblocking(True)
+        return sock, address
+
+    def sendfile(self, file: Any, offset: int = 0, count: Optional[int] = None) -> int:
+        """Send a file's bytes, with the kernel's sendfile where available."""
+        return _sendfile(self, file, offset, count)
+
+    # -- non-raising calls: None instead of BlockingIOError, never a wait --
+
+    def _would_wait(self, writing: bool) -> bool:
+        timeout = self.gettimeout()
+        if timeout == 0 or (timeout is None and _DONTWAIT):
+            return False
+        return not _ready_now(self.fileno(), writing)
+
+    def try_recv_into(self, buffer: Buffer, nbytes: int = 0, flags: int = 0) -> Optional[int]:
+        """``recv_into`` that returns ``None`` instead of waiting or raising
+        BlockingIOError when no data is ready."""
+        if self._would_wait(False):
+            return None
+        try:
+            return self.recv_into(buffer, nbytes, flags | _DONTWAIT)
+        except BlockingIOError:
+            return None
+
+    def try_recv(self, bufsize: int, flags: int = 0) -> Optional[bytes]:
+        """``recv`` that returns ``None`` when no data is ready."""
+        if self._would_wait(False):
+            return None
+        try:
+            return self.recv(bufsize, flags | _DONTWAIT)
+        except BlockingIOError:
+            return None
+
+    def try_send(self, data: Buffer, flags: int = 0) -> Optional[int]:
+        """``send`` that returns ``None`` when the send buffer is full."""
+        if self._would_wait(True):
+            return None
+        try:
+            return self.send(data, flags | _DONTWAIT)
+        except BlockingIOError:
+            return None
+
+    # -- batch datagrams --
+
+    def recv_many(self, buffers: Sequence[Buffer], flags: int = 0) -> List[Tuple[int, Address]]:
+        """Receive up to ``len(buffers)`` datagrams, one into each buffer.
+
+        Waits (as ``recvfrom_into`` does) for the first only, then takes what
+        is already queued; returns ``[(nbytes, address), ...]``.
+        """
+        received: List[Tuple[int, Address]] = []
+        for buffer in buffers:
+            if not received:
+                received.append(self.recvfrom_into(buffer, 0, flags))
+                continue
+            if self._would_wait(False):
+                break
+            try:
+                received.append(self.recvfrom_into(buffer, 0, flags | _DONTWAIT))
+            except BlockingIOError:
+                break
+        return received
+
+    def send_many(self, datagrams: Iterable[Datagram], flags: int = 0) -> int:
+        """Send datagrams, each a buffer (to the connected peer) or a
+        ``(buffer, address)`` pair; returns how many were sent.
+
+        Waits (as ``sendto`` does) for the first only; stops early when the
+        send buffer fills.
+        """
+        sent = 0
+        for item in datagrams:
+            data, address = item if isinstance(item, tuple) else (item, None)
+            if sent:
+                if self._would_wait(True):
+                    break
+                extra = _DONTWAIT
+            else:
+                extra = 0
+            try:
+                if address is None:
+                    self.send(data, flags | extra)
+                else:
+                    self.sendto(data, flags | extra, address)
+            except BlockingIOError:
+                if not sent:
+                    raise
+                break
+            sent += 1
+        return sent
+
+
+socketpair, create_connection, create_server, fromfd = bind_factories(Socket)

@@ -1,0 +1,65 @@
+"""Fixtures shared by the whole suite: every behavioural test runs on both backends."""
+
+from __future__ import annotations
+
+import socket
+import types
+from typing import Iterator
+
+import pytest
+
+from zerosock import _compat
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--no-c-extensions", action="store_true", default=False,
+                     help="skip the C backend (for installs without the extension)")
+
+
+def _backend_params() -> list:
+    return [
+        pytest.param("c", id="c", marks=pytest.mark.c_extension),
+        pytest.param("python", id="py"),
+    ]
+
+
+def _load(request: pytest.FixtureRequest, name: str) -> types.ModuleType:
+    if name == "c" and request.config.getoption("--no-c-extensions"):
+        pytest.skip("C extensions disabled with --no-c-extensions")
+    # A missing C backend is a failure here, never a skip: a broken build must not pass.
+    return _compat.load_backend(name)
+
+
+@pytest.fixture(scope="session", params=_backend_params())
+def zs(request: pytest.FixtureRequest) -> types.ModuleType:
+    """One zerosock backend's namespace: ``zs.Socket``, ``zs.socketpair``, ..."""
+    return _load(request, request.param)
+
+
+# The standard library as a third implementation, for behaviour zerosock shares with it.
+STDLIB = types.SimpleNamespace(
+    BACKEND="stdlib",
+    Socket=socket.socket,
+    socketpair=socket.socketpair,
+    create_connection=socket.create_connection,
+    create_server=socket.create_server,
+    fromfd=socket.fromfd,
+)
+
+
+@pytest.fixture(scope="session", params=_backend_params() + [pytest.param("stdlib", id="std")])
+def impl(request: pytest.FixtureRequest) -> types.SimpleNamespace | types.ModuleType:
+    """Like ``zs``, plus the standard library as the reference implementation."""
+    if request.param == "stdlib":
+        return STDLIB
+    return _load(request, request.param)
+
+
+@pytest.fixture
+def tcp_pair(impl) -> Iterator[tuple]:
+    """A connected TCP pair over IPv4 loopback built by ``impl``: (client, server side)."""
+    with impl.create_server(("127.0.0.1", 0)) as listener:
+        client = impl.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    with client, server:
+        yield client, server
