@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite: every behavioural test runs on both backends."""
+"""Fixtures shared by tests/ and benchmarks/: every behavioural test runs on both backends."""
 
 from __future__ import annotations
 
