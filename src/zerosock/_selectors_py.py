@@ -1,0 +1,85 @@
+"""The pure-Python selectors: the standard library's classes, with the few
+checks the C backend makes too.  Same API as ``_selectors_c``.
+
+Both backends refuse ``register()`` and ``select()`` on a closed selector with
+ValueError (the standard library does so for epoll and kqueue only) and
+validate the events given to ``modify()`` before changing anything.
+"""
+
+from __future__ import annotations
+
+import selectors as _std
+from typing import Any, List, Optional, Tuple
+
+from ._selectors_shared import (  # noqa: F401
+    CLOSED_MESSAGE, EVENT_READ, EVENT_WRITE, BaseSelector, SelectorKey, check_events,
+)
+
+__all__ = [
+    "EVENT_READ", "EVENT_WRITE", "SelectorKey", "BaseSelector",
+    "SelectSelector", "DefaultSelector",
+]
+
+
+class _Checked:
+    """Mixin over a standard-library selector class: the shared checks."""
+
+    _closed = False
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
+        if self._closed:
+            raise ValueError(CLOSED_MESSAGE)
+        return super().register(fileobj, events, data)  # type: ignore[misc, no-any-return]
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
+        check_events(events)
+        return super().modify(fileobj, events, data)  # type: ignore[misc, no-any-return]
+
+    def select(self, timeout: Optional[float] = None) -> List[Tuple[SelectorKey, int]]:
+        if self._closed:
+            raise ValueError(CLOSED_MESSAGE)
+        return super().select(timeout)  # type: ignore[misc, no-any-return]
+
+    def close(self) -> None:
+        self._closed = True
+        super().close()  # type: ignore[misc]
+
+
+class SelectSelector(_Checked, _std.SelectSelector):
+    """Selector over select(2)."""
+
+
+DefaultSelector: type = SelectSelector
+
+if hasattr(_std, "PollSelector"):
+    class PollSelector(_Checked, _std.PollSelector):
+        """Selector over poll(2)."""
+
+    DefaultSelector = PollSelector
+    __all__.append("PollSelector")
+
+if hasattr(_std, "EpollSelector"):
+    class EpollSelector(_Checked, _std.EpollSelector):
+        """Selector over Linux epoll(7)."""
+
+    __all__.append("EpollSelector")
+    if _std.DefaultSelector is _std.EpollSelector:
+        DefaultSelector = EpollSelector
+
+if hasattr(_std, "KqueueSelector"):
+    class KqueueSelector(_Checked, _std.KqueueSelector):
+        """Selector over BSD kqueue(2)."""
+
+    __all__.append("KqueueSelector")
+    if _std.DefaultSelector is _std.KqueueSelector:
+        DefaultSelector = KqueueSelector
+
+if hasattr(_std, "DevpollSelector"):
+    class DevpollSelector(_Checked, _std.DevpollSelector):
+        """Selector over Solaris /dev/poll."""
+
+    __all__.append("DevpollSelector")
+    if _std.DefaultSelector is _std.DevpollSelector:
+        DefaultSelector = DevpollSelector
+
+__all__.append("DefaultSelector")
