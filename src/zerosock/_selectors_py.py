@@ -45,8 +45,19 @@ class _Checked:
         super().close()  # type: ignore[misc]
 
 
+_FD_MAX = 2**31 - 1
+
+
 class SelectSelector(_Checked, _std.SelectSelector):
     """Selector over select(2)."""
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
+        key = super().register(fileobj, events, data)
+        if key.fd > _FD_MAX:
+            # The other selectors refuse it here too (the stdlib's only at select()).
+            super().unregister(fileobj)
+            raise OverflowError("file descriptor is too large")
+        return key
 
 
 DefaultSelector: type = SelectSelector
