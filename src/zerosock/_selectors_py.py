@@ -2,7 +2,8 @@
 checks the C backend makes too.  Same API as ``_selectors_c``.
 
 Both backends refuse ``register()`` and ``select()`` on a closed selector with
-ValueError (the standard library does so for epoll and kqueue only) and
+ValueError (the standard library does so for epoll, kqueue and /dev/poll
+only), refuse descriptors too large for a C int at ``register()``, and
 validate the events given to ``modify()`` before changing anything.
 """
 
@@ -22,7 +23,16 @@ __all__ = [
 
 
 class _Checked:
-    """Mixin over a standard-library selector class: the shared checks."""
+    """Mixin over a standard-library selector class: events checked by modify()."""
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
+        check_events(events)
+        return super().modify(fileobj, events, data)  # type: ignore[misc, no-any-return]
+
+
+class _ClosedChecked(_Checked):
+    """For the selectors without a kernel object, which the standard library
+    lets register() and select() after close()."""
 
     _closed = False
 
@@ -30,10 +40,6 @@ class _Checked:
         if self._closed:
             raise ValueError(CLOSED_MESSAGE)
         return super().register(fileobj, events, data)  # type: ignore[misc, no-any-return]
-
-    def modify(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
-        check_events(events)
-        return super().modify(fileobj, events, data)  # type: ignore[misc, no-any-return]
 
     def select(self, timeout: Optional[float] = None) -> List[Tuple[SelectorKey, int]]:
         if self._closed:
@@ -48,7 +54,7 @@ class _Checked:
 _FD_MAX = 2**31 - 1
 
 
-class SelectSelector(_Checked, _std.SelectSelector):
+class SelectSelector(_ClosedChecked, _std.SelectSelector):
     """Selector over select(2)."""
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
@@ -63,7 +69,7 @@ class SelectSelector(_Checked, _std.SelectSelector):
 DefaultSelector: type = SelectSelector
 
 if hasattr(_std, "PollSelector"):
-    class PollSelector(_Checked, _std.PollSelector):
+    class PollSelector(_ClosedChecked, _std.PollSelector):
         """Selector over poll(2)."""
 
     DefaultSelector = PollSelector
