@@ -10,9 +10,14 @@
 #
 # Ready events are valid until the next poll_ms().  A borrowed key is valid
 # until its descriptor is unregistered or modified: take a reference before
-# running code that may do either.
+# running code that may do either.  register_fd/modify_fd/unregister_fd skip
+# the fileobj conversion (fd must be >= 0).  Level-triggered by default; a
+# subclass whose _selector_cls is functools.partial(EpollPoller,
+# edge_triggered=True) (or KqueuePoller) gets EPOLLET / EV_CLEAR.  One wait at
+# a time per selector (RuntimeError otherwise).
 
 from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM
 from zerosock._shim cimport zs_sock_t
 
 cdef extern from "zs_poller.h" nogil:
@@ -101,6 +106,13 @@ cdef class Selector:
         if <unsigned long long>fd < <unsigned long long>self._nslots:
             return self._slots[fd].key
         return self._key_slow(fd)
+
+    cdef inline PyObject *data_for_fd(self, zs_sock_t fd):
+        """The registered data of ``fd`` (borrowed), or NULL when not registered."""
+        cdef PyObject *key = self.key_for_fd(fd)
+        if key == NULL:
+            return NULL
+        return PyTuple_GET_ITEM(<object>key, 3)
 
     cdef inline int interest_of(self, zs_sock_t fd):
         if <unsigned long long>fd < <unsigned long long>self._nslots:

@@ -330,18 +330,16 @@ cdef class Selector:
     def _fileobj_lookup(self, fileobj):
         """The descriptor of ``fileobj``; for a registered object whose
         ``fileno()`` fails (closed), the descriptor it was registered with."""
+        return self._lookup_fd(fileobj)
+
+    cdef long long _lookup_fd(self, object fileobj) except -1:
         try:
             return _fileobj_to_fd(fileobj)
         except ValueError:
             for key in self._keys.values():
-                if key.fileobj is fileobj:
-                    return key.fd
+                if (<tuple>key)[0] is fileobj:
+                    return (<tuple>key)[1]
             raise
-
-    cdef long long _lookup_fd(self, object fileobj) except -1:
-        if PyLong_CheckExact(fileobj):
-            return _fileobj_to_fd(fileobj)
-        return self._fileobj_lookup(fileobj)
 
     def _key_from_fd(self, fd):
         """The key registered for ``fd``, or None."""
