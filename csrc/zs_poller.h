@@ -30,13 +30,17 @@
 #  define ZS_HAVE_EPOLL 0
 #endif
 
-#if defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) || \
-    defined(__OpenBSD__) || defined(__DragonFly__)
+#ifndef ZS_HAVE_KQUEUE
+#  if defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) || \
+      defined(__OpenBSD__) || defined(__DragonFly__)
+#    define ZS_HAVE_KQUEUE 1
+#  else
+#    define ZS_HAVE_KQUEUE 0
+#  endif
+#endif
+#if ZS_HAVE_KQUEUE
 #  include <sys/event.h>
 #  include <sys/time.h>
-#  define ZS_HAVE_KQUEUE 1
-#else
-#  define ZS_HAVE_KQUEUE 0
 #endif
 
 #ifdef _WIN32

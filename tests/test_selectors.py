@@ -699,3 +699,26 @@ def test_cpython_test_selectors(stdlib_runs, backend):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, f"{out}\n{err[-4000:]}"
     assert f"backend={backend} passed=" in out
+
+
+def test_edge_triggered_poller_at_the_c_level(sel_mod, pair):
+    """The C loop may ask for edge-triggered epoll/kqueue: a readable
+    descriptor is reported once per arrival, not on every poll."""
+    import functools
+
+    poller = getattr(sel_mod, "EpollPoller" if hasattr(sel_mod, "EpollSelector") else "KqueuePoller", None)
+    base = getattr(sel_mod, "EpollSelector", None) or getattr(sel_mod, "KqueueSelector", None)
+    if poller is None or base is None:
+        pytest.skip("needs the C backend's epoll or kqueue")
+
+    class EdgeSelector(base):
+        _selector_cls = functools.partial(poller, edge_triggered=True)
+
+    rd, wr = pair
+    with EdgeSelector() as s:
+        key = s.register(rd, EVENT_READ)
+        wr.send(b"x")
+        assert s.select(0) == [(key, EVENT_READ)]
+        assert s.select(0) == []
+        wr.send(b"y")
+        assert s.select(0) == [(key, EVENT_READ)]
