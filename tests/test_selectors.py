@@ -640,6 +640,51 @@ def test_concurrent_registration_wakes_nothing_but_is_safe(sel, pair):
             b.close()
 
 
+def test_close_from_another_thread_during_select(sel, pair):
+    sel.register(pair[0], EVENT_READ)
+    closer = threading.Timer(0.05, sel.close)
+    closer.start()
+    try:
+        try:
+            assert sel.select(0.3) == []
+        except ValueError:
+            pass  # closed before the wait began
+    finally:
+        closer.join()
+    with pytest.raises(ValueError):
+        sel.select(0)
+
+
+def test_concurrent_select_is_refused_in_c(sel_mod, pair):
+    if sel_mod.__name__.endswith("_py"):
+        pytest.skip("the stdlib allows concurrent epoll waits")
+    with sel_mod.DefaultSelector() as s:
+        s.register(pair[0], EVENT_READ)
+        started = threading.Event()
+        result = []
+
+        def wait():
+            started.set()
+            result.append(s.select(2))
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        started.wait()
+        try:
+            for _ in range(1000):  # until the other thread is inside its wait
+                try:
+                    s.select(0)
+                except RuntimeError:
+                    break
+                threading.Event().wait(0.001)
+            else:
+                pytest.fail("a second select() ran during the first")
+        finally:
+            pair[1].send(b"x")
+            thread.join()
+        assert result and result[0][0][1] == EVENT_READ
+
+
 # -- references ----------------------------------------------------------------
 
 def test_no_references_leak(sel_mod):
