@@ -602,4 +602,7 @@ if hasattr(_std, "DevpollSelector"):
     from zerosock._selectors_py import DevpollSelector  # noqa: F401
     __all__.append("DevpollSelector")
 
+# The standard library probes what the kernel supports (epoll may be missing
+# under some emulation layers); follow its choice when we have that class.
+DefaultSelector = globals().get(_std.DefaultSelector.__name__, DefaultSelector)
 __all__.append("DefaultSelector")

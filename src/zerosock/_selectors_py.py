@@ -66,13 +66,10 @@ class SelectSelector(_ClosedChecked, _std.SelectSelector):
         return key
 
 
-DefaultSelector: type = SelectSelector
-
 if hasattr(_std, "PollSelector"):
     class PollSelector(_ClosedChecked, _std.PollSelector):
         """Selector over poll(2)."""
 
-    DefaultSelector = PollSelector
     __all__.append("PollSelector")
 
 if hasattr(_std, "EpollSelector"):
@@ -80,23 +77,18 @@ if hasattr(_std, "EpollSelector"):
         """Selector over Linux epoll(7)."""
 
     __all__.append("EpollSelector")
-    if _std.DefaultSelector is _std.EpollSelector:
-        DefaultSelector = EpollSelector
 
 if hasattr(_std, "KqueueSelector"):
-    class KqueueSelector(_Checked, _std.KqueueSelector):
+    class KqueueSelector(_Checked, _std.KqueueSelector):  # type: ignore[name-defined, misc, unused-ignore]
         """Selector over BSD kqueue(2)."""
 
     __all__.append("KqueueSelector")
-    if _std.DefaultSelector is _std.KqueueSelector:
-        DefaultSelector = KqueueSelector
 
 if hasattr(_std, "DevpollSelector"):
-    class DevpollSelector(_Checked, _std.DevpollSelector):
+    class DevpollSelector(_Checked, _std.DevpollSelector):  # type: ignore[name-defined, misc, unused-ignore]
         """Selector over Solaris /dev/poll."""
 
     __all__.append("DevpollSelector")
-    if _std.DefaultSelector is _std.DevpollSelector:
-        DefaultSelector = DevpollSelector
 
-__all__.append("DefaultSelector")
+# The same choice as the standard library's (it tests what the kernel supports).
+DefaultSelector: type = globals()[_std.DefaultSelector.__name__]
