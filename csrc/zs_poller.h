@@ -48,12 +48,10 @@
  * connects on older releases), so the public class is left out there too;
  * the poll backend still exists for the C-level API. */
 #  define ZS_PUBLIC_POLL 0
-#  define ZS_ERR_IS_WINSOCK 1
 #else
 #  include <sys/select.h>
 #  include <time.h>
 #  define ZS_PUBLIC_POLL 1
-#  define ZS_ERR_IS_WINSOCK 0
 #endif
 
 #define ZS_HAVE_POLL 1
@@ -139,18 +137,6 @@ typedef struct {
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
-
-/* Milliseconds from a monotonic clock, for retrying an interrupted wait. */
-static inline long long zs_monotonic_ms(void)
-{
-#ifdef _WIN32
-    return (long long)GetTickCount64();
-#else
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-#endif
-}
 
 static inline int zs_poller_fail(int code)
 {

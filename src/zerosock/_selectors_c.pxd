@@ -42,13 +42,11 @@ cdef extern from "zs_poller.h" nogil:
     const int ZS_HAVE_POLL
     const int ZS_HAVE_SELECT
     const int ZS_PUBLIC_POLL
-    const int ZS_ERR_IS_WINSOCK
     const int ZS_EV_READ
     const int ZS_EV_WRITE
     const int ZS_ENOMEM
     const int ZS_EFDRANGE
 
-    long long zs_monotonic_ms()
     int zs_poller_available(int kind)
     int zs_poller_init(zs_poller *p, int kind, int flags)
     int zs_poller_fileno(const zs_poller *p)

@@ -5,7 +5,7 @@ fd-indexed key table.  Same API as ``_selectors_py``; the C-level API for the
 event loop is declared in ``_selectors_c.pxd``."""
 
 cimport cython
-from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
+from cpython.exc cimport PyErr_CheckSignals
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.long cimport PyLong_AsLongLong, PyLong_CheckExact, PyLong_FromLongLong
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
@@ -22,7 +22,7 @@ from types import MappingProxyType
 
 import selectors as _std
 
-from zerosock._shim cimport zs_last_error, zs_set_last_error, zs_sock_t, zs_startup
+from zerosock._shim cimport raise_os_error, zs_last_error, zs_monotonic, zs_sock_t, zs_startup
 from zerosock._selectors_shared import (
     CLOSED_MESSAGE, EVENT_READ, EVENT_WRITE, BaseSelector, SelectorKey, SelectorMapping,
 )
@@ -64,11 +64,7 @@ cdef int _raise_os_error(int err) except -1:
         raise MemoryError()
     if err == ZS_EFDRANGE:
         raise ValueError("filedescriptor out of range in select()")
-    if ZS_ERR_IS_WINSOCK:
-        raise OSError(0, "socket error", None, err)
-    zs_set_last_error(err)
-    PyErr_SetFromErrno(OSError)
-    return -1
+    return raise_os_error(err)
 
 
 cdef int timeout_to_ms(object timeout) except? -2:
@@ -178,7 +174,7 @@ cdef class Poller:
         ``self.ready``.  Retries EINTR with the remaining time after running
         signal handlers (PEP 475); releases the GIL only when it may block."""
         cdef int cap, n, err
-        cdef long long deadline = 0
+        cdef double deadline = 0.0
         cdef zs_event *grown
         if not self.poller.open:
             raise ValueError(CLOSED_MESSAGE)
@@ -192,7 +188,7 @@ cdef class Poller:
             self.ready = grown
             self.ready_cap = cap
         if timeout_ms > 0:
-            deadline = zs_monotonic_ms() + timeout_ms
+            deadline = zs_monotonic() + timeout_ms / 1000.0
         self.waiting = True
         try:
             while True:
@@ -212,7 +208,8 @@ cdef class Poller:
                     _raise_os_error(err)
                 PyErr_CheckSignals()
                 if timeout_ms > 0:
-                    timeout_ms = <int>max(deadline - zs_monotonic_ms(), 0)
+                    # What is left, rounded up; 0 polls once more without waiting.
+                    timeout_ms = <int>max(ceil((deadline - zs_monotonic()) * 1000.0), 0.0)
         finally:
             self.waiting = False
         if not self.poller.open:
