@@ -767,3 +767,92 @@ def test_edge_triggered_poller_at_the_c_level(sel_mod, pair):
         assert s.select(0) == []
         wr.send(b"y")
         assert s.select(0) == [(key, EVENT_READ)]
+
+
+# -- the two backends against each other ----------------------------------------
+
+def _outcome(call):
+    try:
+        result = call()
+    except Exception as exc:  # compared by type: messages may differ
+        return ("raised", type(exc).__name__)
+    if isinstance(result, list):
+        return ("ready", sorted((key.fd, key.events, key.data, events) for key, events in result))
+    if isinstance(result, tuple):
+        return ("key", (result.fd, result.events, result.data))
+    return ("value", result)
+
+
+def test_backends_agree_on_random_operations(zs):
+    """Random register/modify/unregister/select/close sequences give the same
+    results and exceptions on the C and Python backends (and the stdlib where
+    neither differs from it on purpose)."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    from zerosock import _compat
+
+    c_mod = _compat.load_backend("c").selectors if zs.BACKEND == "c" else None
+    if c_mod is None:
+        pytest.skip("compares the C backend with the Python one")
+    py_mod = _compat.load_backend("python").selectors
+
+    op = st.one_of(
+        st.tuples(st.just("register"), st.integers(0, 3), st.sampled_from([0, 1, 2, 3, 4]),
+                  st.sampled_from([None, "a", 1])),
+        st.tuples(st.just("modify"), st.integers(0, 3), st.sampled_from([0, 1, 2, 3]),
+                  st.sampled_from([None, "a", 1])),
+        st.tuples(st.just("unregister"), st.integers(0, 3)),
+        st.tuples(st.just("get_key"), st.integers(0, 3)),
+        st.tuples(st.just("select")),
+        st.tuples(st.just("send"), st.integers(0, 1)),
+        st.tuples(st.just("drain"), st.integers(0, 1)),
+        st.tuples(st.just("close")),
+    )
+
+    @hypothesis.settings(max_examples=150, deadline=None)
+    @hypothesis.given(ops=st.lists(op, max_size=25),
+                      name=st.sampled_from([n for n in CLASSES if hasattr(c_mod, n)]))
+    def run(ops, name):
+        traces = []
+        for module in (c_mod, py_mod):
+            pairs = [socket.socketpair() for _ in range(2)]
+            fileobjs = [pairs[0][0], pairs[1][0], pairs[0][1].fileno(), pairs[1][1]]
+            trace = []
+            sel = getattr(module, name)()
+            try:
+                for kind, *args in ops:
+                    if kind == "register":
+                        trace.append(_outcome(lambda: sel.register(fileobjs[args[0]], args[1], args[2])))
+                    elif kind == "modify":
+                        trace.append(_outcome(lambda: sel.modify(fileobjs[args[0]], args[1], args[2])))
+                    elif kind == "unregister":
+                        trace.append(_outcome(lambda: sel.unregister(fileobjs[args[0]])))
+                    elif kind == "get_key":
+                        trace.append(_outcome(lambda: sel.get_key(fileobjs[args[0]])))
+                    elif kind == "select":
+                        trace.append(_outcome(lambda: sel.select(0)))
+                    elif kind == "send":
+                        pairs[args[0]][1].send(b"x")
+                    elif kind == "drain":
+                        pairs[args[0]][0].setblocking(False)
+                        try:
+                            pairs[args[0]][0].recv(100)
+                        except BlockingIOError:
+                            pass
+                    elif kind == "close":
+                        sel.close()
+                mapping = sel.get_map()
+                trace.append(None if mapping is None else sorted(mapping))
+            finally:
+                sel.close()
+                for a, b in pairs:
+                    a.close()
+                    b.close()
+            traces.append(trace)
+        assert traces[0] == traces[1]
+        _runs.append(len(ops))
+
+    _runs = []
+    run()
+    assert len(_runs) > 50
