@@ -13,7 +13,6 @@ from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_SET_ITEM
 from cpython.float cimport PyFloat_AsDouble
-from libc.errno cimport EINTR
 from libc.limits cimport INT_MAX
 from libc.math cimport ceil
 from libc.string cimport memset
@@ -22,7 +21,9 @@ from types import MappingProxyType
 
 import selectors as _std
 
-from zerosock._shim cimport raise_os_error, zs_last_error, zs_monotonic, zs_sock_t, zs_startup
+from zerosock._shim cimport (
+    ZS_EINTR, raise_os_error, zs_last_error, zs_monotonic, zs_sock_t, zs_startup,
+)
 from zerosock._selectors_shared import (
     CLOSED_MESSAGE, EVENT_READ, EVENT_WRITE, BaseSelector, SelectorKey, SelectorMapping,
 )
@@ -95,14 +96,15 @@ cdef long long _fileobj_to_fd(object fileobj) except -1:
     """The standard library's ``_fileobj_to_fd``: an int, or ``int(fileobj.fileno())``."""
     cdef long long fd
     if isinstance(fileobj, int):
-        fd = _fd_value(fileobj)
+        number = fileobj
     else:
         try:
-            fd = _fd_value(int(fileobj.fileno()))
+            number = int(fileobj.fileno())
         except (AttributeError, TypeError, ValueError):
             raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    fd = _fd_value(number)
     if fd < 0:
-        raise ValueError(f"Invalid file descriptor: {fd}")
+        raise ValueError(f"Invalid file descriptor: {number}")
     return fd
 
 
@@ -204,7 +206,7 @@ cdef class Poller:
                 err = zs_last_error()
                 if not self.poller.open:
                     return 0  # closed by another thread while waiting
-                if err != EINTR:
+                if err != ZS_EINTR:
                     _raise_os_error(err)
                 PyErr_CheckSignals()
                 if timeout_ms > 0:
@@ -354,6 +356,8 @@ cdef class Selector:
         cdef zs_sock_t sock
         if self._closed:
             raise ValueError(CLOSED_MESSAGE)
+        if fd < 0:
+            raise ValueError(f"Invalid file descriptor: {fd}")
         sock = _as_sock(fd)
         if self.key_for_fd(sock) != NULL:
             raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
@@ -382,7 +386,7 @@ cdef class Selector:
         key = <object>found
         old = self.interest_of(<zs_sock_t>fd)
         self._set_slot(fd, NULL, 0)
-        del self._keys[key.fd]
+        del self._keys[(<tuple>key)[1]]
         if self._native is not None:
             # Fails harmlessly when the descriptor was closed since registration.
             zs_poller_del(&self._native.poller, <zs_sock_t>fd, old)
