@@ -856,3 +856,57 @@ def test_backends_agree_on_random_operations(zs):
     _runs = []
     run()
     assert len(_runs) > 50
+
+
+_LEAK_SCRIPT = r"""
+import os, socket, sys
+sys.path.insert(0, sys.argv[1])
+from zerosock import _compat
+selectors = _compat.load_backend(sys.argv[2]).selectors
+
+def rss_kib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+pairs = [socket.socketpair() for _ in range(20)]
+for a, b in pairs[::2]:
+    b.send(b"x")
+
+def cycle():
+    for name in ("DefaultSelector", "SelectSelector", "PollSelector"):
+        with getattr(selectors, name)() as s:
+            for a, b in pairs:
+                s.register(a, 1, [a])
+                s.register(b, 2)
+            s.select(0)
+            s.modify(pairs[0][0], 3, "x")
+            for a, b in pairs[1:]:
+                s.unregister(a)
+            try:
+                s.register(pairs[0][0], 1)
+            except KeyError:
+                pass
+            try:
+                s.register(-1, 1)
+            except ValueError:
+                pass
+
+for _ in range(300):
+    cycle()
+before = rss_kib()
+for _ in range(3000):
+    cycle()
+print(rss_kib() - before)
+"""
+
+
+@pytest.mark.leaks
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads /proc/self/statm")
+def test_no_memory_growth_in_a_subprocess(zs):
+    out = subprocess.run(
+        [sys.executable, "-c", _LEAK_SCRIPT, str(HERE.parent / "src"), zs.BACKEND],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    growth_kib = int(out.strip())
+    # 3,000 cycles of 120 registrations: leaking one key per registration
+    # would be tens of MiB, one small tuple per cycle about 200 KiB.
+    assert growth_kib < 160, growth_kib
