@@ -685,6 +685,32 @@ def test_concurrent_select_is_refused_in_c(sel_mod, pair):
         assert result and result[0][0][1] == EVENT_READ
 
 
+def test_asyncio_runs_on_it(sel_mod):
+    """The stdlib event loop over a zerosock selector: a stream echo round trip."""
+    import asyncio
+
+    async def main():
+        async def echo(reader, writer):
+            writer.write(await reader.readexactly(5))
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        async with server:
+            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+            writer.write(b"hello")
+            assert await reader.read() == b"hello"
+            writer.close()
+            await writer.wait_closed()
+
+    loop = asyncio.SelectorEventLoop(sel_mod.DefaultSelector())
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), 10))
+    finally:
+        loop.close()
+
+
 # -- references ----------------------------------------------------------------
 
 def test_no_references_leak(sel_mod):
