@@ -941,3 +941,77 @@ def test_no_memory_growth_in_a_subprocess(zs):
     # 3,000 cycles of 120 registrations: leaking one key per registration
     # would be tens of MiB, one small tuple per cycle about 200 KiB.
     assert growth_kib < 160, growth_kib
+
+
+# -- the C-level API ------------------------------------------------------------
+
+_PXD_USER = r'''
+# cython: language_level=3
+from cpython.object cimport PyObject
+from zerosock._selectors_c cimport Selector, zs_event, timeout_to_ms
+
+def dispatch(sel_obj, timeout):
+    """What an event loop does: poll, then walk the ready array in C."""
+    cdef Selector sel = <Selector?>sel_obj
+    cdef int n = sel.poll_ms(timeout_to_ms(timeout))
+    cdef int i
+    cdef zs_event ev
+    cdef PyObject *data
+    out = []
+    for i in range(n):
+        ev = sel.ready_event(i)
+        data = sel.data_for_fd(ev.fd)
+        if data != NULL:
+            out.append((<object>data, ev.events & sel.interest_of(ev.fd)))
+    return out
+
+def churn(sel_obj, int fd):
+    cdef Selector sel = <Selector?>sel_obj
+    first = sel.register_fd(fd, fd, 1, "registered")
+    second = sel.modify_fd(fd, 3, "modified")
+    return first, second, sel.unregister_fd(fd), sel.unregister_fd(fd)
+'''
+
+_PXD_BUILD = r'''
+import sys
+from setuptools import Extension, setup
+from Cython.Build import cythonize
+csrc, src = sys.argv.pop(1), sys.argv.pop(1)
+setup(ext_modules=cythonize(
+    [Extension("pxd_user", ["pxd_user.pyx"], include_dirs=[csrc])],
+    include_path=[src], quiet=True), script_args=["build_ext", "--inplace", "-q"])
+'''
+
+
+def test_c_level_api_from_another_extension(zs, tmp_path, pair):
+    """The .pxd the event loop builds on compiles in another module and works."""
+    if zs.BACKEND != "c":
+        pytest.skip("C-level API")
+    pytest.importorskip("Cython")
+    src = HERE.parent / "src"
+    (tmp_path / "pxd_user.pyx").write_text(_PXD_USER)
+    (tmp_path / "build.py").write_text(_PXD_BUILD)
+    build = subprocess.run([sys.executable, "build.py", str(HERE.parent / "csrc"), str(src)],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    if build.returncode != 0:
+        pytest.fail(f"building against _selectors_c.pxd failed:\n{build.stderr[-3000:]}")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import pxd_user
+    finally:
+        sys.path.remove(str(tmp_path))
+
+    rd, wr = pair
+    other_a, other_b = socket.socketpair()
+    with zs.selectors.DefaultSelector() as sel, other_a, other_b:
+        sel.register(rd, EVENT_READ, "reader")
+        sel.register(wr, EVENT_WRITE, "writer")
+        assert pxd_user.dispatch(sel, 0) == [("writer", EVENT_WRITE)]
+        wr.send(b"x")
+        assert sorted(pxd_user.dispatch(sel, 1)) == [("reader", EVENT_READ), ("writer", EVENT_WRITE)]
+        first, second, gone, again = pxd_user.churn(sel, other_a.fileno())
+        assert first.data == "registered" and second.events == 3 and second.data == "modified"
+        assert gone == second and again is None
+        sel.close()
+        with pytest.raises(ValueError):
+            pxd_user.dispatch(sel, 0)
