@@ -933,6 +933,8 @@ print(rss_kib() - before)
 
 @pytest.mark.leaks
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads /proc/self/statm")
+@pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="AddressSanitizer's quarantine holds freed memory")
 def test_no_memory_growth_in_a_subprocess(zs):
     out = subprocess.run(
         [sys.executable, "-c", _LEAK_SCRIPT, str(HERE.parent / "src"), zs.BACKEND],
