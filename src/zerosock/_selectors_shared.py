@@ -19,12 +19,6 @@ EVENT_WRITE: int = _std.EVENT_WRITE
 CLOSED_MESSAGE = "I/O operation on closed selector"
 
 
-def check_events(events: Any) -> None:
-    """Raise ValueError unless ``events`` is a non-empty mask of EVENT_READ|EVENT_WRITE."""
-    if (not events) or (events & ~(EVENT_READ | EVENT_WRITE)):
-        raise ValueError(f"Invalid events: {events!r}")
-
-
 class _KeyedSelector(Protocol):
     @property
     def _fd_to_key(self) -> "Mapping[int, _std.SelectorKey]": ...
