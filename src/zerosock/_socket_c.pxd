@@ -28,9 +28,10 @@ cdef class Socket:
     cdef bint _batch_busy
     cdef object __weakref__
 
-    cdef int _check_open(self) except -1
-    cdef int _retry_or_raise(self, int err, int writing, double *deadline) except -1
-    cdef int _wait(self, int writing, double deadline) except -1
+    cdef bint _probe_first(self, int flags) noexcept
+    cdef int _check_open(self) noexcept
+    cdef int _retry_or_raise(self, int err, int writing, double *deadline) noexcept
+    cdef int _wait(self, int writing, double deadline) noexcept
     cdef int _set_timeout(self, double timeout) except -1
     cdef int _apply_default_timeout(self) except -1
     cdef object _peer(self, sockaddr_storage *addr, zs_socklen_t addrlen)
