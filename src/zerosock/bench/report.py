@@ -1,0 +1,207 @@
+"""Output of a benchmark run: the terminal table, the JSON document and the plot."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional, Sequence, TextIO
+
+from .contenders import BASELINES, CONTENDERS
+from .machine import summary_lines
+from .runner import Cell, format_size
+
+SCHEMA = 1
+
+
+def _num(value: Optional[float], digits: int = 1, width: int = 9) -> str:
+    if value is None:
+        return "-".rjust(width)
+    return f"{value:,.{digits}f}".rjust(width)
+
+
+def _ratio(value: Optional[float]) -> str:
+    return "-".rjust(8) if value is None else f"{value:.2f}".rjust(8)
+
+
+def _pct(value: Optional[float], width: int = 7) -> str:
+    return "-".rjust(width) if value is None else f"{value:.0%}".rjust(width)
+
+
+def rate_unit(cell: Cell) -> str:
+    return {"echo": "req/s", "stream": "MiB/s", "udp": "dgram/s"}[cell.workload]
+
+
+def format_cell(cell: Cell, rows: List[Dict[str, Any]], repeats: int) -> str:
+    unit = rate_unit(cell)
+    name_width = max([len("contender")] + [len(r["contender"]) for r in rows])
+    head = (f"{'contender':<{name_width}} {unit:>11} {'±':>6} {'p50 µs':>9} {'p99 µs':>9} "
+            f"{'CPU µs/' + cell.unit:>13} {'srv CPU':>7} {'gen CPU':>7} "
+            f"{'×asyncio':>8} {'×uvloop':>8}  note")
+    runs = "1 run" if repeats == 1 else f"median of {repeats} runs, ± half their range"
+    lines = [f"{cell.label}  ({runs}; × = throughput ratio)", head, "-" * len(head)]
+    for row in rows:
+        name = f"{row['contender']:<{name_width}}"
+        if row["status"] != "ok":
+            label = {"skipped": "skipped", "failed": "FAILED", "not run": "not run"}.get(
+                row["status"], row["status"].upper())
+            lines.append(f"{name} {label:>11}  {row.get('note') or ''}")
+            continue
+        digits = 0 if cell.workload != "stream" else 1
+        lines.append(
+            f"{name} {_num(row['rate'], digits, 11)} {_pct(row.get('spread'), 6) if repeats > 1 else '-'.rjust(6)}"
+            f" {_num(row.get('p50_us'))} {_num(row.get('p99_us'))}"
+            f" {_num(row.get('cpu_per_op_us'), 2, 13)} {_pct(row.get('server_cpu_util'))}"
+            f" {_pct(row.get('gen_cpu_util'))}"
+            f" {_ratio(row.get('vs_asyncio'))} {_ratio(row.get('vs_uvloop'))}"
+            f"  {row.get('note') or ''}".rstrip())
+    return "\n".join(lines)
+
+
+def format_instructions(cell: Cell, rows: List[Dict[str, Any]]) -> str:
+    counts = rows[0]["requests"] if rows else [0, 0]
+    lines = [f"{cell.label}: user-space instructions and syscalls per {cell.unit} "
+             f"(difference of runs of {counts[0]:,} and {counts[1]:,})"]
+    name_width = max([len("contender")] + [len(r["contender"]) for r in rows])
+    head = (f"{'contender':<{name_width}} {'instr/' + cell.unit:>12} {'×asyncio':>8} {'×uvloop':>8}"
+            f" {'syscalls/' + cell.unit:>14}  syscalls")
+    lines += [head, "-" * len(head)]
+    by_name = {r["contender"]: r for r in rows}
+    for row in rows:
+        instr = row.get("instructions_per_op")
+        ratios = []
+        for base in ("asyncio", "uvloop"):
+            ref = by_name.get(BASELINES[base], {}).get("instructions_per_op")
+            ratios.append(instr / ref if instr is not None and ref else None)
+        syscalls = row.get("syscalls_per_op")
+        top = ", ".join(f"{k} {v:.2f}" for k, v in list(row.get("syscalls_by_name", {}).items())[:4])
+        errors = "; ".join(row[k] for k in ("instructions_error", "syscalls_error", "error")
+                           if row.get(k))
+        lines.append(
+            f"{row['contender']:<{name_width}} {_num(instr, 0, 12)} {_ratio(ratios[0])}"
+            f" {_ratio(ratios[1])} {_num(syscalls, 2, 14)}  {top}{'  ' + errors if errors else ''}"
+            .rstrip())
+    return "\n".join(lines)
+
+
+def format_report(doc: Dict[str, Any]) -> str:
+    out = ["zerosock.bench — " + doc["machine"]["date"]]
+    out += ["  " + line for line in summary_lines(doc["machine"])]
+    repeats = doc["settings"]["repeats"]
+    for cell_doc in doc["cells"]:
+        cell = Cell(cell_doc["workload"], cell_doc["size"], cell_doc["connections"])
+        out += ["", format_cell(cell, cell_doc["rows"], repeats)]
+    for item in doc.get("instructions", []):
+        cell = Cell(item["workload"], item["size"], item["connections"])
+        out += ["", format_instructions(cell, item["rows"])]
+    notes = []
+    if any(r.get("gen_saturated") for c in doc["cells"] for r in c["rows"]):
+        notes.append("generator busy: the load generator's own CPU was over 90% busy, so that "
+                     "figure may be capped by it; compare CPU µs per request instead.")
+    if doc["machine"].get("load_generator") == "python":
+        notes.append("The Python load generator is in use (no C extension): throughput and "
+                     "latency measure the generator more than the servers.")
+    notes.append("CPU µs/req: the server process's user+system time over the measured window "
+                 "divided by the requests it served (lower is better); srv/gen CPU: how busy "
+                 "the server and the load generator were.")
+    if doc.get("interrupted"):
+        notes.append("Interrupted: the tables show what was measured before Ctrl-C.")
+    out += [""] + ["* " + n for n in notes]
+    return "\n".join(out)
+
+
+def write_report(doc: Dict[str, Any], stream: TextIO) -> None:
+    stream.write(format_report(doc) + "\n")
+    stream.flush()
+
+
+def dump_json(doc: Dict[str, Any], stream: TextIO) -> None:
+    json.dump(doc, stream, indent=2, sort_keys=False)
+    stream.write("\n")
+
+
+def cell_doc(cell: Cell, rows: List[Dict[str, Any]],
+             runs: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Any]:
+    return {"workload": cell.workload, "size": cell.size, "connections": cell.connections,
+            "label": cell.label, "rate_unit": rate_unit(cell), "unit": cell.unit,
+            "rows": rows, "runs": runs}
+
+
+# ------------------------------------------------------------ plot
+
+_LIBRARY_COLOURS = {
+    "stdlib": ["#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08519c"],
+    "uvloop": ["#fdae6b", "#fd8d3c", "#e6550d"],
+    "zerosock": ["#a1d99b", "#74c476", "#41ab5d", "#238b45", "#006d2c"],
+    "c": ["#636363"],
+    "test": ["#de2d26"],
+}
+
+
+def _colours(names: Sequence[str]) -> Dict[str, str]:
+    used: Dict[str, int] = {}
+    colours = {}
+    for name in names:
+        library = CONTENDERS[name].library if name in CONTENDERS else "test"
+        palette = _LIBRARY_COLOURS.get(library, ["#888888"])
+        colours[name] = palette[used.get(library, 0) % len(palette)]
+        used[library] = used.get(library, 0) + 1
+    return colours
+
+
+def plot(doc: Dict[str, Any], path: str) -> Optional[str]:
+    """Write a grouped bar chart; returns a note instead when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: no plot (pip install 'zerosock[bench]')"
+    cells = [c for c in doc["cells"] if any(r.get("rate") for r in c["rows"])]
+    if not cells:
+        return "nothing was measured: no plot"
+    names: List[str] = []
+    for c in cells:
+        for r in c["rows"]:
+            if r.get("rate") and r["contender"] not in names:
+                names.append(r["contender"])
+    colours = _colours(names)
+    base_name = BASELINES["asyncio"]
+    fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.1 * len(cells) * max(1, len(names)) / 4 + 4),
+                                            8.5), sharex=True)
+    width = 0.8 / max(1, len(names))
+    for panel, (ax, key, title) in enumerate(zip(
+            axes, ("rate", "cpu_per_op_us"),
+            ("Throughput, relative to stdlib asyncio (Protocol) — higher is better",
+             "Server CPU time per request, relative to stdlib asyncio (Protocol) — lower is better"))):
+        for i, name in enumerate(names):
+            xs, ys = [], []
+            for j, c in enumerate(cells):
+                rows = {r["contender"]: r for r in c["rows"]}
+                row, base = rows.get(name), rows.get(base_name)
+                if not row or row.get(key) is None:
+                    continue
+                ref = base.get(key) if base else None
+                if not ref:  # no asyncio figure in this cell: the fastest one is 1.0
+                    candidates = [r[key] for r in c["rows"] if r.get(key)]
+                    ref = max(candidates) if key == "rate" else min(candidates)
+                xs.append(j + (i - (len(names) - 1) / 2) * width)
+                ys.append(row[key] / ref)
+            ax.bar(xs, ys, width * 0.95, color=colours[name], label=name if panel == 0 else None)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("× stdlib asyncio")
+        ax.grid(axis="y", alpha=0.3)
+    axes[-1].set_xticks(range(len(cells)))
+    axes[-1].set_xticklabels([c["label"].replace(", ", "\n") for c in cells], fontsize=8)
+    fig.legend(loc="center right", fontsize=8, frameon=False)
+    lines = summary_lines(doc["machine"])
+    fig.suptitle("zerosock.bench — " + doc["settings"].get("title", "echo, stream and UDP servers"),
+                 fontsize=12)
+    fig.text(0.01, 0.005, "\n".join(lines), fontsize=7, color="#444444", va="bottom")
+    fig.tight_layout(rect=(0, 0.05, 0.84, 0.96))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None
+
+
+__all__ = ["SCHEMA", "cell_doc", "dump_json", "format_report", "plot", "write_report",
+           "format_size"]
