@@ -17,7 +17,7 @@ import os
 import socket
 import sys
 import threading
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 BUF = 256 * 1024
 STOP_FD = 0
@@ -363,7 +363,7 @@ def serve(config: Dict[str, Any]) -> None:
         raise SystemExit(f"ERROR unknown contender {name!r}")
 
 
-def main(argv: list) -> None:
+def main(argv: List[str]) -> None:
     config = json.loads(argv[1])
     cpu = config.get("cpu")
     if cpu is not None and hasattr(os, "sched_setaffinity"):

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence, TextIO
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from . import report, runner
 from .contenders import CONTENDERS, GROUPS, WORKLOADS, resolve, unavailable_reason
@@ -334,7 +334,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
 
 
 def run_instructions(names: Sequence[str], cells: Sequence[Cell], settings: Settings,
-                     generator: Any, counts: tuple, stderr: TextIO,
+                     generator: Any, counts: Tuple[int, int], stderr: TextIO,
                      show: bool) -> List[Dict[str, Any]]:
     tools = runner.instruction_tools()
     if not any(tools.values()):

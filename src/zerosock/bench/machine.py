@@ -6,7 +6,7 @@ import datetime
 import os
 import platform
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 
 def _read(path: str) -> Optional[str]:
@@ -81,7 +81,7 @@ def describe(generator: str = "c", pinning: str = "") -> Dict[str, Any]:
     }
 
 
-def summary_lines(desc: Dict[str, Any]) -> list:
+def summary_lines(desc: Dict[str, Any]) -> List[str]:
     """Two short lines for a terminal, a plot or a README."""
     cpus = f"{desc['logical_cpus']} logical CPUs"
     if desc.get("usable_cpus") and desc["usable_cpus"] != desc["logical_cpus"]:

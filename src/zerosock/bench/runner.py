@@ -110,7 +110,7 @@ class ServerProcess:
         self.wrapper = list(wrapper)
         self.ready_timeout = ready_timeout
         self.env = env
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: Optional["subprocess.Popen[bytes]"] = None
         self._stderr: Optional[IO[bytes]] = None
 
     def start(self) -> "ServerProcess":
