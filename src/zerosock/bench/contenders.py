@@ -129,5 +129,5 @@ def backend_note(name: str) -> Optional[str]:
         return None
     import zerosock
     if zerosock.BACKEND != "c":
-        return "pure-Python backend: the C extension is not built"
+        return "pure-Python backend (no C extension, or ZEROSOCK_PURE_PYTHON set)"
     return None

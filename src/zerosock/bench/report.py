@@ -19,7 +19,10 @@ def _num(value: Optional[float], digits: int = 1, width: int = 9) -> str:
 
 
 def _ratio(value: Optional[float]) -> str:
-    return "-".rjust(8) if value is None else f"{value:.2f}".rjust(8)
+    if value is None:
+        return "-".rjust(8)
+    text = f"{value:.3f}" if value < 0.1 else f"{value:.1f}" if value >= 100 else f"{value:.2f}"
+    return text.rjust(8)
 
 
 def _pct(value: Optional[float], width: int = 7) -> str:
@@ -83,7 +86,7 @@ def format_instructions(cell: Cell, rows: List[Dict[str, Any]]) -> str:
 
 
 def format_report(doc: Dict[str, Any]) -> str:
-    out = ["zerosock.bench — " + doc["machine"]["date"]]
+    out = ["zerosock.bench"]
     out += ["  " + line for line in summary_lines(doc["machine"])]
     repeats = doc["settings"]["repeats"]
     for cell_doc in doc["cells"]:
@@ -97,11 +100,17 @@ def format_report(doc: Dict[str, Any]) -> str:
         notes.append("generator busy: the load generator's own CPU was over 90% busy, so that "
                      "figure may be capped by it; compare CPU µs per request instead.")
     if doc["machine"].get("load_generator") == "python":
-        notes.append("The Python load generator is in use (no C extension): throughput and "
+        notes.append("The Python load generator is in use (no C extension, or ZEROSOCK_PURE_PYTHON "
+                     "set): throughput and "
                      "latency measure the generator more than the servers.")
-    notes.append("CPU µs/req: the server process's user+system time over the measured window "
-                 "divided by the requests it served (lower is better); srv/gen CPU: how busy "
-                 "the server and the load generator were.")
+    if doc["cells"]:
+        notes.append("CPU µs/req: the server process's user+system time over the measured "
+                     "window divided by the requests it served (lower is better); srv/gen CPU: "
+                     "how busy the server and the load generator were.")
+    if doc.get("instructions"):
+        notes.append("instr/req: user-space instructions of the server process (callgrind); "
+                     "syscalls/req: its system calls (strace -f); both the difference of two "
+                     "runs of different lengths, so start-up cancels and the figures repeat.")
     if doc.get("interrupted"):
         notes.append("Interrupted: the tables show what was measured before Ctrl-C.")
     out += [""] + ["* " + n for n in notes]

@@ -34,11 +34,15 @@ SATURATED = 0.90  # generator busier than this: its own core may cap the figure
 def generator_class(kind: str = "auto") -> Tuple[Any, str]:
     """The load generator class and its label: the C one unless absent or not asked for."""
     if kind in ("auto", "c"):
+        from zerosock import _compat
         try:
             from zerosock import _loadgen_c
-            if _loadgen_c.SUPPORTED:
+            if not _loadgen_c.SUPPORTED:
+                reason = "needs epoll (Linux)"
+            elif kind == "auto" and _compat.PURE_PYTHON_REQUESTED:
+                reason = "ZEROSOCK_PURE_PYTHON is set"
+            else:
                 return _loadgen_c.LoadGenerator, "c"
-            reason = "needs epoll (Linux)"
         except ImportError:
             reason = "the C extension is not built"
         if kind == "c":
