@@ -157,7 +157,12 @@ def _colours(names: Sequence[str]) -> Dict[str, str]:
 
 
 def plot(doc: Dict[str, Any], path: str) -> Optional[str]:
-    """Write a grouped bar chart; returns a note instead when matplotlib is missing."""
+    """Write a grouped bar chart; returns a note instead when matplotlib is missing.
+
+    Throughput and server CPU per request are drawn relative to stdlib asyncio
+    (Protocol) in each cell, so cells of very different scales read alike;
+    instruction counts, when measured, get a panel of their own.
+    """
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -165,48 +170,85 @@ def plot(doc: Dict[str, Any], path: str) -> Optional[str]:
     except ImportError:
         return "matplotlib is not installed: no plot (pip install 'zerosock[bench]')"
     cells = [c for c in doc["cells"] if any(r.get("rate") for r in c["rows"])]
-    if not cells:
+    instr = [(item, [r for r in item["rows"] if r.get("instructions_per_op")])
+             for item in doc.get("instructions", [])]
+    instr = [(item, rows) for item, rows in instr if rows]
+    if not cells and not instr:
         return "nothing was measured: no plot"
     names: List[str] = []
     for c in cells:
         for r in c["rows"]:
             if r.get("rate") and r["contender"] not in names:
                 names.append(r["contender"])
+    for _, rows in instr:
+        for r in rows:
+            if r["contender"] not in names:
+                names.append(r["contender"])
     colours = _colours(names)
+    panels = (2 if cells else 0) + len(instr)
+    width_in = max(9.0, 0.16 * len(cells) * max(1, len(names)) + 4)
+    fig = plt.figure(figsize=(width_in, 3.6 * panels + 1.2))
     base_name = BASELINES["asyncio"]
-    fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.1 * len(cells) * max(1, len(names)) / 4 + 4),
-                                            8.5), sharex=True)
-    width = 0.8 / max(1, len(names))
-    for panel, (ax, key, title) in enumerate(zip(
-            axes, ("rate", "cpu_per_op_us"),
-            ("Throughput, relative to stdlib asyncio (Protocol) — higher is better",
-             "Server CPU time per request, relative to stdlib asyncio (Protocol) — lower is better"))):
-        for i, name in enumerate(names):
-            xs, ys = [], []
-            for j, c in enumerate(cells):
-                rows = {r["contender"]: r for r in c["rows"]}
-                row, base = rows.get(name), rows.get(base_name)
-                if not row or row.get(key) is None:
-                    continue
-                ref = base.get(key) if base else None
-                if not ref:  # no asyncio figure in this cell: the fastest one is 1.0
-                    candidates = [r[key] for r in c["rows"] if r.get(key)]
-                    ref = max(candidates) if key == "rate" else min(candidates)
-                xs.append(j + (i - (len(names) - 1) / 2) * width)
-                ys.append(row[key] / ref)
-            ax.bar(xs, ys, width * 0.95, color=colours[name], label=name if panel == 0 else None)
-        ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_title(title, fontsize=10)
-        ax.set_ylabel("× stdlib asyncio")
-        ax.grid(axis="y", alpha=0.3)
-    axes[-1].set_xticks(range(len(cells)))
-    axes[-1].set_xticklabels([c["label"].replace(", ", "\n") for c in cells], fontsize=8)
-    fig.legend(loc="center right", fontsize=8, frameon=False)
-    lines = summary_lines(doc["machine"])
-    fig.suptitle("zerosock.bench — " + doc["settings"].get("title", "echo, stream and UDP servers"),
-                 fontsize=12)
-    fig.text(0.01, 0.005, "\n".join(lines), fontsize=7, color="#444444", va="bottom")
-    fig.tight_layout(rect=(0, 0.05, 0.84, 0.96))
+    axes = []
+    if cells:
+        width = 0.8 / max(1, len(names))
+        first = fig.add_subplot(panels, 1, 1)
+        second = fig.add_subplot(panels, 1, 2, sharex=first)
+        for panel, (ax, key, title) in enumerate(zip(
+                (first, second), ("rate", "cpu_per_op_us"),
+                ("Throughput relative to stdlib asyncio (Protocol): higher is better",
+                 "Server CPU time per request relative to stdlib asyncio (Protocol): "
+                 "lower is better"))):
+            for i, name in enumerate(names):
+                xs, ys = [], []
+                for j, c in enumerate(cells):
+                    rows = {r["contender"]: r for r in c["rows"]}
+                    row, base = rows.get(name), rows.get(base_name)
+                    if not row or row.get(key) is None:
+                        continue
+                    ref = base.get(key) if base else None
+                    if not ref:  # no asyncio figure in this cell: the best one is 1.0
+                        candidates = [r[key] for r in c["rows"] if r.get(key)]
+                        ref = max(candidates) if key == "rate" else min(candidates)
+                    xs.append(j + (i - (len(names) - 1) / 2) * width)
+                    ys.append(row[key] / ref)
+                ax.bar(xs, ys, width * 0.95, color=colours[name],
+                       label=name if panel == 0 else None)
+            ax.axhline(1.0, color="black", linewidth=0.8)
+            ax.set_title(title, fontsize=10)
+            ax.set_ylabel("× stdlib asyncio")
+            ax.grid(axis="y", alpha=0.3)
+        second.set_xticks(range(len(cells)))
+        second.set_xticklabels([c["label"].replace(", ", "\n") for c in cells], fontsize=8)
+        first.tick_params(labelbottom=False)
+        axes += [first, second]
+    for k, (item, rows) in enumerate(instr):
+        ax = fig.add_subplot(panels, 1, (2 if cells else 0) + k + 1)
+        labels = [r["contender"] for r in rows]
+        values = [r["instructions_per_op"] for r in rows]
+        ax.barh(range(len(rows)), values, color=[colours[n] for n in labels],
+                label=None if cells else None)
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        for y, r in enumerate(rows):
+            text = f" {r['instructions_per_op']:,.0f}"
+            if r.get("syscalls_per_op") is not None:
+                text += f"  ({r['syscalls_per_op']:.2f} syscalls)"
+            ax.text(r["instructions_per_op"], y, text, va="center", fontsize=7)
+        ax.set_xlim(right=max(values) * 8)
+        ax.set_title(f"{item['label']}: user-space instructions per request (callgrind, "
+                     "log scale): lower is better", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        axes.append(ax)
+    if cells:
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper right", fontsize=8, frameon=False)
+    fig.suptitle("zerosock.bench: echo, stream and UDP servers on one machine", fontsize=12)
+    fig.text(0.01, 0.005, "\n".join(summary_lines(doc["machine"])), fontsize=7,
+             color="#444444", va="bottom")
+    fig.tight_layout(rect=(0, 0.04, 0.86 if cells else 1.0, 0.97))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return None
