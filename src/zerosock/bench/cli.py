@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from . import report, runner
 from .contenders import CONTENDERS, GROUPS, WORKLOADS, resolve, unavailable_reason
-from .machine import describe
+from .machine import busy_before, describe
 from .runner import Cell, Settings, format_size
 
 DEFAULT_ECHO_CELLS = [(64, 10), (1024, 10), (16384, 10), (102400, 10), (1024, 1), (1024, 100)]
@@ -271,6 +271,9 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
     gen_cpu, server_cpu, pinning = runner.plan_cpus(not args.no_pin)
     settings.server_cpu = server_cpu
     machine = describe(generator_kind, pinning)  # before pinning narrows what we see
+    if not args.only_instructions and busy_before(machine):
+        stderr.write(f"zerosock.bench: note: the machine is busy (load average "
+                     f"{machine['load_average_before']}); throughput will be noisy\n")
     old_affinity = None
     if gen_cpu is not None:
         old_affinity = os.sched_getaffinity(0)

@@ -62,6 +62,10 @@ def describe(generator: str = "c", pinning: str = "") -> Dict[str, Any]:
             if line.startswith("MemTotal:"):
                 mem = round(int(line.split()[1]) / (1 << 20), 1)
     governor = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        load = None
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": _cpu_model(),
@@ -77,8 +81,16 @@ def describe(generator: str = "c", pinning: str = "") -> Dict[str, Any]:
         "uvloop": _version("uvloop"),
         "load_generator": generator,
         "pinning": pinning,
+        "load_average_before": load,
         "executable": sys.executable,
     }
+
+
+def busy_before(desc: Dict[str, Any]) -> bool:
+    """Whether other work was running when the benchmark started."""
+    load = desc.get("load_average_before")
+    cpus = desc.get("usable_cpus") or desc.get("logical_cpus") or 1
+    return load is not None and load > max(0.5, 0.25 * cpus)
 
 
 def summary_lines(desc: Dict[str, Any]) -> List[str]:

@@ -6,7 +6,7 @@ import json
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
 from .contenders import BASELINES, CONTENDERS
-from .machine import summary_lines
+from .machine import busy_before, summary_lines
 from .runner import Cell, format_size
 
 SCHEMA = 1
@@ -99,6 +99,12 @@ def format_report(doc: Dict[str, Any]) -> str:
     if any(r.get("gen_saturated") for c in doc["cells"] for r in c["rows"]):
         notes.append("generator busy: the load generator's own CPU was over 90% busy, so that "
                      "figure may be capped by it; compare CPU µs per request instead.")
+    if doc["cells"] and busy_before(doc["machine"]):
+        notes.append(f"The machine was busy before the run (load average "
+                     f"{doc['machine']['load_average_before']}): throughput and latency are "
+                     "noisy, and pinned processes cannot move away from the other work. "
+                     "A quiet machine, or --no-pin, gives steadier figures; CPU per request "
+                     "and --instructions are the least affected.")
     if doc["machine"].get("load_generator") == "python":
         notes.append("The Python load generator is in use (no C extension, or ZEROSOCK_PURE_PYTHON "
                      "set): throughput and "
