@@ -208,8 +208,8 @@ def plot(doc: Dict[str, Any], path: str) -> Optional[str]:
             for i, name in enumerate(names):
                 xs, ys = [], []
                 for j, c in enumerate(cells):
-                    rows = {r["contender"]: r for r in c["rows"]}
-                    row, base = rows.get(name), rows.get(base_name)
+                    by_name = {r["contender"]: r for r in c["rows"]}
+                    row, base = by_name.get(name), by_name.get(base_name)
                     if not row or row.get(key) is None:
                         continue
                     ref = base.get(key) if base else None
@@ -244,7 +244,8 @@ def plot(doc: Dict[str, Any], path: str) -> Optional[str]:
                 text += f"  ({r['syscalls_per_op']:.2f} syscalls)"
             ax.text(r["instructions_per_op"], y, text, va="center", fontsize=7)
         ax.set_xlim(right=max(values) * 8)
-        ax.set_title(f"{item['label']}: user-space instructions per request (callgrind, "
+        label = Cell(item["workload"], item["size"], item["connections"]).label
+        ax.set_title(f"{label}: user-space instructions per request (callgrind, "
                      "log scale): lower is better", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
         axes.append(ax)
