@@ -427,3 +427,25 @@ def test_instruction_and_syscall_parsers(tmp_path: Path) -> None:
         "100.00    0.001000           2       430        10 total\n")
     assert runner._strace_counts(str(strace)) == {"sendto": 200, "recvfrom": 210,
                                                   "epoll_wait": 20}
+
+
+def test_instructions_and_syscalls_per_request(tmp_path: Path) -> None:
+    tools = runner.instruction_tools()
+    if not any(tools.values()):
+        pytest.skip("neither valgrind nor strace is installed")
+    generator, _ = runner.generator_class("auto")
+    # the C reference server when it is built: its count is small and known
+    contender = "c-epoll" if not runner.unavailable_reason("c-epoll") else "stdlib-selectors"
+    cell = Cell("echo", 256, 2)
+    result = runner.measure_instructions(contender, cell, runner.Settings(), generator,
+                                         counts=(100, 600))
+    assert result["requests"] == [100, 600]
+    if tools["valgrind"]:
+        assert "instructions_error" not in result, result
+        limit = 2000 if contender == "c-epoll" else 200_000
+        assert 0 < result["instructions_per_op"] < limit
+    if tools["strace"]:
+        assert "syscalls_error" not in result, result
+        # at least a read and a write per request
+        assert result["syscalls_per_op"] >= 2 - 0.2
+        assert result["syscalls_by_name"]
