@@ -138,6 +138,19 @@ def test_json_to_stdout_keeps_the_table_on_stderr() -> None:
     assert "stdlib-threads" in err
 
 
+def test_unix_sockets(tmp_path: Path) -> None:
+    path = tmp_path / "unix.json"
+    status, out, err = run_cli("--host", "unix", "-c", "stdlib-selectors,asyncio-streams",
+                               "-w", "echo,stream,udp", "-s", "1k", "-n", "2",
+                               *TINY, "--json", str(path))
+    assert status == 0, err
+    doc = json.loads(path.read_text())
+    assert [c["workload"] for c in doc["cells"]] == ["echo", "stream"]  # no UDP over Unix
+    for cell in doc["cells"]:
+        assert all(r["status"] == "ok" for r in cell["rows"]), cell["rows"]
+    assert "Unix sockets" in out
+
+
 def test_crashing_contender_is_shown_and_the_run_goes_on() -> None:
     status, out, _ = run_cli("-c", "selftest-crash,stdlib-threads", "-w", "echo",
                              "-s", "64", "-n", "1", "-d", "0.3", "--warmup", "0.02", "-r", "1",

@@ -35,7 +35,14 @@ def _family(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _ready(port: int) -> None:
+def _is_unix(host: str) -> bool:
+    """A host that is a path names a Unix socket."""
+    return host.startswith("/")
+
+
+def _ready(sock: Any) -> None:
+    name = sock.getsockname()
+    port = name[1] if isinstance(name, tuple) else 0
     sys.stdout.write(f"READY {port}\n")
     sys.stdout.flush()
 
@@ -71,6 +78,17 @@ class _Net:
             self.create_server = socket.create_server
 
     def listener(self, workload: str, host: str, port: int) -> Any:
+        if _is_unix(host):
+            if workload == "udp":
+                raise OSError(f"UDP runs over IP loopback only, not a Unix socket ({host})")
+            sock = self.Socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(host)
+                sock.listen(1024)
+            except BaseException:
+                sock.close()
+                raise
+            return sock
         if workload == "udp":
             sock = self.Socket(_family(host), socket.SOCK_DGRAM)
             try:
@@ -126,7 +144,7 @@ def serve_threads(net: _Net, workload: str, host: str, port: int,
             n, address = recvfrom_into(buf)
             sendto(view[:n], address)
 
-    _ready(listener.getsockname()[1])
+    _ready(listener)
     threading.Thread(target=udp_loop if workload == "udp" else accept_loop, daemon=True).start()
     _wait_for_stop()
     _exit()
@@ -156,7 +174,7 @@ def serve_selectors(net: _Net, selectors_module: Any, workload: str, host: str,
     buf = bytearray(BUF)
     view = memoryview(buf)
     echo = workload == "echo"
-    _ready(listener.getsockname()[1])
+    _ready(listener)
 
     def drop(state: _ConnState) -> None:
         sel.unregister(state.conn)
@@ -298,15 +316,20 @@ def serve_asyncio(loop_factory: Callable[[], Any], style: str, workload: str, ho
         if workload == "udp":
             transport, _ = await loop.create_datagram_endpoint(
                 EchoDatagramProtocol, local_addr=(host, port), family=_family(host))
-            bound = transport.get_extra_info("sockname")[1]
+            _ready(transport.get_extra_info("socket"))
         elif style == "streams":
-            server = await asyncio.start_server(stream_handler, host, port, backlog=1024)
-            bound = server.sockets[0].getsockname()[1]
+            if _is_unix(host):
+                server = await asyncio.start_unix_server(stream_handler, host, backlog=1024)
+            else:
+                server = await asyncio.start_server(stream_handler, host, port, backlog=1024)
+            _ready(server.sockets[0])
         else:
             factory = EchoBufferedProtocol if style == "buffered" else EchoProtocol
-            server = await loop.create_server(factory, host, port, backlog=1024)
-            bound = server.sockets[0].getsockname()[1]
-        _ready(bound)
+            if _is_unix(host):
+                server = await loop.create_unix_server(factory, host, backlog=1024)
+            else:
+                server = await loop.create_server(factory, host, port, backlog=1024)
+            _ready(server.sockets[0])
         await stop
 
     loop = loop_factory()
@@ -322,7 +345,7 @@ def serve_c(workload: str, host: str, port: int) -> None:
     from zerosock import _loadgen_c
 
     listener = _Net("stdlib").listener(workload, host, port)
-    _ready(listener.getsockname()[1])
+    _ready(listener)
     _loadgen_c.serve(listener.fileno(), workload, STOP_FD)
     _exit()
 
@@ -374,9 +397,10 @@ def main(argv: List[str]) -> None:
     try:
         serve(config)
     except OSError as exc:
-        where = f"{config['host']}:{config.get('port', 0)}"
+        host = config["host"]
+        where = host if _is_unix(host) else f"{host}:{config.get('port', 0)}"
         if exc.errno == errno.EADDRINUSE or "in use" in str(exc):
-            message = f"port in use ({where})"
+            message = f"{'address' if _is_unix(host) else 'port'} in use ({where})"
         else:
             message = f"{exc} ({where})"
         sys.stdout.write(f"ERROR {message}\n")

@@ -86,6 +86,8 @@ def _non_negative(text: str) -> float:
 
 
 def _loopback(text: str) -> str:
+    if text == "unix":
+        return text
     host = "127.0.0.1" if text == "localhost" else text
     try:
         address = ipaddress.ip_address(host)
@@ -210,7 +212,7 @@ def build_cells(args: argparse.Namespace, workloads: Sequence[str]) -> List[Cell
         cells += [Cell("echo", s, n) for s, n in pairs]
     if "stream" in workloads:
         cells += [Cell("stream", args.stream_size, n) for n in args.stream_connections]
-    if "udp" in workloads:
+    if "udp" in workloads and args.host != "unix":
         sizes = [s for s in (args.sizes or [UDP_CELL[0]]) if 8 <= s <= 65507]
         conns = args.connections or [UDP_CELL[1]]
         cells += [Cell("udp", s, n) for s, n in itertools.product(sizes, conns)]
@@ -270,7 +272,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
 
     gen_cpu, server_cpu, pinning = runner.plan_cpus(not args.no_pin)
     settings.server_cpu = server_cpu
-    machine = describe(generator_kind, pinning)  # before pinning narrows what we see
+    machine = describe(generator_kind, pinning, settings.host)  # before pinning narrows what we see
     if not args.only_instructions and busy_before(machine):
         stderr.write(f"zerosock.bench: note: the machine is busy (load average "
                      f"{machine['load_average_before']}); throughput will be noisy\n")

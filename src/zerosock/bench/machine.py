@@ -51,7 +51,7 @@ def _version(module: str) -> Optional[str]:
         return None
 
 
-def describe(generator: str = "c", pinning: str = "") -> Dict[str, Any]:
+def describe(generator: str = "c", pinning: str = "", host: str = "127.0.0.1") -> Dict[str, Any]:
     """The machine, interpreter and libraries, as a JSON-ready dict."""
     import zerosock
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
@@ -81,6 +81,7 @@ def describe(generator: str = "c", pinning: str = "") -> Dict[str, Any]:
         "uvloop": _version("uvloop"),
         "load_generator": generator,
         "pinning": pinning,
+        "transport": "Unix sockets" if host == "unix" else f"loopback {host}",
         "load_average_before": load,
         "executable": sys.executable,
     }
@@ -105,5 +106,5 @@ def summary_lines(desc: Dict[str, Any]) -> List[str]:
     uvloop = f"uvloop {desc['uvloop']}" if desc.get("uvloop") else "uvloop not installed"
     second = (f"{desc['python']} · zerosock {desc['zerosock']} · {uvloop} · "
               f"{generator.get(desc['load_generator'], desc['load_generator'])} · "
-              f"{desc['pinning']} · {desc['date']}")
+              f"{desc.get('transport', 'loopback')} · {desc['pinning']} · {desc['date']}")
     return [first, second]

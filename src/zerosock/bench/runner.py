@@ -281,7 +281,7 @@ def plan_cpus(pin: bool) -> Tuple[Optional[int], Optional[int], str]:
 
 @dataclass
 class Settings:
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"   # or "unix": a Unix socket in a private directory
     port: int = 0
     duration: float = 0.5
     warmup: float = 0.2
@@ -289,18 +289,45 @@ class Settings:
     connect_timeout: float = 5.0
     server_cpu: Optional[int] = None
 
+    def server_host(self, contender: str) -> str:
+        """The address a server binds: the host, or a fresh Unix socket path."""
+        if self.host != "unix":
+            return self.host
+        directory = _unix_directory()
+        path = os.path.join(directory, f"{contender}.sock")
+        if os.path.exists(path):
+            os.unlink(path)
+        return path
+
+
+_UNIX_DIR: List[str] = []
+
+
+def _unix_directory() -> str:
+    if not _UNIX_DIR:
+        _UNIX_DIR.append(tempfile.mkdtemp(prefix="zerosock-bench-"))
+        atexit.register(shutil.rmtree, _UNIX_DIR[0], True)
+    return _UNIX_DIR[0]
+
+
+def generator_address(server: "ServerProcess") -> Any:
+    """What the load generator connects to: (host, port), or a Unix socket path."""
+    if server.host.startswith("/"):
+        return server.host
+    return (server.host, server.port)
+
 
 def run_one(contender: str, cell: Cell, settings: Settings, generator: Any) -> Dict[str, Any]:
     """One measured run of one contender in one cell; never raises for a
     server's failure, which is returned as ``status: failed``."""
     result: Dict[str, Any] = {"contender": contender, "status": "ok", "error": None}
-    server = ServerProcess(contender, cell.workload, settings.host, settings.port,
-                           cpu=settings.server_cpu)
+    server = ServerProcess(contender, cell.workload, settings.server_host(contender),
+                           settings.port, cpu=settings.server_cpu)
     gen = None
     try:
         server.start()
         mode = cell.workload
-        gen = generator(mode, (settings.host, server.port), cell.connections, cell.size)
+        gen = generator(mode, generator_address(server), cell.connections, cell.size)
         gen.connect(settings.connect_timeout)
         if settings.warmup > 0:
             gen.run(settings.warmup, drain=False)
@@ -490,12 +517,12 @@ def _counted_run(contender: str, cell: Cell, settings: Settings, generator: Any,
                  wrapper: List[str], requests: int) -> None:
     env = dict(os.environ)
     env["PYTHONHASHSEED"] = "0"  # the same hashing, so the same work, in both runs
-    server = ServerProcess(contender, cell.workload, settings.host, settings.port,
-                           wrapper=wrapper, ready_timeout=180.0, env=env)
+    server = ServerProcess(contender, cell.workload, settings.server_host(contender),
+                           settings.port, wrapper=wrapper, ready_timeout=180.0, env=env)
     gen = None
     try:
         server.start()
-        gen = generator(cell.workload, (settings.host, server.port), cell.connections, cell.size)
+        gen = generator(cell.workload, generator_address(server), cell.connections, cell.size)
         gen.connect(60.0)
         stats = gen.run(600.0, max_ops=requests, drain=True, drain_timeout=120.0)
         if stats["ops"] != requests:
