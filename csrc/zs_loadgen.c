@@ -290,9 +290,11 @@ int zs_lg_connect(zs_lg *lg, int timeout_ms)
         if (connect(c->fd, (struct sockaddr *)&lg->addr, lg->addrlen) == 0) {
             c->connected = 1;
             ev.events = EPOLLIN;
-        } else if (errno == EINPROGRESS || errno == EAGAIN) {
+        } else if (errno == EINPROGRESS) {
             ev.events = EPOLLOUT;
             pending++;
+        } else if (errno == EAGAIN && family == AF_UNIX) {
+            return lg_fail(lg, "connect (the server's listen backlog is full)", errno);
         } else {
             return lg_fail(lg, "connect", errno);
         }

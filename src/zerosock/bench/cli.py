@@ -128,8 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--full", action="store_true",
                       help="every echo size with every connection count")
     how = parser.add_argument_group("how to measure")
-    how.add_argument("-d", "--duration", type=_positive, help="measured seconds per run")
-    how.add_argument("--warmup", type=_non_negative, help="warm-up seconds before each run")
+    how.add_argument("-d", "--duration", type=_positive,
+                     help="measured seconds per run (default 0.5; --quick 0.3; --full 1)")
+    how.add_argument("--warmup", type=_non_negative,
+                     help="warm-up seconds before each run, on the same connections "
+                          "(default 0.2; --quick 0.1)")
     how.add_argument("-r", "--repeats", type=lambda t: _int_list(t, "repeats", 1, 100)[0],
                      help="runs of each contender per cell (default 3; --quick 1)")
     how.add_argument("--requests", type=lambda t: _int_list(t, "requests", 1, 10**12)[0],
@@ -139,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--no-pin", action="store_true",
                      help="do not pin the server and the generator to different CPUs")
     how.add_argument("--host", type=_loopback, default="127.0.0.1",
-                     help="loopback address to serve on: 127.0.0.1 (default) or ::1")
+                     help="where to serve: 127.0.0.1 (default), ::1, or 'unix' for Unix "
+                          "sockets in a private directory (no UDP then)")
     how.add_argument("--port", type=lambda t: _int_list(t, "port", 0, 65535)[0], default=0,
                      help="port for every server (default: a free one each time)")
     how.add_argument("--instructions", action="store_true",
