@@ -26,6 +26,7 @@ from ._common import LoadGenError
 from .contenders import CONTENDERS, backend_note, unavailable_reason
 
 SATURATED = 0.90  # generator busier than this: its own core may cap the figure
+STARVED = 0.75    # server and generator both less busy: the machine was doing other work
 
 
 # ------------------------------------------------------------ load generators
@@ -451,6 +452,9 @@ def summarize(cell: Cell, contenders: Sequence[str],
         row["gen_saturated"] = any(r.get("gen_saturated") for r in ok)
         if row["gen_saturated"]:
             notes.append("generator busy")
+        elif _both_idle(cell, row):
+            row["starved"] = True
+            notes.append("neither side busy: other work on the machine?")
         lost = sum(r.get("lost", 0) for r in ok)
         if lost:
             total = sum(r["ops"] for r in ok) + lost
@@ -462,6 +466,15 @@ def summarize(cell: Cell, contenders: Sequence[str],
         rows.append(row)
     _add_ratios(rows)
     return rows
+
+
+def _both_idle(cell: Cell, row: Dict[str, Any]) -> bool:
+    """With enough requests in flight one side of a closed loop is always
+    busy; when neither was, something else had the CPUs."""
+    if cell.workload != "stream" and cell.connections < 4:
+        return False
+    server, gen = row.get("server_cpu_util"), row.get("gen_cpu_util")
+    return server is not None and gen is not None and server < STARVED and gen < STARVED
 
 
 def _add_ratios(rows: List[Dict[str, Any]]) -> None:
