@@ -462,3 +462,15 @@ def test_instructions_and_syscalls_per_request(tmp_path: Path) -> None:
         # at least a read and a write per request
         assert result["syscalls_per_op"] >= 2 - 0.2
         assert result["syscalls_by_name"]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc")
+def test_process_cpu_counts_this_process() -> None:
+    before = runner.process_cpu(os.getpid())
+    end = time.process_time() + 0.05
+    while time.process_time() < end:
+        pass
+    after = runner.process_cpu(os.getpid())
+    spent = runner.cpu_between(before, after)
+    assert spent is not None and spent >= 0.04
+    assert runner.cpu_between(None, after) is None

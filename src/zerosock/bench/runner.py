@@ -194,8 +194,7 @@ class ServerProcess:
         last = text.splitlines()[-1]
         return f": {last[-limit:]}"
 
-    def cpu_snapshot(self) -> Optional[Tuple[Tuple[int, ...], int, float]]:
-        """(task ids, CPU ns summed over the tasks' schedstat, user+system s from stat)."""
+    def cpu_snapshot(self) -> Optional[CpuSnapshot]:
         return process_cpu(self.pid)
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -232,14 +231,22 @@ class ServerProcess:
             self._stderr = None
 
 
-def process_cpu(pid: int) -> Optional[Tuple[Tuple[int, ...], int, float]]:
-    """A process's CPU time: nanosecond schedstat per live thread, and the
-    tick-resolution user+system total that also keeps threads gone since."""
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """A process's CPU time at one moment."""
+    tids: Tuple[int, ...]   # its threads then
+    sched_ns: int           # their schedstat run time summed, ns (-1: unreadable)
+    user: float             # user seconds from /proc/PID/stat, clock-tick resolution,
+    system: float           # which also keeps the time of threads gone since
+
+
+def process_cpu(pid: int) -> Optional[CpuSnapshot]:
+    """Read a process's CPU time from /proc (None where there is no /proc)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")
-        total = (int(fields[11]) + int(fields[12])) / ticks
+        user, system = int(fields[11]) / ticks, int(fields[12]) / ticks
         tids = tuple(sorted(int(t) for t in os.listdir(f"/proc/{pid}/task")))
         ns = 0
         for tid in tids:
@@ -247,21 +254,21 @@ def process_cpu(pid: int) -> Optional[Tuple[Tuple[int, ...], int, float]]:
                 with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
                     ns += int(f.read().split()[0])
             except (OSError, ValueError, IndexError):
-                return tids, -1, total
-        return tids, ns, total
+                ns = -1
+                break
+        return CpuSnapshot(tids, ns, user, system)
     except (OSError, ValueError, IndexError):
         return None
 
 
-def cpu_between(before: Optional[Tuple[Tuple[int, ...], int, float]],
-                after: Optional[Tuple[Tuple[int, ...], int, float]]) -> Optional[float]:
-    """Seconds of CPU between two snapshots: schedstat when the same threads
-    lived through the window, else the coarser stat figure."""
+def cpu_between(before: Optional[CpuSnapshot], after: Optional[CpuSnapshot]) -> Optional[float]:
+    """Seconds of CPU between two snapshots: schedstat's nanoseconds when the
+    same threads lived through the window, else the coarser stat figure."""
     if before is None or after is None:
         return None
-    if before[0] == after[0] and before[1] >= 0 and after[1] >= 0:
-        return (after[1] - before[1]) / 1e9
-    return after[2] - before[2]
+    if before.tids == after.tids and before.sched_ns >= 0 and after.sched_ns >= 0:
+        return (after.sched_ns - before.sched_ns) / 1e9
+    return (after.user + after.system) - (before.user + before.system)
 
 
 # ------------------------------------------------------------ CPU placement
@@ -338,6 +345,10 @@ def run_one(contender: str, cell: Cell, settings: Settings, generator: Any) -> D
         server_cpu = cpu_between(before, after)
         result.update(stats)
         result["server_cpu_seconds"] = server_cpu
+        if before is not None and after is not None:
+            # the split is tick-resolution: for the reader's judgement, not for ratios
+            result["server_user_seconds"] = after.user - before.user
+            result["server_system_seconds"] = after.system - before.system
         seconds = stats["seconds"] or 1e-9
         per = stats["bytes"] / (1 << 20) if cell.workload == "stream" else stats["ops"]
         result["rate"] = stats["mib_per_s"] if cell.workload == "stream" else stats["ops_per_s"]
