@@ -474,3 +474,22 @@ def test_process_cpu_counts_this_process() -> None:
     spent = runner.cpu_between(before, after)
     assert spent is not None and spent >= 0.04
     assert runner.cpu_between(None, after) is None
+
+
+def test_without_the_c_extension_the_python_generator_is_labelled(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import zerosock
+    monkeypatch.setitem(sys.modules, "zerosock._loadgen_c", None)  # as if never built
+    monkeypatch.delattr(zerosock, "_loadgen_c", raising=False)
+    from zerosock.bench.contenders import unavailable_reason
+    generator, kind = runner.generator_class("auto")
+    assert kind == "python" and generator is PyLoadGenerator
+    assert unavailable_reason("c-epoll") == "the C extension is not built"
+    with pytest.raises(SystemExit, match="C load generator is unavailable"):
+        runner.generator_class("c")
+    status, out, err = run_cli("-c", "stdlib-threads,c-epoll", "-w", "echo", "-s", "64",
+                               "-n", "1", *TINY)
+    assert status == 0
+    assert "Python load generator" in err and "Python load generator" in out
+    line = next(line for line in out.splitlines() if line.startswith("c-epoll"))
+    assert "skipped" in line and "not built" in line

@@ -98,6 +98,8 @@ def _importable(module: str) -> Optional[str]:
     """None when ``module`` imports, else why not."""
     try:
         if importlib.util.find_spec(module) is None:
+            if module.endswith("_c"):
+                return "the C extension is not built"
             if "." in module:
                 return f"{module} is not part of this zerosock version yet"
             return f"{module} is not installed"
