@@ -206,11 +206,12 @@ def plot(doc: Dict[str, Any], path: str) -> Optional[str]:
         second = fig.add_subplot(panels, 1, 2, sharex=first)
         for panel, (ax, key, title) in enumerate(zip(
                 (first, second), ("rate", "cpu_per_op_us"),
-                ("Throughput relative to stdlib asyncio (Protocol): higher is better",
+                ("Throughput relative to stdlib asyncio (Protocol), median and range of the "
+                 "runs: higher is better",
                  "Server CPU time per request relative to stdlib asyncio (Protocol): "
                  "lower is better"))):
             for i, name in enumerate(names):
-                xs, ys = [], []
+                xs, ys, low, high = [], [], [], []
                 for j, c in enumerate(cells):
                     by_name = {r["contender"]: r for r in c["rows"]}
                     row, base = by_name.get(name), by_name.get(base_name)
@@ -222,8 +223,14 @@ def plot(doc: Dict[str, Any], path: str) -> Optional[str]:
                         ref = max(candidates) if key == "rate" else min(candidates)
                     xs.append(j + (i - (len(names) - 1) / 2) * width)
                     ys.append(row[key] / ref)
+                    rates = row.get("rates") if key == "rate" else None
+                    low.append(ys[-1] - min(rates) / ref if rates else 0.0)
+                    high.append(max(rates) / ref - ys[-1] if rates else 0.0)
+                # the whiskers span the runs' range: overlapping ones are no difference
                 ax.bar(xs, ys, width * 0.95, color=colours[name],
-                       label=name if panel == 0 else None)
+                       label=name if panel == 0 else None,
+                       yerr=[low, high] if any(low) or any(high) else None,
+                       error_kw={"elinewidth": 0.7, "capsize": 1.5, "ecolor": "#333333"})
             ax.axhline(1.0, color="black", linewidth=0.8)
             ax.set_title(title, fontsize=10)
             ax.set_ylabel("× stdlib asyncio")
