@@ -20,6 +20,7 @@ from zerosock._shim cimport *
 from zerosock._sockaddr_c cimport AddressCache, make_address, parse_address
 
 import _socket
+from operator import index as _index
 import socket as _stdsocket
 import warnings as _warnings
 
@@ -82,7 +83,7 @@ cdef double _timeout_from(object value) except? -2.0:
         if isnan(seconds):
             raise ValueError("Invalid value NaN (not a number)")
     else:
-        seconds = value.__index__() if not isinstance(value, int) else value
+        seconds = _index(value)
     if seconds < 0:
         raise ValueError("Timeout value out of range")
     if seconds > 9.2e9:
@@ -129,7 +130,7 @@ cdef class Socket:
 
     def __init__(self, int family=-1, int type=-1, int proto=-1, fileno=None):
         cdef zs_sock_t fd
-        cdef bint nonblocking = _SOCK_NONBLOCK and (type & _SOCK_NONBLOCK)
+        cdef bint nonblocking = type != -1 and (type & _SOCK_NONBLOCK) != 0
         if self.fd != ZS_INVALID_SOCKET:
             raise RuntimeError("Socket is already initialized")
         if fileno is None:
