@@ -493,3 +493,10 @@ def test_without_the_c_extension_the_python_generator_is_labelled(
     assert "Python load generator" in err and "Python load generator" in out
     line = next(line for line in out.splitlines() if line.startswith("c-epoll"))
     assert "skipped" in line and "not built" in line
+
+
+def test_process_cpu_without_proc_uses_psutil(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("psutil")
+    monkeypatch.setattr(runner.os.path, "exists", lambda path: False)
+    snapshot = runner.process_cpu(os.getpid())
+    assert snapshot is not None and snapshot.user + snapshot.system > 0

@@ -239,6 +239,10 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
     stderr = stderr or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
+    if sys.platform == "win32":
+        stderr.write("zerosock.bench: the comparison runs on Linux and macOS; its servers "
+                     "are stopped through pipes, which Windows cannot wait on\n")
+        return 2
     if args.list:
         list_contenders(stdout)
         return 0

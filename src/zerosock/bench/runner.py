@@ -241,7 +241,15 @@ class CpuSnapshot:
 
 
 def process_cpu(pid: int) -> Optional[CpuSnapshot]:
-    """Read a process's CPU time from /proc (None where there is no /proc)."""
+    """Read a process's CPU time from /proc, else through psutil when it is
+    installed (macOS, the BSDs); None when neither can say."""
+    if not os.path.exists(f"/proc/{pid}/stat"):
+        try:
+            import psutil  # type: ignore[import-untyped,unused-ignore]
+            times = psutil.Process(pid).cpu_times()
+            return CpuSnapshot((), -1, times.user, times.system)
+        except Exception:  # not installed, or the process is gone
+            return None
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
