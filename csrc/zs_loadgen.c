@@ -104,7 +104,7 @@ int64_t zs_lg_thread_cpu_ns(void)
 #define ZS_LG_MAX_EVENTS 256
 #define ZS_LG_PATTERN_SLACK 256
 #define ZS_LG_UDP_HEADER 8
-#define ZS_LG_UDP_LOSS_NS (200LL * 1000 * 1000)
+#define ZS_LG_UDP_LOSS_NS (200LL * 1000 * 1000) /* default; see zs_lg_set_loss_timeout */
 
 typedef struct {
     zs_sock_t fd;
@@ -136,6 +136,7 @@ struct zs_lg {
     int issue;
     uint64_t seq;
     int64_t last_loss_scan;
+    int64_t loss_ns;
     zs_lg_stats stats;
     char error[256];
 };
@@ -185,6 +186,7 @@ zs_lg *zs_lg_new(int mode, const struct sockaddr *addr, zs_socklen_t addrlen,
     lg->addrlen = addrlen;
     lg->ep = -1;
     lg->max_ops = UINT64_MAX;
+    lg->loss_ns = ZS_LG_UDP_LOSS_NS;
     lg->conns = calloc((size_t)connections, sizeof *lg->conns);
     lg->pattern = malloc(size + ZS_LG_PATTERN_SLACK);
     lg->sendbuf = malloc(size);
@@ -528,7 +530,7 @@ static int lg_scan_losses(zs_lg *lg, int64_t now)
 {
     for (int i = 0; i < lg->nconns; i++) {
         zs_lg_conn *c = &lg->conns[i];
-        if (c->active && c->sent == lg->size && now - c->start_ns > ZS_LG_UDP_LOSS_NS) {
+        if (c->active && c->sent == lg->size && now - c->start_ns > lg->loss_ns) {
             lg->stats.lost++;
             c->active = 0;
             lg->inflight--;
@@ -598,6 +600,11 @@ int zs_lg_step(zs_lg *lg, int64_t until_ns, uint64_t max_ops, int issue)
     }
 }
 
+void zs_lg_set_loss_timeout(zs_lg *lg, int64_t ns)
+{
+    lg->loss_ns = ns > 0 ? ns : ZS_LG_UDP_LOSS_NS;
+}
+
 void zs_lg_reset_stats(zs_lg *lg)
 {
     memset(&lg->stats, 0, sizeof lg->stats);
@@ -634,6 +641,7 @@ int zs_lg_step(zs_lg *lg, int64_t until_ns, uint64_t max_ops, int issue)
     return -1;
 }
 void zs_lg_reset_stats(zs_lg *lg) { (void)lg; }
+void zs_lg_set_loss_timeout(zs_lg *lg, int64_t ns) { (void)lg; (void)ns; }
 static zs_lg_stats zs_lg_empty;
 const zs_lg_stats *zs_lg_get_stats(const zs_lg *lg) { (void)lg; return &zs_lg_empty; }
 uint64_t zs_lg_inflight(const zs_lg *lg) { (void)lg; return 0; }

@@ -66,6 +66,9 @@ int zs_lg_connect(zs_lg *lg, int timeout_ms);
 int zs_lg_step(zs_lg *lg, int64_t until_ns, uint64_t max_ops, int issue);
 
 void zs_lg_reset_stats(zs_lg *lg);
+/* How long a UDP request waits for its reply before it counts as lost
+ * (default 200 ms; a server under valgrind needs far longer). */
+void zs_lg_set_loss_timeout(zs_lg *lg, int64_t ns);
 const zs_lg_stats *zs_lg_get_stats(const zs_lg *lg);
 uint64_t zs_lg_inflight(const zs_lg *lg);
 const char *zs_lg_error(const zs_lg *lg);

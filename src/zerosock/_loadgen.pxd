@@ -28,6 +28,7 @@ cdef extern from "zs_loadgen.h" nogil:
     int zs_lg_connect(zs_lg *lg, int timeout_ms)
     int zs_lg_step(zs_lg *lg, int64_t until_ns, uint64_t max_ops, int issue)
     void zs_lg_reset_stats(zs_lg *lg)
+    void zs_lg_set_loss_timeout(zs_lg *lg, int64_t ns)
     const zs_lg_stats *zs_lg_get_stats(const zs_lg *lg)
     uint64_t zs_lg_inflight(const zs_lg *lg)
     const char *zs_lg_error(const zs_lg *lg)

@@ -132,6 +132,10 @@ cdef class LoadGenerator:
             gen_cpu=(cpu1 - cpu0) / 1e9 if cpu0 >= 0 and cpu1 >= 0 else None,
             lost=st.lost, stale=st.stale, inflight=zs_lg_inflight(lg), latency_us=latency)
 
+    def set_loss_timeout(self, double seconds) -> None:
+        """How long a UDP request waits for its reply before it counts as lost."""
+        zs_lg_set_loss_timeout(self._live(), <int64_t>(seconds * 1e9))
+
     def close(self) -> None:
         if self.lg is not NULL:
             zs_lg_free(self.lg)

@@ -80,6 +80,7 @@ class LoadGenerator:
         self._seq = 0
         self._stats: Dict[str, Any] = {}
         self._latencies: List[float] = []
+        self._loss_timeout = UDP_LOSS_SECONDS
         self.reset_stats()
 
     # -- set-up --
@@ -111,6 +112,10 @@ class LoadGenerator:
             raise LoadGenError(f"connecting to {self.address!r}: timed out") from None
         except OSError as exc:
             raise LoadGenError(f"connecting to {self.address!r}: {exc}") from None
+
+    def set_loss_timeout(self, seconds: float) -> None:
+        """How long a UDP request waits for its reply before it counts as lost."""
+        self._loss_timeout = seconds if seconds > 0 else UDP_LOSS_SECONDS
 
     def close(self) -> None:
         for conn in self._conns:
@@ -258,7 +263,7 @@ class LoadGenerator:
 
     def _scan_losses(self, t: float) -> None:
         for conn in self._conns:
-            if conn.active and conn.sent == self.size and t - conn.start > UDP_LOSS_SECONDS:
+            if conn.active and conn.sent == self.size and t - conn.start > self._loss_timeout:
                 self._stats["lost"] += 1
                 conn.active = False
                 self._inflight -= 1

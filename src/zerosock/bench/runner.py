@@ -556,6 +556,7 @@ def _counted_run(contender: str, cell: Cell, settings: Settings, generator: Any,
         server.start()
         gen = generator(cell.workload, generator_address(server), cell.connections, cell.size)
         gen.connect(60.0)
+        gen.set_loss_timeout(60.0)  # a server under valgrind is slow, not lossy
         stats = gen.run(600.0, max_ops=requests, drain=True, drain_timeout=120.0)
         if stats["ops"] != requests:
             raise LoadGenError(f"{stats['ops']} of {requests} requests completed")
