@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -388,6 +389,10 @@ def serve(config: Dict[str, Any]) -> None:
 
 def main(argv: List[str]) -> None:
     config = json.loads(argv[1])
+    if hasattr(signal, "alarm"):
+        # A backstop: the parent closes our stdin long before this, but a
+        # server must stop by itself even if that never comes.
+        signal.alarm(int(config.get("max_seconds", 3600)))
     cpu = config.get("cpu")
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         try:
