@@ -500,3 +500,18 @@ def test_process_cpu_without_proc_uses_psutil(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(runner.os.path, "exists", lambda path: False)
     snapshot = runner.process_cpu(os.getpid())
     assert snapshot is not None and snapshot.user + snapshot.system > 0
+
+
+def test_from_json_prints_plots_and_writes_markdown(tmp_path: Path) -> None:
+    first = tmp_path / "run.json"
+    status, _, err = run_cli("-c", "stdlib-threads", "-w", "echo", "-s", "64", "-n", "1",
+                             *TINY, "--json", str(first))
+    assert status == 0, err
+    markdown = tmp_path / "run.md"
+    status, out, _ = run_cli("--from-json", str(first), "--markdown", str(markdown))
+    assert status == 0
+    assert "stdlib-threads" in out and "echo 64 B, 1 connection" in out
+    text = markdown.read_text()
+    assert "| stdlib-threads |" in text and "python -m zerosock.bench" in text
+    status, _, err = run_cli("--from-json", str(tmp_path / "missing.json"))
+    assert status == 2 and "cannot read" in err

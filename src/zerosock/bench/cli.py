@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import itertools
+import json
 import os
 import signal
 import sys
@@ -157,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("output")
     out.add_argument("--json", metavar="FILE", help="write results as JSON ('-' for stdout)")
     out.add_argument("--plot", metavar="FILE.png", help="write a grouped bar chart")
+    out.add_argument("--markdown", metavar="FILE.md",
+                     help="write the tables as Markdown with the machine and date (for a README)")
+    out.add_argument("--from-json", metavar="FILE",
+                     help="do not measure: print, plot or convert the results of an earlier --json")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     out.add_argument("--list", action="store_true",
                      help="list contenders and whether they can run here, then exit")
@@ -246,6 +251,8 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
     if args.list:
         list_contenders(stdout)
         return 0
+    if args.from_json:
+        return from_json(args, stdout, stderr)
 
     names, unknown = resolve(args.contenders.split(","))
     for name in unknown:
@@ -340,10 +347,32 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
             with open(args.json, "w") as f:
                 report.dump_json(doc, f)
             table_stream.write(f"JSON written to {args.json}\n")
+    write_extras(doc, args, table_stream)
+    return 130 if doc["interrupted"] else 0
+
+
+def write_extras(doc: Dict[str, Any], args: argparse.Namespace, stream: TextIO) -> None:
     if args.plot:
         note = report.plot(doc, args.plot)
-        table_stream.write(f"{note}\n" if note else f"plot written to {args.plot}\n")
-    return 130 if doc["interrupted"] else 0
+        stream.write(f"{note}\n" if note else f"plot written to {args.plot}\n")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(report.format_markdown(doc))
+        stream.write(f"Markdown written to {args.markdown}\n")
+
+
+def from_json(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    try:
+        with open(args.from_json) as f:
+            doc = json.load(f)
+        if doc.get("tool") != "zerosock.bench":
+            raise ValueError("not a zerosock.bench result")
+    except (OSError, ValueError) as exc:
+        stderr.write(f"zerosock.bench: cannot read {args.from_json}: {exc}\n")
+        return 2
+    report.write_report(doc, stdout)
+    write_extras(doc, args, stdout)
+    return 0
 
 
 def run_instructions(names: Sequence[str], cells: Sequence[Cell], settings: Settings,

@@ -127,6 +127,46 @@ def format_report(doc: Dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _md(value: Optional[float], digits: int = 1) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def format_markdown(doc: Dict[str, Any]) -> str:
+    """The tables as GitHub Markdown, with the machine and date, for a README."""
+    repeats = doc["settings"]["repeats"]
+    runs = "1 run" if repeats == 1 else f"median of {repeats} runs"
+    out = ["Measured with `python -m zerosock.bench`: "
+           + " · ".join(summary_lines(doc["machine"])) + f" ({runs} per row)."]
+    for cell_doc in doc["cells"]:
+        cell = Cell(cell_doc["workload"], cell_doc["size"], cell_doc["connections"])
+        unit = rate_unit(cell)
+        out += ["", f"**{cell.label}**", "",
+                f"| contender | {unit} | p50 µs | p99 µs | server CPU µs/{cell.unit} "
+                "| × asyncio | × uvloop | note |",
+                "|---|--:|--:|--:|--:|--:|--:|---|"]
+        for row in cell_doc["rows"]:
+            if row["status"] != "ok":
+                out.append(f"| {row['contender']} | {row['status']} | | | | | "
+                           f"| {row.get('note') or ''} |")
+                continue
+            digits = 1 if cell.workload == "stream" else 0
+            ratios = [("–" if row.get(k) is None else f"{row[k]:.2f}")
+                      for k in ("vs_asyncio", "vs_uvloop")]
+            out.append(f"| {row['contender']} | {_md(row['rate'], digits)} "
+                       f"| {_md(row.get('p50_us'))} | {_md(row.get('p99_us'))} "
+                       f"| {_md(row.get('cpu_per_op_us'), 2)} | {ratios[0]} | {ratios[1]} "
+                       f"| {row.get('note') or ''} |")
+    for item in doc.get("instructions", []):
+        cell = Cell(item["workload"], item["size"], item["connections"])
+        out += ["", f"**{cell.label}: user-space instructions and syscalls per {cell.unit}**", "",
+                f"| contender | instructions/{cell.unit} | syscalls/{cell.unit} |",
+                "|---|--:|--:|"]
+        for row in item["rows"]:
+            out.append(f"| {row['contender']} | {_md(row.get('instructions_per_op'), 0)} "
+                       f"| {_md(row.get('syscalls_per_op'), 2)} |")
+    return "\n".join(out) + "\n"
+
+
 def write_report(doc: Dict[str, Any], stream: TextIO) -> None:
     stream.write(format_report(doc) + "\n")
     stream.flush()
@@ -272,5 +312,6 @@ def plot(doc: Dict[str, Any], path: str) -> Optional[str]:
     return None
 
 
-__all__ = ["SCHEMA", "cell_doc", "dump_json", "format_report", "plot", "write_report",
+__all__ = ["SCHEMA", "cell_doc", "dump_json", "format_markdown", "format_report", "plot",
+           "write_report",
            "format_size"]
