@@ -162,6 +162,14 @@ def test_crashing_contender_is_shown_and_the_run_goes_on() -> None:
     assert "FAILED" not in threads_line
 
 
+def test_a_server_that_never_answers_is_a_failure() -> None:
+    status, out, _ = run_cli("-c", "selftest-silent", "-w", "echo", "-s", "64", "-n", "2",
+                             *TINY)
+    assert status == 0
+    line = next(line for line in out.splitlines() if line.startswith("selftest-silent"))
+    assert "FAILED" in line and "no request completed" in line
+
+
 def test_port_in_use_is_a_failure_in_the_table() -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]

@@ -363,6 +363,8 @@ def serve(config: Dict[str, Any]) -> None:
         crash = CRASH_AFTER if name == "selftest-crash" else None
         serve_threads(_Net(name.split("-")[0] if name != "selftest-crash" else "stdlib"),
                       workload, host, port, crash)
+    elif name == "selftest-silent":
+        serve_threads(_Net("stdlib"), "stream", host, port)  # reads, never answers
     elif name == "stdlib-selectors":
         import selectors
         serve_selectors(_Net("stdlib"), selectors, workload, host, port)

@@ -59,6 +59,8 @@ CONTENDERS: Dict[str, Contender] = {c.name: c for c in (
     Contender("selftest-crash", "test", "threads",
               "stdlib-threads that exits after 300 echoes (tests the tool)", ("echo",),
               hidden=True),
+    Contender("selftest-silent", "test", "threads",
+              "a server that reads and never answers (tests the tool)", ("echo",), hidden=True),
 )}
 
 GROUPS: Dict[str, Tuple[str, ...]] = {
