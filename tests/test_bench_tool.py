@@ -120,6 +120,8 @@ def test_tiny_run_json_structure(tmp_path: Path) -> None:
             assert row["rate"] > 0 and row["cpu_per_op_us"] is not None
         assert rows["asyncio-proto"]["vs_asyncio"] == pytest.approx(1.0)
         assert rows["stdlib-selectors"]["vs_uvloop"] is None  # uvloop not in this run
+    assert rows_of(doc, "echo")["nosuch"]["status"] == "unknown"
+    assert any(line.startswith("nosuch") and "UNKNOWN" in line for line in out.splitlines())
     echo = rows_of(doc, "echo")["stdlib-selectors"]
     assert 0 < echo["p50_us"] <= echo["p99_us"]
     # every run is kept, with its figures, for later analysis

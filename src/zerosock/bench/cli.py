@@ -334,6 +334,9 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
         if not runs and args.only_instructions:
             continue
         rows = runner.summarize(cell, names, runs)
+        rows += [{"contender": name, "status": "unknown",
+                  "note": "no such contender (python -m zerosock.bench --list)"}
+                 for name in unknown]
         doc["cells"].append(report.cell_doc(cell, rows, runs))
     doc["instructions"] = instructions
 
