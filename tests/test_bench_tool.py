@@ -68,6 +68,17 @@ def test_nothing_known_to_run_exits_2() -> None:
     assert "unknown workload 'nope'" in err
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--instr-requests", "5000,1000"], "smaller first"),
+    (["--instr-requests", "1000"], "two counts"),
+    (["--json", "/no/such/dir/out.json"], "no such directory"),
+    (["--plot", "/no/such/dir/out.png"], "no such directory"),
+])
+def test_bad_combinations_exit_2_before_running(args: List[str], message: str) -> None:
+    status, _, err = run_cli("-c", "stdlib-threads", *args, *TINY)
+    assert status == 2 and message in err
+
+
 def test_groups_and_unknown_names_resolve() -> None:
     from zerosock.bench.contenders import GROUPS, resolve
     known, unknown = resolve(["uvloop", "c-epoll", "bogus", "uvloop-proto"])

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
@@ -273,6 +274,17 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
         stderr.write("zerosock.bench: nothing to run: no size fits the chosen workloads\n")
         return 2
 
+    counts = args.instr_requests
+    if len(counts) != 2 or counts[0] >= counts[1]:
+        stderr.write("zerosock.bench: --instr-requests takes two counts, the smaller first "
+                     f"(e.g. 2000,12000), not {','.join(map(str, counts))}\n")
+        return 2
+    for option in ("json", "plot", "markdown"):
+        path = getattr(args, option)
+        if path and path != "-" and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            stderr.write(f"zerosock.bench: --{option} {path}: no such directory\n")
+            return 2
+
     quick = args.quick
     settings = Settings(
         host=args.host, port=args.port,
@@ -282,8 +294,9 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
     repeats = args.repeats or (1 if quick else 3)
     generator, generator_kind = runner.generator_class(args.generator)
     if generator_kind == "python":
-        stderr.write("zerosock.bench: using the Python load generator (the C extension is not "
-                     "built): its figures are capped by the generator itself\n")
+        stderr.write("zerosock.bench: using the Python load generator (no C extension, or "
+                     "ZEROSOCK_PURE_PYTHON set): its figures are capped by the generator "
+                     "itself\n")
 
     gen_cpu, server_cpu, pinning = runner.plan_cpus(not args.no_pin)
     settings.server_cpu = server_cpu
@@ -306,26 +319,29 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
     }
     results: Dict[Cell, Dict[str, List[Dict[str, Any]]]] = {}
     instructions: List[Dict[str, Any]] = []
+    in_main_thread = threading.current_thread() is threading.main_thread()
     previous_term = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt  # the same orderly stop as Ctrl-C
 
-    signal.signal(signal.SIGTERM, on_term)
+    if in_main_thread:
+        signal.signal(signal.SIGTERM, on_term)
     progress = Progress(stderr, not args.no_progress)
     try:
         if not args.only_instructions:
             runner.run_matrix(names, cells, settings, repeats, generator, progress, results)
         if args.instructions or args.only_instructions:
-            instructions = run_instructions(names, cells, settings, generator,
-                                            tuple(args.instr_requests[:2]), stderr,
-                                            not args.no_progress)
+            run_instructions(names, cells, settings, generator,
+                             (args.instr_requests[0], args.instr_requests[-1]), stderr,
+                             not args.no_progress, instructions)
     except KeyboardInterrupt:
         doc["interrupted"] = True
         stderr.write("\nzerosock.bench: interrupted; stopping the servers\n")
     finally:
         runner.cleanup_all()
-        signal.signal(signal.SIGTERM, previous_term)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_term)
         if old_affinity is not None:
             os.sched_setaffinity(0, old_affinity)
 
@@ -380,15 +396,18 @@ def from_json(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 def run_instructions(names: Sequence[str], cells: Sequence[Cell], settings: Settings,
                      generator: Any, counts: Tuple[int, int], stderr: TextIO,
-                     show: bool) -> List[Dict[str, Any]]:
+                     show: bool, out: List[Dict[str, Any]]) -> None:
+    """Count instructions and syscalls per request for every cell, into ``out``
+    (filled as it goes, so an interrupted run keeps what it counted)."""
     tools = runner.instruction_tools()
     if not any(tools.values()):
         stderr.write("zerosock.bench: --instructions needs valgrind and strace; neither is "
                      "installed, skipping\n")
-    out = []
     plan_settings = Settings(host=settings.host, port=settings.port)
     for cell in cells:
-        rows = []
+        rows: List[Dict[str, Any]] = []
+        out.append({"workload": cell.workload, "size": cell.size,
+                    "connections": cell.connections, "label": cell.label, "rows": rows})
         for name in names:
             if not runner.applicable(name, cell):
                 continue
@@ -405,9 +424,6 @@ def run_instructions(names: Sequence[str], cells: Sequence[Cell], settings: Sett
                 stderr.write(f"counting instructions: {cell.short} {name}\n")
                 stderr.flush()
             rows.append(runner.measure_instructions(name, cell, plan_settings, generator, counts))
-        out.append({"workload": cell.workload, "size": cell.size,
-                    "connections": cell.connections, "label": cell.label, "rows": rows})
-    return out
 
 
 __all__ = ["main", "build_parser", "parse_size", "format_size"]
