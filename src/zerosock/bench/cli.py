@@ -175,16 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
 class Progress:
     """A one-line progress bar on a terminal; a line per cell elsewhere."""
 
-    def __init__(self, stream: TextIO, enabled: bool) -> None:
+    def __init__(self, stream: TextIO, enabled: bool, seconds_per_run: float = 0.0) -> None:
         self.stream = stream
         self.enabled = enabled
         self.tty = enabled and stream.isatty()
         self.start = time.monotonic()
         self.last_cell: Optional[Cell] = None
+        self.seconds_per_run = seconds_per_run
+        self.announced = False
 
     def __call__(self, done: int, total: int, cell: Cell, contender: str) -> None:
         if not self.enabled:
             return
+        if not self.announced and total:
+            self.announced = True
+            if self.seconds_per_run:
+                left = total * self.seconds_per_run
+                self.stream.write(f"zerosock.bench: {total} runs, about "
+                                  f"{int(left // 60)}:{int(left % 60):02d}\n")
         if not self.tty:
             if contender and cell != self.last_cell:
                 self.stream.write(f"[{done}/{total}] {cell.label}\n")
@@ -327,7 +335,9 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
 
     if in_main_thread:
         signal.signal(signal.SIGTERM, on_term)
-    progress = Progress(stderr, not args.no_progress)
+    # each run also starts a server process and connects: about a third of a second
+    progress = Progress(stderr, not args.no_progress,
+                        settings.duration + settings.warmup + 0.35)
     try:
         if not args.only_instructions:
             runner.run_matrix(names, cells, settings, repeats, generator, progress, results)
