@@ -100,9 +100,9 @@ def format_report(doc: Dict[str, Any]) -> str:
         notes.append("generator busy: the load generator's own CPU was over 90% busy, so that "
                      "figure may be capped by it; compare CPU µs per request instead.")
     if any(r.get("starved") for c in doc["cells"] for r in c["rows"]):
-        notes.append("neither side busy: with this many requests in flight the server or the "
-                     "generator should be near 100% busy; neither was, so other work took the "
-                     "CPUs and that row's throughput and latency understate it.")
+        notes.append("starved: with this many requests in flight the server or the generator "
+                     "should be near 100% busy; neither was, so other work took the CPUs and "
+                     "that row's throughput and latency understate it.")
     if doc["cells"] and busy_before(doc["machine"]):
         notes.append(f"The machine was busy before the run (load average "
                      f"{doc['machine']['load_average_before']}): throughput and latency are "

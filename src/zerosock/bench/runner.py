@@ -473,7 +473,7 @@ def summarize(cell: Cell, contenders: Sequence[str],
             notes.append("generator busy")
         elif _both_idle(cell, row):
             row["starved"] = True
-            notes.append("neither side busy: other work on the machine?")
+            notes.append("starved")
         lost = sum(r.get("lost", 0) for r in ok)
         if lost:
             total = sum(r["ops"] for r in ok) + lost
