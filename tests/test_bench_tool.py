@@ -73,10 +73,24 @@ def test_nothing_known_to_run_exits_2() -> None:
     (["--instr-requests", "1000"], "two counts"),
     (["--json", "/no/such/dir/out.json"], "no such directory"),
     (["--plot", "/no/such/dir/out.png"], "no such directory"),
+    (["--cpus", "0"], "two different CPU numbers"),
+    (["--cpus", "0,0"], "two different CPU numbers"),
+    (["--cpus", "0,4096"], "not available"),
+    (["--cpus", "0,1", "--no-pin"], "contradict"),
 ])
 def test_bad_combinations_exit_2_before_running(args: List[str], message: str) -> None:
-    status, _, err = run_cli("-c", "stdlib-threads", *args, *TINY)
+    # none of these gets as far as pinning or measuring
+    status, _, err = run_cli("-c", "stdlib-threads", *args, "-d", "0.1", "--no-progress")
     assert status == 2 and message in err
+
+
+def test_cpu_plan_picks_two_cpus_or_says_why_not() -> None:
+    gen, server, text = runner.plan_cpus(False)
+    assert gen is None and server is None and "not pinned" in text
+    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2:
+        gen, server, text = runner.plan_cpus(True)
+        assert gen is not None and server is not None and gen != server
+        assert f"server on CPU {server}" in text
 
 
 def test_groups_and_unknown_names_resolve() -> None:

@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="load generator (default: C when built)")
     how.add_argument("--no-pin", action="store_true",
                      help="do not pin the server and the generator to different CPUs")
+    how.add_argument("--cpus", metavar="GEN,SERVER",
+                     type=lambda t: _int_list(t, "CPU numbers", 0, 65535),
+                     help="the CPUs to pin the generator and the server to (default: the "
+                          "first two on different physical cores)")
     how.add_argument("--host", type=_loopback, default="127.0.0.1",
                      help="where to serve: 127.0.0.1 (default), ::1, or 'unix' for Unix "
                           "sockets in a private directory (no UDP then)")
@@ -306,7 +310,17 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
                      "ZEROSOCK_PURE_PYTHON set): its figures are capped by the generator "
                      "itself\n")
 
-    gen_cpu, server_cpu, pinning = runner.plan_cpus(not args.no_pin)
+    if args.cpus is not None and args.no_pin:
+        stderr.write("zerosock.bench: --cpus and --no-pin contradict each other\n")
+        return 2
+    if args.cpus is not None and (len(args.cpus) != 2 or args.cpus[0] == args.cpus[1]):
+        stderr.write("zerosock.bench: --cpus takes two different CPU numbers: GEN,SERVER\n")
+        return 2
+    try:
+        gen_cpu, server_cpu, pinning = runner.plan_cpus(not args.no_pin, args.cpus)
+    except ValueError as exc:
+        stderr.write(f"zerosock.bench: --cpus: {exc}\n")
+        return 2
     settings.server_cpu = server_cpu
     machine = describe(generator_kind, pinning, settings.host)  # before pinning narrows what we see
     if not args.only_instructions and busy_before(machine):

@@ -282,14 +282,41 @@ def cpu_between(before: Optional[CpuSnapshot], after: Optional[CpuSnapshot]) -> 
 # ------------------------------------------------------------ CPU placement
 
 
-def plan_cpus(pin: bool) -> Tuple[Optional[int], Optional[int], str]:
-    """(generator CPU, server CPU, description): two different CPUs when we may."""
+def _core_of(cpu: int) -> Optional[Tuple[str, str]]:
+    """(package, core) of a logical CPU, from sysfs; None when unknown."""
+    try:
+        base = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+        with open(base + "physical_package_id") as f:
+            package = f.read().strip()
+        with open(base + "core_id") as f:
+            return package, f.read().strip()
+    except OSError:
+        return None
+
+
+def plan_cpus(pin: bool, wanted: Optional[Sequence[int]] = None
+              ) -> Tuple[Optional[int], Optional[int], str]:
+    """(generator CPU, server CPU, description): two different CPUs when we
+    may, on different physical cores when the machine has SMT siblings, so
+    the two do not share one core's execution units."""
     if not pin or not hasattr(os, "sched_getaffinity"):
         return None, None, "not pinned" + ("" if pin else " (--no-pin)")
     cpus = sorted(os.sched_getaffinity(0))
+    if wanted:
+        missing = [c for c in wanted if c not in cpus]
+        if missing:
+            raise ValueError(f"CPU {missing[0]} is not available to this process "
+                             f"(available: {', '.join(map(str, cpus))})")
+        gen, server = wanted[0], wanted[1]
+        return gen, server, f"generator on CPU {gen}, server on CPU {server}"
     if len(cpus) < 2:
         return None, None, "not pinned (one CPU available)"
-    return cpus[0], cpus[1], f"generator on CPU {cpus[0]}, server on CPU {cpus[1]}"
+    gen = cpus[0]
+    gen_core = _core_of(gen)
+    server = next((c for c in cpus[1:] if gen_core is None or _core_of(c) != gen_core), cpus[1])
+    shared = gen_core is not None and _core_of(server) == gen_core
+    return gen, server, (f"generator on CPU {gen}, server on CPU {server}"
+                         + (" (SMT siblings: no two cores available)" if shared else ""))
 
 
 # ------------------------------------------------------------ one run
