@@ -30,9 +30,10 @@ def test_socket_members_match_the_contract(zs):
         assert hasattr(zs.Socket, name), f"{zs.BACKEND} Socket lacks {name}"
 
 
-def test_both_backends_offer_the_same_public_socket_api():
-    c = _compat.load_backend("c").Socket
-    py = _compat.load_backend("python").Socket
+@pytest.mark.c_extension
+def test_both_backends_offer_the_same_public_socket_api(c_backend, py_backend):
+    c = c_backend.Socket
+    py = py_backend.Socket
     public = lambda cls: {n for n in dir(cls) if not n.startswith("_")}
     # The Python Socket inherits the stdlib's whole surface; the C one must
     # cover it except for Linux crypto-socket extras that zerosock does not wrap.
@@ -47,18 +48,14 @@ def test_top_level_reexports_the_chosen_backend():
 
 
 @pytest.mark.c_extension
-def test_c_extension_preferred_by_default(request):
-    if request.config.getoption("--no-c-extensions"):
-        pytest.skip("C extensions disabled")
+def test_c_extension_preferred_by_default(c_backend):
     assert run_python("import zerosock; print(zerosock.BACKEND)") == "c"
 
 
 @pytest.mark.parametrize("value,expected", [("1", "python"), ("yes", "python"),
                                             ("0", "c"), ("", "c")])
 @pytest.mark.c_extension
-def test_pure_python_switch(request, value, expected):
-    if request.config.getoption("--no-c-extensions"):
-        pytest.skip("C extensions disabled")
+def test_pure_python_switch(c_backend, value, expected):
     out = run_python("import zerosock; print(zerosock.BACKEND)", ZEROSOCK_PURE_PYTHON=value)
     assert out == expected
 

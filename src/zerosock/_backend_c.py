@@ -1,5 +1,6 @@
 """The C backend's public namespace; importing it fails when the extension is not built."""
 
+from . import _selectors_c as selectors  # noqa: F401
 from ._socket_c import Socket, create_connection, create_server, fromfd, socketpair  # noqa: F401
 
 BACKEND = "c"

@@ -1,5 +1,6 @@
 """The pure-Python backend's public namespace."""
 
+from . import _selectors_py as selectors  # noqa: F401
 from ._socket_py import Socket, create_connection, create_server, fromfd, socketpair  # noqa: F401
 
 BACKEND = "python"
