@@ -589,3 +589,43 @@ def test_connect_to_a_full_backlog_times_out(impl):
         finally:
             for f in fillers:
                 f.close()
+
+
+# ------------------------------------------------ concurrent datagram readers
+
+
+def test_recv_many_keeps_datagrams_when_another_reader_wins(zs, monkeypatch):
+    """Python backend regression: when a concurrent reader takes the datagram
+    a poll saw, recv_many on a timeout socket raised TimeoutError and dropped
+    the datagrams it had already received."""
+    import zerosock._socket_py as py_socket
+    a = zs.Socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = zs.Socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with a, b:
+        a.bind(("127.0.0.1", 0))
+        a.settimeout(0.2)
+        b.sendto(b"first", a.getsockname())
+        # The poll says "ready" but the queue is empty: what the loser of a race sees.
+        monkeypatch.setattr(py_socket, "_ready_now", lambda fd, writing: True)
+        got = a.recv_many([bytearray(16), bytearray(16)])
+        assert [n for n, _ in got] == [5]
+
+
+def test_send_many_reports_what_went_when_another_writer_fills_the_buffer(py_backend):
+    """Python backend regression: send_many raised TimeoutError after sending
+    some datagrams, so a caller resending them duplicated them."""
+    class Racing(py_backend.Socket):
+        __slots__ = ()
+        calls = 0
+
+        def send(self, data, flags=0):
+            type(self).calls += 1
+            if type(self).calls > 1:
+                raise socket.timeout("timed out")  # another writer filled the buffer
+            return super().send(data, flags)
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with b, Racing(socket.AF_UNIX, socket.SOCK_DGRAM, fileno=a.detach()) as s:
+        s.settimeout(0.2)
+        assert s.send_many([b"one", b"two", b"three"]) == 1
+        assert b.recv(10) == b"one"

@@ -144,7 +144,9 @@ class Socket(_socket.socket):
                     break
                 try:
                     received.append(self.recvfrom_into(view, 0, flags | _DONTWAIT))
-                except BlockingIOError:
+                except (BlockingIOError, _stdsocket.timeout):
+                    # Another reader took what the poll saw (a timeout socket
+                    # waits before the call): keep what this call received.
                     break
             return received
         finally:
@@ -171,7 +173,9 @@ class Socket(_socket.socket):
                     self.send(data, flags | extra)
                 else:
                     self.sendto(data, flags | extra, address)
-            except BlockingIOError:
+            except (BlockingIOError, _stdsocket.timeout):
+                # Another writer filled the buffer the poll saw room in: the
+                # caller must learn how many went, or it sends them twice.
                 if not sent:
                     raise
                 break
