@@ -1,0 +1,200 @@
+"""Leak loops: each hot call, and each of its failures, run many times in a
+subprocess of its own, with RSS and tracemalloc flat after a warm-up.
+
+``ZEROSOCK_LEAK_ITERATIONS`` sets the count (default 200,000; the full run
+is ``ZEROSOCK_LEAK_ITERATIONS=1000000``).  Connection cycles run a tenth as
+many.  A new layer's hot calls join by adding a case to ``CASES``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+from _hardening import HERE, run_script, under_sanitizer
+
+pytestmark = [
+    pytest.mark.leaks,
+    pytest.mark.skipif(under_sanitizer(), reason="AddressSanitizer's quarantine keeps freed memory resident"),
+    pytest.mark.skipif(sys.platform == "win32", reason="AF_UNIX socketpairs and /proc"),
+]
+
+ITERATIONS = int(os.environ.get("ZEROSOCK_LEAK_ITERATIONS", "200000"))
+# Allowed growth over the measured loop: a leak of one small object per call
+# would be tens of bytes times the iteration count, far above these.
+MAX_TRACED = 64 * 1024
+MAX_RSS = 2 * 1024 * 1024
+
+# The child: builds the case's step function, warms up, then runs the loop
+# with tracemalloc on and reports the growth of traced memory and of RSS.
+CHILD = r"""
+import errno, gc, json, socket, sys, time, tracemalloc
+sys.path.insert(0, sys.argv[1])
+from _hardening import load, rss_bytes
+zs = load(sys.argv[2])
+case, iterations = sys.argv[3], int(sys.argv[4])
+EV_READ = zs.selectors.EVENT_READ
+
+def expect(exc_type, fn, *args):
+    def step():
+        try:
+            fn(*args)
+        except exc_type:
+            return
+        raise AssertionError(f"{fn} did not raise {exc_type}")
+    return step
+
+KEEP = []  # everything a case opens stays open (a collected peer would mean EOF)
+
+def stream_pair():
+    a, b = zs.socketpair()
+    KEEP.extend((a, b))
+    return a, b
+
+def udp_pair():
+    a = zs.Socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = zs.Socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
+    a.connect(b.getsockname()); b.connect(a.getsockname())
+    KEEP.extend((a, b))
+    return a, b
+
+def make(case):
+    payload = b"x" * 256
+    buf = bytearray(256)
+    view = memoryview(buf)
+    if case == "recv_into":
+        a, b = stream_pair()
+        def step():
+            a.send(payload); b.recv_into(view)
+        return step, 1
+    if case == "try_recv_into/try_send":
+        a, b = stream_pair()
+        def step():
+            a.try_send(payload); b.try_recv_into(buf)
+        return step, 1
+    if case == "sendmsg/recvmsg_into":
+        a, b = stream_pair()
+        parts = [payload[:100], payload[100:]]
+        into = [view[:128], view[128:]]
+        def step():
+            a.sendmsg(parts); b.recvmsg_into(into)
+        return step, 1
+    if case == "send_many/recv_many":
+        a, b = udp_pair()
+        out = [payload] * 4
+        bufs = [bytearray(256) for _ in range(4)]
+        def step():
+            a.send_many(out); b.recv_many(bufs)
+        return step, 1
+    if case == "select":
+        a, b = stream_pair()
+        sel = zs.selectors.DefaultSelector()
+        sel.register(a, zs.selectors.EVENT_WRITE)
+        sel.register(b, EV_READ | zs.selectors.EVENT_WRITE, "data")
+        def step():
+            sel.select(0)
+        return step, 1
+    if case == "connect/accept/close":
+        import os, tempfile
+        path = os.path.join(tempfile.mkdtemp(), "s")
+        listener = zs.Socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path); listener.listen(16)
+        def step():
+            c = zs.Socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(path)
+            s, _ = listener.accept()
+            c.close(); s.close()
+        return step, 10
+    if case == "fail:closed":
+        a, b = stream_pair(); a.close()
+        rec, snd, sel = expect(OSError, a.recv_into, buf), expect(OSError, a.send, payload), None
+        many = expect(OSError, a.recv_many, [buf])
+        def step():
+            rec(); snd(); many()
+        return step, 1
+    if case == "fail:would-block":
+        a, b = stream_pair(); b.setblocking(False)
+        full_a, _ = stream_pair(); full_a.setblocking(False)
+        while full_a.try_send(b"y" * 65536):
+            pass
+        rec = expect(BlockingIOError, b.recv_into, buf)
+        snd = expect(BlockingIOError, full_a.send, payload)
+        def step():
+            rec(); snd(); b.try_recv_into(buf); full_a.try_send(payload)
+        return step, 1
+    if case == "fail:bad-argument":
+        a, b = stream_pair()
+        u = zs.Socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ro = expect(TypeError, a.recv_into, b"read-only")
+        big = expect(ValueError, a.recv_into, buf, 1000)
+        addr = expect(OverflowError, u.sendto, payload, ("127.0.0.1", 70000))
+        host = expect(TypeError, u.sendto, payload, ("bad\0host", 1))
+        kind = expect(TypeError, u.sendto, payload, ["127.0.0.1", 1])
+        batch = expect(TypeError, u.send_many, [(payload, ("127.0.0.1", 1), 3)])
+        def step():
+            ro(); big(); addr(); host(); kind(); batch()
+        return step, 1
+    if case == "fail:selector":
+        sel = zs.selectors.DefaultSelector()
+        a, b = stream_pair()
+        reg = expect(ValueError, sel.register, a, 0)
+        missing = expect(KeyError, sel.unregister, b)
+        closed = zs.selectors.DefaultSelector(); closed.close()
+        sel_closed = expect((ValueError, RuntimeError), closed.select, 0)
+        def step():
+            reg(); missing(); sel_closed()
+        return step, 1
+    if case == "fail:connect-refused":
+        import os, tempfile
+        path = os.path.join(tempfile.mkdtemp(), "gone")
+        def step():
+            with zs.Socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                try:
+                    c.connect(path)
+                except FileNotFoundError:
+                    pass
+        return step, 10
+    raise SystemExit(f"unknown case {case}")
+
+step, divisor = make(case)
+KEEP.append(step)
+n = max(iterations // divisor, 1000)
+for _ in range(max(n // 10, 1000)):  # warm-up: caches, free lists, interned objects
+    step()
+gc.collect()
+rss0 = rss_bytes()
+tracemalloc.start()
+traced0 = tracemalloc.get_traced_memory()[0]
+start = time.perf_counter()
+for _ in range(n):
+    step()
+elapsed = time.perf_counter() - start
+gc.collect()
+traced = tracemalloc.get_traced_memory()[0] - traced0
+tracemalloc.stop()
+rss = rss_bytes() - rss0
+print(json.dumps({"iterations": n, "traced": traced, "rss": rss, "seconds": round(elapsed, 2)}))
+"""
+
+CASES = [
+    "recv_into", "try_recv_into/try_send", "sendmsg/recvmsg_into", "send_many/recv_many",
+    "select", "connect/accept/close",
+    "fail:closed", "fail:would-block", "fail:bad-argument", "fail:selector",
+    "fail:connect-refused",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("name", [pytest.param("c", marks=pytest.mark.c_extension), "python"])
+def test_no_leak(name, case, request):
+    if name == "c" and request.config.getoption("--no-c-extensions"):
+        pytest.skip("C extensions disabled")
+    proc = run_script(CHILD, str(HERE), name, case, str(ITERATIONS), timeout=600)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"{name} {case}: {result}")
+    assert result["traced"] < MAX_TRACED, result
+    assert result["rss"] < MAX_RSS, result
