@@ -41,7 +41,11 @@ cdef bytes _host_bytes(object host):
         try:
             raw = (<str>host).encode("ascii")
         except UnicodeEncodeError:
-            raw = (<str>host).encode("idna")
+            try:
+                raw = (<str>host).encode("idna")
+            except UnicodeError:
+                # The standard library's message and type for a name IDNA refuses.
+                raise TypeError("encoding of hostname failed") from None
     elif isinstance(host, (bytes, bytearray)):
         raw = bytes(host)
     else:

@@ -1,0 +1,103 @@
+"""Property tests on what converts Python values to C: socket addresses
+(IPv4, IPv6, Unix; bad tuples, huge ports, embedded NULs, wrong types),
+option values and ancillary data.  Each backend must do what the standard
+library does: the same result, or the same exception type.
+
+``ZEROSOCK_FUZZ_EXAMPLES`` sets the examples per property (default 300).
+Hosts are literals, never names, so no example waits on DNS.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import socket
+import struct
+import sys
+import tempfile
+
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="AF_UNIX and SCM_RIGHTS")
+
+EXAMPLES = int(os.environ.get("ZEROSOCK_FUZZ_EXAMPLES", "300"))
+fuzz = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def outcome(fn, *args):
+    """What a call did: its result, or its exception's type (OSError by errno)."""
+    try:
+        return ("ok", fn(*args))
+    except OSError as exc:
+        return ("raised", type(exc).__name__, exc.errno)
+    except Exception as exc:  # noqa: BLE001 - the type is the behaviour compared
+        return ("raised", type(exc).__name__)
+
+
+# ------------------------------------------------ operations compared
+
+UNIX_DIR = tempfile.mkdtemp(prefix="zs-fuzz-")
+
+def _connect_udp(mod_socket, family, address):
+    with mod_socket(family, socket.SOCK_DGRAM) as s:
+        s.connect(address)
+        return s.getpeername()
+
+
+def _sendto_unix(mod_socket, path):
+    with mod_socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        return s.sendto(b"x", path)
+
+
+def _bind_unix_and_name(mod_socket, path):
+    with mod_socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(path)
+        try:
+            return s.getsockname()
+        finally:
+            if isinstance(path, str) and path and not path.startswith("\0"):
+                os.unlink(path)
+
+
+def _set_then_get(mod_socket, level, option, value, optlen, buflen):
+    with mod_socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        if optlen is None:
+            s.setsockopt(level, option, value)
+        else:
+            s.setsockopt(level, option, value, optlen)
+        # What the kernel kept, read back as the tests read it (sizes it
+        # adjusts, like SO_RCVBUF doubling, are the same for both).
+        return s.getsockopt(level, option) if buflen is None else s.getsockopt(level, option, buflen)
+
+
+def _send_with_ancillary(impl_socketpair, items, ancbufsize):
+    a, b = impl_socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b:
+        n = a.sendmsg([b"data"], items)
+        data, anc, flags, _ = b.recvmsg(16, ancbufsize)
+        for level, kind, payload in anc:  # never keep a passed descriptor
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                for fd in array.array("i", payload[: len(payload) // 4 * 4]):
+                    os.close(fd)
+        return n, data, anc, flags
+
+
+def _both(fn, zs_obj, std_obj, *args):
+    got, expected = outcome(fn, zs_obj, *args), outcome(fn, std_obj, *args)
+    assert got == expected
+    return got
+
+
+# ------------------------------------- regressions the properties first found
+
+
+def test_host_idna_refuses_is_type_error(zs):
+    """C backend: a host name IDNA cannot encode raised UnicodeError, where
+    the standard library raises TypeError("encoding of hostname failed")."""
+    assert _both(_connect_udp, zs.Socket, socket.socket, socket.AF_INET, ("\x80", 1)) == \
+        ("raised", "TypeError")
