@@ -101,3 +101,23 @@ def test_host_idna_refuses_is_type_error(zs):
     the standard library raises TypeError("encoding of hostname failed")."""
     assert _both(_connect_udp, zs.Socket, socket.socket, socket.AF_INET, ("\x80", 1)) == \
         ("raised", "TypeError")
+
+
+@pytest.mark.parametrize("address", [
+    ("::1", 0, -1.0, 0),        # a float flowinfo: TypeError, not OverflowError
+    ("::1", 5, 0, -1),          # scope_id masked to 32 bits, as "I" does
+    ("::1", 5, 0, 2**33),
+    ("::1", 5, True, 0),
+    ("127.0.0.1", 0, -1, 0),    # the host is resolved before flowinfo's range is checked
+    ("127.0.0.1", 70000, 0, 0),  # ... and before the port's
+    ("fe80::1%lo", 5),          # the tuple's scope, not the zone's
+])
+def test_ipv6_fields_as_the_stdlib(zs, address):
+    """C backend: IPv6 addresses converted and checked in the standard
+    library's order and with its integer conversions."""
+    _both(_connect_udp, zs.Socket, socket.socket, socket.AF_INET6, address)
+
+
+@pytest.mark.parametrize("address", [("1.2.3.4.5", 70000), ("::1", -1)])
+def test_ipv4_host_resolved_before_the_port_is_checked(zs, address):
+    _both(_connect_udp, zs.Socket, socket.socket, socket.AF_INET, address)

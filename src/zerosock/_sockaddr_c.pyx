@@ -55,11 +55,15 @@ cdef bytes _host_bytes(object host):
     return raw
 
 
-cdef int _parse_port(object port, str caller) except -1:
-    cdef long value = _index(port)
-    if value < 0 or value > 0xFFFF:
+cdef int _check_port(int port, str caller) except -1:
+    if port < 0 or port > 0xFFFF:
         raise OverflowError(f"{caller}(): port must be 0-65535.")
-    return <int>value
+    return 0
+
+
+# Both parsers follow the standard library's order, which decides the
+# exception when several things are wrong: convert every field, resolve the
+# host, then check the port's and flowinfo's ranges.
 
 
 cdef int _parse_ipv4(object address, sockaddr_in *sin, str caller) except -1:
@@ -67,13 +71,13 @@ cdef int _parse_ipv4(object address, sockaddr_in *sin, str caller) except -1:
         raise TypeError(f"{caller}(): AF_INET address must be tuple, not {type(address).__name__}")
     if len(<tuple>address) != 2:
         raise TypeError("AF_INET address must be a pair (host, port)")
-    host, port = <tuple>address
+    host, port_obj = <tuple>address
     cdef bytes raw = _host_bytes(host)
+    cdef int port = _index(port_obj)
     sin.sin_family = AF_INET
-    sin.sin_port = htons(<unsigned short>_parse_port(port, caller))
     if inet_pton(AF_INET, PyBytes_AS_STRING(raw), &sin.sin_addr) == 1:
-        return 0
-    if raw == b"":
+        pass
+    elif raw == b"":
         sin.sin_addr.s_addr = htonl(INADDR_ANY)
     elif raw == b"<broadcast>":
         sin.sin_addr.s_addr = htonl(INADDR_BROADCAST)
@@ -81,6 +85,8 @@ cdef int _parse_ipv4(object address, sockaddr_in *sin, str caller) except -1:
         numeric = resolve_host(host, AF_INET)[0].encode("ascii")
         if inet_pton(AF_INET, PyBytes_AS_STRING(numeric), &sin.sin_addr) != 1:
             raise OSError(_errno.EINVAL, f"unexpected resolver result {numeric!r}")
+    _check_port(port, caller)
+    sin.sin_port = htons(<unsigned short>port)
     return 0
 
 
@@ -92,23 +98,24 @@ cdef int _parse_ipv6(object address, sockaddr_in6 *sin6, str caller) except -1:
         raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
     host = (<tuple>address)[0]
     cdef bytes raw = _host_bytes(host)
-    cdef int port = _parse_port((<tuple>address)[1], caller)
-    cdef unsigned long long flowinfo = (<tuple>address)[2] if n > 2 else 0
-    cdef unsigned int scope_id = (<tuple>address)[3] if n > 3 else 0
+    cdef int port = _index((<tuple>address)[1])
+    # flowinfo and scope_id as the standard library's "I" format takes them:
+    # any int, masked to 32 bits (a float or a str is a TypeError).
+    cdef unsigned int flowinfo = (_index((<tuple>address)[2]) & 0xFFFFFFFF) if n > 2 else 0
+    cdef unsigned int scope_id = (_index((<tuple>address)[3]) & 0xFFFFFFFF) if n > 3 else 0
+    sin6.sin6_family = AF_INET6
+    if inet_pton(AF_INET6, PyBytes_AS_STRING(raw), &sin6.sin6_addr) != 1:
+        # The scope stays the tuple's: the standard library overwrites the one
+        # resolved from a "%zone" suffix, and both backends must connect alike.
+        numeric = resolve_host(host, AF_INET6)[0].encode("ascii")
+        if inet_pton(AF_INET6, PyBytes_AS_STRING(numeric), &sin6.sin6_addr) != 1:
+            raise OSError(_errno.EINVAL, f"unexpected resolver result {numeric!r}")
+    _check_port(port, caller)
     if flowinfo > 0xFFFFF:
         raise OverflowError(f"{caller}(): flowinfo must be 0-1048575.")
-    sin6.sin6_family = AF_INET6
     sin6.sin6_port = htons(<unsigned short>port)
-    sin6.sin6_flowinfo = htonl(<unsigned int>flowinfo)
+    sin6.sin6_flowinfo = htonl(flowinfo)
     sin6.sin6_scope_id = scope_id
-    if inet_pton(AF_INET6, PyBytes_AS_STRING(raw), &sin6.sin6_addr) == 1:
-        return 0
-    numeric, resolved_scope = resolve_host(host, AF_INET6)
-    if not scope_id:
-        sin6.sin6_scope_id = resolved_scope
-    numeric = numeric.encode("ascii")
-    if inet_pton(AF_INET6, PyBytes_AS_STRING(numeric), &sin6.sin6_addr) != 1:
-        raise OSError(_errno.EINVAL, f"unexpected resolver result {numeric!r}")
     return 0
 
 
