@@ -348,6 +348,14 @@ typedef struct msghdr zs_msghdr;
 #  define ZS_HAVE_MSG 1
 #endif
 
+/* Linux's abstract AF_UNIX namespace: a path that starts with NUL, or is
+ * empty (bind() then picks a name), is passed without a terminator. */
+#if defined(__linux__)
+#  define ZS_HAVE_ABSTRACT_UNIX 1
+#else
+#  define ZS_HAVE_ABSTRACT_UNIX 0
+#endif
+
 #if defined(__linux__)
 typedef struct mmsghdr zs_mmsghdr;
 #  define ZS_HAVE_MMSG 1

@@ -121,3 +121,27 @@ def test_ipv6_fields_as_the_stdlib(zs, address):
 @pytest.mark.parametrize("address", [("1.2.3.4.5", 70000), ("::1", -1)])
 def test_ipv4_host_resolved_before_the_port_is_checked(zs, address):
     _both(_connect_udp, zs.Socket, socket.socket, socket.AF_INET, address)
+
+
+def test_unix_path_too_long_has_no_errno(zs):
+    """C backend: errno ENAMETOOLONG where the standard library sets none."""
+    path = os.path.join(UNIX_DIR, "p" * (108 - len(UNIX_DIR) - 1))
+    assert _both(_sendto_unix, zs.Socket, socket.socket, path) == ("raised", "OSError", None)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux abstract namespace")
+def test_unix_bind_empty_autobinds(zs):
+    """C backend: bind("") bound the abstract name "\\0" (so a second one
+    failed with EADDRINUSE) instead of auto-binding a fresh name as Linux does
+    for an empty address, and as the standard library asks for."""
+    socks = [zs.Socket(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        for s in socks:
+            s.bind("")
+        names = [s.getsockname() for s in socks]
+        assert all(isinstance(n, bytes) and n.startswith(b"\0") and len(n) > 1 for n in names)
+        assert names[0] != names[1]
+    finally:
+        for s in socks:
+            s.close()
+    assert _both(_sendto_unix, zs.Socket, socket.socket, "")[0] == "raised"

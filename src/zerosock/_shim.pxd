@@ -87,6 +87,7 @@ cdef extern from "zs_shim.h" nogil:
     const int ZS_HAVE_MSG_DONTWAIT
     const int ZS_HAVE_MSG
     const int ZS_HAVE_MMSG
+    const int ZS_HAVE_ABSTRACT_UNIX
     const size_t ZS_MAX_IO_LEN
 
     unsigned short htons(unsigned short)

@@ -9,6 +9,7 @@ from zerosock._shim cimport (
     AF_INET, AF_INET6, AF_UNIX, INADDR_ANY, INADDR_BROADCAST, INET6_ADDRSTRLEN,
     htonl, htons, inet_ntop, inet_pton, ntohl, ntohs,
     sockaddr, sockaddr_in, sockaddr_in6, sockaddr_storage, sockaddr_un, zs_socklen_t,
+    ZS_HAVE_ABSTRACT_UNIX,
 )
 
 import errno as _errno
@@ -136,9 +137,11 @@ cdef int _parse_unix(object address, sockaddr_un *sun, zs_socklen_t *out_len, st
     cdef Py_ssize_t offset = _sun_path_offset()
     cdef Py_ssize_t capacity = sizeof(sockaddr_un) - offset
     cdef Py_ssize_t n = PyBytes_GET_SIZE(path)
-    cdef bint abstract = n > 0 and PyBytes_AS_STRING(path)[0] == 0
+    # As the standard library: on Linux the empty path is abstract too, so
+    # bind("") auto-binds to a fresh abstract name.
+    cdef bint abstract = ZS_HAVE_ABSTRACT_UNIX and (n == 0 or PyBytes_AS_STRING(path)[0] == 0)
     if n > capacity or (not abstract and n >= capacity):
-        raise OSError(_errno.ENAMETOOLONG, "AF_UNIX path too long")
+        raise OSError("AF_UNIX path too long")  # no errno, as the standard library
     memset(sun, 0, sizeof(sockaddr_un))
     sun.sun_family = AF_UNIX
     memcpy(&sun.sun_path[0], PyBytes_AS_STRING(path), n)
