@@ -145,3 +145,14 @@ def test_unix_bind_empty_autobinds(zs):
         for s in socks:
             s.close()
     assert _both(_sendto_unix, zs.Socket, socket.socket, "")[0] == "raised"
+
+
+@pytest.mark.parametrize("items", [
+    [(1, 1)], [(1, 1, b"", b"")], [b"abc"], [(1.0, 1, b"")], [(1, 1, 5)], [(1, 1, "str")],
+    [("1", 1, b"")], [(2**40, 1, b"")], [None], [[socket.SOL_SOCKET, 0, b""]],
+])
+def test_ancillary_items_checked_as_the_stdlib(zs, items):
+    """C backend: items were unpacked with int() and bytes(), so a pair
+    raised ValueError, and a float level, a str level or an int as data
+    (bytes(5): five zero bytes) were accepted where the stdlib refuses them."""
+    _both(_send_with_ancillary, zs.socketpair, socket.socketpair, items, 0)

@@ -11,6 +11,7 @@ the standard library raises.
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.sequence cimport PySequence_Check
 from libc.limits cimport INT_MAX
 from libc.math cimport ceil, isnan
 from libc.string cimport memcpy, memset
@@ -1048,6 +1049,18 @@ cdef class Socket:
 
 # ----------------------------------------------------------- ancillary data
 
+cdef tuple _ancillary_item(object item):
+    """``(level, type, data)`` checked as the standard library checks it: a
+    sequence of three (not bytes), two C ints, a bytes-like object."""
+    cdef int level, kind
+    if isinstance(item, (bytes, bytearray)) or not PySequence_Check(item) or len(item) != 3:
+        raise TypeError("[sendmsg() ancillary data items]() argument must be "
+                        "a sequence of length 3")
+    level = _index(item[0])
+    kind = _index(item[1])
+    return level, kind, bytes(memoryview(item[2]))
+
+
 cdef char *_build_ancillary(list_or_tuple, size_t *out_len) except NULL:
     """A control buffer holding ``[(level, type, data), ...]``."""
     cdef size_t total = 0
@@ -1055,7 +1068,7 @@ cdef char *_build_ancillary(list_or_tuple, size_t *out_len) except NULL:
     cdef zs_msghdr msg
     cdef cmsghdr *c
     cdef char *control
-    items = [(int(level), int(kind), bytes(data)) for level, kind, data in list_or_tuple]
+    items = [_ancillary_item(item) for item in list_or_tuple]
     for _, _, data in items:
         total += zs_cmsg_space(len(data))
     control = <char *>PyMem_Malloc(total)
