@@ -156,3 +156,15 @@ def test_ancillary_items_checked_as_the_stdlib(zs, items):
     raised ValueError, and a float level, a str level or an int as data
     (bytes(5): five zero bytes) were accepted where the stdlib refuses them."""
     _both(_send_with_ancillary, zs.socketpair, socket.socketpair, items, 0)
+
+
+@pytest.mark.parametrize("value,optlen", [
+    (2**40, None), (2**31, None), (-2**31 - 1, None),  # ints out of C int range: TypeError
+    (None, 2**40), (None, -2), (None, 2**32 + 4),      # optlen masked to 32 bits
+])
+def test_setsockopt_values_as_the_stdlib(zs, value, optlen):
+    """C backend: an int value beyond a C int raised OverflowError and an
+    optlen outside 0..2**32-1 raised OverflowError, where the standard library
+    raises TypeError and passes the masked length to the kernel."""
+    _both(_set_then_get, zs.Socket, socket.socket, socket.SOL_SOCKET, socket.SO_RCVBUF,
+          value, optlen, None)

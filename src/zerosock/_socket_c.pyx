@@ -12,7 +12,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.sequence cimport PySequence_Check
-from libc.limits cimport INT_MAX
+from libc.limits cimport INT_MAX, INT_MIN
 from libc.math cimport ceil, isnan
 from libc.string cimport memcpy, memset
 
@@ -1014,8 +1014,13 @@ cdef class Socket:
         if optlen is not None:
             if value is not None:
                 raise TypeError("setsockopt() with optlen takes None as the value")
-            rc = setsockopt(self.fd, level, option, NULL, <zs_socklen_t>(<unsigned int>optlen))
+            # Any int, masked to 32 bits, as the standard library's "I" format.
+            rc = setsockopt(self.fd, level, option, NULL,
+                            <zs_socklen_t>(<unsigned int>(_index(optlen) & 0xFFFFFFFF)))
         elif isinstance(value, int):
+            if not INT_MIN <= value <= INT_MAX:
+                # The standard library tries an int, then a buffer: what it reports.
+                raise TypeError(f"a bytes-like object is required, not '{type(value).__name__}'")
             flag = value
             rc = setsockopt(self.fd, level, option, &flag, sizeof(flag))
         else:
