@@ -409,7 +409,8 @@ while True:
 """
 
 
-@pytest.mark.parametrize("name", ["c", "python", "stdlib"])
+@pytest.mark.parametrize("name", [pytest.param("c", marks=pytest.mark.c_extension),
+                                  "python", "stdlib"])
 def test_descriptor_exhaustion(name, request):
     import subprocess
     from _hardening import HERE, subprocess_env
