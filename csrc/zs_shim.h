@@ -61,6 +61,7 @@ typedef WSAPOLLFD zs_pollfd;
 #  define ZS_ENOTSUP WSAEOPNOTSUPP
 #  define ZS_EMSGSIZE WSAEMSGSIZE
 #  define ZS_ENOBUFS WSAENOBUFS
+#  define ZS_ECONNRESET WSAECONNRESET
 #  define ZS_MSG_DONTWAIT 0
 #  define ZS_HAVE_MSG_DONTWAIT 0
 #  define ZS_SHUT_RDWR SD_BOTH
@@ -97,6 +98,7 @@ typedef struct pollfd zs_pollfd;
 #  define ZS_ENOTSUP EOPNOTSUPP
 #  define ZS_EMSGSIZE EMSGSIZE
 #  define ZS_ENOBUFS ENOBUFS
+#  define ZS_ECONNRESET ECONNRESET
 #  ifdef MSG_DONTWAIT
 #    define ZS_MSG_DONTWAIT MSG_DONTWAIT
 #    define ZS_HAVE_MSG_DONTWAIT 1
@@ -262,6 +264,185 @@ static inline int zs_connect_result(zs_sock_t s, int *result)
     zs_socklen_t len = (zs_socklen_t)sizeof(*result);
     return getsockopt(s, SOL_SOCKET, SO_ERROR, (char *)result, &len);
 }
+
+/* ------------------------------------------------------------------ */
+/* time and error text                                                 */
+/* ------------------------------------------------------------------ */
+
+#ifndef _WIN32
+#  include <time.h>
+#endif
+
+/* Seconds on a monotonic clock, for deadlines. */
+static inline double zs_monotonic(void)
+{
+#ifdef _WIN32
+    LARGE_INTEGER freq, now;
+    QueryPerformanceFrequency(&freq);
+    QueryPerformanceCounter(&now);
+    return (double)now.QuadPart / (double)freq.QuadPart;
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+#endif
+}
+
+/* Text for an error code from zs_last_error(). */
+static inline const char *zs_strerror(int code)
+{
+#ifdef _WIN32
+    static __declspec(thread) char text[256];
+    DWORD n = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS,
+                             NULL, (DWORD)code, 0, text, sizeof(text), NULL);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == '.'))
+        text[--n] = '\0';
+    return n ? text : "Unknown error";
+#else
+    return strerror(code);
+#endif
+}
+
+/* ------------------------------------------------------------------ */
+/* scatter/gather messages and batches of datagrams                    */
+/* ------------------------------------------------------------------ */
+
+#ifdef _WIN32
+/* Winsock has no sendmsg/recvmsg; the same fields let the batch fallback
+ * below (one datagram per call) run there. */
+typedef struct zs_msghdr {
+    void *msg_name;
+    int msg_namelen;
+    zs_iovec *msg_iov;
+    size_t msg_iovlen;
+    void *msg_control;
+    size_t msg_controllen;
+    int msg_flags;
+} zs_msghdr;
+#  define ZS_HAVE_MSG 0
+#else
+typedef struct msghdr zs_msghdr;
+#  define ZS_HAVE_MSG 1
+#endif
+
+#if defined(__linux__)
+typedef struct mmsghdr zs_mmsghdr;
+#  define ZS_HAVE_MMSG 1
+#else
+typedef struct zs_mmsghdr {
+    zs_msghdr msg_hdr;
+    unsigned int msg_len;
+} zs_mmsghdr;
+#  define ZS_HAVE_MMSG 0
+#endif
+
+static inline long zs_sendmsg(zs_sock_t s, const zs_msghdr *msg, int flags)
+{
+#if ZS_HAVE_MSG
+#  ifdef MSG_NOSIGNAL
+    flags |= MSG_NOSIGNAL;
+#  endif
+    return (long)sendmsg(s, msg, flags);
+#else
+    (void)s; (void)msg; (void)flags;
+    zs_set_last_error(ZS_ENOTSUP);
+    return -1;
+#endif
+}
+
+static inline long zs_recvmsg(zs_sock_t s, zs_msghdr *msg, int flags)
+{
+#if ZS_HAVE_MSG
+    return (long)recvmsg(s, msg, flags);
+#else
+    (void)s; (void)msg; (void)flags;
+    zs_set_last_error(ZS_ENOTSUP);
+    return -1;
+#endif
+}
+
+/* Receive up to n datagrams, each into vec[i].msg_hdr's first iovec.  With
+ * wait_first, block for the first and take only what is queued after it.
+ * Returns the count received, or -1 with the error of the first call. */
+static inline int zs_recvmmsg(zs_sock_t s, zs_mmsghdr *vec, unsigned int n, int flags,
+                              int wait_first)
+{
+#if ZS_HAVE_MMSG
+    return recvmmsg(s, vec, n, flags | (wait_first ? MSG_WAITFORONE : 0), NULL);
+#else
+    unsigned int i;
+    for (i = 0; i < n; i++) {
+        zs_msghdr *h = &vec[i].msg_hdr;
+        int f = flags | (i > 0 ? ZS_MSG_DONTWAIT : 0);
+        zs_socklen_t alen = (zs_socklen_t)h->msg_namelen;
+        long r;
+        if (i > 0 && !ZS_HAVE_MSG_DONTWAIT && zs_wait(s, 0, 0) != 1)
+            break;
+#ifdef _WIN32
+        r = zs_recvfrom(s, h->msg_iov[0].buf, h->msg_iov[0].len, f,
+                        (struct sockaddr *)h->msg_name, &alen);
+#else
+        r = zs_recvfrom(s, h->msg_iov[0].iov_base, h->msg_iov[0].iov_len, f,
+                        (struct sockaddr *)h->msg_name, &alen);
+#endif
+        if (r < 0) {
+            if (i > 0)
+                break;
+            return -1;
+        }
+        h->msg_namelen = alen;
+        h->msg_flags = 0;
+        vec[i].msg_len = (unsigned int)r;
+    }
+    (void)wait_first;
+    return (int)i;
+#endif
+}
+
+/* Send n datagrams; returns the count sent (stops at the first failure after
+ * at least one was sent), or -1 with the error of the first. */
+static inline int zs_sendmmsg(zs_sock_t s, zs_mmsghdr *vec, unsigned int n, int flags)
+{
+#if ZS_HAVE_MMSG
+    return sendmmsg(s, vec, n, flags | MSG_NOSIGNAL);
+#else
+    unsigned int i;
+    for (i = 0; i < n; i++) {
+        zs_msghdr *h = &vec[i].msg_hdr;
+        long r;
+#ifdef _WIN32
+        r = zs_sendto(s, h->msg_iov[0].buf, h->msg_iov[0].len, flags,
+                      (const struct sockaddr *)h->msg_name, (zs_socklen_t)h->msg_namelen);
+#else
+        r = zs_sendto(s, h->msg_iov[0].iov_base, h->msg_iov[0].iov_len, flags,
+                      (const struct sockaddr *)h->msg_name, (zs_socklen_t)h->msg_namelen);
+#endif
+        if (r < 0) {
+            if (i > 0)
+                break;
+            return -1;
+        }
+        vec[i].msg_len = (unsigned int)r;
+    }
+    return (int)i;
+#endif
+}
+
+/* Ancillary data (POSIX only): the CMSG macros as functions for Cython. */
+#if ZS_HAVE_MSG
+static inline size_t zs_cmsg_space(size_t len) { return CMSG_SPACE(len); }
+static inline size_t zs_cmsg_len(size_t len) { return CMSG_LEN(len); }
+static inline struct cmsghdr *zs_cmsg_first(zs_msghdr *m) { return CMSG_FIRSTHDR(m); }
+static inline struct cmsghdr *zs_cmsg_next(zs_msghdr *m, struct cmsghdr *c) { return CMSG_NXTHDR(m, c); }
+static inline unsigned char *zs_cmsg_data(struct cmsghdr *c) { return CMSG_DATA(c); }
+#else
+struct cmsghdr { size_t cmsg_len; int cmsg_level; int cmsg_type; };
+static inline size_t zs_cmsg_space(size_t len) { return len + sizeof(struct cmsghdr); }
+static inline size_t zs_cmsg_len(size_t len) { return len + sizeof(struct cmsghdr); }
+static inline struct cmsghdr *zs_cmsg_first(zs_msghdr *m) { (void)m; return NULL; }
+static inline struct cmsghdr *zs_cmsg_next(zs_msghdr *m, struct cmsghdr *c) { (void)m; (void)c; return NULL; }
+static inline unsigned char *zs_cmsg_data(struct cmsghdr *c) { return (unsigned char *)(c + 1); }
+#endif
 
 #ifdef __cplusplus
 }

@@ -254,3 +254,23 @@ def _sendfile_by_copy(sock: SocketLike, file: Any, offset: int, count: Optional[
     finally:
         if total > 0 and hasattr(file, "seek"):
             file.seek(offset + total)
+
+
+# ---------------------------------------------------------------- addresses
+
+
+def resolve_host(host: Union[str, bytes, bytearray], family: int) -> Tuple[str, int]:
+    """Resolve a host name that is not a numeric address: ``(numeric, scope_id)``.
+
+    The C backend parses numeric hosts itself and asks this only for names,
+    so both backends resolve through the same getaddrinfo call.
+    """
+    if isinstance(host, (bytes, bytearray)):
+        host = bytes(host).decode("idna")
+    if family == AF_INET6 and host == "":
+        return "::", 0
+    if host == "<broadcast>":
+        raise _stdsocket.gaierror(_stdsocket.EAI_NONAME, "Name or service not known")
+    infos = _stdsocket.getaddrinfo(host, None, family, _stdsocket.SOCK_DGRAM)
+    sockaddr = infos[0][4]
+    return sockaddr[0], (sockaddr[3] if family == AF_INET6 else 0)

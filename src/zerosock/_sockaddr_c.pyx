@@ -1,0 +1,188 @@
+# cython: language_level=3
+"""Conversion between Python socket addresses and C ``sockaddr`` structures,
+with the standard library's argument checking and exceptions."""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memchr, memcmp, memcpy, memset
+
+from zerosock._shim cimport (
+    AF_INET, AF_INET6, AF_UNIX, INADDR_ANY, INADDR_BROADCAST, INET6_ADDRSTRLEN,
+    htonl, htons, inet_ntop, inet_pton, ntohl, ntohs,
+    sockaddr, sockaddr_in, sockaddr_in6, sockaddr_storage, sockaddr_un, zs_socklen_t,
+)
+
+import errno as _errno
+import os as _os
+
+from zerosock._socket_shared import resolve_host
+
+cdef extern from "Python.h":
+    object PyUnicode_DecodeFSDefaultAndSize(const char *s, Py_ssize_t size)
+
+
+cdef class AddressCache:
+    cdef object get(self, const sockaddr *addr, zs_socklen_t length, int family):
+        if (self.last_obj is not None and length == self.last_len
+                and memcmp(addr, &self.last, length) == 0):
+            return self.last_obj
+        obj = make_address(addr, length, family)
+        if length <= sizeof(sockaddr_storage):
+            memcpy(&self.last, addr, length)
+            self.last_len = length
+            self.last_obj = obj
+        return obj
+
+
+cdef bytes _host_bytes(object host):
+    """The host as bytes, checked the way the standard library checks it."""
+    cdef bytes raw
+    if isinstance(host, str):
+        try:
+            raw = (<str>host).encode("ascii")
+        except UnicodeEncodeError:
+            raw = (<str>host).encode("idna")
+    elif isinstance(host, (bytes, bytearray)):
+        raw = bytes(host)
+    else:
+        raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+    if b"\0" in raw:
+        raise TypeError("host name must not contain null character")
+    return raw
+
+
+cdef int _parse_port(object port, str caller) except -1:
+    cdef long value = port.__index__() if not isinstance(port, int) else port
+    if value < 0 or value > 0xFFFF:
+        raise OverflowError(f"{caller}(): port must be 0-65535.")
+    return <int>value
+
+
+cdef int _parse_ipv4(object address, sockaddr_in *sin, str caller) except -1:
+    if not isinstance(address, tuple):
+        raise TypeError(f"{caller}(): AF_INET address must be tuple, not {type(address).__name__}")
+    if len(<tuple>address) != 2:
+        raise TypeError("AF_INET address must be a pair (host, port)")
+    host, port = <tuple>address
+    cdef bytes raw = _host_bytes(host)
+    sin.sin_family = AF_INET
+    sin.sin_port = htons(<unsigned short>_parse_port(port, caller))
+    if inet_pton(AF_INET, PyBytes_AS_STRING(raw), &sin.sin_addr) == 1:
+        return 0
+    if raw == b"":
+        sin.sin_addr.s_addr = htonl(INADDR_ANY)
+    elif raw == b"<broadcast>":
+        sin.sin_addr.s_addr = htonl(INADDR_BROADCAST)
+    else:
+        numeric = resolve_host(host, AF_INET)[0].encode("ascii")
+        if inet_pton(AF_INET, PyBytes_AS_STRING(numeric), &sin.sin_addr) != 1:
+            raise OSError(_errno.EINVAL, f"unexpected resolver result {numeric!r}")
+    return 0
+
+
+cdef int _parse_ipv6(object address, sockaddr_in6 *sin6, str caller) except -1:
+    if not isinstance(address, tuple):
+        raise TypeError(f"{caller}(): AF_INET6 address must be tuple, not {type(address).__name__}")
+    cdef Py_ssize_t n = len(<tuple>address)
+    if n < 2 or n > 4:
+        raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
+    host = (<tuple>address)[0]
+    cdef bytes raw = _host_bytes(host)
+    cdef int port = _parse_port((<tuple>address)[1], caller)
+    cdef unsigned long long flowinfo = (<tuple>address)[2] if n > 2 else 0
+    cdef unsigned int scope_id = (<tuple>address)[3] if n > 3 else 0
+    if flowinfo > 0xFFFFF:
+        raise OverflowError(f"{caller}(): flowinfo must be 0-1048575.")
+    sin6.sin6_family = AF_INET6
+    sin6.sin6_port = htons(<unsigned short>port)
+    sin6.sin6_flowinfo = htonl(<unsigned int>flowinfo)
+    sin6.sin6_scope_id = scope_id
+    if inet_pton(AF_INET6, PyBytes_AS_STRING(raw), &sin6.sin6_addr) == 1:
+        return 0
+    numeric, resolved_scope = resolve_host(host, AF_INET6)
+    if not scope_id:
+        sin6.sin6_scope_id = resolved_scope
+    numeric = numeric.encode("ascii")
+    if inet_pton(AF_INET6, PyBytes_AS_STRING(numeric), &sin6.sin6_addr) != 1:
+        raise OSError(_errno.EINVAL, f"unexpected resolver result {numeric!r}")
+    return 0
+
+
+cdef Py_ssize_t _sun_path_offset():
+    cdef sockaddr_un probe
+    return <char *>&probe.sun_path[0] - <char *>&probe
+
+
+cdef int _parse_unix(object address, sockaddr_un *sun, zs_socklen_t *out_len, str caller) except -1:
+    cdef bytes path
+    if isinstance(address, str):
+        path = _os.fsencode(address)
+    elif isinstance(address, (bytes, bytearray, memoryview)):
+        path = bytes(address)
+    else:
+        raise TypeError(f"{caller}(): AF_UNIX address must be str or bytes, "
+                        f"not {type(address).__name__}")
+    cdef Py_ssize_t offset = _sun_path_offset()
+    cdef Py_ssize_t capacity = sizeof(sockaddr_un) - offset
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(path)
+    cdef bint abstract = n > 0 and PyBytes_AS_STRING(path)[0] == 0
+    if n > capacity or (not abstract and n >= capacity):
+        raise OSError(_errno.ENAMETOOLONG, "AF_UNIX path too long")
+    memset(sun, 0, sizeof(sockaddr_un))
+    sun.sun_family = AF_UNIX
+    memcpy(&sun.sun_path[0], PyBytes_AS_STRING(path), n)
+    out_len[0] = <zs_socklen_t>(offset + n + (0 if abstract else 1))
+    return 0
+
+
+cdef int parse_address(object address, int family, sockaddr_storage *out,
+                       zs_socklen_t *out_len, str caller) except -1:
+    """Fill ``out`` from a Python address of ``family``; ``caller`` names the
+    method in error messages, as the standard library does."""
+    if family == AF_INET:
+        memset(out, 0, sizeof(sockaddr_in))
+        _parse_ipv4(address, <sockaddr_in *>out, caller)
+        out_len[0] = sizeof(sockaddr_in)
+    elif family == AF_INET6:
+        memset(out, 0, sizeof(sockaddr_in6))
+        _parse_ipv6(address, <sockaddr_in6 *>out, caller)
+        out_len[0] = sizeof(sockaddr_in6)
+    elif family == AF_UNIX:
+        _parse_unix(address, <sockaddr_un *>out, out_len, caller)
+    else:
+        raise OSError(_errno.EAFNOSUPPORT,
+                      f"{caller}(): address family {family} is not supported by zerosock")
+    return 0
+
+
+cdef object make_address(const sockaddr *addr, zs_socklen_t length, int family):
+    """The Python form of a C address, as the standard library builds it."""
+    cdef char text[64]
+    cdef const sockaddr_in *sin
+    cdef const sockaddr_in6 *sin6
+    cdef const sockaddr_un *sun
+    cdef Py_ssize_t offset, path_len
+    cdef const char *nul
+    if length == 0:
+        return None
+    if addr.sa_family == AF_INET:
+        sin = <const sockaddr_in *>addr
+        inet_ntop(AF_INET, &sin.sin_addr, text, sizeof(text))
+        return (text.decode("ascii"), ntohs(sin.sin_port))
+    if addr.sa_family == AF_INET6:
+        sin6 = <const sockaddr_in6 *>addr
+        inet_ntop(AF_INET6, &sin6.sin6_addr, text, sizeof(text))
+        return (text.decode("ascii"), ntohs(sin6.sin6_port),
+                ntohl(sin6.sin6_flowinfo), sin6.sin6_scope_id)
+    if addr.sa_family == AF_UNIX:
+        sun = <const sockaddr_un *>addr
+        offset = _sun_path_offset()
+        path_len = <Py_ssize_t>length - offset
+        if path_len <= 0:
+            return ""
+        if sun.sun_path[0] == 0:  # Linux abstract namespace
+            return PyBytes_FromStringAndSize(&sun.sun_path[0], path_len)
+        nul = <const char *>memchr(&sun.sun_path[0], 0, path_len)
+        if nul != NULL:
+            path_len = nul - &sun.sun_path[0]
+        return PyUnicode_DecodeFSDefaultAndSize(&sun.sun_path[0], path_len)
+    return (addr.sa_family, PyBytes_FromStringAndSize(<const char *>addr, length))

@@ -1,0 +1,44 @@
+from cpython.buffer cimport Py_buffer
+
+from zerosock._shim cimport sockaddr_storage, zs_iovec, zs_mmsghdr, zs_sock_t, zs_socklen_t
+from zerosock._sockaddr_c cimport AddressCache
+
+
+ctypedef struct Batch:
+    # Arrays for recv_many/send_many, kept between calls and grown on demand.
+    Py_ssize_t capacity
+    zs_mmsghdr *hdrs
+    zs_iovec *iovs
+    sockaddr_storage *addrs
+    Py_buffer *views
+
+cdef class Socket:
+    # The OS handle, ZS_INVALID_SOCKET once closed or detached; set invalid
+    # before the descriptor is released so it is never used twice.
+    cdef zs_sock_t fd
+    cdef int _family
+    cdef int _type
+    cdef int _proto
+    # <0: blocking (waits in the kernel, GIL released); 0: non-blocking;
+    # >0: seconds to wait with poll before TimeoutError.
+    cdef double _timeout
+    cdef AddressCache _peer_cache
+    # Scratch reused by the batch calls so they allocate nothing per call.
+    cdef Batch *_batch
+    cdef bint _batch_busy
+    cdef object __weakref__
+
+    cdef int _check_open(self) except -1
+    cdef int _retry_or_raise(self, int err, int writing, double *deadline) except -1
+    cdef int _wait(self, int writing, double deadline) except -1
+    cdef int _set_timeout(self, double timeout) except -1
+    cdef int _apply_default_timeout(self) except -1
+    cdef object _peer(self, sockaddr_storage *addr, zs_socklen_t addrlen)
+    cdef Py_ssize_t _recvfrom(self, void *buf, size_t length, int flags,
+                              sockaddr_storage *addr, zs_socklen_t *addrlen) except -1
+    cdef object _recv_bytes(self, Py_ssize_t bufsize, int flags, bint try_only)
+    cdef Batch *_take_batch(self, Py_ssize_t n) except NULL
+    cdef void _give_back_batch(self, Batch *b) noexcept
+    cdef int _connect(self, object address, bint raising, str caller) except -1
+    cdef Py_ssize_t _transfer(self, int writing, void *buf, size_t length, int flags,
+                              bint try_only) except -1

@@ -1,0 +1,996 @@
+# cython: language_level=3
+"""The C Socket: thin wrappers over the BSD / Winsock calls of csrc/zs_shim.h.
+
+Hot calls (``recv_into``, ``send`` and their non-raising twins) create no
+Python object beyond the integer they return.  Non-blocking calls keep the
+GIL (the syscall cannot block); blocking ones release it.  EINTR is retried
+after running signal handlers (PEP 475); errors are the OSError subclasses
+the standard library raises.
+"""
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.limits cimport INT_MAX
+from libc.math cimport ceil, isnan
+from libc.string cimport memcpy, memset
+
+from zerosock._shim cimport *
+from zerosock._sockaddr_c cimport AddressCache, make_address, parse_address
+
+import _socket
+import socket as _stdsocket
+import warnings as _warnings
+
+from zerosock._socket_shared import (
+    as_family, as_kind, bind_factories, sendfile as _sendfile, socket_repr, take_over,
+)
+
+cdef extern from "Python.h":
+    # Declared without an exception clause: callers turn a failure into the
+    # TypeError the standard library raises.
+    int _get_buffer "PyObject_GetBuffer"(object obj, Py_buffer *view, int flags)
+    void PyErr_Clear()
+
+cdef object _timeout_error = _stdsocket.timeout
+cdef object _getdefaulttimeout = _stdsocket.getdefaulttimeout
+cdef int _SOCK_NONBLOCK = getattr(_stdsocket, "SOCK_NONBLOCK", 0)
+cdef int _SOCK_CLOEXEC = getattr(_stdsocket, "SOCK_CLOEXEC", 0)
+cdef int _DEFAULT_BACKLOG = min(_stdsocket.SOMAXCONN, 128)
+cdef Py_ssize_t _STACK_PARTS = 16  # sendmsg/recvmsg_into vectors up to this size use the stack
+cdef object _MISSING = object()
+
+if zs_startup() != 0:
+    raise ImportError("zerosock: socket library start-up failed")
+
+
+cdef inline int _get_readable(object obj, Py_buffer *view) except -1:
+    if _get_buffer(obj, view, PyBUF_SIMPLE) < 0:
+        PyErr_Clear()
+        raise TypeError(f"a bytes-like object is required, not '{type(obj).__name__}'")
+    return 0
+
+
+cdef inline int _get_writable(object obj, Py_buffer *view, str caller) except -1:
+    if _get_buffer(obj, view, PyBUF_WRITABLE) < 0:
+        PyErr_Clear()
+        raise TypeError(f"{caller}() argument 'buffer' must be read-write bytes-like "
+                        f"object, not {type(obj).__name__}")
+    return 0
+
+
+cdef inline Py_ssize_t _check_nbytes(Py_ssize_t nbytes, Py_ssize_t available,
+                                     str caller) except -1:
+    if nbytes < 0:
+        raise ValueError(f"negative buffersize in {caller}")
+    if nbytes == 0:
+        return available
+    if nbytes > available:
+        raise ValueError(f"buffer too small for requested bytes")
+    return nbytes
+
+
+cdef double _timeout_from(object value) except? -2.0:
+    """Seconds from a ``settimeout`` argument, -1.0 for None, checked as the
+    standard library checks it."""
+    cdef double seconds
+    if value is None:
+        return -1.0
+    if isinstance(value, float):
+        seconds = value
+        if isnan(seconds):
+            raise ValueError("Invalid value NaN (not a number)")
+    else:
+        seconds = value.__index__() if not isinstance(value, int) else value
+    if seconds < 0:
+        raise ValueError("Timeout value out of range")
+    if seconds > 9.2e9:
+        raise OverflowError("timeout doesn't fit into C timeval")
+    return seconds
+
+
+cdef Batch *_batch_new(Py_ssize_t n) except NULL:
+    cdef Batch *b = <Batch *>PyMem_Malloc(sizeof(Batch))
+    if b == NULL:
+        raise MemoryError()
+    memset(b, 0, sizeof(Batch))
+    b.capacity = n
+    b.hdrs = <zs_mmsghdr *>PyMem_Malloc(n * sizeof(zs_mmsghdr))
+    b.iovs = <zs_iovec *>PyMem_Malloc(n * sizeof(zs_iovec))
+    b.addrs = <sockaddr_storage *>PyMem_Malloc(n * sizeof(sockaddr_storage))
+    b.views = <Py_buffer *>PyMem_Malloc(n * sizeof(Py_buffer))
+    if b.hdrs == NULL or b.iovs == NULL or b.addrs == NULL or b.views == NULL:
+        _batch_free(b)
+        raise MemoryError()
+    return b
+
+
+cdef void _batch_free(Batch *b) noexcept:
+    if b != NULL:
+        PyMem_Free(b.hdrs)
+        PyMem_Free(b.iovs)
+        PyMem_Free(b.addrs)
+        PyMem_Free(b.views)
+        PyMem_Free(b)
+
+
+cdef class Socket:
+    """A socket with the standard library's API plus zero-copy hot-path calls.
+
+    ``Socket(family=-1, type=-1, proto=-1, fileno=None)``: like
+    :class:`socket.socket`, AF_INET/SOCK_STREAM by default, or the kind of an
+    existing descriptor when ``fileno`` is given.
+    """
+
+    def __cinit__(self):
+        self.fd = ZS_INVALID_SOCKET
+        self._timeout = -1.0
+
+    def __init__(self, int family=-1, int type=-1, int proto=-1, fileno=None):
+        cdef zs_sock_t fd
+        cdef bint nonblocking = _SOCK_NONBLOCK and (type & _SOCK_NONBLOCK)
+        if self.fd != ZS_INVALID_SOCKET:
+            raise RuntimeError("Socket is already initialized")
+        if fileno is None:
+            family = AF_INET if family == -1 else family
+            type = _stdsocket.SOCK_STREAM if type == -1 else type
+            proto = 0 if proto == -1 else proto
+            type &= ~(_SOCK_NONBLOCK | _SOCK_CLOEXEC)
+            fd = zs_socket(family, type, proto)
+            if fd == ZS_INVALID_SOCKET:
+                raise_os_error(zs_last_error())
+        else:
+            # The standard library validates the descriptor and reads its kind.
+            probe = _socket.socket(family, type, proto, fileno)
+            family, type, proto = probe.family, probe.type, probe.proto
+            fd = probe.detach()
+        self.fd = fd
+        self._family = family
+        self._type = type & ~(_SOCK_NONBLOCK | _SOCK_CLOEXEC)
+        self._proto = proto
+        if nonblocking:
+            self._set_timeout(0.0)
+        else:
+            self._apply_default_timeout()
+
+    cdef int _apply_default_timeout(self) except -1:
+        default = _getdefaulttimeout()
+        if default is None:
+            self._timeout = -1.0  # a new descriptor is blocking already
+        else:
+            self._set_timeout(default)
+        return 0
+
+    def __dealloc__(self):
+        cdef zs_sock_t fd = self.fd
+        if fd != ZS_INVALID_SOCKET:
+            self.fd = ZS_INVALID_SOCKET
+            zs_close(fd)
+        _batch_free(self._batch)
+
+    def __del__(self):
+        if self.fd != ZS_INVALID_SOCKET:
+            _warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2, source=self)
+            self.close()
+
+    @classmethod
+    def from_socket(cls, sock):
+        """Take over a stdlib socket's descriptor (the stdlib object is detached)."""
+        return take_over(cls, sock)
+
+    def __repr__(self):
+        return socket_repr(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __reduce__(self):
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
+    # ------------------------------------------------------------ identity
+
+    @property
+    def family(self):
+        """The address family, as :class:`socket.AddressFamily` when known."""
+        return as_family(self._family)
+
+    @property
+    def type(self):
+        """The socket type, as :class:`socket.SocketKind` when known."""
+        return as_kind(self._type)
+
+    @property
+    def proto(self):
+        """The protocol number."""
+        return self._proto
+
+    @property
+    def timeout(self):
+        """The timeout in seconds, ``None`` when blocking."""
+        return None if self._timeout < 0 else self._timeout
+
+    def fileno(self):
+        """The descriptor, or -1 once closed."""
+        return -1 if self.fd == ZS_INVALID_SOCKET else <long long>self.fd
+
+    def close(self):
+        """Close the descriptor; closing twice does nothing."""
+        cdef zs_sock_t fd = self.fd
+        if fd == ZS_INVALID_SOCKET:
+            return
+        self.fd = ZS_INVALID_SOCKET  # never reachable again, even if close fails
+        if zs_close(fd) != 0:
+            err = zs_last_error()
+            if err != ZS_ECONNRESET:
+                raise_os_error(err)
+
+    def detach(self):
+        """Give up the descriptor without closing it and return it."""
+        cdef zs_sock_t fd = self.fd
+        self.fd = ZS_INVALID_SOCKET
+        return -1 if fd == ZS_INVALID_SOCKET else <long long>fd
+
+    cdef int _check_open(self) except -1:
+        if self.fd == ZS_INVALID_SOCKET:
+            raise_os_error(ZS_EBADF)
+        return 0
+
+    # ------------------------------------------------------- modes and waits
+
+    cdef int _set_timeout(self, double timeout) except -1:
+        self._check_open()
+        if zs_set_nonblocking(self.fd, timeout >= 0) != 0:
+            raise_os_error(zs_last_error())
+        self._timeout = timeout
+        return 0
+
+    def settimeout(self, value):
+        """``None`` for blocking, ``0`` for non-blocking, else seconds to wait."""
+        self._set_timeout(_timeout_from(value))
+
+    def gettimeout(self):
+        """The timeout in seconds, ``None`` when blocking."""
+        return None if self._timeout < 0 else self._timeout
+
+    def setblocking(self, flag):
+        """``setblocking(True)`` is ``settimeout(None)``, ``False`` is ``settimeout(0)``."""
+        self._set_timeout(-1.0 if flag else 0.0)
+
+    def getblocking(self):
+        """False only when the timeout is 0."""
+        return self._timeout != 0.0
+
+    cdef int _wait(self, int writing, double deadline) except -1:
+        """Wait in the kernel, GIL released, until ready; ``deadline`` < 0 waits
+        forever, else TimeoutError at that monotonic time."""
+        cdef int rc, err, ms
+        cdef double remaining
+        cdef zs_sock_t fd
+        while True:
+            self._check_open()
+            fd = self.fd
+            if deadline < 0:
+                ms = -1
+            else:
+                remaining = deadline - zs_monotonic()
+                if remaining <= 0:
+                    raise _timeout_error("timed out")
+                ms = <int>min(ceil(remaining * 1000.0), <double>INT_MAX)
+            with nogil:
+                rc = zs_wait(fd, writing, ms)
+            if rc > 0:
+                return 0
+            if rc == 0:
+                raise _timeout_error("timed out")
+            err = zs_last_error()
+            if err != ZS_EINTR:
+                raise_os_error(err)
+            PyErr_CheckSignals()
+
+    cdef int _retry_or_raise(self, int err, int writing, double *deadline) except -1:
+        """After a failed call: return to retry it (EINTR after the signal
+        handlers ran, or would-block on a timeout socket once ready), or raise."""
+        if err == ZS_EINTR:
+            PyErr_CheckSignals()
+            self._check_open()  # a handler may have closed the socket
+            return 0
+        if self._timeout > 0 and zs_is_would_block(err):
+            if deadline[0] < 0:
+                deadline[0] = zs_monotonic() + self._timeout
+            return self._wait(writing, deadline[0])
+        raise_os_error(err)
+
+    cdef Py_ssize_t _transfer(self, int writing, void *buf, size_t length, int flags,
+                              bint try_only) except -1:
+        """One send or recv of at most ``length`` bytes; with ``try_only``,
+        -2 instead of waiting or raising when it would block."""
+        cdef long n
+        cdef double deadline = -1.0
+        cdef zs_sock_t fd
+        cdef bint release_gil = self._timeout < 0 and not try_only
+        self._check_open()
+        if try_only and self._timeout != 0.0:
+            if ZS_HAVE_MSG_DONTWAIT:
+                flags |= ZS_MSG_DONTWAIT
+            elif zs_wait(self.fd, writing, 0) == 0:
+                return -2
+        while True:
+            fd = self.fd
+            if release_gil:
+                with nogil:
+                    n = zs_send(fd, buf, length, flags) if writing else zs_recv(fd, buf, length, flags)
+            elif writing:
+                n = zs_send(fd, buf, length, flags)
+            else:
+                n = zs_recv(fd, buf, length, flags)
+            if n >= 0:
+                return n
+            err = zs_last_error()
+            if try_only and zs_is_would_block(err):
+                return -2
+            self._retry_or_raise(err, writing, &deadline)
+
+    # ------------------------------------------------------------- receiving
+
+    def recv_into(self, buffer, Py_ssize_t nbytes=0, int flags=0):
+        """Receive into a writable buffer in place; returns the byte count (0 at
+        end of stream).  Allocates nothing."""
+        cdef Py_buffer view
+        cdef Py_ssize_t n
+        _get_writable(buffer, &view, "recv_into")
+        try:
+            nbytes = _check_nbytes(nbytes, view.len, "recv_into")
+            n = self._transfer(0, view.buf, nbytes, flags, False)
+        finally:
+            PyBuffer_Release(&view)
+        return n
+
+    def try_recv_into(self, buffer, Py_ssize_t nbytes=0, int flags=0):
+        """``recv_into`` that returns ``None`` instead of waiting or raising
+        BlockingIOError when no data is ready."""
+        cdef Py_buffer view
+        cdef Py_ssize_t n
+        _get_writable(buffer, &view, "try_recv_into")
+        try:
+            nbytes = _check_nbytes(nbytes, view.len, "try_recv_into")
+            n = self._transfer(0, view.buf, nbytes, flags, True)
+        finally:
+            PyBuffer_Release(&view)
+        return None if n == -2 else n
+
+    cdef object _recv_bytes(self, Py_ssize_t bufsize, int flags, bint try_only):
+        cdef char stack[4096]
+        cdef Py_ssize_t n
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recv")
+        if bufsize <= <Py_ssize_t>sizeof(stack):
+            n = self._transfer(0, stack, bufsize, flags, try_only)
+            return None if n == -2 else PyBytes_FromStringAndSize(stack, n)
+        data = PyBytes_FromStringAndSize(NULL, bufsize)
+        n = self._transfer(0, PyBytes_AS_STRING(data), bufsize, flags, try_only)
+        if n == -2:
+            return None
+        return data if n == bufsize else data[:n]
+
+    def recv(self, Py_ssize_t bufsize, int flags=0):
+        """Receive up to ``bufsize`` bytes; ``b""`` at end of stream."""
+        return self._recv_bytes(bufsize, flags, False)
+
+    def try_recv(self, Py_ssize_t bufsize, int flags=0):
+        """``recv`` that returns ``None`` when no data is ready."""
+        return self._recv_bytes(bufsize, flags, True)
+
+    cdef Py_ssize_t _recvfrom(self, void *buf, size_t length, int flags,
+                              sockaddr_storage *addr, zs_socklen_t *addrlen) except -1:
+        cdef long n
+        cdef double deadline = -1.0
+        cdef zs_sock_t fd
+        self._check_open()
+        while True:
+            fd = self.fd
+            addrlen[0] = sizeof(sockaddr_storage)
+            if self._timeout < 0:
+                with nogil:
+                    n = zs_recvfrom(fd, buf, length, flags, <sockaddr *>addr, addrlen)
+            else:
+                n = zs_recvfrom(fd, buf, length, flags, <sockaddr *>addr, addrlen)
+            if n >= 0:
+                return n
+            self._retry_or_raise(zs_last_error(), 0, &deadline)
+
+    cdef object _peer(self, sockaddr_storage *addr, zs_socklen_t addrlen):
+        if self._peer_cache is None:
+            self._peer_cache = AddressCache()
+        return self._peer_cache.get(<sockaddr *>addr, addrlen, self._family)
+
+    def recvfrom_into(self, buffer, Py_ssize_t nbytes=0, int flags=0):
+        """Receive into a writable buffer; returns ``(nbytes, address)``."""
+        cdef Py_buffer view
+        cdef Py_ssize_t n
+        cdef sockaddr_storage addr
+        cdef zs_socklen_t addrlen = 0
+        _get_writable(buffer, &view, "recvfrom_into")
+        try:
+            nbytes = _check_nbytes(nbytes, view.len, "recvfrom_into")
+            n = self._recvfrom(view.buf, nbytes, flags, &addr, &addrlen)
+        finally:
+            PyBuffer_Release(&view)
+        return n, self._peer(&addr, addrlen)
+
+    def recvfrom(self, Py_ssize_t bufsize, int flags=0):
+        """Receive up to ``bufsize`` bytes; returns ``(bytes, address)``."""
+        cdef Py_ssize_t n
+        cdef sockaddr_storage addr
+        cdef zs_socklen_t addrlen = 0
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recvfrom")
+        data = PyBytes_FromStringAndSize(NULL, bufsize)
+        n = self._recvfrom(PyBytes_AS_STRING(data), bufsize, flags, &addr, &addrlen)
+        return (data if n == bufsize else data[:n]), self._peer(&addr, addrlen)
+
+    def recvmsg_into(self, buffers, Py_ssize_t ancbufsize=0, int flags=0):
+        """Scatter one message into several writable buffers (one syscall);
+        returns ``(nbytes, ancdata, msg_flags, address)`` as the standard library."""
+        cdef Py_buffer stack_views[16]
+        cdef zs_iovec stack_iovs[16]
+        cdef Py_buffer *views = stack_views
+        cdef zs_iovec *iovs = stack_iovs
+        cdef Py_ssize_t count, got = 0, i
+        cdef zs_msghdr msg
+        cdef sockaddr_storage addr
+        cdef char *control = NULL
+        cdef long n
+        cdef double deadline = -1.0
+        cdef zs_sock_t fd
+        if ancbufsize < 0:
+            raise ValueError("negative buffer size in recvmsg_into()")
+        parts = buffers if isinstance(buffers, (list, tuple)) else list(buffers)
+        count = len(parts)
+        if count > _STACK_PARTS:
+            views = <Py_buffer *>PyMem_Malloc(count * sizeof(Py_buffer))
+            iovs = <zs_iovec *>PyMem_Malloc(count * sizeof(zs_iovec))
+        try:
+            if views == NULL or iovs == NULL:
+                raise MemoryError()
+            for i in range(count):
+                _get_writable(parts[i], &views[i], "recvmsg_into")
+                got += 1
+                zs_iov_set(&iovs[i], views[i].buf, views[i].len)
+            if ancbufsize:
+                control = <char *>PyMem_Malloc(ancbufsize)
+                if control == NULL:
+                    raise MemoryError()
+                memset(control, 0, ancbufsize)
+            self._check_open()
+            while True:
+                memset(&msg, 0, sizeof(msg))
+                msg.msg_name = &addr
+                msg.msg_namelen = sizeof(addr)
+                msg.msg_iov = iovs
+                msg.msg_iovlen = count
+                msg.msg_control = control
+                msg.msg_controllen = ancbufsize
+                fd = self.fd
+                if self._timeout < 0:
+                    with nogil:
+                        n = zs_recvmsg(fd, &msg, flags)
+                else:
+                    n = zs_recvmsg(fd, &msg, flags)
+                if n >= 0:
+                    break
+                self._retry_or_raise(zs_last_error(), 0, &deadline)
+            return (n, _parse_ancillary(&msg), msg.msg_flags,
+                    make_address(<sockaddr *>&addr, msg.msg_namelen, self._family))
+        finally:
+            for i in range(got):
+                PyBuffer_Release(&views[i])
+            if views != stack_views:
+                PyMem_Free(views)
+            if iovs != stack_iovs:
+                PyMem_Free(iovs)
+            PyMem_Free(control)
+
+    def recvmsg(self, Py_ssize_t bufsize, Py_ssize_t ancbufsize=0, int flags=0):
+        """Receive one message: ``(data, ancdata, msg_flags, address)``."""
+        if bufsize < 0:
+            raise ValueError("negative buffer size in recvmsg()")
+        buf = bytearray(bufsize)
+        n, ancdata, msg_flags, address = self.recvmsg_into((buf,), ancbufsize, flags)
+        return bytes(buf[:n]), ancdata, msg_flags, address
+
+    # --------------------------------------------------------------- sending
+
+    def send(self, data, int flags=0):
+        """Send bytes from any buffer, read in place; returns how many were sent."""
+        cdef Py_buffer view
+        cdef Py_ssize_t n
+        _get_readable(data, &view)
+        try:
+            n = self._transfer(1, view.buf, view.len, flags, False)
+        finally:
+            PyBuffer_Release(&view)
+        return n
+
+    def try_send(self, data, int flags=0):
+        """``send`` that returns ``None`` when the send buffer is full."""
+        cdef Py_buffer view
+        cdef Py_ssize_t n
+        _get_readable(data, &view)
+        try:
+            n = self._transfer(1, view.buf, view.len, flags, True)
+        finally:
+            PyBuffer_Release(&view)
+        return None if n == -2 else n
+
+    def sendall(self, data, int flags=0):
+        """Send every byte; the timeout bounds the whole call, as in the stdlib."""
+        cdef Py_buffer view
+        cdef Py_ssize_t sent = 0, n
+        cdef long r
+        cdef double deadline = -1.0
+        cdef char *base
+        cdef zs_sock_t fd
+        _get_readable(data, &view)
+        try:
+            self._check_open()
+            base = <char *>view.buf
+            if self._timeout > 0:
+                deadline = zs_monotonic() + self._timeout
+            while sent < view.len:
+                fd = self.fd
+                if self._timeout < 0:
+                    with nogil:
+                        r = zs_send(fd, base + sent, view.len - sent, flags)
+                else:
+                    r = zs_send(fd, base + sent, view.len - sent, flags)
+                if r >= 0:
+                    sent += r
+                    PyErr_CheckSignals()  # a long send still runs signal handlers
+                    continue
+                self._retry_or_raise(zs_last_error(), 1, &deadline)
+        finally:
+            PyBuffer_Release(&view)
+
+    def sendto(self, data, flags_or_address, address=_MISSING):
+        """``sendto(data, address)`` or ``sendto(data, flags, address)``."""
+        cdef Py_buffer view
+        cdef sockaddr_storage addr
+        cdef zs_socklen_t addrlen
+        cdef int flags = 0
+        cdef long n
+        cdef double deadline = -1.0
+        cdef zs_sock_t fd
+        if address is _MISSING:
+            address = flags_or_address
+        else:
+            flags = flags_or_address
+        _get_readable(data, &view)
+        try:
+            parse_address(address, self._family, &addr, &addrlen, "sendto")
+            self._check_open()
+            while True:
+                fd = self.fd
+                if self._timeout < 0:
+                    with nogil:
+                        n = zs_sendto(fd, view.buf, view.len, flags, <sockaddr *>&addr, addrlen)
+                else:
+                    n = zs_sendto(fd, view.buf, view.len, flags, <sockaddr *>&addr, addrlen)
+                if n >= 0:
+                    return n
+                self._retry_or_raise(zs_last_error(), 1, &deadline)
+        finally:
+            PyBuffer_Release(&view)
+
+    def sendmsg(self, buffers, ancdata=(), int flags=0, address=None):
+        """Gather several buffers into one message with one syscall; returns
+        the bytes sent.  ``ancdata`` is ``[(level, type, data), ...]``."""
+        cdef Py_buffer stack_views[16]
+        cdef zs_iovec stack_iovs[16]
+        cdef Py_buffer *views = stack_views
+        cdef zs_iovec *iovs = stack_iovs
+        cdef Py_ssize_t count, got = 0, i
+        cdef zs_msghdr msg
+        cdef sockaddr_storage addr
+        cdef zs_socklen_t addrlen = 0
+        cdef char *control = NULL
+        cdef size_t control_len = 0
+        cdef long n
+        cdef double deadline = -1.0
+        cdef zs_sock_t fd
+        parts = buffers if isinstance(buffers, (list, tuple)) else list(buffers)
+        count = len(parts)
+        if count > _STACK_PARTS:
+            views = <Py_buffer *>PyMem_Malloc(count * sizeof(Py_buffer))
+            iovs = <zs_iovec *>PyMem_Malloc(count * sizeof(zs_iovec))
+        try:
+            if views == NULL or iovs == NULL:
+                raise MemoryError()
+            for i in range(count):
+                _get_readable(parts[i], &views[i])
+                got += 1
+                zs_iov_set(&iovs[i], views[i].buf, views[i].len)
+            if address is not None:
+                parse_address(address, self._family, &addr, &addrlen, "sendmsg")
+            items = ancdata if isinstance(ancdata, (list, tuple)) else list(ancdata)
+            if items:
+                control = _build_ancillary(items, &control_len)
+            self._check_open()
+            memset(&msg, 0, sizeof(msg))
+            msg.msg_name = &addr if address is not None else NULL
+            msg.msg_namelen = addrlen
+            msg.msg_iov = iovs
+            msg.msg_iovlen = count
+            msg.msg_control = control
+            msg.msg_controllen = control_len
+            while True:
+                fd = self.fd
+                if self._timeout < 0:
+                    with nogil:
+                        n = zs_sendmsg(fd, &msg, flags)
+                else:
+                    n = zs_sendmsg(fd, &msg, flags)
+                if n >= 0:
+                    return n
+                self._retry_or_raise(zs_last_error(), 1, &deadline)
+        finally:
+            for i in range(got):
+                PyBuffer_Release(&views[i])
+            if views != stack_views:
+                PyMem_Free(views)
+            if iovs != stack_iovs:
+                PyMem_Free(iovs)
+            PyMem_Free(control)
+
+    def sendfile(self, file, offset=0, count=None):
+        """Send a file's bytes, with the kernel's zero-copy sendfile where the
+        platform has it; the semantics of :meth:`socket.socket.sendfile`."""
+        return _sendfile(self, file, offset, count)
+
+    # ------------------------------------------------------- batch datagrams
+
+    cdef Batch *_take_batch(self, Py_ssize_t n) except NULL:
+        """The per-socket scratch, or a private one while another thread uses it."""
+        if self._batch_busy:
+            return _batch_new(n)
+        if self._batch == NULL or self._batch.capacity < n:
+            _batch_free(self._batch)
+            self._batch = NULL
+            self._batch = _batch_new(max(n, 16))
+        self._batch_busy = True
+        return self._batch
+
+    cdef void _give_back_batch(self, Batch *b) noexcept:
+        if b == self._batch:
+            self._batch_busy = False
+        else:
+            _batch_free(b)
+
+    def recv_many(self, buffers, int flags=0):
+        """Receive up to ``len(buffers)`` datagrams, one into each writable
+        buffer, with one ``recvmmsg`` call where the platform has it.
+
+        Waits (as ``recvfrom_into`` does) for the first datagram only, then
+        takes what is already queued; returns ``[(nbytes, address), ...]``.
+        A run of datagrams from one peer shares one address object.
+        """
+        cdef Py_ssize_t count, got = 0, i
+        cdef int received
+        cdef double deadline = -1.0
+        cdef Batch *b
+        cdef zs_sock_t fd
+        parts = buffers if isinstance(buffers, (list, tuple)) else list(buffers)
+        count = len(parts)
+        if count == 0:
+            return []
+        if count > INT_MAX:
+            raise ValueError("too many buffers")
+        self._check_open()
+        b = self._take_batch(count)
+        try:
+            for i in range(count):
+                _get_writable(parts[i], &b.views[i], "recv_many")
+                got += 1
+                zs_iov_set(&b.iovs[i], b.views[i].buf, b.views[i].len)
+            while True:
+                for i in range(count):
+                    memset(&b.hdrs[i], 0, sizeof(zs_mmsghdr))
+                    b.hdrs[i].msg_hdr.msg_name = &b.addrs[i]
+                    b.hdrs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
+                    b.hdrs[i].msg_hdr.msg_iov = &b.iovs[i]
+                    b.hdrs[i].msg_hdr.msg_iovlen = 1
+                fd = self.fd
+                if self._timeout < 0:
+                    with nogil:
+                        received = zs_recvmmsg(fd, b.hdrs, <unsigned int>count, flags, 1)
+                else:
+                    received = zs_recvmmsg(fd, b.hdrs, <unsigned int>count, flags, 0)
+                if received >= 0:
+                    break
+                self._retry_or_raise(zs_last_error(), 0, &deadline)
+            result = []
+            for i in range(received):
+                result.append((b.hdrs[i].msg_len,
+                               self._peer(&b.addrs[i], b.hdrs[i].msg_hdr.msg_namelen)))
+            return result
+        finally:
+            for i in range(got):
+                PyBuffer_Release(&b.views[i])
+            self._give_back_batch(b)
+
+    def send_many(self, datagrams, int flags=0):
+        """Send datagrams with one ``sendmmsg`` call where the platform has it;
+        each is a buffer (to the connected peer) or a ``(buffer, address)``
+        pair.  Returns how many were sent: fewer than given when the send
+        buffer fills after the first."""
+        cdef Py_ssize_t count, got = 0, i
+        cdef int sent
+        cdef double deadline = -1.0
+        cdef zs_socklen_t addrlen
+        cdef Batch *b
+        cdef zs_sock_t fd
+        items = datagrams if isinstance(datagrams, (list, tuple)) else list(datagrams)
+        count = len(items)
+        if count == 0:
+            return 0
+        if count > INT_MAX:
+            raise ValueError("too many datagrams")
+        self._check_open()
+        b = self._take_batch(count)
+        try:
+            for i in range(count):
+                item = items[i]
+                memset(&b.hdrs[i], 0, sizeof(zs_mmsghdr))
+                if isinstance(item, tuple):
+                    if len(<tuple>item) != 2:
+                        raise TypeError("a datagram is a buffer or a (buffer, address) pair")
+                    data, address = <tuple>item
+                    parse_address(address, self._family, &b.addrs[i], &addrlen, "send_many")
+                    b.hdrs[i].msg_hdr.msg_name = &b.addrs[i]
+                    b.hdrs[i].msg_hdr.msg_namelen = addrlen
+                else:
+                    data = item
+                _get_readable(data, &b.views[i])
+                got += 1
+                zs_iov_set(&b.iovs[i], b.views[i].buf, b.views[i].len)
+                b.hdrs[i].msg_hdr.msg_iov = &b.iovs[i]
+                b.hdrs[i].msg_hdr.msg_iovlen = 1
+            while True:
+                fd = self.fd
+                if self._timeout < 0:
+                    with nogil:
+                        sent = zs_sendmmsg(fd, b.hdrs, <unsigned int>count, flags)
+                else:
+                    sent = zs_sendmmsg(fd, b.hdrs, <unsigned int>count, flags)
+                if sent >= 0:
+                    return sent
+                self._retry_or_raise(zs_last_error(), 1, &deadline)
+        finally:
+            for i in range(got):
+                PyBuffer_Release(&b.views[i])
+            self._give_back_batch(b)
+
+    # ------------------------------------------------------ connection set-up
+
+    def bind(self, address):
+        """Bind to a local address."""
+        cdef sockaddr_storage addr
+        cdef zs_socklen_t addrlen
+        parse_address(address, self._family, &addr, &addrlen, "bind")
+        self._check_open()
+        if bind(self.fd, <sockaddr *>&addr, addrlen) != 0:
+            raise_os_error(zs_last_error())
+
+    def listen(self, backlog=None):
+        """Accept connections; ``backlog`` defaults to min(SOMAXCONN, 128)."""
+        cdef int n = _DEFAULT_BACKLOG if backlog is None else max(<int>backlog, 0)
+        self._check_open()
+        if listen(self.fd, n) != 0:
+            raise_os_error(zs_last_error())
+
+    def accept(self):
+        """Accept a connection: ``(Socket, address)``.  The new socket is
+        close-on-exec and blocking unless a default timeout is set, as in the
+        standard library."""
+        cdef sockaddr_storage addr
+        cdef zs_socklen_t addrlen
+        cdef zs_sock_t fd, conn
+        cdef double deadline = -1.0
+        cdef Socket sock
+        self._check_open()
+        while True:
+            fd = self.fd
+            addrlen = sizeof(addr)
+            if self._timeout < 0:
+                with nogil:
+                    conn = zs_accept(fd, <sockaddr *>&addr, &addrlen)
+            else:
+                conn = zs_accept(fd, <sockaddr *>&addr, &addrlen)
+            if conn != ZS_INVALID_SOCKET:
+                break
+            self._retry_or_raise(zs_last_error(), 0, &deadline)
+        sock = Socket.__new__(Socket)
+        sock.fd = conn  # owned from here: closed by dealloc if anything below fails
+        sock._family = self._family
+        sock._type = self._type
+        sock._proto = self._proto
+        sock._apply_default_timeout()
+        return sock, make_address(<sockaddr *>&addr, addrlen, self._family)
+
+    cdef int _connect(self, object address, bint raising, str caller) except -1:
+        """connect(), or with ``raising`` false, connect_ex()'s error code."""
+        cdef sockaddr_storage addr
+        cdef zs_socklen_t addrlen
+        cdef int rc, err = 0
+        cdef zs_sock_t fd
+        cdef bint wait
+        parse_address(address, self._family, &addr, &addrlen, caller)
+        self._check_open()
+        fd = self.fd
+        if self._timeout < 0:
+            with nogil:
+                rc = connect(fd, <sockaddr *>&addr, addrlen)
+        else:
+            rc = connect(fd, <sockaddr *>&addr, addrlen)
+        if rc == 0:
+            return 0
+        err = zs_last_error()
+        if err == ZS_EINTR:
+            # PEP 475: an interrupted connect goes on in the background; wait for it.
+            PyErr_CheckSignals()
+            wait = self._timeout != 0
+        else:
+            wait = self._timeout > 0 and err == ZS_EINPROGRESS
+        if wait:
+            try:
+                self._wait(1, -1.0 if self._timeout < 0 else zs_monotonic() + self._timeout)
+            except _timeout_error:
+                if raising:
+                    raise
+                return ZS_EWOULDBLOCK
+            if zs_connect_result(self.fd, &err) != 0:
+                err = zs_last_error()
+        if err and raising:
+            raise_os_error(err)
+        return err
+
+    def connect(self, address):
+        """Connect to a remote address (waits up to the timeout)."""
+        self._connect(address, True, "connect")
+
+    def connect_ex(self, address):
+        """``connect`` that returns an error code instead of raising it."""
+        return self._connect(address, False, "connect_ex")
+
+    def shutdown(self, int how):
+        """Shut down reading (SHUT_RD), writing (SHUT_WR) or both (SHUT_RDWR)."""
+        self._check_open()
+        if shutdown(self.fd, how) != 0:
+            raise_os_error(zs_last_error())
+
+    def getsockname(self):
+        """The local address."""
+        cdef sockaddr_storage addr
+        cdef zs_socklen_t addrlen = sizeof(addr)
+        self._check_open()
+        memset(&addr, 0, sizeof(addr))
+        if getsockname(self.fd, <sockaddr *>&addr, &addrlen) != 0:
+            raise_os_error(zs_last_error())
+        return make_address(<sockaddr *>&addr, addrlen, self._family)
+
+    def getpeername(self):
+        """The remote address."""
+        cdef sockaddr_storage addr
+        cdef zs_socklen_t addrlen = sizeof(addr)
+        self._check_open()
+        memset(&addr, 0, sizeof(addr))
+        if getpeername(self.fd, <sockaddr *>&addr, &addrlen) != 0:
+            raise_os_error(zs_last_error())
+        return make_address(<sockaddr *>&addr, addrlen, self._family)
+
+    # ---------------------------------------------------------------- options
+
+    def setsockopt(self, int level, int option, value, optlen=None):
+        """Set an option from an int, a bytes-like value, or ``None`` with ``optlen``."""
+        cdef int flag
+        cdef Py_buffer view
+        cdef int rc
+        self._check_open()
+        if optlen is not None:
+            if value is not None:
+                raise TypeError("setsockopt() with optlen takes None as the value")
+            rc = setsockopt(self.fd, level, option, NULL, <zs_socklen_t>(<unsigned int>optlen))
+        elif isinstance(value, int):
+            flag = value
+            rc = setsockopt(self.fd, level, option, &flag, sizeof(flag))
+        else:
+            _get_readable(value, &view)
+            try:
+                rc = setsockopt(self.fd, level, option, view.buf, <zs_socklen_t>view.len)
+            finally:
+                PyBuffer_Release(&view)
+        if rc != 0:
+            raise_os_error(zs_last_error())
+
+    def getsockopt(self, int level, int option, int buflen=0):
+        """An option as an int, or as bytes of at most ``buflen``."""
+        cdef int flag = 0
+        cdef zs_socklen_t length
+        cdef char raw[1024]
+        self._check_open()
+        if buflen == 0:
+            length = sizeof(flag)
+            if getsockopt(self.fd, level, option, &flag, &length) != 0:
+                raise_os_error(zs_last_error())
+            return flag
+        if buflen < 0 or buflen > 1024:
+            raise OSError("getsockopt buflen out of range")
+        length = buflen
+        if getsockopt(self.fd, level, option, raw, &length) != 0:
+            raise_os_error(zs_last_error())
+        return PyBytes_FromStringAndSize(raw, length)
+
+
+# ----------------------------------------------------------- ancillary data
+
+cdef char *_build_ancillary(list_or_tuple, size_t *out_len) except NULL:
+    """A control buffer holding ``[(level, type, data), ...]``."""
+    cdef size_t total = 0
+    cdef Py_buffer view
+    cdef zs_msghdr msg
+    cdef cmsghdr *c
+    cdef char *control
+    items = [(int(level), int(kind), bytes(data)) for level, kind, data in list_or_tuple]
+    for _, _, data in items:
+        total += zs_cmsg_space(len(data))
+    control = <char *>PyMem_Malloc(total)
+    if control == NULL:
+        raise MemoryError()
+    memset(control, 0, total)
+    memset(&msg, 0, sizeof(msg))
+    msg.msg_control = control
+    msg.msg_controllen = total
+    c = zs_cmsg_first(&msg)
+    for level, kind, data in items:
+        if c == NULL:
+            PyMem_Free(control)
+            raise OSError(ZS_EINVAL, "ancillary data does not fit")
+        c.cmsg_level = level
+        c.cmsg_type = kind
+        c.cmsg_len = zs_cmsg_len(len(data))
+        memcpy(zs_cmsg_data(c), PyBytes_AS_STRING(data), len(data))
+        c = zs_cmsg_next(&msg, c)
+    out_len[0] = total
+    return control
+
+
+cdef list _parse_ancillary(zs_msghdr *msg):
+    """``[(level, type, data), ...]`` from a received control buffer, with data
+    clipped to what the kernel actually wrote (it truncates on MSG_CTRUNC)."""
+    cdef list result = []
+    cdef cmsghdr *c
+    cdef char *end
+    cdef char *data
+    cdef Py_ssize_t length
+    if msg.msg_control == NULL or msg.msg_controllen == 0:
+        return result
+    end = <char *>msg.msg_control + msg.msg_controllen
+    c = zs_cmsg_first(msg)
+    while c != NULL:
+        data = <char *>zs_cmsg_data(c)
+        if data > end:
+            break
+        length = <Py_ssize_t>c.cmsg_len - <Py_ssize_t>zs_cmsg_len(0)
+        if length < 0:
+            break
+        if data + length > end:
+            length = end - data
+        result.append((c.cmsg_level, c.cmsg_type, PyBytes_FromStringAndSize(data, length)))
+        c = zs_cmsg_next(msg, c)
+    return result
+
+
+socketpair, create_connection, create_server, fromfd = bind_factories(Socket)
