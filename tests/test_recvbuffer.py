@@ -821,3 +821,71 @@ def test_repr(zs: Any) -> None:
     buf.feed_eof()
     assert repr(buf) == "<zerosock.RecvBuffer len=3 capacity=8 max_size=16 eof>"
     assert repr(zs.BufferPool(8, 2)) == "<zerosock.BufferPool size=8 count=2 in_use=0>"
+
+
+# -- leaks -----------------------------------------------------------------
+
+LEAK_SCRIPT = r'''
+import gc, socket, sys, psutil
+from zerosock import _compat
+zs = _compat.load_backend(sys.argv[1])
+
+def attempt(call):
+    try:
+        call()
+    except Exception:
+        pass
+
+def cycle():
+    buf = zs.RecvBuffer(4096, max_size=1 << 16)
+    buf.feed(b"line\r\n" * 50 + b"rest")
+    while buf.readuntil(b"\r\n") is not None:
+        pass
+    view = buf.readexactly_view(2)
+    attempt(lambda: buf.feed(b"x" * 8000))          # BufferError: pinned
+    attempt(lambda: buf.readuntil(memoryview(b"ab")[::2]))
+    attempt(lambda: buf.find("str"))
+    attempt(lambda: buf.readuntil(b"q", max_length=1))
+    view.release()
+    buf.feed(bytearray(b"y" * 20000))                # grows
+    buf.feed_eof()
+    attempt(lambda: buf.readexactly(1 << 15))        # IncompleteReadError with a copy
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        b.sendall(b"z" * 3000)
+        while buf.fill(a):
+            buf.clear()
+        b.close()
+        buf.fill(a)
+    attempt(lambda: buf.fill(-1))
+    pool = zs.BufferPool(1024, 2, overflow=True)
+    kept, extra, third = pool.acquire(), pool.acquire(), pool.acquire()
+    kept.feed(b"k" * 5000)
+    pool.release(kept)
+    del extra, third
+    with pool.acquire() as again:
+        again.feed(b"a")
+
+for _ in range(300):
+    cycle()
+gc.collect()
+blocks, rss = sys.getallocatedblocks(), psutil.Process().memory_info().rss
+for _ in range(3000):
+    cycle()
+gc.collect()
+print(sys.getallocatedblocks() - blocks, psutil.Process().memory_info().rss - rss)
+'''
+
+
+@pytest.mark.leaks
+def test_no_leaks_on_any_path(zs: Any) -> None:
+    import subprocess
+    pytest.importorskip("psutil")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-c", LEAK_SCRIPT, zs.BACKEND if zs.BACKEND == "c" else "python"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    blocks, rss = map(int, out.stdout.split())
+    assert blocks < 500, f"{blocks} Python objects kept after 3,000 cycles"
+    assert rss < 8 << 20, f"resident memory grew by {rss} bytes over 3,000 cycles"
