@@ -19,12 +19,12 @@ Readable = Any  # a zerosock or stdlib socket, or anything with fileno(), or a d
 
 def _count(value: Any, what: str = "n") -> int:
     """A byte count argument: an integer that is not negative."""
-    value = index(value)
-    if value < 0:
+    count: int = index(value)
+    if count < 0:
         raise ValueError(f"{what} must not be negative")
-    if value > 0x7FFFFFFFFFFFFFFF:
+    if count > 0x7FFFFFFFFFFFFFFF:
         raise OverflowError("Python int too large to convert to C ssize_t")
-    return value
+    return count
 
 
 def _bytes_arg(obj: Any) -> Union[bytes, memoryview]:
@@ -311,7 +311,8 @@ class RecvBuffer:
         if self._end - start >= n:
             self._start = start + n
             return bytes(self._store[start:start + n])
-        return self._short(n)
+        self._short(n)
+        return None
 
     def readexactly_view(self, n: int) -> Optional[memoryview]:
         """:meth:`readexactly` returning a memoryview into the store (zero copy;
@@ -321,12 +322,13 @@ class RecvBuffer:
         if self._end - start >= n:
             self._start = start + n
             return memoryview(self._store)[start:start + n]
-        return self._short(n)
+        self._short(n)
+        return None
 
     def _short(self, n: int) -> None:
+        """Raise IncompleteReadError if no more bytes can come."""
         if self._eof:
             raise IncompleteReadError(bytes(self._store[self._start:self._end]), n)
-        return None
 
     def _frame_end(self, separator: Any, max_length: Optional[int]) -> "tuple[int, int]":
         """Where the frame ending with ``separator`` ends: ``(index of the
