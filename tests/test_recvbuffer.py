@@ -118,11 +118,14 @@ def reference_frames(method: str, data: bytes, sep: bytes = b"\n",
                      keep: bool = True) -> Tuple[List[bytes], Any]:
     """What the readers must give, computed with plain bytes operations."""
     frames: List[bytes] = []
-    if method.startswith("prefixed"):
+    if method.startswith(("prefixed", "readprefixed")):
+        whole_frame = method.startswith("readprefixed")  # one call: the partial keeps the prefix
         i = 0
         while i < len(data):
             n = data[i]
             if i + 1 + n > len(data):
+                if whole_frame:
+                    return frames, (EOF_ERROR, data[i:], 1 + n)
                 return frames, (EOF_ERROR, data[i + 1:], n)
             frames.append(data[i + 1:i + 1 + n])
             i += 1 + n
@@ -150,6 +153,9 @@ READERS = {
     "readuntil_view": lambda sep, keep: Reader("readuntil_view", separator=sep, keep_separator=keep),
     "prefixed": lambda sep, keep: Reader("prefixed"),
     "prefixed_view": lambda sep, keep: Reader("prefixed_view"),
+    "readprefixed": lambda sep, keep: Reader("readprefixed", prefix_size=1),
+    "readprefixed_view": lambda sep, keep: Reader("readprefixed_view", prefix_size=1,
+                                                  byteorder="little"),
 }
 
 
@@ -185,7 +191,7 @@ def test_c_module_is_compiled() -> None:
 def test_any_split_of_fed_bytes_gives_the_same_frames(zs: Any, method: str, stream: Any,
                                                       prefixed: bytes, sep: bytes, keep: bool,
                                                       capacity: int, cuts: List[int]) -> None:
-    if method.startswith("prefixed"):
+    if "prefixed" in method:
         data, chunks = prefixed, split(prefixed, cuts)
     else:
         data, chunks = stream
@@ -203,14 +209,14 @@ def test_any_split_of_fed_bytes_gives_the_same_frames(zs: Any, method: str, stre
     assert (frames, reader.finish(buf, frames)) == whole
 
 
-@pytest.mark.parametrize("method", ["readline", "readuntil_view", "prefixed", "prefixed_view"])
+@pytest.mark.parametrize("method", ["readline", "readuntil_view", "prefixed", "readprefixed_view"])
 @settings(PROPERTY, max_examples=60)
 @given(stream=split_streams(), prefixed=prefixed_streams(), capacity=st.integers(1, 48),
        cuts=st.lists(st.integers(0, 600), max_size=12), use_fd=st.booleans())
 def test_any_split_of_received_bytes_gives_the_same_frames(zs: Any, method: str, stream: Any,
                                                            prefixed: bytes, capacity: int,
                                                            cuts: List[int], use_fd: bool) -> None:
-    if method.startswith("prefixed"):
+    if "prefixed" in method:
         data, chunks = prefixed, split(prefixed, cuts)
     else:
         data, chunks = stream
@@ -272,10 +278,14 @@ def test_held_views_keep_their_bytes_while_the_buffer_moves_on(zs: Any, stream: 
 
 operations = st.lists(st.one_of(
     st.tuples(st.just("feed"), st.binary(max_size=40)),
+    st.tuples(st.just("fill"), st.binary(max_size=40)),
     st.tuples(st.just("readexactly"), st.integers(-1, 30)),
     st.tuples(st.just("readexactly_view"), st.integers(0, 30)),
     st.tuples(st.just("readuntil"), separators, st.one_of(st.none(), st.integers(0, 40))),
     st.tuples(st.just("readline"), st.one_of(st.none(), st.integers(0, 40))),
+    st.tuples(st.just("readprefixed"), st.sampled_from([1, 2, 4, 8, 3]),
+              st.sampled_from(["big", "little", "middle"]), st.one_of(st.none(), st.integers(0, 300))),
+    st.tuples(st.just("readprefixed_view"), st.sampled_from([1, 2]), st.just("big"), st.none()),
     st.tuples(st.just("peek"), st.integers(0, 50)),
     st.tuples(st.just("consume"), st.integers(0, 30)),
     st.tuples(st.just("find"), separators, st.integers(0, 20)),
@@ -287,17 +297,22 @@ operations = st.lists(st.one_of(
 ), max_size=40)
 
 
-def apply(buf: Any, op: Tuple[Any, ...], views: List[Any]) -> Any:
+def apply(buf: Any, op: Tuple[Any, ...], views: List[Any], pair: Tuple[Any, Any]) -> Any:
     name = op[0]
     try:
         if name == "feed":
             return buf.feed(op[1])
+        if name == "fill":
+            pair[1].sendall(op[1])
+            return buf.fill(pair[0])
         if name in ("readexactly", "readexactly_view"):
             result = getattr(buf, name)(op[1])
         elif name == "readuntil":
             result = buf.readuntil(op[1], max_length=op[2])
         elif name == "readline":
             result = buf.readline(max_length=op[1])
+        elif name in ("readprefixed", "readprefixed_view"):
+            result = getattr(buf, name)(op[1], byteorder=op[2], max_length=op[3])
         elif name == "peek":
             result = buf.peek(op[1])
         elif name == "consume":
@@ -327,15 +342,26 @@ def test_every_operation_matches_the_python_reference(zs: Any, ops: List[Tuple[A
     ours, ref = zs.RecvBuffer(capacity, max_size=max_size), REFERENCE.RecvBuffer(capacity, max_size=max_size)
     our_views: List[Any] = []
     ref_views: List[Any] = []
-    for op in ops:
-        assert apply(ours, op, our_views) == apply(ref, op, ref_views), op
-        state = (len(ours), bytes(ours.peek(len(ours))), ours.capacity, ours.eof, ours.at_eof())
-        assert state == (len(ref), ref.peek(len(ref)), ref.capacity, ref.eof, ref.at_eof())
-        assert len(ours) <= max_size
-        for view, expected in our_views:
-            assert bytes(view) == expected
+    our_pair, ref_pair = zs.socketpair(), REFERENCE.socketpair()
+    for sock in our_pair[:1] + ref_pair[:1]:
+        sock.setblocking(False)
+    try:
+        for op in ops:
+            assert apply(ours, op, our_views, our_pair) == apply(ref, op, ref_views, ref_pair), op
+            check_same_state(ours, ref, max_size, our_views)
+    finally:
+        for sock in our_pair + ref_pair:
+            sock.close()
     for view, _ in our_views + ref_views:
         view.release()
+
+
+def check_same_state(ours: Any, ref: Any, max_size: int, our_views: List[Any]) -> None:
+    state = (len(ours), bytes(ours.peek(len(ours))), ours.capacity, ours.eof, ours.at_eof())
+    assert state == (len(ref), ref.peek(len(ref)), ref.capacity, ref.eof, ref.at_eof())
+    assert len(ours) <= max_size
+    for view, expected in our_views:
+        assert bytes(view) == expected
 
 
 # -- end of stream ---------------------------------------------------------
@@ -374,6 +400,71 @@ def test_readline_at_end_of_stream_returns_the_rest(zs: Any) -> None:
     assert buf.readline() == b"two"
     assert buf.readline() == b""
     assert buf.at_eof()
+
+
+def test_readprefixed(zs: Any) -> None:
+    buf = zs.RecvBuffer(4)
+    buf.feed(b"\x00\x00\x00\x03abc\x02\x00hi\x00\x00\x00\x00\x00\x00\x00\x01!")
+    assert buf.readprefixed() == b"abc"
+    assert buf.readprefixed(2, byteorder="little") == b"hi"
+    assert bytes(buf.readprefixed_view(8)) == b"!"
+    buf.feed(b"\x00\x00\x01\x00" + b"x" * 10)
+    with pytest.raises(zs.LimitOverrunError) as info:
+        buf.readprefixed(max_length=255)
+    assert info.value.limit == 255 and len(buf) == 14, "refused before the payload arrives"
+    assert buf.readprefixed(max_length=256) is None
+    buf.feed_eof()
+    with pytest.raises(zs.IncompleteReadError) as incomplete:
+        buf.readprefixed()
+    assert (incomplete.value.partial, incomplete.value.expected) == (b"\x00\x00\x01\x00" + b"x" * 10, 260)
+    buf.clear()
+    buf.feed(b"\xff" * 8)
+    assert len(buf) == 8
+    with pytest.raises(zs.IncompleteReadError) as incomplete:
+        buf.readprefixed(8)
+    assert incomplete.value.expected == 8 + 2**64 - 1
+
+
+def test_a_resumed_search_still_sees_bytes_changed_through_a_view(zs: Any) -> None:
+    buf = zs.RecvBuffer()
+    buf.feed(b"abcdef")
+    assert buf.readuntil(b"\n") is None
+    with buf.view() as view:
+        view[1] = ord("\n")
+    assert buf.readuntil(b"\n") == b"a\n"
+    view = buf.view()
+    assert buf.readuntil(b"x") is None  # searched while a view was out
+    view[2] = ord("x")
+    view.release()
+    assert buf.readuntil(b"x") == b"cdx"
+
+
+def test_a_resumed_search_starts_over_when_the_store_is_reused(zs: Any) -> None:
+    a, b = zs.socketpair()
+    with a, b:
+        buf = zs.RecvBuffer(64)
+        buf.feed(b"0123456789")
+        assert buf.readuntil(b"x") is None
+        buf.clear()
+        b.sendall(b"ax")
+        assert buf.fill(a) == 2  # empty: the store is reused from its start
+        assert buf.readuntil(b"x") == b"ax"
+        buf.feed(b"0123456789")
+        assert buf.readuntil(b"y") is None
+        buf.release()
+        buf.feed(b"by")
+        assert buf.readuntil(b"y") == b"by"
+
+
+def test_a_slowly_arriving_long_line(zs: Any) -> None:
+    buf = zs.RecvBuffer(16)
+    for _ in range(2000):
+        buf.feed(b"x" * 50 + b"\r")
+        assert buf.readuntil(b"\r\n") is None
+    buf.feed(b"\n")
+    assert buf.readuntil(b"\r\n") == (b"x" * 50 + b"\r") * 2000 + b"\n"
+    buf.feed(b"y\r\n")
+    assert buf.readuntil(b"\r\n") == b"y\r\n" and len(buf) == 0
 
 
 def test_incomplete_read_error_pickles(zs: Any) -> None:
@@ -558,6 +649,16 @@ BAD_CALLS = [
     ("buf.readuntil(b'x', 5)", TypeError),
     ("buf.readuntil(memoryview(b'abcd')[::2])", BufferError),
     ("buf.readline(max_length=-2)", ValueError),
+    ("buf.readprefixed(3)", ValueError),
+    ("buf.readprefixed(0)", ValueError),
+    ("buf.readprefixed(-4)", ValueError),
+    ("buf.readprefixed(2**70)", ValueError),
+    ("buf.readprefixed(4.0)", TypeError),
+    ("buf.readprefixed(byteorder='network')", ValueError),
+    ("buf.readprefixed(byteorder=b'big')", ValueError),
+    ("buf.readprefixed(3, byteorder='x')", ValueError),
+    ("buf.readprefixed(max_length=-1)", ValueError),
+    ("buf.readprefixed_view(1, max_length=1)", zerosock.LimitOverrunError),
     ("buf.find('a')", TypeError),
     ("buf.find(1)", TypeError),
     ("buf.find(b'a', -1)", ValueError),

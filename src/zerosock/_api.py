@@ -20,6 +20,7 @@ RECVBUFFER_MEMBERS = (
     "capacity", "max_size", "eof", "at_eof", "__len__", "__enter__", "__exit__",
     "fill", "feed", "feed_eof",
     "readexactly", "readexactly_view", "readuntil", "readuntil_view", "readline", "readline_view",
+    "readprefixed", "readprefixed_view",
     "peek", "view", "consume", "find", "clear", "release",
 )
 BUFFERPOOL_MEMBERS = (

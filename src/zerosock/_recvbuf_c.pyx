@@ -20,8 +20,8 @@ from zerosock._shim cimport (
 from time import monotonic as _monotonic
 
 from zerosock._recvbuf_shared import (
-    BUSY_MESSAGE, EXPORTED_MESSAGE, IncompleteReadError, PoolExhaustedError, full_error,
-    limit_error, os_error, pool_sizes, sizes,
+    BUSY_MESSAGE, BYTEORDER_MESSAGE, EXPORTED_MESSAGE, PREFIX_SIZE_MESSAGE, IncompleteReadError,
+    PoolExhaustedError, full_error, limit_error, os_error, pool_sizes, prefix_limit_error, sizes,
 )
 
 cdef extern from "zs_bytes.h" nogil:
@@ -105,6 +105,13 @@ cdef class RecvBuffer:
     cdef Py_ssize_t _view_start, _view_stop  # range of the next export; -1: the unread bytes
     cdef bint _eof, _filling, _pool_block
     cdef BufferPool _pool
+    # A separator search that failed: no occurrence of _scan_sep starts before
+    # _scan_pos, so the next search for it resumes there instead of rescanning
+    # a long partial frame (which would make a slowly arriving frame quadratic).
+    # Kept only while nothing is exported, since a writable view could change
+    # scanned bytes; forgotten whenever the store moves.
+    cdef object _scan_sep
+    cdef Py_ssize_t _scan_pos
     cdef object __weakref__
 
     def __cinit__(self):
@@ -128,6 +135,7 @@ cdef class RecvBuffer:
         self._store = store
         self._cap = cap
         self._start = self._end = 0
+        self._scan_sep = None
         self._initial = cap
         self._max_size = max_size
         self._eof = False
@@ -141,6 +149,7 @@ cdef class RecvBuffer:
         cdef BufferPool pool = self._pool
         cdef bint pool_block = self._pool_block
         self._store = NULL
+        self._scan_sep = None
         self._cap = self._start = self._end = 0
         self._pool = None
         self._pool_block = False
@@ -212,6 +221,7 @@ cdef class RecvBuffer:
         buffer.suboffsets = NULL
         buffer.internal = NULL
         self._exports += 1
+        self._scan_sep = None
 
     def __releasebuffer__(self, Py_buffer *buffer):
         self._exports -= 1
@@ -248,6 +258,7 @@ cdef class RecvBuffer:
             free(self._store)
             self._store = new
         self._cap = new_cap
+        self._scan_sep = None
         self._start = 0
         self._end = readable
         return 0
@@ -267,6 +278,7 @@ cdef class RecvBuffer:
             return 0
         if readable == 0 and cap:
             self._start = self._end = 0
+            self._scan_sep = None
         elif self._start and readable <= cap - want:
             self._move_to(cap)
         elif cap < self._max_size:
@@ -467,7 +479,7 @@ cdef class RecvBuffer:
         """Index of the separator ending the first frame (setting ``stop`` past
         it), or -1 while the frame is incomplete."""
         cdef _Bytes sep
-        cdef Py_ssize_t limit = -1, avail, span
+        cdef Py_ssize_t limit = -1, avail, span_end, scan_from
         cdef const char *hit
         _get_bytes(separator, &sep)
         try:
@@ -476,13 +488,21 @@ cdef class RecvBuffer:
             if max_length is not None:
                 limit = _count(max_length, "max_length")
             avail = self._end - self._start
-            span = limit if 0 <= limit < avail else avail
+            span_end = self._start + (limit if 0 <= limit < avail else avail)
+            scan_from = self._start
+            if separator is self._scan_sep and self._scan_pos > scan_from and not self._exports:
+                scan_from = self._scan_pos
             hit = NULL
-            if span >= sep.size:
-                hit = zs_memmem(self._store + self._start, <size_t>span, sep.data, <size_t>sep.size)
+            if span_end - scan_from >= sep.size:
+                hit = zs_memmem(self._store + scan_from, <size_t>(span_end - scan_from),
+                                sep.data, <size_t>sep.size)
             if hit != NULL:
+                self._scan_sep = None
                 stop[0] = (hit - self._store) + sep.size
                 return hit - self._store
+            if not self._exports and type(separator) is bytes:
+                self._scan_sep = separator
+                self._scan_pos = span_end - sep.size + 1
             if limit >= 0 and avail >= limit:
                 raise limit_error(limit)
             return -1
@@ -553,6 +573,81 @@ cdef class RecvBuffer:
                 return None
             stop = self._end
         view = self._export(start, stop)
+        self._start = stop
+        return view
+
+    cdef Py_ssize_t _prefixed_frame(self, object prefix_size, object byteorder,
+                                    object max_length, Py_ssize_t *stop) except -2:
+        """Where the payload of the first length-prefixed frame starts (setting
+        ``stop`` to its end), or -1 while it is incomplete."""
+        cdef Py_ssize_t size, limit = -1, avail, i
+        cdef unsigned long long length = 0
+        cdef const unsigned char *p
+        cdef bint big
+        try:
+            size = prefix_size
+        except OverflowError:
+            size = 0
+        if size != 1 and size != 2 and size != 4 and size != 8:
+            raise ValueError(PREFIX_SIZE_MESSAGE)
+        if byteorder == "big":
+            big = True
+        elif byteorder == "little":
+            big = False
+        else:
+            raise ValueError(BYTEORDER_MESSAGE)
+        if max_length is not None:
+            limit = _count(max_length, "max_length")
+        avail = self._end - self._start
+        if avail < size:
+            if self._eof:
+                raise IncompleteReadError(
+                    PyBytes_FromStringAndSize(self._store + self._start, avail), size)
+            return -1
+        p = <const unsigned char *>(self._store + self._start)
+        if big:
+            for i in range(size):
+                length = (length << 8) | p[i]
+        else:
+            for i in range(size - 1, -1, -1):
+                length = (length << 8) | p[i]
+        if limit >= 0 and length > <unsigned long long>limit:
+            raise prefix_limit_error(length, limit)
+        if length > <unsigned long long>(avail - size):
+            if self._eof:
+                raise IncompleteReadError(
+                    PyBytes_FromStringAndSize(self._store + self._start, avail), size + <object>length)
+            return -1
+        stop[0] = self._start + size + <Py_ssize_t>length
+        return self._start + size
+
+    def readprefixed(self, prefix_size=4, *, byteorder="big", max_length=None):
+        """Take one length-prefixed frame and return its payload, or ``None``
+        until the whole frame is buffered.
+
+        The frame is an unsigned ``prefix_size``-byte integer (1, 2, 4 or 8;
+        ``byteorder`` ``"big"``, network order, or ``"little"``) followed by
+        that many bytes.  ``max_length`` bounds the payload: a larger length
+        raises :class:`LimitOverrunError` as soon as the prefix is in, with
+        the buffer left as it was.  At end of stream mid-frame, raise
+        :class:`IncompleteReadError` (``expected`` is the whole frame's size,
+        prefix included).
+        """
+        cdef Py_ssize_t stop = 0
+        cdef Py_ssize_t payload = self._prefixed_frame(prefix_size, byteorder, max_length, &stop)
+        if payload < 0:
+            return None
+        self._start = stop
+        return PyBytes_FromStringAndSize(self._store + payload, stop - payload)
+
+    def readprefixed_view(self, prefix_size=4, *, byteorder="big", max_length=None):
+        """:meth:`readprefixed` returning a memoryview into the store (zero
+        copy; see the class docstring for the view's lifetime rule)."""
+        cdef Py_ssize_t stop = 0
+        cdef Py_ssize_t payload = self._prefixed_frame(prefix_size, byteorder, max_length, &stop)
+        if payload < 0:
+            return None
+        view = self._export(payload, stop)
         self._start = stop
         return view
 

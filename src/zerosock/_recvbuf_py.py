@@ -6,15 +6,16 @@ from __future__ import annotations
 import _socket
 import errno
 from operator import index
-from typing import Any, List, Optional, Union
+from typing import Any, List, Literal, Optional, Union
 
 from ._recvbuf_shared import (
-    BUSY_MESSAGE, EXPORTED_MESSAGE, IncompleteReadError, PoolExhaustedError, full_error,
-    limit_error, os_error, pool_sizes, sizes,
+    BUSY_MESSAGE, BYTEORDER_MESSAGE, EXPORTED_MESSAGE, PREFIX_SIZE_MESSAGE, IncompleteReadError,
+    PoolExhaustedError, full_error, limit_error, os_error, pool_sizes, prefix_limit_error, sizes,
 )
 
 Buffer = Any  # any object with the buffer protocol
 Readable = Any  # a zerosock or stdlib socket, or anything with fileno(), or a descriptor
+ByteOrder = Literal["big", "little"]
 
 
 def _count(value: Any, what: str = "n") -> int:
@@ -399,6 +400,59 @@ class RecvBuffer:
             start = self._start
             self._start = self._end
             return memoryview(self._store)[start:self._end]
+
+    def _prefixed_frame(self, prefix_size: int, byteorder: ByteOrder,
+                        max_length: Optional[int]) -> "tuple[int, int]":
+        """Where the payload of the first length-prefixed frame starts and
+        ends, or ``(-1, -1)`` while it is incomplete."""
+        size = index(prefix_size)
+        if size not in (1, 2, 4, 8):
+            raise ValueError(PREFIX_SIZE_MESSAGE)
+        if byteorder != "big" and byteorder != "little":
+            raise ValueError(BYTEORDER_MESSAGE)
+        limit = None if max_length is None else _count(max_length, "max_length")
+        store, start, end = self._store, self._start, self._end
+        if end - start < size:
+            if self._eof:
+                raise IncompleteReadError(bytes(store[start:end]), size)
+            return -1, -1
+        length = int.from_bytes(store[start:start + size], byteorder)
+        if limit is not None and length > limit:
+            raise prefix_limit_error(length, limit)
+        if end - start - size < length:
+            if self._eof:
+                raise IncompleteReadError(bytes(store[start:end]), size + length)
+            return -1, -1
+        return start + size, start + size + length
+
+    def readprefixed(self, prefix_size: int = 4, *, byteorder: ByteOrder = "big",
+                     max_length: Optional[int] = None) -> Optional[bytes]:
+        """Take one length-prefixed frame and return its payload, or ``None``
+        until the whole frame is buffered.
+
+        The frame is an unsigned ``prefix_size``-byte integer (1, 2, 4 or 8;
+        ``byteorder`` ``"big"``, network order, or ``"little"``) followed by
+        that many bytes.  ``max_length`` bounds the payload: a larger length
+        raises :class:`LimitOverrunError` as soon as the prefix is in, with
+        the buffer left as it was.  At end of stream mid-frame, raise
+        :class:`IncompleteReadError` (``expected`` is the whole frame's size,
+        prefix included).
+        """
+        payload, stop = self._prefixed_frame(prefix_size, byteorder, max_length)
+        if stop < 0:
+            return None
+        self._start = stop
+        return bytes(self._store[payload:stop])
+
+    def readprefixed_view(self, prefix_size: int = 4, *, byteorder: ByteOrder = "big",
+                          max_length: Optional[int] = None) -> Optional[memoryview]:
+        """:meth:`readprefixed` returning a memoryview into the store (zero
+        copy; see the class docstring for the view's lifetime rule)."""
+        payload, stop = self._prefixed_frame(prefix_size, byteorder, max_length)
+        if stop < 0:
+            return None
+        self._start = stop
+        return memoryview(self._store)[payload:stop]
 
     def peek(self, n: int) -> bytes:
         """Up to ``n`` unread bytes, without consuming them."""

@@ -34,10 +34,12 @@ class IncompleteReadError(EOFError):
 
 
 class LimitOverrunError(Exception):
-    """A frame is longer than the ``max_length`` given to ``readuntil``.
+    """A frame is longer than the ``max_length`` given to a reader.
 
-    The separator does not end within the first ``limit`` bytes buffered, so
-    no amount of further data can make a frame that fits.  The buffer is left
+    For ``readuntil`` the separator does not end within the first ``limit``
+    bytes buffered; for ``readprefixed`` the length prefix announces more
+    than ``limit`` bytes.  No amount of further data can make a frame that
+    fits.  The buffer is left
     exactly as it was: the caller decides whether to close the connection or
     to ``consume`` and resynchronise.
     """
@@ -88,6 +90,14 @@ def pool_sizes(size: Any, count: Any) -> "tuple[int, int]":
 
 def limit_error(limit: int) -> LimitOverrunError:
     return LimitOverrunError(f"separator is not found within the first {limit} bytes", limit)
+
+
+def prefix_limit_error(length: int, limit: int) -> LimitOverrunError:
+    return LimitOverrunError(f"frame length {length} exceeds max_length={limit}", limit)
+
+
+PREFIX_SIZE_MESSAGE = "prefix_size must be 1, 2, 4 or 8"
+BYTEORDER_MESSAGE = "byteorder must be 'big' or 'little'"
 
 
 def full_error(max_size: int) -> BufferFullError:
