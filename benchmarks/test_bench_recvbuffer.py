@@ -20,7 +20,7 @@ import pytest
 
 FRAMES = 100_000
 CHUNK = 65536
-ROUNDS = 7
+ROUNDS = 15
 
 
 def _lines() -> bytes:
@@ -175,6 +175,20 @@ def frames_recvbuffer(zs: Any) -> Callable[[Any, Any, bytes], int]:
     return parse
 
 
+def frames_readprefixed(zs: Any) -> Callable[[Any, Any, bytes], int]:
+    def parse(a: Any, b: Any, stream: bytes) -> int:
+        buf = zs.RecvBuffer(CHUNK)
+        fill, readprefixed = buf.fill, buf.readprefixed
+        data, sent, total, count = memoryview(stream), 0, len(stream), 0
+        while sent < total:
+            sent += b.send(data[sent:sent + CHUNK])
+            while fill(a):
+                while readprefixed() is not None:
+                    count += 1
+        return count
+    return parse
+
+
 def frames_bytearray(a: Any, b: Any, stream: bytes) -> int:
     """bytearray + struct.unpack_from + slicing."""
     buf = bytearray()
@@ -242,8 +256,13 @@ def test_lines_stdlib(benchmark: Any, idiom: Callable[..., int]) -> None:
 
 
 @pytest.mark.benchmark(group="length-prefixed")
-def test_frames_recvbuffer(benchmark: Any, zs: Any) -> None:
+def test_frames_recvbuffer_readexactly(benchmark: Any, zs: Any) -> None:
     _run(benchmark, zs.socketpair, frames_recvbuffer(zs), PREFIXED)
+
+
+@pytest.mark.benchmark(group="length-prefixed")
+def test_frames_recvbuffer_readprefixed(benchmark: Any, zs: Any) -> None:
+    _run(benchmark, zs.socketpair, frames_readprefixed(zs), PREFIXED)
 
 
 @pytest.mark.benchmark(group="length-prefixed")
