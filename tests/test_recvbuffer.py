@@ -916,6 +916,18 @@ def test_pool_with_no_buffers(zs: Any) -> None:
     assert zs.BufferPool(16, 0, overflow=True).acquire().capacity == 16
 
 
+def test_initialising_again_lets_go_of_the_old_store(zs: Any) -> None:
+    pool = zs.BufferPool(16, 1)
+    buf = pool.acquire()
+    buf.feed(b"abc")
+    with buf.view():
+        with pytest.raises(BufferError):
+            buf.__init__(8)
+    assert len(buf) == 3 and pool.in_use == 1
+    buf.__init__(8, max_size=9)
+    assert (len(buf), buf.capacity, buf.max_size, pool.in_use) == (0, 8, 9, 0)
+
+
 def test_repr(zs: Any) -> None:
     buf = zs.RecvBuffer(8, max_size=16)
     buf.feed(b"abc")

@@ -88,9 +88,10 @@ class RecvBuffer:
     ``RecvBuffer(capacity=65536, *, max_size=None)`` holds one contiguous store
     of ``capacity`` bytes with a read and a write position.  :meth:`fill`
     receives straight into the free tail and :meth:`feed` appends bytes from
-    elsewhere; the readers take frames off the front.  A reader returns
-    ``None`` while its frame is incomplete: it never blocks and never drops
-    what is buffered.  The store grows (doubling) as a frame needs, up to
+    elsewhere; the readers (:meth:`readline`, :meth:`readuntil`,
+    :meth:`readexactly`, :meth:`readprefixed`, each with a ``_view`` twin)
+    take frames off the front.  A reader returns ``None`` while its frame is
+    incomplete: it never blocks and never drops what is buffered.  The store grows (doubling) as a frame needs, up to
     ``max_size`` bytes (default: 16 MiB, or ``capacity`` if larger); beyond
     that :class:`BufferFullError` is raised and nothing is lost.
 
@@ -109,6 +110,11 @@ class RecvBuffer:
     the store raises :class:`BufferError` instead, as ``bytearray`` does, and
     leaves the buffer unchanged.  Release views (``with buf.view() as v:`` or
     ``v.release()``) as soon as the frame is handled.
+
+    Threads: a buffer belongs to one connection and one reader at a time.
+    While :meth:`fill` waits in one thread, calls from another that would
+    write or move the store (``fill``, ``feed``, ``release``) raise
+    ``RuntimeError`` instead of racing the kernel's write.
     """
 
     __slots__ = ("_store", "_start", "_end", "_initial", "_max_size", "_eof", "_filling",
@@ -119,6 +125,10 @@ class RecvBuffer:
 
     def __init__(self, capacity: int = 65536, *, max_size: Optional[int] = None) -> None:
         capacity, max_size = sizes(capacity, max_size)
+        if getattr(self, "_filling", False):
+            raise RuntimeError(BUSY_MESSAGE)
+        if hasattr(self, "_store"):  # initialised again: let go of the old store first
+            self.release()
         self._setup(bytearray(capacity), capacity, max_size, None, False)
 
     def _setup(self, store: bytearray, capacity: int, max_size: int,
