@@ -18,7 +18,7 @@ BACKEND_NAMES += RECVBUFFER_NAMES
 
 RECVBUFFER_MEMBERS = (
     "capacity", "max_size", "eof", "at_eof", "__len__", "__enter__", "__exit__",
-    "fill", "feed", "feed_eof",
+    "fill", "feed", "feed_eof", "get_buffer", "buffer_updated",
     "readexactly", "readexactly_view", "readuntil", "readuntil_view", "readline", "readline_view",
     "readprefixed", "readprefixed_view",
     "peek", "view", "consume", "find", "clear", "release",

@@ -17,6 +17,7 @@ from zerosock._shim cimport (
     zs_recv, zs_sock_t, zs_wait,
 )
 
+from operator import index as _index
 from time import monotonic as _monotonic
 
 from zerosock._recvbuf_shared import (
@@ -29,6 +30,7 @@ cdef extern from "zs_bytes.h" nogil:
 
 cdef char _EMPTY[1]
 cdef char *_FORMAT_B = "B"
+cdef char _TAIL_MARK[1]  # Py_buffer.internal of a get_buffer() view
 cdef Py_ssize_t _SSIZE_MAX = <Py_ssize_t>(<size_t>-1 >> 1)
 
 
@@ -108,6 +110,8 @@ cdef class RecvBuffer:
     cdef char *_store
     cdef Py_ssize_t _cap, _start, _end, _initial, _max_size
     cdef Py_ssize_t _exports
+    cdef Py_ssize_t _tail_exports  # of which get_buffer() views of the free tail
+    cdef bint _view_tail
     cdef Py_ssize_t _view_start, _view_stop  # range of the next export; -1: the unread bytes
     cdef bint _eof, _filling, _pool_block
     cdef BufferPool _pool
@@ -211,10 +215,12 @@ cdef class RecvBuffer:
     def __getbuffer__(self, Py_buffer *buffer, int flags):
         cdef Py_ssize_t a = self._start
         cdef Py_ssize_t b = self._end
+        cdef bint tail = self._view_tail
         if self._view_start >= 0:
             a = self._view_start
             b = self._view_stop
             self._view_start = -1
+            self._view_tail = False
         buffer.buf = <void *>(self._store + a) if self._store != NULL else <void *>_EMPTY
         buffer.obj = self
         buffer.len = b - a
@@ -225,12 +231,20 @@ cdef class RecvBuffer:
         buffer.shape = &buffer.len if (flags & PyBUF_ND) == PyBUF_ND else NULL
         buffer.strides = &buffer.itemsize if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
         buffer.suboffsets = NULL
-        buffer.internal = NULL
         self._exports += 1
-        self._scan_sep = None
+        if tail:
+            # Written by the kernel only, before buffer_updated(): a search
+            # may still remember how far it got.
+            buffer.internal = <void *>_TAIL_MARK
+            self._tail_exports += 1
+        else:
+            buffer.internal = NULL
+            self._scan_sep = None
 
     def __releasebuffer__(self, Py_buffer *buffer):
         self._exports -= 1
+        if buffer.internal == <void *>_TAIL_MARK:
+            self._tail_exports -= 1
 
     cdef object _export(self, Py_ssize_t a, Py_ssize_t b):
         """A memoryview of store[a:b], counted as an export."""
@@ -425,6 +439,39 @@ cdef class RecvBuffer:
             self._eof = True
         return n
 
+    def get_buffer(self, sizehint=-1):
+        """A writable memoryview of the free tail, for :meth:`buffer_updated`.
+
+        With these two methods a buffer serves an
+        :class:`asyncio.BufferedProtocol` as is (``get_buffer =
+        buf.get_buffer``): the transport receives straight into the store.
+        Room is made as :meth:`fill` makes it; ``sizehint`` is advisory and
+        ignored.  The view pins the store like any other: write into it once,
+        call :meth:`buffer_updated`, and drop it.
+        """
+        cdef Py_ssize_t want
+        _index(sizehint)
+        if self._filling:
+            raise RuntimeError(BUSY_MESSAGE)
+        want = self._cap >> 2
+        if want < 1:
+            want = 1
+        if self._cap - self._end < want or (self._start == self._end and self._start):
+            self._room_for_fill()
+        self._view_tail = True
+        try:
+            return self._export(self._end, self._cap)
+        finally:
+            self._view_tail = False
+
+    def buffer_updated(self, nbytes):
+        """Make ``nbytes`` written at the start of the last :meth:`get_buffer`
+        view readable."""
+        cdef Py_ssize_t n = _count(nbytes, "nbytes")
+        if n > self._cap - self._end:
+            raise ValueError(f"nbytes={n} is more than the {self._cap - self._end} free bytes")
+        self._end += n
+
     def feed(self, data):
         """Append ``data`` (any bytes-like object) to the unread bytes.
 
@@ -496,7 +543,8 @@ cdef class RecvBuffer:
             avail = self._end - self._start
             span_end = self._start + (limit if 0 <= limit < avail else avail)
             scan_from = self._start
-            if separator is self._scan_sep and self._scan_pos > scan_from and not self._exports:
+            if (separator is self._scan_sep and self._scan_pos > scan_from
+                    and self._exports == self._tail_exports):
                 scan_from = self._scan_pos
             hit = NULL
             if span_end - scan_from >= sep.size:
@@ -506,7 +554,7 @@ cdef class RecvBuffer:
                 self._scan_sep = None
                 stop[0] = (hit - self._store) + sep.size
                 return hit - self._store
-            if not self._exports and type(separator) is bytes:
+            if self._exports == self._tail_exports and type(separator) is bytes:
                 self._scan_sep = separator
                 self._scan_pos = span_end - sep.size + 1
             if limit >= 0 and avail >= limit:

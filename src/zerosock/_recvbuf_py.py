@@ -267,6 +267,34 @@ class RecvBuffer:
         elif start:
             self._move_to(cap)
 
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """A writable memoryview of the free tail, for :meth:`buffer_updated`.
+
+        With these two methods a buffer serves an
+        :class:`asyncio.BufferedProtocol` as is (``get_buffer =
+        buf.get_buffer``): the transport receives straight into the store.
+        Room is made as :meth:`fill` makes it; ``sizehint`` is advisory and
+        ignored.  The view pins the store like any other: write into it once,
+        call :meth:`buffer_updated`, and drop it.
+        """
+        index(sizehint)
+        if self._filling:
+            raise RuntimeError(BUSY_MESSAGE)
+        cap = len(self._store)
+        start, end = self._start, self._end
+        if cap - end < ((cap >> 2) or 1) or (start == end and start):
+            self._room_for_fill()
+        return memoryview(self._store)[self._end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Make ``nbytes`` written at the start of the last :meth:`get_buffer`
+        view readable."""
+        n = _count(nbytes, "nbytes")
+        free = len(self._store) - self._end
+        if n > free:
+            raise ValueError(f"nbytes={n} is more than the {free} free bytes")
+        self._end += n
+
     def feed(self, data: Buffer) -> None:
         """Append ``data`` (any bytes-like object) to the unread bytes.
 
