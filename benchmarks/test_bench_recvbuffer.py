@@ -149,6 +149,45 @@ def lines_asyncio(a: Any, b: Any, stream: bytes) -> int:
         loop.close()
 
 
+def lines_asyncio_recvbuffer(zs: Any) -> Callable[[Any, Any, bytes], int]:
+    """RecvBuffer as the buffer of an asyncio BufferedProtocol, stdlib loop."""
+    def parse(a: Any, b: Any, stream: bytes) -> int:
+        class Lines(asyncio.BufferedProtocol):
+            def __init__(self, done: "asyncio.Future[int]") -> None:
+                self.buf = zs.RecvBuffer(CHUNK)
+                self.get_buffer = self.buf.get_buffer  # type: ignore[method-assign]
+                self.count = 0
+                self.done = done
+
+            def buffer_updated(self, nbytes: int) -> None:
+                buf = self.buf
+                buf.buffer_updated(nbytes)
+                readuntil = buf.readuntil
+                count = self.count
+                while readuntil(b"\r\n", keep_separator=False) is not None:
+                    count += 1
+                self.count = count
+                if count == FRAMES:
+                    self.done.set_result(count)
+
+        async def main() -> int:
+            loop = asyncio.get_running_loop()
+            done: "asyncio.Future[int]" = loop.create_future()
+            transport, _ = await loop.connect_accepted_socket(lambda: Lines(done), a)
+            b.setblocking(False)
+            await loop.sock_sendall(b, stream)
+            count = await done
+            transport.abort()
+            return count
+
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(main())
+        finally:
+            loop.close()
+    return parse
+
+
 # -- length-prefixed frames ------------------------------------------------
 
 def frames_recvbuffer(zs: Any) -> Callable[[Any, Any, bytes], int]:
@@ -246,6 +285,11 @@ def frames_asyncio(a: Any, b: Any, stream: bytes) -> int:
 @pytest.mark.benchmark(group="crlf-lines")
 def test_lines_recvbuffer(benchmark: Any, zs: Any) -> None:
     _run(benchmark, zs.socketpair, lines_recvbuffer(zs), LINES)
+
+
+@pytest.mark.benchmark(group="crlf-lines")
+def test_lines_recvbuffer_in_asyncio(benchmark: Any, zs: Any) -> None:
+    _run(benchmark, socket.socketpair, lines_asyncio_recvbuffer(zs), LINES)
 
 
 @pytest.mark.benchmark(group="crlf-lines")
