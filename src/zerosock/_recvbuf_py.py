@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _socket
 import errno
+import struct
 from operator import index
 from typing import Any, List, Literal, Optional, Union
 
@@ -16,6 +17,26 @@ from ._recvbuf_shared import (
 Buffer = Any  # any object with the buffer protocol
 Readable = Any  # a zerosock or stdlib socket, or anything with fileno(), or a descriptor
 ByteOrder = Literal["big", "little"]
+
+
+# (prefix_size, byteorder) -> the prefix's struct; anything else is refused by _prefix_struct.
+_PREFIXES = {(size, order): struct.Struct(("<" if order == "little" else ">") + code)
+             for size, code in ((1, "B"), (2, "H"), (4, "I"), (8, "Q"))
+             for order in ("big", "little")}
+
+
+def _prefix_struct(prefix_size: Any, byteorder: Any) -> struct.Struct:
+    if type(prefix_size) is int:  # 4.0 hashes like 4 but is no index
+        try:
+            return _PREFIXES[prefix_size, byteorder]
+        except (KeyError, TypeError):  # TypeError: an unhashable byteorder
+            pass
+    size = index(prefix_size)
+    if size not in (1, 2, 4, 8):
+        raise ValueError(PREFIX_SIZE_MESSAGE)
+    if byteorder != "big" and byteorder != "little":
+        raise ValueError(BYTEORDER_MESSAGE)
+    return _PREFIXES[size, byteorder]
 
 
 def _count(value: Any, what: str = "n") -> int:
@@ -443,18 +464,15 @@ class RecvBuffer:
                         max_length: Optional[int]) -> "tuple[int, int]":
         """Where the payload of the first length-prefixed frame starts and
         ends, or ``(-1, -1)`` while it is incomplete."""
-        size = index(prefix_size)
-        if size not in (1, 2, 4, 8):
-            raise ValueError(PREFIX_SIZE_MESSAGE)
-        if byteorder != "big" and byteorder != "little":
-            raise ValueError(BYTEORDER_MESSAGE)
+        prefix = _prefix_struct(prefix_size, byteorder)
+        size = prefix.size
         limit = None if max_length is None else _count(max_length, "max_length")
         store, start, end = self._store, self._start, self._end
         if end - start < size:
             if self._eof:
                 raise IncompleteReadError(bytes(store[start:end]), size)
             return -1, -1
-        length = int.from_bytes(store[start:start + size], byteorder)
+        length: int = prefix.unpack_from(store, start)[0]
         if limit is not None and length > limit:
             raise prefix_limit_error(length, limit)
         if end - start - size < length:
