@@ -63,3 +63,15 @@ def tcp_pair(impl) -> Iterator[tuple]:
         server, _ = listener.accept()
     with client, server:
         yield client, server
+
+
+@pytest.fixture(scope="session")
+def c_backend(request: pytest.FixtureRequest) -> types.ModuleType:
+    """The C backend alone, for tests about the extension itself."""
+    return _load(request, "c")
+
+
+@pytest.fixture(scope="session")
+def py_backend(request: pytest.FixtureRequest) -> types.ModuleType:
+    """The pure-Python backend alone."""
+    return _load(request, "python")

@@ -21,7 +21,9 @@ PACKAGE_DIR = Path("src") / "zerosock"
 CSRC = "csrc"
 
 # C files from csrc/ that an extension module links, beyond its .pyx.
-EXTRA_SOURCES: "dict[str, list[str]]" = {}
+EXTRA_SOURCES: "dict[str, list[str]]" = {
+    "_loadgen_c": ["csrc/zs_loadgen.c", "csrc/zs_echo_server.c"],
+}
 
 
 def env_flag(name: str) -> bool:
@@ -87,6 +89,15 @@ class OptionalBuildExt(build_ext):
                  f"    {exc}\n"
                  "Installing the pure-Python backend instead: same API, slower.\n"
                  "Set ZEROSOCK_REQUIRE_EXTENSION=1 to make this an error.")
+            self.drop_built_extensions()
+
+    def drop_built_extensions(self) -> None:
+        # A half-built backend (or one left by an earlier build in build/)
+        # must not ship: the fallback is the Python backend, whole.
+        for ext in self.extensions:
+            path = Path(self.get_ext_fullpath(ext.name))
+            if path.exists():
+                path.unlink()
 
 
 def cythonized() -> "list[Extension]":

@@ -46,3 +46,11 @@ SOCKET_MEMBERS = (
     # batch datagrams
     "recv_many", "send_many",
 )
+
+# Names of ``zerosock.selectors`` on every backend and platform; the classes
+# ``PollSelector``, ``EpollSelector``, ``KqueueSelector`` and ``DevpollSelector``
+# exist exactly where the standard library's selectors module has them.
+SELECTORS_NAMES = (
+    "EVENT_READ", "EVENT_WRITE", "SelectorKey", "BaseSelector",
+    "SelectSelector", "DefaultSelector",
+)

@@ -1,5 +1,6 @@
 """The pure-Python backend's public namespace."""
 
+from . import _selectors_py as selectors  # noqa: F401
 from ._recvbuf_py import BufferPool, RecvBuffer  # noqa: F401
 from ._recvbuf_shared import (  # noqa: F401
     BufferFullError, IncompleteReadError, LimitOverrunError, PoolExhaustedError,

@@ -13,6 +13,7 @@ from zerosock._shim cimport (
 
 import errno as _errno
 import os as _os
+from operator import index as _index
 
 from zerosock._socket_shared import resolve_host
 
@@ -51,7 +52,7 @@ cdef bytes _host_bytes(object host):
 
 
 cdef int _parse_port(object port, str caller) except -1:
-    cdef long value = port.__index__() if not isinstance(port, int) else port
+    cdef long value = _index(port)
     if value < 0 or value > 0xFFFF:
         raise OverflowError(f"{caller}(): port must be 0-65535.")
     return <int>value

@@ -127,40 +127,45 @@ class Socket(_socket.socket):
     # -- batch datagrams --
 
     def recv_many(self, buffers: Sequence[Buffer], flags: int = 0) -> List[Tuple[int, Address]]:
-        """Receive up to ``len(buffers)`` datagrams, one into each buffer.
+        """Receive up to ``len(buffers)`` datagrams, one into each writable buffer.
 
-        Waits (as ``recvfrom_into`` does) for the first only, then takes what
-        is already queued; returns ``[(nbytes, address), ...]``.
+        Waits (as ``recvfrom_into`` does) for the first datagram only, then
+        takes what is already queued; returns ``[(nbytes, address), ...]``.
+        Every buffer is checked before anything is received.
         """
+        views = [_writable_view(buffer, "recv_many") for buffer in buffers]
         received: List[Tuple[int, Address]] = []
-        for buffer in buffers:
-            if not received:
-                received.append(self.recvfrom_into(buffer, 0, flags))
-                continue
-            if self._would_wait(False):
-                break
-            try:
-                received.append(self.recvfrom_into(buffer, 0, flags | _DONTWAIT))
-            except BlockingIOError:
-                break
-        return received
+        try:
+            for view in views:
+                if not received:
+                    received.append(self.recvfrom_into(view, 0, flags))
+                    continue
+                if self._would_wait(False):
+                    break
+                try:
+                    received.append(self.recvfrom_into(view, 0, flags | _DONTWAIT))
+                except BlockingIOError:
+                    break
+            return received
+        finally:
+            for view in views:
+                view.release()
 
     def send_many(self, datagrams: Iterable[Datagram], flags: int = 0) -> int:
         """Send datagrams, each a buffer (to the connected peer) or a
         ``(buffer, address)`` pair; returns how many were sent.
 
         Waits (as ``sendto`` does) for the first only; stops early when the
-        send buffer fills.
+        send buffer fills.  Every item is checked before anything is sent.
         """
+        items = [_datagram(item) for item in datagrams]
         sent = 0
-        for item in datagrams:
-            data, address = item if isinstance(item, tuple) else (item, None)
+        for data, address in items:
+            extra = 0
             if sent:
                 if self._would_wait(True):
                     break
                 extra = _DONTWAIT
-            else:
-                extra = 0
             try:
                 if address is None:
                     self.send(data, flags | extra)
@@ -172,6 +177,28 @@ class Socket(_socket.socket):
                 break
             sent += 1
         return sent
+
+
+def _writable_view(buffer: Buffer, caller: str) -> memoryview:
+    try:
+        view = memoryview(buffer)
+    except TypeError:
+        view = None
+    if view is None or view.readonly or not view.contiguous:
+        raise TypeError(f"{caller}() argument 'buffer' must be read-write bytes-like "
+                        f"object, not {type(buffer).__name__}")
+    return view
+
+
+def _datagram(item: Datagram) -> Tuple[Buffer, Optional[Address]]:
+    if isinstance(item, tuple):
+        if len(item) != 2:
+            raise TypeError("a datagram is a buffer or a (buffer, address) pair")
+        data, address = item
+    else:
+        data, address = item, None
+    memoryview(data)  # a TypeError now, before any datagram is sent
+    return data, address
 
 
 socketpair, create_connection, create_server, fromfd = bind_factories(Socket)

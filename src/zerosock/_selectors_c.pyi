@@ -1,0 +1,29 @@
+# The C selectors have the Python backend's API; the pollers exist in C alone.
+from ._selectors_py import *  # noqa: F403
+from ._selectors_py import __all__ as __all__
+
+POLLER_EPOLL: int
+POLLER_KQUEUE: int
+POLLER_POLL: int
+POLLER_SELECT: int
+
+class Poller:
+    def __init__(self, kind: int = ..., edge_triggered: bool = ...) -> None: ...
+    @property
+    def kind(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+
+class EpollPoller(Poller):
+    def __init__(self, edge_triggered: bool = ...) -> None: ...
+
+class KqueuePoller(Poller):
+    def __init__(self, edge_triggered: bool = ...) -> None: ...
+
+class PollPoller(Poller):
+    def __init__(self) -> None: ...
+
+class SelectPoller(Poller):
+    def __init__(self) -> None: ...

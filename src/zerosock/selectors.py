@@ -1,0 +1,24 @@
+"""zerosock.selectors: a drop-in for the standard library's :mod:`selectors`.
+
+The same classes, functions and semantics, from the chosen backend: C pollers
+with a preallocated event array, or the pure-Python classes.  ``SelectorKey``,
+``BaseSelector`` and the event bits are the standard library's own objects.
+``EpollSelector``, ``KqueueSelector``, ``PollSelector`` and
+``DevpollSelector`` exist where the standard library has them.
+"""
+
+from typing import TYPE_CHECKING, List
+
+from ._compat import backend as _backend
+
+if TYPE_CHECKING:
+    from ._selectors_py import (
+        EVENT_READ, EVENT_WRITE, BaseSelector, DefaultSelector, SelectorKey, SelectSelector,
+    )
+else:
+    _impl = _backend.selectors
+    for _name in _impl.__all__:
+        globals()[_name] = getattr(_impl, _name)
+    del _name, _impl
+
+__all__: List[str] = list(_backend.selectors.__all__)
