@@ -4,8 +4,10 @@ and 100,000 length-prefixed frames arriving over a socketpair.
 Run with ``PYTHONPATH=src python -m pytest benchmarks/test_bench_recvbuffer.py``.
 Every contender runs the same single-threaded loop: send the next 64 KiB of
 the stream, then receive and parse until the socket would block, so the
-sending cost is the same for all and no thread switches add noise.  Compare
-within one run (``--benchmark-group-by=group``); nothing asserts on time.
+sending cost is the same for all and no thread switches add noise (the
+asyncio cases run the stdlib event loop for both sides).  Each case is a
+group of C, Python and one stdlib idiom, measured in the same run; the
+summary prints the per-frame ratios.  Nothing asserts on time.
 """
 
 from __future__ import annotations
@@ -61,7 +63,6 @@ def _run(benchmark: Any, pair: Callable[[], Tuple[Any, Any]],
         for s in sockets:
             s.close()
     assert count == FRAMES
-    benchmark.extra_info["frames_per_second"] = FRAMES / benchmark.stats.stats.median
 
 
 # -- CRLF lines ------------------------------------------------------------
@@ -147,45 +148,6 @@ def lines_asyncio(a: Any, b: Any, stream: bytes) -> int:
         return loop.run_until_complete(main())
     finally:
         loop.close()
-
-
-def lines_asyncio_recvbuffer(zs: Any) -> Callable[[Any, Any, bytes], int]:
-    """RecvBuffer as the buffer of an asyncio BufferedProtocol, stdlib loop."""
-    def parse(a: Any, b: Any, stream: bytes) -> int:
-        class Lines(asyncio.BufferedProtocol):
-            def __init__(self, done: "asyncio.Future[int]") -> None:
-                self.buf = zs.RecvBuffer(CHUNK)
-                self.get_buffer = self.buf.get_buffer  # type: ignore[method-assign]
-                self.count = 0
-                self.done = done
-
-            def buffer_updated(self, nbytes: int) -> None:
-                buf = self.buf
-                buf.buffer_updated(nbytes)
-                readuntil = buf.readuntil
-                count = self.count
-                while readuntil(b"\r\n", keep_separator=False) is not None:
-                    count += 1
-                self.count = count
-                if count == FRAMES:
-                    self.done.set_result(count)
-
-        async def main() -> int:
-            loop = asyncio.get_running_loop()
-            done: "asyncio.Future[int]" = loop.create_future()
-            transport, _ = await loop.connect_accepted_socket(lambda: Lines(done), a)
-            b.setblocking(False)
-            await loop.sock_sendall(b, stream)
-            count = await done
-            transport.abort()
-            return count
-
-        loop = asyncio.new_event_loop()
-        try:
-            return loop.run_until_complete(main())
-        finally:
-            loop.close()
-    return parse
 
 
 # -- length-prefixed frames ------------------------------------------------
@@ -280,37 +242,82 @@ def frames_asyncio(a: Any, b: Any, stream: bytes) -> int:
         loop.close()
 
 
+# -- asyncio: RecvBuffer as a BufferedProtocol's buffer -------------------
+
+def _asyncio_recvbuffer(zs: Any, drain: Callable[[Any], int]) -> Callable[[Any, Any, bytes], int]:
+    """Run ``drain(buf)`` (frames taken) after every receive, stdlib event loop."""
+    def parse(a: Any, b: Any, stream: bytes) -> int:
+        class Frames(asyncio.BufferedProtocol):
+            def __init__(self, done: "asyncio.Future[int]") -> None:
+                self.buf = zs.RecvBuffer(CHUNK)
+                self.get_buffer = self.buf.get_buffer  # type: ignore[method-assign]
+                self.count = 0
+                self.done = done
+
+            def buffer_updated(self, nbytes: int) -> None:
+                self.buf.buffer_updated(nbytes)
+                self.count += drain(self.buf)
+                if self.count == FRAMES:
+                    self.done.set_result(self.count)
+
+        async def main() -> int:
+            loop = asyncio.get_running_loop()
+            done: "asyncio.Future[int]" = loop.create_future()
+            transport, _ = await loop.connect_accepted_socket(lambda: Frames(done), a)
+            b.setblocking(False)
+            await loop.sock_sendall(b, stream)
+            count = await done
+            transport.abort()
+            return count
+
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(main())
+        finally:
+            loop.close()
+    return parse
+
+
+def _drain_lines(buf: Any) -> int:
+    readuntil, count = buf.readuntil, 0
+    while readuntil(b"\r\n", keep_separator=False) is not None:
+        count += 1
+    return count
+
+
+def _drain_prefixed(buf: Any) -> int:
+    readprefixed, count = buf.readprefixed, 0
+    while readprefixed() is not None:
+        count += 1
+    return count
+
+
 # -- the benchmarks --------------------------------------------------------
+# Each case is one group: zerosock's C and Python backends (``impl`` c/py)
+# against one standard-library idiom (``impl`` std), so the summary table of
+# benchmarks/conftest.py gives the ratio to each idiom.
 
-@pytest.mark.benchmark(group="crlf-lines")
-def test_lines_recvbuffer(benchmark: Any, zs: Any) -> None:
-    _run(benchmark, zs.socketpair, lines_recvbuffer(zs), LINES)
-
-
-@pytest.mark.benchmark(group="crlf-lines")
-def test_lines_recvbuffer_in_asyncio(benchmark: Any, zs: Any) -> None:
-    _run(benchmark, socket.socketpair, lines_asyncio_recvbuffer(zs), LINES)
-
-
-@pytest.mark.benchmark(group="crlf-lines")
-@pytest.mark.parametrize("idiom", [lines_bytearray, lines_split, lines_asyncio],
-                         ids=["bytearray-find", "bytes-split", "asyncio-readuntil"])
-def test_lines_stdlib(benchmark: Any, idiom: Callable[..., int]) -> None:
-    _run(benchmark, socket.socketpair, idiom, LINES)
-
-
-@pytest.mark.benchmark(group="length-prefixed")
-def test_frames_recvbuffer_readexactly(benchmark: Any, zs: Any) -> None:
-    _run(benchmark, zs.socketpair, frames_recvbuffer(zs), PREFIXED)
+CASES = {
+    # "frames/stdlib idiom": (stream, zerosock parser factory, stdlib parser,
+    #                         whether every contender uses stdlib sockets)
+    "lines/bytearray-find": (LINES, lines_recvbuffer, lines_bytearray, False),
+    "lines/bytes-split": (LINES, lines_recvbuffer, lines_split, False),
+    "lines/asyncio": (
+        LINES, lambda zs: _asyncio_recvbuffer(zs, _drain_lines), lines_asyncio, True),
+    "prefixed/bytearray": (PREFIXED, frames_readprefixed, frames_bytearray, False),
+    "readexactly-pair/bytearray": (PREFIXED, frames_recvbuffer, frames_bytearray, False),
+    "prefixed/asyncio": (
+        PREFIXED, lambda zs: _asyncio_recvbuffer(zs, _drain_prefixed), frames_asyncio, True),
+}
 
 
-@pytest.mark.benchmark(group="length-prefixed")
-def test_frames_recvbuffer_readprefixed(benchmark: Any, zs: Any) -> None:
-    _run(benchmark, zs.socketpair, frames_readprefixed(zs), PREFIXED)
-
-
-@pytest.mark.benchmark(group="length-prefixed")
-@pytest.mark.parametrize("idiom", [frames_bytearray, frames_asyncio],
-                         ids=["bytearray-unpack", "asyncio-readexactly"])
-def test_frames_stdlib(benchmark: Any, idiom: Callable[..., int]) -> None:
-    _run(benchmark, socket.socketpair, idiom, PREFIXED)
+@pytest.mark.parametrize("case", list(CASES))
+def test_recvbuffer(benchmark: Any, impl: Any, case: str) -> None:
+    stream, zerosock_parser, stdlib_parser, stdlib_sockets = CASES[case]
+    benchmark.group = f"RecvBuffer {case}"
+    benchmark.extra_info["ops_per_round"] = FRAMES
+    if impl.BACKEND == "stdlib":
+        parse, pair = stdlib_parser, socket.socketpair
+    else:
+        parse, pair = zerosock_parser(impl), socket.socketpair if stdlib_sockets else impl.socketpair
+    _run(benchmark, pair, parse, stream)
