@@ -74,6 +74,9 @@ typedef WSAPOLLFD zs_pollfd;
 #  define ZS_MSG_DONTWAIT 0
 #  define ZS_HAVE_MSG_DONTWAIT 0
 #  define ZS_SHUT_RDWR SD_BOTH
+#  ifndef MSG_CTRUNC
+#    define MSG_CTRUNC 0x0200 /* mingw-w64 has it in mswsock.h only */
+#  endif
 static inline int zs_last_error(void) { return WSAGetLastError(); }
 static inline void zs_set_last_error(int code) { WSASetLastError(code); }
 static inline int zs_close(zs_sock_t s) { return closesocket(s); }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build csrc/tests/zs_shim_test.c and run it: natively with the system C
 # compiler, and for Windows with mingw-w64, run under wine.  Both builds use
-# -Wall -Wextra -Werror.
+# -Wall -Wextra -Werror.  Each also compiles and links a program using every
+# name the .pxd files declare from csrc/ (tools/pxd_names_c.py), so a
+# declaration the Windows headers lack fails here, not in a Windows wheel build.
 #
 #   tools/test_shim.sh            # linux, then windows if mingw-w64 and wine exist
 #   tools/test_shim.sh linux      # only the native build
@@ -13,6 +15,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 src="$root/csrc/tests/zs_shim_test.c"
+extra_sources=("$root/csrc/zs_loadgen.c" "$root/csrc/zs_echo_server.c")
+python=${PYTHON:-$(command -v python3 || command -v python)}
 cflags=(-std=c11 -O1 -g -Wall -Wextra -Werror -I"$root/csrc")
 out=${ZS_SHIM_TEST_OUT:-}
 if [[ -z $out ]]; then
@@ -35,6 +39,8 @@ run_linux() {
     local cc=${CC:-cc}
     echo "== native build ($($cc --version | head -1))"
     "$cc" "${cflags[@]}" "$src" -o "$out/zs_shim_test"
+    "$python" "$root/tools/pxd_names_c.py" > "$out/pxd_names.c"
+    "$cc" "${cflags[@]}" -Wno-unused-function "$out/pxd_names.c" "${extra_sources[@]}" -o "$out/pxd_names"
     "$out/zs_shim_test"
 }
 
@@ -50,6 +56,9 @@ run_windows() {
     fi
     echo "== windows build ($($cc --version | head -1)), run under $wine"
     "$cc" "${cflags[@]}" "$src" -o "$out/zs_shim_test.exe" -lws2_32
+    "$python" "$root/tools/pxd_names_c.py" > "$out/pxd_names.c"
+    "$cc" "${cflags[@]}" -Wno-unused-function "$out/pxd_names.c" "${extra_sources[@]}" \
+        -o "$out/pxd_names.exe" -lws2_32
     # A private prefix keeps the user's ~/.wine out of it; WINEDEBUG quiets wine.
     export WINEPREFIX=${WINEPREFIX:-$HOME/.cache/zerosock-wine}
     export WINEDEBUG=${WINEDEBUG:--all}
