@@ -979,27 +979,23 @@ cdef class Socket:
         if shutdown(self.fd, how) != 0:
             raise_os_error(zs_last_error())
 
-    def getsockname(self):
-        """The local address."""
+    cdef object _name(self, _name_getter getter):
         cdef sockaddr_storage addr
         cdef zs_socklen_t addrlen = sizeof(addr)
         if self._check_open() < 0:
             _propagate()
         memset(&addr, 0, sizeof(addr))
-        if getsockname(self.fd, <sockaddr *>&addr, &addrlen) != 0:
+        if getter(self.fd, <sockaddr *>&addr, &addrlen) != 0:
             raise_os_error(zs_last_error())
         return make_address(<sockaddr *>&addr, addrlen, self._family)
 
+    def getsockname(self):
+        """The local address."""
+        return self._name(getsockname)
+
     def getpeername(self):
         """The remote address."""
-        cdef sockaddr_storage addr
-        cdef zs_socklen_t addrlen = sizeof(addr)
-        if self._check_open() < 0:
-            _propagate()
-        memset(&addr, 0, sizeof(addr))
-        if getpeername(self.fd, <sockaddr *>&addr, &addrlen) != 0:
-            raise_os_error(zs_last_error())
-        return make_address(<sockaddr *>&addr, addrlen, self._family)
+        return self._name(getpeername)
 
     # ---------------------------------------------------------------- options
 
