@@ -1,7 +1,7 @@
 """The public contract: names every backend must export, checked by the tests."""
 
 # Module-level names of ``zerosock`` that come from the chosen backend.
-BACKEND_NAMES = (
+BACKEND_NAMES: "tuple[str, ...]" = (
     "Socket",
     "socketpair",
     "create_connection",
