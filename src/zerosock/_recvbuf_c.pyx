@@ -19,6 +19,7 @@ from zerosock._shim cimport (
 
 from operator import index as _index
 from time import monotonic as _monotonic
+from socket import timeout as _socket_timeout  # TimeoutError from 3.10, as the stdlib raises
 
 from zerosock._recvbuf_shared import (
     BUSY_MESSAGE, BYTEORDER_MESSAGE, EXPORTED_MESSAGE, PREFIX_SIZE_MESSAGE, IncompleteReadError,
@@ -422,7 +423,7 @@ cdef class RecvBuffer:
             else:
                 remaining = deadline - _monotonic()
                 if remaining <= 0:
-                    raise TimeoutError("timed out")
+                    raise _socket_timeout("timed out")
                 wait_ms = <int>(remaining * 1000.0) + 1 if remaining < 2000000.0 else 2000000000
             with nogil:
                 ready = zs_wait(fd, 0, wait_ms)
@@ -433,7 +434,7 @@ cdef class RecvBuffer:
                     continue
                 raise os_error(err)
             if ready == 0:
-                raise TimeoutError("timed out")
+                raise _socket_timeout("timed out")
         self._end += n
         if n == 0:
             self._eof = True
