@@ -38,10 +38,10 @@ zs = load(sys.argv[2])
 case, iterations = sys.argv[3], int(sys.argv[4])
 EV_READ = zs.selectors.EVENT_READ
 
-def expect(exc_type, fn, *args):
+def expect(exc_type, fn, *args, **kwargs):
     def step():
         try:
-            fn(*args)
+            fn(*args, **kwargs)
         except exc_type:
             return
         raise AssertionError(f"{fn} did not raise {exc_type}")
@@ -158,6 +158,27 @@ def make(case):
                 except FileNotFoundError:
                     pass
         return step, 10
+    if case == "RecvBuffer fill/readuntil/readexactly":
+        a, b = stream_pair()
+        rb = zs.RecvBuffer(4096)
+        message = b"x" * 40 + b"\n" + b"y" * 24
+        def step():
+            a.send(message); rb.fill(b); rb.readuntil(b"\n"); rb.readexactly(24)
+        return step, 1
+    if case == "fail:RecvBuffer":
+        a, b = stream_pair(); b.setblocking(False)
+        closed, _ = stream_pair(); closed.close()
+        rb = zs.RecvBuffer(256)
+        rb.feed(b"no separator here")
+        empty = zs.RecvBuffer(256)
+        from zerosock._recvbuf_shared import LimitOverrunError
+        overrun = expect(LimitOverrunError, rb.readuntil, b"\n", max_length=4)
+        negative = expect(ValueError, rb.readexactly, -1)
+        no_sep = expect(ValueError, rb.readuntil, b"")
+        bad_fd = expect(OSError, empty.fill, closed)
+        def step():
+            overrun(); negative(); no_sep(); bad_fd(); empty.fill(b)  # would block: None
+        return step, 1
     raise SystemExit(f"unknown case {case}")
 
 step, divisor = make(case)
@@ -185,6 +206,7 @@ CASES = [
     "select", "connect/accept/close",
     "fail:closed", "fail:would-block", "fail:bad-argument", "fail:selector",
     "fail:connect-refused",
+    "RecvBuffer fill/readuntil/readexactly", "fail:RecvBuffer",
 ]
 
 
