@@ -4,3 +4,4 @@ from . import _selectors_c as selectors  # noqa: F401
 from ._socket_c import Socket, create_connection, create_server, fromfd, socketpair  # noqa: F401
 
 BACKEND = "c"
+from . import _aio_c as aio  # noqa: F401
