@@ -35,6 +35,8 @@ def run_with(loop_factory: LoopFactory, policy_cls: type,
     previous = asyncio.get_event_loop_policy()
     asyncio.set_event_loop_policy(policy_cls())
     try:
-        return asyncio.run(main, debug=bool(debug))
+        if debug is None:  # keep the default (PYTHONASYNCIODEBUG, -X dev)
+            return asyncio.run(main)
+        return asyncio.run(main, debug=debug)
     finally:
         asyncio.set_event_loop_policy(previous)
