@@ -807,3 +807,31 @@ def test_no_transport_leak(loop_factory):
     leaked = [o for o in gc.get_objects()
               if type(o).__name__.endswith("SocketTransport") and getattr(o, "_sock", None)]
     assert leaked == []
+
+
+@pytest.mark.c_extension
+def test_c_loop_uses_c_transports_including_under_tls(c_backend, tls_files):
+    cert, key = tls_files
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=cert)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        assert type(transport).__module__ == "zerosock._aio_transport_c"
+        transport.close()
+        tls_server = await loop.create_server(Echo, "127.0.0.1", 0, ssl=server_ctx)
+        port = tls_server.sockets[0].getsockname()[1]
+        tls, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port,
+                                              ssl=client_ctx, server_hostname="localhost")
+        raw = tls.get_extra_info("transport", None) or tls._ssl_protocol._transport
+        assert type(raw).__module__ == "zerosock._aio_transport_c"
+        tls.close()
+        for s in (server, tls_server):
+            s.close()
+            await s.wait_closed()
+
+    c_backend.aio.run(main())

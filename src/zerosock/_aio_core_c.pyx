@@ -1,0 +1,134 @@
+# cython: language_level=3
+"""The loop core of zerosock.aio: one iteration of the event loop in C.
+
+The standard library's ``BaseEventLoop._run_once`` step for step, on the same
+``_ready`` deque and ``_scheduled`` heap (so ``call_soon``, ``call_at`` and
+cancellation work unchanged), polling through the C selector's C-level API
+and running transports' I/O handles without a Python call."""
+
+cimport cython
+from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM
+from libc.math cimport ceil
+
+import heapq
+from asyncio import base_events
+from selectors import EVENT_READ, EVENT_WRITE
+
+from zerosock._aio_transport_c cimport IOHandle
+from zerosock._selectors_c cimport Selector, zs_event, ZS_EV_READ, ZS_EV_WRITE
+
+cdef object _heappop = heapq.heappop
+cdef object _heapify = heapq.heapify
+cdef double MAX_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
+cdef Py_ssize_t MIN_SCHEDULED = base_events._MIN_SCHEDULED_TIMER_HANDLES
+cdef double MIN_CANCELLED_FRACTION = base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION
+cdef type IOHandleType = IOHandle
+
+
+cdef inline int _dispatch(object loop, object ready, object fileobj, object handle,
+                          bint writing) except -1:
+    # The stdlib's _process_events for one handle.
+    cdef bint cancelled
+    if handle is None:
+        return 0
+    if type(handle) is IOHandleType:
+        cancelled = (<IOHandle>handle)._cancelled
+    else:
+        cancelled = handle._cancelled
+    if cancelled:
+        if writing:
+            loop._remove_writer(fileobj)
+        else:
+            loop._remove_reader(fileobj)
+    else:
+        ready.append(handle)
+    return 0
+
+
+cdef int _poll_native(object loop, Selector sel, object ready, double timeout) except -1:
+    cdef int ms, n, i, mask
+    cdef zs_event ev
+    cdef PyObject *found
+    if timeout < 0:
+        ms = -1
+    else:
+        ms = <int>ceil(timeout * 1000.0)
+    n = sel.poll_ms(ms)
+    for i in range(n):
+        ev = sel.ready_event(i)
+        found = sel.key_for_fd(ev.fd)
+        if found == NULL:
+            continue  # unregistered since
+        key = <object>found  # owned from here on: callbacks below may unregister it
+        mask = ev.events & sel.interest_of(ev.fd)
+        data = <object>PyTuple_GET_ITEM(key, 3)
+        fileobj = <object>PyTuple_GET_ITEM(key, 0)
+        reader, writer = data
+        if mask & ZS_EV_READ:
+            _dispatch(loop, ready, fileobj, reader, False)
+        if mask & ZS_EV_WRITE:
+            _dispatch(loop, ready, fileobj, writer, True)
+    return 0
+
+
+def run_once(loop):
+    """One iteration of ``loop`` (a BaseSelectorEventLoop not in debug mode)."""
+    cdef list scheduled = loop._scheduled
+    cdef Py_ssize_t sched_count = len(scheduled), ntodo, i
+    cdef double timeout, end_time
+    cdef object ready = loop._ready
+    cdef object selector
+
+    if (sched_count > MIN_SCHEDULED and
+            loop._timer_cancelled_count / sched_count > MIN_CANCELLED_FRACTION):
+        # Drop cancelled timers when there are too many of them.
+        new_scheduled = []
+        for handle in scheduled:
+            if handle._cancelled:
+                handle._scheduled = False
+            else:
+                new_scheduled.append(handle)
+        _heapify(new_scheduled)
+        loop._scheduled = scheduled = new_scheduled
+        loop._timer_cancelled_count = 0
+    else:
+        while scheduled and scheduled[0]._cancelled:
+            loop._timer_cancelled_count -= 1
+            handle = _heappop(scheduled)
+            handle._scheduled = False
+
+    if ready or loop._stopping:
+        timeout = 0.0
+    elif scheduled:
+        timeout = min(max(0.0, <double>scheduled[0]._when - <double>loop.time()), MAX_TIMEOUT)
+    else:
+        timeout = -1.0
+
+    selector = loop._selector
+    if isinstance(selector, Selector) and (<Selector>selector)._native is not None:
+        _poll_native(loop, <Selector>selector, ready, timeout)
+    else:
+        loop._process_events(selector.select(None if timeout < 0 else timeout))
+
+    # Timers that are due.
+    if scheduled:
+        end_time = loop.time() + loop._clock_resolution
+        while scheduled:
+            handle = scheduled[0]
+            if handle._when >= end_time:
+                break
+            handle = _heappop(scheduled)
+            handle._scheduled = False
+            ready.append(handle)
+
+    # Run what is ready now; what these callbacks schedule waits for the next poll.
+    ntodo = len(ready)
+    for i in range(ntodo):
+        handle = ready.popleft()
+        if type(handle) is IOHandleType:
+            if not (<IOHandle>handle)._cancelled:
+                (<IOHandle>handle).run()
+        elif not handle._cancelled:
+            handle._run()
+    handle = None
