@@ -835,3 +835,17 @@ def test_c_loop_uses_c_transports_including_under_tls(c_backend, tls_files):
             await s.wait_closed()
 
     c_backend.aio.run(main())
+
+
+def test_transport_is_an_asyncio_transport(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        transport, proto = await loop.connect_accepted_socket(lambda: Collector(loop), a)
+        assert isinstance(transport, asyncio.Transport)
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.close()
+        await proto.done
+        b.close()
+
+    run(loop_factory, main())

@@ -1,7 +1,8 @@
 from zerosock._shim cimport zs_sock_t
 
 
-cdef class SocketTransport:
+cdef class TransportCore:
+    cdef public object owner         # the SocketTransport the protocol sees
     cdef public object _loop
     cdef public object _protocol
     cdef public object _sock
@@ -25,6 +26,7 @@ cdef class SocketTransport:
     cdef Py_ssize_t _buffer_size
     cdef object __weakref__
 
+    cdef int c_write(self, object data) except -1
     cdef int read_ready(self) except -1
     cdef int write_ready(self) except -1
     cdef int _read_into_buffer(self) except -1
@@ -40,7 +42,7 @@ cdef class SocketTransport:
 cdef class IOHandle:
     """What the selector's key data holds for a transport: the stdlib's
     (reader, writer) Handle pair, with the callback a C call."""
-    cdef SocketTransport transport
+    cdef TransportCore transport
     cdef object _context
     cdef public object _loop
     cdef public bint _cancelled

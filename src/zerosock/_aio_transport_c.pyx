@@ -16,7 +16,7 @@ from libc.string cimport memset
 import collections
 import socket
 import warnings
-from asyncio import base_events, constants, futures, protocols, trsock
+from asyncio import base_events, constants, futures, protocols, transports, trsock
 from asyncio.log import logger
 from asyncio.selector_events import _test_selector_event
 from selectors import EVENT_READ, EVENT_WRITE
@@ -50,7 +50,7 @@ cdef inline object _os_error(int err):
 @cython.final
 cdef class IOHandle:
 
-    def __cinit__(self, SocketTransport transport, bint writing):
+    def __cinit__(self, TransportCore transport, bint writing):
         self.transport = transport
         self.writing = writing
         self._loop = transport._loop
@@ -65,7 +65,9 @@ cdef class IOHandle:
 
     @property
     def _callback(self):
-        return self.transport._write_ready if self.writing else self.transport._read_ready
+        owner = self.transport.owner
+        target = self.transport if owner is None else owner
+        return target._write_ready if self.writing else target._read_ready
 
     @property
     def _args(self):
@@ -73,14 +75,14 @@ cdef class IOHandle:
 
     def __repr__(self):
         state = " cancelled" if self._cancelled else ""
-        return f"<IOHandle{state} {'write' if self.writing else 'read'} {self.transport!r}>"
+        return f"<IOHandle{state} {'write' if self.writing else 'read'} {self.transport.owner!r}>"
 
     def _run(self):
         self.run()
 
     cdef int run(self) except -1:
         """Run the transport's read or write step as a Handle would, in its context."""
-        cdef SocketTransport transport = self.transport
+        cdef TransportCore transport = self.transport
         PyContext_Enter(self._context)
         try:
             if self.writing:
@@ -100,18 +102,15 @@ cdef class IOHandle:
         return 0
 
 
-cdef class SocketTransport:
-    """A stream transport over a connected, non-blocking socket."""
-
-    _start_tls_compatible = True
-    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
-    max_size = READ_CHUNK
+cdef class TransportCore:
+    """The state and the C paths of one :class:`SocketTransport`."""
 
     def __cinit__(self, *args, **kwargs):
         self._queue = collections.deque()
         self._extra = {}
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+    def __init__(self, owner, loop, sock, protocol, waiter=None, extra=None, server=None):
+        self.owner = owner
         if extra is not None:
             self._extra = extra
         self._loop = loop
@@ -135,17 +134,17 @@ cdef class SocketTransport:
         self._server = server
         if server is not None:
             server._attach()
-        loop._transports[self._sock_fd] = self
+        loop._transports[self._sock_fd] = owner
 
         _set_nodelay(sock)
-        loop.call_soon(protocol.connection_made, self)
+        loop.call_soon(protocol.connection_made, owner)
         # Start reading only once connection_made() has run.
         loop.call_soon(self._start_reading)
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
     def __repr__(self):
-        info = [type(self).__name__]
+        info = [type(self.owner).__name__]
         if self._sock is None:
             info.append("closed")
         elif self._closing:
@@ -158,11 +157,6 @@ cdef class SocketTransport:
             state = "polling" if polling else "idle"
             info.append(f"write=<{state}, bufsize={self._buffer_size}>")
         return "<{}>".format(" ".join(info))
-
-    def __del__(self):
-        if self._sock is not None:
-            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._sock.close()
 
     # -- BaseTransport / ReadTransport ---------------------------------------
 
@@ -189,7 +183,7 @@ cdef class SocketTransport:
         self._paused = True
         self._loop._remove_reader(self._sock_fd)
         if self._loop.get_debug():
-            logger.debug("%r pauses reading", self)
+            logger.debug("%r pauses reading", self.owner)
 
     def resume_reading(self):
         if self._closing or not self._paused:
@@ -197,7 +191,7 @@ cdef class SocketTransport:
         self._paused = False
         self._start_reading()
         if self._loop.get_debug():
-            logger.debug("%r resumes reading", self)
+            logger.debug("%r resumes reading", self.owner)
 
     def close(self):
         if self._closing:
@@ -248,6 +242,9 @@ cdef class SocketTransport:
         self.write(b"".join(list_of_data))
 
     def write(self, data):
+        self.c_write(data)
+
+    cdef int c_write(self, object data) except -1:
         cdef Py_buffer view
         cdef const char *ptr
         cdef Py_ssize_t length
@@ -271,18 +268,18 @@ cdef class SocketTransport:
                 if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                     raise
                 self._fatal_error(exc, "Fatal write error on socket transport")
-                return
+                return 0
             have_view = True
             ptr = <const char *>view.buf
             length = view.len
         try:
             if length == 0:
-                return
+                return 0
             if self._conn_lost:
                 if self._conn_lost >= LOG_THRESHOLD:
                     logger.warning("socket.send() raised exception.")
                 self._conn_lost += 1
-                return
+                return 0
             if self._buffer_size == 0:
                 # Send now; queue only what the kernel does not take.
                 n = zs_send(self._fd, ptr, <size_t>length, 0)
@@ -290,10 +287,10 @@ cdef class SocketTransport:
                     err = zs_last_error()
                     if not (zs_is_would_block(err) or err == ZS_EINTR):
                         self._fatal_error(_os_error(err), "Fatal write error on socket transport")
-                        return
+                        return 0
                     n = 0
                 if n == length:
-                    return
+                    return 0
                 self._add_io(True)
             if n == 0 and PyBytes_CheckExact(data):
                 self._queue.append(data)  # immutable: no copy
@@ -304,6 +301,7 @@ cdef class SocketTransport:
             if have_view:
                 PyBuffer_Release(&view)
         self._pause_check()
+        return 0
 
     # -- flow control (the stdlib's _FlowControlMixin) ---------------------------
 
@@ -319,7 +317,7 @@ cdef class SocketTransport:
             self._loop.call_exception_handler({
                 "message": "protocol.pause_writing() failed",
                 "exception": exc,
-                "transport": self,
+                "transport": self.owner,
                 "protocol": self._protocol,
             })
         return 0
@@ -336,7 +334,7 @@ cdef class SocketTransport:
             self._loop.call_exception_handler({
                 "message": "protocol.resume_writing() failed",
                 "exception": exc,
-                "transport": self,
+                "transport": self.owner,
                 "protocol": self._protocol,
             })
         return 0
@@ -450,7 +448,7 @@ cdef class SocketTransport:
 
     cdef int _on_eof(self) except -1:
         if self._loop.get_debug():
-            logger.debug("%r received EOF", self)
+            logger.debug("%r received EOF", self.owner)
         try:
             keep_open = self._protocol.eof_received()
         except (SystemExit, KeyboardInterrupt):
@@ -543,12 +541,12 @@ cdef class SocketTransport:
     def _fatal_error(self, exc, message="Fatal error on transport"):
         if isinstance(exc, OSError):
             if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=exc)
+                logger.debug("%r: %s", self.owner, message, exc_info=exc)
         else:
             self._loop.call_exception_handler({
                 "message": message,
                 "exception": exc,
-                "transport": self,
+                "transport": self.owner,
                 "protocol": self._protocol,
             })
         self._force_close(exc)
@@ -578,6 +576,7 @@ cdef class SocketTransport:
             if server is not None:
                 server._detach()
                 self._server = None
+            self.owner = None  # the cycle through the facade ends with the connection
         if self._empty_waiter is not None:
             self._empty_waiter.set_exception(ConnectionError("Connection is closed by peer"))
 
@@ -593,3 +592,67 @@ cdef class SocketTransport:
 
     def _reset_empty_waiter(self):
         self._empty_waiter = None
+
+
+class SocketTransport(transports._FlowControlMixin, transports.Transport):
+    """A stream transport over a connected, non-blocking socket: an
+    ``asyncio.Transport`` whose state and I/O paths are a C :class:`TransportCore`."""
+
+    __slots__ = ("_core", "__weakref__", "__dict__")
+
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    max_size = READ_CHUNK
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        self._core = TransportCore(self, loop, sock, protocol, waiter, extra, server)
+
+    def write(self, data):
+        (<TransportCore>self._core).c_write(data)
+
+    def is_closing(self):
+        return (<TransportCore>self._core)._closing
+
+    def get_extra_info(self, name, default=None):
+        return (<TransportCore>self._core)._extra.get(name, default)
+
+    def __repr__(self):
+        return repr(self._core)
+
+    def __del__(self):
+        core = self._core
+        if core._sock is not None:
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            core._sock.close()
+
+
+def _forward(name):
+    @cython.binding(True)
+    def method(self, *args, **kwargs):
+        return getattr(self._core, name)(*args, **kwargs)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = getattr(transports.Transport, name, method).__doc__
+    return method
+
+
+def _state(name):
+    return property(lambda self: getattr(self._core, name),
+                    lambda self, value: setattr(self._core, name, value))
+
+
+for _name in (
+        "set_protocol", "get_protocol", "is_reading", "pause_reading", "resume_reading",
+        "close", "abort", "get_write_buffer_size", "get_write_buffer_limits",
+        "set_write_buffer_limits", "_set_write_buffer_limits", "can_write_eof", "write_eof",
+        "writelines", "_maybe_pause_protocol", "_maybe_resume_protocol", "_start_reading",
+        "_read_ready", "_write_ready", "_fatal_error", "_force_close",
+        "_call_connection_lost", "_make_empty_waiter", "_reset_empty_waiter"):
+    setattr(SocketTransport, _name, _forward(_name))
+
+# The stdlib transport's attributes that the loop, sendfile and TLS read.
+for _name in (
+        "_loop", "_protocol", "_sock", "_sock_fd", "_server", "_extra", "_empty_waiter",
+        "_closing", "_paused", "_eof", "_conn_lost", "_protocol_connected",
+        "_protocol_paused", "_high_water", "_low_water"):
+    setattr(SocketTransport, _name, _state(_name))
+del _name
