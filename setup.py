@@ -21,7 +21,9 @@ PACKAGE_DIR = Path("src") / "zerosock"
 CSRC = "csrc"
 
 # C files from csrc/ that an extension module links, beyond its .pyx.
-EXTRA_SOURCES: "dict[str, list[str]]" = {}
+EXTRA_SOURCES: "dict[str, list[str]]" = {
+    "_loadgen_c": ["csrc/zs_loadgen.c", "csrc/zs_echo_server.c"],
+}
 
 
 def env_flag(name: str) -> bool:

@@ -131,6 +131,12 @@ static inline int zs_poll(zs_pollfd *fds, unsigned long n, int timeout_ms)
 }
 #endif
 
+#ifdef MSG_WAITALL
+#  define ZS_MSG_WAITALL MSG_WAITALL
+#else
+#  define ZS_MSG_WAITALL 0
+#endif
+
 /* True for the codes that mean "try again when the socket is ready". */
 static inline int zs_is_would_block(int err)
 {
@@ -147,6 +153,23 @@ static inline int zs_is_would_block(int err)
 static inline size_t zs_clamp_io_len(size_t n)
 {
     return n > ZS_MAX_IO_LEN ? ZS_MAX_IO_LEN : n;
+}
+
+/* Drop the first `done` bytes from an iovec array in place, after a partial
+ * gather send; returns the number of vectors left. */
+static inline size_t zs_iov_consume(zs_iovec *v, size_t n, size_t done)
+{
+    size_t i = 0;
+#ifdef _WIN32
+    while (i < n && done >= v[i].len) { done -= v[i].len; i++; }
+    if (i < n) { v[i].buf += done; v[i].len -= (ULONG)done; }
+#else
+    while (i < n && done >= v[i].iov_len) { done -= v[i].iov_len; i++; }
+    if (i < n) { v[i].iov_base = (char *)v[i].iov_base + done; v[i].iov_len -= done; }
+#endif
+    if (i > 0 && i < n)
+        memmove(v, v + i, (n - i) * sizeof(*v));
+    return n - i;
 }
 
 /* Winsock needs WSAStartup() once per process; POSIX needs nothing. */

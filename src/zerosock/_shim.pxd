@@ -83,6 +83,7 @@ cdef extern from "zs_shim.h" nogil:
     const int ZS_ENOBUFS
     const int ZS_ECONNRESET
     const int ZS_MSG_DONTWAIT
+    const int ZS_MSG_WAITALL
     const int ZS_HAVE_MSG_DONTWAIT
     const int ZS_HAVE_MSG
     const int ZS_HAVE_MMSG
@@ -103,6 +104,7 @@ cdef extern from "zs_shim.h" nogil:
     int zs_close(zs_sock_t s)
     int zs_set_nonblocking(zs_sock_t s, int on)
     void zs_iov_set(zs_iovec *v, void *base, size_t length)
+    size_t zs_iov_consume(zs_iovec *v, size_t n, size_t done)
     int zs_poll(zs_pollfd *fds, unsigned long n, int timeout_ms)
     int zs_startup()
 
@@ -140,6 +142,25 @@ cdef extern from "zs_shim.h" nogil:
     int setsockopt(zs_sock_t s, int level, int name, const void *value, zs_socklen_t length)
 
 
+cdef extern from "Python.h":
+    void *_set_from_errno "PyErr_SetFromErrno"(object exc_type) noexcept
+
+cdef extern from "errno.h":
+    int errno
+
+
+cdef inline int set_os_error(int code) noexcept:
+    """Set (not raise) the OSError subclass the standard library raises for
+    ``code`` and return -1.  Setting it through the C API keeps Cython from
+    adding a traceback entry per frame, which would cost more than the
+    syscall on hot error paths such as would-block.  (On Windows the codes
+    are WSA values, which Python's errno module uses there.)"""
+    global errno
+    errno = code
+    _set_from_errno(OSError)
+    return -1
+
+
 cdef inline int raise_os_error(int code) except -1:
     """Raise the OSError subclass the standard library raises for ``code``."""
-    raise OSError(code, zs_strerror(code).decode("utf-8", "replace"))
+    return set_os_error(code)

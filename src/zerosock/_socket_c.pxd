@@ -1,7 +1,10 @@
 from cpython.buffer cimport Py_buffer
 
 from zerosock._shim cimport sockaddr_storage, zs_iovec, zs_mmsghdr, zs_sock_t, zs_socklen_t
+from zerosock._shim cimport sockaddr
 from zerosock._sockaddr_c cimport AddressCache
+
+ctypedef int (*_name_getter)(zs_sock_t, sockaddr *, zs_socklen_t *) noexcept nogil
 
 
 ctypedef struct Batch:
@@ -28,9 +31,10 @@ cdef class Socket:
     cdef bint _batch_busy
     cdef object __weakref__
 
-    cdef int _check_open(self) except -1
-    cdef int _retry_or_raise(self, int err, int writing, double *deadline) except -1
-    cdef int _wait(self, int writing, double deadline) except -1
+    cdef bint _probe_first(self, int flags) noexcept
+    cdef int _check_open(self) noexcept
+    cdef int _retry_or_raise(self, int err, int writing, double *deadline) noexcept
+    cdef int _wait(self, int writing, double deadline) noexcept
     cdef int _set_timeout(self, double timeout) except -1
     cdef int _apply_default_timeout(self) except -1
     cdef object _peer(self, sockaddr_storage *addr, zs_socklen_t addrlen)
@@ -40,5 +44,6 @@ cdef class Socket:
     cdef Batch *_take_batch(self, Py_ssize_t n) except NULL
     cdef void _give_back_batch(self, Batch *b) noexcept
     cdef int _connect(self, object address, bint raising, str caller) except -1
+    cdef object _name(self, _name_getter getter)
     cdef Py_ssize_t _transfer(self, int writing, void *buf, size_t length, int flags,
                               bint try_only) except -1

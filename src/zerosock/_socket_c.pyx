@@ -10,7 +10,6 @@ the standard library raises.
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.limits cimport INT_MAX
 from libc.math cimport ceil, isnan
@@ -29,9 +28,13 @@ from zerosock._socket_shared import (
 )
 
 cdef extern from "Python.h":
-    # Declared without an exception clause: callers turn a failure into the
-    # TypeError the standard library raises.
+    # Declared without exception clauses: the internal helpers set exceptions
+    # through the C API and return -1, so that an error path (would-block,
+    # above all) adds one traceback entry, not one per helper frame.
     int _get_buffer "PyObject_GetBuffer"(object obj, Py_buffer *view, int flags)
+    int _check_signals "PyErr_CheckSignals"() noexcept
+    void _set_string "PyErr_SetString"(object exc_type, const char *message) noexcept
+    int PyErr_ExceptionMatches(object exc_type) noexcept
     void PyErr_Clear()
 
 cdef object _timeout_error = _stdsocket.timeout
@@ -89,6 +92,23 @@ cdef double _timeout_from(object value) except? -2.0:
     if seconds > 9.2e9:
         raise OverflowError("timeout doesn't fit into C timeval")
     return seconds
+
+
+cdef int _propagate() except -1:
+    """Hand an exception set through the C API to Cython's error handling."""
+    return -1
+
+
+cdef inline int _set_timeout_error() noexcept:
+    _set_string(_timeout_error, "timed out")
+    return -1
+
+
+cdef inline long _io(zs_sock_t fd, int writing, void *buf, size_t length,
+                     int flags) noexcept nogil:
+    if writing:
+        return zs_send(fd, buf, length, flags)
+    return zs_recv(fd, buf, length, flags)
 
 
 cdef Batch *_batch_new(Py_ssize_t n) except NULL:
@@ -235,15 +255,22 @@ cdef class Socket:
         self.fd = ZS_INVALID_SOCKET
         return -1 if fd == ZS_INVALID_SOCKET else <long long>fd
 
-    cdef int _check_open(self) except -1:
+    cdef inline bint _probe_first(self, int flags) noexcept:
+        """For a blocking socket: try the call without waiting (GIL held)
+        before waiting in the kernel (GIL released).  Not with MSG_WAITALL,
+        whose caller wants the whole length."""
+        return ZS_HAVE_MSG_DONTWAIT and not (flags & ZS_MSG_WAITALL)
+
+    cdef int _check_open(self) noexcept:
         if self.fd == ZS_INVALID_SOCKET:
-            raise_os_error(ZS_EBADF)
+            return set_os_error(ZS_EBADF)
         return 0
 
     # ------------------------------------------------------- modes and waits
 
     cdef int _set_timeout(self, double timeout) except -1:
-        self._check_open()
+        if self._check_open() < 0:
+            return -1
         if zs_set_nonblocking(self.fd, timeout >= 0) != 0:
             raise_os_error(zs_last_error())
         self._timeout = timeout
@@ -265,55 +292,60 @@ cdef class Socket:
         """False only when the timeout is 0."""
         return self._timeout != 0.0
 
-    cdef int _wait(self, int writing, double deadline) except -1:
+    cdef int _wait(self, int writing, double deadline) noexcept:
         """Wait in the kernel, GIL released, until ready; ``deadline`` < 0 waits
-        forever, else TimeoutError at that monotonic time."""
+        forever, else TimeoutError at that monotonic time.  -1 with an
+        exception set on failure."""
         cdef int rc, err, ms
         cdef double remaining
         cdef zs_sock_t fd
         while True:
-            self._check_open()
+            if self._check_open() < 0:
+                return -1
             fd = self.fd
             if deadline < 0:
                 ms = -1
             else:
                 remaining = deadline - zs_monotonic()
                 if remaining <= 0:
-                    raise _timeout_error("timed out")
+                    return _set_timeout_error()
                 ms = <int>min(ceil(remaining * 1000.0), <double>INT_MAX)
             with nogil:
                 rc = zs_wait(fd, writing, ms)
             if rc > 0:
                 return 0
             if rc == 0:
-                raise _timeout_error("timed out")
+                return _set_timeout_error()
             err = zs_last_error()
             if err != ZS_EINTR:
-                raise_os_error(err)
-            PyErr_CheckSignals()
+                return set_os_error(err)
+            if _check_signals() < 0:
+                return -1
 
-    cdef int _retry_or_raise(self, int err, int writing, double *deadline) except -1:
-        """After a failed call: return to retry it (EINTR after the signal
-        handlers ran, or would-block on a timeout socket once ready), or raise."""
+    cdef int _retry_or_raise(self, int err, int writing, double *deadline) noexcept:
+        """After a failed call: 0 to retry it (EINTR after the signal handlers
+        ran, or would-block on a timeout socket once ready), else -1 with the
+        exception set."""
         if err == ZS_EINTR:
-            PyErr_CheckSignals()
-            self._check_open()  # a handler may have closed the socket
-            return 0
+            if _check_signals() < 0:
+                return -1
+            return self._check_open()  # a handler may have closed the socket
         if self._timeout > 0 and zs_is_would_block(err):
             if deadline[0] < 0:
                 deadline[0] = zs_monotonic() + self._timeout
             return self._wait(writing, deadline[0])
-        raise_os_error(err)
+        return set_os_error(err)
 
     cdef Py_ssize_t _transfer(self, int writing, void *buf, size_t length, int flags,
                               bint try_only) except -1:
         """One send or recv of at most ``length`` bytes; with ``try_only``,
         -2 instead of waiting or raising when it would block."""
-        cdef long n
+        cdef long n, done
         cdef double deadline = -1.0
         cdef zs_sock_t fd
         cdef bint release_gil = self._timeout < 0 and not try_only
-        self._check_open()
+        if self._check_open() < 0:
+            return -1
         if try_only and self._timeout != 0.0:
             if ZS_HAVE_MSG_DONTWAIT:
                 flags |= ZS_MSG_DONTWAIT
@@ -321,19 +353,30 @@ cdef class Socket:
                 return -2
         while True:
             fd = self.fd
-            if release_gil:
-                with nogil:
-                    n = zs_send(fd, buf, length, flags) if writing else zs_recv(fd, buf, length, flags)
-            elif writing:
-                n = zs_send(fd, buf, length, flags)
+            if not release_gil:
+                n = _io(fd, writing, buf, length, flags)
+            elif self._probe_first(flags):
+                # Data (or room) is usually there: take it without handing the
+                # GIL over; wait with the GIL released only for what is left.
+                n = _io(fd, writing, buf, length, flags | ZS_MSG_DONTWAIT)
+                if n < 0 and zs_is_would_block(zs_last_error()):
+                    with nogil:
+                        n = _io(fd, writing, buf, length, flags)
+                elif writing and 0 <= n < <long>length:
+                    done = n  # a blocking send queues everything, as the kernel would
+                    with nogil:
+                        n = _io(fd, writing, <char *>buf + done, length - done, flags)
+                    return done + n if n > 0 else done
             else:
-                n = zs_recv(fd, buf, length, flags)
+                with nogil:
+                    n = _io(fd, writing, buf, length, flags)
             if n >= 0:
                 return n
             err = zs_last_error()
             if try_only and zs_is_would_block(err):
                 return -2
-            self._retry_or_raise(err, writing, &deadline)
+            if self._retry_or_raise(err, writing, &deadline) < 0:
+                return -1
 
     # ------------------------------------------------------------- receiving
 
@@ -390,18 +433,26 @@ cdef class Socket:
         cdef long n
         cdef double deadline = -1.0
         cdef zs_sock_t fd
-        self._check_open()
+        if self._check_open() < 0:
+            return -1
         while True:
             fd = self.fd
             addrlen[0] = sizeof(sockaddr_storage)
-            if self._timeout < 0:
-                with nogil:
-                    n = zs_recvfrom(fd, buf, length, flags, <sockaddr *>addr, addrlen)
-            else:
+            if self._timeout >= 0:
                 n = zs_recvfrom(fd, buf, length, flags, <sockaddr *>addr, addrlen)
+            else:
+                n = -1
+                if self._probe_first(flags):
+                    n = zs_recvfrom(fd, buf, length, flags | ZS_MSG_DONTWAIT,
+                                    <sockaddr *>addr, addrlen)
+                if n < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
+                    addrlen[0] = sizeof(sockaddr_storage)
+                    with nogil:
+                        n = zs_recvfrom(fd, buf, length, flags, <sockaddr *>addr, addrlen)
             if n >= 0:
                 return n
-            self._retry_or_raise(zs_last_error(), 0, &deadline)
+            if self._retry_or_raise(zs_last_error(), 0, &deadline) < 0:
+                return -1
 
     cdef object _peer(self, sockaddr_storage *addr, zs_socklen_t addrlen):
         if self._peer_cache is None:
@@ -466,7 +517,8 @@ cdef class Socket:
                 if control == NULL:
                     raise MemoryError()
                 memset(control, 0, ancbufsize)
-            self._check_open()
+            if self._check_open() < 0:
+                _propagate()
             while True:
                 memset(&msg, 0, sizeof(msg))
                 msg.msg_name = &addr
@@ -476,14 +528,21 @@ cdef class Socket:
                 msg.msg_control = control
                 msg.msg_controllen = ancbufsize
                 fd = self.fd
-                if self._timeout < 0:
-                    with nogil:
-                        n = zs_recvmsg(fd, &msg, flags)
-                else:
+                if self._timeout >= 0:
                     n = zs_recvmsg(fd, &msg, flags)
+                else:
+                    n = -1
+                    if self._probe_first(flags):
+                        n = zs_recvmsg(fd, &msg, flags | ZS_MSG_DONTWAIT)
+                    if n < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
+                        msg.msg_namelen = sizeof(addr)
+                        msg.msg_controllen = ancbufsize
+                        with nogil:
+                            n = zs_recvmsg(fd, &msg, flags)
                 if n >= 0:
                     break
-                self._retry_or_raise(zs_last_error(), 0, &deadline)
+                if self._retry_or_raise(zs_last_error(), 0, &deadline) < 0:
+                    _propagate()
             return (n, _parse_ancillary(&msg), msg.msg_flags,
                     make_address(<sockaddr *>&addr, msg.msg_namelen, self._family))
         finally:
@@ -537,22 +596,29 @@ cdef class Socket:
         cdef zs_sock_t fd
         _get_readable(data, &view)
         try:
-            self._check_open()
+            if self._check_open() < 0:
+                _propagate()
             base = <char *>view.buf
             if self._timeout > 0:
                 deadline = zs_monotonic() + self._timeout
             while sent < view.len:
                 fd = self.fd
-                if self._timeout < 0:
-                    with nogil:
-                        r = zs_send(fd, base + sent, view.len - sent, flags)
-                else:
+                if self._timeout >= 0:
                     r = zs_send(fd, base + sent, view.len - sent, flags)
+                else:
+                    r = -1
+                    if self._probe_first(flags):
+                        r = zs_send(fd, base + sent, view.len - sent, flags | ZS_MSG_DONTWAIT)
+                    if r < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
+                        with nogil:
+                            r = zs_send(fd, base + sent, view.len - sent, flags)
                 if r >= 0:
                     sent += r
-                    PyErr_CheckSignals()  # a long send still runs signal handlers
+                    if _check_signals() < 0:  # a long send still runs signal handlers
+                        _propagate()
                     continue
-                self._retry_or_raise(zs_last_error(), 1, &deadline)
+                if self._retry_or_raise(zs_last_error(), 1, &deadline) < 0:
+                    _propagate()
         finally:
             PyBuffer_Release(&view)
 
@@ -572,17 +638,24 @@ cdef class Socket:
         _get_readable(data, &view)
         try:
             parse_address(address, self._family, &addr, &addrlen, "sendto")
-            self._check_open()
+            if self._check_open() < 0:
+                _propagate()
             while True:
                 fd = self.fd
-                if self._timeout < 0:
-                    with nogil:
-                        n = zs_sendto(fd, view.buf, view.len, flags, <sockaddr *>&addr, addrlen)
-                else:
+                if self._timeout >= 0:
                     n = zs_sendto(fd, view.buf, view.len, flags, <sockaddr *>&addr, addrlen)
+                else:
+                    n = -1
+                    if self._probe_first(flags):
+                        n = zs_sendto(fd, view.buf, view.len, flags | ZS_MSG_DONTWAIT,
+                                      <sockaddr *>&addr, addrlen)
+                    if n < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
+                        with nogil:
+                            n = zs_sendto(fd, view.buf, view.len, flags, <sockaddr *>&addr, addrlen)
                 if n >= 0:
                     return n
-                self._retry_or_raise(zs_last_error(), 1, &deadline)
+                if self._retry_or_raise(zs_last_error(), 1, &deadline) < 0:
+                    _propagate()
         finally:
             PyBuffer_Release(&view)
 
@@ -599,7 +672,8 @@ cdef class Socket:
         cdef zs_socklen_t addrlen = 0
         cdef char *control = NULL
         cdef size_t control_len = 0
-        cdef long n
+        cdef long n, rest
+        cdef Py_ssize_t total = 0
         cdef double deadline = -1.0
         cdef zs_sock_t fd
         parts = buffers if isinstance(buffers, (list, tuple)) else list(buffers)
@@ -614,12 +688,14 @@ cdef class Socket:
                 _get_readable(parts[i], &views[i])
                 got += 1
                 zs_iov_set(&iovs[i], views[i].buf, views[i].len)
+                total += views[i].len
             if address is not None:
                 parse_address(address, self._family, &addr, &addrlen, "sendmsg")
             items = ancdata if isinstance(ancdata, (list, tuple)) else list(ancdata)
             if items:
                 control = _build_ancillary(items, &control_len)
-            self._check_open()
+            if self._check_open() < 0:
+                _propagate()
             memset(&msg, 0, sizeof(msg))
             msg.msg_name = &addr if address is not None else NULL
             msg.msg_namelen = addrlen
@@ -629,14 +705,26 @@ cdef class Socket:
             msg.msg_controllen = control_len
             while True:
                 fd = self.fd
-                if self._timeout < 0:
+                if self._timeout >= 0:
+                    n = zs_sendmsg(fd, &msg, flags)
+                elif not self._probe_first(flags):
                     with nogil:
                         n = zs_sendmsg(fd, &msg, flags)
                 else:
-                    n = zs_sendmsg(fd, &msg, flags)
+                    n = zs_sendmsg(fd, &msg, flags | ZS_MSG_DONTWAIT)
+                    if n < 0 and zs_is_would_block(zs_last_error()):
+                        with nogil:
+                            n = zs_sendmsg(fd, &msg, flags)
+                    elif 0 <= n < total:
+                        # a blocking send queues everything, as the kernel would
+                        msg.msg_iovlen = zs_iov_consume(iovs, count, n)
+                        with nogil:
+                            rest = zs_sendmsg(fd, &msg, flags)
+                        return n + rest if rest > 0 else n
                 if n >= 0:
                     return n
-                self._retry_or_raise(zs_last_error(), 1, &deadline)
+                if self._retry_or_raise(zs_last_error(), 1, &deadline) < 0:
+                    _propagate()
         finally:
             for i in range(got):
                 PyBuffer_Release(&views[i])
@@ -689,7 +777,8 @@ cdef class Socket:
             return []
         if count > INT_MAX:
             raise ValueError("too many buffers")
-        self._check_open()
+        if self._check_open() < 0:
+            _propagate()
         b = self._take_batch(count)
         try:
             for i in range(count):
@@ -704,14 +793,20 @@ cdef class Socket:
                     b.hdrs[i].msg_hdr.msg_iov = &b.iovs[i]
                     b.hdrs[i].msg_hdr.msg_iovlen = 1
                 fd = self.fd
-                if self._timeout < 0:
-                    with nogil:
-                        received = zs_recvmmsg(fd, b.hdrs, <unsigned int>count, flags, 1)
-                else:
+                if self._timeout >= 0:
                     received = zs_recvmmsg(fd, b.hdrs, <unsigned int>count, flags, 0)
+                else:
+                    received = -1
+                    if self._probe_first(flags):
+                        received = zs_recvmmsg(fd, b.hdrs, <unsigned int>count,
+                                               flags | ZS_MSG_DONTWAIT, 0)
+                    if received < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
+                        with nogil:
+                            received = zs_recvmmsg(fd, b.hdrs, <unsigned int>count, flags, 1)
                 if received >= 0:
                     break
-                self._retry_or_raise(zs_last_error(), 0, &deadline)
+                if self._retry_or_raise(zs_last_error(), 0, &deadline) < 0:
+                    _propagate()
             result = []
             for i in range(received):
                 result.append((b.hdrs[i].msg_len,
@@ -739,7 +834,8 @@ cdef class Socket:
             return 0
         if count > INT_MAX:
             raise ValueError("too many datagrams")
-        self._check_open()
+        if self._check_open() < 0:
+            _propagate()
         b = self._take_batch(count)
         try:
             for i in range(count):
@@ -761,14 +857,19 @@ cdef class Socket:
                 b.hdrs[i].msg_hdr.msg_iovlen = 1
             while True:
                 fd = self.fd
-                if self._timeout < 0:
-                    with nogil:
-                        sent = zs_sendmmsg(fd, b.hdrs, <unsigned int>count, flags)
-                else:
+                if self._timeout >= 0:
                     sent = zs_sendmmsg(fd, b.hdrs, <unsigned int>count, flags)
+                else:
+                    sent = -1
+                    if self._probe_first(flags):
+                        sent = zs_sendmmsg(fd, b.hdrs, <unsigned int>count, flags | ZS_MSG_DONTWAIT)
+                    if sent < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
+                        with nogil:
+                            sent = zs_sendmmsg(fd, b.hdrs, <unsigned int>count, flags)
                 if sent >= 0:
                     return sent
-                self._retry_or_raise(zs_last_error(), 1, &deadline)
+                if self._retry_or_raise(zs_last_error(), 1, &deadline) < 0:
+                    _propagate()
         finally:
             for i in range(got):
                 PyBuffer_Release(&b.views[i])
@@ -781,14 +882,16 @@ cdef class Socket:
         cdef sockaddr_storage addr
         cdef zs_socklen_t addrlen
         parse_address(address, self._family, &addr, &addrlen, "bind")
-        self._check_open()
+        if self._check_open() < 0:
+            _propagate()
         if bind(self.fd, <sockaddr *>&addr, addrlen) != 0:
             raise_os_error(zs_last_error())
 
     def listen(self, backlog=None):
         """Accept connections; ``backlog`` defaults to min(SOMAXCONN, 128)."""
         cdef int n = _DEFAULT_BACKLOG if backlog is None else max(<int>backlog, 0)
-        self._check_open()
+        if self._check_open() < 0:
+            _propagate()
         if listen(self.fd, n) != 0:
             raise_os_error(zs_last_error())
 
@@ -801,7 +904,8 @@ cdef class Socket:
         cdef zs_sock_t fd, conn
         cdef double deadline = -1.0
         cdef Socket sock
-        self._check_open()
+        if self._check_open() < 0:
+            _propagate()
         while True:
             fd = self.fd
             addrlen = sizeof(addr)
@@ -812,7 +916,8 @@ cdef class Socket:
                 conn = zs_accept(fd, <sockaddr *>&addr, &addrlen)
             if conn != ZS_INVALID_SOCKET:
                 break
-            self._retry_or_raise(zs_last_error(), 0, &deadline)
+            if self._retry_or_raise(zs_last_error(), 0, &deadline) < 0:
+                _propagate()
         sock = Socket.__new__(Socket)
         sock.fd = conn  # owned from here: closed by dealloc if anything below fails
         sock._family = self._family
@@ -829,7 +934,8 @@ cdef class Socket:
         cdef zs_sock_t fd
         cdef bint wait
         parse_address(address, self._family, &addr, &addrlen, caller)
-        self._check_open()
+        if self._check_open() < 0:
+            return -1
         fd = self.fd
         if self._timeout < 0:
             with nogil:
@@ -841,16 +947,16 @@ cdef class Socket:
         err = zs_last_error()
         if err == ZS_EINTR:
             # PEP 475: an interrupted connect goes on in the background; wait for it.
-            PyErr_CheckSignals()
+            if _check_signals() < 0:
+                return -1
             wait = self._timeout != 0
         else:
             wait = self._timeout > 0 and err == ZS_EINPROGRESS
         if wait:
-            try:
-                self._wait(1, -1.0 if self._timeout < 0 else zs_monotonic() + self._timeout)
-            except _timeout_error:
-                if raising:
-                    raise
+            if self._wait(1, -1.0 if self._timeout < 0 else zs_monotonic() + self._timeout) < 0:
+                if raising or not PyErr_ExceptionMatches(_timeout_error):
+                    return -1
+                PyErr_Clear()
                 return ZS_EWOULDBLOCK
             if zs_connect_result(self.fd, &err) != 0:
                 err = zs_last_error()
@@ -868,29 +974,28 @@ cdef class Socket:
 
     def shutdown(self, int how):
         """Shut down reading (SHUT_RD), writing (SHUT_WR) or both (SHUT_RDWR)."""
-        self._check_open()
+        if self._check_open() < 0:
+            _propagate()
         if shutdown(self.fd, how) != 0:
             raise_os_error(zs_last_error())
 
-    def getsockname(self):
-        """The local address."""
+    cdef object _name(self, _name_getter getter):
         cdef sockaddr_storage addr
         cdef zs_socklen_t addrlen = sizeof(addr)
-        self._check_open()
+        if self._check_open() < 0:
+            _propagate()
         memset(&addr, 0, sizeof(addr))
-        if getsockname(self.fd, <sockaddr *>&addr, &addrlen) != 0:
+        if getter(self.fd, <sockaddr *>&addr, &addrlen) != 0:
             raise_os_error(zs_last_error())
         return make_address(<sockaddr *>&addr, addrlen, self._family)
 
+    def getsockname(self):
+        """The local address."""
+        return self._name(getsockname)
+
     def getpeername(self):
         """The remote address."""
-        cdef sockaddr_storage addr
-        cdef zs_socklen_t addrlen = sizeof(addr)
-        self._check_open()
-        memset(&addr, 0, sizeof(addr))
-        if getpeername(self.fd, <sockaddr *>&addr, &addrlen) != 0:
-            raise_os_error(zs_last_error())
-        return make_address(<sockaddr *>&addr, addrlen, self._family)
+        return self._name(getpeername)
 
     # ---------------------------------------------------------------- options
 
@@ -899,7 +1004,8 @@ cdef class Socket:
         cdef int flag
         cdef Py_buffer view
         cdef int rc
-        self._check_open()
+        if self._check_open() < 0:
+            _propagate()
         if optlen is not None:
             if value is not None:
                 raise TypeError("setsockopt() with optlen takes None as the value")
@@ -921,7 +1027,8 @@ cdef class Socket:
         cdef int flag = 0
         cdef zs_socklen_t length
         cdef char raw[1024]
-        self._check_open()
+        if self._check_open() < 0:
+            _propagate()
         if buflen == 0:
             length = sizeof(flag)
             if getsockopt(self.fd, level, option, &flag, &length) != 0:

@@ -1,0 +1,137 @@
+"""The servers the benchmark compares, by name, and which of them can run here.
+
+Each contender is a small echo / discard / UDP echo server (``_server.py``)
+run in its own process.  Nothing here imports the libraries under test: the
+parent only asks whether they are importable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+WORKLOADS = ("echo", "stream", "udp")
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    library: str      # stdlib, uvloop, zerosock, c
+    style: str        # threads, selectors, proto, buffered, streams, epoll
+    description: str
+    workloads: Tuple[str, ...] = WORKLOADS
+    requires: Tuple[str, ...] = field(default=())   # modules that must import
+    hidden: bool = False  # not part of "all": a contender for testing the tool itself
+
+
+_TCP = ("echo", "stream")
+
+CONTENDERS: Dict[str, Contender] = {c.name: c for c in (
+    Contender("stdlib-threads", "stdlib", "threads",
+              "socket.socket, blocking, a thread per connection"),
+    Contender("stdlib-selectors", "stdlib", "selectors",
+              "socket.socket + selectors.DefaultSelector, non-blocking"),
+    Contender("asyncio-proto", "stdlib", "proto", "asyncio, Protocol (data_received)"),
+    Contender("asyncio-buffered", "stdlib", "buffered",
+              "asyncio, BufferedProtocol (get_buffer)", _TCP),
+    Contender("asyncio-streams", "stdlib", "streams",
+              "asyncio streams (StreamReader/StreamWriter)", _TCP),
+    Contender("uvloop-proto", "uvloop", "proto", "uvloop, Protocol", requires=("uvloop",)),
+    Contender("uvloop-buffered", "uvloop", "buffered", "uvloop, BufferedProtocol", _TCP,
+              requires=("uvloop",)),
+    Contender("uvloop-streams", "uvloop", "streams", "uvloop, asyncio streams", _TCP,
+              requires=("uvloop",)),
+    Contender("zerosock-threads", "zerosock", "threads",
+              "zerosock.Socket, blocking, a thread per connection", requires=("zerosock",)),
+    Contender("zerosock-selectors", "zerosock", "selectors",
+              "zerosock.Socket + zerosock.selectors.DefaultSelector",
+              requires=("zerosock", "zerosock.selectors")),
+    Contender("zerosock-aio-proto", "zerosock", "proto", "zerosock.aio loop, Protocol",
+              requires=("zerosock.aio",)),
+    Contender("zerosock-aio-buffered", "zerosock", "buffered",
+              "zerosock.aio loop, BufferedProtocol", _TCP, requires=("zerosock.aio",)),
+    Contender("zerosock-aio-streams", "zerosock", "streams", "zerosock.aio loop, streams", _TCP,
+              requires=("zerosock.aio",)),
+    Contender("c-epoll", "c", "epoll",
+              "minimal C epoll server (reference ceiling)", requires=("zerosock._loadgen_c",)),
+    Contender("selftest-crash", "test", "threads",
+              "stdlib-threads that exits after 300 echoes (tests the tool)", ("echo",),
+              hidden=True),
+    Contender("selftest-silent", "test", "threads",
+              "a server that reads and never answers (tests the tool)", ("echo",), hidden=True),
+)}
+
+GROUPS: Dict[str, Tuple[str, ...]] = {
+    "all": tuple(n for n, c in CONTENDERS.items() if not c.hidden),
+    "stdlib": tuple(n for n, c in CONTENDERS.items() if c.library == "stdlib"),
+    "asyncio": ("asyncio-proto", "asyncio-buffered", "asyncio-streams"),
+    "uvloop": tuple(n for n, c in CONTENDERS.items() if c.library == "uvloop"),
+    "zerosock": tuple(n for n, c in CONTENDERS.items() if c.library == "zerosock"),
+    "aio": tuple(n for n, c in CONTENDERS.items() if c.style in ("proto", "buffered", "streams")
+                 and not c.hidden),
+    "sync": tuple(n for n, c in CONTENDERS.items() if c.style in ("threads", "selectors")
+                  and not c.hidden),
+}
+
+# The references every cell's ratios are taken against.
+BASELINES = {"asyncio": "asyncio-proto", "uvloop": "uvloop-proto"}
+
+
+def resolve(names: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """Expand group names; return (known contenders in order, unknown names)."""
+    known: List[str] = []
+    unknown: List[str] = []
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        expanded = GROUPS.get(name, (name,) if name in CONTENDERS else ())
+        if not expanded:
+            unknown.append(name)
+        for item in expanded:
+            if item not in known:
+                known.append(item)
+    return known, unknown
+
+
+def _importable(module: str) -> Optional[str]:
+    """None when ``module`` imports, else why not."""
+    try:
+        if importlib.util.find_spec(module) is None:
+            if module.endswith("_c"):
+                return "the C extension is not built"
+            if "." in module:
+                return f"{module} is not part of this zerosock version yet"
+            return f"{module} is not installed"
+        importlib.import_module(module)
+    except ImportError as exc:
+        return f"{module} is not available ({exc})"
+    except Exception as exc:  # a broken install: say so rather than crash the run
+        return f"{module} failed to import ({type(exc).__name__}: {exc})"
+    return None
+
+
+def unavailable_reason(name: str) -> Optional[str]:
+    """Why a contender cannot run here, or None when it can."""
+    contender = CONTENDERS[name]
+    for module in contender.requires:
+        reason = _importable(module)
+        if reason:
+            return reason
+    if name == "c-epoll":
+        from zerosock import _loadgen_c
+        if not _loadgen_c.SUPPORTED:
+            return "the C echo server needs epoll (Linux)"
+    return None
+
+
+def backend_note(name: str) -> Optional[str]:
+    """A note when a zerosock contender runs on the pure-Python backend."""
+    if CONTENDERS[name].library != "zerosock":
+        return None
+    import zerosock
+    if zerosock.BACKEND != "c":
+        return "pure-Python backend (no C extension, or ZEROSOCK_PURE_PYTHON set)"
+    return None

@@ -1,0 +1,552 @@
+"""The comparison benchmark as a tool: arguments, results, failures, both load generators.
+
+Fast (tiny runs, few requests) and never asserts on a timing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from zerosock.bench import cli, report, runner
+from zerosock.bench._common import LoadGenError
+from zerosock.bench._loadgen_py import LoadGenerator as PyLoadGenerator
+from zerosock.bench.runner import Cell
+
+TINY = ["-d", "0.1", "--warmup", "0.02", "-r", "1", "--no-pin", "--no-progress"]
+
+
+def run_cli(*args: str) -> tuple:
+    out, err = io.StringIO(), io.StringIO()
+    status = cli.main(list(args), stdout=out, stderr=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def rows_of(doc: Dict[str, Any], workload: str) -> Dict[str, Dict[str, Any]]:
+    cell = next(c for c in doc["cells"] if c["workload"] == workload)
+    return {r["contender"]: r for r in cell["rows"]}
+
+
+# ------------------------------------------------------------ arguments
+
+
+@pytest.mark.parametrize("text, value", [("64", 64), ("1k", 1024), ("16KiB", 16384),
+                                         ("100k", 102400), ("1M", 1 << 20), ("1.5k", 1536)])
+def test_parse_size(text: str, value: int) -> None:
+    assert cli.parse_size(text) == value
+
+
+@pytest.mark.parametrize("args", [
+    ["-s", "abc"], ["-s", "0"], ["-n", "0"], ["-n", "x"], ["-d", "-1"], ["-d", "0"],
+    ["--host", "8.8.8.8"], ["--host", "example.org"], ["--port", "70000"], ["-r", "0"],
+    ["--generator", "fortran"],
+])
+def test_bad_arguments_exit_2(args: List[str], capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(args)
+    assert info.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_nothing_known_to_run_exits_2() -> None:
+    status, _, err = run_cli("-c", "nosuch", *TINY)
+    assert status == 2
+    assert "unknown contender 'nosuch'" in err
+    status, _, err = run_cli("-w", "nope", *TINY)
+    assert status == 2
+    assert "unknown workload 'nope'" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--instr-requests", "5000,1000"], "smaller first"),
+    (["--instr-requests", "1000"], "two counts"),
+    (["--json", "/no/such/dir/out.json"], "no such directory"),
+    (["--plot", "/no/such/dir/out.png"], "no such directory"),
+    (["--cpus", "0"], "two different CPU numbers"),
+    (["--cpus", "0,0"], "two different CPU numbers"),
+    (["--cpus", "0,4096"], "not available"),
+    (["--cpus", "0,1", "--no-pin"], "contradict"),
+])
+def test_bad_combinations_exit_2_before_running(args: List[str], message: str) -> None:
+    # none of these gets as far as pinning or measuring
+    status, _, err = run_cli("-c", "stdlib-threads", *args, "-d", "0.1", "--no-progress")
+    assert status == 2 and message in err
+
+
+def test_cpu_plan_picks_two_cpus_or_says_why_not() -> None:
+    gen, server, text = runner.plan_cpus(False)
+    assert gen is None and server is None and "not pinned" in text
+    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2:
+        gen, server, text = runner.plan_cpus(True)
+        assert gen is not None and server is not None and gen != server
+        assert f"server on CPU {server}" in text
+
+
+def test_groups_and_unknown_names_resolve() -> None:
+    from zerosock.bench.contenders import GROUPS, resolve
+    known, unknown = resolve(["uvloop", "c-epoll", "bogus", "uvloop-proto"])
+    assert known == list(GROUPS["uvloop"]) + ["c-epoll"]
+    assert unknown == ["bogus"]
+    assert "selftest-crash" not in GROUPS["all"]
+
+
+def test_list_shows_every_contender() -> None:
+    status, out, _ = run_cli("--list")
+    assert status == 0
+    for name in ("stdlib-threads", "asyncio-proto", "uvloop-streams", "zerosock-aio-proto",
+                 "c-epoll"):
+        assert name in out
+
+
+def test_cells_follow_the_options() -> None:
+    args = cli.build_parser().parse_args(["-w", "echo,udp", "-s", "64,100k", "-n", "1,10"])
+    cells = cli.build_cells(args, ["echo", "udp"])
+    assert [c for c in cells if c.workload == "echo"] == [
+        Cell("echo", 64, 1), Cell("echo", 64, 10), Cell("echo", 102400, 1),
+        Cell("echo", 102400, 10)]
+    # 100 KiB does not fit in a datagram: UDP keeps the sizes that do
+    assert [c for c in cells if c.workload == "udp"] == [Cell("udp", 64, 1), Cell("udp", 64, 10)]
+
+
+# ------------------------------------------------------------ tiny runs
+
+
+def test_tiny_run_json_structure(tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    status, out, err = run_cli("-c", "stdlib-selectors,asyncio-proto,nosuch",
+                               "-w", "echo,stream,udp", "-s", "1k", "-n", "2",
+                               "--stream-size", "16k", "-r", "2", "-d", "0.1",
+                               "--warmup", "0.02", "--no-pin", "--no-progress",
+                               "--json", str(path))
+    assert status == 0, err
+    assert "unknown contender 'nosuch'" in err
+    doc = json.loads(path.read_text())
+    assert doc["tool"] == "zerosock.bench" and doc["schema"] == report.SCHEMA
+    for key in ("cpu", "logical_cpus", "kernel", "python", "zerosock", "load_generator", "date"):
+        assert doc["machine"][key]
+    assert [c["workload"] for c in doc["cells"]] == ["echo", "stream", "udp"]
+    for workload in ("echo", "stream", "udp"):
+        rows = rows_of(doc, workload)
+        for name in ("stdlib-selectors", "asyncio-proto"):
+            row = rows[name]
+            assert row["status"] == "ok", row
+            assert row["runs"] == 2 and len(row["rates"]) == 2
+            assert row["rate"] > 0 and row["cpu_per_op_us"] is not None
+        assert rows["asyncio-proto"]["vs_asyncio"] == pytest.approx(1.0)
+        assert rows["stdlib-selectors"]["vs_uvloop"] is None  # uvloop not in this run
+    assert rows_of(doc, "echo")["nosuch"]["status"] == "unknown"
+    assert any(line.startswith("nosuch") and "UNKNOWN" in line for line in out.splitlines())
+    echo = rows_of(doc, "echo")["stdlib-selectors"]
+    assert 0 < echo["p50_us"] <= echo["p99_us"]
+    # every run is kept, with its figures, for later analysis
+    runs = doc["cells"][0]["runs"]["asyncio-proto"]
+    assert len(runs) == 2 and all(r["ops"] > 0 for r in runs)
+    # the table went to stdout, with the machine description
+    assert "echo 1 KiB, 2 connections" in out and doc["machine"]["cpu"] in out
+
+
+def test_json_to_stdout_keeps_the_table_on_stderr() -> None:
+    status, out, err = run_cli("-c", "stdlib-threads", "-w", "echo", "-s", "64", "-n", "1",
+                               *TINY, "--json", "-")
+    assert status == 0
+    doc = json.loads(out)
+    assert rows_of(doc, "echo")["stdlib-threads"]["status"] == "ok"
+    assert "stdlib-threads" in err
+
+
+def test_unix_sockets(tmp_path: Path) -> None:
+    path = tmp_path / "unix.json"
+    status, out, err = run_cli("--host", "unix", "-c", "stdlib-selectors,asyncio-streams",
+                               "-w", "echo,stream,udp", "-s", "1k", "-n", "2",
+                               *TINY, "--json", str(path))
+    assert status == 0, err
+    doc = json.loads(path.read_text())
+    assert [c["workload"] for c in doc["cells"]] == ["echo", "stream"]  # no UDP over Unix
+    for cell in doc["cells"]:
+        assert all(r["status"] == "ok" for r in cell["rows"]), cell["rows"]
+    assert "Unix sockets" in out
+
+
+def test_crashing_contender_is_shown_and_the_run_goes_on() -> None:
+    status, out, _ = run_cli("-c", "selftest-crash,stdlib-threads", "-w", "echo",
+                             "-s", "64", "-n", "1", "-d", "0.3", "--warmup", "0.02", "-r", "1",
+                             "--no-pin", "--no-progress")
+    assert status == 0
+    crash_line = next(line for line in out.splitlines() if line.startswith("selftest-crash"))
+    assert "FAILED" in crash_line and "exited with status 3" in crash_line
+    threads_line = next(line for line in out.splitlines() if line.startswith("stdlib-threads"))
+    assert "FAILED" not in threads_line
+
+
+def test_a_server_that_never_answers_is_a_failure() -> None:
+    status, out, _ = run_cli("-c", "selftest-silent", "-w", "echo", "-s", "64", "-n", "2",
+                             *TINY)
+    assert status == 0
+    line = next(line for line in out.splitlines() if line.startswith("selftest-silent"))
+    assert "FAILED" in line and "no request completed" in line
+
+
+def test_port_in_use_is_a_failure_in_the_table() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        status, out, _ = run_cli("-c", "stdlib-threads,asyncio-streams", "-w", "echo",
+                                 "-s", "64", "-n", "1", "--port", str(port), *TINY)
+    assert status == 0
+    for name in ("stdlib-threads", "asyncio-streams"):
+        line = next(line for line in out.splitlines() if line.startswith(name))
+        assert "FAILED" in line and "port in use" in line
+
+
+def test_unavailable_contender_is_skipped_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zerosock.bench import contenders
+    real = contenders.unavailable_reason
+    monkeypatch.setattr(contenders, "unavailable_reason",
+                        lambda n: "uvloop is not installed" if n.startswith("uvloop") else real(n))
+    monkeypatch.setattr(runner, "unavailable_reason", contenders.unavailable_reason)
+    status, out, _ = run_cli("-c", "uvloop-proto,stdlib-threads", "-w", "echo", "-s", "64",
+                             "-n", "1", *TINY)
+    assert status == 0
+    line = next(line for line in out.splitlines() if line.startswith("uvloop-proto"))
+    assert "skipped" in line and "uvloop is not installed" in line
+
+
+def test_ctrl_c_stops_every_server(tmp_path: Path) -> None:
+    # A port nobody else uses marks this run's servers in the process table.
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zerosock.bench", "-c", "stdlib-threads", "-w", "echo",
+         "-s", "64", "-n", "1", "-d", "30", "--warmup", "0", "-r", "1", "--no-pin",
+         "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    marker = f'"port": {port}'
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not _servers_with(marker):
+            time.sleep(0.05)
+        assert _servers_with(marker), "the server never started"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130
+    assert b"interrupted" in err
+    assert b"Interrupted" in out
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _servers_with(marker):
+        time.sleep(0.05)
+    assert not _servers_with(marker)
+
+
+def _servers_with(marker: str) -> List[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if "zerosock.bench._server" in cmdline and marker in cmdline:
+            found.append(int(entry))
+    return found
+
+
+# ------------------------------------------------------------ load generators
+
+
+@pytest.fixture(params=[pytest.param("c", marks=pytest.mark.c_extension), "python"],
+                ids=["c", "py"])
+def generator(request: pytest.FixtureRequest) -> Any:
+    if request.param == "python":
+        return PyLoadGenerator
+    if request.config.getoption("--no-c-extensions"):
+        pytest.skip("C extensions disabled with --no-c-extensions")
+    from zerosock import _loadgen_c  # a missing extension fails here: a broken build must not pass
+    if not _loadgen_c.SUPPORTED:
+        pytest.skip("the C load generator needs epoll")
+    return _loadgen_c.LoadGenerator
+
+
+@pytest.mark.parametrize("mode, size, connections", [
+    ("echo", 64, 1), ("echo", 100 * 1024, 3), ("echo", 1024, 20),
+    ("stream", 16 * 1024, 2), ("udp", 512, 4),
+])
+def test_generator_counts_exactly_and_verifies_bytes(generator: Any, mode: str, size: int,
+                                                     connections: int) -> None:
+    server = runner.ServerProcess("stdlib-selectors", mode, "127.0.0.1").start()
+    try:
+        with generator(mode, ("127.0.0.1", server.port), connections, size) as gen:
+            gen.connect(5.0)
+            result = gen.run(30.0, max_ops=300, drain=True)
+            again = gen.run(30.0, max_ops=50, drain=True)
+    finally:
+        server.close()
+    assert result["ops"] == 300 and again["ops"] == 50
+    assert result["bytes"] == 300 * size
+    assert result["inflight_left"] == 0 and result["lost"] == 0
+    if mode != "stream":
+        lat = result["latency_us"]
+        assert 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+
+
+def test_generator_stops_at_the_deadline(generator: Any) -> None:
+    server = runner.ServerProcess("stdlib-threads", "echo", "127.0.0.1").start()
+    try:
+        with generator("echo", ("127.0.0.1", server.port), 2, 64) as gen:
+            gen.connect()
+            result = gen.run(0.2, drain=False)
+    finally:
+        server.close()
+    assert result["ops"] > 0
+    assert result["seconds"] < 5  # bounded by time, not by a count
+
+
+def test_generator_works_over_ipv6(generator: Any) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    server = runner.ServerProcess("stdlib-selectors", "echo", "::1").start()
+    try:
+        with generator("echo", ("::1", server.port), 2, 1024) as gen:
+            gen.connect()
+            assert gen.run(10.0, max_ops=100)["ops"] == 100
+    finally:
+        server.close()
+
+
+class _BadServer:
+    """A TCP server in a thread that answers wrongly: flips a byte, or hangs up."""
+
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour = behaviour
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(10)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self) -> tuple:
+        return self.listener.getsockname()[:2]
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(10)
+            try:
+                if self.behaviour == "hang-up":
+                    conn.recv(65536)
+                    return
+                served = 0
+                while True:
+                    data = bytearray(conn.recv(65536))
+                    if not data:
+                        return
+                    served += 1
+                    if served == 5:
+                        data[len(data) // 2] ^= 0xFF
+                    conn.sendall(data)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("behaviour, message", [("corrupt", "differs"), ("hang-up", "closed")])
+def test_generator_reports_a_wrong_server(generator: Any, behaviour: str, message: str) -> None:
+    bad = _BadServer(behaviour)
+    try:
+        with generator("echo", bad.address, 1, 100) as gen:
+            gen.connect()
+            with pytest.raises(LoadGenError, match=message):
+                gen.run(10.0, max_ops=100)
+    finally:
+        bad.close()
+
+
+def test_generator_rejects_impossible_requests(generator: Any) -> None:
+    with pytest.raises(ValueError):
+        generator("udp", ("127.0.0.1", 9), 1, 100_000)
+    with pytest.raises(ValueError):
+        generator("ping", ("127.0.0.1", 9), 1, 64)
+    with pytest.raises(ValueError):
+        generator("echo", ("127.0.0.1", 9), 0, 64)
+
+
+def test_generator_connect_refused(generator: Any) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    with generator("echo", ("127.0.0.1", port), 1, 64) as gen:
+        with pytest.raises(LoadGenError, match="connect"):
+            gen.connect(2.0)
+
+
+# ------------------------------------------------------------ aggregation and output
+
+
+def _run(rate: float, cpu: float, ok: bool = True) -> Dict[str, Any]:
+    if not ok:
+        return {"status": "failed", "error": "server exited with status 3 during the run"}
+    return {"status": "ok", "rate": rate, "ops": 1000, "lost": 0, "cpu_per_op_us": cpu,
+            "server_cpu_util": 0.5, "gen_cpu_util": 0.95, "gen_saturated": True,
+            "latency_us": {"p50": 10.0, "p99": 20.0}}
+
+
+def test_summarize_medians_spread_ratios_and_failures() -> None:
+    cell = Cell("echo", 1024, 10)
+    names = ["asyncio-proto", "stdlib-threads", "selftest-crash"]
+    runs = {
+        "asyncio-proto": [_run(100, 10), _run(110, 12), _run(90, 11)],
+        "stdlib-threads": [_run(200, 5), _run(220, 4), _run(0, 0, ok=False)],
+        "selftest-crash": [_run(0, 0, ok=False)],
+    }
+    rows = {r["contender"]: r for r in runner.summarize(cell, names, runs)}
+    base = rows["asyncio-proto"]
+    assert base["rate"] == 100 and base["cpu_per_op_us"] == 11
+    assert base["spread"] == pytest.approx(0.10)
+    threads = rows["stdlib-threads"]
+    assert threads["rate"] == 210 and threads["vs_asyncio"] == pytest.approx(2.1)
+    assert threads["cpu_vs_asyncio"] == pytest.approx(4.5 / 11)
+    assert "1/3 runs failed" in threads["note"] and "generator busy" in threads["note"]
+    assert rows["selftest-crash"]["status"] == "failed"
+    text = report.format_cell(cell, list(rows.values()), repeats=3)
+    assert "FAILED" in text and "exited with status 3" in text
+    assert "2.10" in text  # the throughput ratio to asyncio
+
+
+def test_report_and_plot_from_a_document(tmp_path: Path) -> None:
+    from zerosock.bench.machine import describe
+    cell = Cell("echo", 64, 10)
+    runs = {"asyncio-proto": [_run(100, 10)], "uvloop-proto": [_run(300, 3)]}
+    rows = runner.summarize(cell, list(runs), runs)
+    doc = {"machine": describe("c", "not pinned"), "settings": {"repeats": 1},
+           "cells": [report.cell_doc(cell, rows, runs)], "instructions": [
+               {"workload": "echo", "size": 64, "connections": 10, "rows": [
+                   {"contender": "asyncio-proto", "requests": [2000, 12000],
+                    "instructions_per_op": 15000.0, "syscalls_per_op": 2.1,
+                    "syscalls_by_name": {"sendto": 1.0, "recvfrom": 1.0, "epoll_wait": 0.1}},
+                   {"contender": "uvloop-proto", "requests": [2000, 12000],
+                    "instructions_per_op": 3800.0, "syscalls_per_op": 2.1}]}]}
+    text = report.format_report(doc)
+    assert "uvloop-proto" in text and "15,000" in text and "3.95" in text
+    assert doc["machine"]["kernel"] in text
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "plot.png"
+    assert report.plot(doc, str(path)) is None
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_instruction_and_syscall_parsers(tmp_path: Path) -> None:
+    callgrind = tmp_path / "callgrind.out"
+    callgrind.write_text("version: 1\ncmd: python\nevents: Ir\nsummary: 123456\ntotals: 123456\n")
+    assert runner._callgrind_total(str(callgrind)) == 123456
+    strace = tmp_path / "strace.out"
+    strace.write_text(
+        "% time     seconds  usecs/call     calls    errors syscall\n"
+        "------ ----------- ----------- --------- --------- ----------------\n"
+        " 40.00    0.000400           2       200           sendto\n"
+        " 35.00    0.000350           1       210        10 recvfrom\n"
+        " 25.00    0.000250          12        20           epoll_wait\n"
+        "------ ----------- ----------- --------- --------- ----------------\n"
+        "100.00    0.001000           2       430        10 total\n")
+    assert runner._strace_counts(str(strace)) == {"sendto": 200, "recvfrom": 210,
+                                                  "epoll_wait": 20}
+
+
+def test_instructions_and_syscalls_per_request(tmp_path: Path) -> None:
+    tools = runner.instruction_tools()
+    if not any(tools.values()):
+        pytest.skip("neither valgrind nor strace is installed")
+    generator, _ = runner.generator_class("auto")
+    # the C reference server when it is built: its count is small and known
+    contender = "c-epoll" if not runner.unavailable_reason("c-epoll") else "stdlib-selectors"
+    cell = Cell("echo", 256, 2)
+    result = runner.measure_instructions(contender, cell, runner.Settings(), generator,
+                                         counts=(100, 600))
+    assert result["requests"] == [100, 600]
+    if tools["valgrind"]:
+        assert "instructions_error" not in result, result
+        limit = 2000 if contender == "c-epoll" else 200_000
+        assert 0 < result["instructions_per_op"] < limit
+    if tools["strace"]:
+        assert "syscalls_error" not in result, result
+        # at least a read and a write per request
+        assert result["syscalls_per_op"] >= 2 - 0.2
+        assert result["syscalls_by_name"]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc")
+def test_process_cpu_counts_this_process() -> None:
+    before = runner.process_cpu(os.getpid())
+    end = time.process_time() + 0.05
+    while time.process_time() < end:
+        pass
+    after = runner.process_cpu(os.getpid())
+    spent = runner.cpu_between(before, after)
+    assert spent is not None and spent >= 0.04
+    assert runner.cpu_between(None, after) is None
+
+
+def test_without_the_c_extension_the_python_generator_is_labelled(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import zerosock
+    monkeypatch.setitem(sys.modules, "zerosock._loadgen_c", None)  # as if never built
+    monkeypatch.delattr(zerosock, "_loadgen_c", raising=False)
+    from zerosock.bench.contenders import unavailable_reason
+    generator, kind = runner.generator_class("auto")
+    assert kind == "python" and generator is PyLoadGenerator
+    assert unavailable_reason("c-epoll") == "the C extension is not built"
+    with pytest.raises(SystemExit, match="C load generator is unavailable"):
+        runner.generator_class("c")
+    status, out, err = run_cli("-c", "stdlib-threads,c-epoll", "-w", "echo", "-s", "64",
+                               "-n", "1", *TINY)
+    assert status == 0
+    assert "Python load generator" in err and "Python load generator" in out
+    line = next(line for line in out.splitlines() if line.startswith("c-epoll"))
+    assert "skipped" in line and "not built" in line
+
+
+def test_process_cpu_without_proc_uses_psutil(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("psutil")
+    monkeypatch.setattr(runner.os.path, "exists", lambda path: False)
+    snapshot = runner.process_cpu(os.getpid())
+    assert snapshot is not None and snapshot.user + snapshot.system > 0
+
+
+def test_from_json_prints_plots_and_writes_markdown(tmp_path: Path) -> None:
+    first = tmp_path / "run.json"
+    status, _, err = run_cli("-c", "stdlib-threads", "-w", "echo", "-s", "64", "-n", "1",
+                             *TINY, "--json", str(first))
+    assert status == 0, err
+    markdown = tmp_path / "run.md"
+    status, out, _ = run_cli("--from-json", str(first), "--markdown", str(markdown))
+    assert status == 0
+    assert "stdlib-threads" in out and "echo 64 B, 1 connection" in out
+    text = markdown.read_text()
+    assert "| stdlib-threads |" in text and "python -m zerosock.bench" in text
+    status, _, err = run_cli("--from-json", str(tmp_path / "missing.json"))
+    assert status == 2 and "cannot read" in err
