@@ -26,9 +26,9 @@ cdef double MIN_CANCELLED_FRACTION = base_events._MIN_CANCELLED_TIMER_HANDLES_FR
 cdef type IOHandleType = IOHandle
 
 
-cdef inline int _dispatch(object loop, object ready, object fileobj, object handle,
+cdef inline int _dispatch(object loop, list io, object fileobj, object handle,
                           bint writing) except -1:
-    # The stdlib's _process_events for one handle.
+    # The stdlib's _process_events for one handle, collecting into ``io``.
     cdef bint cancelled
     if handle is None:
         return 0
@@ -42,11 +42,11 @@ cdef inline int _dispatch(object loop, object ready, object fileobj, object hand
         else:
             loop._remove_reader(fileobj)
     else:
-        ready.append(handle)
+        io.append(handle)
     return 0
 
 
-cdef int _poll_native(object loop, Selector sel, object ready, double timeout) except -1:
+cdef int _poll_native(object loop, Selector sel, list io, double timeout) except -1:
     cdef int ms, n, i, mask
     cdef zs_event ev
     cdef PyObject *found
@@ -66,19 +66,35 @@ cdef int _poll_native(object loop, Selector sel, object ready, double timeout) e
         fileobj = <object>PyTuple_GET_ITEM(key, 0)
         reader, writer = data
         if mask & ZS_EV_READ:
-            _dispatch(loop, ready, fileobj, reader, False)
+            _dispatch(loop, io, fileobj, reader, False)
         if mask & ZS_EV_WRITE:
-            _dispatch(loop, ready, fileobj, writer, True)
+            _dispatch(loop, io, fileobj, writer, True)
+    return 0
+
+
+cdef inline int _run_handle(object handle) except -1:
+    if type(handle) is IOHandleType:
+        if not (<IOHandle>handle)._cancelled:
+            (<IOHandle>handle).run()
+    elif not handle._cancelled:
+        handle._run()
     return 0
 
 
 def run_once(loop):
-    """One iteration of ``loop`` (a BaseSelectorEventLoop not in debug mode)."""
+    """One iteration of ``loop`` (a BaseSelectorEventLoop not in debug mode).
+
+    The order is the stdlib's: callbacks that were ready before the poll, then
+    the I/O callbacks of this poll, then the timers now due; what these
+    schedule runs next time.  I/O callbacks and due timers are kept in C lists
+    rather than passed through ``_ready``, the same order without the deque."""
     cdef list scheduled = loop._scheduled
-    cdef Py_ssize_t sched_count = len(scheduled), ntodo, i
+    cdef Py_ssize_t sched_count = len(scheduled), before, i, j, k
     cdef double timeout, end_time
     cdef object ready = loop._ready
     cdef object selector
+    cdef list io = []
+    cdef list timers = []
 
     if (sched_count > MIN_SCHEDULED and
             loop._timer_cancelled_count / sched_count > MIN_CANCELLED_FRACTION):
@@ -107,9 +123,10 @@ def run_once(loop):
 
     selector = loop._selector
     if isinstance(selector, Selector) and (<Selector>selector)._native is not None:
-        _poll_native(loop, <Selector>selector, ready, timeout)
+        _poll_native(loop, <Selector>selector, io, timeout)
     else:
         loop._process_events(selector.select(None if timeout < 0 else timeout))
+    before = len(ready)
 
     # Timers that are due.
     if scheduled:
@@ -120,15 +137,24 @@ def run_once(loop):
                 break
             handle = _heappop(scheduled)
             handle._scheduled = False
-            ready.append(handle)
+            timers.append(handle)
 
-    # Run what is ready now; what these callbacks schedule waits for the next poll.
-    ntodo = len(ready)
-    for i in range(ntodo):
-        handle = ready.popleft()
-        if type(handle) is IOHandleType:
-            if not (<IOHandle>handle)._cancelled:
-                (<IOHandle>handle).run()
-        elif not handle._cancelled:
-            handle._run()
+    i = j = k = 0
+    try:
+        while i < before:
+            i += 1
+            _run_handle(ready.popleft())
+        while j < len(io):
+            j += 1
+            _run_handle(io[j - 1])
+        while k < len(timers):
+            k += 1
+            _run_handle(timers[k - 1])
+    except BaseException:
+        # Leave what did not run at the head of _ready, in order, as the stdlib does.
+        rest = io[j:] + timers[k:]
+        if rest:
+            for handle in reversed(rest):
+                ready.insert(before - i, handle)
+        raise
     handle = None
