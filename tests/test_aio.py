@@ -849,3 +849,41 @@ def test_transport_is_an_asyncio_transport(loop_factory):
         b.close()
 
     run(loop_factory, main())
+
+
+def test_received_bytes_stay_intact_and_hash_right(loop_factory):
+    # Equal-sized reads: a loop that reuses unreferenced bytes objects must never
+    # touch one that a protocol kept, nor leave a stale cached hash.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        kept: List[bytes] = []
+        sent: List[bytes] = []
+        ack: "asyncio.Queue[None]" = asyncio.Queue()
+
+        class Keeper(asyncio.Protocol):
+            count = 0
+
+            def data_received(self, data: bytes) -> None:
+                assert hash(data) == hash(bytes(bytearray(data)))
+                {data: 1}  # caches the hash
+                Keeper.count += 1
+                if Keeper.count % 2:
+                    kept.append(data)
+                else:
+                    kept.append(bytes(bytearray(data)))
+                ack.put_nowait(None)
+
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(Keeper, a)
+        b.setblocking(False)
+        for i in range(50):
+            msg = bytes([i]) * 100
+            sent.append(msg)
+            await loop.sock_sendall(b, msg)
+            await ack.get()
+        assert kept == sent
+        transport.close()
+        b.close()
+        await asyncio.sleep(0)
+
+    run(loop_factory, main())

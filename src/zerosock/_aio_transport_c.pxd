@@ -24,6 +24,7 @@ cdef class TransportCore:
     cdef object _queue               # collections.deque
     cdef Py_ssize_t _head_offset
     cdef Py_ssize_t _buffer_size
+    cdef object _spare               # a bytes of the last read, referenced by nobody else
     cdef object __weakref__
 
     cdef int c_write(self, object data) except -1

@@ -11,7 +11,8 @@ cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.contextvars cimport PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
+from cpython.ref cimport Py_REFCNT
 
 import collections
 import socket
@@ -40,6 +41,22 @@ cdef object _set_nodelay = base_events._set_nodelay
 cdef object _TransportSocket = trsock.TransportSocket
 cdef int LOG_THRESHOLD = constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
 cdef object SHUT_WR = socket.SHUT_WR
+
+
+cdef extern from *:
+    """
+    /* A bytes object nobody else references may be refilled for the next
+       read: its cached hash must go with its old contents. */
+    #if defined(__GNUC__)
+    #pragma GCC diagnostic push
+    #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    #endif
+    static inline void zs_bytes_forget_hash(PyObject *o) { ((PyBytesObject *)o)->ob_shash = -1; }
+    #if defined(__GNUC__)
+    #pragma GCC diagnostic pop
+    #endif
+    """
+    void zs_bytes_forget_hash(object o)
 
 
 cdef inline object _os_error(int err):
@@ -437,13 +454,23 @@ cdef class TransportCore:
             return 0
         if n == 0:
             return self._on_eof()
-        data = PyBytes_FromStringAndSize(_scratch, n)
+        data = self._spare
+        if data is not None and PyBytes_GET_SIZE(data) == n:
+            # Last read's bytes came back unreferenced: refill it, no allocation.
+            self._spare = None
+            memcpy(PyBytes_AS_STRING(data), _scratch, <size_t>n)
+            zs_bytes_forget_hash(data)
+        else:
+            data = PyBytes_FromStringAndSize(_scratch, n)
         try:
             self._protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+            return 0
+        if Py_REFCNT(data) == 1:  # only this frame holds it: nobody can see a refill
+            self._spare = data
         return 0
 
     cdef int _on_eof(self) except -1:
