@@ -643,6 +643,46 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     def get_extra_info(self, name, default=None):
         return (<TransportCore>self._core)._extra.get(name, default)
 
+    def get_write_buffer_size(self):
+        return (<TransportCore>self._core)._buffer_size
+
+    def is_reading(self):
+        cdef TransportCore core = self._core
+        return not core._closing and not core._paused
+
+    def get_protocol(self):
+        return (<TransportCore>self._core)._protocol
+
+    def set_protocol(self, protocol):
+        (<TransportCore>self._core).set_protocol(protocol)
+
+    def pause_reading(self):
+        (<TransportCore>self._core).pause_reading()
+
+    def resume_reading(self):
+        (<TransportCore>self._core).resume_reading()
+
+    def close(self):
+        (<TransportCore>self._core).close()
+
+    def abort(self):
+        (<TransportCore>self._core).abort()
+
+    def get_write_buffer_limits(self):
+        return (<TransportCore>self._core).get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        (<TransportCore>self._core).set_write_buffer_limits(high, low)
+
+    def can_write_eof(self):
+        return True
+
+    def write_eof(self):
+        (<TransportCore>self._core).write_eof()
+
+    def writelines(self, list_of_data):
+        (<TransportCore>self._core).c_write(b"".join(list_of_data))
+
     def __repr__(self):
         return repr(self._core)
 
@@ -668,10 +708,7 @@ def _state(name):
 
 
 for _name in (
-        "set_protocol", "get_protocol", "is_reading", "pause_reading", "resume_reading",
-        "close", "abort", "get_write_buffer_size", "get_write_buffer_limits",
-        "set_write_buffer_limits", "_set_write_buffer_limits", "can_write_eof", "write_eof",
-        "writelines", "_maybe_pause_protocol", "_maybe_resume_protocol", "_start_reading",
+        "_set_write_buffer_limits", "_maybe_pause_protocol", "_maybe_resume_protocol", "_start_reading",
         "_read_ready", "_write_ready", "_fatal_error", "_force_close",
         "_call_connection_lost", "_make_empty_waiter", "_reset_empty_waiter"):
     setattr(SocketTransport, _name, _forward(_name))
