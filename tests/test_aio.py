@@ -887,3 +887,32 @@ def test_received_bytes_stay_intact_and_hash_right(loop_factory):
         await asyncio.sleep(0)
 
     run(loop_factory, main())
+
+
+def test_keyboard_interrupt_in_run_forever_keeps_pending_callbacks(loop_factory):
+    loop = loop_factory()
+    try:
+        order: List[str] = []
+
+        def interrupt() -> None:
+            order.append("interrupt")
+            raise KeyboardInterrupt
+
+        a, b = socket.socketpair()
+        b.send(b"x")  # makes a readable before the timers fire
+        loop.add_reader(a, lambda: (order.append("io"), loop.remove_reader(a)))
+        now = loop.time()
+        loop.call_at(now, interrupt)
+        loop.call_at(now, order.append, "timer after")
+        loop.call_soon(order.append, "soon")
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_forever()
+        assert not loop.is_running()
+        loop.call_soon(loop.stop)
+        loop.run_forever()  # the loop is still usable, and nothing was dropped
+        assert order.count("timer after") == 1 and order.count("io") == 1
+        assert order.index("interrupt") < order.index("timer after")
+        a.close()
+        b.close()
+    finally:
+        loop.close()
