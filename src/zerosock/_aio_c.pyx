@@ -23,12 +23,14 @@ class EventLoop(asyncio.SelectorEventLoop):
         super().__init__(selector)
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        self._ensure_fd_no_transport(sock)  # as the stdlib does since 3.12
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None,
                             server=None, **timeouts):
         # The stdlib's TLS protocol over the C transport.
+        self._ensure_fd_no_transport(rawsock)
         ssl_protocol = sslproto.SSLProtocol(self, protocol, sslcontext, waiter, server_side,
                                             server_hostname, **timeouts)
         SocketTransport(self, rawsock, ssl_protocol, None, extra, server)

@@ -15,6 +15,7 @@ from libc.string cimport memcpy, memset
 from cpython.ref cimport Py_REFCNT
 
 import collections
+import inspect
 import socket
 import warnings
 from asyncio import base_events, constants, futures, protocols, transports, trsock
@@ -41,6 +42,23 @@ cdef object _set_nodelay = base_events._set_nodelay
 cdef object _TransportSocket = trsock.TransportSocket
 cdef int LOG_THRESHOLD = constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
 cdef object SHUT_WR = socket.SHUT_WR
+# Python 3.13 tells its Server which transport attaches and detaches.
+cdef bint SERVER_TRACKS_TRANSPORTS = len(
+    inspect.signature(base_events.Server._attach).parameters) > 1
+
+
+cdef inline _server_attach(server, transport):
+    if SERVER_TRACKS_TRANSPORTS:
+        server._attach(transport)
+    else:
+        server._attach()
+
+
+cdef inline _server_detach(server, transport):
+    if SERVER_TRACKS_TRANSPORTS:
+        server._detach(transport)
+    else:
+        server._detach()
 
 
 cdef extern from *:
@@ -150,7 +168,7 @@ cdef class TransportCore:
         self.set_protocol(protocol)
         self._server = server
         if server is not None:
-            server._attach()
+            _server_attach(server, owner)
         loop._transports[self._sock_fd] = owner
 
         _set_nodelay(sock)
@@ -601,7 +619,7 @@ cdef class TransportCore:
             self._loop = None
             server = self._server
             if server is not None:
-                server._detach()
+                _server_detach(server, self.owner)
                 self._server = None
             self.owner = None  # the cycle through the facade ends with the connection
         if self._empty_waiter is not None:
@@ -687,10 +705,12 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         return repr(self._core)
 
     def __del__(self):
-        core = self._core
-        if core._sock is not None:
+        core = getattr(self, "_core", None)  # None when __init__ failed
+        if core is not None and core._sock is not None:
             warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             core._sock.close()
+            if SERVER_TRACKS_TRANSPORTS and core._server is not None:
+                core._server._detach(self)
 
 
 def _forward(name):
