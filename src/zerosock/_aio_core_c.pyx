@@ -9,10 +9,12 @@ and running transports' I/O handles without a Python call."""
 cimport cython
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.contextvars cimport PyContext_Enter, PyContext_Exit
 from libc.math cimport ceil
 
 import heapq
-from asyncio import base_events
+import inspect
+from asyncio import base_events, events, format_helpers
 from selectors import EVENT_READ, EVENT_WRITE
 
 from zerosock._aio_transport_c cimport IOHandle
@@ -24,6 +26,10 @@ cdef double MAX_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
 cdef Py_ssize_t MIN_SCHEDULED = base_events._MIN_SCHEDULED_TIMER_HANDLES
 cdef double MIN_CANCELLED_FRACTION = base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION
 cdef type IOHandleType = IOHandle
+cdef type HandleType = events.Handle
+cdef type TimerHandleType = events.TimerHandle
+cdef object _format_callback_source = format_helpers._format_callback_source
+cdef bint FORMAT_TAKES_DEBUG = "debug" in inspect.signature(_format_callback_source).parameters
 
 
 cdef inline int _dispatch(object loop, list io, object fileobj, object handle,
@@ -72,11 +78,42 @@ cdef int _poll_native(object loop, Selector sel, list io, double timeout) except
     return 0
 
 
+cdef int _run_stdlib_handle(object handle) except -1:
+    """``events.Handle._run`` without its Python frame: the callback in the
+    handle's context, an exception reported as the stdlib reports it."""
+    callback = handle._callback
+    args = handle._args
+    context = handle._context
+    PyContext_Enter(context)
+    try:
+        callback(*args)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        loop = handle._loop
+        if FORMAT_TAKES_DEBUG:
+            cb = _format_callback_source(callback, args, debug=loop.get_debug())
+        else:
+            cb = _format_callback_source(callback, args)
+        report = {"message": f"Exception in callback {cb}", "exception": exc, "handle": handle}
+        if handle._source_traceback:
+            report["source_traceback"] = handle._source_traceback
+        loop.call_exception_handler(report)
+    finally:
+        PyContext_Exit(context)
+    return 0
+
+
 cdef inline int _run_handle(object handle) except -1:
-    if type(handle) is IOHandleType:
+    cdef type kind = type(handle)
+    if kind is IOHandleType:
         if not (<IOHandle>handle)._cancelled:
             (<IOHandle>handle).run()
-    elif not handle._cancelled:
+    elif handle._cancelled:
+        pass
+    elif kind is HandleType or kind is TimerHandleType:
+        _run_stdlib_handle(handle)
+    else:
         handle._run()
     return 0
 
