@@ -14,7 +14,7 @@ _T = TypeVar("_T")
 __all__ = ["EventLoop", "EventLoopPolicy", "install", "new_event_loop", "run"]
 
 
-class EventLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
+class EventLoop(asyncio.SelectorEventLoop):
     """The standard library's selector event loop, polling with zerosock's selector."""
 
     def __init__(self, selector: Optional[selectors.BaseSelector] = None) -> None:

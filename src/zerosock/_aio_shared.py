@@ -11,7 +11,7 @@ _T = TypeVar("_T")
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
-class BasePolicy(asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,valid-type]
+class BasePolicy(asyncio.DefaultEventLoopPolicy):
     """The platform's default policy (child watchers and all), making zerosock loops.
 
     Subclasses set ``_loop_factory`` to their loop class, as the standard

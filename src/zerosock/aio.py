@@ -11,7 +11,11 @@ from typing import TYPE_CHECKING, List
 from ._compat import backend as _backend
 
 if TYPE_CHECKING:
-    from ._aio_py import EventLoop, EventLoopPolicy, install, new_event_loop, run
+    from ._aio_py import EventLoop as EventLoop
+    from ._aio_py import EventLoopPolicy as EventLoopPolicy
+    from ._aio_py import install as install
+    from ._aio_py import new_event_loop as new_event_loop
+    from ._aio_py import run as run
 else:
     _impl = _backend.aio
     for _name in _impl.__all__:
