@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import zerosock
 from zerosock import _api
 
 EVENT_READ = std_selectors.EVENT_READ
@@ -29,6 +30,8 @@ CLASSES = tuple(name for name in ("DefaultSelector", "SelectSelector", "PollSele
                                   "EpollSelector", "KqueueSelector")
                 if hasattr(std_selectors, name))
 HERE = Path(__file__).resolve().parent
+# The directory holding the zerosock package being tested (installed or built in place).
+PACKAGE_ROOT = Path(zerosock.__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -752,7 +755,7 @@ def test_no_references_leak(sel_mod):
 def stdlib_runs(request):
     """The interpreter's test_selectors, run in subprocesses for both backends at once."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(HERE.parent / "src")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        [str(PACKAGE_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     backends = ["python"] if request.config.getoption("--no-c-extensions") else ["c", "python"]
     runs = {
         backend: subprocess.Popen(
@@ -922,7 +925,7 @@ def cycle():
             except ValueError:
                 pass
 
-for _ in range(300):
+for _ in range(1500):  # warm-up: allocator pools and caches reach their size
     cycle()
 before = rss_kib()
 for _ in range(3000):
@@ -937,7 +940,7 @@ print(rss_kib() - before)
                     reason="AddressSanitizer's quarantine holds freed memory")
 def test_no_memory_growth_in_a_subprocess(zs):
     out = subprocess.run(
-        [sys.executable, "-c", _LEAK_SCRIPT, str(HERE.parent / "src"), zs.BACKEND],
+        [sys.executable, "-c", _LEAK_SCRIPT, str(PACKAGE_ROOT), zs.BACKEND],
         capture_output=True, text=True, timeout=120, check=True).stdout
     growth_kib = int(out.strip())
     # 3,000 cycles of 120 registrations: leaking one key per registration
@@ -990,7 +993,7 @@ def test_c_level_api_from_another_extension(zs, tmp_path, pair):
     if zs.BACKEND != "c":
         pytest.skip("C-level API")
     pytest.importorskip("Cython")
-    src = HERE.parent / "src"
+    src = PACKAGE_ROOT  # where the installed (or in-place built) .pxd files are
     (tmp_path / "pxd_user.pyx").write_text(_PXD_USER)
     (tmp_path / "build.py").write_text(_PXD_BUILD)
     build = subprocess.run([sys.executable, "build.py", str(HERE.parent / "csrc"), str(src)],
