@@ -931,3 +931,33 @@ def test_keyboard_interrupt_in_run_forever_keeps_pending_callbacks(loop_factory)
         b.close()
     finally:
         loop.close()
+
+
+def test_write_buffer_limits_validation_and_failing_pause_writing(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        class BadPause(Collector):
+            def pause_writing(self) -> None:
+                raise ValueError("pause failed")
+
+        a, b = socket.socketpair()
+        transport, proto = await loop.connect_accepted_socket(lambda: BadPause(loop), a)
+        with pytest.raises(ValueError):
+            transport.set_write_buffer_limits(high=1, low=2)
+        transport.set_write_buffer_limits(high=8, low=4)
+        assert transport.get_write_buffer_limits() == (4, 8)
+        transport.set_write_buffer_limits(low=100)
+        assert transport.get_write_buffer_limits() == (100, 400)
+        transport.set_write_buffer_limits(high=1024)
+        while transport.get_write_buffer_size() <= 1024:
+            transport.write(b"w" * 65536)
+        assert not transport.is_closing()  # a failing pause_writing() is only reported
+        transport.abort()
+        await proto.done
+        b.close()
+
+    errors: List[dict] = []
+    run(loop_factory, main(), handler=lambda loop, ctx: errors.append(ctx))
+    assert [e["message"] for e in errors] == ["protocol.pause_writing() failed"]
+    assert isinstance(errors[0]["exception"], ValueError)
