@@ -98,6 +98,9 @@ cdef class IOHandle:
     def cancelled(self):
         return self._cancelled
 
+    def get_context(self):
+        return self._context
+
     @property
     def _callback(self):
         owner = self.transport.owner
