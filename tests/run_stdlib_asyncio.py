@@ -21,6 +21,7 @@ import fnmatch
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import unittest
@@ -190,6 +191,9 @@ def main(argv: "List[str] | None" = None) -> int:
     args = parser.parse_args(argv)
 
     if args.child:
+        # A shell starts background jobs with SIGINT ignored; the tests of
+        # KeyboardInterrupt handling need Python's own handler.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         print(json.dumps(run_one(args.child, args.loop, args.verbose)))
         return 0
 
