@@ -125,7 +125,10 @@ class _Recorder(unittest.TextTestResult):
 
 def run_one(module_name: str, loop: str, verbose: bool) -> Dict[str, str]:
     """In this process: run one module on ``loop`` ("c", "python" or "stdlib")."""
-    module = importlib.import_module(f"test.test_asyncio.{module_name}")
+    try:
+        module = importlib.import_module(f"test.test_asyncio.{module_name}")
+    except unittest.SkipTest as exc:  # e.g. Windows-only modules
+        return {f"<module skipped: {exc}>": "skipped"}
     if loop != "stdlib":
         _install(loop, module)
     suite = unittest.TestSuite()
@@ -219,6 +222,7 @@ def main(argv: "List[str] | None" = None) -> int:
     print(f"{'module':22} {'loop':7} {'passed':>7} {'failed':>7} {'errors':>7} "
           f"{'skipped':>8} {'excluded':>9} {'loops':>6}")
     regressions: List[str] = []
+    notes: List[str] = []
     for m in modules:
         for loop in loops:
             t = count(by_key[(m, loop)])
@@ -228,7 +232,9 @@ def main(argv: "List[str] | None" = None) -> int:
         reference = by_key.get((m, "stdlib"))
         for loop in backends:
             if by_key[(m, loop)].get("<zerosock loops made>") == "0":
-                regressions.append(f"{loop:7} {m}: no zerosock loop was made")
+                # The core modules must run on our loop; others may use only mock loops.
+                (regressions if m in DEFAULT_MODULES else notes).append(
+                    f"{loop:7} {m}: no zerosock loop was made")
             for test_id, outcome in sorted(by_key[(m, loop)].items()):
                 if outcome in ("failed", "error") and (
                         reference is None or reference.get(test_id) == "passed"
@@ -238,6 +244,10 @@ def main(argv: "List[str] | None" = None) -> int:
         print("\nexcluded on zerosock:")
         for pattern, reason in EXCLUDED.items():
             print(f"  {pattern}: {reason}")
+    if notes:
+        print("\nmodules whose tests made no zerosock loop (mock or test loops only):")
+        for line in notes:
+            print("  " + line)
     if regressions:
         print("\npass on stock asyncio, not on zerosock:")
         for line in regressions:
