@@ -961,3 +961,19 @@ def test_write_buffer_limits_validation_and_failing_pause_writing(loop_factory):
     run(loop_factory, main(), handler=lambda loop, ctx: errors.append(ctx))
     assert [e["message"] for e in errors] == ["protocol.pause_writing() failed"]
     assert isinstance(errors[0]["exception"], ValueError)
+
+
+def test_transport_repr_before_and_after_close(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        transport, proto = await loop.connect_accepted_socket(lambda: Collector(loop), a)
+        name = type(transport).__name__
+        assert repr(transport).startswith(f"<{name} fd=")
+        assert "read=polling" in repr(transport)
+        transport.close()
+        await proto.done
+        assert repr(transport).startswith(f"<{name} closed fd=")
+        b.close()
+
+    run(loop_factory, main())

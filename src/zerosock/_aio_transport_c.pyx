@@ -113,7 +113,7 @@ cdef class IOHandle:
 
     def __repr__(self):
         state = " cancelled" if self._cancelled else ""
-        return f"<IOHandle{state} {'write' if self.writing else 'read'} {self.transport.owner!r}>"
+        return f"<IOHandle{state} {'write' if self.writing else 'read'} {self.transport!r}>"
 
     def _run(self):
         self.run()
@@ -182,7 +182,11 @@ cdef class TransportCore:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
     def __repr__(self):
-        info = [type(self.owner).__name__]
+        return self._describe("SocketTransport" if self.owner is None
+                              else type(self.owner).__name__)
+
+    def _describe(self, name):
+        info = [name]
         if self._sock is None:
             info.append("closed")
         elif self._closing:
@@ -705,7 +709,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         (<TransportCore>self._core).c_write(b"".join(list_of_data))
 
     def __repr__(self):
-        return repr(self._core)
+        return self._core._describe(type(self).__name__)
 
     def __del__(self):
         core = getattr(self, "_core", None)  # None when __init__ failed
