@@ -17,8 +17,8 @@
 #ifndef ZS_LOADGEN_H
 #define ZS_LOADGEN_H
 
+#include "zs_shim.h" /* first: it selects the platform's feature macros */
 #include <stdint.h>
-#include "zs_shim.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -20,8 +20,8 @@
 #ifndef ZS_POLLER_H
 #define ZS_POLLER_H
 
+#include "zs_shim.h" /* first: it selects the platform's feature macros */
 #include <stdlib.h>
-#include "zs_shim.h"
 
 #if defined(__linux__)
 #  include <sys/epoll.h>
@@ -495,6 +495,7 @@ static inline int zs_poller_add(zs_poller *p, zs_sock_t fd, int events)
 /* Change the events of a registered `fd` from `old` to `events`. */
 static inline int zs_poller_mod(zs_poller *p, zs_sock_t fd, int old, int events)
 {
+    (void)old; /* kqueue and Windows select need it */
     if (!p->open)
         return zs_poller_fail(ZS_EBADF);
     switch (p->kind) {
@@ -615,6 +616,7 @@ static inline int zs_poller_capacity(const zs_poller *p)
  * `capacity` kernel events and a private copy of the interest set. */
 static inline int zs_poller_prepare(zs_poller *p, int capacity)
 {
+    (void)capacity; /* only epoll and kqueue need room for kernel events */
     if (!p->open)
         return zs_poller_fail(ZS_EBADF);
     switch (p->kind) {
@@ -754,18 +756,26 @@ static inline int zs_poller_wait(zs_poller *p, zs_event *out, int max, int timeo
         n = select(0, (fd_set *)p->work_r, (fd_set *)p->work_w, (fd_set *)p->work_x, tvp);
         if (n <= 0)
             return n;
-        /* A failed connect shows up in the exception set: report it to writers. */
+        /* One event per socket, as the standard library's SelectSelector
+         * reports; a failed connect shows up in the exception set, which
+         * wakes writers. */
         for (u_int i = 0; i < p->work_r->fd_count && k < max; i++) {
-            out[k].fd = p->work_r->fd_array[i];
-            out[k++].events = ZS_EV_READ;
+            SOCKET fd = p->work_r->fd_array[i];
+            out[k].fd = fd;
+            out[k++].events = ZS_EV_READ
+                | (zs_winset_has(p->work_w, fd) || zs_winset_has(p->work_x, fd) ? ZS_EV_WRITE : 0);
         }
         for (u_int i = 0; i < p->work_w->fd_count && k < max; i++) {
-            out[k].fd = p->work_w->fd_array[i];
-            out[k++].events = ZS_EV_WRITE;
+            SOCKET fd = p->work_w->fd_array[i];
+            if (!zs_winset_has(p->work_r, fd)) {
+                out[k].fd = fd;
+                out[k++].events = ZS_EV_WRITE;
+            }
         }
         for (u_int i = 0; i < p->work_x->fd_count && k < max; i++) {
-            if (!zs_winset_has(p->work_w, p->work_x->fd_array[i])) {
-                out[k].fd = p->work_x->fd_array[i];
+            SOCKET fd = p->work_x->fd_array[i];
+            if (!zs_winset_has(p->work_r, fd) && !zs_winset_has(p->work_w, fd)) {
+                out[k].fd = fd;
                 out[k++].events = ZS_EV_WRITE;
             }
         }

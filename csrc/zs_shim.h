@@ -12,6 +12,12 @@
 #ifndef ZS_SHIM_H
 #define ZS_SHIM_H
 
+/* accept4, recvmmsg and sendmmsg are GNU extensions in glibc's headers;
+ * Python.h asks for them too, so this only matters for C-only users. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#  define _GNU_SOURCE 1
+#endif
+
 #include <stddef.h>
 #include <string.h>
 #include <errno.h>
@@ -37,6 +43,8 @@
 #  include <unistd.h>
 #endif
 
+#include "zs_errors.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -47,6 +55,7 @@ extern "C" {
 
 #ifdef _WIN32
 typedef SOCKET zs_sock_t;
+typedef ADDRESS_FAMILY sa_family_t; /* POSIX's name; Winsock has none */
 typedef WSABUF zs_iovec;
 typedef int zs_socklen_t;
 typedef WSAPOLLFD zs_pollfd;
@@ -65,6 +74,9 @@ typedef WSAPOLLFD zs_pollfd;
 #  define ZS_MSG_DONTWAIT 0
 #  define ZS_HAVE_MSG_DONTWAIT 0
 #  define ZS_SHUT_RDWR SD_BOTH
+#  ifndef MSG_CTRUNC
+#    define MSG_CTRUNC 0x0200 /* mingw-w64 has it in mswsock.h only */
+#  endif
 static inline int zs_last_error(void) { return WSAGetLastError(); }
 static inline void zs_set_last_error(int code) { WSASetLastError(code); }
 static inline int zs_close(zs_sock_t s) { return closesocket(s); }
@@ -226,7 +238,14 @@ static inline zs_sock_t zs_accept(zs_sock_t s, struct sockaddr *addr, zs_socklen
 #if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__)
     return accept4(s, addr, len, SOCK_CLOEXEC);
 #elif defined(_WIN32)
-    return accept(s, addr, len);
+    /* An accepted socket copies the listener's attributes: make it blocking
+     * and not inheritable, as CPython does. */
+    zs_sock_t c = accept(s, addr, len);
+    if (c != INVALID_SOCKET) {
+        (void)SetHandleInformation((HANDLE)c, HANDLE_FLAG_INHERIT, 0);
+        (void)zs_set_nonblocking(c, 0);
+    }
+    return c;
 #else
     zs_sock_t c = accept(s, addr, len);
     if (c >= 0) {
@@ -234,6 +253,24 @@ static inline zs_sock_t zs_accept(zs_sock_t s, struct sockaddr *addr, zs_socklen
         (void)zs_set_nonblocking(c, 0); /* BSD accept() inherits O_NONBLOCK */
     }
     return c;
+#endif
+}
+
+/* 1 if a child process would inherit `s`, 0 if not, -1 on error. */
+static inline int zs_get_inheritable(zs_sock_t s)
+{
+#ifdef _WIN32
+    DWORD flags;
+    if (!GetHandleInformation((HANDLE)s, &flags)) {
+        zs_set_last_error((int)GetLastError());
+        return -1;
+    }
+    return (flags & HANDLE_FLAG_INHERIT) != 0;
+#else
+    int flags = fcntl(s, F_GETFD);
+    if (flags < 0)
+        return -1;
+    return (flags & FD_CLOEXEC) == 0;
 #endif
 }
 
@@ -269,16 +306,79 @@ static inline long zs_sendto(zs_sock_t s, const void *buf, size_t len, int flags
     return (long)sendto(s, (const char *)buf, (int)zs_clamp_io_len(len), flags, addr, addrlen);
 }
 
+/* Gather send and scatter receive on a connected socket, on every platform:
+ * WSASend/WSARecv on Windows, sendmsg/recvmsg without a name or ancillary
+ * data on POSIX.  Return the byte count, or -1 with zs_last_error() set.
+ * (A datagram larger than the buffers is an EMSGSIZE error on Windows, a
+ * silently truncated read on POSIX, as with recv() on each.) */
+static inline long zs_sendv(zs_sock_t s, zs_iovec *iov, size_t n, int flags)
+{
+#ifdef _WIN32
+    DWORD sent = 0;
+    if (n > ULONG_MAX)
+        n = ULONG_MAX;
+    if (WSASend(s, iov, (DWORD)n, &sent, (DWORD)flags, NULL, NULL) != 0)
+        return -1;
+    return (long)sent;
+#else
+    struct msghdr m;
+    memset(&m, 0, sizeof(m));
+    m.msg_iov = iov;
+    m.msg_iovlen = n;
+#  ifdef MSG_NOSIGNAL
+    flags |= MSG_NOSIGNAL;
+#  endif
+    return (long)sendmsg(s, &m, flags);
+#endif
+}
+
+static inline long zs_recvv(zs_sock_t s, zs_iovec *iov, size_t n, int flags)
+{
+#ifdef _WIN32
+    DWORD got = 0, fl = (DWORD)flags;
+    if (n > ULONG_MAX)
+        n = ULONG_MAX;
+    if (WSARecv(s, iov, (DWORD)n, &got, &fl, NULL, NULL) != 0)
+        return -1;
+    return (long)got;
+#else
+    struct msghdr m;
+    memset(&m, 0, sizeof(m));
+    m.msg_iov = iov;
+    m.msg_iovlen = n;
+    return (long)recvmsg(s, &m, flags);
+#endif
+}
+
 /* Wait until `s` is readable (writing == 0) or writable; 1 ready, 0 timed out,
  * -1 error.  A negative timeout waits forever. */
 static inline int zs_wait(zs_sock_t s, int writing, int timeout_ms)
 {
+#ifdef _WIN32
+    /* select(), as CPython does here: a failed non-blocking connect() shows
+     * only in the exception set, and WSAPoll() before Windows 10 2004 never
+     * reports it at all.  One socket per set, so FD_SETSIZE is no limit. */
+    fd_set set, err;
+    struct timeval tv, *tvp = NULL;
+    FD_ZERO(&set);
+    FD_ZERO(&err);
+    FD_SET(s, &set);
+    FD_SET(s, &err);
+    if (timeout_ms >= 0) {
+        tv.tv_sec = timeout_ms / 1000;
+        tv.tv_usec = (timeout_ms % 1000) * 1000;
+        tvp = &tv;
+    }
+    int rc = select(0, writing ? NULL : &set, writing ? &set : NULL, &err, tvp);
+    return rc > 0 ? 1 : rc;
+#else
     zs_pollfd p;
     p.fd = s;
     p.events = writing ? POLLOUT : POLLIN;
     p.revents = 0;
     int rc = zs_poll(&p, 1, timeout_ms);
     return rc > 0 ? 1 : rc;
+#endif
 }
 
 /* The error a non-blocking connect() finished with (0 on success). */
@@ -311,11 +411,17 @@ static inline double zs_monotonic(void)
 #endif
 }
 
+#if defined(_MSC_VER)
+#  define ZS_THREAD_LOCAL __declspec(thread)
+#else
+#  define ZS_THREAD_LOCAL __thread
+#endif
+
 /* Text for an error code from zs_last_error(). */
 static inline const char *zs_strerror(int code)
 {
 #ifdef _WIN32
-    static __declspec(thread) char text[256];
+    static ZS_THREAD_LOCAL char text[256];
     DWORD n = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS,
                              NULL, (DWORD)code, 0, text, sizeof(text), NULL);
     while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == '.'))

@@ -18,10 +18,25 @@ else:
     create_server = _backend.create_server
     fromfd = _backend.fromfd
 
+if TYPE_CHECKING:
+    from ._recvbuf_py import BufferPool, RecvBuffer
+else:
+    RecvBuffer = _backend.RecvBuffer
+    BufferPool = _backend.BufferPool
+from ._recvbuf_shared import (
+    BufferFullError, IncompleteReadError, LimitOverrunError, PoolExhaustedError,
+)
+
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "BACKEND",
+    "BufferFullError",
+    "BufferPool",
+    "IncompleteReadError",
+    "LimitOverrunError",
+    "PoolExhaustedError",
+    "RecvBuffer",
     "Socket",
     "create_connection",
     "create_server",

@@ -1,12 +1,30 @@
 """The public contract: names every backend must export, checked by the tests."""
 
 # Module-level names of ``zerosock`` that come from the chosen backend.
-BACKEND_NAMES = (
+BACKEND_NAMES: "tuple[str, ...]" = (
     "Socket",
     "socketpair",
     "create_connection",
     "create_server",
     "fromfd",
+)
+
+# Receive buffers (issue 3): the classes and the exceptions their calls raise.
+RECVBUFFER_NAMES = (
+    "RecvBuffer", "BufferPool",
+    "IncompleteReadError", "LimitOverrunError", "BufferFullError", "PoolExhaustedError",
+)
+BACKEND_NAMES += RECVBUFFER_NAMES
+
+RECVBUFFER_MEMBERS = (
+    "capacity", "max_size", "eof", "at_eof", "__len__", "__enter__", "__exit__",
+    "fill", "feed", "feed_eof", "get_buffer", "buffer_updated",
+    "readexactly", "readexactly_view", "readuntil", "readuntil_view", "readline", "readline_view",
+    "readprefixed", "readprefixed_view",
+    "peek", "view", "consume", "find", "clear", "release",
+)
+BUFFERPOOL_MEMBERS = (
+    "size", "count", "max_size", "overflow", "in_use", "available", "acquire", "release",
 )
 
 # Methods and properties of ``zerosock.Socket`` on every backend.

@@ -97,6 +97,7 @@ cdef extern from "zs_shim.h" nogil:
     const char *inet_ntop(int af, const void *src, char *dst, zs_socklen_t size)
 
     int zs_last_error()
+    int zs_python_errno(int code)
     void zs_set_last_error(int code)
     const char *zs_strerror(int code)
     int zs_is_would_block(int err)
@@ -122,6 +123,9 @@ cdef extern from "zs_shim.h" nogil:
     long zs_recvmsg(zs_sock_t s, zs_msghdr *msg, int flags)
     int zs_recvmmsg(zs_sock_t s, zs_mmsghdr *vec, unsigned int n, int flags, int wait_first)
     int zs_sendmmsg(zs_sock_t s, zs_mmsghdr *vec, unsigned int n, int flags)
+    long zs_sendv(zs_sock_t s, zs_iovec *iov, size_t n, int flags)
+    long zs_recvv(zs_sock_t s, zs_iovec *iov, size_t n, int flags)
+    int zs_get_inheritable(zs_sock_t s)
     int zs_wait(zs_sock_t s, int writing, int timeout_ms)
     int zs_connect_result(zs_sock_t s, int *result)
 
@@ -154,9 +158,10 @@ cdef inline int set_os_error(int code) noexcept:
     ``code`` and return -1.  Setting it through the C API keeps Cython from
     adding a traceback entry per frame, which would cost more than the
     syscall on hot error paths such as would-block.  (On Windows the codes
-    are WSA values, which Python's errno module uses there.)"""
+    are WSA values; zs_python_errno() gives the errno CPython's own socket
+    module would report for them, see csrc/zs_errors.h.)"""
     global errno
-    errno = code
+    errno = zs_python_errno(code)
     _set_from_errno(OSError)
     return -1
 

@@ -111,6 +111,55 @@ cdef inline long _io(zs_sock_t fd, int writing, void *buf, size_t length,
     return zs_recv(fd, buf, length, flags)
 
 
+cdef struct Vectors:
+    # The buffers of one sendmsg/recvmsg_into call and their iovecs; up to
+    # 16 live on the caller's stack, more are allocated for the call.
+    Py_buffer stack_views[16]
+    zs_iovec stack_iovs[16]
+    Py_buffer *views
+    zs_iovec *iovs
+    Py_ssize_t count     # buffers exported so far (released by _vectors_release)
+    Py_ssize_t total     # bytes they hold
+
+
+cdef int _vectors_acquire(Vectors *v, object buffers, bint writable, str caller) except -1:
+    """Export every buffer (kept alive until _vectors_release) and point an iovec at it."""
+    cdef Py_ssize_t n, i
+    v.views = v.stack_views
+    v.iovs = v.stack_iovs
+    v.count = 0
+    v.total = 0
+    parts = buffers if isinstance(buffers, (list, tuple)) else list(buffers)
+    n = len(parts)
+    if n > _STACK_PARTS:
+        v.views = <Py_buffer *>PyMem_Malloc(n * sizeof(Py_buffer))
+        v.iovs = <zs_iovec *>PyMem_Malloc(n * sizeof(zs_iovec))
+        if v.views == NULL or v.iovs == NULL:
+            raise MemoryError()
+    for i in range(n):
+        if writable:
+            _get_writable(parts[i], &v.views[i], caller)
+        else:
+            _get_readable(parts[i], &v.views[i])
+        v.count += 1
+        zs_iov_set(&v.iovs[i], v.views[i].buf, v.views[i].len)
+        v.total += v.views[i].len
+    return 0
+
+
+cdef void _vectors_release(Vectors *v) noexcept:
+    cdef Py_ssize_t i
+    for i in range(v.count):
+        PyBuffer_Release(&v.views[i])
+    if v.views != v.stack_views:
+        PyMem_Free(v.views)
+    if v.iovs != v.stack_iovs:
+        PyMem_Free(v.iovs)
+    v.count = 0
+    v.views = v.stack_views
+    v.iovs = v.stack_iovs
+
+
 cdef Batch *_batch_new(Py_ssize_t n) except NULL:
     cdef Batch *b = <Batch *>PyMem_Malloc(sizeof(Batch))
     if b == NULL:
@@ -487,11 +536,7 @@ cdef class Socket:
     def recvmsg_into(self, buffers, Py_ssize_t ancbufsize=0, int flags=0):
         """Scatter one message into several writable buffers (one syscall);
         returns ``(nbytes, ancdata, msg_flags, address)`` as the standard library."""
-        cdef Py_buffer stack_views[16]
-        cdef zs_iovec stack_iovs[16]
-        cdef Py_buffer *views = stack_views
-        cdef zs_iovec *iovs = stack_iovs
-        cdef Py_ssize_t count, got = 0, i
+        cdef Vectors vec
         cdef zs_msghdr msg
         cdef sockaddr_storage addr
         cdef char *control = NULL
@@ -500,18 +545,11 @@ cdef class Socket:
         cdef zs_sock_t fd
         if ancbufsize < 0:
             raise ValueError("negative buffer size in recvmsg_into()")
-        parts = buffers if isinstance(buffers, (list, tuple)) else list(buffers)
-        count = len(parts)
-        if count > _STACK_PARTS:
-            views = <Py_buffer *>PyMem_Malloc(count * sizeof(Py_buffer))
-            iovs = <zs_iovec *>PyMem_Malloc(count * sizeof(zs_iovec))
+        vec.count = 0
+        vec.views = vec.stack_views
+        vec.iovs = vec.stack_iovs
         try:
-            if views == NULL or iovs == NULL:
-                raise MemoryError()
-            for i in range(count):
-                _get_writable(parts[i], &views[i], "recvmsg_into")
-                got += 1
-                zs_iov_set(&iovs[i], views[i].buf, views[i].len)
+            _vectors_acquire(&vec, buffers, True, "recvmsg_into")
             if ancbufsize:
                 control = <char *>PyMem_Malloc(ancbufsize)
                 if control == NULL:
@@ -523,8 +561,8 @@ cdef class Socket:
                 memset(&msg, 0, sizeof(msg))
                 msg.msg_name = &addr
                 msg.msg_namelen = sizeof(addr)
-                msg.msg_iov = iovs
-                msg.msg_iovlen = count
+                msg.msg_iov = vec.iovs
+                msg.msg_iovlen = vec.count
                 msg.msg_control = control
                 msg.msg_controllen = ancbufsize
                 fd = self.fd
@@ -546,12 +584,7 @@ cdef class Socket:
             return (n, _parse_ancillary(&msg), msg.msg_flags,
                     make_address(<sockaddr *>&addr, msg.msg_namelen, self._family))
         finally:
-            for i in range(got):
-                PyBuffer_Release(&views[i])
-            if views != stack_views:
-                PyMem_Free(views)
-            if iovs != stack_iovs:
-                PyMem_Free(iovs)
+            _vectors_release(&vec)
             PyMem_Free(control)
 
     def recvmsg(self, Py_ssize_t bufsize, Py_ssize_t ancbufsize=0, int flags=0):
@@ -662,33 +695,20 @@ cdef class Socket:
     def sendmsg(self, buffers, ancdata=(), int flags=0, address=None):
         """Gather several buffers into one message with one syscall; returns
         the bytes sent.  ``ancdata`` is ``[(level, type, data), ...]``."""
-        cdef Py_buffer stack_views[16]
-        cdef zs_iovec stack_iovs[16]
-        cdef Py_buffer *views = stack_views
-        cdef zs_iovec *iovs = stack_iovs
-        cdef Py_ssize_t count, got = 0, i
+        cdef Vectors vec
         cdef zs_msghdr msg
         cdef sockaddr_storage addr
         cdef zs_socklen_t addrlen = 0
         cdef char *control = NULL
         cdef size_t control_len = 0
         cdef long n, rest
-        cdef Py_ssize_t total = 0
         cdef double deadline = -1.0
         cdef zs_sock_t fd
-        parts = buffers if isinstance(buffers, (list, tuple)) else list(buffers)
-        count = len(parts)
-        if count > _STACK_PARTS:
-            views = <Py_buffer *>PyMem_Malloc(count * sizeof(Py_buffer))
-            iovs = <zs_iovec *>PyMem_Malloc(count * sizeof(zs_iovec))
+        vec.count = 0
+        vec.views = vec.stack_views
+        vec.iovs = vec.stack_iovs
         try:
-            if views == NULL or iovs == NULL:
-                raise MemoryError()
-            for i in range(count):
-                _get_readable(parts[i], &views[i])
-                got += 1
-                zs_iov_set(&iovs[i], views[i].buf, views[i].len)
-                total += views[i].len
+            _vectors_acquire(&vec, buffers, False, "sendmsg")
             if address is not None:
                 parse_address(address, self._family, &addr, &addrlen, "sendmsg")
             items = ancdata if isinstance(ancdata, (list, tuple)) else list(ancdata)
@@ -699,8 +719,8 @@ cdef class Socket:
             memset(&msg, 0, sizeof(msg))
             msg.msg_name = &addr if address is not None else NULL
             msg.msg_namelen = addrlen
-            msg.msg_iov = iovs
-            msg.msg_iovlen = count
+            msg.msg_iov = vec.iovs
+            msg.msg_iovlen = vec.count
             msg.msg_control = control
             msg.msg_controllen = control_len
             while True:
@@ -715,9 +735,9 @@ cdef class Socket:
                     if n < 0 and zs_is_would_block(zs_last_error()):
                         with nogil:
                             n = zs_sendmsg(fd, &msg, flags)
-                    elif 0 <= n < total:
+                    elif 0 <= n < vec.total:
                         # a blocking send queues everything, as the kernel would
-                        msg.msg_iovlen = zs_iov_consume(iovs, count, n)
+                        msg.msg_iovlen = zs_iov_consume(vec.iovs, vec.count, n)
                         with nogil:
                             rest = zs_sendmsg(fd, &msg, flags)
                         return n + rest if rest > 0 else n
@@ -726,12 +746,7 @@ cdef class Socket:
                 if self._retry_or_raise(zs_last_error(), 1, &deadline) < 0:
                     _propagate()
         finally:
-            for i in range(got):
-                PyBuffer_Release(&views[i])
-            if views != stack_views:
-                PyMem_Free(views)
-            if iovs != stack_iovs:
-                PyMem_Free(iovs)
+            _vectors_release(&vec)
             PyMem_Free(control)
 
     def sendfile(self, file, offset=0, count=None):

@@ -13,8 +13,8 @@ from ._socket_shared import (
 )
 
 _DONTWAIT: int = getattr(_stdsocket, "MSG_DONTWAIT", 0)
-_family_of = _socket.socket.family.__get__  # type: ignore[attr-defined]
-_type_of = _socket.socket.type.__get__  # type: ignore[attr-defined]
+_family_of = _socket.socket.family.__get__
+_type_of = _socket.socket.type.__get__
 
 Buffer = Any  # any object with the buffer protocol
 Datagram = Union[Buffer, Tuple[Buffer, Address]]
@@ -53,12 +53,12 @@ class Socket(_socket.socket):
         """Take over a stdlib socket's descriptor (the stdlib object is detached)."""
         return take_over(cls, sock)
 
-    @property  # type: ignore[override]
+    @property
     def family(self) -> Union[_stdsocket.AddressFamily, int]:
         """The address family, as :class:`socket.AddressFamily` when known."""
         return as_family(_family_of(self))
 
-    @property  # type: ignore[override]
+    @property
     def type(self) -> Union[_stdsocket.SocketKind, int]:
         """The socket type, as :class:`socket.SocketKind` when known."""
         return as_kind(_type_of(self))
@@ -75,7 +75,7 @@ class Socket(_socket.socket):
     def __getstate__(self) -> None:
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
-    def accept(self) -> Tuple["Socket", Address]:  # type: ignore[override]
+    def accept(self) -> Tuple["Socket", Address]:
         """Accept a connection: ``(Socket, address)``.  The new socket is
         blocking unless a default timeout is set, as in the standard library."""
         fd, address = self._accept()  # type: ignore[attr-defined]

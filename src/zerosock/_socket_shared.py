@@ -185,9 +185,9 @@ def _wait_writable(fd: int, timeout: Optional[float]) -> None:
     if hasattr(select, "poll"):
         poller = select.poll()
         poller.register(fd, select.POLLOUT)
-        ready = poller.poll(None if timeout is None else timeout * 1000.0)
+        ready = bool(poller.poll(None if timeout is None else timeout * 1000.0))
     else:
-        ready = select.select([], [fd], [], timeout)[1]
+        ready = bool(select.select([], [fd], [], timeout)[1])
     if not ready:
         raise _stdsocket.timeout("timed out")
 
@@ -272,5 +272,5 @@ def resolve_host(host: Union[str, bytes, bytearray], family: int) -> Tuple[str, 
     if host == "<broadcast>":
         raise _stdsocket.gaierror(_stdsocket.EAI_NONAME, "Name or service not known")
     infos = _stdsocket.getaddrinfo(host, None, family, _stdsocket.SOCK_DGRAM)
-    sockaddr = infos[0][4]
-    return sockaddr[0], (sockaddr[3] if family == AF_INET6 else 0)
+    sockaddr: Tuple[Any, ...] = infos[0][4]
+    return str(sockaddr[0]), (int(sockaddr[3]) if family == AF_INET6 else 0)

@@ -369,7 +369,7 @@ def serve(config: Dict[str, Any]) -> None:
         import selectors
         serve_selectors(_Net("stdlib"), selectors, workload, host, port)
     elif name == "zerosock-selectors":
-        from zerosock import selectors as zs_selectors  # type: ignore[attr-defined]
+        from zerosock import selectors as zs_selectors
         serve_selectors(_Net("zerosock"), zs_selectors, workload, host, port)
     elif name.startswith(("asyncio-", "uvloop-", "zerosock-aio-")):
         style = name.rsplit("-", 1)[1]
