@@ -7,7 +7,7 @@ import asyncio
 from asyncio import sslproto
 
 from zerosock import _aio_shared
-from zerosock._aio_core_c import run_once
+from zerosock._aio_core_c import new_soon_handle, run_once
 from zerosock._aio_transport_c import SocketTransport
 from zerosock._selectors_c import DefaultSelector
 
@@ -35,6 +35,14 @@ class EventLoop(asyncio.SelectorEventLoop):
                                             server_hostname, **timeouts)
         SocketTransport(self, rawsock, ssl_protocol, None, extra, server)
         return ssl_protocol._app_transport
+
+    def call_soon(self, callback, *args, context=None):
+        if self._debug:
+            # Debug mode checks the thread and the callback and keeps a traceback.
+            return super().call_soon(callback, *args, context=context)
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        return new_soon_handle(self, callback, args, context)
 
     def _run_once(self):
         if self._debug:

@@ -9,7 +9,7 @@ and running transports' I/O handles without a Python call."""
 cimport cython
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM
-from cpython.contextvars cimport PyContext_Enter, PyContext_Exit
+from cpython.contextvars cimport PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
 from libc.math cimport ceil
 
 import heapq
@@ -84,23 +84,28 @@ cdef int _run_stdlib_handle(object handle) except -1:
     callback = handle._callback
     args = handle._args
     context = handle._context
+    failure = None
     PyContext_Enter(context)
     try:
         callback(*args)
     except (SystemExit, KeyboardInterrupt):
+        PyContext_Exit(context)
         raise
     except BaseException as exc:
+        failure = exc
+    PyContext_Exit(context)
+    if failure is not None:
+        # Reported outside the handle's context, as context.run() would leave it.
         loop = handle._loop
         if FORMAT_TAKES_DEBUG:
             cb = _format_callback_source(callback, args, debug=loop.get_debug())
         else:
             cb = _format_callback_source(callback, args)
-        report = {"message": f"Exception in callback {cb}", "exception": exc, "handle": handle}
+        report = {"message": f"Exception in callback {cb}", "exception": failure,
+                  "handle": handle}
         if handle._source_traceback:
             report["source_traceback"] = handle._source_traceback
         loop.call_exception_handler(report)
-    finally:
-        PyContext_Exit(context)
     return 0
 
 
@@ -195,3 +200,21 @@ def run_once(loop):
                 ready.insert(before - i, handle)
         raise
     handle = None
+
+
+cdef object _new_object = object.__new__
+
+
+def new_soon_handle(loop, callback, tuple args, context):
+    """``loop.call_soon``'s Handle, made and queued without the Python
+    ``Handle.__init__`` frame (for a loop not in debug mode: no traceback)."""
+    handle = _new_object(HandleType)
+    handle._context = PyContext_CopyCurrent() if context is None else context
+    handle._loop = loop
+    handle._callback = callback
+    handle._args = args
+    handle._cancelled = False
+    handle._repr = None
+    handle._source_traceback = None
+    loop._ready.append(handle)
+    return handle

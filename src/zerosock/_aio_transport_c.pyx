@@ -121,6 +121,7 @@ cdef class IOHandle:
     cdef int run(self) except -1:
         """Run the transport's read or write step as a Handle would, in its context."""
         cdef TransportCore transport = self.transport
+        failure = None
         PyContext_Enter(self._context)
         try:
             if self.writing:
@@ -128,15 +129,18 @@ cdef class IOHandle:
             else:
                 transport.read_ready()
         except (SystemExit, KeyboardInterrupt):
+            PyContext_Exit(self._context)
             raise
         except BaseException as exc:
+            failure = exc
+        PyContext_Exit(self._context)
+        if failure is not None:
+            # Reported outside the handle's context, as context.run() would leave it.
             self._loop.call_exception_handler({
                 "message": f"Exception in callback {self._callback!r}",
-                "exception": exc,
+                "exception": failure,
                 "handle": self,
             })
-        finally:
-            PyContext_Exit(self._context)
         return 0
 
 
