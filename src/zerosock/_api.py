@@ -54,3 +54,6 @@ SELECTORS_NAMES = (
     "EVENT_READ", "EVENT_WRITE", "SelectorKey", "BaseSelector",
     "SelectSelector", "DefaultSelector",
 )
+
+# Names of ``zerosock.aio`` on every backend.
+AIO_NAMES = ("EventLoop", "EventLoopPolicy", "install", "new_event_loop", "run")

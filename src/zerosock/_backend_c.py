@@ -8,3 +8,4 @@ from ._recvbuf_shared import (  # noqa: F401
 from ._socket_c import Socket, create_connection, create_server, fromfd, socketpair  # noqa: F401
 
 BACKEND = "c"
+from . import _aio_c as aio  # noqa: F401

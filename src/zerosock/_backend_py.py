@@ -8,3 +8,4 @@ from ._recvbuf_shared import (  # noqa: F401
 from ._socket_py import Socket, create_connection, create_server, fromfd, socketpair  # noqa: F401
 
 BACKEND = "python"
+from . import _aio_py as aio  # noqa: F401

@@ -377,7 +377,7 @@ def serve(config: Dict[str, Any]) -> None:
             import uvloop
             factory: Callable[[], Any] = uvloop.new_event_loop
         elif name.startswith("zerosock-aio-"):
-            from zerosock import aio  # type: ignore[attr-defined]
+            from zerosock import aio
             factory = aio.new_event_loop
         else:
             import asyncio

@@ -1,0 +1,72 @@
+# cython: language_level=3
+"""zerosock.aio on the C backend: the standard library's selector event loop
+(TLS, subprocesses, signals, executors, happy eyeballs unchanged) polling with
+zerosock's C selector, with C socket transports and its iteration in C."""
+
+import asyncio
+from asyncio import sslproto
+
+from zerosock import _aio_shared
+from zerosock._aio_core_c import new_soon_handle, run_once
+from zerosock._aio_transport_c import SocketTransport
+from zerosock._selectors_c import DefaultSelector
+
+__all__ = ["EventLoop", "EventLoopPolicy", "install", "new_event_loop", "run"]
+
+
+class EventLoop(asyncio.SelectorEventLoop):
+    """An asyncio event loop on zerosock's C selector, transports and loop core."""
+
+    def __init__(self, selector=None):
+        if selector is None:
+            selector = DefaultSelector()
+        super().__init__(selector)
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        self._ensure_fd_no_transport(sock)  # as the stdlib does since 3.12
+        return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
+                            server_side=False, server_hostname=None, extra=None,
+                            server=None, **timeouts):
+        # The stdlib's TLS protocol over the C transport.
+        self._ensure_fd_no_transport(rawsock)
+        ssl_protocol = sslproto.SSLProtocol(self, protocol, sslcontext, waiter, server_side,
+                                            server_hostname, **timeouts)
+        SocketTransport(self, rawsock, ssl_protocol, None, extra, server)
+        return ssl_protocol._app_transport
+
+    def call_soon(self, callback, *args, context=None):
+        if self._debug:
+            # Debug mode checks the thread and the callback and keeps a traceback.
+            return super().call_soon(callback, *args, context=context)
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        return new_soon_handle(self, callback, args, context)
+
+    def _run_once(self):
+        if self._debug:
+            # Debug mode times callbacks and tracks the current handle: the stdlib does it.
+            return super()._run_once()
+        run_once(self)
+
+
+class EventLoopPolicy(_aio_shared.BasePolicy):
+    """An event loop policy whose loops are :class:`EventLoop`."""
+
+    _loop_factory = EventLoop
+
+
+def new_event_loop():
+    """A new, unstarted zerosock event loop."""
+    return EventLoop()
+
+
+def install():
+    """Make zerosock's policy the current one: ``asyncio.new_event_loop()`` gives its loops."""
+    _aio_shared.install_policy(EventLoopPolicy)
+
+
+def run(main, *, debug=None):
+    """Run a coroutine to completion on a new zerosock loop, as :func:`asyncio.run` does."""
+    return _aio_shared.run_with(new_event_loop, EventLoopPolicy, main, debug)

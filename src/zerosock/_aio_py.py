@@ -1,0 +1,44 @@
+"""zerosock.aio on the Python backend: the standard library's loop on zerosock's Python selectors."""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+from typing import Any, Coroutine, Optional, TypeVar
+
+from . import _aio_shared
+from ._selectors_py import DefaultSelector
+
+_T = TypeVar("_T")
+
+__all__ = ["EventLoop", "EventLoopPolicy", "install", "new_event_loop", "run"]
+
+
+class EventLoop(asyncio.SelectorEventLoop):
+    """The standard library's selector event loop, polling with zerosock's selector."""
+
+    def __init__(self, selector: Optional[selectors.BaseSelector] = None) -> None:
+        if selector is None:
+            selector = DefaultSelector()
+        super().__init__(selector)
+
+
+class EventLoopPolicy(_aio_shared.BasePolicy):
+    """An event loop policy whose loops are :class:`EventLoop`."""
+
+    _loop_factory = EventLoop
+
+
+def new_event_loop() -> EventLoop:
+    """A new, unstarted zerosock event loop."""
+    return EventLoop()
+
+
+def install() -> None:
+    """Make zerosock's policy the current one: ``asyncio.new_event_loop()`` gives its loops."""
+    _aio_shared.install_policy(EventLoopPolicy)
+
+
+def run(main: Coroutine[Any, Any, _T], *, debug: Optional[bool] = None) -> _T:
+    """Run a coroutine to completion on a new zerosock loop, as :func:`asyncio.run` does."""
+    return _aio_shared.run_with(new_event_loop, EventLoopPolicy, main, debug)

@@ -1,0 +1,42 @@
+"""Pieces of zerosock.aio written once for both backends: the policy, install() and run()."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any, Callable, Coroutine, Optional, TypeVar
+
+_T = TypeVar("_T")
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+class BasePolicy(asyncio.DefaultEventLoopPolicy):
+    """The platform's default policy (child watchers and all), making zerosock loops.
+
+    Subclasses set ``_loop_factory`` to their loop class, as the standard
+    library's own policies do.
+    """
+
+
+def install_policy(policy_cls: type) -> None:
+    asyncio.set_event_loop_policy(policy_cls())
+
+
+def run_with(loop_factory: LoopFactory, policy_cls: type,
+             main: Coroutine[Any, Any, _T], debug: Optional[bool]) -> _T:
+    """``asyncio.run(main)`` on a loop made by ``loop_factory``, on every supported Python."""
+    if sys.version_info >= (3, 12):
+        return asyncio.run(main, debug=debug, loop_factory=loop_factory)
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(debug=debug, loop_factory=loop_factory) as runner:
+            return runner.run(main)
+    # 3.9 and 3.10 create the loop through the policy: swap it in for this run only.
+    previous = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(policy_cls())
+    try:
+        if debug is None:  # keep the default (PYTHONASYNCIODEBUG, -X dev)
+            return asyncio.run(main)
+        return asyncio.run(main, debug=debug)
+    finally:
+        asyncio.set_event_loop_policy(previous)

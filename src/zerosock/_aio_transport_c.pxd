@@ -1,0 +1,52 @@
+from zerosock._shim cimport zs_sock_t
+
+
+cdef class TransportCore:
+    cdef public object owner         # the SocketTransport the protocol sees
+    cdef public object _loop
+    cdef public object _protocol
+    cdef public object _sock
+    cdef public object _server
+    cdef public object _extra
+    cdef public object _empty_waiter
+    cdef readonly int _sock_fd
+    cdef zs_sock_t _fd
+    cdef public bint _closing        # close() or a fatal error began
+    cdef public bint _paused         # pause_reading()
+    cdef public bint _eof            # write_eof()
+    cdef public bint _protocol_connected
+    cdef public bint _protocol_paused  # pause_writing() was called
+    cdef public int _conn_lost
+    cdef public Py_ssize_t _high_water
+    cdef public Py_ssize_t _low_water
+    cdef bint _buffered              # the protocol is a BufferedProtocol
+    # Queued output: bytes objects, the first one sent from _head_offset on.
+    cdef object _queue               # collections.deque
+    cdef Py_ssize_t _head_offset
+    cdef Py_ssize_t _buffer_size
+    cdef object _spare               # a bytes of the last read, referenced by nobody else
+    cdef object __weakref__
+
+    cdef int c_write(self, object data) except -1
+    cdef int read_ready(self) except -1
+    cdef int write_ready(self) except -1
+    cdef int _read_into_buffer(self) except -1
+    cdef int _read_bytes(self) except -1
+    cdef int _on_eof(self) except -1
+    cdef int _consume(self, Py_ssize_t n) except -1
+    cdef int _clear_queue(self) except -1
+    cdef int _add_io(self, bint writing) except -1
+    cdef int _pause_check(self) except -1
+    cdef int _resume_check(self) except -1
+
+
+cdef class IOHandle:
+    """What the selector's key data holds for a transport: the stdlib's
+    (reader, writer) Handle pair, with the callback a C call."""
+    cdef TransportCore transport
+    cdef object _context
+    cdef public object _loop
+    cdef public bint _cancelled
+    cdef bint writing
+
+    cdef int run(self) except -1

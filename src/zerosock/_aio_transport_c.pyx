@@ -1,0 +1,753 @@
+# cython: language_level=3
+"""The C socket transport of zerosock.aio: the standard library's selector
+socket transport, same semantics, with its read and write paths in C.
+
+Reads go straight into a ``BufferedProtocol``'s buffer, or into a scratch
+buffer copied into one ``bytes`` per read for a plain Protocol; ``write``
+sends at once and queues only what the kernel did not take; queued chunks
+leave in one gather call.  Syscalls are non-blocking and keep the GIL."""
+
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.contextvars cimport PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
+from libc.string cimport memcpy, memset
+from cpython.ref cimport Py_REFCNT
+
+import collections
+import inspect
+import socket
+import warnings
+from asyncio import base_events, constants, futures, protocols, transports, trsock
+from asyncio.log import logger
+from asyncio.selector_events import _test_selector_event
+from selectors import EVENT_READ, EVENT_WRITE
+
+from zerosock._shim cimport (
+    ZS_EINTR, ZS_HAVE_MSG, zs_iov_set, zs_iovec, zs_is_would_block, zs_last_error, zs_msghdr,
+    zs_recv, zs_send, zs_sendmsg, zs_strerror,
+)
+
+cdef enum:
+    READ_CHUNK = 256 * 1024   # what one read of a plain Protocol takes, as the stdlib's max_size
+    MAX_IOV = 64              # chunks per gather call (well under every IOV_MAX)
+
+# Plain Protocols read here first; the bytes object is made before any Python
+# code runs, so one buffer serves every transport of the process.
+cdef char _scratch[READ_CHUNK]
+
+cdef object _BufferedProtocol = protocols.BufferedProtocol
+cdef object _set_result_unless_cancelled = futures._set_result_unless_cancelled
+cdef object _set_nodelay = base_events._set_nodelay
+cdef object _TransportSocket = trsock.TransportSocket
+cdef int LOG_THRESHOLD = constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
+cdef object SHUT_WR = socket.SHUT_WR
+# Python 3.13 tells its Server which transport attaches and detaches.
+cdef bint SERVER_TRACKS_TRANSPORTS = len(
+    inspect.signature(base_events.Server._attach).parameters) > 1
+
+
+cdef inline _server_attach(server, transport):
+    if SERVER_TRACKS_TRANSPORTS:
+        server._attach(transport)
+    else:
+        server._attach()
+
+
+cdef inline _server_detach(server, transport):
+    if SERVER_TRACKS_TRANSPORTS:
+        server._detach(transport)
+    else:
+        server._detach()
+
+
+cdef extern from *:
+    """
+    /* A bytes object nobody else references may be refilled for the next
+       read: its cached hash must go with its old contents. */
+    #if defined(__GNUC__)
+    #pragma GCC diagnostic push
+    #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    #endif
+    static inline void zs_bytes_forget_hash(PyObject *o) { ((PyBytesObject *)o)->ob_shash = -1; }
+    #if defined(__GNUC__)
+    #pragma GCC diagnostic pop
+    #endif
+    """
+    void zs_bytes_forget_hash(object o)
+
+
+cdef inline object _os_error(int err):
+    # OSError(errno, text) is the subclass the socket module would raise.
+    return OSError(err, zs_strerror(err).decode("utf-8", "replace"))
+
+
+@cython.final
+cdef class IOHandle:
+
+    def __cinit__(self, TransportCore transport, bint writing):
+        self.transport = transport
+        self.writing = writing
+        self._loop = transport._loop
+        self._cancelled = False
+        self._context = PyContext_CopyCurrent()
+
+    def cancel(self):
+        self._cancelled = True
+
+    def cancelled(self):
+        return self._cancelled
+
+    def get_context(self):
+        return self._context
+
+    @property
+    def _callback(self):
+        owner = self.transport.owner
+        target = self.transport if owner is None else owner
+        return target._write_ready if self.writing else target._read_ready
+
+    @property
+    def _args(self):
+        return ()
+
+    def __repr__(self):
+        state = " cancelled" if self._cancelled else ""
+        return f"<IOHandle{state} {'write' if self.writing else 'read'} {self.transport!r}>"
+
+    def _run(self):
+        self.run()
+
+    cdef int run(self) except -1:
+        """Run the transport's read or write step as a Handle would, in its context."""
+        cdef TransportCore transport = self.transport
+        failure = None
+        PyContext_Enter(self._context)
+        try:
+            if self.writing:
+                transport.write_ready()
+            else:
+                transport.read_ready()
+        except (SystemExit, KeyboardInterrupt):
+            PyContext_Exit(self._context)
+            raise
+        except BaseException as exc:
+            failure = exc
+        PyContext_Exit(self._context)
+        if failure is not None:
+            # Reported outside the handle's context, as context.run() would leave it.
+            self._loop.call_exception_handler({
+                "message": f"Exception in callback {self._callback!r}",
+                "exception": failure,
+                "handle": self,
+            })
+        return 0
+
+
+cdef class TransportCore:
+    """The state and the C paths of one :class:`SocketTransport`."""
+
+    def __cinit__(self, *args, **kwargs):
+        self._queue = collections.deque()
+        self._extra = {}
+
+    def __init__(self, owner, loop, sock, protocol, waiter=None, extra=None, server=None):
+        self.owner = owner
+        if extra is not None:
+            self._extra = extra
+        self._loop = loop
+        self._protocol_paused = False
+        self._set_write_buffer_limits()
+        self._extra["socket"] = _TransportSocket(sock)
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        if "peername" not in self._extra:
+            try:
+                self._extra["peername"] = sock.getpeername()
+            except OSError:
+                self._extra["peername"] = None
+        self._sock = sock
+        self._sock_fd = sock.fileno()
+        self._fd = <zs_sock_t>self._sock_fd
+        self._protocol_connected = False
+        self.set_protocol(protocol)
+        self._server = server
+        if server is not None:
+            _server_attach(server, owner)
+        loop._transports[self._sock_fd] = owner
+
+        _set_nodelay(sock)
+        loop.call_soon(protocol.connection_made, owner)
+        # Start reading only once connection_made() has run.
+        loop.call_soon(self._start_reading)
+        if waiter is not None:
+            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+
+    def __repr__(self):
+        return self._describe("SocketTransport" if self.owner is None
+                              else type(self.owner).__name__)
+
+    def _describe(self, name):
+        info = [name]
+        if self._sock is None:
+            info.append("closed")
+        elif self._closing:
+            info.append("closing")
+        info.append(f"fd={self._sock_fd}")
+        if self._loop is not None and not self._loop.is_closed():
+            polling = _test_selector_event(self._loop._selector, self._sock_fd, EVENT_READ)
+            info.append("read=polling" if polling else "read=idle")
+            polling = _test_selector_event(self._loop._selector, self._sock_fd, EVENT_WRITE)
+            state = "polling" if polling else "idle"
+            info.append(f"write=<{state}, bufsize={self._buffer_size}>")
+        return "<{}>".format(" ".join(info))
+
+    # -- BaseTransport / ReadTransport ---------------------------------------
+
+    def get_extra_info(self, name, default=None):
+        return self._extra.get(name, default)
+
+    def set_protocol(self, protocol):
+        self._buffered = isinstance(protocol, _BufferedProtocol)
+        self._protocol = protocol
+        self._protocol_connected = True
+
+    def get_protocol(self):
+        return self._protocol
+
+    def is_closing(self):
+        return self._closing
+
+    def is_reading(self):
+        return not self._closing and not self._paused
+
+    def pause_reading(self):
+        if self._closing or self._paused:
+            return
+        self._paused = True
+        self._loop._remove_reader(self._sock_fd)
+        if self._loop.get_debug():
+            logger.debug("%r pauses reading", self.owner)
+
+    def resume_reading(self):
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self._start_reading()
+        if self._loop.get_debug():
+            logger.debug("%r resumes reading", self.owner)
+
+    def close(self):
+        if self._closing:
+            return
+        self._closing = True
+        self._loop._remove_reader(self._sock_fd)
+        if not self._buffer_size:
+            self._conn_lost += 1
+            self._loop._remove_writer(self._sock_fd)
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self):
+        self._force_close(None)
+
+    # -- WriteTransport -------------------------------------------------------
+
+    def get_write_buffer_size(self):
+        return self._buffer_size
+
+    def get_write_buffer_limits(self):
+        return (self._low_water, self._high_water)
+
+    def _set_write_buffer_limits(self, high=None, low=None):
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high_water = high
+        self._low_water = low
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._set_write_buffer_limits(high=high, low=low)
+        self._pause_check()
+
+    def can_write_eof(self):
+        return True
+
+    def write_eof(self):
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if not self._buffer_size:
+            self._sock.shutdown(SHUT_WR)
+
+    def writelines(self, list_of_data):
+        self.write(b"".join(list_of_data))
+
+    def write(self, data):
+        self.c_write(data)
+
+    cdef int c_write(self, object data) except -1:
+        cdef Py_buffer view
+        cdef const char *ptr
+        cdef Py_ssize_t length
+        cdef long n = 0
+        cdef int err
+        cdef bint have_view = False
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if self._empty_waiter is not None:
+            raise RuntimeError("unable to write; sendfile is in progress")
+        if PyBytes_CheckExact(data):
+            ptr = PyBytes_AS_STRING(data)
+            length = PyBytes_GET_SIZE(data)
+        else:
+            try:
+                PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            except BaseException as exc:
+                if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                    raise
+                self._fatal_error(exc, "Fatal write error on socket transport")
+                return 0
+            have_view = True
+            ptr = <const char *>view.buf
+            length = view.len
+        try:
+            if length == 0:
+                return 0
+            if self._conn_lost:
+                if self._conn_lost >= LOG_THRESHOLD:
+                    logger.warning("socket.send() raised exception.")
+                self._conn_lost += 1
+                return 0
+            if self._buffer_size == 0:
+                # Send now; queue only what the kernel does not take.
+                n = zs_send(self._fd, ptr, <size_t>length, 0)
+                if n < 0:
+                    err = zs_last_error()
+                    if not (zs_is_would_block(err) or err == ZS_EINTR):
+                        self._fatal_error(_os_error(err), "Fatal write error on socket transport")
+                        return 0
+                    n = 0
+                if n == length:
+                    return 0
+                self._add_io(True)
+            if n == 0 and PyBytes_CheckExact(data):
+                self._queue.append(data)  # immutable: no copy
+            else:
+                self._queue.append(PyBytes_FromStringAndSize(ptr + n, length - n))
+            self._buffer_size += length - n
+        finally:
+            if have_view:
+                PyBuffer_Release(&view)
+        self._pause_check()
+        return 0
+
+    # -- flow control (the stdlib's _FlowControlMixin) ---------------------------
+
+    cdef int _pause_check(self) except -1:
+        if self._buffer_size <= self._high_water or self._protocol_paused:
+            return 0
+        self._protocol_paused = True
+        try:
+            self._protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol.pause_writing() failed",
+                "exception": exc,
+                "transport": self.owner,
+                "protocol": self._protocol,
+            })
+        return 0
+
+    cdef int _resume_check(self) except -1:
+        if not self._protocol_paused or self._buffer_size > self._low_water:
+            return 0
+        self._protocol_paused = False
+        try:
+            self._protocol.resume_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol.resume_writing() failed",
+                "exception": exc,
+                "transport": self.owner,
+                "protocol": self._protocol,
+            })
+        return 0
+
+    def _maybe_pause_protocol(self):
+        self._pause_check()
+
+    def _maybe_resume_protocol(self):
+        self._resume_check()
+
+    # -- registration with the loop's selector ------------------------------------
+
+    def _start_reading(self):
+        if self._closing or self._paused:
+            return
+        self._add_io(False)
+
+    cdef int _add_io(self, bint writing) except -1:
+        """The loop's _add_reader/_add_writer, with an IOHandle for the callback."""
+        loop = self._loop
+        loop._check_closed()
+        handle = IOHandle(self, writing)
+        selector = loop._selector
+        event = EVENT_WRITE if writing else EVENT_READ
+        try:
+            key = selector.get_key(self._sock_fd)
+        except KeyError:
+            selector.register(self._sock_fd, event, (None, handle) if writing else (handle, None))
+            return 0
+        mask, (reader, writer) = key.events, key.data
+        if writing:
+            selector.modify(self._sock_fd, mask | event, (reader, handle))
+            old = writer
+        else:
+            selector.modify(self._sock_fd, mask | event, (handle, writer))
+            old = reader
+        if old is not None:
+            old.cancel()
+        return 0
+
+    # -- reading ------------------------------------------------------------------
+
+    def _read_ready(self):
+        self.read_ready()
+
+    cdef int read_ready(self) except -1:
+        if self._conn_lost:
+            return 0
+        if self._buffered:
+            return self._read_into_buffer()
+        return self._read_bytes()
+
+    cdef int _read_into_buffer(self) except -1:
+        cdef Py_buffer view
+        cdef long n
+        cdef int err
+        try:
+            buf = self._protocol.get_buffer(-1)
+            if not len(buf):
+                raise RuntimeError("get_buffer() returned an empty buffer")
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+            return 0
+        try:
+            PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return 0
+        n = zs_recv(self._fd, view.buf, <size_t>view.len, 0)
+        err = zs_last_error() if n < 0 else 0
+        PyBuffer_Release(&view)
+        buf = None
+        if n < 0:
+            if zs_is_would_block(err) or err == ZS_EINTR:
+                return 0
+            self._fatal_error(_os_error(err), "Fatal read error on socket transport")
+            return 0
+        if n == 0:
+            return self._on_eof()
+        try:
+            self._protocol.buffer_updated(n)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+        return 0
+
+    cdef int _read_bytes(self) except -1:
+        cdef long n = zs_recv(self._fd, _scratch, READ_CHUNK, 0)
+        cdef int err
+        if n < 0:
+            err = zs_last_error()
+            if zs_is_would_block(err) or err == ZS_EINTR:
+                return 0
+            self._fatal_error(_os_error(err), "Fatal read error on socket transport")
+            return 0
+        if n == 0:
+            return self._on_eof()
+        data = self._spare
+        if data is not None and PyBytes_GET_SIZE(data) == n:
+            # Last read's bytes came back unreferenced: refill it, no allocation.
+            self._spare = None
+            memcpy(PyBytes_AS_STRING(data), _scratch, <size_t>n)
+            zs_bytes_forget_hash(data)
+        else:
+            data = PyBytes_FromStringAndSize(_scratch, n)
+        try:
+            self._protocol.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+            return 0
+        if Py_REFCNT(data) == 1:  # only this frame holds it: nobody can see a refill
+            self._spare = data
+        return 0
+
+    cdef int _on_eof(self) except -1:
+        if self._loop.get_debug():
+            logger.debug("%r received EOF", self.owner)
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return 0
+        if keep_open:
+            # The protocol may still write; there is nothing more to read.
+            self._loop._remove_reader(self._sock_fd)
+        else:
+            self.close()
+        return 0
+
+    # -- writing queued data --------------------------------------------------------
+
+    def _write_ready(self):
+        self.write_ready()
+
+    cdef int write_ready(self) except -1:
+        cdef zs_iovec iov[MAX_IOV]
+        cdef zs_msghdr msg
+        cdef int count = 0, err
+        cdef long n
+        cdef Py_ssize_t offset = self._head_offset
+        assert self._buffer_size, "Data should not be empty"
+        if self._conn_lost:
+            return 0
+        for chunk in self._queue:
+            zs_iov_set(&iov[count], PyBytes_AS_STRING(chunk) + offset,
+                       <size_t>(PyBytes_GET_SIZE(chunk) - offset))
+            offset = 0
+            count += 1
+            if count == MAX_IOV or not ZS_HAVE_MSG:
+                break
+        if count == 1:
+            chunk = self._queue[0]
+            n = zs_send(self._fd, PyBytes_AS_STRING(chunk) + self._head_offset,
+                        <size_t>(PyBytes_GET_SIZE(chunk) - self._head_offset), 0)
+        else:
+            memset(&msg, 0, sizeof(msg))
+            msg.msg_iov = iov
+            msg.msg_iovlen = count
+            n = zs_sendmsg(self._fd, &msg, 0)
+        if n < 0:
+            err = zs_last_error()
+            if zs_is_would_block(err) or err == ZS_EINTR:
+                return 0
+            exc = _os_error(err)
+            self._loop._remove_writer(self._sock_fd)
+            self._clear_queue()
+            self._fatal_error(exc, "Fatal write error on socket transport")
+            if self._empty_waiter is not None:
+                self._empty_waiter.set_exception(exc)
+            return 0
+        self._consume(n)
+        self._resume_check()  # may write more
+        if not self._buffer_size:
+            self._loop._remove_writer(self._sock_fd)
+            if self._empty_waiter is not None:
+                self._empty_waiter.set_result(None)
+            if self._closing:
+                self._call_connection_lost(None)
+            elif self._eof:
+                self._sock.shutdown(SHUT_WR)
+        return 0
+
+    cdef int _consume(self, Py_ssize_t n) except -1:
+        cdef Py_ssize_t left
+        self._buffer_size -= n
+        while n > 0:
+            chunk = self._queue[0]
+            left = PyBytes_GET_SIZE(chunk) - self._head_offset
+            if n < left:
+                self._head_offset += n
+                return 0
+            n -= left
+            self._queue.popleft()
+            self._head_offset = 0
+        return 0
+
+    cdef int _clear_queue(self) except -1:
+        self._queue.clear()
+        self._head_offset = 0
+        self._buffer_size = 0
+        return 0
+
+    # -- closing ----------------------------------------------------------------------
+
+    def _fatal_error(self, exc, message="Fatal error on transport"):
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self.owner, message, exc_info=exc)
+        else:
+            self._loop.call_exception_handler({
+                "message": message,
+                "exception": exc,
+                "transport": self.owner,
+                "protocol": self._protocol,
+            })
+        self._force_close(exc)
+
+    def _force_close(self, exc):
+        if self._conn_lost:
+            return
+        if self._buffer_size:
+            self._clear_queue()
+            self._loop._remove_writer(self._sock_fd)
+        if not self._closing:
+            self._closing = True
+            self._loop._remove_reader(self._sock_fd)
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc):
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            self._sock.close()
+            self._sock = None
+            self._protocol = None
+            self._loop = None
+            server = self._server
+            if server is not None:
+                _server_detach(server, self.owner)
+                self._server = None
+            self.owner = None  # the cycle through the facade ends with the connection
+        if self._empty_waiter is not None:
+            self._empty_waiter.set_exception(ConnectionError("Connection is closed by peer"))
+
+    # -- sendfile support (the loop's _sendfile_native) ----------------------------------
+
+    def _make_empty_waiter(self):
+        if self._empty_waiter is not None:
+            raise RuntimeError("Empty waiter is already set")
+        self._empty_waiter = self._loop.create_future()
+        if not self._buffer_size:
+            self._empty_waiter.set_result(None)
+        return self._empty_waiter
+
+    def _reset_empty_waiter(self):
+        self._empty_waiter = None
+
+
+class SocketTransport(transports._FlowControlMixin, transports.Transport):
+    """A stream transport over a connected, non-blocking socket: an
+    ``asyncio.Transport`` whose state and I/O paths are a C :class:`TransportCore`."""
+
+    __slots__ = ("_core", "__weakref__", "__dict__")
+
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    max_size = READ_CHUNK
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        self._core = TransportCore(self, loop, sock, protocol, waiter, extra, server)
+
+    def write(self, data):
+        (<TransportCore>self._core).c_write(data)
+
+    def is_closing(self):
+        return (<TransportCore>self._core)._closing
+
+    def get_extra_info(self, name, default=None):
+        return (<TransportCore>self._core)._extra.get(name, default)
+
+    def get_write_buffer_size(self):
+        return (<TransportCore>self._core)._buffer_size
+
+    def is_reading(self):
+        cdef TransportCore core = self._core
+        return not core._closing and not core._paused
+
+    def get_protocol(self):
+        return (<TransportCore>self._core)._protocol
+
+    def set_protocol(self, protocol):
+        (<TransportCore>self._core).set_protocol(protocol)
+
+    def pause_reading(self):
+        (<TransportCore>self._core).pause_reading()
+
+    def resume_reading(self):
+        (<TransportCore>self._core).resume_reading()
+
+    def close(self):
+        (<TransportCore>self._core).close()
+
+    def abort(self):
+        (<TransportCore>self._core).abort()
+
+    def get_write_buffer_limits(self):
+        return (<TransportCore>self._core).get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        (<TransportCore>self._core).set_write_buffer_limits(high, low)
+
+    def can_write_eof(self):
+        return True
+
+    def write_eof(self):
+        (<TransportCore>self._core).write_eof()
+
+    def writelines(self, list_of_data):
+        (<TransportCore>self._core).c_write(b"".join(list_of_data))
+
+    def __repr__(self):
+        return self._core._describe(type(self).__name__)
+
+    def __del__(self):
+        core = getattr(self, "_core", None)  # None when __init__ failed
+        if core is not None and core._sock is not None:
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            core._sock.close()
+            if SERVER_TRACKS_TRANSPORTS and core._server is not None:
+                core._server._detach(self)
+
+
+def _forward(name):
+    @cython.binding(True)
+    def method(self, *args, **kwargs):
+        return getattr(self._core, name)(*args, **kwargs)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = getattr(transports.Transport, name, method).__doc__
+    return method
+
+
+def _state(name):
+    return property(lambda self: getattr(self._core, name),
+                    lambda self, value: setattr(self._core, name, value))
+
+
+for _name in (
+        "_set_write_buffer_limits", "_maybe_pause_protocol", "_maybe_resume_protocol", "_start_reading",
+        "_read_ready", "_write_ready", "_fatal_error", "_force_close",
+        "_call_connection_lost", "_make_empty_waiter", "_reset_empty_waiter"):
+    setattr(SocketTransport, _name, _forward(_name))
+
+# The stdlib transport's attributes that the loop, sendfile and TLS read.
+for _name in (
+        "_loop", "_protocol", "_sock", "_sock_fd", "_server", "_extra", "_empty_waiter",
+        "_closing", "_paused", "_eof", "_conn_lost", "_protocol_connected",
+        "_protocol_paused", "_high_water", "_low_water"):
+    setattr(SocketTransport, _name, _state(_name))
+del _name

@@ -1,0 +1,979 @@
+"""zerosock.aio on both backends, with the standard library's loop as the reference.
+
+Every test runs on three loops: zerosock's C loop (``c``), its Python loop
+(``py``) and stock asyncio (``std``).  Loopback only, bounded, no timing assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+import os
+import socket
+import ssl
+import struct
+import sys
+import tempfile
+import threading
+from typing import Any, Callable, Coroutine, List, Optional
+
+import pytest
+
+from zerosock import _api, _compat
+
+TIMEOUT = 30.0
+
+
+def _stdlib_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.SelectorEventLoop()
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param("c", id="c", marks=pytest.mark.c_extension),
+    pytest.param("python", id="py"),
+    pytest.param("stdlib", id="std"),
+])
+def loop_factory(request: pytest.FixtureRequest) -> Callable[[], asyncio.AbstractEventLoop]:
+    """What makes a new loop: zerosock's on one backend, or stock asyncio's."""
+    if request.param == "stdlib":
+        return _stdlib_loop
+    if request.param == "c" and request.config.getoption("--no-c-extensions"):
+        pytest.skip("C extensions disabled with --no-c-extensions")
+    return _compat.load_backend(request.param).aio.new_event_loop
+
+
+def run(factory: Callable[[], asyncio.AbstractEventLoop], coro: Coroutine[Any, Any, Any],
+        handler: Optional[Callable[..., None]] = None) -> Any:
+    loop = factory()
+    if handler is not None:
+        loop.set_exception_handler(handler)
+    try:
+        return loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class BufferedEcho(asyncio.BufferedProtocol):
+    def __init__(self) -> None:
+        self.buf = bytearray(4096)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.transport.write(bytes(self.buf[:nbytes]))
+
+
+class Collector(asyncio.Protocol):
+    """Collects what it receives; ``done`` resolves at connection_lost."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.chunks: List[bytes] = []
+        self.made = loop.create_future()
+        self.done = loop.create_future()
+        self.eof = False
+        self.lost_calls = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.made.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def eof_received(self) -> Optional[bool]:
+        self.eof = True
+        return None
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self.lost_calls += 1
+        if not self.done.done():
+            self.done.set_result(exc)
+
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+# -- the API ----------------------------------------------------------------
+
+def test_aio_exports_the_contract(zs):
+    for name in _api.AIO_NAMES:
+        assert hasattr(zs.aio, name), f"{zs.BACKEND} aio lacks {name}"
+    import zerosock.aio
+    assert set(_api.AIO_NAMES) <= set(zerosock.aio.__all__)
+
+
+def test_loop_is_a_selector_event_loop_on_our_selector(zs):
+    loop = zs.aio.new_event_loop()
+    try:
+        assert isinstance(loop, asyncio.SelectorEventLoop)
+        assert type(loop._selector).__module__.startswith("zerosock._selectors_")
+        assert type(loop._selector).__module__ == zs.selectors.DefaultSelector.__module__
+    finally:
+        loop.close()
+
+
+def test_run_and_policy(zs):
+    async def main() -> type:
+        await asyncio.sleep(0)
+        return type(asyncio.get_running_loop())
+
+    assert zs.aio.run(main()) is zs.aio.EventLoop
+    old = asyncio.get_event_loop_policy()
+    try:
+        zs.aio.install()
+        assert isinstance(asyncio.get_event_loop_policy(), zs.aio.EventLoopPolicy)
+        loop = asyncio.new_event_loop()
+        try:
+            assert isinstance(loop, zs.aio.EventLoop)
+        finally:
+            loop.close()
+        assert asyncio.run(main()) is zs.aio.EventLoop
+    finally:
+        asyncio.set_event_loop_policy(old)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="loop_factory is new in 3.12")
+def test_asyncio_run_loop_factory(zs):
+    async def main() -> type:
+        return type(asyncio.get_running_loop())
+
+    assert asyncio.run(main(), loop_factory=zs.aio.new_event_loop) is zs.aio.EventLoop
+
+
+def test_run_debug_flag(zs):
+    async def main() -> bool:
+        return asyncio.get_running_loop().get_debug()
+
+    assert zs.aio.run(main(), debug=True) is True
+
+
+# -- echo ---------------------------------------------------------------------
+
+async def _echo_roundtrips(protocol_factory: Callable[[], asyncio.BaseProtocol],
+                           family: str = "tcp") -> None:
+    loop = asyncio.get_running_loop()
+    tmp = None
+    if family == "unix":
+        tmp = tempfile.mkdtemp()
+        path = os.path.join(tmp, "s")
+        server = await loop.create_unix_server(protocol_factory, path)
+        reader, writer = await asyncio.open_unix_connection(path)
+    else:
+        server = await loop.create_server(protocol_factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for size in (1, 64, 1024, 100_000):
+            payload = os.urandom(size)
+            writer.write(payload)
+            assert await reader.readexactly(size) == payload
+    finally:
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        if tmp is not None:
+            if os.path.exists(path):  # 3.13 servers remove their socket file
+                os.unlink(path)
+            os.rmdir(tmp)
+
+
+def test_echo_protocol(loop_factory):
+    run(loop_factory, _echo_roundtrips(Echo))
+
+
+def test_echo_buffered_protocol(loop_factory):
+    run(loop_factory, _echo_roundtrips(BufferedEcho))
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets")
+def test_echo_unix(loop_factory):
+    run(loop_factory, _echo_roundtrips(Echo, "unix"))
+
+
+def test_echo_streams(loop_factory):
+    async def main() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while line := await reader.readline():
+                writer.write(line.upper())
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for i in range(100):
+            writer.write(b"line %d\n" % i)
+            await writer.drain()
+            assert await reader.readline() == b"LINE %d\n" % i
+        writer.write_eof()
+        assert await reader.read() == b""
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    run(loop_factory, main())
+
+
+# -- flow control -------------------------------------------------------------
+
+def test_large_write_to_slow_reader_is_bounded_and_complete(loop_factory):
+    total = 8 * 1024 * 1024
+    chunk = 256 * 1024
+    high = 64 * 1024
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        seen_sizes: List[int] = []
+        sent_digest = hashlib.sha256()
+
+        async def produce(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.transport.set_write_buffer_limits(high=high)
+            assert writer.transport.get_write_buffer_limits()[1] == high
+            for i in range(total // chunk):
+                block = bytes([i % 251]) * chunk
+                sent_digest.update(block)
+                writer.write(block)
+                seen_sizes.append(writer.transport.get_write_buffer_size())
+                await writer.drain()
+                assert writer.transport.get_write_buffer_size() <= high
+            writer.close()
+
+        server = await asyncio.start_server(produce, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setblocking(False)
+        got = hashlib.sha256()
+        received = 0
+        while True:
+            await asyncio.sleep(0.001)  # a slow reader
+            data = await loop.sock_recv(sock, 65536)
+            if not data:
+                break
+            received += len(data)
+            got.update(data)
+        sock.close()
+        assert received == total
+        assert got.digest() == sent_digest.digest()
+        # The write buffer never held more than what one write() added above the limit.
+        assert max(seen_sizes) <= high + chunk
+        server.close()
+        await server.wait_closed()
+
+    run(loop_factory, main())
+
+
+def test_pause_writing_and_resume_writing_are_called(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        events: List[str] = []
+        resumed = loop.create_future()
+
+        class Writer(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+                transport.set_write_buffer_limits(high=16384, low=4096)
+                while "pause" not in events:
+                    transport.write(b"x" * 65536)
+
+            def pause_writing(self) -> None:
+                events.append("pause")
+
+            def resume_writing(self) -> None:
+                events.append("resume")
+                assert self.transport.get_write_buffer_size() <= 4096
+                if not resumed.done():
+                    resumed.set_result(None)
+
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(Writer, a)
+        b.setblocking(False)
+        while not resumed.done():
+            try:
+                await loop.sock_recv(b, 1 << 20)
+            except BlockingIOError:
+                pass
+            await asyncio.sleep(0)
+        assert events[:2] == ["pause", "resume"]
+        transport.close()
+        b.close()
+
+    run(loop_factory, main())
+
+
+def test_pause_and_resume_reading(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        proto = Collector(loop)
+        transport, _ = await loop.connect_accepted_socket(lambda: proto, a)
+        assert transport.is_reading()
+        transport.pause_reading()
+        transport.pause_reading()  # idempotent
+        assert not transport.is_reading()
+        b.sendall(b"hello")
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert proto.chunks == []
+        transport.resume_reading()
+        transport.resume_reading()
+        assert transport.is_reading()
+        while proto.data() != b"hello":
+            await asyncio.sleep(0.001)
+        transport.close()
+        assert not transport.is_reading()
+        assert await proto.done is None
+        b.close()
+
+    run(loop_factory, main())
+
+
+# -- half-close, abort, errors -----------------------------------------------
+
+def test_write_eof_half_close(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        proto = Collector(loop)
+        transport, _ = await loop.connect_accepted_socket(lambda: proto, a)
+        assert transport.can_write_eof()
+        transport.write(b"request")
+        transport.write_eof()
+        transport.write_eof()  # idempotent
+        with pytest.raises(RuntimeError):
+            transport.write(b"more")
+        b.setblocking(False)
+        got = b""
+        while True:
+            data = await loop.sock_recv(b, 100)
+            if not data:
+                break
+            got += data
+        assert got == b"request"
+        # The other direction still works after our EOF.
+        await loop.sock_sendall(b, b"response")
+        b.shutdown(socket.SHUT_WR)
+        assert await proto.done is None
+        assert proto.data() == b"response" and proto.eof
+        b.close()
+
+    run(loop_factory, main())
+
+
+def test_abort_drops_pending_data_and_calls_connection_lost_once(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        proto = Collector(loop)
+        transport, _ = await loop.connect_accepted_socket(lambda: proto, a)
+        transport.set_write_buffer_limits(high=1 << 30)
+        while transport.get_write_buffer_size() == 0:
+            transport.write(b"y" * 65536)
+        transport.abort()
+        assert transport.is_closing()
+        assert transport.get_write_buffer_size() == 0
+        transport.close()
+        transport.abort()
+        assert await proto.done is None
+        await asyncio.sleep(0)
+        assert proto.lost_calls == 1
+        b.close()
+
+    run(loop_factory, main())
+
+
+def test_close_twice_and_write_after_close(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        proto = Collector(loop)
+        transport, _ = await loop.connect_accepted_socket(lambda: proto, a)
+        transport.write(b"last words")
+        transport.close()
+        transport.close()
+        assert transport.is_closing()
+        transport.write(b"ignored")  # the stdlib ignores it silently (a warning after many)
+        assert await proto.done is None
+        await asyncio.sleep(0)
+        assert proto.lost_calls == 1
+        b.setblocking(False)
+        assert await loop.sock_recv(b, 100) == b"last words"
+        b.close()
+
+    run(loop_factory, main())
+
+
+def test_peer_reset_mid_write(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        proto = Collector(loop)
+        transport, _ = await loop.create_connection(lambda: proto, "127.0.0.1", port)
+        peer, _ = listener.accept()
+        listener.close()
+        transport.write(b"z" * (4 << 20))  # more than the kernel buffers take
+        assert transport.get_write_buffer_size() > 0
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()  # RST
+        exc = await proto.done
+        assert isinstance(exc, (ConnectionResetError, BrokenPipeError))
+        assert proto.lost_calls == 1
+        await asyncio.sleep(0)
+        assert loop.is_running()
+
+    errors: List[dict] = []
+    run(loop_factory, main(), handler=lambda loop, ctx: errors.append(ctx))
+    assert errors == []  # OSErrors are not reported through the handler, as in the stdlib
+
+
+@pytest.mark.parametrize("method", ["data_received", "get_buffer", "buffer_updated",
+                                    "eof_received"])
+def test_protocol_method_that_raises_is_reported(loop_factory, method):
+    class Boom(Exception):
+        pass
+
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        lost = loop.create_future()
+        buf = bytearray(100)
+
+        base: Any = asyncio.BufferedProtocol if method in ("get_buffer", "buffer_updated") \
+            else asyncio.Protocol
+
+        class Faulty(base):
+            def connection_lost(self, exc: Optional[BaseException]) -> None:
+                lost.set_result(exc)
+
+        def fail(*args: Any) -> Any:
+            raise Boom()
+
+        def give_buffer(self: Any, hint: int) -> bytearray:
+            return buf
+
+        if base is asyncio.BufferedProtocol:
+            Faulty.get_buffer = give_buffer  # type: ignore[assignment]
+            Faulty.buffer_updated = lambda self, n: None  # type: ignore[assignment]
+        setattr(Faulty, method, fail)
+        a, b = socket.socketpair()
+        await loop.connect_accepted_socket(Faulty, a)
+        if method == "eof_received":
+            b.shutdown(socket.SHUT_WR)
+        else:
+            b.sendall(b"data")
+        exc = await lost
+        b.close()
+        await asyncio.sleep(0)
+        return exc
+
+    errors: List[dict] = []
+    exc = run(loop_factory, main(), handler=lambda loop, ctx: errors.append(ctx))
+    assert isinstance(exc, Boom)
+    assert len(errors) == 1
+    assert isinstance(errors[0]["exception"], Boom)
+    assert method in errors[0]["message"]
+    assert "transport" in errors[0] and "protocol" in errors[0]
+
+
+def test_get_buffer_returning_empty_buffer_is_an_error(loop_factory):
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        lost = loop.create_future()
+
+        class Empty(asyncio.BufferedProtocol):
+            def get_buffer(self, hint: int) -> bytearray:
+                return bytearray()
+
+            def buffer_updated(self, n: int) -> None:
+                pass
+
+            def connection_lost(self, exc: Optional[BaseException]) -> None:
+                lost.set_result(exc)
+
+        a, b = socket.socketpair()
+        await loop.connect_accepted_socket(Empty, a)
+        b.sendall(b"x")
+        exc = await lost
+        b.close()
+        return exc
+
+    errors: List[dict] = []
+    exc = run(loop_factory, main(), handler=lambda loop, ctx: errors.append(ctx))
+    assert isinstance(exc, RuntimeError)
+    assert len(errors) == 1
+
+
+def test_write_rejects_non_bytes(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        transport, proto = await loop.connect_accepted_socket(lambda: Collector(loop), a)
+        with pytest.raises(TypeError):
+            transport.write("text")
+        transport.write(memoryview(b"abc"))
+        transport.write(bytearray(b"def"))
+        transport.write(b"")
+        transport.close()
+        await proto.done
+        assert b.recv(10) == b"abcdef"
+        b.close()
+
+    run(loop_factory, main())
+
+
+def test_extra_info_and_protocol_swap(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        addr = server.sockets[0].getsockname()
+        proto = Collector(loop)
+        transport, _ = await loop.create_connection(lambda: proto, *addr)
+        assert transport.get_extra_info("peername") == addr
+        assert transport.get_extra_info("sockname")[0] == "127.0.0.1"
+        assert transport.get_extra_info("socket").fileno() >= 0
+        assert transport.get_extra_info("nonexistent", 42) == 42
+        assert transport.get_protocol() is proto
+        other = Collector(loop)
+        transport.set_protocol(other)
+        assert transport.get_protocol() is other
+        transport.write(b"ping")
+        while other.data() != b"ping":
+            await asyncio.sleep(0.001)
+        assert proto.chunks == []
+        transport.close()
+        await other.done
+        server.close()
+        await server.wait_closed()
+
+    run(loop_factory, main())
+
+
+# -- loop behaviour -----------------------------------------------------------
+
+def test_stop_from_another_thread(loop_factory):
+    loop = loop_factory()
+    try:
+        started = threading.Event()
+        loop.call_soon(started.set)
+
+        def stopper() -> None:
+            started.wait(TIMEOUT)
+            loop.call_soon_threadsafe(loop.stop)
+
+        thread = threading.Thread(target=stopper)
+        thread.start()
+        loop.run_forever()
+        thread.join()
+        assert not loop.is_running()
+    finally:
+        loop.close()
+
+
+def test_call_soon_threadsafe_from_many_threads(loop_factory):
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        count = 0
+        done = loop.create_future()
+        per_thread, threads = 200, 4
+
+        def bump() -> None:
+            nonlocal count
+            count += 1
+            if count == per_thread * threads:
+                done.set_result(None)
+
+        def worker() -> None:
+            for _ in range(per_thread):
+                loop.call_soon_threadsafe(bump)
+
+        workers = [threading.Thread(target=worker) for _ in range(threads)]
+        for t in workers:
+            t.start()
+        await done
+        for t in workers:
+            t.join()
+        return count
+
+    assert run(loop_factory, main()) == 800
+
+
+def test_timers_run_in_order(loop_factory):
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        order: List[Any] = []
+        finished = loop.create_future()
+        now = loop.time()
+        for delay in (0.03, 0.01, 0.02, 0.0):
+            loop.call_later(delay, order.append, delay)
+        for i in range(3):
+            loop.call_at(now + 0.04, order.append, f"same-{i}")
+        cancelled = loop.call_later(0.015, order.append, "cancelled")
+        cancelled.cancel()
+        loop.call_soon(order.append, "soon")
+        loop.call_at(now + 0.05, finished.set_result, None)
+        await finished
+        return order
+
+    assert run(loop_factory, main()) == ["soon", 0.0, 0.01, 0.02, 0.03,
+                                         "same-0", "same-1", "same-2"]
+
+
+def test_exception_in_callback_keeps_loop_alive(loop_factory):
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+
+        def bad() -> None:
+            raise ValueError("boom")
+
+        loop.call_soon(bad)
+        loop.call_soon(fut.set_result, "alive")
+        return await fut
+
+    errors: List[dict] = []
+    assert run(loop_factory, main(), handler=lambda loop, ctx: errors.append(ctx)) == "alive"
+    assert len(errors) == 1 and isinstance(errors[0]["exception"], ValueError)
+
+
+def test_udp_endpoint(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        class UdpEcho(asyncio.DatagramProtocol):
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                self.transport.sendto(data.upper(), addr)
+
+        got = loop.create_future()
+
+        class Client(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                got.set_result(data)
+
+        server, _ = await loop.create_datagram_endpoint(UdpEcho, local_addr=("127.0.0.1", 0))
+        addr = server.get_extra_info("sockname")
+        client, _ = await loop.create_datagram_endpoint(Client, remote_addr=addr)
+        client.sendto(b"datagram")
+        assert await got == b"DATAGRAM"
+        client.close()
+        server.close()
+
+    run(loop_factory, main())
+
+
+# -- TLS ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """A self-signed certificate for localhost and its key, made for this test run."""
+    x509 = pytest.importorskip("cryptography.x509")
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .sign(key, hashes.SHA256()))
+    d = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = d / "cert.pem", d / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_tls_echo_and_start_tls(loop_factory, tls_files):
+    cert, key = tls_files
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=cert)
+
+    async def main() -> None:
+        server = await asyncio.start_server(_upper_handler, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
+                                                       server_hostname="localhost")
+        big = os.urandom(20_000).hex().encode() + b"\n"
+        for line in (b"hello\n", big):
+            writer.write(line)
+            await writer.drain()
+            assert await reader.readline() == line.upper()
+        assert writer.get_extra_info("ssl_object").version() is not None
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+        if not hasattr(asyncio.StreamWriter, "start_tls"):  # new in 3.11
+            return
+        # Upgrade a plain connection in place.
+        plain = await asyncio.start_server(_starttls_handler(server_ctx), "127.0.0.1", 0)
+        port = plain.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await reader.readline() == b"STARTTLS\n"
+        await writer.start_tls(client_ctx, server_hostname="localhost")
+        writer.write(b"secret\n")
+        assert await reader.readline() == b"SECRET\n"
+        writer.close()
+        await writer.wait_closed()
+        plain.close()
+        await plain.wait_closed()
+
+    run(loop_factory, main())
+
+
+async def _upper_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while line := await reader.readline():
+        writer.write(line.upper())
+        await writer.drain()
+    writer.close()
+
+
+def _starttls_handler(ctx: ssl.SSLContext) -> Callable[..., Coroutine[Any, Any, None]]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"STARTTLS\n")
+        await writer.drain()
+        await writer.start_tls(ctx)
+        await _upper_handler(reader, writer)
+    return handle
+
+
+def test_sendfile_on_transport(loop_factory, tmp_path):
+    data = os.urandom(200_000)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        proto = Collector(loop)
+        server = await loop.create_server(lambda: proto, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        with open(path, "rb") as f:
+            assert await loop.sendfile(transport, f) == len(data)
+        import io
+        assert await loop.sendfile(transport, io.BytesIO(b"fallback")) == 8
+        transport.close()
+        await proto.done
+        assert proto.data() == data + b"fallback"
+        server.close()
+        await server.wait_closed()
+
+    run(loop_factory, main())
+
+
+def test_subprocess_and_executor(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; sys.stdout.write(sys.stdin.read().upper())",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate(b"child")
+        assert out == b"CHILD" and proc.returncode == 0
+        assert await loop.run_in_executor(None, sum, [1, 2, 3]) == 6
+        infos = await loop.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)
+        assert infos[0][4] == ("127.0.0.1", 80)
+
+    run(loop_factory, main())
+
+
+def test_no_transport_leak(loop_factory):
+    async def main() -> None:
+        await _echo_roundtrips(Echo)
+
+    run(loop_factory, main())
+    gc.collect()
+    leaked = [o for o in gc.get_objects()
+              if type(o).__name__.endswith("SocketTransport") and getattr(o, "_sock", None)]
+    assert leaked == []
+
+
+@pytest.mark.c_extension
+def test_c_loop_uses_c_transports_including_under_tls(c_backend, tls_files):
+    cert, key = tls_files
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=cert)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server_sides: List[Collector] = []
+
+        def tracked() -> Collector:
+            server_sides.append(Collector(loop))
+            return server_sides[-1]
+
+        server = await loop.create_server(tracked, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        assert type(transport).__module__ == "zerosock._aio_transport_c"
+        transport.close()
+        tls_server = await loop.create_server(tracked, "127.0.0.1", 0, ssl=server_ctx)
+        port = tls_server.sockets[0].getsockname()[1]
+        tls, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port,
+                                              ssl=client_ctx, server_hostname="localhost")
+        raw = tls._ssl_protocol._transport
+        assert type(raw).__module__ == "zerosock._aio_transport_c"
+        tls.close()
+        for side in server_sides:
+            await side.made
+            side.transport.close()  # 3.9's TLS transport warns unless closed by its user
+            await side.done
+        for s in (server, tls_server):
+            s.close()
+            await s.wait_closed()
+
+    c_backend.aio.run(main())
+
+
+def test_transport_is_an_asyncio_transport(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        transport, proto = await loop.connect_accepted_socket(lambda: Collector(loop), a)
+        assert isinstance(transport, asyncio.Transport)
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.close()
+        await proto.done
+        b.close()
+
+    run(loop_factory, main())
+
+
+def test_received_bytes_stay_intact_and_hash_right(loop_factory):
+    # Equal-sized reads: a loop that reuses unreferenced bytes objects must never
+    # touch one that a protocol kept, nor leave a stale cached hash.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        kept: List[bytes] = []
+        sent: List[bytes] = []
+        ack: "asyncio.Queue[None]" = asyncio.Queue()
+
+        class Keeper(asyncio.Protocol):
+            count = 0
+
+            def data_received(self, data: bytes) -> None:
+                assert hash(data) == hash(bytes(bytearray(data)))
+                {data: 1}  # caches the hash
+                Keeper.count += 1
+                if Keeper.count % 2:
+                    kept.append(data)
+                else:
+                    kept.append(bytes(bytearray(data)))
+                ack.put_nowait(None)
+
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(Keeper, a)
+        b.setblocking(False)
+        for i in range(50):
+            msg = bytes([i]) * 100
+            sent.append(msg)
+            await loop.sock_sendall(b, msg)
+            await ack.get()
+        assert kept == sent
+        transport.close()
+        b.close()
+        await asyncio.sleep(0)
+
+    run(loop_factory, main())
+
+
+def test_keyboard_interrupt_in_run_forever_keeps_pending_callbacks(loop_factory):
+    loop = loop_factory()
+    try:
+        order: List[str] = []
+
+        def interrupt() -> None:
+            order.append("interrupt")
+            raise KeyboardInterrupt
+
+        a, b = socket.socketpair()
+        b.send(b"x")  # makes a readable before the timers fire
+        loop.add_reader(a, lambda: (order.append("io"), loop.remove_reader(a)))
+        now = loop.time()
+        loop.call_at(now, interrupt)
+        loop.call_at(now, order.append, "timer after")
+        loop.call_soon(order.append, "soon")
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_forever()
+        assert not loop.is_running()
+        loop.call_soon(loop.stop)
+        loop.run_forever()  # the loop is still usable, and nothing was dropped
+        assert order.count("timer after") == 1 and order.count("io") == 1
+        assert order.index("interrupt") < order.index("timer after")
+        a.close()
+        b.close()
+    finally:
+        loop.close()
+
+
+def test_write_buffer_limits_validation_and_failing_pause_writing(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        class BadPause(Collector):
+            def pause_writing(self) -> None:
+                raise ValueError("pause failed")
+
+        a, b = socket.socketpair()
+        transport, proto = await loop.connect_accepted_socket(lambda: BadPause(loop), a)
+        with pytest.raises(ValueError):
+            transport.set_write_buffer_limits(high=1, low=2)
+        transport.set_write_buffer_limits(high=8, low=4)
+        assert transport.get_write_buffer_limits() == (4, 8)
+        transport.set_write_buffer_limits(low=100)
+        assert transport.get_write_buffer_limits() == (100, 400)
+        transport.set_write_buffer_limits(high=1024)
+        while transport.get_write_buffer_size() <= 1024:
+            transport.write(b"w" * 65536)
+        assert not transport.is_closing()  # a failing pause_writing() is only reported
+        transport.abort()
+        await proto.done
+        b.close()
+
+    errors: List[dict] = []
+    run(loop_factory, main(), handler=lambda loop, ctx: errors.append(ctx))
+    assert [e["message"] for e in errors] == ["protocol.pause_writing() failed"]
+    assert isinstance(errors[0]["exception"], ValueError)
+
+
+def test_transport_repr_before_and_after_close(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        transport, proto = await loop.connect_accepted_socket(lambda: Collector(loop), a)
+        name = type(transport).__name__
+        assert repr(transport).startswith(f"<{name} fd=")
+        assert "read=polling" in repr(transport)
+        transport.close()
+        await proto.done
+        assert repr(transport).startswith(f"<{name} closed fd=")
+        b.close()
+
+    run(loop_factory, main())
