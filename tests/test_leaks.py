@@ -179,6 +179,36 @@ def make(case):
         def step():
             overrun(); negative(); no_sep(); bad_fd(); empty.fill(b)  # would block: None
         return step, 1
+    if case == "aio call_soon":
+        loop = zs.aio.new_event_loop()
+        KEEP.append(loop)
+        noop = lambda: None
+        def step():
+            for _ in range(10):
+                loop.call_soon(noop)
+            loop.call_soon(loop.stop)
+            loop.run_forever()
+        return step, 1
+    if case == "aio transport write/read":
+        import asyncio
+        loop = zs.aio.new_event_loop()
+        a, b = stream_pair()
+        got = [0]
+        class Counting(asyncio.Protocol):
+            def data_received(self, data):
+                got[0] += len(data)
+        transport, _ = loop.run_until_complete(
+            loop.create_connection(Counting, sock=socket.socket(fileno=a.detach())))
+        KEEP.extend((loop, transport))
+        def step():
+            transport.write(payload)
+            b.recv_into(view)
+            b.send(payload)
+            want = got[0] + len(payload)
+            while got[0] < want:
+                loop.call_soon(loop.stop)
+                loop.run_forever()
+        return step, 1
     raise SystemExit(f"unknown case {case}")
 
 step, divisor = make(case)
@@ -207,6 +237,7 @@ CASES = [
     "fail:closed", "fail:would-block", "fail:bad-argument", "fail:selector",
     "fail:connect-refused",
     "RecvBuffer fill/readuntil/readexactly", "fail:RecvBuffer",
+    "aio call_soon", "aio transport write/read",
 ]
 
 
