@@ -1,9 +1,10 @@
 """Soak: 10,000 concurrent loopback connections against a synchronous
-selectors echo server, every byte checked, p99 latency reported, the
-server's RSS flat after warm-up; the same server on the standard library is
-the reference.  Plus one socket used by two threads at once.
+selectors echo server and a zerosock.aio echo server, every byte checked,
+p99 latency reported, the server's RSS flat after warm-up; the same servers
+on the standard library (selectors, asyncio) are the reference.  Plus one
+socket used by two threads at once.
 
-``ZEROSOCK_SOAK_SECONDS`` sets the load time per server (default 10;
+``ZEROSOCK_SOAK_SECONDS`` sets the load time per server (default 8;
 ``tools/soak.sh`` runs minutes, on the Python backend too);
 ``ZEROSOCK_SOAK_CONNECTIONS`` the connection count (default 10,000).
 """
@@ -24,7 +25,7 @@ from _hardening import HERE, subprocess_env, under_sanitizer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="rlimits and /proc")
 
-SECONDS = float(os.environ.get("ZEROSOCK_SOAK_SECONDS", "10"))
+SECONDS = float(os.environ.get("ZEROSOCK_SOAK_SECONDS", "8"))
 CONNECTIONS = int(os.environ.get("ZEROSOCK_SOAK_CONNECTIONS", "10000"))
 LONG = "ZEROSOCK_SOAK_SECONDS" in os.environ
 
@@ -89,6 +90,35 @@ while True:
         if sent < n:
             pending[conn] = bytes(view[sent:n])
             sel.modify(conn, std.EVENT_READ | std.EVENT_WRITE, "c")
+"""
+
+# The same echo server on an asyncio loop: zerosock.aio's (argv[2] "aio-c" or
+# "aio-python") or the standard library's ("asyncio").
+AIO_SERVER = r"""
+import asyncio, resource, sys
+sys.path.insert(0, sys.argv[1])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[3]), hard))
+kind = sys.argv[2]
+if kind == "asyncio":
+    new_loop = asyncio.new_event_loop
+else:
+    from _hardening import load
+    new_loop = load(kind.split("-", 1)[1]).aio.new_event_loop
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+    def data_received(self, data):
+        self.transport.write(data)
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0, backlog=4096)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+loop = new_loop()
+loop.run_until_complete(main())
 """
 
 # The load: stdlib epoll, non-blocking, one request in flight per connection;
@@ -228,18 +258,20 @@ def _raise_limit() -> int:
 
 
 def _servers():
-    names = [pytest.param("c", marks=pytest.mark.c_extension), "stdlib"]
+    names = [pytest.param("c", marks=pytest.mark.c_extension), "stdlib",
+             pytest.param("aio-c", marks=pytest.mark.c_extension), "asyncio"]
     if LONG:
-        names.insert(1, "python")
+        names += ["python", "aio-python"]
     return names
 
 
 @pytest.mark.parametrize("name", _servers())
 def test_soak_echo(name, request):
-    if name == "c" and request.config.getoption("--no-c-extensions"):
+    if name.endswith("c") and request.config.getoption("--no-c-extensions"):
         pytest.skip("C extensions disabled")
     limit = _raise_limit()
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(HERE), name, str(limit)],
+    script = AIO_SERVER if name.startswith("aio") or name == "asyncio" else SERVER
+    server = subprocess.Popen([sys.executable, "-c", script, str(HERE), name, str(limit)],
                               stdout=subprocess.PIPE, text=True, env=subprocess_env())
     client = None
     try:
