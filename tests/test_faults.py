@@ -632,3 +632,56 @@ def test_send_many_reports_what_went_when_another_writer_fills_the_buffer(py_bac
         s.settimeout(0.2)
         assert s.send_many([b"one", b"two", b"three"]) == 1
         assert b.recv(10) == b"one"
+
+
+# ------------------------------------------------------- the asyncio loop
+
+
+def _aio_loop(impl):
+    import asyncio
+    return asyncio.new_event_loop() if impl.BACKEND == "stdlib" else impl.aio.new_event_loop()
+
+
+def test_storm_aio_loop_loses_nothing(impl):
+    import asyncio
+    payload = PAYLOAD[: 1 << 20]
+
+    async def echo(reader, writer):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        async with server:
+            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+            for i in range(0, len(payload), 65536):
+                writer.write(payload[i:i + 65536])
+                await asyncio.sleep(0.001)
+            writer.write_eof()
+            back = await reader.read(-1)
+            writer.close()
+            await writer.wait_closed()
+            return back
+
+    loop = _aio_loop(impl)
+    try:
+        with Storm() as storm:
+            back = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert back == payload
+    assert storm.count > 2
+
+
+def test_storm_aio_handler_exception_propagates(impl):
+    import asyncio
+    loop = _aio_loop(impl)
+    try:
+        start = time.monotonic()
+        with pytest.raises(StormError), Storm(interval=RAISE_INTERVAL, raise_after=20):
+            loop.run_until_complete(asyncio.sleep(10))
+        assert time.monotonic() - start < 5
+    finally:
+        loop.close()
