@@ -10,8 +10,11 @@ import textwrap
 from pathlib import Path
 from typing import Dict, Optional
 
+import zerosock
+
 HERE = Path(__file__).resolve().parent
-SRC = HERE.parent / "src"
+# The directory holding the zerosock under test (installed, or built in place in src/).
+SRC = Path(zerosock.__file__).resolve().parent.parent
 
 
 def subprocess_env(**extra: str) -> Dict[str, str]:

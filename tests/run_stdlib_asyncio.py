@@ -258,5 +258,8 @@ def main(argv: "List[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
+    try:
+        import zerosock  # noqa: F401  (the installed package, when there is one)
+    except ImportError:
+        sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
     sys.exit(main())
