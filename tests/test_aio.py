@@ -278,6 +278,72 @@ def test_large_write_to_slow_reader_is_bounded_and_complete(loop_factory):
     run(loop_factory, main())
 
 
+def test_peer_that_never_reads_pauses_the_writer_and_loses_nothing(loop_factory):
+    """A peer that stops reading: the writer is paused with bounded memory,
+    and once the peer reads again every byte arrives, in order."""
+    chunk = 64 * 1024
+    high = 128 * 1024
+
+    class Producer(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.paused = asyncio.get_running_loop().create_future()
+            self.digest = hashlib.sha256()
+            self.sent = 0
+            self.peak = 0
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            transport.set_write_buffer_limits(high=high)  # type: ignore[attr-defined]
+            for i in range(1000):  # bounded: stops at the first pause
+                if self.paused.done():
+                    break
+                block = bytes([i % 251]) * chunk
+                self.digest.update(block)
+                self.sent += len(block)
+                transport.write(block)  # type: ignore[attr-defined]
+                self.peak = max(self.peak, transport.get_write_buffer_size())  # type: ignore[attr-defined]
+
+        def pause_writing(self) -> None:
+            if not self.paused.done():
+                self.paused.set_result(None)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        producers: List[Producer] = []
+
+        def factory() -> Producer:
+            producers.append(Producer())
+            return producers[-1]
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        sock = socket.create_connection(("127.0.0.1", port))
+        try:
+            while not producers:
+                await asyncio.sleep(0.01)
+            producer = producers[0]
+            await asyncio.wait_for(producer.paused, 10)  # the peer has read nothing yet
+            assert producer.peak <= high + chunk  # memory bounded by the limits
+            producer.transport.close()  # close after flushing what is queued
+            sock.setblocking(False)
+            got = hashlib.sha256()
+            received = 0
+            while received < producer.sent:
+                data = await loop.sock_recv(sock, 1 << 16)
+                if not data:
+                    break
+                received += len(data)
+                got.update(data)
+            assert received == producer.sent
+            assert got.digest() == producer.digest.digest()
+        finally:
+            sock.close()
+            server.close()
+            await server.wait_closed()
+
+    run(loop_factory, main())
+
+
 def test_pause_writing_and_resume_writing_are_called(loop_factory):
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -589,7 +655,7 @@ def test_call_soon_threadsafe_from_many_threads(loop_factory):
         loop = asyncio.get_running_loop()
         count = 0
         done = loop.create_future()
-        per_thread, threads = 200, 4
+        per_thread, threads = 2000, 8
 
         def bump() -> None:
             nonlocal count
@@ -609,7 +675,7 @@ def test_call_soon_threadsafe_from_many_threads(loop_factory):
             t.join()
         return count
 
-    assert run(loop_factory, main()) == 800
+    assert run(loop_factory, main()) == 16000
 
 
 def test_timers_run_in_order(loop_factory):
