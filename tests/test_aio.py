@@ -602,6 +602,102 @@ def test_write_rejects_non_bytes(loop_factory):
     run(loop_factory, main())
 
 
+def test_write_of_unusable_buffers_is_checked_as_the_stdlib_does(loop_factory):
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        transport, proto = await loop.connect_accepted_socket(lambda: Collector(loop), a)
+        released = memoryview(b"abc")
+        released.release()
+        with pytest.raises(ValueError):
+            transport.write(released)
+        transport.write(memoryview(b"\0" * 8).cast("I"))  # two 4-byte items
+        transport.write(memoryview(bytearray(b"xy")).toreadonly())
+        transport.write(memoryview(b"0123456789")[::2])  # not contiguous: fatal
+        exc = await proto.done
+        data = b.recv(100)
+        b.close()
+        return [type(exc), data]
+
+    errors: List[dict] = []
+    kind, data = run(loop_factory, main(), handler=lambda loop, ctx: errors.append(ctx))
+    with socket.socket() as sock, pytest.raises(Exception) as raised:
+        sock.send(memoryview(b"0123456789")[::2])  # what the stdlib transport meets
+    assert kind is raised.type
+    assert data == b"\0" * 8 + b"xy"
+    assert len(errors) == 1 and type(errors[0]["exception"]) is raised.type
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda: bytes(16), id="bytes"),
+    pytest.param(lambda: memoryview(bytearray(16)).toreadonly(), id="readonly-view"),
+    pytest.param(lambda: memoryview(bytearray(32))[::2], id="strided-view"),
+])
+def test_get_buffer_returning_an_unwritable_buffer_is_a_read_error(loop_factory, make):
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        lost = loop.create_future()
+
+        class Unwritable(asyncio.BufferedProtocol):
+            def get_buffer(self, hint: int) -> Any:
+                return make()
+
+            def buffer_updated(self, n: int) -> None:
+                pass
+
+            def connection_lost(self, exc: Optional[BaseException]) -> None:
+                lost.set_result(exc)
+
+        a, b = socket.socketpair()
+        await loop.connect_accepted_socket(Unwritable, a)
+        b.sendall(b"x")
+        exc = await lost
+        b.close()
+        return exc
+
+    errors: List[dict] = []
+    exc = run(loop_factory, main(), handler=lambda loop, ctx: errors.append(ctx))
+    assert isinstance(exc, TypeError)
+    assert len(errors) == 1 and errors[0]["message"] == "Fatal read error on socket transport"
+
+
+def test_buffered_protocol_reads_into_every_kind_of_writable_buffer(loop_factory):
+    async def main() -> bytes:
+        loop = asyncio.get_running_loop()
+        got = bytearray()
+        done = loop.create_future()
+        kinds = [lambda: bytearray(3), lambda: memoryview(bytearray(5)),
+                 lambda: memoryview(bytearray(8)).cast("I"), lambda: memoryview(bytearray(10))[2:6]]
+
+        class Rotating(asyncio.BufferedProtocol):
+            count = 0
+
+            def get_buffer(self, hint: int) -> Any:
+                self.buf = kinds[self.count % len(kinds)]()
+                self.count += 1
+                return self.buf
+
+            def buffer_updated(self, n: int) -> None:
+                got.extend(memoryview(self.buf).cast("B")[:n])
+
+            def eof_received(self) -> None:
+                done.set_result(bytes(got))
+
+        a, b = socket.socketpair()
+        await loop.connect_accepted_socket(Rotating, a)
+        payload = bytes(range(256)) * 4
+        for i in range(0, len(payload), 37):
+            b.sendall(payload[i:i + 37])
+            await asyncio.sleep(0)
+        b.shutdown(socket.SHUT_WR)
+        result = await done
+        b.close()
+        assert result == payload
+        return result
+
+    run(loop_factory, main())
+
+
 def test_extra_info_and_protocol_swap(loop_factory):
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -697,6 +793,162 @@ def test_timers_run_in_order(loop_factory):
 
     assert run(loop_factory, main()) == ["soon", 0.0, 0.01, 0.02, 0.03,
                                          "same-0", "same-1", "same-2"]
+
+
+def _callback_order(loop: asyncio.AbstractEventLoop) -> List[Any]:
+    """What runs when, in one loop: callbacks, zero-delay and past timers and
+    I/O, each scheduling more of them from ready, timer and I/O callbacks."""
+    log: List[Any] = []
+    a, b = socket.socketpair()
+    a.setblocking(False)
+
+    def on_read() -> None:
+        data = a.recv(16)
+        log.append(("read", data))
+        loop.call_soon(log.append, ("soon-from-read", data))
+        loop.call_later(0, log.append, ("timer-from-read", data))
+        if data == b"1":
+            b.send(b"2")
+        else:
+            loop.call_later(0, loop.stop)
+
+    def second() -> None:
+        log.append("second")
+        loop.call_soon(log.append, "soon-from-second")
+        loop.call_later(0, log.append, "timer-from-second")
+
+    def first() -> None:
+        log.append("first")
+        loop.call_soon(second)
+        loop.call_later(0, log.append, "timer-from-first")
+        loop.call_at(loop.time() - 1, log.append, "past-from-first")
+        b.send(b"1")
+
+    def from_timer() -> None:
+        log.append("timer")
+        loop.call_soon(log.append, "soon-from-timer")
+        loop.call_later(0, log.append, "timer-from-timer")
+
+    loop.add_reader(a, on_read)
+    loop.call_soon(first)
+    loop.call_later(0, from_timer)
+    guard = loop.call_later(TIMEOUT, loop.stop)
+    try:
+        loop.run_forever()
+    finally:
+        guard.cancel()
+        loop.remove_reader(a)
+        a.close()
+        b.close()
+    return log
+
+
+def test_callbacks_timers_and_io_run_in_the_stdlib_order(loop_factory):
+    loop = loop_factory()
+    try:
+        got = _callback_order(loop)
+    finally:
+        loop.close()
+    reference = _stdlib_loop()
+    try:
+        expected = _callback_order(reference)
+    finally:
+        reference.close()
+    assert got == expected
+    assert ("read", b"2") in got
+
+
+def test_many_timers_with_ties_and_cancellations(loop_factory):
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        import random
+        rng = random.Random(5)
+        fired: List[Any] = []
+        now = loop.time()
+        handles = []
+        for i in range(400):
+            when = now + rng.randrange(20) * 0.001
+            handles.append((when, i, loop.call_at(when, fired.append, (when, i))))
+        cancelled = set(rng.sample(range(400), 150))
+        for when, i, handle in handles:
+            if i in cancelled:
+                handle.cancel()
+        assert all(h.when() == when for when, _, h in handles)
+        done = loop.create_future()
+        loop.call_at(now + 0.05, done.set_result, None)
+        await done
+        # Only wait_for's own timer may be left (and cancelled ones the stdlib keeps).
+        return fired, cancelled, sum(1 for h in loop._scheduled
+                                     if h.when() <= now + 1 and not h.cancelled())
+
+    fired, cancelled, left = run(loop_factory, main())
+    assert sorted(i for _, i in fired) == sorted(set(range(400)) - cancelled)
+    assert [when for when, _ in fired] == sorted(when for when, _ in fired)
+    assert left == 0
+
+
+def test_cancelled_timers_are_dropped_from_a_large_heap(loop_factory):
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        far = [loop.call_later(3600, print, i) for i in range(200)]
+        for handle in far[:150]:
+            handle.cancel()
+        before = len(loop._scheduled)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        after = len(loop._scheduled)
+        for handle in far[150:]:
+            handle.cancel()
+        return before, after, [h.cancelled() for h in far[:3]]
+
+    before, after, states = run(loop_factory, main())
+    assert before - after == 150  # (wait_for's timer is there too)
+    assert states == [True, True, True]
+
+
+def test_call_later_and_call_at_check_arguments(loop_factory):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(TypeError):
+            loop.call_later(None, print)
+        with pytest.raises(TypeError):
+            loop.call_later("1", print)
+        if sys.version_info >= (3, 11):  # older asyncio accepts call_at(None)
+            with pytest.raises(TypeError):
+                loop.call_at(None, print)
+        handle = loop.call_later(0, print)
+        assert isinstance(handle, asyncio.TimerHandle) and handle.when() <= loop.time()
+        handle.cancel()
+
+    run(loop_factory, main())
+    loop = loop_factory()
+    loop.close()
+    with pytest.raises(RuntimeError):
+        loop.call_later(1, print)
+    with pytest.raises(RuntimeError):
+        loop.call_at(1, print)
+
+
+def test_debug_mode_timers_and_slow_callback_warning(loop_factory, caplog):
+    async def main() -> List[str]:
+        loop = asyncio.get_running_loop()
+        loop.slow_callback_duration = 0.0
+        order: List[str] = []
+        handle = loop.call_later(0.001, order.append, "later")
+        assert handle._source_traceback
+        loop.call_soon(order.append, "soon")
+        await asyncio.sleep(0.01)
+        return order
+
+    loop = loop_factory()
+    loop.set_debug(True)
+    try:
+        with caplog.at_level("WARNING", logger="asyncio"):
+            order = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert order == ["soon", "later"]
+    assert any("Executing" in r.getMessage() for r in caplog.records)
 
 
 def test_exception_in_callback_keeps_loop_alive(loop_factory):

@@ -4,10 +4,10 @@
 zerosock's C selector, with C socket transports and its iteration in C."""
 
 import asyncio
-from asyncio import sslproto
+from asyncio import events, sslproto
 
 from zerosock import _aio_shared
-from zerosock._aio_core_c import new_soon_handle, run_once
+from zerosock._aio_core_c import LoopCore
 from zerosock._aio_transport_c import SocketTransport
 from zerosock._selectors_c import DefaultSelector
 
@@ -21,6 +21,8 @@ class EventLoop(asyncio.SelectorEventLoop):
         if selector is None:
             selector = DefaultSelector()
         super().__init__(selector)
+        self._core = LoopCore(self)
+        self._scheduled = self._core.timers
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         self._ensure_fd_no_transport(sock)  # as the stdlib does since 3.12
@@ -42,13 +44,35 @@ class EventLoop(asyncio.SelectorEventLoop):
             return super().call_soon(callback, *args, context=context)
         if self._closed:
             raise RuntimeError("Event loop is closed")
-        return new_soon_handle(self, callback, args, context)
+        return self._core.call_soon(callback, args, context)
+
+    def call_later(self, delay, callback, *args, context=None):
+        if self._debug:
+            return super().call_later(delay, callback, *args, context=context)
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        return self._core.call_later(delay, callback, args, context)
+
+    def call_at(self, when, callback, *args, context=None):
+        if when is None:
+            raise TypeError("when cannot be None")
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if not self._debug:
+            return self._core.call_at(when, callback, args, context)
+        # Debug mode: the stdlib's checks, and a handle that keeps its traceback.
+        self._check_thread()
+        self._check_callback(callback, "call_at")
+        timer = events.TimerHandle(when, callback, args, self, context)
+        self._core.schedule(when, timer)  # (a compiled call_at leaves no frame to trim)
+        return timer
+
+    def _timer_handle_cancelled(self, handle):
+        if handle._scheduled:
+            self._scheduled.cancelled_count += 1
 
     def _run_once(self):
-        if self._debug:
-            # Debug mode times callbacks and tracks the current handle: the stdlib does it.
-            return super()._run_once()
-        run_once(self)
+        self._core.run_once()
 
 
 class EventLoopPolicy(_aio_shared.BasePolicy):

@@ -1,81 +1,42 @@
 # cython: language_level=3
-"""The loop core of zerosock.aio: one iteration of the event loop in C.
+"""The loop core of zerosock.aio: the event loop's iteration, the runner of
+its ready queue and its timers, in C.
 
-The standard library's ``BaseEventLoop._run_once`` step for step, on the same
-``_ready`` deque and ``_scheduled`` heap (so ``call_soon``, ``call_at`` and
-cancellation work unchanged), polling through the C selector's C-level API
-and running transports' I/O handles without a Python call."""
+An iteration is the stdlib's ``BaseEventLoop._run_once`` step for step, on the
+same ``_ready`` deque, polling through the C selector's C-level API, with the
+timers on a C heap (:mod:`zerosock._aio_timers_c`) and the transports' I/O
+handles run without a Python call."""
 
 cimport cython
-from cpython.object cimport PyObject
-from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.contextvars cimport PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.math cimport ceil
 
-import heapq
 import inspect
+import time
 from asyncio import base_events, events, format_helpers
-from selectors import EVENT_READ, EVENT_WRITE
 
+from zerosock._aio_timers_c cimport TimerHeap
 from zerosock._aio_transport_c cimport IOHandle
 from zerosock._selectors_c cimport Selector, zs_event, ZS_EV_READ, ZS_EV_WRITE
 
-cdef object _heappop = heapq.heappop
-cdef object _heapify = heapq.heapify
+from selectors import EVENT_READ, EVENT_WRITE
+
 cdef double MAX_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
 cdef Py_ssize_t MIN_SCHEDULED = base_events._MIN_SCHEDULED_TIMER_HANDLES
 cdef double MIN_CANCELLED_FRACTION = base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION
 cdef type IOHandleType = IOHandle
 cdef type HandleType = events.Handle
 cdef type TimerHandleType = events.TimerHandle
+cdef object _monotonic = time.monotonic
+cdef object _stdlib_time = base_events.BaseEventLoop.time
+cdef object _format_handle = base_events._format_handle
 cdef object _format_callback_source = format_helpers._format_callback_source
 cdef bint FORMAT_TAKES_DEBUG = "debug" in inspect.signature(_format_callback_source).parameters
-
-
-cdef inline int _dispatch(object loop, list io, object fileobj, object handle,
-                          bint writing) except -1:
-    # The stdlib's _process_events for one handle, collecting into ``io``.
-    cdef bint cancelled
-    if handle is None:
-        return 0
-    if type(handle) is IOHandleType:
-        cancelled = (<IOHandle>handle)._cancelled
-    else:
-        cancelled = handle._cancelled
-    if cancelled:
-        if writing:
-            loop._remove_writer(fileobj)
-        else:
-            loop._remove_reader(fileobj)
-    else:
-        io.append(handle)
-    return 0
-
-
-cdef int _poll_native(object loop, Selector sel, list io, double timeout) except -1:
-    cdef int ms, n, i, mask
-    cdef zs_event ev
-    cdef PyObject *found
-    if timeout < 0:
-        ms = -1
-    else:
-        ms = <int>ceil(timeout * 1000.0)
-    n = sel.poll_ms(ms)
-    for i in range(n):
-        ev = sel.ready_event(i)
-        found = sel.key_for_fd(ev.fd)
-        if found == NULL:
-            continue  # unregistered since
-        key = <object>found  # owned from here on: callbacks below may unregister it
-        mask = ev.events & sel.interest_of(ev.fd)
-        data = <object>PyTuple_GET_ITEM(key, 3)
-        fileobj = <object>PyTuple_GET_ITEM(key, 0)
-        reader, writer = data
-        if mask & ZS_EV_READ:
-            _dispatch(loop, io, fileobj, reader, False)
-        if mask & ZS_EV_WRITE:
-            _dispatch(loop, io, fileobj, writer, True)
-    return 0
+cdef object _new_object = object.__new__
 
 
 cdef int _run_stdlib_handle(object handle) except -1:
@@ -123,98 +84,253 @@ cdef inline int _run_handle(object handle) except -1:
     return 0
 
 
-def run_once(loop):
-    """One iteration of ``loop`` (a BaseSelectorEventLoop not in debug mode).
+cdef inline bint _cancelled(object handle) except -1:
+    if type(handle) is IOHandleType:
+        return (<IOHandle>handle)._cancelled
+    return handle._cancelled
 
-    The order is the stdlib's: callbacks that were ready before the poll, then
-    the I/O callbacks of this poll, then the timers now due; what these
-    schedule runs next time.  I/O callbacks and due timers are kept in C lists
-    rather than passed through ``_ready``, the same order without the deque."""
-    cdef list scheduled = loop._scheduled
-    cdef Py_ssize_t sched_count = len(scheduled), before, i, j, k
-    cdef double timeout, end_time
-    cdef object ready = loop._ready
-    cdef object selector
-    cdef list io = []
-    cdef list timers = []
 
-    if (sched_count > MIN_SCHEDULED and
-            loop._timer_cancelled_count / sched_count > MIN_CANCELLED_FRACTION):
-        # Drop cancelled timers when there are too many of them.
-        new_scheduled = []
-        for handle in scheduled:
-            if handle._cancelled:
-                handle._scheduled = False
+@cython.final
+cdef class LoopCore:
+    """The C half of one :class:`~zerosock.aio.EventLoop`."""
+
+    cdef object loop
+    cdef dict state               # the loop's __dict__: _debug and _stopping read at each iteration
+    cdef object ready             # the loop's _ready deque
+    cdef readonly TimerHeap timers  # the loop's _scheduled
+    cdef Selector native          # the loop's selector when it is zerosock's C one
+    cdef bint stdlib_time         # loop.time() is time.monotonic()
+    cdef double clock_resolution
+    # This iteration's I/O handles, then its due timers: owned references in
+    # an array kept from one iteration to the next.
+    cdef PyObject **pending
+    cdef Py_ssize_t npending, pending_capacity
+
+    def __cinit__(self, loop):
+        self.loop = loop
+        self.state = loop.__dict__
+        self.ready = loop._ready
+        self.timers = TimerHeap()
+        self.stdlib_time = type(loop).time is _stdlib_time
+        self.clock_resolution = loop._clock_resolution
+        selector = loop._selector
+        if isinstance(selector, Selector) and (<Selector>selector)._native is not None:
+            self.native = <Selector>selector
+
+    def __dealloc__(self):
+        self._release_pending(0)
+        PyMem_Free(self.pending)
+
+    cdef int _add_pending(self, object handle) except -1:
+        cdef Py_ssize_t capacity
+        cdef PyObject **grown
+        if self.npending == self.pending_capacity:
+            capacity = max(64, 2 * self.pending_capacity)
+            grown = <PyObject **>PyMem_Realloc(self.pending, <size_t>capacity * sizeof(PyObject *))
+            if grown == NULL:
+                raise MemoryError()
+            self.pending = grown
+            self.pending_capacity = capacity
+        Py_INCREF(handle)
+        self.pending[self.npending] = <PyObject *>handle
+        self.npending += 1
+        return 0
+
+    cdef void _release_pending(self, Py_ssize_t start) noexcept:
+        """Drop the pending handles from ``start`` on, and empty the array."""
+        cdef Py_ssize_t i, n = self.npending
+        self.npending = 0
+        for i in range(start, n):
+            Py_DECREF(<object>self.pending[i])
+
+    cdef inline double now(self) except? -1.0:
+        if self.stdlib_time:
+            return _monotonic()
+        return self.loop.time()
+
+    # -- scheduling -------------------------------------------------------------
+
+    def call_soon(self, callback, tuple args, context):
+        """``loop.call_soon``'s Handle, made and queued without the Python
+        ``Handle.__init__`` frame (a loop not in debug mode: no traceback)."""
+        handle = _new_object(HandleType)
+        handle._context = PyContext_CopyCurrent() if context is None else context
+        handle._loop = self.loop
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
+        self.ready.append(handle)
+        return handle
+
+    def call_at(self, when, callback, tuple args, context):
+        """``loop.call_at``'s TimerHandle, made without its Python frames and
+        pushed on the C heap (a loop not in debug mode)."""
+        cdef double at
+        if when is None:
+            raise TypeError("when cannot be None")
+        at = when
+        handle = _new_object(TimerHandleType)
+        handle._context = PyContext_CopyCurrent() if context is None else context
+        handle._loop = self.loop
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
+        handle._when = when
+        self.schedule(at, handle)
+        return handle
+
+    def call_later(self, delay, callback, tuple args, context):
+        if delay is None:
+            raise TypeError("delay must not be None")
+        return self.call_at(self.now() + delay, callback, args, context)
+
+    def schedule(self, double when, handle):
+        """Put a made TimerHandle on the heap, as ``heappush`` and ``_scheduled = True`` do."""
+        self.timers.push(when, handle)
+        handle._scheduled = True
+
+    # -- one iteration ----------------------------------------------------------
+
+    cdef int _collect(self, object fileobj, object handle, bint writing) except -1:
+        # The stdlib's _process_events for one handle.
+        if handle is None:
+            return 0
+        if _cancelled(handle):
+            if writing:
+                self.loop._remove_writer(fileobj)
             else:
-                new_scheduled.append(handle)
-        _heapify(new_scheduled)
-        loop._scheduled = scheduled = new_scheduled
-        loop._timer_cancelled_count = 0
-    else:
-        while scheduled and scheduled[0]._cancelled:
-            loop._timer_cancelled_count -= 1
-            handle = _heappop(scheduled)
+                self.loop._remove_reader(fileobj)
+        else:
+            self._add_pending(handle)
+        return 0
+
+    cdef int _poll(self, double timeout) except -1:
+        cdef Selector sel = self.native
+        cdef int ms, n, i, mask
+        cdef zs_event ev
+        cdef PyObject *found
+        if sel is None:
+            for key, mask in self.loop._selector.select(None if timeout < 0 else timeout):
+                reader, writer = key.data
+                if mask & EVENT_READ:
+                    self._collect(key.fileobj, reader, False)
+                if mask & EVENT_WRITE:
+                    self._collect(key.fileobj, writer, True)
+            return 0
+        ms = -1 if timeout < 0 else <int>ceil(timeout * 1000.0)
+        n = sel.poll_ms(ms)
+        for i in range(n):
+            ev = sel.ready_event(i)
+            found = sel.key_for_fd(ev.fd)
+            if found == NULL:
+                continue  # unregistered since
+            key = <object>found  # owned from here on: a removal below may drop the selector's
+            mask = ev.events & sel.interest_of(ev.fd)
+            data = <object>PyTuple_GET_ITEM(key, 3)
+            if mask & ZS_EV_READ:
+                self._collect(<object>PyTuple_GET_ITEM(key, 0),
+                              <object>PyTuple_GET_ITEM(data, 0), False)
+            if mask & ZS_EV_WRITE:
+                self._collect(<object>PyTuple_GET_ITEM(key, 0),
+                              <object>PyTuple_GET_ITEM(data, 1), True)
+        return 0
+
+    cdef int _drop_cancelled_timers(self) except -1:
+        cdef TimerHeap timers = self.timers
+        cdef Py_ssize_t count = len(timers.handles)
+        if count > MIN_SCHEDULED and timers.cancelled_count > MIN_CANCELLED_FRACTION * count:
+            timers.compact()
+            return 0
+        while timers.handles and timers.handles[0]._cancelled:
+            timers.cancelled_count -= 1
+            handle = timers.pop(NULL)
             handle._scheduled = False
+        return 0
 
-    if ready or loop._stopping:
-        timeout = 0.0
-    elif scheduled:
-        timeout = min(max(0.0, <double>scheduled[0]._when - <double>loop.time()), MAX_TIMEOUT)
-    else:
-        timeout = -1.0
-
-    selector = loop._selector
-    if isinstance(selector, Selector) and (<Selector>selector)._native is not None:
-        _poll_native(loop, <Selector>selector, io, timeout)
-    else:
-        loop._process_events(selector.select(None if timeout < 0 else timeout))
-    before = len(ready)
-
-    # Timers that are due.
-    if scheduled:
-        end_time = loop.time() + loop._clock_resolution
-        while scheduled:
-            handle = scheduled[0]
-            if handle._when >= end_time:
-                break
-            handle = _heappop(scheduled)
+    cdef int _collect_due(self) except -1:
+        """Add the timers now due to the pending handles, after the I/O ones."""
+        cdef TimerHeap timers = self.timers
+        cdef double end_time
+        if not timers.handles:
+            return 0
+        end_time = self.now() + self.clock_resolution
+        while timers.handles and timers.keys[0].when < end_time:
+            handle = timers.pop(NULL)
             handle._scheduled = False
-            timers.append(handle)
+            if handle._cancelled:
+                timers.cancelled_count -= 1
+            else:
+                self._add_pending(handle)
+        return 0
 
-    i = j = k = 0
-    try:
-        while i < before:
-            i += 1
-            _run_handle(ready.popleft())
-        while j < len(io):
-            j += 1
-            _run_handle(io[j - 1])
-        while k < len(timers):
-            k += 1
-            _run_handle(timers[k - 1])
-    except BaseException:
-        # Leave what did not run at the head of _ready, in order, as the stdlib does.
-        rest = io[j:] + timers[k:]
-        if rest:
-            for handle in reversed(rest):
-                ready.insert(before - i, handle)
-        raise
-    handle = None
+    cdef int _run_debug(self, object handle) except -1:
+        # The stdlib's debug-mode accounting: the current handle, slow callbacks logged.
+        loop = self.loop
+        try:
+            loop._current_handle = handle
+            t0 = loop.time()
+            _run_handle(handle)
+            dt = loop.time() - t0
+            if dt >= loop.slow_callback_duration:
+                # base_events' own logger, looked up now: where the stdlib logs this.
+                base_events.logger.warning("Executing %s took %.3f seconds",
+                                           _format_handle(handle), dt)
+        finally:
+            loop._current_handle = None
+        return 0
 
+    def run_once(self):
+        """One iteration of the loop: the stdlib's ``_run_once``, in its order."""
+        cdef object ready = self.ready
+        cdef TimerHeap timers = self.timers
+        cdef Py_ssize_t todo, i = 0, j
+        cdef double timeout
+        cdef bint debug = self.state["_debug"]
 
-cdef object _new_object = object.__new__
+        self._drop_cancelled_timers()
+        if ready or self.state["_stopping"]:
+            timeout = 0.0
+        elif timers.handles:
+            timeout = min(max(0.0, timers.keys[0].when - self.now()), MAX_TIMEOUT)
+        else:
+            timeout = -1.0
 
-
-def new_soon_handle(loop, callback, tuple args, context):
-    """``loop.call_soon``'s Handle, made and queued without the Python
-    ``Handle.__init__`` frame (for a loop not in debug mode: no traceback)."""
-    handle = _new_object(HandleType)
-    handle._context = PyContext_CopyCurrent() if context is None else context
-    handle._loop = loop
-    handle._callback = callback
-    handle._args = args
-    handle._cancelled = False
-    handle._repr = None
-    handle._source_traceback = None
-    loop._ready.append(handle)
-    return handle
+        try:
+            self._poll(timeout)
+            self._collect_due()
+        except BaseException:
+            self._release_pending(0)
+            raise
+        # Run what was ready before the poll, then the I/O handles, then the
+        # timers due; what these schedule runs next time.
+        todo = len(ready)
+        try:
+            while todo > 0:
+                todo -= 1
+                handle = ready.popleft()
+                if debug:
+                    self._run_debug(handle)
+                else:
+                    _run_handle(handle)
+            while i < self.npending:
+                handle = <object>self.pending[i]
+                i += 1
+                if debug:
+                    self._run_debug(handle)
+                elif type(handle) is IOHandleType:
+                    if not (<IOHandle>handle)._cancelled:
+                        (<IOHandle>handle).run()
+                else:
+                    _run_handle(handle)
+        except BaseException:
+            # What did not run stays at the head of _ready, in order, as in the stdlib.
+            for j in range(self.npending - 1, i - 1, -1):
+                ready.insert(todo, <object>self.pending[j])
+            raise
+        finally:
+            handle = None  # no cycle through an exception's frame
+            self._release_pending(0)

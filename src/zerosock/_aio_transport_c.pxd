@@ -20,6 +20,9 @@ cdef class TransportCore:
     cdef public Py_ssize_t _high_water
     cdef public Py_ssize_t _low_water
     cdef bint _buffered              # the protocol is a BufferedProtocol
+    cdef object _get_buffer          # the protocol's bound methods that reads call
+    cdef object _buffer_updated
+    cdef object _data_received
     # Queued output: bytes objects, the first one sent from _head_offset on.
     cdef object _queue               # collections.deque
     cdef Py_ssize_t _head_offset

@@ -12,6 +12,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyOb
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.contextvars cimport PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
 from libc.string cimport memcpy, memset
+from cpython.object cimport PyObject, PyObject_TypeCheck, PyTypeObject
 from cpython.ref cimport Py_REFCNT
 
 import collections
@@ -23,6 +24,7 @@ from asyncio.log import logger
 from asyncio.selector_events import _test_selector_event
 from selectors import EVENT_READ, EVENT_WRITE
 
+from zerosock._buffers cimport zs_borrow_memory
 from zerosock._shim cimport (
     ZS_EINTR, ZS_HAVE_MSG, zs_iov_set, zs_iovec, zs_is_would_block, zs_last_error, zs_msghdr,
     zs_recv, zs_send, zs_sendmsg, zs_strerror,
@@ -212,6 +214,11 @@ cdef class TransportCore:
     def set_protocol(self, protocol):
         self._buffered = isinstance(protocol, _BufferedProtocol)
         self._protocol = protocol
+        # Bound once, as uvloop does, so that a read calls them without a
+        # lookup; one missing fails at the read that needs it, as in the stdlib.
+        self._get_buffer = getattr(protocol, "get_buffer", None)
+        self._buffer_updated = getattr(protocol, "buffer_updated", None)
+        self._data_received = getattr(protocol, "data_received", None)
         self._protocol_connected = True
 
     def get_protocol(self):
@@ -292,32 +299,34 @@ cdef class TransportCore:
 
     cdef int c_write(self, object data) except -1:
         cdef Py_buffer view
-        cdef const char *ptr
+        cdef char *ptr
         cdef Py_ssize_t length
         cdef long n = 0
         cdef int err
         cdef bint have_view = False
-        if not isinstance(data, (bytes, bytearray, memoryview)):
+        cdef bint borrowed = zs_borrow_memory(data, False, &ptr, &length)
+        if not borrowed and not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
         if self._eof:
             raise RuntimeError("Cannot call write() after write_eof()")
         if self._empty_waiter is not None:
             raise RuntimeError("unable to write; sendfile is in progress")
-        if PyBytes_CheckExact(data):
-            ptr = PyBytes_AS_STRING(data)
-            length = PyBytes_GET_SIZE(data)
-        else:
+        if not borrowed:
+            if not data:  # as the stdlib asks: a released view raises here
+                return 0
             try:
                 PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            except (SystemExit, KeyboardInterrupt):
+                raise
             except BaseException as exc:
-                if isinstance(exc, (SystemExit, KeyboardInterrupt)):
-                    raise
                 self._fatal_error(exc, "Fatal write error on socket transport")
                 return 0
             have_view = True
-            ptr = <const char *>view.buf
+            ptr = <char *>view.buf
             length = view.len
+        # A borrowed pointer is used only until the rest is copied below,
+        # before any call that could run Python code.
         try:
             if length == 0:
                 return 0
@@ -337,15 +346,17 @@ cdef class TransportCore:
                     n = 0
                 if n == length:
                     return 0
-                self._add_io(True)
             if n == 0 and PyBytes_CheckExact(data):
-                self._queue.append(data)  # immutable: no copy
+                rest = data  # immutable: no copy
             else:
-                self._queue.append(PyBytes_FromStringAndSize(ptr + n, length - n))
-            self._buffer_size += length - n
+                rest = PyBytes_FromStringAndSize(ptr + n, length - n)
         finally:
             if have_view:
                 PyBuffer_Release(&view)
+        if self._buffer_size == 0:
+            self._add_io(True)
+        self._queue.append(rest)
+        self._buffer_size += length - n
         self._pause_check()
         return 0
 
@@ -435,27 +446,42 @@ cdef class TransportCore:
 
     cdef int _read_into_buffer(self) except -1:
         cdef Py_buffer view
+        cdef char *ptr
+        cdef Py_ssize_t length
         cdef long n
         cdef int err
+        cdef bint borrowed = False
         try:
-            buf = self._protocol.get_buffer(-1)
-            if not len(buf):
+            get_buffer = self._get_buffer
+            if get_buffer is None:
+                get_buffer = self._protocol.get_buffer
+            buf = get_buffer(-1)
+            borrowed = zs_borrow_memory(buf, True, &ptr, &length)
+            if not (length if borrowed else len(buf)):
                 raise RuntimeError("get_buffer() returned an empty buffer")
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
             return 0
-        try:
-            PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal read error on socket transport")
-            return 0
-        n = zs_recv(self._fd, view.buf, <size_t>view.len, 0)
+        if not borrowed:
+            try:
+                PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                # What socket.recv_into() raises for a buffer it cannot fill.
+                self._fatal_error(TypeError(f"recv_into() argument 'buffer' must be read-write "
+                                            f"bytes-like object, not {type(buf).__name__}"),
+                                  "Fatal read error on socket transport")
+                return 0
+            ptr = <char *>view.buf
+            length = view.len
+        # ``buf`` holds the memory; no Python code runs until the read is done.
+        n = zs_recv(self._fd, ptr, <size_t>length, 0)
         err = zs_last_error() if n < 0 else 0
-        PyBuffer_Release(&view)
+        if not borrowed:
+            PyBuffer_Release(&view)
         buf = None
         if n < 0:
             if zs_is_would_block(err) or err == ZS_EINTR:
@@ -465,7 +491,10 @@ cdef class TransportCore:
         if n == 0:
             return self._on_eof()
         try:
-            self._protocol.buffer_updated(n)
+            buffer_updated = self._buffer_updated
+            if buffer_updated is None:
+                buffer_updated = self._protocol.buffer_updated
+            buffer_updated(n)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -492,7 +521,10 @@ cdef class TransportCore:
         else:
             data = PyBytes_FromStringAndSize(_scratch, n)
         try:
-            self._protocol.data_received(data)
+            data_received = self._data_received
+            if data_received is None:
+                data_received = self._protocol.data_received
+            data_received(data)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -627,6 +659,7 @@ cdef class TransportCore:
             self._sock.close()
             self._sock = None
             self._protocol = None
+            self._get_buffer = self._buffer_updated = self._data_received = None
             self._loop = None
             server = self._server
             if server is not None:
@@ -650,6 +683,43 @@ cdef class TransportCore:
         self._empty_waiter = None
 
 
+cdef extern from *:
+    """
+    #include "structmember.h"
+    /* Where the facade's __slots__ keep its core: found once from the slot's
+       descriptor, it makes ``self._core`` a load rather than an attribute
+       lookup on every write. */
+    static Py_ssize_t zs_core_offset = 0;
+    static int zs_find_core_slot(PyObject *descr) {
+        if (!PyObject_TypeCheck(descr, &PyMemberDescr_Type)
+                || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+            PyErr_SetString(PyExc_TypeError, "_core is not an object slot");
+            return -1;
+        }
+        zs_core_offset = ((PyMemberDescrObject *)descr)->d_member->offset;
+        return 0;
+    }
+    static inline PyObject *zs_core_slot(PyObject *o) {
+        return *(PyObject **)((char *)o + zs_core_offset);
+    }
+    """
+    int zs_find_core_slot(object descr) except -1
+    PyObject *zs_core_slot(object o)
+
+
+cdef type _SocketTransportType
+
+
+cdef inline TransportCore _core_of(object transport):
+    """``transport._core`` of a SocketTransport, without the lookup."""
+    if not PyObject_TypeCheck(transport, <PyTypeObject *>_SocketTransportType):
+        raise TypeError(f"a SocketTransport is required, not {type(transport).__name__!r}")
+    core = zs_core_slot(transport)
+    if core == NULL:
+        raise AttributeError("_core")  # __init__ never ran
+    return <TransportCore>core
+
+
 class SocketTransport(transports._FlowControlMixin, transports.Transport):
     """A stream transport over a connected, non-blocking socket: an
     ``asyncio.Transport`` whose state and I/O paths are a C :class:`TransportCore`."""
@@ -663,54 +733,45 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
         self._core = TransportCore(self, loop, sock, protocol, waiter, extra, server)
 
-    def write(self, data):
-        (<TransportCore>self._core).c_write(data)
-
-    def is_closing(self):
-        return (<TransportCore>self._core)._closing
-
     def get_extra_info(self, name, default=None):
-        return (<TransportCore>self._core)._extra.get(name, default)
-
-    def get_write_buffer_size(self):
-        return (<TransportCore>self._core)._buffer_size
+        return _core_of(self)._extra.get(name, default)
 
     def is_reading(self):
-        cdef TransportCore core = self._core
+        cdef TransportCore core = _core_of(self)
         return not core._closing and not core._paused
 
     def get_protocol(self):
-        return (<TransportCore>self._core)._protocol
+        return _core_of(self)._protocol
 
     def set_protocol(self, protocol):
-        (<TransportCore>self._core).set_protocol(protocol)
+        _core_of(self).set_protocol(protocol)
 
     def pause_reading(self):
-        (<TransportCore>self._core).pause_reading()
+        _core_of(self).pause_reading()
 
     def resume_reading(self):
-        (<TransportCore>self._core).resume_reading()
+        _core_of(self).resume_reading()
 
     def close(self):
-        (<TransportCore>self._core).close()
+        _core_of(self).close()
 
     def abort(self):
-        (<TransportCore>self._core).abort()
+        _core_of(self).abort()
 
     def get_write_buffer_limits(self):
-        return (<TransportCore>self._core).get_write_buffer_limits()
+        return _core_of(self).get_write_buffer_limits()
 
     def set_write_buffer_limits(self, high=None, low=None):
-        (<TransportCore>self._core).set_write_buffer_limits(high, low)
+        _core_of(self).set_write_buffer_limits(high, low)
 
     def can_write_eof(self):
         return True
 
     def write_eof(self):
-        (<TransportCore>self._core).write_eof()
+        _core_of(self).write_eof()
 
     def writelines(self, list_of_data):
-        (<TransportCore>self._core).c_write(b"".join(list_of_data))
+        _core_of(self).c_write(b"".join(list_of_data))
 
     def __repr__(self):
         return self._core._describe(type(self).__name__)
@@ -722,6 +783,70 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             core._sock.close()
             if SERVER_TRACKS_TRANSPORTS and core._server is not None:
                 core._server._detach(self)
+
+
+_SocketTransportType = SocketTransport
+zs_find_core_slot(SocketTransport.__dict__["_core"])
+
+
+# The calls a protocol makes on every message are C method descriptors, as a
+# builtin type's methods are: the interpreter calls them without building
+# arguments or looking up ``_core``.
+cdef object _write(object transport, object data):
+    _core_of(transport).c_write(data)
+    return None
+
+
+cdef object _get_write_buffer_size(object transport, object unused):
+    return _core_of(transport)._buffer_size
+
+
+cdef object _is_closing(object transport, object unused):
+    return _core_of(transport)._closing
+
+
+cdef extern from *:
+    """
+    typedef PyObject *(*zs_method_impl)(PyObject *, PyObject *);
+    static zs_method_impl zs_impl_write, zs_impl_get_write_buffer_size, zs_impl_is_closing;
+    static PyObject *zs_m_write(PyObject *self, PyObject *arg) { return zs_impl_write(self, arg); }
+    static PyObject *zs_m_get_write_buffer_size(PyObject *self, PyObject *unused) {
+        return zs_impl_get_write_buffer_size(self, unused);
+    }
+    static PyObject *zs_m_is_closing(PyObject *self, PyObject *unused) {
+        return zs_impl_is_closing(self, unused);
+    }
+    static PyMethodDef zs_transport_methods[] = {
+        {"write", zs_m_write, METH_O,
+         "write($self, data, /)\\n--\\n\\nSend data: at once as far as the socket takes it, the rest queued."},
+        {"get_write_buffer_size", zs_m_get_write_buffer_size, METH_NOARGS,
+         "get_write_buffer_size($self, /)\\n--\\n\\nBytes queued and not yet sent."},
+        {"is_closing", zs_m_is_closing, METH_NOARGS,
+         "is_closing($self, /)\\n--\\n\\nTrue once the transport is closing or closed."},
+        {NULL, NULL, 0, NULL}
+    };
+    static int zs_add_transport_methods(PyObject *type, zs_method_impl write,
+                                        zs_method_impl size, zs_method_impl closing) {
+        PyMethodDef *def;
+        zs_impl_write = write;
+        zs_impl_get_write_buffer_size = size;
+        zs_impl_is_closing = closing;
+        for (def = zs_transport_methods; def->ml_name != NULL; def++) {
+            PyObject *descr = PyDescr_NewMethod((PyTypeObject *)type, def);
+            int failed = descr == NULL || PyObject_SetAttrString(type, def->ml_name, descr) < 0;
+            Py_XDECREF(descr);
+            if (failed)
+                return -1;
+        }
+        return 0;
+    }
+    """
+    ctypedef object (*zs_method_impl)(object, object)
+    int zs_add_transport_methods(object type, zs_method_impl write, zs_method_impl size,
+                                 zs_method_impl closing) except -1
+
+
+zs_add_transport_methods(SocketTransport, _write, _get_write_buffer_size, _is_closing)
 
 
 def _forward(name):

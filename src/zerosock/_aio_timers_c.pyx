@@ -1,0 +1,147 @@
+# cython: language_level=3
+"""The timer heap of zerosock.aio: the loop's scheduled ``TimerHandle``\\s
+ordered by a binary heap whose comparisons are C comparisons of
+(when, scheduling order), where the stdlib's heapq calls
+``TimerHandle.__lt__``, a Python method, at every step."""
+
+cimport cython
+from cpython.mem cimport PyMem_Realloc, PyMem_Free
+from cpython.object cimport PyObject
+
+
+cdef extern from *:
+    """
+    #define ZS_KEY_LESS(a, b) ((a).when < (b).when || ((a).when == (b).when && (a).seq < (b).seq))
+    """
+    bint ZS_KEY_LESS(TimerKey a, TimerKey b)
+    ctypedef struct PyListObject:
+        PyObject **ob_item
+
+
+cdef inline void _sift_up(PyObject **items, TimerKey *keys, Py_ssize_t pos) noexcept:
+    cdef PyObject *item = items[pos]
+    cdef TimerKey key = keys[pos]
+    cdef Py_ssize_t parent
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        if not ZS_KEY_LESS(key, keys[parent]):
+            break
+        items[pos] = items[parent]
+        keys[pos] = keys[parent]
+        pos = parent
+    items[pos] = item
+    keys[pos] = key
+
+
+cdef inline void _sift_down(PyObject **items, TimerKey *keys, Py_ssize_t pos,
+                            Py_ssize_t size) noexcept:
+    cdef PyObject *item = items[pos]
+    cdef TimerKey key = keys[pos]
+    cdef Py_ssize_t child
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        if child + 1 < size and ZS_KEY_LESS(keys[child + 1], keys[child]):
+            child += 1
+        if not ZS_KEY_LESS(keys[child], key):
+            break
+        items[pos] = items[child]
+        keys[pos] = keys[child]
+        pos = child
+    items[pos] = item
+    keys[pos] = key
+
+
+@cython.final
+cdef class TimerHeap:
+    """What ``loop._scheduled`` is on the C backend: a heap of TimerHandles.
+
+    The loop core pushes and pops; from Python it answers what the stdlib's
+    list is asked for (``len``, truth, iteration, ``[0]`` the earliest,
+    ``clear``)."""
+
+    def __cinit__(self):
+        self.handles = []
+
+    def __dealloc__(self):
+        PyMem_Free(self.keys)
+
+    cdef int _reserve(self, Py_ssize_t size) except -1:
+        cdef Py_ssize_t capacity
+        cdef TimerKey *grown
+        if size <= self.capacity:
+            return 0
+        capacity = max(16, self.capacity * 2, size)
+        grown = <TimerKey *>PyMem_Realloc(self.keys, <size_t>capacity * sizeof(TimerKey))
+        if grown == NULL:
+            raise MemoryError()
+        self.keys = grown
+        self.capacity = capacity
+        return 0
+
+    cdef int push(self, double when, object handle) except -1:
+        cdef Py_ssize_t n = len(self.handles)
+        self._reserve(n + 1)
+        self.handles.append(handle)
+        self.keys[n].when = when
+        self.keys[n].seq = self.next_seq
+        self.next_seq += 1
+        _sift_up((<PyListObject *>self.handles).ob_item, self.keys, n)
+        return 0
+
+    cdef object pop(self, TimerKey *key):
+        """Remove and return the earliest handle, its key in ``key`` (the heap is not empty)."""
+        cdef Py_ssize_t n = len(self.handles) - 1
+        last = self.handles.pop()
+        if key != NULL:
+            key[0] = self.keys[0]
+        if n == 0:
+            return last
+        first = self.handles[0]
+        self.handles[0] = last
+        self.keys[0] = self.keys[n]
+        _sift_down((<PyListObject *>self.handles).ob_item, self.keys, 0, n)
+        return first
+
+    cdef int compact(self) except -1:
+        """Drop every cancelled handle (marking it unscheduled) and re-heap the rest."""
+        cdef list kept = []
+        cdef Py_ssize_t i, n = len(self.handles), j = 0
+        for i in range(n):
+            handle = self.handles[i]
+            if handle._cancelled:
+                handle._scheduled = False
+            else:
+                kept.append(handle)
+                self.keys[j] = self.keys[i]
+                j += 1
+        self.handles = kept
+        for i in range(j // 2 - 1, -1, -1):
+            _sift_down((<PyListObject *>self.handles).ob_item, self.keys, i, j)
+        self.cancelled_count = 0
+        return 0
+
+    @property
+    def when(self):
+        """The earliest handle's time as a float (the heap is not empty)."""
+        return self.keys[0].when
+
+    def clear(self):
+        self.handles = []
+        self.cancelled_count = 0
+
+    def __len__(self):
+        return len(self.handles)
+
+    def __bool__(self):
+        return len(self.handles) != 0
+
+    def __iter__(self):
+        return iter(list(self.handles))
+
+    def __getitem__(self, index):
+        return self.handles[index]
+
+    def __repr__(self):
+        return f"<TimerHeap of {len(self.handles)} handles>"
