@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Container, Dict, List, Optional, Sequence, Tuple
 
 WORKLOADS = ("echo", "stream", "udp")
 
@@ -77,6 +77,19 @@ GROUPS: Dict[str, Tuple[str, ...]] = {
 
 # The references every cell's ratios are taken against.
 BASELINES = {"asyncio": "asyncio-proto", "uvloop": "uvloop-proto"}
+ASYNCIO_STYLES = ("proto", "buffered", "streams")
+
+
+def baseline_for(contender: str, library: str, present: Container[str]) -> str:
+    """The row a contender's ratio against ``library`` is taken from: that
+    library's server of the same asyncio style (BufferedProtocol against
+    BufferedProtocol) when it ran, else its Protocol server."""
+    entry = CONTENDERS.get(contender)
+    if entry is not None and entry.style in ASYNCIO_STYLES:
+        same = f"{library}-{entry.style}"
+        if same in present:
+            return same
+    return BASELINES[library]
 
 
 def resolve(names: Sequence[str]) -> Tuple[List[str], List[str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
-from .contenders import BASELINES, CONTENDERS
+from .contenders import BASELINES, CONTENDERS, baseline_for
 from .machine import busy_before, summary_lines
 from .runner import Cell, format_size
 
@@ -72,7 +72,8 @@ def format_instructions(cell: Cell, rows: List[Dict[str, Any]]) -> str:
         instr = row.get("instructions_per_op")
         ratios = []
         for base in ("asyncio", "uvloop"):
-            ref = by_name.get(BASELINES[base], {}).get("instructions_per_op")
+            ref = by_name.get(baseline_for(row["contender"], base, by_name),
+                              {}).get("instructions_per_op")
             ratios.append(instr / ref if instr is not None and ref else None)
         syscalls = row.get("syscalls_per_op")
         top = ", ".join(f"{k} {v:.2f}" for k, v in list(row.get("syscalls_by_name", {}).items())[:4])
@@ -117,6 +118,9 @@ def format_report(doc: Dict[str, Any]) -> str:
         notes.append("CPU µs/req: the server process's user+system time over the measured "
                      "window divided by the requests it served (lower is better); srv/gen CPU: "
                      "how busy the server and the load generator were.")
+    if doc["cells"] or doc.get("instructions"):
+        notes.append("×asyncio, ×uvloop: against that library's server of the same style "
+                     "(Protocol, BufferedProtocol, streams) when it ran, else its Protocol server.")
     if doc.get("instructions"):
         notes.append("instr/req: user-space instructions of the server process (callgrind); "
                      "syscalls/req: its system calls (strace -f); both the difference of two "

@@ -524,11 +524,11 @@ def _both_idle(cell: Cell, row: Dict[str, Any]) -> bool:
 
 
 def _add_ratios(rows: List[Dict[str, Any]]) -> None:
-    from .contenders import BASELINES
+    from .contenders import BASELINES, baseline_for
     by_name = {r["contender"]: r for r in rows}
-    for label, name in BASELINES.items():
-        base = by_name.get(name)
+    for label in BASELINES:
         for row in rows:
+            base = by_name.get(baseline_for(row["contender"], label, by_name))
             ratio = cpu_ratio = None
             if base and base.get("rate") and row.get("rate") is not None:
                 ratio = row["rate"] / base["rate"]
