@@ -209,6 +209,45 @@ def make(case):
                 loop.call_soon(loop.stop)
                 loop.run_forever()
         return step, 1
+    if case == "aio timers":
+        loop = zs.aio.new_event_loop()
+        KEEP.append(loop)
+        noop = lambda: None
+        def step():
+            kept = [loop.call_later(0, noop) for _ in range(5)]
+            dropped = [loop.call_at(loop.time() + 3600, noop) for _ in range(5)]
+            kept[0].cancel()
+            for handle in dropped:
+                handle.cancel()
+            loop.call_later(0, loop.stop)
+            loop.run_forever()
+        return step, 1
+    if case == "aio buffered read/memoryview write":
+        import asyncio
+        loop = zs.aio.new_event_loop()
+        a, b = stream_pair()
+        got = [0]
+        class Buffered(asyncio.BufferedProtocol):
+            def __init__(self):
+                self.view = memoryview(bytearray(4096))
+            def connection_made(self, transport):
+                self.transport = transport
+            def get_buffer(self, hint):
+                return self.view
+            def buffer_updated(self, n):
+                got[0] += n
+                self.transport.write(self.view[:n])
+        transport, _ = loop.run_until_complete(
+            loop.create_connection(Buffered, sock=socket.socket(fileno=a.detach())))
+        KEEP.extend((loop, transport))
+        def step():
+            b.send(payload)
+            want = got[0] + len(payload)
+            while got[0] < want:
+                loop.call_soon(loop.stop)
+                loop.run_forever()
+            b.recv_into(view)
+        return step, 1
     raise SystemExit(f"unknown case {case}")
 
 step, divisor = make(case)
@@ -237,7 +276,7 @@ CASES = [
     "fail:closed", "fail:would-block", "fail:bad-argument", "fail:selector",
     "fail:connect-refused",
     "RecvBuffer fill/readuntil/readexactly", "fail:RecvBuffer",
-    "aio call_soon", "aio transport write/read",
+    "aio call_soon", "aio transport write/read", "aio timers", "aio buffered read/memoryview write",
 ]
 
 
