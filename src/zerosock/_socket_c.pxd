@@ -1,6 +1,6 @@
 from cpython.buffer cimport Py_buffer
 
-from zerosock._shim cimport sockaddr_storage, zs_iovec, zs_mmsghdr, zs_sock_t, zs_socklen_t
+from zerosock._shim cimport sockaddr_storage, zs_iovec, zs_mmsghdr, zs_msghdr, zs_sock_t, zs_socklen_t
 from zerosock._shim cimport sockaddr
 from zerosock._sockaddr_c cimport AddressCache
 
@@ -14,6 +14,22 @@ ctypedef struct Batch:
     zs_iovec *iovs
     sockaddr_storage *addrs
     Py_buffer *views
+
+
+ctypedef struct OpArgs:
+    # The operands of one data call; each op reads only its own.
+    void *buf                 # RECV, SEND, RECVFROM, SENDTO
+    size_t length
+    sockaddr_storage *addr    # RECVFROM (filled in), SENDTO
+    zs_socklen_t addrlen
+    zs_msghdr *msg            # RECVMSG, SENDMSG
+    size_t controllen         # RECVMSG: the control buffer's size
+    Batch *batch              # RECVMMSG, SENDMMSG
+    unsigned int count
+    # A blocking send returns only once this many bytes are queued, as the
+    # kernel's own blocking send would (SEND, SENDMSG; 0 for every other call).
+    size_t total
+
 
 cdef class Socket:
     # The OS handle, ZS_INVALID_SOCKET once closed or detached; set invalid
@@ -45,5 +61,7 @@ cdef class Socket:
     cdef void _give_back_batch(self, Batch *b) noexcept
     cdef int _connect(self, object address, bint raising, str caller) except -1
     cdef object _name(self, _name_getter getter)
+    cdef Py_ssize_t _perform(self, int op, OpArgs *a, int flags, bint try_only,
+                             double deadline) except -1
     cdef Py_ssize_t _transfer(self, int writing, void *buf, size_t length, int flags,
                               bint try_only) except -1

@@ -105,11 +105,72 @@ cdef inline int _set_timeout_error() noexcept:
     return -1
 
 
-cdef inline long _io(zs_sock_t fd, int writing, void *buf, size_t length,
-                     int flags) noexcept nogil:
-    if writing:
-        return zs_send(fd, buf, length, flags)
-    return zs_recv(fd, buf, length, flags)
+# The data calls, as codes for Socket._perform.  Even codes receive and odd
+# codes send: the low bit is the readiness to wait for.
+cdef enum:
+    OP_RECV = 0
+    OP_SEND = 1
+    OP_RECVFROM = 2
+    OP_SENDTO = 3
+    OP_RECVMSG = 4
+    OP_SENDMSG = 5
+    OP_RECVMMSG = 6
+    OP_SENDMMSG = 7
+
+
+cdef inline void _reset_recv_headers(Batch *b, unsigned int count) noexcept nogil:
+    cdef unsigned int i
+    for i in range(count):
+        memset(&b.hdrs[i], 0, sizeof(zs_mmsghdr))
+        b.hdrs[i].msg_hdr.msg_name = &b.addrs[i]
+        b.hdrs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
+        b.hdrs[i].msg_hdr.msg_iov = &b.iovs[i]
+        b.hdrs[i].msg_hdr.msg_iovlen = 1
+
+
+cdef inline long _call(zs_sock_t fd, int op, OpArgs *a, int flags,
+                       bint blocking) noexcept nogil:
+    """One attempt at ``op``'s syscall.  recv and send are dispatched here,
+    small enough to inline into the retry loop, which keeps the hot path as
+    short as a direct call; the others go through _call_other."""
+    if op == OP_RECV:
+        return zs_recv(fd, a.buf, a.length, flags)
+    if op == OP_SEND:
+        return zs_send(fd, a.buf, a.length, flags)
+    return _call_other(fd, op, a, flags, blocking)
+
+
+cdef long _call_other(zs_sock_t fd, int op, OpArgs *a, int flags,
+                      bint blocking) noexcept nogil:
+    """The syscalls of the address, message and batch ops.  The lengths the
+    kernel writes back are reset first: an earlier, failed attempt may have
+    changed them."""
+    if op == OP_RECVFROM:
+        a.addrlen = sizeof(sockaddr_storage)
+        return zs_recvfrom(fd, a.buf, a.length, flags, <sockaddr *>a.addr, &a.addrlen)
+    if op == OP_SENDTO:
+        return zs_sendto(fd, a.buf, a.length, flags, <sockaddr *>a.addr, a.addrlen)
+    if op == OP_RECVMSG:
+        a.msg.msg_namelen = sizeof(sockaddr_storage)
+        a.msg.msg_controllen = a.controllen
+        a.msg.msg_flags = 0
+        return zs_recvmsg(fd, a.msg, flags)
+    if op == OP_SENDMSG:
+        return zs_sendmsg(fd, a.msg, flags)
+    if op == OP_RECVMMSG:
+        _reset_recv_headers(a.batch, a.count)
+        # Blocking, wait for the first datagram only, then take what is queued.
+        return zs_recvmmsg(fd, a.batch.hdrs, a.count, flags, blocking)
+    return zs_sendmmsg(fd, a.batch.hdrs, a.count, flags)
+
+
+cdef inline void _skip_sent(int op, OpArgs *a, long sent) noexcept nogil:
+    """Move a SEND or SENDMSG past the bytes already sent."""
+    if op == OP_SEND:
+        a.buf = <char *>a.buf + sent
+        a.length -= sent
+    else:
+        a.msg.msg_iovlen = zs_iov_consume(a.msg.msg_iov, a.msg.msg_iovlen, sent)
 
 
 cdef struct Vectors:
@@ -386,12 +447,14 @@ cdef class Socket:
             return self._wait(writing, deadline[0])
         return set_os_error(err)
 
-    cdef Py_ssize_t _transfer(self, int writing, void *buf, size_t length, int flags,
-                              bint try_only) except -1:
-        """One send or recv of at most ``length`` bytes; with ``try_only``,
-        -2 instead of waiting or raising when it would block."""
-        cdef long n, done
-        cdef double deadline = -1.0
+    cdef Py_ssize_t _perform(self, int op, OpArgs *a, int flags, bint try_only,
+                             double deadline) except -1:
+        """Run one data call to completion as the timeout says: the one retry
+        loop behind every send and receive.  ``deadline`` < 0 starts the clock
+        at the first wait.  With ``try_only``, -2 instead of waiting or raising
+        when it would block."""
+        cdef long n, rest
+        cdef int err
         cdef zs_sock_t fd
         cdef bint release_gil = self._timeout < 0 and not try_only
         if self._check_open() < 0:
@@ -399,34 +462,44 @@ cdef class Socket:
         if try_only and self._timeout != 0.0:
             if ZS_HAVE_MSG_DONTWAIT:
                 flags |= ZS_MSG_DONTWAIT
-            elif zs_wait(self.fd, writing, 0) == 0:
+            elif zs_wait(self.fd, op & 1, 0) == 0:
                 return -2
         while True:
             fd = self.fd
             if not release_gil:
-                n = _io(fd, writing, buf, length, flags)
+                n = _call(fd, op, a, flags, False)
             elif self._probe_first(flags):
                 # Data (or room) is usually there: take it without handing the
                 # GIL over; wait with the GIL released only for what is left.
-                n = _io(fd, writing, buf, length, flags | ZS_MSG_DONTWAIT)
+                n = _call(fd, op, a, flags | ZS_MSG_DONTWAIT, False)
                 if n < 0 and zs_is_would_block(zs_last_error()):
                     with nogil:
-                        n = _io(fd, writing, buf, length, flags)
-                elif writing and 0 <= n < <long>length:
-                    done = n  # a blocking send queues everything, as the kernel would
+                        n = _call(fd, op, a, flags, True)
+                elif 0 <= n < <long>a.total:
+                    _skip_sent(op, a, n)
                     with nogil:
-                        n = _io(fd, writing, <char *>buf + done, length - done, flags)
-                    return done + n if n > 0 else done
+                        rest = _call(fd, op, a, flags, True)
+                    return n + rest if rest > 0 else n
             else:
                 with nogil:
-                    n = _io(fd, writing, buf, length, flags)
+                    n = _call(fd, op, a, flags, True)
             if n >= 0:
                 return n
             err = zs_last_error()
             if try_only and zs_is_would_block(err):
                 return -2
-            if self._retry_or_raise(err, writing, &deadline) < 0:
+            if self._retry_or_raise(err, op & 1, &deadline) < 0:
                 return -1
+
+    cdef inline Py_ssize_t _transfer(self, int writing, void *buf, size_t length,
+                                     int flags, bint try_only) except -1:
+        """One send or recv of at most ``length`` bytes; with ``try_only``,
+        -2 instead of waiting or raising when it would block."""
+        cdef OpArgs a
+        a.buf = buf
+        a.length = length
+        a.total = length if writing else 0
+        return self._perform(OP_SEND if writing else OP_RECV, &a, flags, try_only, -1.0)
 
     # ------------------------------------------------------------- receiving
 
