@@ -26,8 +26,8 @@ ctypedef struct OpArgs:
     size_t controllen         # RECVMSG: the control buffer's size
     Batch *batch              # RECVMMSG, SENDMMSG
     unsigned int count
-    # A blocking send returns only once this many bytes are queued, as the
-    # kernel's own blocking send would (SEND, SENDMSG; 0 for every other call).
+    # SEND, SENDMSG: a blocking send returns only once this many bytes are
+    # queued, as the kernel's own blocking send would (0: one send).
     size_t total
 
 
@@ -62,6 +62,6 @@ cdef class Socket:
     cdef int _connect(self, object address, bint raising, str caller) except -1
     cdef object _name(self, _name_getter getter)
     cdef Py_ssize_t _perform(self, int op, OpArgs *a, int flags, bint try_only,
-                             double deadline) except -1
+                             double *deadline) except -1
     cdef Py_ssize_t _transfer(self, int writing, void *buf, size_t length, int flags,
                               bint try_only) except -1

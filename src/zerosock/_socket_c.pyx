@@ -448,17 +448,21 @@ cdef class Socket:
         return set_os_error(err)
 
     cdef Py_ssize_t _perform(self, int op, OpArgs *a, int flags, bint try_only,
-                             double deadline) except -1:
+                             double *deadline) except -1:
         """Run one data call to completion as the timeout says: the one retry
-        loop behind every send and receive.  ``deadline`` < 0 starts the clock
-        at the first wait.  With ``try_only``, -2 instead of waiting or raising
-        when it would block."""
+        loop behind every send and receive.  ``deadline`` is shared by calls
+        that one timeout bounds together (NULL: this call alone); < 0 starts
+        the clock at the first wait.  With ``try_only``, -2 instead of
+        waiting or raising when it would block."""
         cdef long n, rest
         cdef int err
         cdef zs_sock_t fd
+        cdef double own_deadline = -1.0
         cdef bint release_gil = self._timeout < 0 and not try_only
         if self._check_open() < 0:
             return -1
+        if deadline == NULL:
+            deadline = &own_deadline
         if try_only and self._timeout != 0.0:
             if ZS_HAVE_MSG_DONTWAIT:
                 flags |= ZS_MSG_DONTWAIT
@@ -475,7 +479,7 @@ cdef class Socket:
                 if n < 0 and zs_is_would_block(zs_last_error()):
                     with nogil:
                         n = _call(fd, op, a, flags, True)
-                elif 0 <= n < <long>a.total:
+                elif (op == OP_SEND or op == OP_SENDMSG) and 0 <= n < <long>a.total:
                     _skip_sent(op, a, n)
                     with nogil:
                         rest = _call(fd, op, a, flags, True)
@@ -488,7 +492,7 @@ cdef class Socket:
             err = zs_last_error()
             if try_only and zs_is_would_block(err):
                 return -2
-            if self._retry_or_raise(err, op & 1, &deadline) < 0:
+            if self._retry_or_raise(err, op & 1, deadline) < 0:
                 return -1
 
     cdef inline Py_ssize_t _transfer(self, int writing, void *buf, size_t length,
@@ -498,8 +502,8 @@ cdef class Socket:
         cdef OpArgs a
         a.buf = buf
         a.length = length
-        a.total = length if writing else 0
-        return self._perform(OP_SEND if writing else OP_RECV, &a, flags, try_only, -1.0)
+        a.total = length
+        return self._perform(OP_SEND if writing else OP_RECV, &a, flags, try_only, NULL)
 
     # ------------------------------------------------------------- receiving
 
@@ -553,29 +557,14 @@ cdef class Socket:
 
     cdef Py_ssize_t _recvfrom(self, void *buf, size_t length, int flags,
                               sockaddr_storage *addr, zs_socklen_t *addrlen) except -1:
-        cdef long n
-        cdef double deadline = -1.0
-        cdef zs_sock_t fd
-        if self._check_open() < 0:
-            return -1
-        while True:
-            fd = self.fd
-            addrlen[0] = sizeof(sockaddr_storage)
-            if self._timeout >= 0:
-                n = zs_recvfrom(fd, buf, length, flags, <sockaddr *>addr, addrlen)
-            else:
-                n = -1
-                if self._probe_first(flags):
-                    n = zs_recvfrom(fd, buf, length, flags | ZS_MSG_DONTWAIT,
-                                    <sockaddr *>addr, addrlen)
-                if n < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
-                    addrlen[0] = sizeof(sockaddr_storage)
-                    with nogil:
-                        n = zs_recvfrom(fd, buf, length, flags, <sockaddr *>addr, addrlen)
-            if n >= 0:
-                return n
-            if self._retry_or_raise(zs_last_error(), 0, &deadline) < 0:
-                return -1
+        cdef OpArgs a
+        cdef Py_ssize_t n
+        a.buf = buf
+        a.length = length
+        a.addr = addr
+        n = self._perform(OP_RECVFROM, &a, flags, False, NULL)
+        addrlen[0] = a.addrlen
+        return n
 
     cdef object _peer(self, sockaddr_storage *addr, zs_socklen_t addrlen):
         if self._peer_cache is None:
@@ -614,9 +603,8 @@ cdef class Socket:
         cdef zs_msghdr msg
         cdef sockaddr_storage addr
         cdef char *control = NULL
-        cdef long n
-        cdef double deadline = -1.0
-        cdef zs_sock_t fd
+        cdef Py_ssize_t n
+        cdef OpArgs a
         if ancbufsize < 0:
             raise ValueError("negative buffer size in recvmsg_into()")
         vec.count = 0
@@ -629,32 +617,14 @@ cdef class Socket:
                 if control == NULL:
                     raise MemoryError()
                 memset(control, 0, ancbufsize)
-            if self._check_open() < 0:
-                _propagate()
-            while True:
-                memset(&msg, 0, sizeof(msg))
-                msg.msg_name = &addr
-                msg.msg_namelen = sizeof(addr)
-                msg.msg_iov = vec.iovs
-                msg.msg_iovlen = vec.count
-                msg.msg_control = control
-                msg.msg_controllen = ancbufsize
-                fd = self.fd
-                if self._timeout >= 0:
-                    n = zs_recvmsg(fd, &msg, flags)
-                else:
-                    n = -1
-                    if self._probe_first(flags):
-                        n = zs_recvmsg(fd, &msg, flags | ZS_MSG_DONTWAIT)
-                    if n < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
-                        msg.msg_namelen = sizeof(addr)
-                        msg.msg_controllen = ancbufsize
-                        with nogil:
-                            n = zs_recvmsg(fd, &msg, flags)
-                if n >= 0:
-                    break
-                if self._retry_or_raise(zs_last_error(), 0, &deadline) < 0:
-                    _propagate()
+            memset(&msg, 0, sizeof(msg))
+            msg.msg_name = &addr
+            msg.msg_iov = vec.iovs
+            msg.msg_iovlen = vec.count
+            msg.msg_control = control
+            a.msg = &msg
+            a.controllen = ancbufsize
+            n = self._perform(OP_RECVMSG, &a, flags, False, NULL)
             return (n, _parse_ancillary(&msg), msg.msg_flags,
                     make_address(<sockaddr *>&addr, msg.msg_namelen, self._family))
         finally:
@@ -696,35 +666,22 @@ cdef class Socket:
     def sendall(self, data, int flags=0):
         """Send every byte; the timeout bounds the whole call, as in the stdlib."""
         cdef Py_buffer view
-        cdef Py_ssize_t sent = 0, n
-        cdef long r
+        cdef Py_ssize_t n
         cdef double deadline = -1.0
-        cdef char *base
-        cdef zs_sock_t fd
+        cdef OpArgs a
         _get_readable(data, &view)
         try:
             if self._check_open() < 0:
                 _propagate()
-            base = <char *>view.buf
             if self._timeout > 0:
                 deadline = zs_monotonic() + self._timeout
-            while sent < view.len:
-                fd = self.fd
-                if self._timeout >= 0:
-                    r = zs_send(fd, base + sent, view.len - sent, flags)
-                else:
-                    r = -1
-                    if self._probe_first(flags):
-                        r = zs_send(fd, base + sent, view.len - sent, flags | ZS_MSG_DONTWAIT)
-                    if r < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
-                        with nogil:
-                            r = zs_send(fd, base + sent, view.len - sent, flags)
-                if r >= 0:
-                    sent += r
-                    if _check_signals() < 0:  # a long send still runs signal handlers
-                        _propagate()
-                    continue
-                if self._retry_or_raise(zs_last_error(), 1, &deadline) < 0:
+            a.buf = view.buf
+            a.length = view.len
+            a.total = 0  # one send at a time, so signal handlers run between them
+            while a.length > 0:
+                n = self._perform(OP_SEND, &a, flags, False, &deadline)
+                _skip_sent(OP_SEND, &a, n)
+                if _check_signals() < 0:  # a long send still runs signal handlers
                     _propagate()
         finally:
             PyBuffer_Release(&view)
@@ -733,36 +690,19 @@ cdef class Socket:
         """``sendto(data, address)`` or ``sendto(data, flags, address)``."""
         cdef Py_buffer view
         cdef sockaddr_storage addr
-        cdef zs_socklen_t addrlen
         cdef int flags = 0
-        cdef long n
-        cdef double deadline = -1.0
-        cdef zs_sock_t fd
+        cdef OpArgs a
         if address is _MISSING:
             address = flags_or_address
         else:
             flags = flags_or_address
         _get_readable(data, &view)
         try:
-            parse_address(address, self._family, &addr, &addrlen, "sendto")
-            if self._check_open() < 0:
-                _propagate()
-            while True:
-                fd = self.fd
-                if self._timeout >= 0:
-                    n = zs_sendto(fd, view.buf, view.len, flags, <sockaddr *>&addr, addrlen)
-                else:
-                    n = -1
-                    if self._probe_first(flags):
-                        n = zs_sendto(fd, view.buf, view.len, flags | ZS_MSG_DONTWAIT,
-                                      <sockaddr *>&addr, addrlen)
-                    if n < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
-                        with nogil:
-                            n = zs_sendto(fd, view.buf, view.len, flags, <sockaddr *>&addr, addrlen)
-                if n >= 0:
-                    return n
-                if self._retry_or_raise(zs_last_error(), 1, &deadline) < 0:
-                    _propagate()
+            parse_address(address, self._family, &addr, &a.addrlen, "sendto")
+            a.buf = view.buf
+            a.length = view.len
+            a.addr = &addr
+            return self._perform(OP_SENDTO, &a, flags, False, NULL)
         finally:
             PyBuffer_Release(&view)
 
@@ -775,9 +715,7 @@ cdef class Socket:
         cdef zs_socklen_t addrlen = 0
         cdef char *control = NULL
         cdef size_t control_len = 0
-        cdef long n, rest
-        cdef double deadline = -1.0
-        cdef zs_sock_t fd
+        cdef OpArgs a
         vec.count = 0
         vec.views = vec.stack_views
         vec.iovs = vec.stack_iovs
@@ -788,8 +726,6 @@ cdef class Socket:
             items = ancdata if isinstance(ancdata, (list, tuple)) else list(ancdata)
             if items:
                 control = _build_ancillary(items, &control_len)
-            if self._check_open() < 0:
-                _propagate()
             memset(&msg, 0, sizeof(msg))
             msg.msg_name = &addr if address is not None else NULL
             msg.msg_namelen = addrlen
@@ -797,28 +733,9 @@ cdef class Socket:
             msg.msg_iovlen = vec.count
             msg.msg_control = control
             msg.msg_controllen = control_len
-            while True:
-                fd = self.fd
-                if self._timeout >= 0:
-                    n = zs_sendmsg(fd, &msg, flags)
-                elif not self._probe_first(flags):
-                    with nogil:
-                        n = zs_sendmsg(fd, &msg, flags)
-                else:
-                    n = zs_sendmsg(fd, &msg, flags | ZS_MSG_DONTWAIT)
-                    if n < 0 and zs_is_would_block(zs_last_error()):
-                        with nogil:
-                            n = zs_sendmsg(fd, &msg, flags)
-                    elif 0 <= n < vec.total:
-                        # a blocking send queues everything, as the kernel would
-                        msg.msg_iovlen = zs_iov_consume(vec.iovs, vec.count, n)
-                        with nogil:
-                            rest = zs_sendmsg(fd, &msg, flags)
-                        return n + rest if rest > 0 else n
-                if n >= 0:
-                    return n
-                if self._retry_or_raise(zs_last_error(), 1, &deadline) < 0:
-                    _propagate()
+            a.msg = &msg
+            a.total = vec.total
+            return self._perform(OP_SENDMSG, &a, flags, False, NULL)
         finally:
             _vectors_release(&vec)
             PyMem_Free(control)
@@ -855,11 +772,9 @@ cdef class Socket:
         takes what is already queued; returns ``[(nbytes, address), ...]``.
         A run of datagrams from one peer shares one address object.
         """
-        cdef Py_ssize_t count, got = 0, i
-        cdef int received
-        cdef double deadline = -1.0
+        cdef Py_ssize_t count, got = 0, i, received
         cdef Batch *b
-        cdef zs_sock_t fd
+        cdef OpArgs a
         parts = buffers if isinstance(buffers, (list, tuple)) else list(buffers)
         count = len(parts)
         if count == 0:
@@ -874,28 +789,9 @@ cdef class Socket:
                 _get_writable(parts[i], &b.views[i], "recv_many")
                 got += 1
                 zs_iov_set(&b.iovs[i], b.views[i].buf, b.views[i].len)
-            while True:
-                for i in range(count):
-                    memset(&b.hdrs[i], 0, sizeof(zs_mmsghdr))
-                    b.hdrs[i].msg_hdr.msg_name = &b.addrs[i]
-                    b.hdrs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
-                    b.hdrs[i].msg_hdr.msg_iov = &b.iovs[i]
-                    b.hdrs[i].msg_hdr.msg_iovlen = 1
-                fd = self.fd
-                if self._timeout >= 0:
-                    received = zs_recvmmsg(fd, b.hdrs, <unsigned int>count, flags, 0)
-                else:
-                    received = -1
-                    if self._probe_first(flags):
-                        received = zs_recvmmsg(fd, b.hdrs, <unsigned int>count,
-                                               flags | ZS_MSG_DONTWAIT, 0)
-                    if received < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
-                        with nogil:
-                            received = zs_recvmmsg(fd, b.hdrs, <unsigned int>count, flags, 1)
-                if received >= 0:
-                    break
-                if self._retry_or_raise(zs_last_error(), 0, &deadline) < 0:
-                    _propagate()
+            a.batch = b
+            a.count = <unsigned int>count
+            received = self._perform(OP_RECVMMSG, &a, flags, False, NULL)
             result = []
             for i in range(received):
                 result.append((b.hdrs[i].msg_len,
@@ -912,11 +808,9 @@ cdef class Socket:
         pair.  Returns how many were sent: fewer than given when the send
         buffer fills after the first."""
         cdef Py_ssize_t count, got = 0, i
-        cdef int sent
-        cdef double deadline = -1.0
         cdef zs_socklen_t addrlen
         cdef Batch *b
-        cdef zs_sock_t fd
+        cdef OpArgs a
         items = datagrams if isinstance(datagrams, (list, tuple)) else list(datagrams)
         count = len(items)
         if count == 0:
@@ -944,21 +838,9 @@ cdef class Socket:
                 zs_iov_set(&b.iovs[i], b.views[i].buf, b.views[i].len)
                 b.hdrs[i].msg_hdr.msg_iov = &b.iovs[i]
                 b.hdrs[i].msg_hdr.msg_iovlen = 1
-            while True:
-                fd = self.fd
-                if self._timeout >= 0:
-                    sent = zs_sendmmsg(fd, b.hdrs, <unsigned int>count, flags)
-                else:
-                    sent = -1
-                    if self._probe_first(flags):
-                        sent = zs_sendmmsg(fd, b.hdrs, <unsigned int>count, flags | ZS_MSG_DONTWAIT)
-                    if sent < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
-                        with nogil:
-                            sent = zs_sendmmsg(fd, b.hdrs, <unsigned int>count, flags)
-                if sent >= 0:
-                    return sent
-                if self._retry_or_raise(zs_last_error(), 1, &deadline) < 0:
-                    _propagate()
+            a.batch = b
+            a.count = <unsigned int>count
+            return self._perform(OP_SENDMMSG, &a, flags, False, NULL)
         finally:
             for i in range(got):
                 PyBuffer_Release(&b.views[i])
