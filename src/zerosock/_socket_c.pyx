@@ -119,6 +119,7 @@ cdef enum:
 
 
 cdef inline void _reset_recv_headers(Batch *b, unsigned int count) noexcept nogil:
+    """Point each header at its own iovec and address slot, full size."""
     cdef unsigned int i
     for i in range(count):
         memset(&b.hdrs[i], 0, sizeof(zs_mmsghdr))
@@ -480,6 +481,7 @@ cdef class Socket:
                     with nogil:
                         n = _call(fd, op, a, flags, True)
                 elif (op == OP_SEND or op == OP_SENDMSG) and 0 <= n < <long>a.total:
+                    # A blocking send queues everything, as the kernel would.
                     _skip_sent(op, a, n)
                     with nogil:
                         rest = _call(fd, op, a, flags, True)
@@ -671,7 +673,7 @@ cdef class Socket:
         cdef OpArgs a
         _get_readable(data, &view)
         try:
-            if self._check_open() < 0:
+            if self._check_open() < 0:  # even with nothing to send
                 _propagate()
             if self._timeout > 0:
                 deadline = zs_monotonic() + self._timeout
