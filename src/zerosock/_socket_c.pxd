@@ -29,6 +29,9 @@ ctypedef struct OpArgs:
     # SEND, SENDMSG: a blocking send returns only once this many bytes are
     # queued, as the kernel's own blocking send would (0: one send).
     size_t total
+    # When a timeout socket gives up (monotonic); < 0 until the first wait
+    # starts the clock.  One timeout bounds the whole call, retries included.
+    double deadline
 
 
 cdef class Socket:
@@ -61,7 +64,6 @@ cdef class Socket:
     cdef void _give_back_batch(self, Batch *b) noexcept
     cdef int _connect(self, object address, bint raising, str caller) except -1
     cdef object _name(self, _name_getter getter)
-    cdef Py_ssize_t _perform(self, int op, OpArgs *a, int flags, bint try_only,
-                             double *deadline) except -1
+    cdef Py_ssize_t _perform(self, int op, OpArgs *a, int flags, bint try_only) except -1
     cdef Py_ssize_t _transfer(self, int writing, void *buf, size_t length, int flags,
                               bint try_only) except -1

@@ -448,22 +448,16 @@ cdef class Socket:
             return self._wait(writing, deadline[0])
         return set_os_error(err)
 
-    cdef Py_ssize_t _perform(self, int op, OpArgs *a, int flags, bint try_only,
-                             double *deadline) except -1:
+    cdef Py_ssize_t _perform(self, int op, OpArgs *a, int flags, bint try_only) except -1:
         """Run one data call to completion as the timeout says: the one retry
-        loop behind every send and receive.  ``deadline`` is shared by calls
-        that one timeout bounds together (NULL: this call alone); < 0 starts
-        the clock at the first wait.  With ``try_only``, -2 instead of
+        loop behind every send and receive.  With ``try_only``, -2 instead of
         waiting or raising when it would block."""
         cdef long n, rest
         cdef int err
         cdef zs_sock_t fd
-        cdef double own_deadline = -1.0
         cdef bint release_gil = self._timeout < 0 and not try_only
         if self._check_open() < 0:
             return -1
-        if deadline == NULL:
-            deadline = &own_deadline
         if try_only and self._timeout != 0.0:
             if ZS_HAVE_MSG_DONTWAIT:
                 flags |= ZS_MSG_DONTWAIT
@@ -494,7 +488,7 @@ cdef class Socket:
             err = zs_last_error()
             if try_only and zs_is_would_block(err):
                 return -2
-            if self._retry_or_raise(err, op & 1, deadline) < 0:
+            if self._retry_or_raise(err, op & 1, &a.deadline) < 0:
                 return -1
 
     cdef inline Py_ssize_t _transfer(self, int writing, void *buf, size_t length,
@@ -505,7 +499,8 @@ cdef class Socket:
         a.buf = buf
         a.length = length
         a.total = length
-        return self._perform(OP_SEND if writing else OP_RECV, &a, flags, try_only, NULL)
+        a.deadline = -1.0
+        return self._perform(OP_SEND if writing else OP_RECV, &a, flags, try_only)
 
     # ------------------------------------------------------------- receiving
 
@@ -564,7 +559,8 @@ cdef class Socket:
         a.buf = buf
         a.length = length
         a.addr = addr
-        n = self._perform(OP_RECVFROM, &a, flags, False, NULL)
+        a.deadline = -1.0
+        n = self._perform(OP_RECVFROM, &a, flags, False)
         addrlen[0] = a.addrlen
         return n
 
@@ -626,7 +622,8 @@ cdef class Socket:
             msg.msg_control = control
             a.msg = &msg
             a.controllen = ancbufsize
-            n = self._perform(OP_RECVMSG, &a, flags, False, NULL)
+            a.deadline = -1.0
+            n = self._perform(OP_RECVMSG, &a, flags, False)
             return (n, _parse_ancillary(&msg), msg.msg_flags,
                     make_address(<sockaddr *>&addr, msg.msg_namelen, self._family))
         finally:
@@ -669,19 +666,17 @@ cdef class Socket:
         """Send every byte; the timeout bounds the whole call, as in the stdlib."""
         cdef Py_buffer view
         cdef Py_ssize_t n
-        cdef double deadline = -1.0
         cdef OpArgs a
         _get_readable(data, &view)
         try:
             if self._check_open() < 0:  # even with nothing to send
                 _propagate()
-            if self._timeout > 0:
-                deadline = zs_monotonic() + self._timeout
             a.buf = view.buf
             a.length = view.len
             a.total = 0  # one send at a time, so signal handlers run between them
+            a.deadline = zs_monotonic() + self._timeout if self._timeout > 0 else -1.0
             while a.length > 0:
-                n = self._perform(OP_SEND, &a, flags, False, &deadline)
+                n = self._perform(OP_SEND, &a, flags, False)
                 _skip_sent(OP_SEND, &a, n)
                 if _check_signals() < 0:  # a long send still runs signal handlers
                     _propagate()
@@ -704,7 +699,8 @@ cdef class Socket:
             a.buf = view.buf
             a.length = view.len
             a.addr = &addr
-            return self._perform(OP_SENDTO, &a, flags, False, NULL)
+            a.deadline = -1.0
+            return self._perform(OP_SENDTO, &a, flags, False)
         finally:
             PyBuffer_Release(&view)
 
@@ -737,7 +733,8 @@ cdef class Socket:
             msg.msg_controllen = control_len
             a.msg = &msg
             a.total = vec.total
-            return self._perform(OP_SENDMSG, &a, flags, False, NULL)
+            a.deadline = -1.0
+            return self._perform(OP_SENDMSG, &a, flags, False)
         finally:
             _vectors_release(&vec)
             PyMem_Free(control)
@@ -793,7 +790,8 @@ cdef class Socket:
                 zs_iov_set(&b.iovs[i], b.views[i].buf, b.views[i].len)
             a.batch = b
             a.count = <unsigned int>count
-            received = self._perform(OP_RECVMMSG, &a, flags, False, NULL)
+            a.deadline = -1.0
+            received = self._perform(OP_RECVMMSG, &a, flags, False)
             result = []
             for i in range(received):
                 result.append((b.hdrs[i].msg_len,
@@ -842,7 +840,8 @@ cdef class Socket:
                 b.hdrs[i].msg_hdr.msg_iovlen = 1
             a.batch = b
             a.count = <unsigned int>count
-            return self._perform(OP_SENDMMSG, &a, flags, False, NULL)
+            a.deadline = -1.0
+            return self._perform(OP_SENDMMSG, &a, flags, False)
         finally:
             for i in range(got):
                 PyBuffer_Release(&b.views[i])
