@@ -1,7 +1,7 @@
 from cpython.buffer cimport Py_buffer
 
-from zerosock._shim cimport sockaddr_storage, zs_iovec, zs_mmsghdr, zs_msghdr, zs_sock_t, zs_socklen_t
-from zerosock._shim cimport sockaddr
+from zerosock._shim cimport sockaddr, sockaddr_storage, zs_sock_t, zs_socklen_t
+from zerosock._shim cimport zs_iovec, zs_mmsghdr, zs_msghdr
 from zerosock._sockaddr_c cimport AddressCache
 
 ctypedef int (*_name_getter)(zs_sock_t, sockaddr *, zs_socklen_t *) noexcept nogil
