@@ -241,6 +241,23 @@ def test_sendall_large_with_concurrent_reader(tcp_pair):
     assert received == [payload]
 
 
+@linux_only
+def test_blocking_send_and_sendmsg_queue_everything(impl):
+    # A blocking stream send returns once the kernel took every byte, even
+    # when that is more than its buffer holds and the reader is slow.
+    payload = os.urandom(4 << 20)
+    parts = [payload[:1000], payload[1000:3 << 20], payload[3 << 20:]]
+    a, b = impl.socketpair()
+    with a, b:
+        for send in (lambda: a.send(payload), lambda: a.sendmsg(parts)):
+            received = []
+            t = threading.Thread(target=lambda: received.append(drain(b, len(payload))))
+            t.start()
+            assert send() == len(payload)
+            t.join(30)
+            assert received == [payload]
+
+
 def test_end_of_stream(tcp_pair):
     client, server = tcp_pair
     client.shutdown(socket.SHUT_WR)

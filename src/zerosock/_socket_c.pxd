@@ -1,7 +1,7 @@
 from cpython.buffer cimport Py_buffer
 
-from zerosock._shim cimport sockaddr_storage, zs_iovec, zs_mmsghdr, zs_sock_t, zs_socklen_t
-from zerosock._shim cimport sockaddr
+from zerosock._shim cimport sockaddr, sockaddr_storage, zs_sock_t, zs_socklen_t
+from zerosock._shim cimport zs_iovec, zs_mmsghdr, zs_msghdr
 from zerosock._sockaddr_c cimport AddressCache
 
 ctypedef int (*_name_getter)(zs_sock_t, sockaddr *, zs_socklen_t *) noexcept nogil
@@ -14,6 +14,25 @@ ctypedef struct Batch:
     zs_iovec *iovs
     sockaddr_storage *addrs
     Py_buffer *views
+
+
+ctypedef struct OpArgs:
+    # The operands of one data call; each op reads only its own.
+    void *buf                 # RECV, SEND, RECVFROM, SENDTO
+    size_t length
+    sockaddr_storage *addr    # RECVFROM (filled in), SENDTO
+    zs_socklen_t addrlen
+    zs_msghdr *msg            # RECVMSG, SENDMSG
+    size_t controllen         # RECVMSG: the control buffer's size
+    Batch *batch              # RECVMMSG, SENDMMSG
+    unsigned int count
+    # SEND, SENDMSG: a blocking send returns only once this many bytes are
+    # queued, as the kernel's own blocking send would (0: one send).
+    size_t total
+    # When a timeout socket gives up (monotonic); < 0 until the first wait
+    # starts the clock.  One timeout bounds the whole call, retries included.
+    double deadline
+
 
 cdef class Socket:
     # The OS handle, ZS_INVALID_SOCKET once closed or detached; set invalid
@@ -45,5 +64,6 @@ cdef class Socket:
     cdef void _give_back_batch(self, Batch *b) noexcept
     cdef int _connect(self, object address, bint raising, str caller) except -1
     cdef object _name(self, _name_getter getter)
+    cdef Py_ssize_t _perform(self, int op, OpArgs *a, int flags, bint try_only) except -1
     cdef Py_ssize_t _transfer(self, int writing, void *buf, size_t length, int flags,
                               bint try_only) except -1

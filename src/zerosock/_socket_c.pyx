@@ -105,11 +105,73 @@ cdef inline int _set_timeout_error() noexcept:
     return -1
 
 
-cdef inline long _io(zs_sock_t fd, int writing, void *buf, size_t length,
-                     int flags) noexcept nogil:
-    if writing:
-        return zs_send(fd, buf, length, flags)
-    return zs_recv(fd, buf, length, flags)
+# The data calls, as codes for Socket._perform.  Even codes receive and odd
+# codes send: the low bit is the readiness to wait for.
+cdef enum:
+    OP_RECV = 0
+    OP_SEND = 1
+    OP_RECVFROM = 2
+    OP_SENDTO = 3
+    OP_RECVMSG = 4
+    OP_SENDMSG = 5
+    OP_RECVMMSG = 6
+    OP_SENDMMSG = 7
+
+
+cdef inline void _reset_recv_headers(Batch *b, unsigned int count) noexcept nogil:
+    """Point each header at its own iovec and address slot, full size."""
+    cdef unsigned int i
+    for i in range(count):
+        memset(&b.hdrs[i], 0, sizeof(zs_mmsghdr))
+        b.hdrs[i].msg_hdr.msg_name = &b.addrs[i]
+        b.hdrs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
+        b.hdrs[i].msg_hdr.msg_iov = &b.iovs[i]
+        b.hdrs[i].msg_hdr.msg_iovlen = 1
+
+
+cdef inline long _call(zs_sock_t fd, int op, OpArgs *a, int flags,
+                       bint blocking) noexcept nogil:
+    """One attempt at ``op``'s syscall.  recv and send are dispatched here,
+    small enough to inline into the retry loop, which keeps the hot path as
+    short as a direct call; the others go through _call_other."""
+    if op == OP_RECV:
+        return zs_recv(fd, a.buf, a.length, flags)
+    if op == OP_SEND:
+        return zs_send(fd, a.buf, a.length, flags)
+    return _call_other(fd, op, a, flags, blocking)
+
+
+cdef long _call_other(zs_sock_t fd, int op, OpArgs *a, int flags,
+                      bint blocking) noexcept nogil:
+    """The syscalls of the address, message and batch ops.  The lengths the
+    kernel writes back are reset first: an earlier, failed attempt may have
+    changed them."""
+    if op == OP_RECVFROM:
+        a.addrlen = sizeof(sockaddr_storage)
+        return zs_recvfrom(fd, a.buf, a.length, flags, <sockaddr *>a.addr, &a.addrlen)
+    if op == OP_SENDTO:
+        return zs_sendto(fd, a.buf, a.length, flags, <sockaddr *>a.addr, a.addrlen)
+    if op == OP_RECVMSG:
+        a.msg.msg_namelen = sizeof(sockaddr_storage)
+        a.msg.msg_controllen = a.controllen
+        a.msg.msg_flags = 0
+        return zs_recvmsg(fd, a.msg, flags)
+    if op == OP_SENDMSG:
+        return zs_sendmsg(fd, a.msg, flags)
+    if op == OP_RECVMMSG:
+        _reset_recv_headers(a.batch, a.count)
+        # Blocking, wait for the first datagram only, then take what is queued.
+        return zs_recvmmsg(fd, a.batch.hdrs, a.count, flags, blocking)
+    return zs_sendmmsg(fd, a.batch.hdrs, a.count, flags)
+
+
+cdef inline void _skip_sent(int op, OpArgs *a, long sent) noexcept nogil:
+    """Move a SEND or SENDMSG past the bytes already sent."""
+    if op == OP_SEND:
+        a.buf = <char *>a.buf + sent
+        a.length -= sent
+    else:
+        a.msg.msg_iovlen = zs_iov_consume(a.msg.msg_iov, a.msg.msg_iovlen, sent)
 
 
 cdef struct Vectors:
@@ -386,12 +448,12 @@ cdef class Socket:
             return self._wait(writing, deadline[0])
         return set_os_error(err)
 
-    cdef Py_ssize_t _transfer(self, int writing, void *buf, size_t length, int flags,
-                              bint try_only) except -1:
-        """One send or recv of at most ``length`` bytes; with ``try_only``,
-        -2 instead of waiting or raising when it would block."""
-        cdef long n, done
-        cdef double deadline = -1.0
+    cdef Py_ssize_t _perform(self, int op, OpArgs *a, int flags, bint try_only) except -1:
+        """Run one data call to completion as the timeout says: the one retry
+        loop behind every send and receive.  With ``try_only``, -2 instead of
+        waiting or raising when it would block."""
+        cdef long n, rest
+        cdef int err
         cdef zs_sock_t fd
         cdef bint release_gil = self._timeout < 0 and not try_only
         if self._check_open() < 0:
@@ -399,34 +461,46 @@ cdef class Socket:
         if try_only and self._timeout != 0.0:
             if ZS_HAVE_MSG_DONTWAIT:
                 flags |= ZS_MSG_DONTWAIT
-            elif zs_wait(self.fd, writing, 0) == 0:
+            elif zs_wait(self.fd, op & 1, 0) == 0:
                 return -2
         while True:
             fd = self.fd
             if not release_gil:
-                n = _io(fd, writing, buf, length, flags)
+                n = _call(fd, op, a, flags, False)
             elif self._probe_first(flags):
                 # Data (or room) is usually there: take it without handing the
                 # GIL over; wait with the GIL released only for what is left.
-                n = _io(fd, writing, buf, length, flags | ZS_MSG_DONTWAIT)
+                n = _call(fd, op, a, flags | ZS_MSG_DONTWAIT, False)
                 if n < 0 and zs_is_would_block(zs_last_error()):
                     with nogil:
-                        n = _io(fd, writing, buf, length, flags)
-                elif writing and 0 <= n < <long>length:
-                    done = n  # a blocking send queues everything, as the kernel would
+                        n = _call(fd, op, a, flags, True)
+                elif (op == OP_SEND or op == OP_SENDMSG) and 0 <= n < <long>a.total:
+                    # A blocking send queues everything, as the kernel would.
+                    _skip_sent(op, a, n)
                     with nogil:
-                        n = _io(fd, writing, <char *>buf + done, length - done, flags)
-                    return done + n if n > 0 else done
+                        rest = _call(fd, op, a, flags, True)
+                    return n + rest if rest > 0 else n
             else:
                 with nogil:
-                    n = _io(fd, writing, buf, length, flags)
+                    n = _call(fd, op, a, flags, True)
             if n >= 0:
                 return n
             err = zs_last_error()
             if try_only and zs_is_would_block(err):
                 return -2
-            if self._retry_or_raise(err, writing, &deadline) < 0:
+            if self._retry_or_raise(err, op & 1, &a.deadline) < 0:
                 return -1
+
+    cdef inline Py_ssize_t _transfer(self, int writing, void *buf, size_t length,
+                                     int flags, bint try_only) except -1:
+        """One send or recv of at most ``length`` bytes; with ``try_only``,
+        -2 instead of waiting or raising when it would block."""
+        cdef OpArgs a
+        a.buf = buf
+        a.length = length
+        a.total = length
+        a.deadline = -1.0
+        return self._perform(OP_SEND if writing else OP_RECV, &a, flags, try_only)
 
     # ------------------------------------------------------------- receiving
 
@@ -480,29 +554,15 @@ cdef class Socket:
 
     cdef Py_ssize_t _recvfrom(self, void *buf, size_t length, int flags,
                               sockaddr_storage *addr, zs_socklen_t *addrlen) except -1:
-        cdef long n
-        cdef double deadline = -1.0
-        cdef zs_sock_t fd
-        if self._check_open() < 0:
-            return -1
-        while True:
-            fd = self.fd
-            addrlen[0] = sizeof(sockaddr_storage)
-            if self._timeout >= 0:
-                n = zs_recvfrom(fd, buf, length, flags, <sockaddr *>addr, addrlen)
-            else:
-                n = -1
-                if self._probe_first(flags):
-                    n = zs_recvfrom(fd, buf, length, flags | ZS_MSG_DONTWAIT,
-                                    <sockaddr *>addr, addrlen)
-                if n < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
-                    addrlen[0] = sizeof(sockaddr_storage)
-                    with nogil:
-                        n = zs_recvfrom(fd, buf, length, flags, <sockaddr *>addr, addrlen)
-            if n >= 0:
-                return n
-            if self._retry_or_raise(zs_last_error(), 0, &deadline) < 0:
-                return -1
+        cdef OpArgs a
+        cdef Py_ssize_t n
+        a.buf = buf
+        a.length = length
+        a.addr = addr
+        a.deadline = -1.0
+        n = self._perform(OP_RECVFROM, &a, flags, False)
+        addrlen[0] = a.addrlen
+        return n
 
     cdef object _peer(self, sockaddr_storage *addr, zs_socklen_t addrlen):
         if self._peer_cache is None:
@@ -541,9 +601,8 @@ cdef class Socket:
         cdef zs_msghdr msg
         cdef sockaddr_storage addr
         cdef char *control = NULL
-        cdef long n
-        cdef double deadline = -1.0
-        cdef zs_sock_t fd
+        cdef Py_ssize_t n
+        cdef OpArgs a
         if ancbufsize < 0:
             raise ValueError("negative buffer size in recvmsg_into()")
         vec.count = 0
@@ -556,32 +615,15 @@ cdef class Socket:
                 if control == NULL:
                     raise MemoryError()
                 memset(control, 0, ancbufsize)
-            if self._check_open() < 0:
-                _propagate()
-            while True:
-                memset(&msg, 0, sizeof(msg))
-                msg.msg_name = &addr
-                msg.msg_namelen = sizeof(addr)
-                msg.msg_iov = vec.iovs
-                msg.msg_iovlen = vec.count
-                msg.msg_control = control
-                msg.msg_controllen = ancbufsize
-                fd = self.fd
-                if self._timeout >= 0:
-                    n = zs_recvmsg(fd, &msg, flags)
-                else:
-                    n = -1
-                    if self._probe_first(flags):
-                        n = zs_recvmsg(fd, &msg, flags | ZS_MSG_DONTWAIT)
-                    if n < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
-                        msg.msg_namelen = sizeof(addr)
-                        msg.msg_controllen = ancbufsize
-                        with nogil:
-                            n = zs_recvmsg(fd, &msg, flags)
-                if n >= 0:
-                    break
-                if self._retry_or_raise(zs_last_error(), 0, &deadline) < 0:
-                    _propagate()
+            memset(&msg, 0, sizeof(msg))
+            msg.msg_name = &addr
+            msg.msg_iov = vec.iovs
+            msg.msg_iovlen = vec.count
+            msg.msg_control = control
+            a.msg = &msg
+            a.controllen = ancbufsize
+            a.deadline = -1.0
+            n = self._perform(OP_RECVMSG, &a, flags, False)
             return (n, _parse_ancillary(&msg), msg.msg_flags,
                     make_address(<sockaddr *>&addr, msg.msg_namelen, self._family))
         finally:
@@ -623,35 +665,20 @@ cdef class Socket:
     def sendall(self, data, int flags=0):
         """Send every byte; the timeout bounds the whole call, as in the stdlib."""
         cdef Py_buffer view
-        cdef Py_ssize_t sent = 0, n
-        cdef long r
-        cdef double deadline = -1.0
-        cdef char *base
-        cdef zs_sock_t fd
+        cdef Py_ssize_t n
+        cdef OpArgs a
         _get_readable(data, &view)
         try:
-            if self._check_open() < 0:
+            if self._check_open() < 0:  # even with nothing to send
                 _propagate()
-            base = <char *>view.buf
-            if self._timeout > 0:
-                deadline = zs_monotonic() + self._timeout
-            while sent < view.len:
-                fd = self.fd
-                if self._timeout >= 0:
-                    r = zs_send(fd, base + sent, view.len - sent, flags)
-                else:
-                    r = -1
-                    if self._probe_first(flags):
-                        r = zs_send(fd, base + sent, view.len - sent, flags | ZS_MSG_DONTWAIT)
-                    if r < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
-                        with nogil:
-                            r = zs_send(fd, base + sent, view.len - sent, flags)
-                if r >= 0:
-                    sent += r
-                    if _check_signals() < 0:  # a long send still runs signal handlers
-                        _propagate()
-                    continue
-                if self._retry_or_raise(zs_last_error(), 1, &deadline) < 0:
+            a.buf = view.buf
+            a.length = view.len
+            a.total = 0  # one send at a time, so signal handlers run between them
+            a.deadline = zs_monotonic() + self._timeout if self._timeout > 0 else -1.0
+            while a.length > 0:
+                n = self._perform(OP_SEND, &a, flags, False)
+                _skip_sent(OP_SEND, &a, n)
+                if _check_signals() < 0:  # a long send still runs signal handlers
                     _propagate()
         finally:
             PyBuffer_Release(&view)
@@ -660,36 +687,20 @@ cdef class Socket:
         """``sendto(data, address)`` or ``sendto(data, flags, address)``."""
         cdef Py_buffer view
         cdef sockaddr_storage addr
-        cdef zs_socklen_t addrlen
         cdef int flags = 0
-        cdef long n
-        cdef double deadline = -1.0
-        cdef zs_sock_t fd
+        cdef OpArgs a
         if address is _MISSING:
             address = flags_or_address
         else:
             flags = flags_or_address
         _get_readable(data, &view)
         try:
-            parse_address(address, self._family, &addr, &addrlen, "sendto")
-            if self._check_open() < 0:
-                _propagate()
-            while True:
-                fd = self.fd
-                if self._timeout >= 0:
-                    n = zs_sendto(fd, view.buf, view.len, flags, <sockaddr *>&addr, addrlen)
-                else:
-                    n = -1
-                    if self._probe_first(flags):
-                        n = zs_sendto(fd, view.buf, view.len, flags | ZS_MSG_DONTWAIT,
-                                      <sockaddr *>&addr, addrlen)
-                    if n < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
-                        with nogil:
-                            n = zs_sendto(fd, view.buf, view.len, flags, <sockaddr *>&addr, addrlen)
-                if n >= 0:
-                    return n
-                if self._retry_or_raise(zs_last_error(), 1, &deadline) < 0:
-                    _propagate()
+            parse_address(address, self._family, &addr, &a.addrlen, "sendto")
+            a.buf = view.buf
+            a.length = view.len
+            a.addr = &addr
+            a.deadline = -1.0
+            return self._perform(OP_SENDTO, &a, flags, False)
         finally:
             PyBuffer_Release(&view)
 
@@ -702,9 +713,7 @@ cdef class Socket:
         cdef zs_socklen_t addrlen = 0
         cdef char *control = NULL
         cdef size_t control_len = 0
-        cdef long n, rest
-        cdef double deadline = -1.0
-        cdef zs_sock_t fd
+        cdef OpArgs a
         vec.count = 0
         vec.views = vec.stack_views
         vec.iovs = vec.stack_iovs
@@ -715,8 +724,6 @@ cdef class Socket:
             items = ancdata if isinstance(ancdata, (list, tuple)) else list(ancdata)
             if items:
                 control = _build_ancillary(items, &control_len)
-            if self._check_open() < 0:
-                _propagate()
             memset(&msg, 0, sizeof(msg))
             msg.msg_name = &addr if address is not None else NULL
             msg.msg_namelen = addrlen
@@ -724,28 +731,10 @@ cdef class Socket:
             msg.msg_iovlen = vec.count
             msg.msg_control = control
             msg.msg_controllen = control_len
-            while True:
-                fd = self.fd
-                if self._timeout >= 0:
-                    n = zs_sendmsg(fd, &msg, flags)
-                elif not self._probe_first(flags):
-                    with nogil:
-                        n = zs_sendmsg(fd, &msg, flags)
-                else:
-                    n = zs_sendmsg(fd, &msg, flags | ZS_MSG_DONTWAIT)
-                    if n < 0 and zs_is_would_block(zs_last_error()):
-                        with nogil:
-                            n = zs_sendmsg(fd, &msg, flags)
-                    elif 0 <= n < vec.total:
-                        # a blocking send queues everything, as the kernel would
-                        msg.msg_iovlen = zs_iov_consume(vec.iovs, vec.count, n)
-                        with nogil:
-                            rest = zs_sendmsg(fd, &msg, flags)
-                        return n + rest if rest > 0 else n
-                if n >= 0:
-                    return n
-                if self._retry_or_raise(zs_last_error(), 1, &deadline) < 0:
-                    _propagate()
+            a.msg = &msg
+            a.total = vec.total
+            a.deadline = -1.0
+            return self._perform(OP_SENDMSG, &a, flags, False)
         finally:
             _vectors_release(&vec)
             PyMem_Free(control)
@@ -782,11 +771,9 @@ cdef class Socket:
         takes what is already queued; returns ``[(nbytes, address), ...]``.
         A run of datagrams from one peer shares one address object.
         """
-        cdef Py_ssize_t count, got = 0, i
-        cdef int received
-        cdef double deadline = -1.0
+        cdef Py_ssize_t count, got = 0, i, received
         cdef Batch *b
-        cdef zs_sock_t fd
+        cdef OpArgs a
         parts = buffers if isinstance(buffers, (list, tuple)) else list(buffers)
         count = len(parts)
         if count == 0:
@@ -801,28 +788,10 @@ cdef class Socket:
                 _get_writable(parts[i], &b.views[i], "recv_many")
                 got += 1
                 zs_iov_set(&b.iovs[i], b.views[i].buf, b.views[i].len)
-            while True:
-                for i in range(count):
-                    memset(&b.hdrs[i], 0, sizeof(zs_mmsghdr))
-                    b.hdrs[i].msg_hdr.msg_name = &b.addrs[i]
-                    b.hdrs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
-                    b.hdrs[i].msg_hdr.msg_iov = &b.iovs[i]
-                    b.hdrs[i].msg_hdr.msg_iovlen = 1
-                fd = self.fd
-                if self._timeout >= 0:
-                    received = zs_recvmmsg(fd, b.hdrs, <unsigned int>count, flags, 0)
-                else:
-                    received = -1
-                    if self._probe_first(flags):
-                        received = zs_recvmmsg(fd, b.hdrs, <unsigned int>count,
-                                               flags | ZS_MSG_DONTWAIT, 0)
-                    if received < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
-                        with nogil:
-                            received = zs_recvmmsg(fd, b.hdrs, <unsigned int>count, flags, 1)
-                if received >= 0:
-                    break
-                if self._retry_or_raise(zs_last_error(), 0, &deadline) < 0:
-                    _propagate()
+            a.batch = b
+            a.count = <unsigned int>count
+            a.deadline = -1.0
+            received = self._perform(OP_RECVMMSG, &a, flags, False)
             result = []
             for i in range(received):
                 result.append((b.hdrs[i].msg_len,
@@ -839,11 +808,9 @@ cdef class Socket:
         pair.  Returns how many were sent: fewer than given when the send
         buffer fills after the first."""
         cdef Py_ssize_t count, got = 0, i
-        cdef int sent
-        cdef double deadline = -1.0
         cdef zs_socklen_t addrlen
         cdef Batch *b
-        cdef zs_sock_t fd
+        cdef OpArgs a
         items = datagrams if isinstance(datagrams, (list, tuple)) else list(datagrams)
         count = len(items)
         if count == 0:
@@ -871,21 +838,10 @@ cdef class Socket:
                 zs_iov_set(&b.iovs[i], b.views[i].buf, b.views[i].len)
                 b.hdrs[i].msg_hdr.msg_iov = &b.iovs[i]
                 b.hdrs[i].msg_hdr.msg_iovlen = 1
-            while True:
-                fd = self.fd
-                if self._timeout >= 0:
-                    sent = zs_sendmmsg(fd, b.hdrs, <unsigned int>count, flags)
-                else:
-                    sent = -1
-                    if self._probe_first(flags):
-                        sent = zs_sendmmsg(fd, b.hdrs, <unsigned int>count, flags | ZS_MSG_DONTWAIT)
-                    if sent < 0 and (not self._probe_first(flags) or zs_is_would_block(zs_last_error())):
-                        with nogil:
-                            sent = zs_sendmmsg(fd, b.hdrs, <unsigned int>count, flags)
-                if sent >= 0:
-                    return sent
-                if self._retry_or_raise(zs_last_error(), 1, &deadline) < 0:
-                    _propagate()
+            a.batch = b
+            a.count = <unsigned int>count
+            a.deadline = -1.0
+            return self._perform(OP_SENDMMSG, &a, flags, False)
         finally:
             for i in range(got):
                 PyBuffer_Release(&b.views[i])
