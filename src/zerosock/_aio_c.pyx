@@ -7,7 +7,7 @@ import asyncio
 from asyncio import events, sslproto
 
 from zerosock import _aio_shared
-from zerosock._aio_core_c import LoopCore
+from zerosock._aio_core_c cimport LoopCore
 from zerosock._aio_transport_c import SocketTransport
 from zerosock._selectors_c import DefaultSelector
 
@@ -44,14 +44,14 @@ class EventLoop(asyncio.SelectorEventLoop):
             return super().call_soon(callback, *args, context=context)
         if self._closed:
             raise RuntimeError("Event loop is closed")
-        return self._core.call_soon(callback, args, context)
+        return (<LoopCore?>self._core).call_soon(callback, args, context)
 
     def call_later(self, delay, callback, *args, context=None):
         if self._debug:
             return super().call_later(delay, callback, *args, context=context)
         if self._closed:
             raise RuntimeError("Event loop is closed")
-        return self._core.call_later(delay, callback, args, context)
+        return (<LoopCore?>self._core).call_later(delay, callback, args, context)
 
     def call_at(self, when, callback, *args, context=None):
         if when is None:
@@ -59,12 +59,12 @@ class EventLoop(asyncio.SelectorEventLoop):
         if self._closed:
             raise RuntimeError("Event loop is closed")
         if not self._debug:
-            return self._core.call_at(when, callback, args, context)
+            return (<LoopCore?>self._core).call_at(when, callback, args, context)
         # Debug mode: the stdlib's checks, and a handle that keeps its traceback.
         self._check_thread()
         self._check_callback(callback, "call_at")
         timer = events.TimerHandle(when, callback, args, self, context)
-        self._core.schedule(when, timer)  # (a compiled call_at leaves no frame to trim)
+        (<LoopCore?>self._core).schedule(when, timer)  # (a compiled call_at leaves no frame to trim)
         return timer
 
     def _timer_handle_cancelled(self, handle):
@@ -72,7 +72,7 @@ class EventLoop(asyncio.SelectorEventLoop):
             self._scheduled.cancelled_count += 1
 
     def _run_once(self):
-        self._core.run_once()
+        (<LoopCore?>self._core).run_once()
 
 
 class EventLoopPolicy(_aio_shared.BasePolicy):

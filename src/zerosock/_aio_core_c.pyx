@@ -13,6 +13,10 @@ from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.object cimport PyTypeObject
+
+cdef extern from "Python.h":
+    object PyType_GenericAlloc(PyTypeObject *kind, Py_ssize_t nitems)
 from libc.math cimport ceil
 
 import inspect
@@ -20,6 +24,7 @@ import time
 from asyncio import base_events, events, format_helpers
 
 from zerosock._aio_timers_c cimport TimerHeap
+from zerosock._slots cimport zs_slot_get, zs_slot_offset, zs_slot_set
 from zerosock._aio_transport_c cimport IOHandle
 from zerosock._selectors_c cimport Selector, zs_event, ZS_EV_READ, ZS_EV_WRITE
 
@@ -36,32 +41,83 @@ cdef object _stdlib_time = base_events.BaseEventLoop.time
 cdef object _format_handle = base_events._format_handle
 cdef object _format_callback_source = format_helpers._format_callback_source
 cdef bint FORMAT_TAKES_DEBUG = "debug" in inspect.signature(_format_callback_source).parameters
-cdef object _new_object = object.__new__
+
+# Where Handle and TimerHandle keep their state: see zerosock._slots.
+cdef Py_ssize_t H_CALLBACK = zs_slot_offset(HandleType.__dict__["_callback"])
+cdef Py_ssize_t H_ARGS = zs_slot_offset(HandleType.__dict__["_args"])
+cdef Py_ssize_t H_CANCELLED = zs_slot_offset(HandleType.__dict__["_cancelled"])
+cdef Py_ssize_t H_LOOP = zs_slot_offset(HandleType.__dict__["_loop"])
+cdef Py_ssize_t H_TRACEBACK = zs_slot_offset(HandleType.__dict__["_source_traceback"])
+cdef Py_ssize_t H_REPR = zs_slot_offset(HandleType.__dict__["_repr"])
+cdef Py_ssize_t H_CONTEXT = zs_slot_offset(HandleType.__dict__["_context"])
+cdef Py_ssize_t T_WHEN = zs_slot_offset(TimerHandleType.__dict__["_when"])
+cdef Py_ssize_t T_SCHEDULED = zs_slot_offset(TimerHandleType.__dict__["_scheduled"])
+
+
+cdef inline bint _is_stdlib_handle(object handle):
+    cdef type kind = type(handle)
+    return kind is HandleType or kind is TimerHandleType
+
+
+cdef object _new_handle(type kind, object loop, object callback, tuple args, object context):
+    """A Handle or TimerHandle as ``__init__`` leaves it outside debug mode,
+    made without its Python frames."""
+    handle = PyType_GenericAlloc(<PyTypeObject *>kind, 0)
+    zs_slot_set(handle, H_CONTEXT, PyContext_CopyCurrent() if context is None else context)
+    zs_slot_set(handle, H_LOOP, loop)
+    zs_slot_set(handle, H_CALLBACK, callback)
+    zs_slot_set(handle, H_ARGS, args)
+    zs_slot_set(handle, H_CANCELLED, False)
+    zs_slot_set(handle, H_REPR, None)
+    zs_slot_set(handle, H_TRACEBACK, None)
+    return handle
+
+
+cdef inline bint _handle_cancelled(object handle) except -1:
+    cdef PyObject *value
+    if type(handle) is IOHandleType:
+        return (<IOHandle>handle)._cancelled
+    if _is_stdlib_handle(handle):
+        value = zs_slot_get(handle, H_CANCELLED)
+        if value != NULL:
+            return value == <PyObject *>True or (value != <PyObject *>False and <object>value)
+    return handle._cancelled
+
+
+cdef inline int _set_scheduled(object timer, bint scheduled) except -1:
+    if type(timer) is TimerHandleType:
+        zs_slot_set(timer, T_SCHEDULED, scheduled)
+    else:
+        timer._scheduled = scheduled
+    return 0
 
 
 cdef int _run_stdlib_handle(object handle) except -1:
     """``events.Handle._run`` without its Python frame: the callback in the
     handle's context, an exception reported as the stdlib reports it."""
-    callback = handle._callback
-    args = handle._args
-    context = handle._context
+    cdef PyObject *context = zs_slot_get(handle, H_CONTEXT)
+    cdef PyObject *callback = zs_slot_get(handle, H_CALLBACK)
+    cdef PyObject *args = zs_slot_get(handle, H_ARGS)
+    if context == NULL or callback == NULL or args == NULL:
+        handle._run()  # not made by __init__: the stdlib's own method says what is wrong
+        return 0
     failure = None
-    PyContext_Enter(context)
+    PyContext_Enter(<object>context)
     try:
-        callback(*args)
+        (<object>callback)(*<object>args)
     except (SystemExit, KeyboardInterrupt):
-        PyContext_Exit(context)
+        PyContext_Exit(<object>context)
         raise
     except BaseException as exc:
         failure = exc
-    PyContext_Exit(context)
+    PyContext_Exit(<object>context)
     if failure is not None:
         # Reported outside the handle's context, as context.run() would leave it.
         loop = handle._loop
         if FORMAT_TAKES_DEBUG:
-            cb = _format_callback_source(callback, args, debug=loop.get_debug())
+            cb = _format_callback_source(handle._callback, handle._args, debug=loop.get_debug())
         else:
-            cb = _format_callback_source(callback, args)
+            cb = _format_callback_source(handle._callback, handle._args)
         report = {"message": f"Exception in callback {cb}", "exception": failure,
                   "handle": handle}
         if handle._source_traceback:
@@ -71,40 +127,21 @@ cdef int _run_stdlib_handle(object handle) except -1:
 
 
 cdef inline int _run_handle(object handle) except -1:
-    cdef type kind = type(handle)
-    if kind is IOHandleType:
+    if type(handle) is IOHandleType:
         if not (<IOHandle>handle)._cancelled:
             (<IOHandle>handle).run()
-    elif handle._cancelled:
+    elif _handle_cancelled(handle):
         pass
-    elif kind is HandleType or kind is TimerHandleType:
+    elif _is_stdlib_handle(handle):
         _run_stdlib_handle(handle)
     else:
         handle._run()
     return 0
 
 
-cdef inline bint _cancelled(object handle) except -1:
-    if type(handle) is IOHandleType:
-        return (<IOHandle>handle)._cancelled
-    return handle._cancelled
-
-
 @cython.final
 cdef class LoopCore:
     """The C half of one :class:`~zerosock.aio.EventLoop`."""
-
-    cdef object loop
-    cdef dict state               # the loop's __dict__: _debug and _stopping read at each iteration
-    cdef object ready             # the loop's _ready deque
-    cdef readonly TimerHeap timers  # the loop's _scheduled
-    cdef Selector native          # the loop's selector when it is zerosock's C one
-    cdef bint stdlib_time         # loop.time() is time.monotonic()
-    cdef double clock_resolution
-    # This iteration's I/O handles, then its due timers: owned references in
-    # an array kept from one iteration to the next.
-    cdef PyObject **pending
-    cdef Py_ssize_t npending, pending_capacity
 
     def __cinit__(self, loop):
         self.loop = loop
@@ -143,55 +180,41 @@ cdef class LoopCore:
         for i in range(start, n):
             Py_DECREF(<object>self.pending[i])
 
-    cdef inline double now(self) except? -1.0:
+    cdef double now(self) except? -1.0:
         if self.stdlib_time:
             return _monotonic()
         return self.loop.time()
 
     # -- scheduling -------------------------------------------------------------
 
-    def call_soon(self, callback, tuple args, context):
-        """``loop.call_soon``'s Handle, made and queued without the Python
-        ``Handle.__init__`` frame (a loop not in debug mode: no traceback)."""
-        handle = _new_object(HandleType)
-        handle._context = PyContext_CopyCurrent() if context is None else context
-        handle._loop = self.loop
-        handle._callback = callback
-        handle._args = args
-        handle._cancelled = False
-        handle._repr = None
-        handle._source_traceback = None
+    cpdef object call_soon(self, object callback, tuple args, object context):
+        """``loop.call_soon``'s Handle, queued (a loop not in debug mode)."""
+        handle = _new_handle(HandleType, self.loop, callback, args, context)
         self.ready.append(handle)
         return handle
 
-    def call_at(self, when, callback, tuple args, context):
-        """``loop.call_at``'s TimerHandle, made without its Python frames and
-        pushed on the C heap (a loop not in debug mode)."""
+    cpdef object call_at(self, object when, object callback, tuple args, object context):
+        """``loop.call_at``'s TimerHandle, pushed on the C heap (a loop not in debug mode)."""
         cdef double at
         if when is None:
             raise TypeError("when cannot be None")
         at = when
-        handle = _new_object(TimerHandleType)
-        handle._context = PyContext_CopyCurrent() if context is None else context
-        handle._loop = self.loop
-        handle._callback = callback
-        handle._args = args
-        handle._cancelled = False
-        handle._repr = None
-        handle._source_traceback = None
-        handle._when = when
+        handle = _new_handle(TimerHandleType, self.loop, callback, args, context)
+        zs_slot_set(handle, T_WHEN, when)
+        zs_slot_set(handle, T_SCHEDULED, False)
         self.schedule(at, handle)
         return handle
 
-    def call_later(self, delay, callback, tuple args, context):
+    cpdef object call_later(self, object delay, object callback, tuple args, object context):
         if delay is None:
             raise TypeError("delay must not be None")
         return self.call_at(self.now() + delay, callback, args, context)
 
-    def schedule(self, double when, handle):
+    cpdef int schedule(self, double when, object handle) except -1:
         """Put a made TimerHandle on the heap, as ``heappush`` and ``_scheduled = True`` do."""
         self.timers.push(when, handle)
-        handle._scheduled = True
+        _set_scheduled(handle, True)
+        return 0
 
     # -- one iteration ----------------------------------------------------------
 
@@ -199,7 +222,7 @@ cdef class LoopCore:
         # The stdlib's _process_events for one handle.
         if handle is None:
             return 0
-        if _cancelled(handle):
+        if _handle_cancelled(handle):
             if writing:
                 self.loop._remove_writer(fileobj)
             else:
@@ -245,10 +268,10 @@ cdef class LoopCore:
         if count > MIN_SCHEDULED and timers.cancelled_count > MIN_CANCELLED_FRACTION * count:
             timers.compact()
             return 0
-        while timers.handles and timers.handles[0]._cancelled:
+        while timers.handles and _handle_cancelled(timers.handles[0]):
             timers.cancelled_count -= 1
             handle = timers.pop(NULL)
-            handle._scheduled = False
+            _set_scheduled(handle, False)
         return 0
 
     cdef int _collect_due(self) except -1:
@@ -260,8 +283,8 @@ cdef class LoopCore:
         end_time = self.now() + self.clock_resolution
         while timers.handles and timers.keys[0].when < end_time:
             handle = timers.pop(NULL)
-            handle._scheduled = False
-            if handle._cancelled:
+            _set_scheduled(handle, False)
+            if _handle_cancelled(handle):
                 timers.cancelled_count -= 1
             else:
                 self._add_pending(handle)
@@ -283,7 +306,7 @@ cdef class LoopCore:
             loop._current_handle = None
         return 0
 
-    def run_once(self):
+    cpdef int run_once(self) except -1:
         """One iteration of the loop: the stdlib's ``_run_once``, in its order."""
         cdef object ready = self.ready
         cdef TimerHeap timers = self.timers
@@ -334,3 +357,4 @@ cdef class LoopCore:
         finally:
             handle = None  # no cycle through an exception's frame
             self._release_pending(0)
+        return 0

@@ -25,6 +25,7 @@ from asyncio.selector_events import _test_selector_event
 from selectors import EVENT_READ, EVENT_WRITE
 
 from zerosock._buffers cimport zs_borrow_memory
+from zerosock._slots cimport zs_slot_get, zs_slot_offset
 from zerosock._shim cimport (
     ZS_EINTR, ZS_HAVE_MSG, zs_iov_set, zs_iovec, zs_is_would_block, zs_last_error, zs_msghdr,
     zs_recv, zs_send, zs_sendmsg, zs_strerror,
@@ -683,30 +684,7 @@ cdef class TransportCore:
         self._empty_waiter = None
 
 
-cdef extern from *:
-    """
-    #include "structmember.h"
-    /* Where the facade's __slots__ keep its core: found once from the slot's
-       descriptor, it makes ``self._core`` a load rather than an attribute
-       lookup on every write. */
-    static Py_ssize_t zs_core_offset = 0;
-    static int zs_find_core_slot(PyObject *descr) {
-        if (!PyObject_TypeCheck(descr, &PyMemberDescr_Type)
-                || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
-            PyErr_SetString(PyExc_TypeError, "_core is not an object slot");
-            return -1;
-        }
-        zs_core_offset = ((PyMemberDescrObject *)descr)->d_member->offset;
-        return 0;
-    }
-    static inline PyObject *zs_core_slot(PyObject *o) {
-        return *(PyObject **)((char *)o + zs_core_offset);
-    }
-    """
-    int zs_find_core_slot(object descr) except -1
-    PyObject *zs_core_slot(object o)
-
-
+cdef Py_ssize_t CORE_OFFSET  # where a SocketTransport keeps its _core
 cdef type _SocketTransportType
 
 
@@ -714,7 +692,7 @@ cdef inline TransportCore _core_of(object transport):
     """``transport._core`` of a SocketTransport, without the lookup."""
     if not PyObject_TypeCheck(transport, <PyTypeObject *>_SocketTransportType):
         raise TypeError(f"a SocketTransport is required, not {type(transport).__name__!r}")
-    core = zs_core_slot(transport)
+    core = zs_slot_get(transport, CORE_OFFSET)
     if core == NULL:
         raise AttributeError("_core")  # __init__ never ran
     return <TransportCore>core
@@ -786,7 +764,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
 
 
 _SocketTransportType = SocketTransport
-zs_find_core_slot(SocketTransport.__dict__["_core"])
+CORE_OFFSET = zs_slot_offset(SocketTransport.__dict__["_core"])
 
 
 # The calls a protocol makes on every message are C method descriptors, as a

@@ -1,0 +1,33 @@
+from cpython.object cimport PyObject
+
+from zerosock._aio_timers_c cimport TimerHeap
+from zerosock._selectors_c cimport Selector
+
+
+cdef class LoopCore:
+    cdef object loop
+    cdef dict state               # the loop's __dict__: _debug and _stopping read at each iteration
+    cdef object ready             # the loop's _ready deque
+    cdef readonly TimerHeap timers  # the loop's _scheduled
+    cdef Selector native          # the loop's selector when it is zerosock's C one
+    cdef bint stdlib_time         # loop.time() is time.monotonic()
+    cdef double clock_resolution
+    # This iteration's I/O handles, then its due timers: owned references in
+    # an array kept from one iteration to the next.
+    cdef PyObject **pending
+    cdef Py_ssize_t npending, pending_capacity
+
+
+    cdef int _add_pending(self, object handle) except -1
+    cdef void _release_pending(self, Py_ssize_t start) noexcept
+    cdef double now(self) except? -1.0
+    cpdef object call_soon(self, object callback, tuple args, object context)
+    cpdef object call_at(self, object when, object callback, tuple args, object context)
+    cpdef object call_later(self, object delay, object callback, tuple args, object context)
+    cpdef int schedule(self, double when, object handle) except -1
+    cdef int _collect(self, object fileobj, object handle, bint writing) except -1
+    cdef int _poll(self, double timeout) except -1
+    cdef int _drop_cancelled_timers(self) except -1
+    cdef int _collect_due(self) except -1
+    cdef int _run_debug(self, object handle) except -1
+    cpdef int run_once(self) except -1
