@@ -47,6 +47,8 @@ class EventLoop(asyncio.SelectorEventLoop):
         return (<LoopCore?>self._core).call_soon(callback, args, context)
 
     def call_later(self, delay, callback, *args, context=None):
+        if delay is None:
+            raise TypeError("delay must not be None")
         if self._debug:
             return super().call_later(delay, callback, *args, context=context)
         if self._closed:

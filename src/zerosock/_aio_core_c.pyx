@@ -206,8 +206,6 @@ cdef class LoopCore:
         return handle
 
     cpdef object call_later(self, object delay, object callback, tuple args, object context):
-        if delay is None:
-            raise TypeError("delay must not be None")
         return self.call_at(self.now() + delay, callback, args, context)
 
     cpdef int schedule(self, double when, object handle) except -1:
