@@ -524,13 +524,16 @@ class DatagramSocketTransport(transports._FlowControlMixin, transports.Transport
 
 
 if CAN_PAUSE_READING:
+    @cython.binding(True)
     def _is_reading(self):
         cdef DatagramCore core = self._core
         return not core._closing and not core._paused
 
+    @cython.binding(True)
     def _pause_reading(self):
         self._core.pause_reading()
 
+    @cython.binding(True)
     def _resume_reading(self):
         self._core.resume_reading()
 
