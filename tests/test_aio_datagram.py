@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 import os
 import socket
@@ -24,6 +25,18 @@ TIMEOUT = 30.0
 EMPTY_DATAGRAMS_SENT = sys.version_info >= (3, 13)
 CAN_PAUSE_READING = sys.version_info >= (3, 11)
 HAVE_UNIX = hasattr(socket, "AF_UNIX")
+
+
+def _stdlib_buffer_size_drifts() -> bool:
+    """3.13.0 to 3.13.5 count 8 header bytes in per queued datagram but never
+    out (CPython gh-135444): the size stays above zero once anything queued.
+    zerosock's C transport counts them out too."""
+    from asyncio import selector_events
+    source = inspect.getsource(selector_events._SelectorDatagramTransport)
+    return "len(data) + 8" in source and "-= len(data) + 8" not in source
+
+
+STDLIB_SIZE_DRIFTS = _stdlib_buffer_size_drifts()
 
 
 def _stdlib_loop() -> asyncio.AbstractEventLoop:
@@ -476,8 +489,12 @@ def test_write_flow_control(loop_factory, unix_dir):
             assert queued > 4000
             got = await _drain(peer, len(sent))
             assert got == sent
-            await _yield_until(lambda: transport.get_write_buffer_size() == 0)
-            assert proto.paused == 1 and proto.resumed == 1
+            await _yield_until(lambda: not transport._buffer)
+            if STDLIB_SIZE_DRIFTS and not _is_c_loop(loop):
+                assert transport.get_write_buffer_size() > 0  # the drift
+            else:
+                assert transport.get_write_buffer_size() == 0
+                assert proto.paused == 1 and proto.resumed == 1
             transport.close()
             assert await proto.lost is None
         finally:

@@ -9,6 +9,7 @@ when nothing is queued, and the queue leaves in one ``sendmmsg`` call."""
 
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.contextvars cimport PyContext_Enter, PyContext_Exit
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from libc.string cimport memset
@@ -169,11 +170,21 @@ cdef class DatagramCore(TransportCore):
             return 0
         if self._next < self._end:
             return self._deliver()
-        self._receive()
+        try:
+            failure = self._receive()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on datagram transport")
+            return 0
+        if failure is not None:
+            # As the stdlib: an OSError of the read (an ICMP error) goes to the protocol.
+            self._protocol.error_received(failure)
+            return 0
         return self._deliver()
 
-    cdef int _receive(self) except -1:
-        """Read what one recvmmsg gives into _pending."""
+    cdef object _receive(self):
+        """Read what one recvmmsg gives into _pending; the OSError of the read, if any."""
         global _scratch, _scratch_busy
         cdef zs_mmsghdr hdrs[BATCH]
         cdef zs_iovec iovs[BATCH]
@@ -217,7 +228,7 @@ cdef class DatagramCore(TransportCore):
             if got < 0:
                 err = zs_last_error()
                 if zs_is_would_block(err) or err == ZS_EINTR:
-                    return 0
+                    return None
                 exc = _os_error(err)
             else:
                 exc = None
@@ -226,21 +237,19 @@ cdef class DatagramCore(TransportCore):
                 for i in range(got):
                     self._pending[2 * i] = PyBytes_FromStringAndSize(area + offset, hdrs[i].msg_len)
                     offset += big if i == 0 else small
-                self._next = 0
-                self._end = got
         finally:
             if private:
                 PyMem_RawFree(area)
             else:
                 _scratch_busy = False
         if exc is not None:
-            # As the stdlib: an OSError of the read (an ICMP error) goes to the protocol.
-            self._protocol.error_received(exc)
-            return 0
+            return exc
         for i in range(got):
             self._pending[2 * i + 1] = self._peers.get(<sockaddr *>&names[i],
                                                         hdrs[i].msg_hdr.msg_namelen, self._family)
-        return 0
+        self._next = 0
+        self._end = got
+        return None
 
     cdef int _deliver(self) except -1:
         """Hand pending datagrams to the protocol in order, as long as the
@@ -286,11 +295,23 @@ cdef class DatagramCore(TransportCore):
             pass
         if handle is None:
             handle = IOHandle(self, False)
-        self._loop.call_exception_handler({
+        report = {
             "message": f"Exception in callback {handle._callback!r}",
             "exception": exc,
             "handle": handle,
-        })
+        }
+        context = (<IOHandle>handle)._context if type(handle) is IOHandle else None
+        try:
+            # Outside the handle's context, as the loop reports it (3.13 runs
+            # the handler in that context, which cannot be entered twice).
+            PyContext_Exit(context)
+        except (TypeError, RuntimeError):
+            context = None  # not running in it: from _deliver_pending
+        try:
+            self._loop.call_exception_handler(report)
+        finally:
+            if context is not None:
+                PyContext_Enter(context)
         return 0
 
     # -- writing --------------------------------------------------------------------------
