@@ -4,10 +4,12 @@
 zerosock's C selector, with C socket transports and its iteration in C."""
 
 import asyncio
+import socket
 from asyncio import events, sslproto
 
 from zerosock import _aio_shared
 from zerosock._aio_core_c cimport LoopCore
+from zerosock._aio_datagram_c import DatagramSocketTransport
 from zerosock._aio_transport_c import SocketTransport
 from zerosock._selectors_c import DefaultSelector
 
@@ -27,6 +29,13 @@ class EventLoop(asyncio.SelectorEventLoop):
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         self._ensure_fd_no_transport(sock)  # as the stdlib does since 3.12
         return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        if sock.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
+            # Addresses of other families are the stdlib's to convert.
+            return super()._make_datagram_transport(sock, protocol, address, waiter, extra)
+        self._ensure_fd_no_transport(sock)
+        return DatagramSocketTransport(self, sock, protocol, address, waiter, extra)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None,

@@ -1,0 +1,593 @@
+# cython: language_level=3
+"""The C datagram transport of zerosock.aio: the standard library's selector
+datagram transport, same semantics on each Python version, with its read and
+write paths in C.
+
+A readiness event reads a batch of datagrams with one ``recvmmsg`` and hands
+them to ``datagram_received`` one by one, in order; ``sendto`` sends at once
+when nothing is queued, and the queue leaves in one ``sendmmsg`` call."""
+
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.contextvars cimport PyContext_Enter, PyContext_Exit
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
+from libc.string cimport memset
+
+import sys
+import warnings
+from asyncio import constants, futures, transports, trsock
+from asyncio.log import logger
+
+from zerosock._aio_transport_c cimport IOHandle, TransportCore
+from zerosock._shim cimport (
+    AF_INET, AF_INET6, ZS_EINTR, sockaddr, sockaddr_storage, zs_iov_set, zs_iovec,
+    zs_is_would_block, zs_last_error, zs_mmsghdr, zs_recvmmsg, zs_send, zs_sendmmsg,
+    zs_sendto, zs_socklen_t, zs_strerror,
+)
+from zerosock._sockaddr_c cimport AddressCache, parse_address
+
+cdef enum:
+    MAX_SIZE = 256 * 1024     # the stdlib's max_size: what one datagram read takes
+    IP_SLOT = 64 * 1024       # an IP datagram's length field is 16 bits: none is longer
+    BATCH = 32                # datagrams per readiness event, and per sendmmsg
+    # One read slot of MAX_SIZE and BATCH - 1 of IP_SLOT.
+    SCRATCH = MAX_SIZE + (BATCH - 1) * IP_SLOT
+
+cdef object _TransportSocket = trsock.TransportSocket
+cdef object _set_result_unless_cancelled = futures._set_result_unless_cancelled
+cdef int LOG_THRESHOLD = constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
+# Versions differ: 3.13 sends empty datagrams (older ones drop them) and counts
+# 8 header bytes per queued datagram; 3.11 added pause_reading() and a
+# running _buffer_size (3.9/3.10 sum the queue, which is the same number).
+cdef bint DROPS_EMPTY = sys.version_info < (3, 13)
+cdef Py_ssize_t HEADER_SIZE = 8 if sys.version_info >= (3, 13) else 0
+cdef bint CAN_PAUSE_READING = sys.version_info >= (3, 11)
+cdef bint LEN_OF_ARGUMENT = sys.version_info >= (3, 11)
+
+# Datagrams are copied out into bytes before any Python code runs, so one
+# scratch area serves every transport of the process; a second thread that
+# finds it in use (a finalizer may run Python code) takes a private one.
+cdef char *_scratch = NULL
+cdef bint _scratch_busy = False
+
+
+cdef inline object _os_error(int err):
+    # OSError(errno, text) is the subclass the socket module would raise.
+    return OSError(err, zs_strerror(err).decode("utf-8", "replace"))
+
+
+cdef class DatagramCore(TransportCore):
+    """The state and the C paths of one :class:`DatagramSocketTransport`.
+
+    It is a stream TransportCore for what the two share (the loop's I/O
+    handles, flow control, closing); reading and writing are its own."""
+
+    cdef public object _address
+    cdef public Py_ssize_t max_size
+    cdef int _family
+    cdef bint _connected         # a peer name: send() rather than sendto()
+    cdef bint _batch_writes      # flush the queue with sendmmsg
+    cdef AddressCache _peers
+    # Datagrams read but not yet delivered (the protocol paused reading
+    # mid-batch): data and address alternating, [_next, _end) pending.
+    cdef list _pending
+    cdef Py_ssize_t _next
+    cdef Py_ssize_t _end
+
+    def __init__(self, owner, loop, sock, protocol, address=None, waiter=None, extra=None):
+        self.owner = owner
+        if extra is not None:
+            self._extra = extra
+        self._loop = loop
+        self._protocol_paused = False
+        self._set_write_buffer_limits()
+        self._extra["socket"] = _TransportSocket(sock)
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        if "peername" not in self._extra:
+            try:
+                self._extra["peername"] = sock.getpeername()
+            except OSError:
+                self._extra["peername"] = None
+        self._sock = sock
+        self._sock_fd = sock.fileno()
+        self._fd = self._sock_fd
+        self._family = sock.family
+        self._protocol_connected = False
+        self.set_protocol(protocol)
+        self._server = None
+        loop._transports[self._sock_fd] = owner
+        self._address = address
+        self._connected = bool(self._extra["peername"])
+        # sendmmsg() drops the error of a datagram after the first: fine where
+        # errors are the datagram's own, not where a connected IP socket's
+        # pending ICMP error (for error_received) could be the one dropped.
+        self._batch_writes = not (self._connected and self._family in (AF_INET, AF_INET6))
+        self.max_size = MAX_SIZE
+        self._peers = AddressCache()
+        self._pending = [None] * (2 * BATCH)
+        loop.call_soon(protocol.connection_made, owner)
+        # Start reading only once connection_made() has run.
+        loop.call_soon(self._start_reading)
+        if waiter is not None:
+            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+
+    # -- closing: the stdlib's checks are on the queue, not its size ---------------
+
+    def close(self):
+        if self._closing:
+            return
+        self._closing = True
+        self._drop_pending()
+        self._loop._remove_reader(self._sock_fd)
+        if not self._queue:
+            self._conn_lost += 1
+            self._loop._remove_writer(self._sock_fd)
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def _force_close(self, exc):
+        if self._conn_lost:
+            return
+        self._drop_pending()
+        if self._queue:
+            # The stdlib leaves _buffer_size as it was (3.9/3.10 sum the now empty queue).
+            self._queue.clear()
+            if not LEN_OF_ARGUMENT:
+                self._buffer_size = 0
+            self._loop._remove_writer(self._sock_fd)
+        if not self._closing:
+            self._closing = True
+            self._loop._remove_reader(self._sock_fd)
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc):
+        self._drop_pending()
+        TransportCore._call_connection_lost(self, exc)
+
+    def _start_reading(self):
+        if self._closing or self._paused:
+            return
+        self._add_io(False)
+        if self._next < self._end:
+            # Datagrams read before a pause come first; the socket may not signal again.
+            self._loop.call_soon(self._deliver_pending)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _read_ready(self):
+        self.read_ready()
+
+    def _deliver_pending(self):
+        if not self._conn_lost:
+            self._deliver()
+
+    cdef int read_ready(self) except -1:
+        if self._conn_lost:
+            return 0
+        if self._next < self._end:
+            return self._deliver()
+        try:
+            failure = self._receive()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on datagram transport")
+            return 0
+        if failure is not None:
+            # As the stdlib: an OSError of the read (an ICMP error) goes to the protocol.
+            self._protocol.error_received(failure)
+            return 0
+        return self._deliver()
+
+    cdef object _receive(self):
+        """Read what one recvmmsg gives into _pending; the OSError of the read, if any."""
+        global _scratch, _scratch_busy
+        cdef zs_mmsghdr hdrs[BATCH]
+        cdef zs_iovec iovs[BATCH]
+        cdef sockaddr_storage names[BATCH]
+        cdef Py_ssize_t big = self.max_size, small, count, i, offset
+        cdef char *area
+        cdef bint private = False
+        cdef int got, err
+        if big <= 0:
+            raise ValueError("max_size must be positive")  # recvfrom()'s complaint
+        # Slots after the first only where no datagram can be longer than
+        # they are (or longer than max_size, which truncates as the stdlib does).
+        small = min(big, <Py_ssize_t>IP_SLOT) if self._family in (AF_INET, AF_INET6) else big
+        if big > SCRATCH:
+            count = 1
+        else:
+            count = min(<Py_ssize_t>BATCH, 1 + (SCRATCH - big) // small)
+        if _scratch_busy or big > SCRATCH:
+            area = <char *>PyMem_RawMalloc(<size_t>(big if big > SCRATCH else SCRATCH))
+            private = True
+        else:
+            if _scratch == NULL:
+                _scratch = <char *>PyMem_RawMalloc(SCRATCH)
+            area = _scratch
+            _scratch_busy = True
+        if area == NULL:
+            if not private:
+                _scratch_busy = False
+            raise MemoryError()
+        try:
+            offset = 0
+            for i in range(count):
+                memset(&hdrs[i], 0, sizeof(zs_mmsghdr))
+                zs_iov_set(&iovs[i], area + offset, <size_t>(big if i == 0 else small))
+                offset += big if i == 0 else small
+                hdrs[i].msg_hdr.msg_name = &names[i]
+                hdrs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
+                hdrs[i].msg_hdr.msg_iov = &iovs[i]
+                hdrs[i].msg_hdr.msg_iovlen = 1
+            got = zs_recvmmsg(self._fd, hdrs, <unsigned int>count, 0, 0)
+            if got < 0:
+                err = zs_last_error()
+                if zs_is_would_block(err) or err == ZS_EINTR:
+                    return None
+                exc = _os_error(err)
+            else:
+                exc = None
+                # Bytes first, while the scratch is ours; then the addresses.
+                offset = 0
+                for i in range(got):
+                    self._pending[2 * i] = PyBytes_FromStringAndSize(area + offset, hdrs[i].msg_len)
+                    offset += big if i == 0 else small
+        finally:
+            if private:
+                PyMem_RawFree(area)
+            else:
+                _scratch_busy = False
+        if exc is not None:
+            return exc
+        for i in range(got):
+            self._pending[2 * i + 1] = self._peers.get(<sockaddr *>&names[i],
+                                                        hdrs[i].msg_hdr.msg_namelen, self._family)
+        self._next = 0
+        self._end = got
+        return None
+
+    cdef int _deliver(self) except -1:
+        """Hand pending datagrams to the protocol in order, as long as the
+        stdlib would still be reading (one per event: nothing after close)."""
+        cdef Py_ssize_t i
+        cdef list pending = self._pending
+        while self._next < self._end:
+            if self._closing or self._paused or self._conn_lost:
+                if not self._paused:
+                    self._drop_pending()
+                return 0
+            i = self._next
+            data = pending[2 * i]
+            addr = pending[2 * i + 1]
+            pending[2 * i] = None
+            pending[2 * i + 1] = None
+            self._next = i + 1
+            try:
+                self._protocol.datagram_received(data, addr)
+            except (SystemExit, KeyboardInterrupt):
+                if self._next < self._end:
+                    self._loop.call_soon(self._deliver_pending)
+                raise
+            except BaseException as exc:
+                # The stdlib's handle would report this one; the next datagrams still arrive.
+                self._report(exc)
+        self._next = self._end = 0
+        return 0
+
+    cdef int _drop_pending(self) except -1:
+        cdef Py_ssize_t i
+        for i in range(2 * self._next, 2 * self._end):
+            self._pending[i] = None
+        self._next = self._end = 0
+        return 0
+
+    cdef int _report(self, object exc) except -1:
+        """Report an exception of the protocol as the loop reports one of a handle."""
+        handle = None
+        try:
+            handle = self._loop._selector.get_key(self._sock_fd).data[0]
+        except (KeyError, AttributeError, TypeError, IndexError):
+            pass
+        if handle is None:
+            handle = IOHandle(self, False)
+        report = {
+            "message": f"Exception in callback {handle._callback!r}",
+            "exception": exc,
+            "handle": handle,
+        }
+        context = (<IOHandle>handle)._context if type(handle) is IOHandle else None
+        try:
+            # Outside the handle's context, as the loop reports it (3.13 runs
+            # the handler in that context, which cannot be entered twice).
+            PyContext_Exit(context)
+        except (TypeError, RuntimeError):
+            context = None  # not running in it: from _deliver_pending
+        try:
+            self._loop.call_exception_handler(report)
+        finally:
+            if context is not None:
+                PyContext_Enter(context)
+        return 0
+
+    # -- writing --------------------------------------------------------------------------
+
+    cdef int c_sendto(self, object data, object addr) except -1:
+        cdef Py_buffer view
+        cdef long n
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        if DROPS_EMPTY and not data:
+            return 0
+        if self._address:
+            if addr not in (None, self._address):
+                raise ValueError(f"Invalid address: must be None or {self._address}")
+            addr = self._address
+        if self._conn_lost and self._address:
+            if self._conn_lost >= LOG_THRESHOLD:
+                logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return 0
+        if not self._queue:
+            if self._sock is None:
+                # What the stdlib's call on its closed-and-dropped socket gives.
+                self._fatal_error(AttributeError(
+                    f"'NoneType' object has no attribute '{'send' if self._connected else 'sendto'}'"),
+                    "Fatal write error on datagram transport")
+                return 0
+            try:
+                if PyBytes_CheckExact(data):
+                    n = self._send_one(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), addr)
+                else:
+                    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+                    try:
+                        n = self._send_one(<const char *>view.buf, view.len, addr)
+                    finally:
+                        PyBuffer_Release(&view)
+            except OSError as exc:
+                self._protocol.error_received(exc)
+                return 0
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal write error on datagram transport")
+                return 0
+            if n >= 0:
+                return 0
+            self._add_io(True)
+        # Queued data must not change under us: a bytes object is kept as it is.
+        held = data if PyBytes_CheckExact(data) else bytes(data)
+        self._queue.append((held, addr))
+        self._buffer_size += (len(data) if LEN_OF_ARGUMENT else PyBytes_GET_SIZE(held)) + HEADER_SIZE
+        self._pause_check()
+        return 0
+
+    cdef long _send_one(self, const char *ptr, Py_ssize_t length, object addr) except -2:
+        """Send one datagram now: its size, -1 if the socket would block, or
+        raise the OSError the socket module would."""
+        cdef sockaddr_storage name
+        cdef zs_socklen_t namelen
+        cdef long n
+        cdef int err
+        if self._connected:
+            n = zs_send(self._fd, ptr, <size_t>length, 0)
+        else:
+            self._address_of(addr, &name, &namelen)
+            n = zs_sendto(self._fd, ptr, <size_t>length, 0, <sockaddr *>&name, namelen)
+        if n >= 0:
+            return n
+        err = zs_last_error()
+        if zs_is_would_block(err) or err == ZS_EINTR:
+            return -1
+        raise _os_error(err)
+
+    cdef int _address_of(self, object addr, sockaddr_storage *name, zs_socklen_t *namelen) except -1:
+        cdef AddressCache peers = self._peers
+        if addr is not None and addr is peers.last_obj:
+            # A reply to the last sender: the address is the one it came from.
+            name[0] = peers.last
+            namelen[0] = peers.last_len
+            return 0
+        return parse_address(addr, self._family, name, namelen, "sendto")
+
+    def _write_ready(self):
+        self.write_ready()
+
+    @property
+    def queued_size(self):
+        return self._buffer_size
+
+    cdef int write_ready(self) except -1:
+        """The stdlib's _sendto_ready: send queued datagrams in order until the
+        socket would block; many with one sendmmsg."""
+        cdef zs_mmsghdr hdrs[BATCH]
+        cdef zs_iovec iovs[BATCH]
+        cdef sockaddr_storage names[BATCH]
+        cdef zs_socklen_t namelen
+        cdef int count, sent, i, err
+        cdef long n
+        cdef list batch
+        if self._sock is None:
+            return 0
+        queue = self._queue
+        while queue:
+            # Hold the batch: the iovecs point into these bytes objects.
+            batch = []
+            failure = None
+            for item in queue:
+                data, addr = <tuple>item
+                count = len(batch)
+                memset(&hdrs[count], 0, sizeof(zs_mmsghdr))
+                if not self._connected:
+                    try:
+                        self._address_of(addr, &names[count], &namelen)
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as exc:
+                        failure = exc  # met when this datagram's turn comes
+                        break
+                    hdrs[count].msg_hdr.msg_name = &names[count]
+                    hdrs[count].msg_hdr.msg_namelen = namelen
+                zs_iov_set(&iovs[count], PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
+                hdrs[count].msg_hdr.msg_iov = &iovs[count]
+                hdrs[count].msg_hdr.msg_iovlen = 1
+                batch.append(item)
+                if len(batch) == BATCH or not self._batch_writes:
+                    break
+            count = len(batch)
+            if count == 0:
+                self._pop_one()
+                if isinstance(failure, OSError):
+                    self._protocol.error_received(failure)
+                else:
+                    self._fatal_error(failure, "Fatal write error on datagram transport")
+                return 0
+            if count == 1:
+                n = zs_send(self._fd, PyBytes_AS_STRING(batch[0][0]),
+                            <size_t>PyBytes_GET_SIZE(batch[0][0]), 0) if self._connected else \
+                    zs_sendto(self._fd, PyBytes_AS_STRING(batch[0][0]),
+                              <size_t>PyBytes_GET_SIZE(batch[0][0]), 0,
+                              <sockaddr *>&names[0], hdrs[0].msg_hdr.msg_namelen)
+                sent = 1 if n >= 0 else -1
+            else:
+                sent = zs_sendmmsg(self._fd, hdrs, <unsigned int>count, 0)
+            if sent < 0:
+                err = zs_last_error()
+                if zs_is_would_block(err) or err == ZS_EINTR:
+                    break  # try again when writable
+                self._pop_one()
+                self._protocol.error_received(_os_error(err))
+                return 0
+            for i in range(sent):
+                self._pop_one()
+            # A short batch: the next call reports why (or would block).
+        self._resume_check()  # may queue more
+        if not queue:
+            self._loop._remove_writer(self._sock_fd)
+            if self._closing:
+                self._call_connection_lost(None)
+        return 0
+
+    cdef int _pop_one(self) except -1:
+        data, addr = self._queue.popleft()
+        self._buffer_size -= PyBytes_GET_SIZE(data) + HEADER_SIZE
+        return 0
+
+
+class DatagramSocketTransport(transports._FlowControlMixin, transports.Transport,
+                              transports.DatagramTransport):
+    """A datagram transport over a non-blocking socket: an
+    ``asyncio.DatagramTransport`` whose state and I/O paths are a C :class:`DatagramCore`."""
+
+    __slots__ = ("_core", "__weakref__", "__dict__")
+
+    def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
+        self._core = DatagramCore(self, loop, sock, protocol, address, waiter, extra)
+
+    def sendto(self, data, addr=None):
+        (<DatagramCore>self._core).c_sendto(data, addr)
+
+    def is_closing(self):
+        return (<DatagramCore>self._core)._closing
+
+    def get_extra_info(self, name, default=None):
+        return (<DatagramCore>self._core)._extra.get(name, default)
+
+    def get_write_buffer_size(self):
+        cdef DatagramCore core = self._core
+        if not LEN_OF_ARGUMENT:
+            return sum(len(data) for data, _ in core._queue)
+        return core._buffer_size
+
+    def get_protocol(self):
+        return (<DatagramCore>self._core)._protocol
+
+    def set_protocol(self, protocol):
+        (<DatagramCore>self._core).set_protocol(protocol)
+
+    def close(self):
+        self._core.close()
+
+    def abort(self):
+        self._core._force_close(None)
+
+    def get_write_buffer_limits(self):
+        return (<DatagramCore>self._core).get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        (<DatagramCore>self._core).set_write_buffer_limits(high, low)
+
+    @property
+    def max_size(self):
+        return (<DatagramCore>self._core).max_size
+
+    @max_size.setter
+    def max_size(self, value):
+        (<DatagramCore>self._core).max_size = value
+
+    @property
+    def _buffer(self):
+        return (<DatagramCore>self._core)._queue
+
+    def __repr__(self):
+        return self._core._describe(type(self).__name__)
+
+    def __del__(self):
+        core = getattr(self, "_core", None)  # None when __init__ failed
+        if core is not None and core._sock is not None:
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            core._sock.close()
+
+
+if CAN_PAUSE_READING:
+    @cython.binding(True)
+    def _is_reading(self):
+        cdef DatagramCore core = self._core
+        return not core._closing and not core._paused
+
+    @cython.binding(True)
+    def _pause_reading(self):
+        self._core.pause_reading()
+
+    @cython.binding(True)
+    def _resume_reading(self):
+        self._core.resume_reading()
+
+    DatagramSocketTransport.is_reading = _is_reading
+    DatagramSocketTransport.pause_reading = _pause_reading
+    DatagramSocketTransport.resume_reading = _resume_reading
+
+
+def _forward(name):
+    @cython.binding(True)
+    def method(self, *args, **kwargs):
+        return getattr(self._core, name)(*args, **kwargs)
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+def _state(name):
+    return property(lambda self: getattr(self._core, name),
+                    lambda self, value: setattr(self._core, name, value))
+
+
+for _name in (
+        "_set_write_buffer_limits", "_maybe_pause_protocol", "_maybe_resume_protocol",
+        "_start_reading", "_read_ready", "_write_ready", "_fatal_error", "_force_close",
+        "_call_connection_lost"):
+    setattr(DatagramSocketTransport, _name, _forward(_name))
+DatagramSocketTransport._sendto_ready = DatagramSocketTransport._write_ready
+
+# The stdlib transport's attributes that the loop and tests read.
+for _name in (
+        "_loop", "_protocol", "_sock", "_sock_fd", "_server", "_extra", "_address",
+        "_closing", "_paused", "_conn_lost", "_protocol_connected",
+        "_protocol_paused", "_high_water", "_low_water"):
+    setattr(DatagramSocketTransport, _name, _state(_name))
+del _name
+DatagramSocketTransport._buffer_size = property(lambda self: self._core.queued_size)
