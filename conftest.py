@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import types
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -75,3 +76,11 @@ def c_backend(request: pytest.FixtureRequest) -> types.ModuleType:
 def py_backend(request: pytest.FixtureRequest) -> types.ModuleType:
     """The pure-Python backend alone."""
     return _load(request, "python")
+
+
+@pytest.fixture(scope="module", params=_backend_params() + [pytest.param("stdlib", id="std")])
+def loop_factory(request: pytest.FixtureRequest) -> Callable[[], asyncio.AbstractEventLoop]:
+    """What makes a new event loop: zerosock.aio's on one backend, or stock asyncio's."""
+    if request.param == "stdlib":
+        return asyncio.SelectorEventLoop
+    return _load(request, request.param).aio.new_event_loop

@@ -19,40 +19,10 @@ import threading
 from typing import Any, Callable, Coroutine, List, Optional
 
 import pytest
+from _aio_loops import TIMEOUT, run, stdlib_loop
 
-from zerosock import _api, _compat
+from zerosock import _api
 
-TIMEOUT = 30.0
-
-
-def _stdlib_loop() -> asyncio.AbstractEventLoop:
-    return asyncio.SelectorEventLoop()
-
-
-@pytest.fixture(scope="module", params=[
-    pytest.param("c", id="c", marks=pytest.mark.c_extension),
-    pytest.param("python", id="py"),
-    pytest.param("stdlib", id="std"),
-])
-def loop_factory(request: pytest.FixtureRequest) -> Callable[[], asyncio.AbstractEventLoop]:
-    """What makes a new loop: zerosock's on one backend, or stock asyncio's."""
-    if request.param == "stdlib":
-        return _stdlib_loop
-    if request.param == "c" and request.config.getoption("--no-c-extensions"):
-        pytest.skip("C extensions disabled with --no-c-extensions")
-    return _compat.load_backend(request.param).aio.new_event_loop
-
-
-def run(factory: Callable[[], asyncio.AbstractEventLoop], coro: Coroutine[Any, Any, Any],
-        handler: Optional[Callable[..., None]] = None) -> Any:
-    loop = factory()
-    if handler is not None:
-        loop.set_exception_handler(handler)
-    try:
-        return loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT))
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
 
 
 class Echo(asyncio.Protocol):
@@ -849,7 +819,7 @@ def test_callbacks_timers_and_io_run_in_the_stdlib_order(loop_factory):
         got = _callback_order(loop)
     finally:
         loop.close()
-    reference = _stdlib_loop()
+    reference = stdlib_loop()
     try:
         expected = _callback_order(reference)
     finally:

@@ -15,13 +15,12 @@ import socket
 import sys
 import tempfile
 import warnings
-from typing import Any, Awaitable, Callable, Coroutine, Iterator, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Iterator, List, Optional, Tuple
 
 import pytest
+from _aio_loops import run
 
-from zerosock import _compat
 
-TIMEOUT = 30.0
 EMPTY_DATAGRAMS_SENT = sys.version_info >= (3, 13)
 CAN_PAUSE_READING = sys.version_info >= (3, 11)
 HAVE_UNIX = hasattr(socket, "AF_UNIX")
@@ -37,36 +36,6 @@ def _stdlib_buffer_size_drifts() -> bool:
 
 
 STDLIB_SIZE_DRIFTS = _stdlib_buffer_size_drifts()
-
-
-def _stdlib_loop() -> asyncio.AbstractEventLoop:
-    return asyncio.SelectorEventLoop()
-
-
-@pytest.fixture(scope="module", params=[
-    pytest.param("c", id="c", marks=pytest.mark.c_extension),
-    pytest.param("python", id="py"),
-    pytest.param("stdlib", id="std"),
-])
-def loop_factory(request: pytest.FixtureRequest) -> Callable[[], asyncio.AbstractEventLoop]:
-    """What makes a new loop: zerosock's on one backend, or stock asyncio's."""
-    if request.param == "stdlib":
-        return _stdlib_loop
-    if request.param == "c" and request.config.getoption("--no-c-extensions"):
-        pytest.skip("C extensions disabled with --no-c-extensions")
-    return _compat.load_backend(request.param).aio.new_event_loop
-
-
-def run(factory: Callable[[], asyncio.AbstractEventLoop], coro: Coroutine[Any, Any, Any],
-        handler: Optional[Callable[..., None]] = None) -> Any:
-    loop = factory()
-    if handler is not None:
-        loop.set_exception_handler(handler)
-    try:
-        return loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT))
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
 
 
 @pytest.fixture
