@@ -526,34 +526,6 @@ def test_protocol_method_that_raises_is_reported(loop_factory, method):
     assert "transport" in errors[0] and "protocol" in errors[0]
 
 
-def test_get_buffer_returning_empty_buffer_is_an_error(loop_factory):
-    async def main() -> Any:
-        loop = asyncio.get_running_loop()
-        lost = loop.create_future()
-
-        class Empty(asyncio.BufferedProtocol):
-            def get_buffer(self, hint: int) -> bytearray:
-                return bytearray()
-
-            def buffer_updated(self, n: int) -> None:
-                pass
-
-            def connection_lost(self, exc: Optional[BaseException]) -> None:
-                lost.set_result(exc)
-
-        a, b = socket.socketpair()
-        await loop.connect_accepted_socket(Empty, a)
-        b.sendall(b"x")
-        exc = await lost
-        b.close()
-        return exc
-
-    errors: List[dict] = []
-    exc = run(loop_factory, main(), handler=lambda loop, ctx: errors.append(ctx))
-    assert isinstance(exc, RuntimeError)
-    assert len(errors) == 1
-
-
 def test_write_rejects_non_bytes(loop_factory):
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -598,17 +570,22 @@ def test_write_of_unusable_buffers_is_checked_as_the_stdlib_does(loop_factory):
     assert len(errors) == 1 and type(errors[0]["exception"]) is raised.type
 
 
-@pytest.mark.parametrize("make", [
-    pytest.param(lambda: bytes(16), id="bytes"),
-    pytest.param(lambda: memoryview(bytearray(16)).toreadonly(), id="readonly-view"),
-    pytest.param(lambda: memoryview(bytearray(32))[::2], id="strided-view"),
+@pytest.mark.parametrize("make, error, message", [
+    pytest.param(bytearray, RuntimeError, "Fatal error: protocol.get_buffer() call failed.",
+                 id="empty"),
+    pytest.param(lambda: bytes(16), TypeError, "Fatal read error on socket transport",
+                 id="bytes"),
+    pytest.param(lambda: memoryview(bytearray(16)).toreadonly(), TypeError,
+                 "Fatal read error on socket transport", id="readonly-view"),
+    pytest.param(lambda: memoryview(bytearray(32))[::2], TypeError,
+                 "Fatal read error on socket transport", id="strided-view"),
 ])
-def test_get_buffer_returning_an_unwritable_buffer_is_a_read_error(loop_factory, make):
+def test_get_buffer_returning_an_unusable_buffer_is_an_error(loop_factory, make, error, message):
     async def main() -> Any:
         loop = asyncio.get_running_loop()
         lost = loop.create_future()
 
-        class Unwritable(asyncio.BufferedProtocol):
+        class Unusable(asyncio.BufferedProtocol):
             def get_buffer(self, hint: int) -> Any:
                 return make()
 
@@ -619,7 +596,7 @@ def test_get_buffer_returning_an_unwritable_buffer_is_a_read_error(loop_factory,
                 lost.set_result(exc)
 
         a, b = socket.socketpair()
-        await loop.connect_accepted_socket(Unwritable, a)
+        await loop.connect_accepted_socket(Unusable, a)
         b.sendall(b"x")
         exc = await lost
         b.close()
@@ -627,8 +604,8 @@ def test_get_buffer_returning_an_unwritable_buffer_is_a_read_error(loop_factory,
 
     errors: List[dict] = []
     exc = run(loop_factory, main(), handler=lambda loop, ctx: errors.append(ctx))
-    assert isinstance(exc, TypeError)
-    assert len(errors) == 1 and errors[0]["message"] == "Fatal read error on socket transport"
+    assert isinstance(exc, error)
+    assert len(errors) == 1 and errors[0]["message"] == message
 
 
 def test_buffered_protocol_reads_into_every_kind_of_writable_buffer(loop_factory):

@@ -76,28 +76,8 @@ cdef class DatagramCore(TransportCore):
     cdef Py_ssize_t _end
 
     def __init__(self, owner, loop, sock, protocol, address=None, waiter=None, extra=None):
-        self.owner = owner
-        if extra is not None:
-            self._extra = extra
-        self._loop = loop
-        self._protocol_paused = False
-        self._set_write_buffer_limits()
-        self._extra["socket"] = _TransportSocket(sock)
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
-        if "peername" not in self._extra:
-            try:
-                self._extra["peername"] = sock.getpeername()
-            except OSError:
-                self._extra["peername"] = None
-        self._sock = sock
-        self._sock_fd = sock.fileno()
-        self._fd = self._sock_fd
+        self._attach(owner, loop, sock, protocol, extra)
         self._family = sock.family
-        self._protocol_connected = False
-        self.set_protocol(protocol)
         self._server = None
         loop._transports[self._sock_fd] = owner
         self._address = address

@@ -30,6 +30,7 @@ cdef class TransportCore:
     cdef object _spare               # a bytes of the last read, referenced by nobody else
     cdef object __weakref__
 
+    cdef int _attach(self, owner, loop, sock, protocol, extra) except -1
     cdef int c_write(self, object data) except -1
     cdef int read_ready(self) except -1
     cdef int write_ready(self) except -1

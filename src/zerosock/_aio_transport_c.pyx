@@ -155,6 +155,21 @@ cdef class TransportCore:
         self._extra = {}
 
     def __init__(self, owner, loop, sock, protocol, waiter=None, extra=None, server=None):
+        self._attach(owner, loop, sock, protocol, extra)
+        self._server = server
+        if server is not None:
+            _server_attach(server, owner)
+        loop._transports[self._sock_fd] = owner
+
+        _set_nodelay(sock)
+        loop.call_soon(protocol.connection_made, owner)
+        # Start reading only once connection_made() has run.
+        loop.call_soon(self._start_reading)
+        if waiter is not None:
+            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+
+    cdef int _attach(self, owner, loop, sock, protocol, extra) except -1:
+        """The stdlib's _SelectorTransport.__init__: the state every socket transport starts with."""
         self.owner = owner
         if extra is not None:
             self._extra = extra
@@ -176,17 +191,7 @@ cdef class TransportCore:
         self._fd = <zs_sock_t>self._sock_fd
         self._protocol_connected = False
         self.set_protocol(protocol)
-        self._server = server
-        if server is not None:
-            _server_attach(server, owner)
-        loop._transports[self._sock_fd] = owner
-
-        _set_nodelay(sock)
-        loop.call_soon(protocol.connection_made, owner)
-        # Start reading only once connection_made() has run.
-        loop.call_soon(self._start_reading)
-        if waiter is not None:
-            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+        return 0
 
     def __repr__(self):
         return self._describe("SocketTransport" if self.owner is None
