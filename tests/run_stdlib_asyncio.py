@@ -6,7 +6,7 @@
 
 Each (module, loop) pair runs in its own subprocess.  For zerosock the loop is
 installed the ways asyncio's tests make loops: the policy (``asyncio.new_event_loop()``,
-``asyncio.run()``), ``asyncio.SelectorEventLoop`` (the ``create_event_loop()``
+``asyncio.run()``), ``asyncio.SelectorEventLoop`` and 3.13's ``asyncio.EventLoop`` (the ``create_event_loop()``
 of test_events and friends) and the test module's ``selectors`` (so
 ``SelectorEventLoop(selectors.EpollSelector())`` gets zerosock's selector).
 Prints passed/failed/errors/skipped per module and loop, then every test that
@@ -63,6 +63,8 @@ def _install(backend_name: str, module: object) -> None:
     # tearDownModule() and the policy tests reset the policy to the default: make that ours.
     asyncio.DefaultEventLoopPolicy = Policy  # type: ignore[misc]
     asyncio.SelectorEventLoop = CountedLoop  # type: ignore[misc]
+    if hasattr(asyncio, "EventLoop"):  # 3.13: the platform's default loop class
+        asyncio.EventLoop = CountedLoop  # type: ignore[misc]
     if hasattr(module, "selectors"):
         module.selectors = backend.selectors  # type: ignore[attr-defined]
 
