@@ -876,6 +876,24 @@ def test_call_later_and_call_at_check_arguments(loop_factory):
         loop.call_at(1, print)
 
 
+def test_timers_follow_a_replaced_loop_time(loop_factory):
+    loop = loop_factory()
+    real = loop.time
+    offset = [0.0]
+    loop.time = lambda: real() + offset[0]  # type: ignore[method-assign]
+    order: List[str] = []
+    try:
+        loop.call_later(1000, order.append, "far")
+        handle = loop.call_later(2000, order.append, "farther")
+        assert handle.when() > real() + 1500
+        offset[0] = 1500.0  # the loop's clock jumps: the first timer is due, not the second
+        loop.run_until_complete(asyncio.sleep(0.01))
+        handle.cancel()
+    finally:
+        loop.close()
+    assert order == ["far"]
+
+
 def test_debug_mode_timers_and_slow_callback_warning(loop_factory, caplog):
     async def main() -> List[str]:
         loop = asyncio.get_running_loop()

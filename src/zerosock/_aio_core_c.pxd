@@ -10,7 +10,7 @@ cdef class LoopCore:
     cdef object ready             # the loop's _ready deque
     cdef readonly TimerHeap timers  # the loop's _scheduled
     cdef Selector native          # the loop's selector when it is zerosock's C one
-    cdef bint stdlib_time         # loop.time() is time.monotonic()
+    cdef bint stdlib_time         # the loop's class keeps the stdlib's time()
     cdef double clock_resolution
     # This iteration's I/O handles, then its due timers: owned references in
     # an array kept from one iteration to the next.
