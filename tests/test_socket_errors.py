@@ -3,6 +3,7 @@
 
 import errno
 import socket
+import sys
 
 import pytest
 
@@ -25,11 +26,16 @@ CLOSED_CALLS = [
 ]
 
 
+# What a call on a closed socket fails with: Winsock names the invalid handle
+# WSAENOTSOCK, which Python's errno module calls ENOTSOCK there.
+CLOSED_ERRNO = errno.ENOTSOCK if sys.platform == "win32" else errno.EBADF
+
+
 @pytest.mark.parametrize("name,args", CLOSED_CALLS, ids=[c[0] for c in CLOSED_CALLS])
 def test_closed_socket_raises_ebadf(closed, name, args):
     with pytest.raises(OSError) as info:
         getattr(closed, name)(*args)
-    assert info.value.errno == errno.EBADF
+    assert info.value.errno == CLOSED_ERRNO
 
 
 @pytest.mark.parametrize("name", ["try_recv_into", "try_send", "recv_many", "send_many"])
@@ -40,7 +46,7 @@ def test_closed_socket_raises_ebadf_zerosock_calls(zs, name):
         [(b"x", ("127.0.0.1", 9))] if name == "send_many" else bytearray(10))
     with pytest.raises(OSError) as info:
         getattr(s, name)(arg)
-    assert info.value.errno == errno.EBADF
+    assert info.value.errno == CLOSED_ERRNO
 
 
 @pytest.mark.parametrize("buffer", [b"read-only", memoryview(b"ro"), "text", 42, None,
