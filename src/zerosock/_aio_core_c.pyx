@@ -12,7 +12,7 @@ from cpython.contextvars cimport PyContext_CopyCurrent, PyContext_Enter, PyConte
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
-from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.object cimport PyTypeObject
 
 cdef extern from "Python.h":
@@ -254,6 +254,9 @@ cdef class LoopCore:
             key = <object>found  # owned from here on: a removal below may drop the selector's
             mask = ev.events & sel.interest_of(ev.fd)
             data = <object>PyTuple_GET_ITEM(key, 3)
+            if not (PyTuple_CheckExact(data) and PyTuple_GET_SIZE(data) == 2):
+                reader, writer = data  # not the loop's (reader, writer): fail as the stdlib does
+                data = (reader, writer)
             if mask & ZS_EV_READ:
                 self._collect(<object>PyTuple_GET_ITEM(key, 0),
                               <object>PyTuple_GET_ITEM(data, 0), False)
