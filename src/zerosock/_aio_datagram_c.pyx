@@ -108,21 +108,15 @@ cdef class DatagramCore(TransportCore):
             self._loop._remove_writer(self._sock_fd)
             self._loop.call_soon(self._call_connection_lost, None)
 
-    def _force_close(self, exc):
-        if self._conn_lost:
-            return
+    cdef bint _drop_queued(self) except -1:
         self._drop_pending()
-        if self._queue:
-            # The stdlib leaves _buffer_size as it was (3.9/3.10 sum the now empty queue).
-            self._queue.clear()
-            if not LEN_OF_ARGUMENT:
-                self._buffer_size = 0
-            self._loop._remove_writer(self._sock_fd)
-        if not self._closing:
-            self._closing = True
-            self._loop._remove_reader(self._sock_fd)
-        self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc)
+        if not self._queue:
+            return False
+        # The stdlib leaves _buffer_size as it was (3.9/3.10 sum the now empty queue).
+        self._queue.clear()
+        if not LEN_OF_ARGUMENT:
+            self._buffer_size = 0
+        return True
 
     def _call_connection_lost(self, exc):
         self._drop_pending()

@@ -42,6 +42,8 @@ cdef class TransportCore:
     cdef int _add_io(self, bint writing) except -1
     cdef int _pause_check(self) except -1
     cdef int _resume_check(self) except -1
+    cdef int _tell_protocol(self, str method) except -1
+    cdef bint _drop_queued(self) except -1
 
 
 cdef class IOHandle:

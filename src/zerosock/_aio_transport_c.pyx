@@ -372,30 +372,23 @@ cdef class TransportCore:
         if self._buffer_size <= self._high_water or self._protocol_paused:
             return 0
         self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler({
-                "message": "protocol.pause_writing() failed",
-                "exception": exc,
-                "transport": self.owner,
-                "protocol": self._protocol,
-            })
-        return 0
+        return self._tell_protocol("pause_writing")
 
     cdef int _resume_check(self) except -1:
         if not self._protocol_paused or self._buffer_size > self._low_water:
             return 0
         self._protocol_paused = False
+        return self._tell_protocol("resume_writing")
+
+    cdef int _tell_protocol(self, str method) except -1:
+        """Call the protocol's pause_writing/resume_writing; a failure is reported, not raised."""
         try:
-            self._protocol.resume_writing()
+            getattr(self._protocol, method)()
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._loop.call_exception_handler({
-                "message": "protocol.resume_writing() failed",
+                "message": f"protocol.{method}() failed",
                 "exception": exc,
                 "transport": self.owner,
                 "protocol": self._protocol,
@@ -645,11 +638,17 @@ cdef class TransportCore:
             })
         self._force_close(exc)
 
+    cdef bint _drop_queued(self) except -1:
+        """Drop unsent output for a forced close; whether there was any."""
+        if not self._buffer_size:
+            return False
+        self._clear_queue()
+        return True
+
     def _force_close(self, exc):
         if self._conn_lost:
             return
-        if self._buffer_size:
-            self._clear_queue()
+        if self._drop_queued():
             self._loop._remove_writer(self._sock_fd)
         if not self._closing:
             self._closing = True
