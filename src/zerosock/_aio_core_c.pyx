@@ -95,22 +95,28 @@ cdef inline int _set_scheduled(object timer, bint scheduled) except -1:
 cdef int _run_stdlib_handle(object handle) except -1:
     """``events.Handle._run`` without its Python frame: the callback in the
     handle's context, an exception reported as the stdlib reports it."""
-    cdef PyObject *context = zs_slot_get(handle, H_CONTEXT)
-    cdef PyObject *callback = zs_slot_get(handle, H_CALLBACK)
-    cdef PyObject *args = zs_slot_get(handle, H_ARGS)
-    if context == NULL or callback == NULL or args == NULL:
+    cdef PyObject *context_slot = zs_slot_get(handle, H_CONTEXT)
+    cdef PyObject *callback_slot = zs_slot_get(handle, H_CALLBACK)
+    cdef PyObject *args_slot = zs_slot_get(handle, H_ARGS)
+    if context_slot == NULL or callback_slot == NULL or args_slot == NULL:
         handle._run()  # not made by __init__: the stdlib's own method says what is wrong
         return 0
+    # Strong references for the whole call, as Handle._run's frame holds: the
+    # callback may cancel its own handle (clearing these slots) or drop the
+    # last other reference to what is running.
+    cdef object context = <object>context_slot
+    cdef object callback = <object>callback_slot
+    cdef object args = <object>args_slot
     failure = None
-    PyContext_Enter(<object>context)
+    PyContext_Enter(context)
     try:
-        (<object>callback)(*<object>args)
+        callback(*args)
     except (SystemExit, KeyboardInterrupt):
-        PyContext_Exit(<object>context)
+        PyContext_Exit(context)
         raise
     except BaseException as exc:
         failure = exc
-    PyContext_Exit(<object>context)
+    PyContext_Exit(context)
     if failure is not None:
         # Reported outside the handle's context, as context.run() would leave it.
         loop = handle._loop
