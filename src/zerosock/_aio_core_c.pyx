@@ -79,8 +79,14 @@ cdef inline bint _handle_cancelled(object handle) except -1:
         return (<IOHandle>handle)._cancelled
     if _is_stdlib_handle(handle):
         value = zs_slot_get(handle, H_CANCELLED)
+        if value == <PyObject *>True:
+            return True
+        if value == <PyObject *>False:
+            return False
         if value != NULL:
-            return value == <PyObject *>True or (value != <PyObject *>False and <object>value)
+            # Owned: the value's __bool__ may replace the slot and free it.
+            flag = <object>value
+            return bool(flag)
     return handle._cancelled
 
 

@@ -291,10 +291,13 @@ cdef class Selector:
         return key
 
     cdef int _interest_slow(self, long long fd):
-        cdef PyObject *key = self._key_slow(fd)
-        if key == NULL:
+        cdef PyObject *found = self._key_slow(fd)
+        if found == NULL:
             return 0
-        return <int>((<object>PyTuple_GET_ITEM(<object>key, 2)) & (EVENT_READ | EVENT_WRITE))
+        # Owned: the registered events may be an int subclass whose __and__
+        # runs Python code, which could unregister the key.
+        key = <object>found
+        return <int>((<tuple>key)[2] & (EVENT_READ | EVENT_WRITE))
 
     cdef int _set_slot(self, long long fd, PyObject *key, int events) except -1:
         cdef Py_ssize_t n
