@@ -267,14 +267,9 @@ cdef class DatagramCore(TransportCore):
             handle = self._loop._selector.get_key(self._sock_fd).data[0]
         except (KeyError, AttributeError, TypeError, IndexError):
             pass
-        if handle is None:
+        if type(handle) is not IOHandle:
             handle = IOHandle(self, False)
-        report = {
-            "message": f"Exception in callback {handle._callback!r}",
-            "exception": exc,
-            "handle": handle,
-        }
-        context = (<IOHandle>handle)._context if type(handle) is IOHandle else None
+        context = (<IOHandle>handle)._context
         try:
             # Outside the handle's context, as the loop reports it (3.13 runs
             # the handler in that context, which cannot be entered twice).
@@ -282,7 +277,7 @@ cdef class DatagramCore(TransportCore):
         except (TypeError, RuntimeError):
             context = None  # not running in it: from _deliver_pending
         try:
-            self._loop.call_exception_handler(report)
+            (<IOHandle>handle).report(exc)
         finally:
             if context is not None:
                 PyContext_Enter(context)
@@ -541,7 +536,8 @@ def _forward(name):
     @cython.binding(True)
     def method(self, *args, **kwargs):
         return getattr(self._core, name)(*args, **kwargs)
-    method.__name__ = method.__qualname__ = name
+    method.__name__ = name
+    method.__qualname__ = f"DatagramSocketTransport.{name}"  # what handle reprs and reports show
     return method
 
 

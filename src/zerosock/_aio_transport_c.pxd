@@ -50,9 +50,12 @@ cdef class IOHandle:
     """What the selector's key data holds for a transport: the stdlib's
     (reader, writer) Handle pair, with the callback a C call."""
     cdef TransportCore transport
-    cdef object _context
+    cdef readonly object _context
     cdef public object _loop
     cdef public bint _cancelled
+    cdef public object _source_traceback  # where it was made, in debug mode, as events.Handle
+    cdef public object _repr              # kept at cancel() in debug mode, as events.Handle
     cdef bint writing
 
     cdef int run(self) except -1
+    cdef int report(self, object exc) except -1

@@ -19,7 +19,8 @@ import collections
 import inspect
 import socket
 import warnings
-from asyncio import base_events, constants, futures, protocols, transports, trsock
+import sys
+from asyncio import base_events, constants, format_helpers, futures, protocols, transports, trsock
 from asyncio.log import logger
 from asyncio.selector_events import _test_selector_event
 from selectors import EVENT_READ, EVENT_WRITE
@@ -40,6 +41,7 @@ cdef enum:
 cdef char _scratch[READ_CHUNK]
 
 cdef object _BufferedProtocol = protocols.BufferedProtocol
+cdef object _getframe = sys._getframe
 cdef object _set_result_unless_cancelled = futures._set_result_unless_cancelled
 cdef object _set_nodelay = base_events._set_nodelay
 cdef object _TransportSocket = trsock.TransportSocket
@@ -85,18 +87,45 @@ cdef inline object _os_error(int err):
     return OSError(err, zs_strerror(err).decode("utf-8", "replace"))
 
 
+cdef object _extract_stack = format_helpers.extract_stack
+cdef object _format_callback_source = format_helpers._format_callback_source
+cdef bint FORMAT_TAKES_DEBUG = "debug" in inspect.signature(_format_callback_source).parameters
+
+
+cdef inline object _format_callback(object callback, object args, object loop):
+    if FORMAT_TAKES_DEBUG:
+        return _format_callback_source(callback, args, debug=loop.get_debug())
+    return _format_callback_source(callback, args)
+
+
 @cython.final
 cdef class IOHandle:
+    """What the selector's key data holds for a transport's reads or writes.
+
+    The whole interface the stdlib's loop code and exception handler read
+    from an ``asyncio.Handle`` (``_callback``, ``_args``, ``_source_traceback``,
+    ``_repr``, ``cancel``, ``get_context``, ``_run``), with a C call to run."""
 
     def __cinit__(self, TransportCore transport, bint writing):
+        loop = transport._loop
         self.transport = transport
         self.writing = writing
-        self._loop = transport._loop
+        self._loop = loop
         self._cancelled = False
         self._context = PyContext_CopyCurrent()
+        self._repr = None
+        if loop is not None and loop.get_debug():
+            self._source_traceback = _extract_stack(_getframe(0))
+        else:
+            self._source_traceback = None
 
     def cancel(self):
-        self._cancelled = True
+        if not self._cancelled:
+            self._cancelled = True
+            if self._loop is not None and self._loop.get_debug():
+                # As events.Handle: the repr outlives the transport, for the
+                # slow-callback warning.
+                self._repr = repr(self)
 
     def cancelled(self):
         return self._cancelled
@@ -106,17 +135,34 @@ cdef class IOHandle:
 
     @property
     def _callback(self):
+        """The transport's bound ``_read_ready``/``_write_ready``; None once
+        cancelled, as the stdlib's handle drops its callback."""
+        if self._cancelled:
+            return None
         owner = self.transport.owner
         target = self.transport if owner is None else owner
         return target._write_ready if self.writing else target._read_ready
 
     @property
     def _args(self):
-        return ()
+        return None if self._cancelled else ()
+
+    def _repr_info(self):
+        info = [type(self).__name__]
+        if self._cancelled:
+            info.append("cancelled")
+        callback = self._callback
+        if callback is not None:
+            info.append(_format_callback(callback, (), self._loop))
+        if self._source_traceback:
+            frame = self._source_traceback[-1]
+            info.append(f"created at {frame[0]}:{frame[1]}")
+        return info
 
     def __repr__(self):
-        state = " cancelled" if self._cancelled else ""
-        return f"<IOHandle{state} {'write' if self.writing else 'read'} {self.transport!r}>"
+        if self._repr is not None:
+            return self._repr
+        return "<{}>".format(" ".join(self._repr_info()))
 
     def _run(self):
         self.run()
@@ -124,26 +170,35 @@ cdef class IOHandle:
     cdef int run(self) except -1:
         """Run the transport's read or write step as a Handle would, in its context."""
         cdef TransportCore transport = self.transport
+        cdef object context = self._context
         failure = None
-        PyContext_Enter(self._context)
+        PyContext_Enter(context)
         try:
             if self.writing:
                 transport.write_ready()
             else:
                 transport.read_ready()
         except (SystemExit, KeyboardInterrupt):
-            PyContext_Exit(self._context)
+            PyContext_Exit(context)
             raise
         except BaseException as exc:
             failure = exc
-        PyContext_Exit(self._context)
+        PyContext_Exit(context)
         if failure is not None:
             # Reported outside the handle's context, as context.run() would leave it.
-            self._loop.call_exception_handler({
-                "message": f"Exception in callback {self._callback!r}",
-                "exception": failure,
-                "handle": self,
-            })
+            self.report(failure)
+        return 0
+
+    cdef int report(self, object exc) except -1:
+        """Report an exception that escaped the callback, as events.Handle._run does."""
+        context = {
+            "message": f"Exception in callback {_format_callback(self._callback, self._args, self._loop)}",
+            "exception": exc,
+            "handle": self,
+        }
+        if self._source_traceback:
+            context["source_traceback"] = self._source_traceback
+        self._loop.call_exception_handler(context)
         return 0
 
 
@@ -835,7 +890,8 @@ def _forward(name):
     @cython.binding(True)
     def method(self, *args, **kwargs):
         return getattr(self._core, name)(*args, **kwargs)
-    method.__name__ = method.__qualname__ = name
+    method.__name__ = name
+    method.__qualname__ = f"SocketTransport.{name}"  # what handle reprs and reports show
     method.__doc__ = getattr(transports.Transport, name, method).__doc__
     return method
 
