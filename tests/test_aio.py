@@ -1260,3 +1260,202 @@ def test_transport_repr_before_and_after_close(loop_factory):
         b.close()
 
     run(loop_factory, main())
+
+
+# -- what tests and instrumentation replace ------------------------------------------
+
+async def _socketpair_transport(loop: asyncio.AbstractEventLoop) -> tuple:
+    a, b = socket.socketpair()
+    transport, proto = await loop.connect_accepted_socket(lambda: Collector(loop), a)
+    return transport, proto, b
+
+
+@pytest.mark.parametrize("base, name, args", [
+    (asyncio.BaseTransport, "get_extra_info", ("sockname",)),
+    (asyncio.transports._FlowControlMixin, "get_write_buffer_limits", ()),  # type: ignore[attr-defined]
+    (asyncio.transports._FlowControlMixin, "set_write_buffer_limits", (1024,)),  # type: ignore[attr-defined]
+])
+def test_patched_base_transport_method_reaches_the_transport(loop_factory, base, name, args):
+    """What the stdlib's transport inherits from asyncio.transports (a test
+    may patch it there) is inherited here too."""
+    from unittest import mock
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for make in (_socketpair_transport, _udp_transport):
+            transport, proto, peer = await make(loop)
+            with mock.patch.object(base, name, return_value="patched") as patched:
+                assert getattr(transport, name)(*args) == "patched"
+            patched.assert_called_once_with(*args)
+            transport.close()
+            await proto.done
+            peer.close()
+
+    run(loop_factory, main())
+
+
+async def _udp_transport(loop: asyncio.AbstractEventLoop) -> tuple:
+    done = loop.create_future()
+
+    class Proto(asyncio.DatagramProtocol):
+        def connection_lost(self, exc: Optional[BaseException]) -> None:
+            done.set_result(exc)
+
+    transport, proto = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
+    proto.done = done  # type: ignore[attr-defined]
+    return transport, proto, socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+
+PUBLIC_METHODS = [
+    ("get_extra_info", ("peername",)), ("write", (b"x",)), ("writelines", ([b"x"],)),
+    ("is_closing", ()), ("is_reading", ()), ("pause_reading", ()), ("resume_reading", ()),
+    ("get_write_buffer_size", ()), ("get_write_buffer_limits", ()),
+    ("set_write_buffer_limits", (1024,)), ("can_write_eof", ()), ("write_eof", ()),
+    ("get_protocol", ()), ("set_protocol", (None,)), ("close", ()), ("abort", ()),
+]
+
+
+@pytest.mark.parametrize("name, args", PUBLIC_METHODS, ids=[m for m, _ in PUBLIC_METHODS])
+def test_method_replaced_on_the_instance_takes_effect(loop_factory, name, args):
+    from unittest import mock
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transport, proto, peer = await _socketpair_transport(loop)
+        with mock.patch.object(transport, name, return_value="replaced") as replaced:
+            assert getattr(transport, name)(*args) == "replaced"
+        replaced.assert_called_once_with(*args)
+        # Restored: the transport's own method works again.
+        transport.write(b"after")
+        assert peer.recv(16) == b"after"
+        transport.close()
+        await proto.done
+        peer.close()
+
+    run(loop_factory, main())
+
+
+def _writelines_calls_write(factory: Callable[[], asyncio.AbstractEventLoop]) -> bool:
+    from unittest import mock
+
+    async def main() -> bool:
+        loop = asyncio.get_running_loop()
+        transport, proto, peer = await _socketpair_transport(loop)
+        with mock.patch.object(transport, "write", wraps=transport.write) as write:
+            transport.writelines([b"a", b"b"])
+        assert peer.recv(16) == b"ab"
+        transport.close()
+        await proto.done
+        peer.close()
+        return write.called
+
+    return bool(run(factory, main()))
+
+
+def test_writelines_calls_write_where_the_stdlib_does(loop_factory):
+    # Before 3.12 the stdlib's writelines is WriteTransport's, which calls self.write().
+    assert _writelines_calls_write(loop_factory) == _writelines_calls_write(stdlib_loop)
+    assert _writelines_calls_write(stdlib_loop) == (sys.version_info < (3, 12))
+
+
+def test_eof_closes_through_the_transports_close(loop_factory):
+    from unittest import mock
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transport, proto, peer = await _socketpair_transport(loop)
+        with mock.patch.object(transport, "close", wraps=transport.close) as close:
+            peer.shutdown(socket.SHUT_WR)
+            await proto.done
+        close.assert_called_once_with()
+        peer.close()
+
+    run(loop_factory, main())
+
+
+class _TrackedSocket(socket.socket):
+    """A socket that records which of its I/O methods were called (as a test
+    or an instrumentation library does): the transport must call them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.calls: set = set()
+        super().__init__(*args, **kwargs)
+
+    def recv(self, *args: Any) -> bytes:
+        self.calls.add("recv")
+        return super().recv(*args)
+
+    def recv_into(self, *args: Any) -> int:
+        self.calls.add("recv_into")
+        return super().recv_into(*args)
+
+    def send(self, *args: Any) -> int:
+        self.calls.add("send")
+        return super().send(*args)
+
+    def sendto(self, *args: Any) -> int:
+        self.calls.add("sendto")
+        return super().sendto(*args)  # type: ignore[arg-type]
+
+    def recvfrom(self, *args: Any) -> tuple:
+        self.calls.add("recvfrom")
+        return super().recvfrom(*args)
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["plain", "tls"])
+def test_caller_supplied_socket_subclass_does_the_io(loop_factory, tls_files, secure):
+    """A socket given with sock= whose class replaces recv/send gets them
+    called, as by the stdlib's transport; the transport closes it at the end."""
+    cert, key = tls_files
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=cert)
+
+    async def main() -> set:
+        server = await asyncio.start_server(_upper_handler, "127.0.0.1", 0,
+                                            ssl=server_ctx if secure else None)
+        sock = _TrackedSocket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.connect(server.sockets[0].getsockname())
+        reader, writer = await asyncio.open_connection(
+            sock=sock, ssl=client_ctx if secure else None,
+            server_hostname="localhost" if secure else None)
+        writer.write(b"hello\n")
+        await writer.drain()
+        assert await reader.readline() == b"HELLO\n"
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        assert sock.fileno() == -1  # the transport owned it and closed it
+        return sock.calls
+
+    calls = run(loop_factory, main())
+    assert calls == run(stdlib_loop, main())
+    assert "send" in calls and calls & {"recv", "recv_into"}
+
+
+def test_caller_supplied_datagram_socket_subclass_does_the_io(loop_factory):
+    async def main() -> set:
+        loop = asyncio.get_running_loop()
+        received = loop.create_future()
+
+        class Proto(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                received.set_result(data)
+
+        sock = _TrackedSocket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        transport, _ = await loop.create_datagram_endpoint(Proto, sock=sock)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.bind(("127.0.0.1", 0))
+            transport.sendto(b"out", peer.getsockname())
+            assert peer.recv(16) == b"out"
+            peer.sendto(b"in", sock.getsockname())
+            assert await received == b"in"
+        transport.close()
+        await asyncio.sleep(0)
+        return sock.calls
+
+    calls = run(loop_factory, main())
+    assert calls == run(stdlib_loop, main())
+    assert "sendto" in calls and "recvfrom" in calls

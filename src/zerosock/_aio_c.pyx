@@ -15,6 +15,22 @@ from zerosock._selectors_c import DefaultSelector
 
 __all__ = ["EventLoop", "EventLoopPolicy", "install", "new_event_loop", "run"]
 
+# The socket methods through which the stdlib's transports do their I/O.
+_STREAM_IO = ("recv", "recv_into", "send", "sendmsg")
+_DATAGRAM_IO = ("recv", "recvfrom", "recvfrom_into", "send", "sendto")
+
+
+def _replaces_io(sock, names):
+    """Whether ``sock`` (a socket subclass, or an instance given its own
+    methods) replaces one of the methods the stdlib's transport calls for
+    its I/O, where ours makes the system calls itself."""
+    kind = type(sock)
+    if kind is socket.socket:
+        return False
+    own = getattr(sock, "__dict__", {})
+    return any(name in own or getattr(kind, name, None) is not getattr(socket.socket, name, None)
+               for name in names)
+
 
 class EventLoop(asyncio.SelectorEventLoop):
     """An asyncio event loop on zerosock's C selector, transports and loop core."""
@@ -27,12 +43,19 @@ class EventLoop(asyncio.SelectorEventLoop):
         self._scheduled = self._core.timers
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        if _replaces_io(sock, _STREAM_IO):
+            # The caller watches or changes the socket's I/O: the stdlib's
+            # transport calls those methods, as on stock asyncio.
+            return super()._make_socket_transport(sock, protocol, waiter, extra=extra,
+                                                  server=server)
         self._ensure_fd_no_transport(sock)  # as the stdlib does since 3.12
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
-        if sock.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
-            # Addresses of other families are the stdlib's to convert.
+        if (sock.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+                or _replaces_io(sock, _DATAGRAM_IO)):
+            # Addresses of other families are the stdlib's to convert; a
+            # socket with its own I/O methods gets them called.
             return super()._make_datagram_transport(sock, protocol, address, waiter, extra)
         self._ensure_fd_no_transport(sock)
         return DatagramSocketTransport(self, sock, protocol, address, waiter, extra)
@@ -40,6 +63,10 @@ class EventLoop(asyncio.SelectorEventLoop):
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None,
                             server=None, **timeouts):
+        if _replaces_io(rawsock, _STREAM_IO):
+            return super()._make_ssl_transport(
+                rawsock, protocol, sslcontext, waiter, server_side=server_side,
+                server_hostname=server_hostname, extra=extra, server=server, **timeouts)
         # The stdlib's TLS protocol over the C transport.
         self._ensure_fd_no_transport(rawsock)
         ssl_protocol = sslproto.SSLProtocol(self, protocol, sslcontext, waiter, server_side,

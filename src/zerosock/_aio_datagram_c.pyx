@@ -451,7 +451,10 @@ cdef class DatagramCore(TransportCore):
 class DatagramSocketTransport(transports._FlowControlMixin, transports.Transport,
                               transports.DatagramTransport):
     """A datagram transport over a non-blocking socket: an
-    ``asyncio.DatagramTransport`` whose state and I/O paths are a C :class:`DatagramCore`."""
+    ``asyncio.DatagramTransport`` whose state and I/O paths are a C :class:`DatagramCore`.
+
+    What the stdlib's datagram transport inherits from ``asyncio.transports``
+    (``get_extra_info``, the write buffer limits) it inherits too."""
 
     __slots__ = ("_core", "__weakref__", "__dict__")
 
@@ -463,9 +466,6 @@ class DatagramSocketTransport(transports._FlowControlMixin, transports.Transport
 
     def is_closing(self):
         return (<DatagramCore>self._core)._closing
-
-    def get_extra_info(self, name, default=None):
-        return (<DatagramCore>self._core)._extra.get(name, default)
 
     def get_write_buffer_size(self):
         cdef DatagramCore core = self._core
@@ -484,12 +484,6 @@ class DatagramSocketTransport(transports._FlowControlMixin, transports.Transport
 
     def abort(self):
         self._core._force_close(None)
-
-    def get_write_buffer_limits(self):
-        return (<DatagramCore>self._core).get_write_buffer_limits()
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        (<DatagramCore>self._core).set_write_buffer_limits(high, low)
 
     @property
     def max_size(self):
@@ -547,7 +541,6 @@ def _state(name):
 
 
 for _name in (
-        "_set_write_buffer_limits", "_maybe_pause_protocol", "_maybe_resume_protocol",
         "_start_reading", "_read_ready", "_write_ready", "_fatal_error", "_force_close",
         "_call_connection_lost"):
     setattr(DatagramSocketTransport, _name, _forward(_name))

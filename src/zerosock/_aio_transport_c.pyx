@@ -47,6 +47,9 @@ cdef object _set_nodelay = base_events._set_nodelay
 cdef object _TransportSocket = trsock.TransportSocket
 cdef int LOG_THRESHOLD = constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
 cdef object SHUT_WR = socket.SHUT_WR
+# The stdlib's socket transport has its own writelines() from 3.12 on;
+# before, WriteTransport's, which calls self.write().
+cdef bint WRITELINES_OWN = sys.version_info >= (3, 12)
 # Python 3.13 tells its Server which transport attaches and detaches.
 cdef bint SERVER_TRACKS_TRANSPORTS = len(
     inspect.signature(base_events.Server._attach).parameters) > 1
@@ -123,9 +126,9 @@ cdef class IOHandle:
         if not self._cancelled:
             self._cancelled = True
             if self._loop is not None and self._loop.get_debug():
-                # As events.Handle: the repr outlives the transport, for the
-                # slow-callback warning.
-                self._repr = repr(self)
+                # As events.Handle: the repr, callback included, outlives the
+                # transport, for the slow-callback warning.
+                self._repr = "<{}>".format(" ".join(self._repr_info(self._bound_callback())))
 
     def cancelled(self):
         return self._cancelled
@@ -137,8 +140,9 @@ cdef class IOHandle:
     def _callback(self):
         """The transport's bound ``_read_ready``/``_write_ready``; None once
         cancelled, as the stdlib's handle drops its callback."""
-        if self._cancelled:
-            return None
+        return None if self._cancelled else self._bound_callback()
+
+    cdef object _bound_callback(self):
         owner = self.transport.owner
         target = self.transport if owner is None else owner
         return target._write_ready if self.writing else target._read_ready
@@ -147,11 +151,12 @@ cdef class IOHandle:
     def _args(self):
         return None if self._cancelled else ()
 
-    def _repr_info(self):
+    def _repr_info(self, callback=None):
         info = [type(self).__name__]
         if self._cancelled:
             info.append("cancelled")
-        callback = self._callback
+        if callback is None:
+            callback = self._callback
         if callback is not None:
             info.append(_format_callback(callback, (), self._loop))
         if self._source_traceback:
@@ -601,6 +606,8 @@ cdef class TransportCore:
         if keep_open:
             # The protocol may still write; there is nothing more to read.
             self._loop._remove_reader(self._sock_fd)
+        elif self.owner is not None:
+            self.owner.close()  # as the stdlib's self.close(): a replaced close() is the one called
         else:
             self.close()
         return 0
@@ -759,7 +766,12 @@ cdef inline TransportCore _core_of(object transport):
 
 class SocketTransport(transports._FlowControlMixin, transports.Transport):
     """A stream transport over a connected, non-blocking socket: an
-    ``asyncio.Transport`` whose state and I/O paths are a C :class:`TransportCore`."""
+    ``asyncio.Transport`` whose state and I/O paths are a C :class:`TransportCore`.
+
+    What the stdlib's selector transport inherits from ``asyncio.transports``
+    (``get_extra_info``, the write buffer limits, ``writelines`` before 3.12)
+    it inherits too, so that a patch of those base classes reaches it as it
+    reaches the stdlib's."""
 
     __slots__ = ("_core", "__weakref__", "__dict__")
 
@@ -769,9 +781,6 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
         self._core = TransportCore(self, loop, sock, protocol, waiter, extra, server)
-
-    def get_extra_info(self, name, default=None):
-        return _core_of(self)._extra.get(name, default)
 
     def is_reading(self):
         cdef TransportCore core = _core_of(self)
@@ -795,20 +804,11 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     def abort(self):
         _core_of(self).abort()
 
-    def get_write_buffer_limits(self):
-        return _core_of(self).get_write_buffer_limits()
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        _core_of(self).set_write_buffer_limits(high, low)
-
     def can_write_eof(self):
         return True
 
     def write_eof(self):
         _core_of(self).write_eof()
-
-    def writelines(self, list_of_data):
-        _core_of(self).c_write(b"".join(list_of_data))
 
     def __repr__(self):
         return self._core._describe(type(self).__name__)
@@ -902,10 +902,18 @@ def _state(name):
 
 
 for _name in (
-        "_set_write_buffer_limits", "_maybe_pause_protocol", "_maybe_resume_protocol", "_start_reading",
-        "_read_ready", "_write_ready", "_fatal_error", "_force_close",
+        "_start_reading", "_read_ready", "_write_ready", "_fatal_error", "_force_close",
         "_call_connection_lost", "_make_empty_waiter", "_reset_empty_waiter"):
     setattr(SocketTransport, _name, _forward(_name))
+
+if WRITELINES_OWN:
+    @cython.binding(True)
+    def _writelines(self, list_of_data):
+        _core_of(self).c_write(b"".join(list_of_data))
+
+    _writelines.__name__ = "writelines"
+    _writelines.__qualname__ = "SocketTransport.writelines"
+    SocketTransport.writelines = _writelines
 
 # The stdlib transport's attributes that the loop, sendfile and TLS read.
 for _name in (
