@@ -11,11 +11,14 @@ still in use nor change what happens, compared with the stdlib's loop.
 from __future__ import annotations
 
 import asyncio
+import functools
+import random
 import socket
+import weakref
 from typing import Any, Callable, List, Optional
 
 import pytest
-from _aio_loops import run
+from _aio_loops import run, stdlib_loop
 
 
 class _Item:
@@ -123,3 +126,338 @@ def test_io_callback_removes_itself(loop_factory, writing):
         return log
 
     _check_freed_after_return(run(loop_factory, main()))
+
+
+# -- seeded random programs, compared with stock asyncio ------------------------------
+
+ITERATIONS = 24      # loop iterations a program runs before its teardown
+CALLBACKS = 6        # callbacks in a program's pool
+SEEDS = range(40)    # programs per mode
+
+BIG = b"w" * (1 << 20)  # more than a socket buffer takes: the rest queues, pause_writing()
+
+
+class Boom(Exception):
+    """What a program's callback raises."""
+
+
+def _make_program(seed: int, mode: str) -> dict:
+    """A random program: each callback and protocol method gets a list of actions."""
+    rng = random.Random(seed)
+    weights = {"soon": 3, "later": 2, "cancel": 2, "cancel_self": 3, "drop": 1, "drop_self": 2,
+               "raise": 1, "stop": 0.3, "peer_send": 2}
+    if mode == "raw":
+        weights.update(add_reader=2, remove_reader=1.5, add_writer=1, remove_writer=1.5, drain=1.5)
+    else:
+        weights.update(write=1, write_big=0.7, close=0.5, abort=0.5, pause_reading=1,
+                       resume_reading=1, peer_recv=1.5, peer_eof=0.3, drop_protocol=0.5)
+    names, odds = list(weights), list(weights.values())
+
+    def actions() -> List[tuple]:
+        return [(rng.choices(names, odds)[0], rng.randrange(CALLBACKS))
+                for _ in range(rng.randint(1, 3))]
+
+    return {
+        "kinds": rng.choices(["function", "partial", "method", "c_method"], [1, 1, 1, 3],
+                             k=CALLBACKS),
+        "callbacks": [actions() for _ in range(CALLBACKS)],
+        "methods": {name: actions() for name in (
+            "connection_made", "data_received", "get_buffer", "buffer_updated", "eof_received",
+            "pause_writing", "resume_writing")},
+        "buffered": rng.random() < 0.5,
+        "start": [(rng.choice(["soon", "later", "add_reader", "add_writer", "peer_send"]),
+                   rng.randrange(CALLBACKS)) for _ in range(3)],
+        "budget": 80,
+    }
+
+
+class _Bound:
+    """An object whose bound method is a program's callback (and nothing else references it)."""
+
+    def __init__(self, program: "_Program", index: int) -> None:
+        self.program = program
+        self.index = index
+
+    def fire(self) -> None:
+        self.program.fire(self.index)
+
+
+class _Firing:
+    """An element whose comparison runs a program's callback."""
+
+    def __init__(self, fire: Callable[[], None]) -> None:
+        self.fire = fire
+
+    def __lt__(self, other: "_Firing") -> bool:
+        self.fire()
+        return False
+
+
+class _FiringList(list):  # type: ignore[type-arg]
+    """Its bound ``sort`` (a C method, whose ``self`` nothing else references)
+    is a program's callback: it runs the callback from inside the C call, and
+    logs when it is freed, which must be after that call returned."""
+
+    program: "weakref.ReferenceType[_Program]"
+    index: int
+
+    def __del__(self) -> None:
+        program = self.program()
+        if program is not None and not program.tearing_down:
+            program.log.append(("freed", self.index))
+
+
+class _Program:
+    """Runs one random program on one loop and logs what an observer sees."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, spec: dict, mode: str) -> None:
+        self.loop = loop
+        self.spec = spec
+        self.mode = mode
+        self.log: List[Any] = []
+        self.budget = spec["budget"]
+        self.handles: dict = {}
+        self.callbacks: dict = {}
+        self.sock, self.peer = socket.socketpair()
+        self.sock.setblocking(False)
+        self.peer.setblocking(False)
+        self.transport: Optional[asyncio.Transport] = None
+        self.made: Optional[asyncio.Transport] = None  # for the teardown
+        self.tearing_down = False
+        self.readers = self.writers = False
+        for index, kind in enumerate(spec["kinds"]):
+            self.callbacks[index] = self._callable(index, kind)
+
+    def _callable(self, index: int, kind: str) -> Callable[[], None]:
+        if kind == "partial":
+            return functools.partial(_Program.fire, self, index)
+        if kind == "method":
+            return _Bound(self, index).fire
+        if kind == "c_method":
+            fire = functools.partial(_Program.fire, weakref.proxy(self), index)
+            items = _FiringList([_Firing(fire), _Firing(fire)])
+            items.program = weakref.ref(self)
+            items.index = index
+            return items.sort
+        return lambda: self.fire(index)
+
+    # -- what callbacks and protocol methods do --
+
+    def fire(self, index: int) -> None:
+        self.log.append(("run", index))
+        self.act(self.spec["callbacks"][index], index)
+
+    def act(self, actions: List[tuple], me: Optional[int]) -> None:
+        if self.budget <= 0:
+            return
+        self.budget -= 1
+        for action, j in actions:
+            getattr(self, "do_" + action)(me if action in ("cancel_self", "drop_self") else j)
+
+    def _schedule(self, j: int, later: bool) -> None:
+        callback = self.callbacks.get(j)
+        if callback is not None:
+            self.handles[j] = (self.loop.call_later(0, callback) if later
+                               else self.loop.call_soon(callback))
+
+    def do_soon(self, j: int) -> None:
+        self._schedule(j, False)
+
+    def do_later(self, j: int) -> None:
+        self._schedule(j, True)
+
+    def do_cancel(self, j: Optional[int]) -> None:
+        handle = self.handles.pop(j, None)
+        if handle is not None:
+            handle.cancel()
+            self.log.append(("cancelled", j))
+
+    do_cancel_self = do_cancel
+
+    def do_drop(self, j: Optional[int]) -> None:
+        # The handle (or the selector) may now hold the last reference.
+        if self.callbacks.pop(j, None) is not None:
+            self.log.append(("dropped", j))
+
+    do_drop_self = do_drop
+
+    def do_raise(self, j: int) -> None:
+        raise Boom(j)
+
+    def do_stop(self, j: int) -> None:
+        self.loop.stop()
+
+    def do_peer_send(self, j: int) -> None:
+        try:
+            self.peer.send(b"p" * (1 + j))
+        except OSError as exc:
+            self.log.append(("peer_send", type(exc).__name__))
+
+    def do_add_reader(self, j: int) -> None:
+        callback = self.callbacks.get(j)
+        if callback is not None and self.mode == "raw":
+            self.loop.add_reader(self.sock, callback)
+            self.readers = True
+
+    def do_remove_reader(self, j: int) -> None:
+        self.log.append(("remove_reader", self.loop.remove_reader(self.sock)))
+
+    def do_add_writer(self, j: int) -> None:
+        callback = self.callbacks.get(j)
+        if callback is not None and self.mode == "raw":
+            self.loop.add_writer(self.sock, callback)
+            self.writers = True
+
+    def do_remove_writer(self, j: int) -> None:
+        self.log.append(("remove_writer", self.loop.remove_writer(self.sock)))
+
+    def do_drain(self, j: int) -> None:
+        try:
+            self.log.append(("drained", len(self.sock.recv(1 + j))))
+        except BlockingIOError:
+            self.log.append(("drained", None))
+
+    def do_write(self, j: int) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"s" * (1 + j))
+
+    def do_write_big(self, j: int) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(BIG)
+            self.log.append(("buffered", self.transport.get_write_buffer_size() > 0))
+
+    def do_close(self, j: int) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def do_abort(self, j: int) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def do_pause_reading(self, j: int) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def do_resume_reading(self, j: int) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    def do_peer_recv(self, j: int) -> None:
+        total = 0
+        try:
+            while total < (1 << 21):
+                chunk = self.peer.recv(1 << 16)
+                if not chunk:
+                    break
+                total += len(chunk)
+        except BlockingIOError:
+            pass
+        self.log.append(("peer_recv", total > 0))
+
+    def do_peer_eof(self, j: int) -> None:
+        try:
+            self.peer.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self.log.append(("peer_eof", type(exc).__name__))
+
+    def do_drop_protocol(self, j: int) -> None:
+        # The program forgets its transport: the protocol is referenced by the
+        # transport alone, the transport by the loop and the teardown.
+        self.transport = None
+
+    # -- running --
+
+    def protocol(self) -> asyncio.BaseProtocol:
+        program = self
+        methods = self.spec["methods"]
+
+        def method(name: str, result: Any = None) -> Callable[..., Any]:
+            def run(self: Any, *args: Any) -> Any:
+                program.log.append((name,) + tuple(a for a in args if isinstance(a, int)))
+                program.act(methods[name], None)
+                return result
+            return run
+
+        base = asyncio.BufferedProtocol if self.spec["buffered"] else asyncio.Protocol
+        buffer = bytearray(64)
+        namespace = {name: method(name) for name in methods if name != "get_buffer"}
+        namespace["get_buffer_impl"] = method("get_buffer")
+        namespace["get_buffer"] = lambda self, hint: (self.get_buffer_impl(hint), buffer)[1]
+        namespace["data_received"] = method("data_received")
+        namespace["connection_made"] = lambda self, t: (
+            setattr(program, "transport", t), setattr(program, "made", t),
+            method("connection_made")(self))
+        namespace["connection_lost"] = lambda self, exc: program.log.append(
+            ("connection_lost", type(exc).__name__ if exc else None))
+        return type("ProgramProtocol", (base,), namespace)()
+
+    def handler(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        message = context["message"]
+        if message.startswith("Exception in callback"):
+            message = "Exception in callback"  # the rest names the implementation's handle
+        exc = context.get("exception")
+        self.log.append(("error", message, type(exc).__name__, str(exc)))
+
+    async def main(self) -> None:
+        if self.mode == "transport":
+            await self.loop.connect_accepted_socket(self.protocol, self.sock)
+        for action, j in self.spec["start"]:
+            getattr(self, "do_" + action)(j)
+        for i in range(ITERATIONS):
+            self.log.append(("tick", i))
+            await asyncio.sleep(0)
+
+    @staticmethod
+    async def _iterations(count: int) -> None:
+        for _ in range(count):
+            await asyncio.sleep(0)
+
+    def _complete(self, coro: Any) -> None:
+        task = self.loop.create_task(coro)
+        while not task.done():
+            try:
+                self.loop.run_until_complete(task)
+            except RuntimeError as exc:  # the loop was stopped: start it again
+                self.log.append(("restart", str(exc)))
+
+    def run(self) -> List[Any]:
+        loop = self.loop
+        loop.set_exception_handler(self.handler)
+        try:
+            self._complete(self.main())
+            self.budget = 0
+            self.tearing_down = True  # what the teardown frees, it frees in its own order
+            self.callbacks.clear()
+            self.handles.clear()
+            if self.readers:
+                loop.remove_reader(self.sock)
+            if self.writers:
+                loop.remove_writer(self.sock)
+            transport, self.transport, self.made = self.made, None, None
+            if transport is not None:
+                transport.abort()
+            elif self.mode == "raw":
+                self.sock.close()
+            self.peer.close()
+            # Let connection_lost and what was queued run (and stay bounded).
+            self._complete(self._iterations(3))
+        finally:
+            loop.close()
+            self.sock.close()
+            self.peer.close()
+        return self.log
+
+
+def _run_program(factory: Callable[[], asyncio.AbstractEventLoop], seed: int, mode: str) -> List[Any]:
+    return _Program(factory(), _make_program(seed, mode), mode).run()
+
+
+@pytest.mark.parametrize("mode", ["raw", "transport"])
+def test_random_reentrant_programs_behave_as_on_stock_asyncio(loop_factory, mode):
+    """Callbacks that cancel themselves and each other, drop the last
+    reference to what runs, add and remove readers and writers from inside
+    them, close or abort their transport from inside its protocol, stop the
+    loop and raise: every program's log equals stock asyncio's."""
+    for seed in SEEDS:
+        expected = _run_program(stdlib_loop, seed, mode)
+        assert _run_program(loop_factory, seed, mode) == expected, f"seed {seed}"

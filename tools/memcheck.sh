@@ -34,6 +34,7 @@ if [[ $# -eq 0 ]]; then
     # the storms run under the sanitizers instead).
     set -- tests/test_socket.py tests/test_socket_errors.py tests/test_socket_hotpath.py \
         tests/test_selectors.py tests/test_recvbuffer.py tests/test_aio.py tests/test_aio_datagram.py \
+        tests/test_aio_reentrancy.py tests/test_aio_debug.py \
         tests/test_faults.py tests/test_fuzz.py \
         -m "c_extension and not slow" -k "not stdlib_suite and not allocate and not storm"
 fi
