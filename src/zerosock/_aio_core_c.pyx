@@ -11,7 +11,7 @@ cimport cython
 from cpython.contextvars cimport PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_DECREF, Py_INCREF
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.object cimport PyTypeObject
 
@@ -190,7 +190,7 @@ cdef class LoopCore:
         cdef Py_ssize_t i, n = self.npending
         self.npending = 0
         for i in range(start, n):
-            Py_DECREF(<object>self.pending[i])
+            Py_XDECREF(self.pending[i])  # NULL: taken by run_once
 
     cdef double now(self) except? -1.0:
         # loop.time(), straight to the clock unless a subclass or this very
@@ -326,6 +326,7 @@ cdef class LoopCore:
         cdef object ready = self.ready
         cdef TimerHeap timers = self.timers
         cdef Py_ssize_t todo, i = 0, j
+        cdef PyObject *taken
         cdef double timeout
         cdef bint debug = self.state["_debug"]
 
@@ -355,7 +356,13 @@ cdef class LoopCore:
                 else:
                     _run_handle(handle)
             while i < self.npending:
-                handle = <object>self.pending[i]
+                # The array's reference moves to ``handle``: a handle is
+                # released when the next one is taken, as the stdlib's
+                # _run_once frees the handles it pops from _ready.
+                taken = self.pending[i]
+                self.pending[i] = NULL
+                handle = <object>taken
+                Py_DECREF(handle)
                 i += 1
                 if debug:
                     self._run_debug(handle)
