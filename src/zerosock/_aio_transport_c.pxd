@@ -59,3 +59,4 @@ cdef class IOHandle:
 
     cdef int run(self) except -1
     cdef int report(self, object exc) except -1
+    cdef object _bound_callback(self)
