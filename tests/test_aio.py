@@ -1459,3 +1459,26 @@ def test_caller_supplied_datagram_socket_subclass_does_the_io(loop_factory):
     calls = run(loop_factory, main())
     assert calls == run(stdlib_loop, main())
     assert "sendto" in calls and "recvfrom" in calls
+
+
+def test_socket_subclass_without_its_own_io_keeps_the_loops_transport(zs):
+    """Only a socket that replaces its I/O methods leaves the loop's own transport."""
+    class Labelled(socket.socket):
+        label = "mine"
+
+    async def main() -> tuple:
+        loop = asyncio.get_running_loop()
+        kinds = []
+        for cls in (Labelled, _TrackedSocket):
+            a, b = socket.socketpair()
+            sock = cls(fileno=a.detach())
+            transport, proto = await loop.connect_accepted_socket(lambda: Collector(loop), sock)
+            kinds.append(type(transport).__name__)
+            transport.close()
+            await proto.done
+            b.close()
+        return tuple(kinds)
+
+    labelled, tracked = run(zs.aio.new_event_loop, main())
+    assert tracked == "_SelectorSocketTransport"
+    assert labelled == ("SocketTransport" if zs.BACKEND == "c" else "_SelectorSocketTransport")
