@@ -37,7 +37,8 @@ cdef type IOHandleType = IOHandle
 cdef type HandleType = events.Handle
 cdef type TimerHandleType = events.TimerHandle
 cdef object _monotonic = time.monotonic
-cdef object _stdlib_time = base_events.BaseEventLoop.time
+# The stdlib's BaseEventLoop.time, and its C twins (see treat_as_stdlib_time).
+cdef set _stdlib_times = {base_events.BaseEventLoop.time}
 cdef object _format_handle = base_events._format_handle
 cdef object _format_callback_source = format_helpers._format_callback_source
 cdef bint FORMAT_TAKES_DEBUG = "debug" in inspect.signature(_format_callback_source).parameters
@@ -145,6 +146,12 @@ cdef inline int _run_handle(object handle) except -1:
     return 0
 
 
+def treat_as_stdlib_time(method):
+    """Read the clock directly for loops whose class's ``time`` is ``method``,
+    a C twin of the stdlib's ``time.monotonic()``."""
+    _stdlib_times.add(method)
+
+
 @cython.final
 cdef class LoopCore:
     """The C half of one :class:`~zerosock.aio.EventLoop`."""
@@ -154,7 +161,7 @@ cdef class LoopCore:
         self.state = loop.__dict__
         self.ready = loop._ready
         self.timers = TimerHeap()
-        self.stdlib_time = type(loop).time is _stdlib_time
+        self.stdlib_time = type(loop).time in _stdlib_times
         self.clock_resolution = loop._clock_resolution
         selector = loop._selector
         if isinstance(selector, Selector) and (<Selector>selector)._native is not None:
