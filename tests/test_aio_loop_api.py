@@ -299,3 +299,38 @@ def test_c_loop_methods_are_method_descriptors(loop_factory):
             assert not isinstance(type(lp).__dict__[name], types.FunctionType)
     finally:
         lp.close()
+
+
+def test_c_loop_methods_run_no_python_frame(loop_factory):
+    # Outside debug mode the C methods do the work themselves: no Python
+    # method (the fallback) runs.
+    lp = loop_factory()
+    frames: List[str] = []
+
+    def profile(frame, event, arg):  # type: ignore[no-untyped-def]
+        if event == "call":
+            frames.append(frame.f_code.co_name)
+
+    async def nothing() -> None:
+        pass
+
+    try:
+        if not type(lp).__module__.startswith("zerosock._aio_c"):
+            pytest.skip("C methods only on zerosock's C loop")
+        coro = nothing()
+        sys.setprofile(profile)
+        try:
+            lp.call_soon(print, context=None).cancel()
+            lp.call_later(5, print).cancel()
+            lp.call_at(lp.time() + 5, print).cancel()
+            lp.get_debug()
+            lp.create_future()
+            task = lp.create_task(coro)
+        finally:
+            sys.setprofile(None)
+        # TimerHandle.cancel and Handle.cancel are the stdlib's own Python methods;
+        # a new Task registers itself in a WeakSet.
+        assert set(frames) <= {"cancel", "add"}, frames
+        lp.run_until_complete(task)
+    finally:
+        lp.close()

@@ -16,6 +16,11 @@ from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZ
 from cpython.object cimport PyTypeObject
 
 cdef extern from "Python.h":
+    # The singletons themselves (a cast of True or False would give 1 or 0).
+    PyObject *Py_True
+    PyObject *Py_False
+
+cdef extern from "Python.h":
     object PyType_GenericAlloc(PyTypeObject *kind, Py_ssize_t nitems)
 from libc.math cimport ceil
 
@@ -81,7 +86,7 @@ cdef inline bint _handle_cancelled(object handle) except -1:
     if _is_stdlib_handle(handle):
         value = zs_slot_get(handle, H_CANCELLED)
         if value != NULL:
-            return value == <PyObject *>True or (value != <PyObject *>False and <object>value)
+            return value == Py_True or (value != Py_False and <object>value)
     return handle._cancelled
 
 

@@ -30,6 +30,11 @@ from zerosock._slots cimport zs_slot_get, zs_slot_offset
 __all__ = ["install_loop_methods"]
 
 
+cdef extern from "Python.h":
+    # The singletons themselves (a cast of True or False would give 1 or 0).
+    PyObject *Py_True
+    PyObject *Py_False
+
 cdef extern from *:
     """
     #define ZS_MAX_LOOP_METHODS 16
@@ -106,8 +111,8 @@ cdef inline LoopCore _fast_core(object loop):
     if core is None:
         return None
     state = core.state
-    if (PyDict_GetItem(state, "_debug") != <PyObject *>False
-            or PyDict_GetItem(state, "_closed") != <PyObject *>False):
+    if (PyDict_GetItem(state, "_debug") != Py_False
+            or PyDict_GetItem(state, "_closed") != Py_False):
         return None
     return core
 
@@ -183,7 +188,7 @@ cdef object _timer_handle_cancelled(object loop, object handle):
     scheduled = zs_slot_get(handle, T_SCHEDULED)
     if scheduled == NULL:
         return _py_timer_handle_cancelled(loop, handle)  # the stdlib says what is missing
-    if scheduled == <PyObject *>True or (scheduled != <PyObject *>False and <object>scheduled):
+    if scheduled == Py_True or (scheduled != Py_False and <object>scheduled):
         core.timers.cancelled_count += 1
     return None
 
@@ -215,7 +220,7 @@ cdef object _create_future(object loop, PyObject *unused):
     cdef PyObject *argv[1]
     cdef LoopCore core = _core_of(loop)
     if (future_type == NULL or core is None
-            or PyDict_GetItem(core.state, "_debug") != <PyObject *>False):
+            or PyDict_GetItem(core.state, "_debug") != Py_False):
         # Debug mode: the Future's traceback ends in the stdlib's frame, as it does there.
         return _py_create_future(loop)
     argv[0] = <PyObject *>loop
