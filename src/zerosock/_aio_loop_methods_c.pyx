@@ -15,7 +15,7 @@ which keeps the stdlib's checks, messages and debug-mode behaviour.
 Being non-data descriptors on the class, they give way to a subclass's
 methods and to attributes set on the loop itself (mocks), as the stdlib's do."""
 
-from cpython.dict cimport PyDict_GetItem
+from cpython.dict cimport PyDict_GetItemWithError
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
@@ -95,6 +95,12 @@ cdef object _py_call_soon, _py_call_later, _py_call_at, _py_timer_handle_cancell
 cdef object _py_get_debug, _py_time, _py_create_future, _py_create_task
 
 
+cdef inline PyObject *_lookup(dict namespace, str name) except? NULL:
+    # Borrowed, NULL when missing: without PyDict_GetItem's saving and
+    # restoring of the error state (the keys are str, whose lookup cannot fail).
+    return PyDict_GetItemWithError(namespace, name)
+
+
 cdef inline LoopCore _core_of(object loop):
     """The loop's LoopCore; None before ``__init__`` made it.  ``loop`` is an
     EventLoop: a method descriptor checks its ``self``."""
@@ -111,8 +117,8 @@ cdef inline LoopCore _fast_core(object loop):
     if core is None:
         return None
     state = core.state
-    if (PyDict_GetItem(state, "_debug") != Py_False
-            or PyDict_GetItem(state, "_closed") != Py_False):
+    if (_lookup(state, "_debug") != Py_False
+            or _lookup(state, "_closed") != Py_False):
         return None
     return core
 
@@ -199,7 +205,7 @@ cdef object _get_debug(object loop, PyObject *unused):
     cdef LoopCore core = _core_of(loop)
     cdef PyObject *debug
     if core is not None:
-        debug = PyDict_GetItem(core.state, "_debug")
+        debug = _lookup(core.state, "_debug")
         if debug != NULL:
             return <object>debug
     return _py_get_debug(loop)
@@ -207,7 +213,7 @@ cdef object _get_debug(object loop, PyObject *unused):
 
 cdef object _time(object loop, PyObject *unused):
     # The stdlib's time.monotonic(), through base_events' own ``time`` global.
-    cdef PyObject *module = PyDict_GetItem(_base_events_globals, "time")
+    cdef PyObject *module = _lookup(_base_events_globals, "time")
     if module == NULL:
         return _py_time(loop)
     return (<object>module).monotonic()
@@ -216,11 +222,11 @@ cdef object _time(object loop, PyObject *unused):
 # -- futures and tasks ------------------------------------------------------------------
 
 cdef object _create_future(object loop, PyObject *unused):
-    cdef PyObject *future_type = PyDict_GetItem(_futures_globals, "Future")
+    cdef PyObject *future_type = _lookup(_futures_globals, "Future")
     cdef PyObject *argv[1]
     cdef LoopCore core = _core_of(loop)
     if (future_type == NULL or core is None
-            or PyDict_GetItem(core.state, "_debug") != Py_False):
+            or _lookup(core.state, "_debug") != Py_False):
         # Debug mode: the Future's traceback ends in the stdlib's frame, as it does there.
         return _py_create_future(loop)
     argv[0] = <PyObject *>loop
@@ -247,10 +253,10 @@ cdef object _create_task(object loop, PyObject **args, Py_ssize_t nargs, PyObjec
         else:
             return _forward(_py_create_task, loop, args, nargs, kwnames)
     core = _fast_core(loop)
-    task_type = PyDict_GetItem(_tasks_globals, "Task")
+    task_type = _lookup(_tasks_globals, "Task")
     if core is None or task_type == NULL:
         return _forward(_py_create_task, loop, args, nargs, kwnames)
-    factory = PyDict_GetItem(core.state, "_task_factory")
+    factory = _lookup(core.state, "_task_factory")
     if factory != <PyObject *>None:
         return _forward(_py_create_task, loop, args, nargs, kwnames)
     # The stdlib's tasks.Task(coro, loop=self, name=name, context=context).
