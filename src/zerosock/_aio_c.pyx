@@ -10,6 +10,7 @@ from asyncio import events, sslproto
 from zerosock import _aio_shared
 from zerosock._aio_core_c cimport LoopCore
 from zerosock._aio_datagram_c import DatagramSocketTransport
+from zerosock._aio_loop_methods_c import install_loop_methods
 from zerosock._aio_transport_c import SocketTransport
 from zerosock._selectors_c import DefaultSelector
 
@@ -34,6 +35,8 @@ def _replaces_io(sock, names):
 
 class EventLoop(asyncio.SelectorEventLoop):
     """An asyncio event loop on zerosock's C selector, transports and loop core."""
+
+    __slots__ = ("_core",)  # read from C by the loop's C methods
 
     def __init__(self, selector=None):
         if selector is None:
@@ -111,6 +114,11 @@ class EventLoop(asyncio.SelectorEventLoop):
 
     def _run_once(self):
         (<LoopCore?>self._core).run_once()
+
+
+# The methods called per request become C descriptors; the Python methods
+# above remain theirs to call for debug mode and every uncommon case.
+install_loop_methods(EventLoop)
 
 
 class EventLoopPolicy(_aio_shared.BasePolicy):

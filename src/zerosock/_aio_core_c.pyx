@@ -16,6 +16,11 @@ from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZ
 from cpython.object cimport PyTypeObject
 
 cdef extern from "Python.h":
+    # The singletons themselves (a cast of True or False would give 1 or 0).
+    PyObject *Py_True
+    PyObject *Py_False
+
+cdef extern from "Python.h":
     object PyType_GenericAlloc(PyTypeObject *kind, Py_ssize_t nitems)
 from libc.math cimport ceil
 
@@ -37,7 +42,8 @@ cdef type IOHandleType = IOHandle
 cdef type HandleType = events.Handle
 cdef type TimerHandleType = events.TimerHandle
 cdef object _monotonic = time.monotonic
-cdef object _stdlib_time = base_events.BaseEventLoop.time
+# The stdlib's BaseEventLoop.time, and its C twins (see treat_as_stdlib_time).
+cdef set _stdlib_times = {base_events.BaseEventLoop.time}
 cdef object _format_handle = base_events._format_handle
 cdef object _format_callback_source = format_helpers._format_callback_source
 cdef bint FORMAT_TAKES_DEBUG = "debug" in inspect.signature(_format_callback_source).parameters
@@ -79,9 +85,9 @@ cdef inline bint _handle_cancelled(object handle) except -1:
         return (<IOHandle>handle)._cancelled
     if _is_stdlib_handle(handle):
         value = zs_slot_get(handle, H_CANCELLED)
-        if value == <PyObject *>True:
+        if value == Py_True:
             return True
-        if value == <PyObject *>False:
+        if value == Py_False:
             return False
         if value != NULL:
             # Owned: the value's __bool__ may replace the slot and free it.
@@ -151,6 +157,12 @@ cdef inline int _run_handle(object handle) except -1:
     return 0
 
 
+def treat_as_stdlib_time(method):
+    """Read the clock directly for loops whose class's ``time`` is ``method``,
+    a C twin of the stdlib's ``time.monotonic()``."""
+    _stdlib_times.add(method)
+
+
 @cython.final
 cdef class LoopCore:
     """The C half of one :class:`~zerosock.aio.EventLoop`."""
@@ -160,7 +172,7 @@ cdef class LoopCore:
         self.state = loop.__dict__
         self.ready = loop._ready
         self.timers = TimerHeap()
-        self.stdlib_time = type(loop).time is _stdlib_time
+        self.stdlib_time = type(loop).time in _stdlib_times
         self.clock_resolution = loop._clock_resolution
         selector = loop._selector
         if isinstance(selector, Selector) and (<Selector>selector)._native is not None:

@@ -1,0 +1,336 @@
+"""The loop methods called per request (call_soon, call_later, call_at,
+TimerHandle.cancel, get_debug, time, create_future, create_task), as the C
+``_asyncio`` Futures and Tasks and the frameworks call them: the same
+behaviour on zerosock's C loop (where they are C methods), its Python loop and
+stock asyncio, debug mode and methods replaced on the loop itself included."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+import threading
+import time
+import types
+from typing import Any, Callable, List
+from unittest import mock
+
+import pytest
+
+VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
+
+
+def _context_with(value: str) -> contextvars.Context:
+    ctx = contextvars.copy_context()
+    ctx.run(VAR.set, value)
+    return ctx
+
+
+@pytest.fixture
+def loop(loop_factory: Callable[[], asyncio.AbstractEventLoop]):  # type: ignore[no-untyped-def]
+    lp = loop_factory()
+    asyncio.set_event_loop(lp)
+    yield lp
+    asyncio.set_event_loop(None)
+    if not lp.is_closed():
+        lp.run_until_complete(lp.shutdown_asyncgens())
+        lp.close()
+
+
+def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.run_until_complete(asyncio.sleep(0))
+
+
+# -- call_soon --------------------------------------------------------------------------
+
+def test_call_soon_order_args_and_context(loop):
+    seen: List[Any] = []
+    loop.call_soon(seen.append, 1)
+    loop.call_soon(lambda *a: seen.append(a), 2, 3)
+    loop.call_soon(lambda: seen.append(VAR.get()), context=_context_with("a"))
+    loop.call_soon(lambda: seen.append(VAR.get()), context=None)
+    h = loop.call_soon(seen.append, "cancelled")
+    h.cancel()
+    loop.call_soon(seen.append, 4)
+    _drain(loop)
+    assert seen == [1, (2, 3), "a", "unset", 4]
+    assert isinstance(h, asyncio.Handle) and h.cancelled()
+
+
+def test_future_callbacks_reach_call_soon_with_their_context(loop):
+    # A C Future schedules each done callback by loop.call_soon(cb, fut, context=ctx).
+    seen: List[Any] = []
+    fut = loop.create_future()
+    fut.add_done_callback(lambda f: seen.append(("a", VAR.get(), f.result())),
+                          context=_context_with("x"))
+    fut.add_done_callback(lambda f: seen.append(("b", VAR.get())))
+    loop.call_soon(fut.set_result, 7)
+    _drain(loop)
+    assert seen == [("a", "x", 7), ("b", "unset")]
+
+
+def test_call_soon_argument_errors_as_stdlib(loop):
+    for call, words in ((lambda: loop.call_soon(), "callback"),
+                        (lambda: loop.call_soon(print, bogus=1), "bogus"),
+                        (lambda: loop.call_later(1), "callback"),
+                        (lambda: loop.call_later(None, print), "delay must not be None"),
+                        (lambda: loop.call_at(None, print), "when cannot be None"),
+                        (lambda: loop.call_at(1.0, print, context=None, extra=2), "extra")):
+        with pytest.raises(TypeError) as info:
+            call()
+        if words != "callback":  # the interpreters word a missing argument differently
+            assert words in str(info.value)
+    assert not loop._ready and not loop._scheduled
+
+
+def test_closed_loop_refuses_callbacks(loop):
+    loop.close()
+    for call in (lambda: loop.call_soon(print), lambda: loop.call_later(1, print),
+                 lambda: loop.call_at(1.0, print)):
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            call()
+    coro = asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.create_task(coro)
+    coro.close()
+
+
+def test_call_soon_replaced_on_the_loop_is_what_futures_call(loop):
+    calls: List[Any] = []
+    original = loop.call_soon
+
+    def spy(*args: Any, **kwargs: Any) -> asyncio.Handle:
+        calls.append((args, kwargs))
+        return original(*args, **kwargs)
+
+    loop.call_soon = spy
+    fut = loop.create_future()
+    fut.add_done_callback(lambda f: None)
+    fut.set_result(1)
+    assert len(calls) == 1
+    args, kwargs = calls[0]
+    assert args[1] is fut and set(kwargs) == {"context"}
+    del loop.call_soon
+    _drain(loop)
+
+
+def test_subclass_call_soon_is_what_futures_call(loop_factory):
+    calls: List[Any] = []
+    probe = loop_factory()
+    base = type(probe)
+    probe.close()
+
+    class Sub(base):  # type: ignore[misc, valid-type]
+        def call_soon(self, callback, *args, context=None):  # type: ignore[no-untyped-def]
+            calls.append(callback)
+            return super().call_soon(callback, *args, context=context)
+
+    lp = Sub()
+    try:
+        assert lp.run_until_complete(asyncio.sleep(0, "done")) == "done"
+        assert calls  # the Task's steps came through it
+    finally:
+        lp.close()
+
+
+# -- debug mode ------------------------------------------------------------------------------
+
+def test_debug_mode_checks_callbacks_and_threads(loop):
+    loop.call_soon(1).cancel()  # accepted outside debug mode, as by the stdlib
+    loop.set_debug(True)
+    assert loop.get_debug() is True
+    with pytest.raises(TypeError, match="a callable object was expected by call_soon"):
+        loop.call_soon(1)
+    with pytest.raises(TypeError, match="a callable object was expected by call_at"):
+        loop.call_later(1, 1)
+    errors: List[BaseException] = []
+
+    async def main() -> None:
+        def other_thread() -> None:
+            try:
+                loop.call_soon(print)
+            except RuntimeError as exc:
+                errors.append(exc)
+        t = threading.Thread(target=other_thread)
+        t.start()
+        t.join()
+
+    loop.run_until_complete(main())
+    assert len(errors) == 1 and "thread" in str(errors[0])
+    loop.set_debug(False)
+    assert loop.get_debug() is False
+
+
+def test_debug_mode_tracebacks_start_at_the_caller(loop):
+    loop.set_debug(True)
+    handle = loop.call_soon(print)
+    timer = loop.call_later(10, print)
+    fut = loop.create_future()
+    coro = asyncio.sleep(0)
+    task = loop.create_task(coro)
+    for made in (handle, timer, task):
+        assert made._source_traceback[-1].filename == __file__, made
+    # The stdlib's create_future leaves its own frame last.
+    assert fut._source_traceback[-1].name == "create_future"
+    assert fut._source_traceback[-2].filename == __file__
+    timer.cancel()
+    loop.run_until_complete(task)
+
+
+def test_get_debug_replaced_on_the_loop(loop):
+    loop.get_debug = lambda: True
+    try:
+        # A C Future asks the loop's get_debug() when it is made.
+        assert loop.create_future()._source_traceback is not None
+    finally:
+        del loop.get_debug
+    assert loop.create_future()._source_traceback is None
+
+
+# -- timers -----------------------------------------------------------------------------------
+
+def test_time_is_the_monotonic_clock(loop):
+    before = time.monotonic()
+    now = loop.time()
+    assert before <= now <= time.monotonic()
+    assert isinstance(now, float)
+
+
+def test_time_replaced_on_the_loop_drives_call_later(loop):
+    loop.time = lambda: 1000.0
+    try:
+        handle = loop.call_later(5, print)
+        assert handle.when() == 1005.0
+        handle.cancel()
+    finally:
+        del loop.time
+
+
+def test_timer_cancel_and_order(loop):
+    seen: List[Any] = []
+    now = loop.time()
+    loop.call_at(now + 0.002, seen.append, "b")
+    loop.call_at(now + 0.001, seen.append, "a", context=_context_with("unused"))
+    gone = loop.call_later(0.0015, seen.append, "gone")
+    gone.cancel()
+    gone.cancel()  # twice: counted once
+    many = [loop.call_later(100, print) for _ in range(200)]
+    for h in many:
+        h.cancel()
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert seen == ["a", "b"]
+    assert gone.cancelled()
+    # Most cancelled timers are dropped from the heap, as by the stdlib.
+    assert len(loop._scheduled) < 200
+
+
+def test_timer_handle_cancelled_replaced_on_the_loop(loop):
+    told: List[asyncio.TimerHandle] = []
+    loop._timer_handle_cancelled = told.append
+    try:
+        handle = loop.call_later(10, print)
+        handle.cancel()
+        assert told == [handle]
+    finally:
+        del loop._timer_handle_cancelled
+
+
+# -- futures and tasks ---------------------------------------------------------------------------
+
+def test_create_future(loop):
+    fut = loop.create_future()
+    assert isinstance(fut, asyncio.Future) and fut.get_loop() is loop
+    with mock.patch("asyncio.futures.Future") as patched:
+        assert loop.create_future() is patched.return_value
+        patched.assert_called_once_with(loop=loop)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="create_task(context=) is new in 3.11")
+def test_create_task_name_and_context(loop):
+    async def read() -> str:
+        return VAR.get()
+
+    task = loop.create_task(read(), name="named", context=_context_with("ctx"))
+    assert task.get_name() == "named"
+    assert loop.run_until_complete(task) == "ctx"
+    unnamed = loop.create_task(read())
+    assert unnamed.get_name().startswith("Task-")
+    assert loop.run_until_complete(unnamed) == "unset"
+    coro = read()
+    with pytest.raises(TypeError):
+        loop.create_task(coro, bogus=1)
+    coro.close()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="create_task(context=) is new in 3.11")
+def test_create_task_uses_the_task_factory(loop):
+    made: List[Any] = []
+
+    def factory(lp, coro, **kwargs):  # type: ignore[no-untyped-def]
+        made.append(kwargs)
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    loop.set_task_factory(factory)
+    task = loop.create_task(asyncio.sleep(0, 1), name="via-factory")
+    assert loop.run_until_complete(task) == 1 and task.get_name() == "via-factory"
+    ctx = _context_with("f")
+    loop.run_until_complete(loop.create_task(asyncio.sleep(0), context=ctx))
+    assert made == [{}, {"context": ctx}]
+    loop.set_task_factory(None)
+
+
+def test_create_task_patched_task_class(loop):
+    coro = asyncio.sleep(0)
+    with mock.patch("asyncio.tasks.Task") as patched:
+        assert loop.create_task(coro) is patched.return_value
+    assert patched.call_args[0] == (coro,) and patched.call_args[1]["loop"] is loop
+    coro.close()
+
+
+def test_c_loop_methods_are_method_descriptors(loop_factory):
+    lp = loop_factory()
+    try:
+        if not type(lp).__module__.startswith("zerosock._aio_c"):
+            pytest.skip("C methods only on zerosock's C loop")
+        for name in ("call_soon", "call_later", "call_at", "_timer_handle_cancelled",
+                     "get_debug", "time", "create_future"):
+            assert type(type(lp).__dict__[name]).__name__ == "method_descriptor", name
+            assert not isinstance(type(lp).__dict__[name], types.FunctionType)
+    finally:
+        lp.close()
+
+
+def test_c_loop_methods_run_no_python_frame(loop_factory):
+    # Outside debug mode the C methods do the work themselves: no Python
+    # method (the fallback) runs.
+    lp = loop_factory()
+    frames: List[str] = []
+
+    def profile(frame, event, arg):  # type: ignore[no-untyped-def]
+        if event == "call":
+            frames.append(frame.f_code.co_name)
+
+    async def nothing() -> None:
+        pass
+
+    try:
+        if not type(lp).__module__.startswith("zerosock._aio_c"):
+            pytest.skip("C methods only on zerosock's C loop")
+        coro = nothing()
+        sys.setprofile(profile)
+        try:
+            lp.call_soon(print, context=None).cancel()
+            lp.call_later(5, print).cancel()
+            lp.call_at(lp.time() + 5, print).cancel()
+            lp.get_debug()
+            lp.create_future()
+            task = lp.create_task(coro)
+        finally:
+            sys.setprofile(None)
+        # TimerHandle.cancel and Handle.cancel are the stdlib's own Python methods;
+        # a new Task registers itself in a WeakSet.
+        assert set(frames) <= {"cancel", "add"}, frames
+        lp.run_until_complete(task)
+    finally:
+        lp.close()
