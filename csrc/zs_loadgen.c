@@ -581,6 +581,8 @@ static int lg_http_input(zs_lg *lg, zs_lg_conn *c, const unsigned char *data, si
             size_t avail = n - pos;
             size_t end = c->head_len == 0 ? lg_http_head_end(data + pos, 0, avail) : 0;
             if (end) { /* the usual case: the whole head in one read, parsed in place */
+                if (end > ZS_LG_HTTP_HEAD_MAX)
+                    return lg_http_fail(lg, c, "a head longer than 16 KiB");
                 if (lg_http_head(lg, c, (const char *)data + pos, end) != 0)
                     return -1;
                 c->received += end;
