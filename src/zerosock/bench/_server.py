@@ -481,7 +481,7 @@ def _loop_factory(name: str) -> Callable[[], Any]:
     """The loop a contender runs on, from its name's first part."""
     if name.startswith("uvloop-"):
         import uvloop
-        return uvloop.new_event_loop  # type: ignore[no-any-return]
+        return uvloop.new_event_loop
     if name.startswith("zerosock-aio-"):
         from zerosock import aio
         return aio.new_event_loop
