@@ -750,3 +750,29 @@ def test_apps_missing_are_skipped_with_the_extra_to_install(
         assert "skipped" in line and "is not installed (pip install 'zerosock[apps]')" in line
     line = next(line for line in out.splitlines() if line.startswith("zerosock-aio-proto "))
     assert "skipped" not in line and "FAILED" not in line
+
+
+def test_http_report_compares_each_framework_with_itself(tmp_path: Path) -> None:
+    from zerosock.bench.machine import describe
+    cell = Cell("http", 0, 50)
+    runs = {"asyncio-aiohttp": [_run(100, 10)], "zerosock-aio-aiohttp": [_run(150, 6)],
+            "asyncio-uvicorn": [_run(200, 5)], "uvloop-uvicorn": [_run(300, 4)]}
+    rows = runner.summarize(cell, list(runs), runs)
+    by_name = {r["contender"]: r for r in rows}
+    assert by_name["zerosock-aio-aiohttp"]["vs_asyncio"] == pytest.approx(1.5)
+    assert by_name["uvloop-uvicorn"]["vs_asyncio"] == pytest.approx(1.5)
+    doc = {"machine": describe("c", "not pinned"), "settings": {"repeats": 1},
+           "cells": [report.cell_doc(cell, rows, runs)], "instructions": [
+               {"workload": "http", "size": 0, "connections": 50, "rows": [
+                   {"contender": "asyncio-uvicorn", "requests": [2000, 10000],
+                    "instructions_per_op": 150000.0, "syscalls_per_op": 3.0},
+                   {"contender": "uvloop-uvicorn", "requests": [2000, 10000],
+                    "instructions_per_op": 100000.0, "syscalls_per_op": 2.5}]}]}
+    text = report.format_report(doc)
+    assert "http hello world, 50 keep-alive connections" in text
+    assert "150,000" in text and "0.67" in text  # uvloop-uvicorn against asyncio-uvicorn
+    assert "| uvloop-uvicorn | 100,000 | 2.50 |" in report.format_markdown(doc)
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "plot.png"
+    assert report.plot(doc, str(path)) is None
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -120,7 +120,8 @@ def format_report(doc: Dict[str, Any]) -> str:
                      "how busy the server and the load generator were.")
     if doc["cells"] or doc.get("instructions"):
         notes.append("×asyncio, ×uvloop: against that library's server of the same style "
-                     "(Protocol, BufferedProtocol, streams) when it ran, else its Protocol server.")
+                     "(Protocol, BufferedProtocol, streams; http: the same framework) when it "
+                     "ran, else its Protocol server.")
     if doc.get("instructions"):
         notes.append("instr/req: user-space instructions of the server process (callgrind); "
                      "syscalls/req: its system calls (strace -f); both the difference of two "
@@ -250,15 +251,18 @@ def plot(doc: Dict[str, Any], path: str) -> Optional[str]:
         second = fig.add_subplot(panels, 1, 2, sharex=first)
         for panel, (ax, key, title) in enumerate(zip(
                 (first, second), ("rate", "cpu_per_op_us"),
-                ("Throughput relative to stdlib asyncio (Protocol), median and range of the "
-                 "runs: higher is better",
-                 "Server CPU time per request relative to stdlib asyncio (Protocol): "
-                 "lower is better"))):
+                ("Throughput relative to stdlib asyncio (Protocol; http: the same framework), "
+                 "median and range of the runs: higher is better",
+                 "Server CPU time per request relative to stdlib asyncio (Protocol; http: the "
+                 "same framework): lower is better"))):
             for i, name in enumerate(names):
                 xs, ys, low, high = [], [], [], []
                 for j, c in enumerate(cells):
                     by_name = {r["contender"]: r for r in c["rows"]}
-                    row, base = by_name.get(name), by_name.get(base_name)
+                    # an application is compared with itself on asyncio, not with a Protocol
+                    ref_name = (baseline_for(name, "asyncio", by_name)
+                                if c["workload"] == "http" else base_name)
+                    row, base = by_name.get(name), by_name.get(ref_name)
                     if not row or row.get(key) is None:
                         continue
                     ref = base.get(key) if base else None
@@ -307,7 +311,7 @@ def plot(doc: Dict[str, Any], path: str) -> Optional[str]:
     if cells:
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="upper right", fontsize=8, frameon=False)
-    fig.suptitle("zerosock.bench: echo, stream and UDP servers on one machine", fontsize=12)
+    fig.suptitle("zerosock.bench: servers on one machine", fontsize=12)
     fig.text(0.01, 0.005, "\n".join(summary_lines(doc["machine"])), fontsize=7,
              color="#444444", va="bottom")
     fig.tight_layout(rect=(0, 0.04, 0.86 if cells else 1.0, 0.97))
