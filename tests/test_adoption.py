@@ -98,10 +98,12 @@ def test_uvicorn_loop_option_runs_on_zerosock(backend: str) -> None:
                       "--loop", "zerosock.aio:new_event_loop", "--host", "127.0.0.1",
                       "--port", str(port), "--log-level", "warning"], _env(backend))
     try:
-        assert server.get(port) == LOOP_MODULES[backend]
+        body = server.get(port)
     finally:
-        # uvicorn shuts down gracefully, then re-raises the signal to end as it would have
-        assert server.stop() == -signal.SIGTERM
+        status = server.stop()
+    assert body == LOOP_MODULES[backend]
+    # uvicorn shuts down gracefully, then re-raises the signal to end as it would have
+    assert status == -signal.SIGTERM
 
 
 @pytest.mark.parametrize("how", ["run_app", "loop_factory"])
@@ -111,9 +113,10 @@ def test_aiohttp_runs_on_zerosock(backend: str, how: str) -> None:
     server = _Server([sys.executable, os.path.join(TESTS, "_web_apps.py"), how, str(port)],
                      _env(backend))
     try:
-        assert server.get(port) == LOOP_MODULES[backend]
+        body = server.get(port)
     finally:
         server.stop()
+    assert body == LOOP_MODULES[backend]
 
 
 @pytest.mark.parametrize("worker, app, needs", [
@@ -132,15 +135,18 @@ def test_gunicorn_workers_run_on_zerosock(backend: str, tmp_path: Path, worker: 
                       "--log-level", "warning"],
                      _env(backend, ZEROSOCK_TEST_MARKERS=str(markers)))
     try:
-        assert server.get(port) == LOOP_MODULES[backend]
+        body = server.get(port)
         deadline = time.monotonic() + 30
         while len(os.listdir(markers)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
-        started = {name: (markers / name).read_text() for name in os.listdir(markers)}
-        assert len(started) == 2, (started, server.output())
-        assert set(started.values()) == {LOOP_MODULES[backend]}
+        log = server.output()
     finally:
-        assert server.stop() == 0
+        status = server.stop()
+    assert body == LOOP_MODULES[backend]
+    started = {name: (markers / name).read_text() for name in os.listdir(markers)}
+    assert len(started) == 2, (started, log)  # two workers, each recorded its loop
+    assert set(started.values()) == {LOOP_MODULES[backend]}
+    assert status == 0
 
 
 def test_importing_the_workers_needs_no_framework() -> None:

@@ -48,7 +48,7 @@ cdef class LoadGenerator:
 
     def __cinit__(self, str mode, address, int connections=1, Py_ssize_t size=1024,
                   request=None):
-        cdef bytes canned = request_for(mode, address, size, request)
+        cdef bytes canned = request_for(mode, address, request)
         if mode == "http":
             size = len(canned)
         check_request(mode, connections, size)

@@ -11,7 +11,7 @@ from . import aio
 __all__ = ["GunicornWebWorker"]
 
 
-class GunicornWebWorker(_aiohttp_worker.GunicornWebWorker):
+class GunicornWebWorker(_aiohttp_worker.GunicornWebWorker):  # type: ignore[misc,unused-ignore]
     """``aiohttp.worker.GunicornWebWorker`` with every worker process on zerosock.aio.
 
     As aiohttp's ``GunicornUVLoopWebWorker`` does for uvloop, it installs

@@ -25,7 +25,7 @@ __all__ = ["UvicornWorker"]
 LOOP = "zerosock.aio:new_event_loop" if hasattr(Config, "get_loop_factory") else "none"
 
 
-class UvicornWorker(_BaseWorker):  # type: ignore[misc]
+class UvicornWorker(_BaseWorker):  # type: ignore[misc,unused-ignore]
     """uvicorn's ``UvicornWorker`` with every worker process on zerosock.aio.
 
     uvicorn makes its loop from the ``loop`` setting: here zerosock's

@@ -24,7 +24,7 @@ def http_request(address: Address, path: str = "/") -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode("ascii")
 
 
-def request_for(mode: str, address: Address, size: int, request: Optional[bytes]) -> bytes:
+def request_for(mode: str, address: Address, request: Optional[bytes]) -> bytes:
     """The ``http`` mode's request: the one given, else :func:`http_request`."""
     if mode != "http":
         if request is not None:

@@ -67,7 +67,7 @@ class LoadGenerator:
 
     def __init__(self, mode: str, address: Address, connections: int = 1,
                  size: int = 1024, request: Optional[bytes] = None) -> None:
-        canned = request_for(mode, address, size, request)
+        canned = request_for(mode, address, request)
         if mode == "http":
             size = len(canned)
         check_request(mode, connections, size)

@@ -21,7 +21,7 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 BUF = 256 * 1024
 STOP_FD = 0
@@ -354,8 +354,8 @@ def _app_listener(host: str, port: int) -> socket.socket:
     return sock  # type: ignore[no-any-return]
 
 
-def _aiohttp_site(sock: socket.socket) -> Callable[[], Any]:
-    """Start aiohttp's hello world on ``sock``; returns its clean-up coroutine function."""
+async def _start_aiohttp(sock: socket.socket) -> Callable[[], Awaitable[None]]:
+    """Serve aiohttp's hello world on ``sock``; returns its clean-up coroutine function."""
     from aiohttp import web
 
     async def hello(request: web.Request) -> web.Response:
@@ -364,13 +364,10 @@ def _aiohttp_site(sock: socket.socket) -> Callable[[], Any]:
     app = web.Application()
     app.router.add_get("/", hello)
     runner = web.AppRunner(app, access_log=None)
-
-    async def start() -> Callable[[], Any]:
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        return runner.cleanup
-
-    return start
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    cleanup: Callable[[], Awaitable[None]] = runner.cleanup
+    return cleanup
 
 
 async def _uvicorn_app(scope: Dict[str, Any], receive: Callable[[], Any],
@@ -407,7 +404,7 @@ def serve_app(loop_factory: Callable[[], Any], framework: str, workload: str, ho
 
         loop.add_reader(STOP_FD, on_stop)
         if framework == "aiohttp":
-            cleanup = await _aiohttp_site(sock)()
+            cleanup = await _start_aiohttp(sock)
             _ready(sock)
             await stop
             await cleanup()
@@ -481,7 +478,8 @@ def _loop_factory(name: str) -> Callable[[], Any]:
     """The loop a contender runs on, from its name's first part."""
     if name.startswith("uvloop-"):
         import uvloop
-        return uvloop.new_event_loop
+        factory: Callable[[], Any] = uvloop.new_event_loop
+        return factory
     if name.startswith("zerosock-aio-"):
         from zerosock import aio
         return aio.new_event_loop
