@@ -7,6 +7,7 @@
 #endif
 #include "zs_loadgen.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <time.h>
@@ -117,6 +118,11 @@ typedef struct {
     size_t offset;       /* where in the pattern the request's bytes start */
     uint64_t seq;
     int64_t start_ns;
+    /* HTTP: where the current response is */
+    int in_body;
+    uint64_t body_left;
+    size_t head_len;     /* bytes of a head split across reads, gathered in head */
+    unsigned char *head; /* allocated the first time a head is split */
 } zs_lg_conn;
 
 struct zs_lg {
@@ -137,6 +143,7 @@ struct zs_lg {
     uint64_t seq;
     int64_t last_loss_scan;
     int64_t loss_ns;
+    int request_set;     /* HTTP: zs_lg_set_request was called */
     zs_lg_stats stats;
     char error[256];
 };
@@ -169,7 +176,7 @@ static int lg_set_interest(zs_lg *lg, zs_lg_conn *c, uint32_t events)
 zs_lg *zs_lg_new(int mode, const struct sockaddr *addr, zs_socklen_t addrlen,
                  int connections, size_t size)
 {
-    if (mode < ZS_LG_ECHO || mode > ZS_LG_UDP || connections < 1 || connections > 65536
+    if (mode < ZS_LG_ECHO || mode > ZS_LG_HTTP || connections < 1 || connections > 65536
         || size < 1 || size > ((size_t)1 << 30) || addrlen <= 0
         || (size_t)addrlen > sizeof(struct sockaddr_storage)
         || (mode == ZS_LG_UDP && (size < ZS_LG_UDP_HEADER || size > 65507))) {
@@ -249,14 +256,27 @@ zs_lg *zs_lg_new_host(int mode, const char *host, int port, int connections, siz
     return zs_lg_new(mode, (struct sockaddr *)&ss, len, connections, size);
 }
 
+int zs_lg_set_request(zs_lg *lg, const void *request, size_t len)
+{
+    if (lg->mode != ZS_LG_HTTP || len != lg->size) {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(lg->pattern, request, len);
+    lg->request_set = 1;
+    return 0;
+}
+
 void zs_lg_free(zs_lg *lg)
 {
     if (!lg)
         return;
     if (lg->conns) {
-        for (int i = 0; i < lg->nconns; i++)
+        for (int i = 0; i < lg->nconns; i++) {
             if (lg->conns[i].fd >= 0)
                 close(lg->conns[i].fd);
+            free(lg->conns[i].head);
+        }
     }
     if (lg->ep >= 0)
         close(lg->ep);
@@ -272,6 +292,8 @@ int zs_lg_connect(zs_lg *lg, int timeout_ms)
     lg->error[0] = 0;
     if (lg->ep >= 0)
         return lg_fail(lg, "already connected", 0);
+    if (lg->mode == ZS_LG_HTTP && !lg->request_set)
+        return lg_fail(lg, "no HTTP request set", 0);
     lg->ep = epoll_create1(EPOLL_CLOEXEC);
     if (lg->ep < 0)
         return lg_fail(lg, "epoll_create1", errno);
@@ -351,19 +373,23 @@ static int lg_start(zs_lg *lg, zs_lg_conn *c)
     c->sent = 0;
     c->received = 0;
     c->seq = ++lg->seq;
-    c->offset = (size_t)(c->seq * 37u % ZS_LG_PATTERN_SLACK);
+    /* HTTP sends the one canned request; the others vary where they start */
+    c->offset = lg->mode == ZS_LG_HTTP ? 0 : (size_t)(c->seq * 37u % ZS_LG_PATTERN_SLACK);
+    c->in_body = 0;
+    c->body_left = 0;
+    c->head_len = 0;
     lg->issued++;
     lg->inflight++;
     c->start_ns = zs_lg_now_ns();
     return lg_send_more(lg, c);
 }
 
-static void lg_record(zs_lg *lg, zs_lg_conn *c, int64_t now)
+static void lg_record(zs_lg *lg, zs_lg_conn *c, int64_t now, uint64_t bytes)
 {
     uint64_t lat = now > c->start_ns ? (uint64_t)(now - c->start_ns) : 0;
     zs_lg_stats *st = &lg->stats;
     st->ops++;
-    st->bytes += lg->size;
+    st->bytes += bytes;
     st->lat_count++;
     st->lat_sum_ns += lat;
     if (lat > st->lat_max_ns)
@@ -436,6 +462,181 @@ static int lg_send_more(zs_lg *lg, zs_lg_conn *c)
     return lg_set_interest(lg, c, want);
 }
 
+/* ---------------------------------------------------------------- HTTP */
+
+static int lg_name_is(const char *p, size_t n, const char *name)
+{
+    size_t k = strlen(name);
+    if (n != k)
+        return 0;
+    for (size_t i = 0; i < k; i++)
+        if (tolower((unsigned char)p[i]) != name[i])
+            return 0;
+    return 1;
+}
+
+static int lg_http_fail(zs_lg *lg, zs_lg_conn *c, const char *what)
+{
+    snprintf(lg->error, sizeof lg->error, "HTTP response on connection %d: %s", c->index, what);
+    return -1;
+}
+
+/* Parse a response head (status line, headers, the blank line) and set the
+ * body's length from Content-Length.  Only what keep-alive needs is read. */
+static int lg_http_head(zs_lg *lg, zs_lg_conn *c, const char *p, size_t len)
+{
+    const char *end = p + len;
+    const char *eol = memchr(p, '\n', len);
+    if (len < 12 || memcmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ' || !eol)
+        return lg_http_fail(lg, c, "not an HTTP/1.x status line");
+    int status = 0;
+    for (int i = 9; i < 12; i++) {
+        if (!isdigit((unsigned char)p[i]))
+            return lg_http_fail(lg, c, "not an HTTP/1.x status line");
+        status = status * 10 + (p[i] - '0');
+    }
+    if (status < 200 || status > 299) {
+        char what[96];
+        int n = (int)(eol - p);
+        while (n > 0 && (p[n - 1] == '\r'))
+            n--;
+        snprintf(what, sizeof what, "status %.*s, not a 2xx success", n > 60 ? 60 : n, p);
+        return lg_http_fail(lg, c, what);
+    }
+    int have_length = 0;
+    uint64_t length = 0;
+    for (const char *line = eol + 1; line < end;) {
+        const char *next = memchr(line, '\n', (size_t)(end - line));
+        const char *stop = next ? next : end;
+        const char *line_end = stop > line && stop[-1] == '\r' ? stop - 1 : stop;
+        if (line_end == line)
+            break; /* the blank line */
+        const char *colon = memchr(line, ':', (size_t)(line_end - line));
+        if (!colon)
+            return lg_http_fail(lg, c, "a header line without a colon");
+        const char *v = colon + 1;
+        while (v < line_end && (*v == ' ' || *v == '\t'))
+            v++;
+        const char *v_end = line_end;
+        while (v_end > v && (v_end[-1] == ' ' || v_end[-1] == '\t'))
+            v_end--;
+        size_t name_len = (size_t)(colon - line);
+        if (lg_name_is(line, name_len, "content-length")) {
+            uint64_t value = 0;
+            if (v == v_end)
+                return lg_http_fail(lg, c, "an empty Content-Length");
+            for (const char *q = v; q < v_end; q++) {
+                if (!isdigit((unsigned char)*q) || value > (UINT64_MAX - 9) / 10)
+                    return lg_http_fail(lg, c, "a Content-Length that is not a number");
+                value = value * 10 + (uint64_t)(*q - '0');
+            }
+            if (have_length && value != length)
+                return lg_http_fail(lg, c, "two different Content-Length headers");
+            have_length = 1;
+            length = value;
+        } else if (lg_name_is(line, name_len, "transfer-encoding")) {
+            return lg_http_fail(lg, c, "Transfer-Encoding (chunked) is not supported: the "
+                                       "generator needs responses framed by Content-Length");
+        } else if (lg_name_is(line, name_len, "connection")
+                   && lg_name_is(v, (size_t)(v_end - v), "close")) {
+            return lg_http_fail(lg, c, "Connection: close (the generator needs keep-alive)");
+        }
+        line = next ? next + 1 : end;
+    }
+    if (!have_length && status != 204)
+        return lg_http_fail(lg, c, "no Content-Length (the generator needs responses "
+                                   "framed by Content-Length)");
+    c->in_body = 1;
+    c->body_left = length;
+    return 0;
+}
+
+/* Where the head ends in p[from..len) (just past the blank line), or 0. */
+static size_t lg_http_head_end(const unsigned char *p, size_t from, size_t len)
+{
+    for (size_t i = from; i + 1 < len; i++) {
+        if (p[i] != '\n')
+            continue;
+        if (p[i + 1] == '\n')
+            return i + 2;
+        if (i + 2 < len && p[i + 1] == '\r' && p[i + 2] == '\n')
+            return i + 3;
+    }
+    return 0;
+}
+
+/* Take `n` bytes just read on an HTTP connection: the response head, then
+ * Content-Length bytes of body; a complete response starts the next request. */
+static int lg_http_input(zs_lg *lg, zs_lg_conn *c, const unsigned char *data, size_t n)
+{
+    size_t pos = 0;
+    while (pos < n) {
+        if (!c->active) {
+            snprintf(lg->error, sizeof lg->error,
+                     "the server sent %zu bytes nobody asked for (connection %d)", n - pos,
+                     c->index);
+            return -1;
+        }
+        if (!c->in_body) {
+            size_t avail = n - pos;
+            size_t end = c->head_len == 0 ? lg_http_head_end(data + pos, 0, avail) : 0;
+            if (end) { /* the usual case: the whole head in one read, parsed in place */
+                if (end > ZS_LG_HTTP_HEAD_MAX)
+                    return lg_http_fail(lg, c, "a head longer than 16 KiB");
+                if (lg_http_head(lg, c, (const char *)data + pos, end) != 0)
+                    return -1;
+                c->received += end;
+                pos += end;
+            } else {
+                if (!c->head) {
+                    c->head = malloc(ZS_LG_HTTP_HEAD_MAX);
+                    if (!c->head)
+                        return lg_fail(lg, "malloc", ENOMEM);
+                }
+                size_t room = ZS_LG_HTTP_HEAD_MAX - c->head_len;
+                size_t take = avail < room ? avail : room;
+                memcpy(c->head + c->head_len, data + pos, take);
+                /* the blank line may straddle the previous read: look back 3 bytes */
+                size_t from = c->head_len > 3 ? c->head_len - 3 : 0;
+                end = lg_http_head_end(c->head, from, c->head_len + take);
+                if (!end) {
+                    if (take == room)
+                        return lg_http_fail(lg, c, "a head longer than 16 KiB");
+                    c->head_len += take;
+                    return 0;
+                }
+                pos += end - c->head_len; /* the bytes of this read that end the head */
+                c->head_len = 0;
+                if (lg_http_head(lg, c, (const char *)c->head, end) != 0)
+                    return -1;
+                c->received += end;
+            }
+        }
+        if (c->body_left) {
+            size_t avail = n - pos;
+            size_t take = (uint64_t)avail < c->body_left ? avail : (size_t)c->body_left;
+            c->body_left -= take;
+            c->received += take;
+            pos += take;
+        }
+        if (c->body_left == 0) {
+            if (pos < n) {
+                snprintf(lg->error, sizeof lg->error,
+                         "the server sent %zu bytes past the end of a response "
+                         "(connection %d)", n - pos, c->index);
+                return -1;
+            }
+            lg_record(lg, c, zs_lg_now_ns(), c->received);
+            c->active = 0;
+            lg->inflight--;
+            if (lg_may_issue(lg))
+                return lg_start(lg, c);
+            return lg_set_interest(lg, c, EPOLLIN);
+        }
+    }
+    return 0;
+}
+
 static int lg_on_readable(zs_lg *lg, zs_lg_conn *c)
 {
     if (lg->mode == ZS_LG_UDP) {
@@ -466,7 +667,7 @@ static int lg_on_readable(zs_lg *lg, zs_lg_conn *c)
                          c->index, n, lg->size);
                 return -1;
             }
-            lg_record(lg, c, zs_lg_now_ns());
+            lg_record(lg, c, zs_lg_now_ns(), lg->size);
             c->active = 0;
             lg->inflight--;
             if (lg_may_issue(lg))
@@ -493,6 +694,13 @@ static int lg_on_readable(zs_lg *lg, zs_lg_conn *c)
         }
         if (n == 0)
             return lg_fail(lg, "the server closed the connection", 0);
+        if (lg->mode == ZS_LG_HTTP) {
+            if (lg_http_input(lg, c, lg->rbuf, (size_t)n) != 0)
+                return -1;
+            if ((size_t)n < want)
+                return 0;
+            continue;
+        }
         if (lg->mode == ZS_LG_STREAM || !c->active) {
             snprintf(lg->error, sizeof lg->error,
                      "the server sent %zd bytes nobody asked for (connection %d)", n, c->index);
@@ -514,7 +722,7 @@ static int lg_on_readable(zs_lg *lg, zs_lg_conn *c)
         }
         c->received += (size_t)n;
         if (c->received == lg->size) {
-            lg_record(lg, c, zs_lg_now_ns());
+            lg_record(lg, c, zs_lg_now_ns(), lg->size);
             c->active = 0;
             lg->inflight--;
             if (lg_may_issue(lg))
@@ -634,6 +842,12 @@ zs_lg *zs_lg_new_host(int mode, const char *host, int port, int connections, siz
     return NULL;
 }
 void zs_lg_free(zs_lg *lg) { (void)lg; }
+int zs_lg_set_request(zs_lg *lg, const void *request, size_t len)
+{
+    (void)lg; (void)request; (void)len;
+    errno = ZS_ENOTSUP;
+    return -1;
+}
 int zs_lg_connect(zs_lg *lg, int timeout_ms) { (void)lg; (void)timeout_ms; return -1; }
 int zs_lg_step(zs_lg *lg, int64_t until_ns, uint64_t max_ops, int issue)
 {

@@ -3,7 +3,9 @@
  *
  * The generator is one thread on one epoll set driving many non-blocking
  * connections: echo (send a request, read the same bytes back and compare
- * them), one-way streaming (write and never read) and UDP echo.  It keeps a
+ * them), one-way streaming (write and never read), UDP echo, and HTTP/1.1
+ * keep-alive (send one canned request, read a whole response framed by its
+ * Content-Length, then the next).  It keeps a
  * log-linear latency histogram and stops at a request count or a deadline,
  * whichever comes first.  zs_lg_step() returns at a slice deadline so the
  * caller can check for signals between slices; a run is a series of steps.
@@ -24,7 +26,10 @@
 extern "C" {
 #endif
 
-enum { ZS_LG_ECHO = 0, ZS_LG_STREAM = 1, ZS_LG_UDP = 2 };
+enum { ZS_LG_ECHO = 0, ZS_LG_STREAM = 1, ZS_LG_UDP = 2, ZS_LG_HTTP = 3 };
+
+/* The longest HTTP response head (status line and headers) accepted. */
+#define ZS_LG_HTTP_HEAD_MAX 16384
 
 /* 64 buckets per power of two: latencies are kept to within 1/64 (1.6%). */
 #define ZS_LG_SUB_BITS 6
@@ -32,7 +37,7 @@ enum { ZS_LG_ECHO = 0, ZS_LG_STREAM = 1, ZS_LG_UDP = 2 };
 
 typedef struct {
     uint64_t ops;        /* requests completed (stream: chunks fully written) */
-    uint64_t bytes;      /* payload bytes of those ops */
+    uint64_t bytes;      /* payload bytes of those ops (HTTP: response bytes) */
     uint64_t lost;       /* UDP datagrams given up after the loss timeout */
     uint64_t stale;      /* UDP replies to datagrams already given up */
     uint64_t lat_count;
@@ -46,13 +51,19 @@ typedef struct zs_lg zs_lg;
 /* Non-zero when this platform has the real implementation. */
 int zs_lg_supported(void);
 
-/* A generator for `connections` sockets to `addr`; NULL with errno set. */
+/* A generator for `connections` sockets to `addr`; NULL with errno set.
+ * `size` is the request size; for ZS_LG_HTTP it is the length of the
+ * request given to zs_lg_set_request before connecting. */
 zs_lg *zs_lg_new(int mode, const struct sockaddr *addr, zs_socklen_t addrlen,
                  int connections, size_t size);
 /* The same for a numeric host ("127.0.0.1", "::1") and port, or a Unix
  * socket path when port is negative. */
 zs_lg *zs_lg_new_host(int mode, const char *host, int port, int connections, size_t size);
 void zs_lg_free(zs_lg *lg);
+
+/* ZS_LG_HTTP: the bytes sent as every request (copied); `len` must be the
+ * `size` the generator was made with.  0, or -1 with errno EINVAL. */
+int zs_lg_set_request(zs_lg *lg, const void *request, size_t len);
 
 /* Open every connection, waiting at most timeout_ms; 0 or -1 (see zs_lg_error). */
 int zs_lg_connect(zs_lg *lg, int timeout_ms);

@@ -550,3 +550,229 @@ def test_from_json_prints_plots_and_writes_markdown(tmp_path: Path) -> None:
     assert "| stdlib-threads |" in text and "python -m zerosock.bench" in text
     status, _, err = run_cli("--from-json", str(tmp_path / "missing.json"))
     assert status == 2 and "cannot read" in err
+
+
+# ------------------------------------------------------------ HTTP/1.1 keep-alive
+
+_HELLO = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!"
+
+
+class _HttpServer:
+    """HTTP/1.1 keep-alive in threads, answering every request with canned
+    bytes sent in the pieces given (a pause between them, so heads and bodies
+    arrive split across reads), or wrongly on purpose."""
+
+    def __init__(self, pieces: List[bytes], wrong_at: int = 0) -> None:
+        self.pieces = pieces
+        self.wrong_at = wrong_at  # the request (1-based) answered with the last piece only
+        self.requests: List[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(10)
+        self.address = self.listener.getsockname()[:2]
+        self.threads: List[threading.Thread] = []
+        self.accepter = threading.Thread(target=self._accept, daemon=True)
+        self.accepter.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.settimeout(10)
+            pending = b""
+            try:
+                while True:
+                    while b"\r\n\r\n" not in pending:
+                        data = conn.recv(65536)
+                        if not data:
+                            return
+                        pending += data
+                    request, pending = pending.split(b"\r\n\r\n", 1)
+                    self.requests.append(request + b"\r\n\r\n")
+                    if len(self.requests) == self.wrong_at:
+                        conn.sendall(self.pieces[-1])
+                        continue
+                    for i, piece in enumerate(self.pieces[:-1] if self.wrong_at else self.pieces):
+                        if i:
+                            time.sleep(0.002)
+                        conn.sendall(piece)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept on Linux
+        except OSError:
+            pass
+        self.listener.close()
+        self.accepter.join(timeout=10)
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("pieces", [
+    [_HELLO],
+    # the head split inside a line, inside the blank line, then the body in two
+    [_HELLO[:20], _HELLO[20:62], _HELLO[62:64], _HELLO[64:70], _HELLO[70:]],
+    # bare LF line ends, and a 204 that has no body and needs no length
+    [b"HTTP/1.1 204 No Content\nServer: x\n\n"],
+    # a body far larger than one read
+    [b"HTTP/1.1 200 OK\r\ncontent-length:  300000 \r\n\r\n" + b"x" * 300000],
+], ids=["whole", "split", "lf-204", "large"])
+def test_http_mode_reads_whole_responses(generator: Any, pieces: List[bytes]) -> None:
+    server = _HttpServer(pieces)
+    try:
+        with generator("http", server.address, 3) as gen:
+            gen.connect()
+            result = gen.run(30.0, max_ops=40, drain=True)
+            again = gen.run(30.0, max_ops=7, drain=True)
+    finally:
+        server.close()
+    response = b"".join(pieces)
+    assert result["ops"] == 40 and again["ops"] == 7
+    assert result["bytes"] == 40 * len(response)
+    assert result["inflight_left"] == 0
+    lat = result["latency_us"]
+    assert 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+    host, port = server.address
+    assert server.requests == [f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()] * 47
+
+
+def test_http_mode_sends_the_request_given(generator: Any) -> None:
+    server = _HttpServer([_HELLO])
+    request = b"GET /plaintext HTTP/1.1\r\nHost: bench\r\nAccept: */*\r\n\r\n"
+    try:
+        with generator("http", server.address, 2, request=request) as gen:
+            gen.connect()
+            assert gen.run(30.0, max_ops=10, drain=True)["ops"] == 10
+    finally:
+        server.close()
+    assert server.requests == [request] * 10
+    with pytest.raises(ValueError, match="blank line"):
+        generator("http", server.address, 1, request=b"GET / HTTP/1.1\r\n")
+    with pytest.raises(ValueError, match="only in the http mode"):
+        generator("echo", server.address, 1, 64, request=request)
+
+
+@pytest.mark.parametrize("pieces, wrong_at, message", [
+    ([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"], 0,
+     "chunked"),
+    ([b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nhello"], 0, "no Content-Length"),
+    ([b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"], 0,
+     "status HTTP/1.1 404 Not Found, not a 2xx"),
+    ([b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"], 0,
+     "Connection: close"),
+    ([b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello"], 0,
+     "two different Content-Length"),
+    ([b"HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\nhello"], 0, "not a number"),
+    ([b"SSH-2.0-OpenSSH_9.6\r\n\r\n"], 0, "not an HTTP/1.x status line"),
+    ([b"HTTP/1.1 200 OK\r\nBroken header\r\n\r\n"], 0, "without a colon"),
+    ([b"HTTP/1.1 200 OK\r\nX: " + b"y" * 17000 + b"\r\n\r\n"], 0, "longer than 16 KiB"),
+    ([_HELLO, _HELLO + b"tail"], 5, "past the end of a response"),
+])
+def test_http_mode_rejects_what_it_cannot_frame(generator: Any, pieces: List[bytes],
+                                                wrong_at: int, message: str) -> None:
+    server = _HttpServer(pieces, wrong_at)
+    try:
+        with generator("http", server.address, 1) as gen:
+            gen.connect()
+            with pytest.raises(LoadGenError, match=message):
+                gen.run(10.0, max_ops=20)
+    finally:
+        server.close()
+
+
+def test_http_mode_reports_a_server_that_hangs_up(generator: Any) -> None:
+    bad = _BadServer("hang-up")
+    try:
+        with generator("http", bad.address, 1) as gen:
+            gen.connect()
+            with pytest.raises(LoadGenError, match="closed"):
+                gen.run(10.0, max_ops=5)
+    finally:
+        bad.close()
+
+
+def test_http_cells_and_apps_group() -> None:
+    from zerosock.bench.contenders import GROUPS
+    args = cli.build_parser().parse_args(["-w", "http", "--http-connections", "1,50"])
+    assert cli.build_cells(args, ["http"]) == [Cell("http", 0, 1), Cell("http", 0, 50)]
+    assert Cell("http", 0, 50).label == "http hello world, 50 keep-alive connections"
+    assert set(GROUPS["apps"]) == {f"{loop}-{app}" for loop in ("asyncio", "uvloop", "zerosock-aio")
+                                   for app in ("aiohttp", "uvicorn")}
+    assert runner.applicable("zerosock-aio-uvicorn", Cell("http", 0, 50))
+    assert not runner.applicable("zerosock-aio-uvicorn", Cell("echo", 64, 10))
+    assert not runner.applicable("zerosock-aio-proto", Cell("http", 0, 50))
+
+
+def test_apps_run_on_every_loop_and_compare_with_their_own_framework() -> None:
+    from zerosock.bench.contenders import GROUPS, unavailable_reason
+    missing = {n: unavailable_reason(n) for n in GROUPS["apps"] if unavailable_reason(n)}
+    if len(missing) == len(GROUPS["apps"]):
+        pytest.skip(f"no framework installed: {next(iter(missing.values()))}")
+    status, out, err = run_cli("-c", "apps", "-w", "http", "--http-connections", "4", *TINY,
+                               "--json", "-")
+    assert status == 0, err
+    rows = rows_of(json.loads(out), "http")
+    for name in GROUPS["apps"]:
+        if name in missing:
+            assert rows[name]["status"] == "skipped"
+            continue
+        assert rows[name]["status"] == "ok", rows[name]
+        assert rows[name]["ops"] if "ops" in rows[name] else rows[name]["rate"] > 0
+        framework = name.rsplit("-", 1)[1]
+        if f"asyncio-{framework}" not in missing:
+            # against the same framework on asyncio, never against a bare Protocol server
+            assert rows[name]["vs_asyncio"] == pytest.approx(
+                rows[name]["rate"] / rows[f"asyncio-{framework}"]["rate"])
+
+
+def test_apps_missing_are_skipped_with_the_extra_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from zerosock.bench import contenders
+    real = contenders._importable
+    monkeypatch.setattr(contenders, "_importable",
+                        lambda m: f"{m} is not installed" if m in ("aiohttp", "uvicorn")
+                        else real(m))
+    status, out, err = run_cli("-c", "all", "-w", "echo,http", "-s", "64", "-n", "1",
+                               "--http-connections", "2", *TINY)
+    assert status == 0, err
+    for name in ("asyncio-aiohttp", "uvloop-uvicorn", "zerosock-aio-aiohttp"):
+        line = next(line for line in out.splitlines() if line.startswith(name + " "))
+        assert "skipped" in line and "is not installed (pip install 'zerosock[apps]')" in line
+    line = next(line for line in out.splitlines() if line.startswith("zerosock-aio-proto "))
+    assert "skipped" not in line and "FAILED" not in line
+
+
+def test_http_report_compares_each_framework_with_itself(tmp_path: Path) -> None:
+    from zerosock.bench.machine import describe
+    cell = Cell("http", 0, 50)
+    runs = {"asyncio-aiohttp": [_run(100, 10)], "zerosock-aio-aiohttp": [_run(150, 6)],
+            "asyncio-uvicorn": [_run(200, 5)], "uvloop-uvicorn": [_run(300, 4)]}
+    rows = runner.summarize(cell, list(runs), runs)
+    by_name = {r["contender"]: r for r in rows}
+    assert by_name["zerosock-aio-aiohttp"]["vs_asyncio"] == pytest.approx(1.5)
+    assert by_name["uvloop-uvicorn"]["vs_asyncio"] == pytest.approx(1.5)
+    doc = {"machine": describe("c", "not pinned"), "settings": {"repeats": 1},
+           "cells": [report.cell_doc(cell, rows, runs)], "instructions": [
+               {"workload": "http", "size": 0, "connections": 50, "rows": [
+                   {"contender": "asyncio-uvicorn", "requests": [2000, 10000],
+                    "instructions_per_op": 150000.0, "syscalls_per_op": 3.0},
+                   {"contender": "uvloop-uvicorn", "requests": [2000, 10000],
+                    "instructions_per_op": 100000.0, "syscalls_per_op": 2.5}]}]}
+    text = report.format_report(doc)
+    assert "http hello world, 50 keep-alive connections" in text
+    assert "150,000" in text and "0.67" in text  # uvloop-uvicorn against asyncio-uvicorn
+    assert "| uvloop-uvicorn | 100,000 | 2.50 |" in report.format_markdown(doc)
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "plot.png"
+    assert report.plot(doc, str(path)) is None
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

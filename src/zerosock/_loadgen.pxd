@@ -7,6 +7,7 @@ cdef extern from "zs_loadgen.h" nogil:
         ZS_LG_ECHO
         ZS_LG_STREAM
         ZS_LG_UDP
+        ZS_LG_HTTP
         ZS_LG_HIST_BUCKETS
 
     ctypedef struct zs_lg_stats:
@@ -25,6 +26,7 @@ cdef extern from "zs_loadgen.h" nogil:
     int zs_lg_supported()
     zs_lg *zs_lg_new_host(int mode, const char *host, int port, int connections, size_t size)
     void zs_lg_free(zs_lg *lg)
+    int zs_lg_set_request(zs_lg *lg, const void *request, size_t len)
     int zs_lg_connect(zs_lg *lg, int timeout_ms)
     int zs_lg_step(zs_lg *lg, int64_t until_ns, uint64_t max_ops, int issue)
     void zs_lg_reset_stats(zs_lg *lg)

@@ -15,10 +15,11 @@ from zerosock._loadgen cimport *
 
 import os
 
-from zerosock.bench._common import LoadGenError, check_request, make_result
+from zerosock.bench._common import LoadGenError, check_request, make_result, request_for
 
 SUPPORTED = bool(zs_lg_supported())
-_MODES = {"echo": ZS_LG_ECHO, "stream": ZS_LG_STREAM, "udp": ZS_LG_UDP}
+_MODES = {"echo": ZS_LG_ECHO, "stream": ZS_LG_STREAM, "udp": ZS_LG_UDP, "http": ZS_LG_HTTP}
+_SERVER_MODES = ("echo", "stream", "udp")
 _SLICE_NS = 100_000_000
 _QUANTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p999", 0.999))
 
@@ -30,9 +31,11 @@ def now() -> float:
 
 cdef class LoadGenerator:
     """Drive a server over ``connections`` sockets: ``echo`` (request, then
-    the same bytes back, compared), ``stream`` (write only) or ``udp`` (echo
-    of datagrams).  ``address`` is ``(host, port)`` with a numeric loopback
-    host, or a Unix socket path."""
+    the same bytes back, compared), ``stream`` (write only), ``udp`` (echo
+    of datagrams) or ``http`` (HTTP/1.1 keep-alive: ``request``, by default a
+    ``GET /``, then a whole response framed by its Content-Length; ``size``
+    is then ignored).  ``address`` is ``(host, port)`` with a numeric
+    loopback host, or a Unix socket path."""
 
     cdef zs_lg *lg
     cdef readonly str mode
@@ -43,7 +46,11 @@ cdef class LoadGenerator:
 
     kind = "c"
 
-    def __cinit__(self, str mode, address, int connections=1, Py_ssize_t size=1024):
+    def __cinit__(self, str mode, address, int connections=1, Py_ssize_t size=1024,
+                  request=None):
+        cdef bytes canned = request_for(mode, address, request)
+        if mode == "http":
+            size = len(canned)
         check_request(mode, connections, size)
         if isinstance(address, str):
             host, port = address, -1
@@ -55,6 +62,9 @@ cdef class LoadGenerator:
         if self.lg is NULL:
             code = errno
             raise OSError(code, f"{os.strerror(code)}: cannot drive {address!r} ({mode})")
+        if mode == "http" and zs_lg_set_request(self.lg, <const char *>canned, len(canned)) != 0:
+            code = errno
+            raise OSError(code, f"{os.strerror(code)}: cannot set the HTTP request")
         self.mode = mode
         self.connections = connections
         self.size = size
@@ -151,7 +161,7 @@ cdef class LoadGenerator:
 def serve(int listen_fd, str mode, int stop_fd) -> None:
     """Serve ``listen_fd`` (listening TCP for ``echo``/``stream``, bound UDP
     for ``udp``) with the reference epoll server until ``stop_fd`` is readable."""
-    if mode not in _MODES:
+    if mode not in _SERVER_MODES:
         raise ValueError(f"unknown mode {mode!r}")
     cdef int c_mode = _MODES[mode]
     cdef char err[256]

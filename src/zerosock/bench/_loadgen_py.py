@@ -16,9 +16,10 @@ import time
 from typing import Any, Dict, List, Optional
 
 from ._common import (UDP_HEADER, UDP_LOSS_SECONDS, Address, LoadGenError, check_request,
-                      make_result)
+                      make_result, request_for)
 
 _SLACK = 256
+HTTP_HEAD_MAX = 16384  # the longest response head accepted, as in the C generator
 _RBUF = 256 * 1024
 _SEQ = struct.Struct("<Q")
 
@@ -41,7 +42,7 @@ def _pattern(length: int) -> bytes:
 
 class _Conn:
     __slots__ = ("sock", "index", "active", "sent", "received", "offset", "seq", "start",
-                 "request", "writing")
+                 "request", "writing", "head", "in_body", "body_left")
 
     def __init__(self, sock: socket.socket, index: int) -> None:
         self.sock = sock
@@ -54,6 +55,9 @@ class _Conn:
         self.start = 0.0
         self.request = memoryview(b"")
         self.writing = False
+        self.head = bytearray()  # HTTP: a response head split across reads
+        self.in_body = False
+        self.body_left = 0
 
 
 class LoadGenerator:
@@ -62,13 +66,16 @@ class LoadGenerator:
     kind = "python"
 
     def __init__(self, mode: str, address: Address, connections: int = 1,
-                 size: int = 1024) -> None:
+                 size: int = 1024, request: Optional[bytes] = None) -> None:
+        canned = request_for(mode, address, request)
+        if mode == "http":
+            size = len(canned)
         check_request(mode, connections, size)
         self.mode = mode
         self.address = address
         self.connections = connections
         self.size = size
-        self._pattern = memoryview(_pattern(size + _SLACK))
+        self._pattern = memoryview(canned if mode == "http" else _pattern(size + _SLACK))
         self._rbuf = bytearray(_RBUF)
         self._rview = memoryview(self._rbuf)
         self._sel: Optional[selectors.BaseSelector] = None
@@ -153,7 +160,10 @@ class LoadGenerator:
         conn.active = True
         conn.sent = conn.received = 0
         conn.seq = self._seq
-        conn.offset = self._seq * 37 % _SLACK
+        conn.offset = 0 if self.mode == "http" else self._seq * 37 % _SLACK
+        conn.head = bytearray()
+        conn.in_body = False
+        conn.body_left = 0
         self._issued += 1
         self._inflight += 1
         request = self._pattern[conn.offset:conn.offset + self.size]
@@ -204,10 +214,10 @@ class LoadGenerator:
         self._issued += 1
         self._inflight += 1
 
-    def _record(self, conn: _Conn) -> None:
+    def _record(self, conn: _Conn, nbytes: Optional[int] = None) -> None:
         self._latencies.append(time.monotonic() - conn.start)
         self._stats["ops"] += 1
-        self._stats["bytes"] += self.size
+        self._stats["bytes"] += self.size if nbytes is None else nbytes
         conn.active = False
         self._inflight -= 1
 
@@ -244,6 +254,9 @@ class LoadGenerator:
             raise LoadGenError("the server reset the connection") from None
         if n == 0:
             raise LoadGenError("the server closed the connection")
+        if self.mode == "http":
+            self._http_input(conn, self._rview[:n])
+            return
         if self.mode == "stream" or not conn.active:
             raise LoadGenError(f"the server sent {n} bytes nobody asked for "
                                f"(connection {conn.index})")
@@ -260,6 +273,96 @@ class LoadGenerator:
             self._record(conn)
             if self._may_issue():
                 self._start(conn)
+
+    # -- HTTP/1.1 keep-alive --
+
+    def _http_fail(self, conn: _Conn, what: str) -> LoadGenError:
+        return LoadGenError(f"HTTP response on connection {conn.index}: {what}")
+
+    def _http_head(self, conn: _Conn, head: bytes) -> None:
+        """Parse a response head and set the body's length from Content-Length."""
+        lines = head.split(b"\n")
+        status_line = lines[0].rstrip(b"\r")
+        if (len(status_line) < 12 or not status_line.startswith(b"HTTP/1.")
+                or status_line[8:9] != b" " or not status_line[9:12].isdigit()):
+            raise self._http_fail(conn, "not an HTTP/1.x status line")
+        status = int(status_line[9:12])
+        if not 200 <= status <= 299:
+            text = status_line[:60].decode("latin-1")
+            raise self._http_fail(conn, f"status {text}, not a 2xx success")
+        length: Optional[int] = None
+        for raw in lines[1:]:
+            line = raw[:-1] if raw.endswith(b"\r") else raw
+            if not line:
+                break  # the blank line
+            name, colon, value = line.partition(b":")
+            if not colon:
+                raise self._http_fail(conn, "a header line without a colon")
+            name = name.lower()
+            value = value.strip(b" \t")
+            if name == b"content-length":
+                if not value:
+                    raise self._http_fail(conn, "an empty Content-Length")
+                if not value.isdigit() or len(value) > 19:
+                    raise self._http_fail(conn, "a Content-Length that is not a number")
+                if length is not None and int(value) != length:
+                    raise self._http_fail(conn, "two different Content-Length headers")
+                length = int(value)
+            elif name == b"transfer-encoding":
+                raise self._http_fail(conn, "Transfer-Encoding (chunked) is not supported: the "
+                                            "generator needs responses framed by Content-Length")
+            elif name == b"connection" and value.lower() == b"close":
+                raise self._http_fail(conn, "Connection: close (the generator needs keep-alive)")
+        if length is None and status != 204:
+            raise self._http_fail(conn, "no Content-Length (the generator needs responses "
+                                        "framed by Content-Length)")
+        conn.in_body = True
+        conn.body_left = length or 0
+
+    @staticmethod
+    def _head_end(data: bytes, start: int) -> int:
+        """Where the head ends (just past its blank line), searching from ``start``; 0 if not."""
+        ends = [i for i in (data.find(b"\n\n", start), data.find(b"\n\r\n", start)) if i >= 0]
+        if not ends:
+            return 0
+        i = min(ends)
+        return i + (2 if data[i + 1:i + 2] == b"\n" else 3)
+
+    def _http_input(self, conn: _Conn, data: memoryview) -> None:
+        """Take bytes read on an HTTP connection: the head, then Content-Length
+        bytes of body; a complete response starts the next request."""
+        pos, n = 0, len(data)
+        while pos < n:
+            if not conn.active:
+                raise LoadGenError(f"the server sent {n - pos} bytes nobody asked for "
+                                   f"(connection {conn.index})")
+            if not conn.in_body:
+                before = len(conn.head)
+                room = HTTP_HEAD_MAX - before
+                taken = bytes(data[pos:pos + room])
+                conn.head += taken
+                end = self._head_end(bytes(conn.head), max(0, before - 3))
+                if not end:
+                    if len(taken) == room:
+                        raise self._http_fail(conn, "a head longer than 16 KiB")
+                    return
+                head = bytes(conn.head[:end])
+                conn.head = bytearray()
+                pos += end - before
+                self._http_head(conn, head)
+                conn.received += end
+            take = min(conn.body_left, n - pos)
+            conn.body_left -= take
+            conn.received += take
+            pos += take
+            if conn.body_left == 0:
+                if pos < n:
+                    raise LoadGenError(f"the server sent {n - pos} bytes past the end of a "
+                                       f"response (connection {conn.index})")
+                self._record(conn, conn.received)
+                if self._may_issue():
+                    self._start(conn)
+                return
 
     def _scan_losses(self, t: float) -> None:
         for conn in self._conns:

@@ -7,6 +7,9 @@ to stop the server, and a parent that dies stops it the same way.
 
 Every server is written the way a careful user of that library would write
 it, with the same buffer size (256 KiB reads) and TCP_NODELAY everywhere.
+The ``http`` workload's servers are the frameworks' own hello worlds
+(aiohttp, uvicorn with httptools) on the loop under test, set up as their
+documentation shows.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 BUF = 256 * 1024
 STOP_FD = 0
@@ -339,6 +342,94 @@ def serve_asyncio(loop_factory: Callable[[], Any], style: str, workload: str, ho
     _exit()
 
 
+# ------------------------------------------------------------ HTTP applications
+
+HELLO = b"Hello, World!"
+APP_FRAMEWORKS = ("aiohttp", "uvicorn")
+
+
+def _app_listener(host: str, port: int) -> socket.socket:
+    sock = _Net("stdlib").listener("echo", host, port)
+    _nodelay(sock)  # inherited by accepted sockets on Linux; the frameworks set it too
+    return sock  # type: ignore[no-any-return]
+
+
+async def _start_aiohttp(sock: socket.socket) -> Callable[[], Awaitable[None]]:
+    """Serve aiohttp's hello world on ``sock``; returns its clean-up coroutine function."""
+    from aiohttp import web
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(body=HELLO, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    cleanup: Callable[[], Awaitable[None]] = runner.cleanup
+    return cleanup
+
+
+async def _uvicorn_app(scope: Dict[str, Any], receive: Callable[[], Any],
+                       send: Callable[[Dict[str, Any]], Any]) -> None:
+    """A bare ASGI hello world."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"),
+                            (b"content-length", str(len(HELLO)).encode())]})
+    await send({"type": "http.response.body", "body": HELLO})
+
+
+def serve_app(loop_factory: Callable[[], Any], framework: str, workload: str, host: str,
+              port: int) -> None:
+    import asyncio
+
+    if workload != "http":
+        raise OSError(f"the {framework} server serves the http workload only, not {workload}")
+    sock = _app_listener(host, port)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = loop.create_future()
+
+        def on_stop() -> None:
+            try:
+                data = os.read(STOP_FD, 4096)
+            except OSError:
+                data = b""
+            if not data and not stop.done():
+                loop.remove_reader(STOP_FD)
+                stop.set_result(None)
+
+        loop.add_reader(STOP_FD, on_stop)
+        if framework == "aiohttp":
+            cleanup = await _start_aiohttp(sock)
+            _ready(sock)
+            await stop
+            await cleanup()
+            return
+        import uvicorn
+        config = uvicorn.Config(_uvicorn_app, http="httptools", lifespan="off",
+                                access_log=False, log_level="warning")
+        server = uvicorn.Server(config)
+        task = loop.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if task.done():
+                task.result()
+                raise OSError("uvicorn stopped before it started")
+            await asyncio.sleep(0.005)
+        _ready(sock)
+        await stop
+        server.should_exit = True
+        await task
+
+    loop = loop_factory()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(main())
+    _exit()
+
+
 # ------------------------------------------------------------ the C reference
 
 
@@ -373,20 +464,27 @@ def serve(config: Dict[str, Any]) -> None:
         serve_selectors(_Net("zerosock"), zs_selectors, workload, host, port)
     elif name.startswith(("asyncio-", "uvloop-", "zerosock-aio-")):
         style = name.rsplit("-", 1)[1]
-        if name.startswith("uvloop-"):
-            import uvloop
-            factory: Callable[[], Any] = uvloop.new_event_loop
-        elif name.startswith("zerosock-aio-"):
-            from zerosock import aio
-            factory = aio.new_event_loop
+        if style in APP_FRAMEWORKS:
+            serve_app(_loop_factory(name), style, workload, host, port)
         else:
-            import asyncio
-            factory = asyncio.new_event_loop
-        serve_asyncio(factory, style, workload, host, port)
+            serve_asyncio(_loop_factory(name), style, workload, host, port)
     elif name == "c-epoll":
         serve_c(workload, host, port)
     else:
         raise SystemExit(f"ERROR unknown contender {name!r}")
+
+
+def _loop_factory(name: str) -> Callable[[], Any]:
+    """The loop a contender runs on, from its name's first part."""
+    if name.startswith("uvloop-"):
+        import uvloop
+        factory: Callable[[], Any] = uvloop.new_event_loop
+        return factory
+    if name.startswith("zerosock-aio-"):
+        from zerosock import aio
+        return aio.new_event_loop
+    import asyncio
+    return asyncio.new_event_loop
 
 
 def main(argv: List[str]) -> None:

@@ -24,6 +24,7 @@ FULL_SIZES = [64, 1024, 16384, 102400]
 FULL_CONNECTIONS = [1, 10, 100]
 STREAM_SIZE = 65536
 UDP_CELL = (1024, 10)
+HTTP_CONNECTIONS = 50  # as wrk is usually run against a hello world
 
 EPILOG = """\
 contenders (groups: %s):
@@ -34,6 +35,7 @@ examples:
   python -m zerosock.bench --quick               under a minute
   python -m zerosock.bench -c uvloop,zerosock -w echo -s 64,1k -n 10,100 -r 5
   python -m zerosock.bench -w echo -s 1k -n 10 --instructions    needs valgrind, strace
+  python -m zerosock.bench -c apps -w http --instructions       aiohttp and uvicorn: .[apps]
   python -m zerosock.bench --json out.json --plot out.png
 """
 
@@ -108,15 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m zerosock.bench",
         description="Compare zerosock with the standard library and uvloop on this machine: "
-                    "echo, one-way stream and UDP servers, each in its own process, driven by "
-                    "a C load generator.",
+                    "echo, one-way stream and UDP servers, and aiohttp and uvicorn hello worlds "
+                    "over HTTP/1.1 keep-alive, each in its own process, driven by a C load "
+                    "generator.",
         epilog=EPILOG % (", ".join(GROUPS), listing),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_argument_group("what to run")
     what.add_argument("-c", "--contenders", default="all",
                       help="comma-separated contenders or groups (default: all)")
     what.add_argument("-w", "--workloads", default=",".join(WORKLOADS),
-                      help="comma-separated: echo, stream, udp (default: all three)")
+                      help="comma-separated: echo, stream, udp, http (default: all four; "
+                           "http needs the apps extra, else it is skipped with a note)")
     what.add_argument("-s", "--sizes", type=_size_list,
                       help="echo/UDP message sizes, e.g. 64,1k,16k,100k")
     what.add_argument("-n", "--connections", type=lambda t: _int_list(t, "connections", 1, 10000),
@@ -125,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write size of the stream workload (default 64 KiB)")
     what.add_argument("--stream-connections", type=lambda t: _int_list(t, "connections", 1, 10000),
                       default=[1], help="stream connection counts (default 1)")
+    what.add_argument("--http-connections", type=lambda t: _int_list(t, "connections", 1, 10000),
+                      default=[HTTP_CONNECTIONS],
+                      help=f"HTTP keep-alive connection counts (default {HTTP_CONNECTIONS})")
     what.add_argument("--quick", action="store_true",
                       help="a small matrix, short runs, one repeat: under a minute")
     what.add_argument("--full", action="store_true",
@@ -238,6 +245,8 @@ def build_cells(args: argparse.Namespace, workloads: Sequence[str]) -> List[Cell
         sizes = [s for s in (args.sizes or [UDP_CELL[0]]) if 8 <= s <= 65507]
         conns = args.connections or [UDP_CELL[1]]
         cells += [Cell("udp", s, n) for s, n in itertools.product(sizes, conns)]
+    if "http" in workloads:
+        cells += [Cell("http", 0, n) for n in args.http_connections]
     return cells
 
 

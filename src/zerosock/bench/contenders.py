@@ -1,7 +1,7 @@
 """The servers the benchmark compares, by name, and which of them can run here.
 
-Each contender is a small echo / discard / UDP echo server (``_server.py``)
-run in its own process.  Nothing here imports the libraries under test: the
+Each contender is a small echo / discard / UDP echo server, or a framework's
+HTTP hello world (aiohttp, uvicorn), in ``_server.py``, run in its own process.  Nothing here imports the libraries under test: the
 parent only asks whether they are importable.
 """
 
@@ -12,21 +12,26 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Container, Dict, List, Optional, Sequence, Tuple
 
-WORKLOADS = ("echo", "stream", "udp")
+WORKLOADS = ("echo", "stream", "udp", "http")
+SOCKET_WORKLOADS = ("echo", "stream", "udp")
+APP_INSTALL_HINT = "pip install 'zerosock[apps]'"
 
 
 @dataclass(frozen=True)
 class Contender:
     name: str
     library: str      # stdlib, uvloop, zerosock, c
-    style: str        # threads, selectors, proto, buffered, streams, epoll
+    style: str        # threads, selectors, proto, buffered, streams, epoll; aiohttp, uvicorn
     description: str
-    workloads: Tuple[str, ...] = WORKLOADS
+    workloads: Tuple[str, ...] = SOCKET_WORKLOADS
     requires: Tuple[str, ...] = field(default=())   # modules that must import
     hidden: bool = False  # not part of "all": a contender for testing the tool itself
 
 
 _TCP = ("echo", "stream")
+_HTTP = ("http",)
+_AIOHTTP = ("aiohttp",)
+_UVICORN = ("uvicorn", "httptools")
 
 CONTENDERS: Dict[str, Contender] = {c.name: c for c in (
     Contender("stdlib-threads", "stdlib", "threads",
@@ -54,6 +59,20 @@ CONTENDERS: Dict[str, Contender] = {c.name: c for c in (
               "zerosock.aio loop, BufferedProtocol", _TCP, requires=("zerosock.aio",)),
     Contender("zerosock-aio-streams", "zerosock", "streams", "zerosock.aio loop, streams", _TCP,
               requires=("zerosock.aio",)),
+    Contender("asyncio-aiohttp", "stdlib", "aiohttp", "aiohttp hello world on asyncio", _HTTP,
+              requires=_AIOHTTP),
+    Contender("uvloop-aiohttp", "uvloop", "aiohttp", "aiohttp hello world on uvloop", _HTTP,
+              requires=("uvloop",) + _AIOHTTP),
+    Contender("zerosock-aio-aiohttp", "zerosock", "aiohttp",
+              "aiohttp hello world on the zerosock.aio loop", _HTTP,
+              requires=("zerosock.aio",) + _AIOHTTP),
+    Contender("asyncio-uvicorn", "stdlib", "uvicorn",
+              "uvicorn + httptools, bare ASGI hello world, on asyncio", _HTTP, requires=_UVICORN),
+    Contender("uvloop-uvicorn", "uvloop", "uvicorn", "uvicorn + httptools on uvloop", _HTTP,
+              requires=("uvloop",) + _UVICORN),
+    Contender("zerosock-aio-uvicorn", "zerosock", "uvicorn",
+              "uvicorn + httptools on the zerosock.aio loop", _HTTP,
+              requires=("zerosock.aio",) + _UVICORN),
     Contender("c-epoll", "c", "epoll",
               "minimal C epoll server (reference ceiling)", requires=("zerosock._loadgen_c",)),
     Contender("selftest-crash", "test", "threads",
@@ -71,13 +90,16 @@ GROUPS: Dict[str, Tuple[str, ...]] = {
     "zerosock": tuple(n for n, c in CONTENDERS.items() if c.library == "zerosock"),
     "aio": tuple(n for n, c in CONTENDERS.items() if c.style in ("proto", "buffered", "streams")
                  and not c.hidden),
+    "apps": tuple(n for n, c in CONTENDERS.items() if "http" in c.workloads and not c.hidden),
+    "aiohttp": tuple(n for n, c in CONTENDERS.items() if c.style == "aiohttp"),
+    "uvicorn": tuple(n for n, c in CONTENDERS.items() if c.style == "uvicorn"),
     "sync": tuple(n for n, c in CONTENDERS.items() if c.style in ("threads", "selectors")
                   and not c.hidden),
 }
 
 # The references every cell's ratios are taken against.
 BASELINES = {"asyncio": "asyncio-proto", "uvloop": "uvloop-proto"}
-ASYNCIO_STYLES = ("proto", "buffered", "streams")
+ASYNCIO_STYLES = ("proto", "buffered", "streams", "aiohttp", "uvicorn")
 
 
 def baseline_for(contender: str, library: str, present: Container[str]) -> str:
@@ -132,6 +154,8 @@ def unavailable_reason(name: str) -> Optional[str]:
     for module in contender.requires:
         reason = _importable(module)
         if reason:
+            if module in _AIOHTTP + _UVICORN and reason.endswith("is not installed"):
+                reason += f" ({APP_INSTALL_HINT})"
             return reason
     if name == "c-epoll":
         from zerosock import _loadgen_c

@@ -30,7 +30,7 @@ def _pct(value: Optional[float], width: int = 7) -> str:
 
 
 def rate_unit(cell: Cell) -> str:
-    return {"echo": "req/s", "stream": "MiB/s", "udp": "dgram/s"}[cell.workload]
+    return {"echo": "req/s", "stream": "MiB/s", "udp": "dgram/s", "http": "req/s"}[cell.workload]
 
 
 def format_cell(cell: Cell, rows: List[Dict[str, Any]], repeats: int) -> str:
@@ -120,7 +120,8 @@ def format_report(doc: Dict[str, Any]) -> str:
                      "how busy the server and the load generator were.")
     if doc["cells"] or doc.get("instructions"):
         notes.append("×asyncio, ×uvloop: against that library's server of the same style "
-                     "(Protocol, BufferedProtocol, streams) when it ran, else its Protocol server.")
+                     "(Protocol, BufferedProtocol, streams; http: the same framework) when it "
+                     "ran, else its Protocol server.")
     if doc.get("instructions"):
         notes.append("instr/req: user-space instructions of the server process (callgrind); "
                      "syscalls/req: its system calls (strace -f); both the difference of two "
@@ -250,15 +251,18 @@ def plot(doc: Dict[str, Any], path: str) -> Optional[str]:
         second = fig.add_subplot(panels, 1, 2, sharex=first)
         for panel, (ax, key, title) in enumerate(zip(
                 (first, second), ("rate", "cpu_per_op_us"),
-                ("Throughput relative to stdlib asyncio (Protocol), median and range of the "
-                 "runs: higher is better",
-                 "Server CPU time per request relative to stdlib asyncio (Protocol): "
-                 "lower is better"))):
+                ("Throughput relative to stdlib asyncio (Protocol; http: the same framework), "
+                 "median and range of the runs: higher is better",
+                 "Server CPU time per request relative to stdlib asyncio (Protocol; http: the "
+                 "same framework): lower is better"))):
             for i, name in enumerate(names):
                 xs, ys, low, high = [], [], [], []
                 for j, c in enumerate(cells):
                     by_name = {r["contender"]: r for r in c["rows"]}
-                    row, base = by_name.get(name), by_name.get(base_name)
+                    # an application is compared with itself on asyncio, not with a Protocol
+                    ref_name = (baseline_for(name, "asyncio", by_name)
+                                if c["workload"] == "http" else base_name)
+                    row, base = by_name.get(name), by_name.get(ref_name)
                     if not row or row.get(key) is None:
                         continue
                     ref = base.get(key) if base else None
@@ -292,22 +296,27 @@ def plot(doc: Dict[str, Any], path: str) -> Optional[str]:
         ax.set_yticks(range(len(rows)))
         ax.set_yticklabels(labels, fontsize=8)
         ax.invert_yaxis()
-        ax.set_xscale("log")
+        # a log scale where the counts span orders of magnitude (echo servers down to
+        # the C floor); a linear one from zero where they are alike (frameworks)
+        log_scale = max(values) > 20 * min(values)
+        if log_scale:
+            ax.set_xscale("log")
         for y, r in enumerate(rows):
             text = f" {r['instructions_per_op']:,.0f}"
             if r.get("syscalls_per_op") is not None:
                 text += f"  ({r['syscalls_per_op']:.2f} syscalls)"
             ax.text(r["instructions_per_op"], y, text, va="center", fontsize=7)
-        ax.set_xlim(right=max(values) * 8)
+        ax.set_xlim(right=max(values) * (8 if log_scale else 1.45))
         label = Cell(item["workload"], item["size"], item["connections"]).label
-        ax.set_title(f"{label}: user-space instructions per request (callgrind, "
-                     "log scale): lower is better", fontsize=10)
+        scale = ", log scale" if log_scale else ""
+        ax.set_title(f"{label}: user-space instructions per request (callgrind{scale}): "
+                     "lower is better", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
         axes.append(ax)
     if cells:
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="upper right", fontsize=8, frameon=False)
-    fig.suptitle("zerosock.bench: echo, stream and UDP servers on one machine", fontsize=12)
+    fig.suptitle("zerosock.bench: servers on one machine", fontsize=12)
     fig.text(0.01, 0.005, "\n".join(summary_lines(doc["machine"])), fontsize=7,
              color="#444444", va="bottom")
     fig.tight_layout(rect=(0, 0.04, 0.86 if cells else 1.0, 0.97))

@@ -65,15 +65,19 @@ class Cell:
     def label(self) -> str:
         who = "client" if self.workload == "udp" else "connection"
         plural = "" if self.connections == 1 else "s"
+        if self.workload == "http":  # a canned GET; the size is the server's to choose
+            return f"http hello world, {self.connections} keep-alive {who}{plural}"
         return f"{self.workload} {format_size(self.size)}, {self.connections} {who}{plural}"
 
     @property
     def short(self) -> str:
+        if self.workload == "http":
+            return f"http x{self.connections}"
         return f"{self.workload} {format_size(self.size)} x{self.connections}"
 
     @property
     def unit(self) -> str:
-        return {"echo": "req", "stream": "MiB", "udp": "dgram"}[self.workload]
+        return {"echo": "req", "stream": "MiB", "udp": "dgram", "http": "req"}[self.workload]
 
 
 def format_size(size: int) -> str:
