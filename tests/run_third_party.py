@@ -100,7 +100,13 @@ EXCLUDED: Dict[str, Dict[str, str]] = {
             "asserts that loop=\"auto\" without uvloop makes a loop whose class is defined in "
             "the asyncio package: true of no replacement loop (uvloop's fails it too)",
     },
-    "anyio": {},
+    "anyio": {
+        "tests/test_to_thread.py::test_asyncio_run_does_not_leak_event_loop":
+            "races thread scheduling: anyio's idle worker thread holds the loop until it "
+            "exits, nothing joins it, and the test expects it gone at the gc.collect() right "
+            "after anyio.run(); alone outside pytest it loses on stock asyncio too (4 runs of "
+            "8 here), always passes once the thread is joined",
+    },
     "aiohttp": {},
 }
 
@@ -289,6 +295,9 @@ def prepare(name: str, suite: Suite, cache: str, log: Any) -> Tuple[str, str]:
     return python, src
 
 
+RUN_PYTEST = "import sys; del sys.path[0]; import pytest; sys.exit(pytest.console_main())"
+
+
 def run_suite(name: str, suite: Suite, python: str, src: str, loop: str, cache: str,
               extra: List[str], timeout: float, verbose: bool,
               log_name: str = "") -> Dict[str, str]:
@@ -306,11 +315,10 @@ def run_suite(name: str, suite: Suite, python: str, src: str, loop: str, cache: 
     env.update(ZEROSOCK_THIRD_PARTY_LOOP=loop, ZEROSOCK_THIRD_PARTY_SUITE=name,
                ZEROSOCK_THIRD_PARTY_LOG=log_path, PYTHONDONTWRITEBYTECODE="1",
                PYTHONPATH=os.pathsep.join([_zerosock_path(cache), HERE]))
-    # The console script, not ``python -m pytest``: the sdist's root must not
+    # Not ``python -m pytest``: the sdist's root (the working directory) must not
     # shadow the installed package (aiohttp's compiled parsers).
-    pytest = os.path.join(os.path.dirname(python), "pytest")
-    cmd = [pytest, "-p", PLUGIN, "-p", "no:cacheprovider", "-q"] + suite.options + (
-        extra or suite.paths)
+    cmd = [python, "-c", RUN_PYTEST, "-p", PLUGIN, "-p", "no:cacheprovider", "-q"
+           ] + suite.options + (extra or suite.paths)
     outcomes: Dict[str, str] = {}
     with open(out_path, "w") as out:
         proc = subprocess.Popen(cmd, cwd=src, env=env, stdout=out, stderr=subprocess.STDOUT,
