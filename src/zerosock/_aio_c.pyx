@@ -81,6 +81,10 @@ class EventLoop(asyncio.SelectorEventLoop):
         (<LoopCore?>self._core).schedule(when, timer)  # (a compiled call_at leaves no frame to trim)
         return timer
 
+    def get_debug(self):
+        # Every Future asks at creation: no frame for it.
+        return self._debug
+
     def _timer_handle_cancelled(self, handle):
         if handle._scheduled:
             self._scheduled.cancelled_count += 1

@@ -21,7 +21,7 @@ from cpython.weakref cimport PyWeakref_GetObject, PyWeakref_NewRef
 
 import os
 import sys
-from asyncio import exceptions, format_helpers, streams
+from asyncio import base_events, exceptions, format_helpers, futures, streams
 
 from zerosock._aio_transport_c cimport ReadSink
 
@@ -146,6 +146,8 @@ cdef object LimitOverrunError = exceptions.LimitOverrunError
 cdef object _DEFAULT_LIMIT = streams._DEFAULT_LIMIT
 cdef object _extract_stack = format_helpers.extract_stack
 cdef bytes NEWLINE = b"\n"
+cdef object _Future = futures.Future
+cdef object _stdlib_create_future = base_events.BaseEventLoop.create_future
 
 # The stdlib streams when set to "0": a switch for comparing and for bisecting.
 enabled = os.environ.get("ZEROSOCK_C_STREAMS", "1") not in ("0", "")
@@ -173,12 +175,23 @@ cdef class ReaderCore(ReadSink):
     cdef object transport
     cdef bint paused
     cdef object owner_ref    # weak: the StreamReader whose state this is
+    cdef bint stdlib_future  # the loop's create_future() is the stdlib's
 
     def __cinit__(self, owner, limit, loop, buffer):
         self.owner_ref = PyWeakref_NewRef(owner, None)
-        self.loop = loop
+        self.set_loop(loop)
         self.buffer = buffer
         self.set_limit(limit)
+
+    cdef int set_loop(self, loop) except -1:
+        self.loop = loop
+        self.stdlib_future = getattr(type(loop), "create_future", None) is _stdlib_create_future
+        return 0
+
+    cdef object create_future(self):
+        if self.stdlib_future:
+            return _Future(loop=self.loop)  # what it does, without its frame
+        return self.loop.create_future()
 
     cdef int set_limit(self, limit) except -1:
         self.limit = limit
@@ -269,8 +282,21 @@ cdef class ReaderCore(ReadSink):
         return data
 
 
+cdef extern from "Python.h":
+    object PyObject_GenericGetDict(object o, void *context)
+    PyObject *PyDict_GetItemWithError(object d, object key) except? NULL
+
+
 cdef inline ReaderCore _core(reader):
-    return <ReaderCore?>reader._core
+    return <ReaderCore?>_attr(PyObject_GenericGetDict(reader, NULL), "_core")
+
+
+cdef inline object _attr(object state, str name):
+    """An instance attribute straight from the instance dict."""
+    cdef PyObject *value = PyDict_GetItemWithError(state, name)
+    if value == NULL:
+        raise AttributeError(name)
+    return <object>value
 
 
 @cython.freelist(8)
@@ -343,7 +369,7 @@ cdef class StreamOp:
         if core.paused:
             core.paused = False
             core.transport.resume_reading()
-        waiter = core.loop.create_future()
+        waiter = core.create_future()
         core.waiter = waiter
         self.waiter = waiter
         waiter._asyncio_future_blocking = True
@@ -395,11 +421,8 @@ cdef object _op_step(object target, int *finished):
         waiter = op.waiter
         op.waiter = None
         core.waiter = None  # the stdlib's finally
-        if not waiter.done():
-            op.finished = True
-            raise RuntimeError("await wasn't used with future")
         try:
-            waiter.result()
+            waiter.result()  # raises as the Future's own await would
         except BaseException:
             op.finished = True
             raise
@@ -527,7 +550,7 @@ class StreamReader(streams.StreamReader):
 
     @_loop.setter
     def _loop(self, value):
-        _core(self).loop = value
+        _core(self).set_loop(value)
 
     @property
     def _eof(self):
@@ -644,14 +667,27 @@ class StreamWriter(streams.StreamWriter):
     """``asyncio.StreamWriter`` whose ``drain`` returns at once, without a
     coroutine, when there is nothing to wait for."""
 
+    def write(self, data):
+        _attr(PyObject_GenericGetDict(self, NULL), "_transport").write(data)
+
+    write.__doc__ = _StdWriter.write.__doc__
+
     def drain(self):
-        reader = self._reader
-        if reader is not None and reader.exception() is not None:
+        # Read from the instance dicts: these are the stdlib classes' plain
+        # attributes (only exact stdlib objects are adopted).
+        state = PyObject_GenericGetDict(self, NULL)
+        reader = _attr(state, "_reader")
+        if reader is not None:
+            if type(reader) is StreamReader:
+                failed = _core(reader).exception
+            else:
+                failed = reader.exception()
+            if failed is not None:
+                return _StdWriter.drain(self)
+        if _attr(state, "_transport").is_closing():
             return _StdWriter.drain(self)
-        if self._transport.is_closing():
-            return _StdWriter.drain(self)
-        protocol = self._protocol
-        if protocol._connection_lost or protocol._paused:
+        protocol = PyObject_GenericGetDict(_attr(state, "_protocol"), NULL)
+        if _attr(protocol, "_connection_lost") or _attr(protocol, "_paused"):
             return _StdWriter.drain(self)
         return _new_op(None, DONE, 0)
 
