@@ -17,7 +17,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromSt
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_CheckExact, PyByteArray_GET_SIZE
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF
-from cpython.weakref cimport PyWeakref_GetObject, PyWeakref_NewRef
+from cpython.weakref cimport PyWeakref_NewRef
 
 import os
 import sys
@@ -59,6 +59,19 @@ cdef extern from *:
             return -1;
         memcpy(PyByteArray_AS_STRING(o) + size, data, (size_t)n);
         return 0;
+    }
+    /* Whether a weak reference's object is still alive. */
+    static int zs_weakref_alive(PyObject *ref)
+    {
+    #if PY_VERSION_HEX >= 0x030D0000
+        PyObject *obj;
+        int alive = PyWeakref_GetRef(ref, &obj);
+        Py_XDECREF(obj);
+        return alive;
+    #else
+        PyObject *obj = PyWeakref_GetObject(ref);
+        return obj == NULL ? -1 : obj != Py_None;
+    #endif
     }
     static Py_ssize_t zs_find(const char *hay, Py_ssize_t haylen, const char *needle,
                               Py_ssize_t nlen, Py_ssize_t start)
@@ -132,6 +145,7 @@ cdef extern from *:
     """
     int zs_bytearray_consume(object o, Py_ssize_t n) except -1
     int zs_bytearray_append(object o, const char *data, Py_ssize_t n) except -1
+    int zs_weakref_alive(object ref) except -1
     Py_ssize_t zs_find(const char *hay, Py_ssize_t haylen, const char *needle,
                        Py_ssize_t nlen, Py_ssize_t start)
     ctypedef object (*zs_step_fn)(object, int *)
@@ -244,7 +258,7 @@ cdef class ReaderCore(ReadSink):
 
     cdef int feed(self, const char *data, Py_ssize_t size) except -1:
         """The transport's read, as the stdlib protocol's data_received would feed it."""
-        if PyWeakref_GetObject(self.owner_ref) == <PyObject *>None:
+        if not zs_weakref_alive(self.owner_ref):
             return 0  # the protocol drops data for a reader that is gone
         if self.eof:
             raise AssertionError("feed_data after feed_eof")
@@ -707,11 +721,24 @@ class StreamReaderProtocol(streams.StreamReaderProtocol):
             return _std_drain_helper(self)
         return _new_op(None, DONE, 0)
 
-    def connection_made(self, transport):
-        _StdProtocol.connection_made(self, transport)
-        writer = self._stream_writer
+
+
+@cython.final
+cdef class _ClientConnected:
+    """start_server's callback, handed the C StreamWriter: the stdlib's
+    connection_made makes the writer and calls this before anything else sees it."""
+    cdef object callback
+
+    def __cinit__(self, callback):
+        self.callback = callback
+
+    def __call__(self, reader, writer):
         if type(writer) is _StdWriter:
             writer.__class__ = StreamWriter
+        return self.callback(reader, writer)
+
+    def __repr__(self):
+        return repr(self.callback)
 
 
 cdef tuple _READER_STATE = ("_buffer", "_limit", "_loop", "_eof", "_waiter", "_exception",
@@ -744,4 +771,7 @@ def adopt_stream_protocol(protocol, loop):
     for name in _READER_STATE:
         del state[name]
     protocol.__class__ = StreamReaderProtocol
+    callback = protocol.__dict__.get("_client_connected_cb")
+    if callback is not None:
+        protocol._client_connected_cb = _ClientConnected(callback)
     return True
