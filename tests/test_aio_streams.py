@@ -707,3 +707,33 @@ def test_stdlib_stream_tests_pass_on_the_c_reader():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-4000:]
+
+
+@pytest.mark.c_extension
+def test_buffered_reads_finish_without_a_future(c_backend):
+    async def main() -> None:
+        reader, writer, peer = await _pair()
+        with peer:
+            assert type(reader).__module__ == "zerosock._aio_streams_c"
+            peer.sendall(b"abcdef\n")
+            await _settle()
+            for op, want in ((reader.read(2), b"ab"), (reader.readexactly(2), b"cd"),
+                             (reader.readline(), b"ef\n")):
+                with pytest.raises(StopIteration) as stop:
+                    op.send(None)  # done in one step: nothing to wait on
+                assert stop.value.value == want
+            op = reader.read(5)
+            waiter = op.send(None)  # nothing buffered: one Future to wait on
+            assert asyncio.isfuture(waiter) and reader._waiter is waiter
+            assert waiter._asyncio_future_blocking  # as a Task expects of what it is handed
+            waiter._asyncio_future_blocking = False  # what the Task would do
+            peer.sendall(b"xyz")
+            await waiter  # woken by the transport's read
+            with pytest.raises(StopIteration) as stop:
+                op.send(None)
+            assert stop.value.value == b"xyz"
+            with pytest.raises(RuntimeError, match="cannot reuse"):
+                op.send(None)
+        await _close(writer)
+
+    run(c_backend.aio.new_event_loop, main())
