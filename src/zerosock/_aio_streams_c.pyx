@@ -15,7 +15,7 @@ behaviour is the running Python's, version by version."""
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_CheckExact, PyByteArray_GET_SIZE
-from cpython.object cimport PyObject, PyTypeObject
+from cpython.object cimport PyObject, PyObject_Call, PyTypeObject
 from cpython.ref cimport Py_INCREF
 from cpython.weakref cimport PyWeakref_NewRef
 
@@ -156,6 +156,7 @@ cdef object _StdProtocol = streams.StreamReaderProtocol
 cdef object _StdWriter = streams.StreamWriter
 cdef object _std_drain_helper = streams.FlowControlMixin._drain_helper
 cdef object IncompleteReadError = exceptions.IncompleteReadError
+cdef object InvalidStateError = exceptions.InvalidStateError
 cdef object LimitOverrunError = exceptions.LimitOverrunError
 cdef object _DEFAULT_LIMIT = streams._DEFAULT_LIMIT
 cdef object _extract_stack = format_helpers.extract_stack
@@ -190,6 +191,7 @@ cdef class ReaderCore(ReadSink):
     cdef bint paused
     cdef object owner_ref    # weak: the StreamReader whose state this is
     cdef bint stdlib_future  # the loop's create_future() is the stdlib's
+    cdef dict future_kwargs  # {"loop": loop}, kept rather than built per Future
 
     def __cinit__(self, owner, limit, loop, buffer):
         self.owner_ref = PyWeakref_NewRef(owner, None)
@@ -200,11 +202,13 @@ cdef class ReaderCore(ReadSink):
     cdef int set_loop(self, loop) except -1:
         self.loop = loop
         self.stdlib_future = getattr(type(loop), "create_future", None) is _stdlib_create_future
+        self.future_kwargs = {"loop": loop}
         return 0
 
     cdef object create_future(self):
         if self.stdlib_future:
-            return _Future(loop=self.loop)  # what it does, without its frame
+            # What it does, without its frame: Future(loop=loop).
+            return PyObject_Call(_Future, (), self.future_kwargs)
         return self.loop.create_future()
 
     cdef int set_limit(self, limit) except -1:
@@ -233,8 +237,12 @@ cdef class ReaderCore(ReadSink):
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
-            if not waiter.cancelled():
+            try:
                 waiter.set_result(None)
+            except InvalidStateError:
+                # The stdlib skips a cancelled waiter; asked first, that costs every wake-up.
+                if not waiter.cancelled():
+                    raise
         return 0
 
     cdef int maybe_resume(self) except -1:
