@@ -248,6 +248,53 @@ def make(case):
                 loop.run_forever()
             b.recv_into(view)
         return step, 1
+    if case in ("aio streams read/readline/readexactly/drain", "fail:aio streams"):
+        import asyncio
+        loop = zs.aio.new_event_loop()
+        a, b = stream_pair()
+        reader, writer = loop.run_until_complete(
+            asyncio.open_connection(sock=socket.socket(fileno=a.detach()),
+                                    limit=64 if case.startswith("fail") else 2 ** 16))
+        KEEP.extend((loop, reader, writer))
+        b.setblocking(False)
+        if case == "fail:aio streams":
+            async def failures():
+                b.send(b"x" * 100)  # over the limit: LimitOverrunError, then ValueError
+                try:
+                    await reader.readuntil(b"!")
+                except asyncio.LimitOverrunError:
+                    pass
+                try:
+                    await reader.readline()
+                except ValueError:
+                    pass
+                pending = asyncio.ensure_future(reader.readexactly(10))  # cancelled while waiting
+                await asyncio.sleep(0)
+                pending.cancel()
+                try:
+                    await pending
+                except asyncio.CancelledError:
+                    pass
+                first = asyncio.ensure_future(reader.read(10))
+                await asyncio.sleep(0)
+                try:
+                    await reader.read(1)  # a second reader at once
+                except RuntimeError:
+                    pass
+                b.send(b"y")
+                await first
+        else:
+            async def failures():
+                b.send(payload + b"\n" + payload)
+                await reader.readline()
+                await reader.readexactly(len(payload) // 2)
+                await reader.read(len(payload))
+                writer.write(payload)
+                await writer.drain()
+                b.recv_into(view)
+        def step():
+            loop.run_until_complete(failures())
+        return step, 20  # several reads and a task per step
     raise SystemExit(f"unknown case {case}")
 
 step, divisor = make(case)
@@ -277,6 +324,7 @@ CASES = [
     "fail:connect-refused",
     "RecvBuffer fill/readuntil/readexactly", "fail:RecvBuffer",
     "aio call_soon", "aio transport write/read", "aio timers", "aio buffered read/memoryview write",
+    "aio streams read/readline/readexactly/drain", "fail:aio streams",
 ]
 
 

@@ -11,6 +11,7 @@ from zerosock import _aio_shared
 from zerosock._aio_core_c cimport LoopCore
 from zerosock._aio_datagram_c import DatagramSocketTransport
 from zerosock._aio_loop_methods_c import install_loop_methods
+from zerosock._aio_streams_c import adopt_stream_protocol
 from zerosock._aio_transport_c import SocketTransport
 from zerosock._selectors_c import DefaultSelector
 
@@ -52,6 +53,7 @@ class EventLoop(asyncio.SelectorEventLoop):
             return super()._make_socket_transport(sock, protocol, waiter, extra=extra,
                                                   server=server)
         self._ensure_fd_no_transport(sock)  # as the stdlib does since 3.12
+        adopt_stream_protocol(protocol, self)  # asyncio streams get the C ones
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
@@ -72,6 +74,7 @@ class EventLoop(asyncio.SelectorEventLoop):
                 server_hostname=server_hostname, extra=extra, server=server, **timeouts)
         # The stdlib's TLS protocol over the C transport.
         self._ensure_fd_no_transport(rawsock)
+        adopt_stream_protocol(protocol, self)
         ssl_protocol = sslproto.SSLProtocol(self, protocol, sslcontext, waiter, server_side,
                                             server_hostname, **timeouts)
         SocketTransport(self, rawsock, ssl_protocol, None, extra, server)

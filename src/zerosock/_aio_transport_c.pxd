@@ -1,6 +1,13 @@
 from zerosock._shim cimport zs_sock_t
 
 
+cdef class ReadSink:
+    """A C reader that a transport fills without calling its protocol: the
+    transport copies each read into it before any Python code runs
+    (zerosock._aio_streams_c's StreamReader state is one)."""
+    cdef int feed(self, const char *data, Py_ssize_t size) except -1
+
+
 cdef class TransportCore:
     cdef public object owner         # the SocketTransport the protocol sees
     cdef public object _loop
@@ -23,6 +30,7 @@ cdef class TransportCore:
     cdef object _get_buffer          # the protocol's bound methods that reads call
     cdef object _buffer_updated
     cdef object _data_received
+    cdef ReadSink _sink              # reads bypass the protocol into this, when set
     # Queued output: bytes objects, the first one sent from _head_offset on.
     cdef object _queue               # collections.deque
     cdef Py_ssize_t _head_offset
@@ -36,6 +44,7 @@ cdef class TransportCore:
     cdef int write_ready(self) except -1
     cdef int _read_into_buffer(self) except -1
     cdef int _read_bytes(self) except -1
+    cdef int _read_into_sink(self) except -1
     cdef int _on_eof(self) except -1
     cdef int _consume(self, Py_ssize_t n) except -1
     cdef int _clear_queue(self) except -1

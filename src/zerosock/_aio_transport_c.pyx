@@ -207,6 +207,12 @@ cdef class IOHandle:
         return 0
 
 
+cdef class ReadSink:
+
+    cdef int feed(self, const char *data, Py_ssize_t size) except -1:
+        raise NotImplementedError
+
+
 cdef class TransportCore:
     """The state and the C paths of one :class:`SocketTransport`."""
 
@@ -285,6 +291,9 @@ cdef class TransportCore:
         self._get_buffer = getattr(protocol, "get_buffer", None)
         self._buffer_updated = getattr(protocol, "buffer_updated", None)
         self._data_received = getattr(protocol, "data_received", None)
+        # A protocol may name a C reader that takes the bytes in its place.
+        sink = getattr(protocol, "_read_sink", None)
+        self._sink = sink if isinstance(sink, ReadSink) else None
         self._protocol_connected = True
 
     def get_protocol(self):
@@ -499,6 +508,8 @@ cdef class TransportCore:
     cdef int read_ready(self) except -1:
         if self._conn_lost:
             return 0
+        if self._sink is not None:
+            return self._read_into_sink()
         if self._buffered:
             return self._read_into_buffer()
         return self._read_bytes()
@@ -591,6 +602,26 @@ cdef class TransportCore:
             return 0
         if Py_REFCNT(data) == 1:  # only this frame holds it: nobody can see a refill
             self._spare = data
+        return 0
+
+    cdef int _read_into_sink(self) except -1:
+        cdef long n = zs_recv(self._fd, _scratch, READ_CHUNK, 0)
+        cdef int err
+        cdef ReadSink sink = self._sink  # held: feeding may run Python code that resets _sink
+        if n < 0:
+            err = zs_last_error()
+            if zs_is_would_block(err) or err == ZS_EINTR:
+                return 0
+            self._fatal_error(_os_error(err), "Fatal read error on socket transport")
+            return 0
+        if n == 0:
+            return self._on_eof()
+        try:
+            sink.feed(_scratch, n)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
         return 0
 
     cdef int _on_eof(self) except -1:
@@ -727,6 +758,7 @@ cdef class TransportCore:
             self._sock = None
             self._protocol = None
             self._get_buffer = self._buffer_updated = self._data_received = None
+            self._sink = None
             self._loop = None
             server = self._server
             if server is not None:

@@ -1,0 +1,785 @@
+# cython: language_level=3
+"""asyncio streams in C for zerosock.aio: the standard library's StreamReader,
+StreamReaderProtocol and StreamWriter with their hot paths in C.
+
+The loop adopts the stdlib's stream objects when it makes a socket transport
+for a ``StreamReaderProtocol`` (what ``asyncio.open_connection``,
+``start_server``, their Unix twins and ``connect_accepted_socket`` build):
+their classes become the subclasses below, same layout, same attributes, and
+the reader's state moves into a C :class:`ReaderCore`.  The transport then
+copies each read into the reader's buffer without a ``bytes`` object or a
+``data_received`` call, and a read whose data is buffered completes without a
+Future.  Anything off the fast paths runs the stdlib's own methods, so the
+behaviour is the running Python's, version by version."""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_CheckExact, PyByteArray_GET_SIZE
+from cpython.object cimport PyObject, PyObject_Call, PyTypeObject
+from cpython.ref cimport Py_INCREF
+from cpython.weakref cimport PyWeakref_NewRef
+
+import os
+import sys
+from asyncio import base_events, exceptions, format_helpers, futures, streams
+
+from zerosock._aio_transport_c cimport ReadSink
+
+cdef extern from *:
+    """
+    /* The bytearray edits a stream buffer needs, with the stdlib's semantics
+       (`del b[:n]`, `b.extend(data)`) but keeping the allocation for the next
+       read: an echo server's buffer fills and empties once per message. */
+    static int zs_bytearray_consume(PyObject *o, Py_ssize_t n)
+    {
+        PyByteArrayObject *b = (PyByteArrayObject *)o;
+        Py_ssize_t left;
+        if (n <= 0)
+            return 0;
+        if (b->ob_exports > 0)  /* the stdlib's BufferError */
+            return PySequence_DelSlice(o, 0, n);
+        left = Py_SIZE(b) - n;
+        b->ob_start = left ? b->ob_start + n : b->ob_bytes;
+        Py_SET_SIZE(b, left);
+        b->ob_start[left] = '\\0';
+        return 0;
+    }
+    static int zs_bytearray_append(PyObject *o, const char *data, Py_ssize_t n)
+    {
+        PyByteArrayObject *b = (PyByteArrayObject *)o;
+        Py_ssize_t size = Py_SIZE(b);
+        Py_ssize_t offset = b->ob_start - b->ob_bytes;
+        if (b->ob_exports == 0 && offset > 0 && offset + size + n + 1 > b->ob_alloc) {
+            /* Slide the unread bytes to the front rather than grow. */
+            memmove(b->ob_bytes, b->ob_start, (size_t)size);
+            b->ob_start = b->ob_bytes;
+            b->ob_bytes[size] = '\\0';
+        }
+        if (PyByteArray_Resize(o, size + n) < 0)
+            return -1;
+        memcpy(PyByteArray_AS_STRING(o) + size, data, (size_t)n);
+        return 0;
+    }
+    /* Whether a weak reference's object is still alive. */
+    static int zs_weakref_alive(PyObject *ref)
+    {
+    #if PY_VERSION_HEX >= 0x030D0000
+        PyObject *obj;
+        int alive = PyWeakref_GetRef(ref, &obj);
+        Py_XDECREF(obj);
+        return alive;
+    #else
+        PyObject *obj = PyWeakref_GetObject(ref);
+        return obj == NULL ? -1 : obj != Py_None;
+    #endif
+    }
+    static Py_ssize_t zs_find(const char *hay, Py_ssize_t haylen, const char *needle,
+                              Py_ssize_t nlen, Py_ssize_t start)
+    {
+        const char *p = hay + start, *end = hay + haylen, *q;
+        if (start < 0 || nlen <= 0 || haylen - start < nlen)
+            return -1;
+        while (end - p >= nlen) {
+            q = (const char *)memchr(p, needle[0], (size_t)((end - p) - nlen + 1));
+            if (q == NULL)
+                return -1;
+            if (memcmp(q, needle, (size_t)nlen) == 0)
+                return q - hay;
+            p = q + 1;
+        }
+        return -1;
+    }
+
+    /* A stream operation is awaited through these slots: a step either hands
+       the Task a Future to wait on or finishes with a value, which is returned
+       directly (am_send) or as StopIteration's value, never through a frame. */
+    typedef PyObject *(*zs_step_fn)(PyObject *, int *);
+    static zs_step_fn zs_op_step;
+    static PyObject *zs_op_iternext(PyObject *op)
+    {
+        int finished = 0;
+        PyObject *value = zs_op_step(op, &finished);
+        if (value == NULL || !finished)
+            return value;
+        if (value != Py_None) {
+            if (PyTuple_Check(value) || PyExceptionInstance_Check(value)) {
+                /* taken as arguments or as the exception itself: wrap it */
+                PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+                if (stop != NULL) {
+                    PyErr_SetObject(PyExc_StopIteration, stop);
+                    Py_DECREF(stop);
+                }
+            } else {
+                PyErr_SetObject(PyExc_StopIteration, value);
+            }
+        }
+        Py_DECREF(value);
+        return NULL;
+    }
+    #if PY_VERSION_HEX >= 0x030A0000
+    static PySendResult zs_op_am_send(PyObject *op, PyObject *arg, PyObject **presult)
+    {
+        int finished = 0;
+        PyObject *value = zs_op_step(op, &finished);
+        *presult = value;
+        if (value == NULL)
+            return PYGEN_ERROR;
+        return finished ? PYGEN_RETURN : PYGEN_NEXT;
+    }
+    #endif
+    static int zs_install_op_slots(PyObject *type, zs_step_fn step)
+    {
+        PyTypeObject *t = (PyTypeObject *)type;
+        zs_op_step = step;
+        t->tp_iternext = zs_op_iternext;
+    #if PY_VERSION_HEX >= 0x030A0000
+        if (t->tp_as_async == NULL) {
+            PyErr_SetString(PyExc_TypeError, "not an awaitable type");
+            return -1;
+        }
+        t->tp_as_async->am_send = zs_op_am_send;
+    #endif
+        PyType_Modified(t);
+        return 0;
+    }
+    """
+    int zs_bytearray_consume(object o, Py_ssize_t n) except -1
+    int zs_bytearray_append(object o, const char *data, Py_ssize_t n) except -1
+    int zs_weakref_alive(object ref) except -1
+    Py_ssize_t zs_find(const char *hay, Py_ssize_t haylen, const char *needle,
+                       Py_ssize_t nlen, Py_ssize_t start)
+    ctypedef object (*zs_step_fn)(object, int *)
+    int zs_install_op_slots(object type, zs_step_fn step) except -1
+
+cdef object _StdReader = streams.StreamReader
+cdef object _StdProtocol = streams.StreamReaderProtocol
+cdef object _StdWriter = streams.StreamWriter
+cdef object _std_drain_helper = streams.FlowControlMixin._drain_helper
+cdef object IncompleteReadError = exceptions.IncompleteReadError
+cdef object InvalidStateError = exceptions.InvalidStateError
+cdef object LimitOverrunError = exceptions.LimitOverrunError
+cdef object _DEFAULT_LIMIT = streams._DEFAULT_LIMIT
+cdef object _extract_stack = format_helpers.extract_stack
+cdef bytes NEWLINE = b"\n"
+cdef object _Future = futures.Future
+cdef object _stdlib_create_future = base_events.BaseEventLoop.create_future
+
+# The stdlib streams when set to "0": a switch for comparing and for bisecting.
+enabled = os.environ.get("ZEROSOCK_C_STREAMS", "1") not in ("0", "")
+
+
+cdef enum Kind:
+    READ
+    READEXACTLY
+    READUNTIL
+    READLINE
+    DONE
+
+
+@cython.final
+cdef class ReaderCore(ReadSink):
+    """The state of one adopted StreamReader: the stdlib's attributes, typed."""
+    cdef object buffer       # the reader's _buffer bytearray
+    cdef object limit        # _limit as given
+    cdef Py_ssize_t climit   # and as a C integer when ``fast``
+    cdef bint fast           # buffer a bytearray, limit an int: the C paths apply
+    cdef object loop
+    cdef bint eof
+    cdef object waiter
+    cdef object exception
+    cdef object transport
+    cdef bint paused
+    cdef object owner_ref    # weak: the StreamReader whose state this is
+    cdef bint stdlib_future  # the loop's create_future() is the stdlib's
+    cdef dict future_kwargs  # {"loop": loop}, kept rather than built per Future
+
+    def __cinit__(self, owner, limit, loop, buffer):
+        self.owner_ref = PyWeakref_NewRef(owner, None)
+        self.set_loop(loop)
+        self.buffer = buffer
+        self.set_limit(limit)
+
+    cdef int set_loop(self, loop) except -1:
+        self.loop = loop
+        self.stdlib_future = getattr(type(loop), "create_future", None) is _stdlib_create_future
+        self.future_kwargs = {"loop": loop}
+        return 0
+
+    cdef object create_future(self):
+        if self.stdlib_future:
+            # What it does, without its frame: Future(loop=loop).
+            return PyObject_Call(_Future, (), self.future_kwargs)
+        return self.loop.create_future()
+
+    cdef int set_limit(self, limit) except -1:
+        self.limit = limit
+        self._refresh()
+        return 0
+
+    cdef int _refresh(self) except -1:
+        cdef Py_ssize_t value = 0
+        ok = type(self.limit) is int and PyByteArray_CheckExact(self.buffer)
+        if ok:
+            try:
+                value = self.limit
+            except OverflowError:
+                ok = False
+        self.climit = value
+        self.fast = ok and 0 < value < (<Py_ssize_t>1 << 60)
+        return 0
+
+    cdef inline Py_ssize_t size(self):
+        return PyByteArray_GET_SIZE(self.buffer)
+
+    # -- what the stdlib's StreamReader methods do -------------------------------
+
+    cdef int wakeup(self) except -1:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            try:
+                waiter.set_result(None)
+            except InvalidStateError:
+                # The stdlib skips a cancelled waiter; asked first, that costs every wake-up.
+                if not waiter.cancelled():
+                    raise
+        return 0
+
+    cdef int maybe_resume(self) except -1:
+        if self.paused and (self.size() <= self.climit if self.fast
+                            else len(self.buffer) <= self.limit):
+            self.paused = False
+            self.transport.resume_reading()
+        return 0
+
+    cdef int after_feed(self) except -1:
+        self.wakeup()
+        if (self.transport is not None and not self.paused and
+                (self.size() > 2 * self.climit if self.fast else len(self.buffer) > 2 * self.limit)):
+            try:
+                self.transport.pause_reading()
+            except NotImplementedError:
+                self.transport = None
+            else:
+                self.paused = True
+        return 0
+
+    cdef int feed(self, const char *data, Py_ssize_t size) except -1:
+        """The transport's read, as the stdlib protocol's data_received would feed it."""
+        if not zs_weakref_alive(self.owner_ref):
+            return 0  # the protocol drops data for a reader that is gone
+        if self.eof:
+            raise AssertionError("feed_data after feed_eof")
+        if size <= 0:
+            return 0
+        if self.fast:
+            zs_bytearray_append(self.buffer, data, size)  # copied before any Python runs
+        else:
+            self.buffer.extend(PyBytes_FromStringAndSize(data, size))
+        return self.after_feed()
+
+    cdef int feed_object(self, data) except -1:
+        if self.eof:
+            raise AssertionError("feed_data after feed_eof")
+        if not data:
+            return 0
+        if self.fast and PyBytes_CheckExact(data):
+            zs_bytearray_append(self.buffer, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+        else:
+            self.buffer.extend(data)
+        return self.after_feed()
+
+    cdef bytes take(self, Py_ssize_t n):
+        """The first n bytes (or fewer), removed from the buffer."""
+        cdef Py_ssize_t size = self.size()
+        if n > size:
+            n = size
+        data = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self.buffer), n)
+        zs_bytearray_consume(self.buffer, n)
+        return data
+
+    cdef bytes take_all(self):
+        data = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self.buffer), self.size())
+        self.buffer.clear()
+        return data
+
+
+cdef extern from "Python.h":
+    object PyObject_GenericGetDict(object o, void *context)
+    PyObject *PyDict_GetItemWithError(object d, object key) except? NULL
+
+
+cdef inline ReaderCore _core(reader):
+    return <ReaderCore?>_attr(PyObject_GenericGetDict(reader, NULL), "_core")
+
+
+cdef inline object _attr(object state, str name):
+    """An instance attribute straight from the instance dict."""
+    cdef PyObject *value = PyDict_GetItemWithError(state, name)
+    if value == NULL:
+        raise AttributeError(name)
+    return <object>value
+
+
+@cython.freelist(8)
+@cython.final
+cdef class StreamOp:
+    """One read (or drain) of a C stream: awaitable, and a coroutine to
+    ``create_task``/``wait_for``; it waits on at most one Future at a time."""
+    cdef ReaderCore core
+    cdef int kind
+    cdef Py_ssize_t n
+    cdef Py_ssize_t offset
+    cdef bytes separator
+    cdef object waiter
+    cdef bint started
+    cdef bint finished
+
+    def __await__(self):
+        return self
+
+    def __next__(self):
+        cdef int finished = 0
+        value = _op_step(self, &finished)
+        if finished:
+            raise StopIteration(value)
+        return value
+
+    def send(self, value):
+        return self.__next__()
+
+    def throw(self, typ, val=None, tb=None):
+        self._abandon()
+        if val is None:
+            raise typ
+        if isinstance(val, BaseException):
+            raise val.with_traceback(tb) if tb is not None else val
+        raise typ(val)
+
+    def close(self):
+        self._abandon()
+
+    cdef int _abandon(self) except -1:
+        # What the stdlib's `finally: self._waiter = None` does when a waiting
+        # read is cancelled or closed; the buffer stays as it is.
+        self.finished = True
+        if self.waiter is not None:
+            self.waiter = None
+            self.core.waiter = None
+        return 0
+
+    @property
+    def __qualname__(self):
+        return "StreamReader." + ("read", "readexactly", "readuntil", "readline",
+                                  "drain")[self.kind]
+
+    @property
+    def __name__(self):
+        return self.__qualname__.rpartition(".")[2]
+
+    def __repr__(self):
+        return f"<{self.__qualname__}() zerosock stream operation>"
+
+    cdef object wait(self, str func_name):
+        """The stdlib's _wait_for_data up to its await: the Future to wait on."""
+        core = self.core
+        if core.waiter is not None:
+            raise RuntimeError(f"{func_name}() called while another coroutine is "
+                               f"already waiting for incoming data")
+        if core.eof:
+            raise AssertionError("_wait_for_data after EOF")
+        if core.paused:
+            core.paused = False
+            core.transport.resume_reading()
+        waiter = core.create_future()
+        core.waiter = waiter
+        self.waiter = waiter
+        waiter._asyncio_future_blocking = True
+        return waiter
+
+    cdef object readuntil(self, bint resumed, bytes separator):
+        cdef ReaderCore core = self.core
+        cdef Py_ssize_t seplen = PyBytes_GET_SIZE(separator)
+        cdef Py_ssize_t buflen, isep = -1, offset
+        if not resumed:
+            if seplen == 0:
+                raise ValueError("Separator should be at least one-byte string")
+            if core.exception is not None:
+                raise core.exception
+            self.offset = 0
+        offset = self.offset
+        while True:
+            buflen = core.size()
+            if buflen - offset >= seplen:
+                isep = zs_find(PyByteArray_AS_STRING(core.buffer), buflen,
+                               PyBytes_AS_STRING(separator), seplen, offset)
+                if isep != -1:
+                    break
+                offset = buflen + 1 - seplen
+                if offset > core.climit:
+                    raise LimitOverrunError(
+                        "Separator is not found, and chunk exceed the limit", offset)
+            if core.eof:
+                raise IncompleteReadError(core.take_all(), None)
+            self.offset = offset
+            return None
+        if isep > core.climit:
+            raise LimitOverrunError("Separator is found, but chunk is longer than limit", isep)
+        chunk = core.take(isep + seplen)
+        core.maybe_resume()
+        return chunk
+
+
+cdef object _op_step(object target, int *finished):
+    """Advance a stream operation: the value it finishes with (finished set),
+    or the Future it now waits on."""
+    cdef StreamOp op = <StreamOp>target
+    cdef ReaderCore core = op.core
+    cdef bint resumed = False
+    cdef Py_ssize_t n
+    if op.finished:
+        raise RuntimeError("cannot reuse already awaited coroutine")
+    if op.waiter is not None:
+        waiter = op.waiter
+        op.waiter = None
+        core.waiter = None  # the stdlib's finally
+        try:
+            waiter.result()  # raises as the Future's own await would
+        except BaseException:
+            op.finished = True
+            raise
+        resumed = True
+    elif op.started:
+        raise RuntimeError("coroutine is being awaited already")
+    op.started = True
+    try:
+        kind = op.kind
+        n = op.n
+        if kind == READ:
+            if not resumed:
+                if core.exception is not None:
+                    raise core.exception
+                if n == 0:
+                    value = b""
+                elif core.size() == 0 and not core.eof:
+                    return op.wait("read")
+            if n:
+                value = core.take(n)
+                core.maybe_resume()
+        elif kind == READEXACTLY:
+            if not resumed:
+                if n < 0:
+                    raise ValueError("readexactly size can not be less than zero")
+                if core.exception is not None:
+                    raise core.exception
+            if n == 0:
+                value = b""
+            else:
+                if core.size() < n:
+                    if core.eof:
+                        raise IncompleteReadError(core.take_all(), n)
+                    return op.wait("readexactly")
+                value = core.take(n)
+                core.maybe_resume()
+        elif kind == READUNTIL:
+            value = op.readuntil(resumed, op.separator)
+            if value is None:
+                return op.wait("readuntil")
+        elif kind == READLINE:
+            try:
+                value = op.readuntil(resumed, NEWLINE)
+            except IncompleteReadError as e:
+                value = e.partial
+            except LimitOverrunError as e:
+                buffer = core.buffer
+                if buffer.startswith(NEWLINE, e.consumed):
+                    del buffer[:e.consumed + 1]
+                else:
+                    buffer.clear()
+                core.maybe_resume()
+                raise ValueError(e.args[0])
+            if value is None:
+                return op.wait("readuntil")
+        else:
+            value = None
+    except BaseException:
+        op.finished = True
+        raise
+    op.finished = True
+    finished[0] = 1
+    return value
+
+
+zs_install_op_slots(StreamOp, _op_step)
+
+
+cdef inline StreamOp _new_op(ReaderCore core, int kind, Py_ssize_t n):
+    cdef StreamOp op = StreamOp.__new__(StreamOp)
+    op.core = core
+    op.kind = kind
+    op.n = n
+    return op
+
+
+cdef inline bint _as_size(object n, Py_ssize_t *out) except -1:
+    """Whether n is an int that the C paths take (into out); others go to the stdlib."""
+    if type(n) is not int:
+        return False
+    try:
+        out[0] = n
+    except OverflowError:
+        return False
+    return True
+
+
+class StreamReader(streams.StreamReader):
+    """``asyncio.StreamReader`` with its state and reads in C.
+
+    Made by adoption (see :func:`adopt_stream_protocol`) or directly, with the
+    stdlib's constructor; reads return awaitables that are also coroutines."""
+
+    def __init__(self, limit=_DEFAULT_LIMIT, loop=None):
+        if limit <= 0:
+            raise ValueError("Limit cannot be <= 0")
+        if loop is None:
+            loop = streams.events.get_event_loop()
+        self._core = ReaderCore(self, limit, loop, bytearray())
+        if loop.get_debug():
+            self._source_traceback = _extract_stack(sys._getframe(0))
+
+    # The stdlib's attributes, so its methods and its tests' probes see the C state.
+    @property
+    def _buffer(self):
+        return _core(self).buffer
+
+    @_buffer.setter
+    def _buffer(self, value):
+        core = _core(self)
+        core.buffer = value
+        core._refresh()
+
+    @property
+    def _limit(self):
+        return _core(self).limit
+
+    @_limit.setter
+    def _limit(self, value):
+        _core(self).set_limit(value)
+
+    @property
+    def _loop(self):
+        return _core(self).loop
+
+    @_loop.setter
+    def _loop(self, value):
+        _core(self).set_loop(value)
+
+    @property
+    def _eof(self):
+        return _core(self).eof
+
+    @_eof.setter
+    def _eof(self, value):
+        _core(self).eof = value
+
+    @property
+    def _waiter(self):
+        return _core(self).waiter
+
+    @_waiter.setter
+    def _waiter(self, value):
+        _core(self).waiter = value
+
+    @property
+    def _exception(self):
+        return _core(self).exception
+
+    @_exception.setter
+    def _exception(self, value):
+        _core(self).exception = value
+
+    @property
+    def _transport(self):
+        return _core(self).transport
+
+    @_transport.setter
+    def _transport(self, value):
+        _core(self).transport = value
+
+    @property
+    def _paused(self):
+        return _core(self).paused
+
+    @_paused.setter
+    def _paused(self, value):
+        _core(self).paused = value
+
+    def exception(self):
+        return _core(self).exception
+
+    def set_exception(self, exc):
+        core = _core(self)
+        core.exception = exc
+        waiter = core.waiter
+        if waiter is not None:
+            core.waiter = None
+            if not waiter.cancelled():
+                waiter.set_exception(exc)
+
+    def _wakeup_waiter(self):
+        _core(self).wakeup()
+
+    def set_transport(self, transport):
+        core = _core(self)
+        assert core.transport is None, "Transport already set"
+        core.transport = transport
+
+    def _maybe_resume_transport(self):
+        _core(self).maybe_resume()
+
+    def feed_eof(self):
+        core = _core(self)
+        core.eof = True
+        core.wakeup()
+
+    def at_eof(self):
+        """Return True if the buffer is empty and 'feed_eof' was called."""
+        core = _core(self)
+        return core.eof and not core.buffer
+
+    def feed_data(self, data):
+        _core(self).feed_object(data)
+
+    def read(self, n=-1):
+        cdef Py_ssize_t size
+        core = _core(self)
+        if core.fast and _as_size(n, &size) and size >= 0:
+            return _new_op(core, READ, size)
+        return _StdReader.read(self, n)
+
+    def readexactly(self, n):
+        cdef Py_ssize_t size
+        core = _core(self)
+        if core.fast and _as_size(n, &size):
+            return _new_op(core, READEXACTLY, size)
+        return _StdReader.readexactly(self, n)
+
+    def readline(self):
+        core = _core(self)
+        if core.fast:
+            return _new_op(core, READLINE, 0)
+        return _StdReader.readline(self)
+
+    def readuntil(self, separator=b"\n"):
+        cdef StreamOp op
+        core = _core(self)
+        if core.fast and PyBytes_CheckExact(separator):
+            op = _new_op(core, READUNTIL, 0)
+            op.separator = separator
+            return op
+        return _StdReader.readuntil(self, separator)
+
+    read.__doc__ = _StdReader.read.__doc__
+    readexactly.__doc__ = _StdReader.readexactly.__doc__
+    readline.__doc__ = _StdReader.readline.__doc__
+    readuntil.__doc__ = _StdReader.readuntil.__doc__
+
+
+class StreamWriter(streams.StreamWriter):
+    """``asyncio.StreamWriter`` whose ``drain`` returns at once, without a
+    coroutine, when there is nothing to wait for."""
+
+    def write(self, data):
+        _attr(PyObject_GenericGetDict(self, NULL), "_transport").write(data)
+
+    write.__doc__ = _StdWriter.write.__doc__
+
+    def drain(self):
+        # Read from the instance dicts: these are the stdlib classes' plain
+        # attributes (only exact stdlib objects are adopted).
+        state = PyObject_GenericGetDict(self, NULL)
+        reader = _attr(state, "_reader")
+        if reader is not None:
+            if type(reader) is StreamReader:
+                failed = _core(reader).exception
+            else:
+                failed = reader.exception()
+            if failed is not None:
+                return _StdWriter.drain(self)
+        if _attr(state, "_transport").is_closing():
+            return _StdWriter.drain(self)
+        protocol = PyObject_GenericGetDict(_attr(state, "_protocol"), NULL)
+        if _attr(protocol, "_connection_lost") or _attr(protocol, "_paused"):
+            return _StdWriter.drain(self)
+        return _new_op(None, DONE, 0)
+
+    drain.__doc__ = _StdWriter.drain.__doc__
+
+
+class StreamReaderProtocol(streams.StreamReaderProtocol):
+    """``asyncio.StreamReaderProtocol`` whose transport feeds its C reader directly."""
+
+    @property
+    def _read_sink(self):
+        reader = self._stream_reader
+        return reader._core if type(reader) is StreamReader else None
+
+    def _drain_helper(self):
+        if self._connection_lost or self._paused:
+            return _std_drain_helper(self)
+        return _new_op(None, DONE, 0)
+
+
+
+@cython.final
+cdef class _ClientConnected:
+    """start_server's callback, handed the C StreamWriter: the stdlib's
+    connection_made makes the writer and calls this before anything else sees it."""
+    cdef object callback
+
+    def __cinit__(self, callback):
+        self.callback = callback
+
+    def __call__(self, reader, writer):
+        if type(writer) is _StdWriter:
+            writer.__class__ = StreamWriter
+        return self.callback(reader, writer)
+
+    def __repr__(self):
+        return repr(self.callback)
+
+
+cdef tuple _READER_STATE = ("_buffer", "_limit", "_loop", "_eof", "_waiter", "_exception",
+                            "_transport", "_paused")
+
+
+def adopt_stream_protocol(protocol, loop):
+    """Give a fresh stdlib stream protocol and its reader the C streams, in place.
+
+    Only the exact stdlib classes are adopted, and only while nothing has
+    happened on the reader yet; anything else is left as it is."""
+    if not enabled or type(protocol) is not _StdProtocol:
+        return False
+    reader = protocol._stream_reader
+    if type(reader) is not _StdReader:
+        return False
+    state = reader.__dict__
+    buffer = state.get("_buffer")
+    if not (type(buffer) is bytearray and not buffer and state.get("_loop") is loop
+            and state.get("_eof") is False and state.get("_waiter") is None
+            and state.get("_exception") is None and state.get("_transport") is None
+            and state.get("_paused") is False and "_core" not in state):
+        return False
+    state["_core"] = ReaderCore(reader, state["_limit"], loop, buffer)
+    try:
+        reader.__class__ = StreamReader
+    except TypeError:  # a layout we do not know: stay with the stdlib
+        del state["_core"]
+        return False
+    for name in _READER_STATE:
+        del state[name]
+    protocol.__class__ = StreamReaderProtocol
+    callback = protocol.__dict__.get("_client_connected_cb")
+    if callback is not None:
+        protocol._client_connected_cb = _ClientConnected(callback)
+    return True

@@ -1,0 +1,739 @@
+"""asyncio streams on zerosock.aio: the C streams the C loop adopts, on every loop.
+
+Each test runs on zerosock's C loop (``c``), its Python loop (``py``) and stock
+asyncio (``std``, the reference); the model tests also compare zerosock's C
+StreamReader with the stdlib's, feed by feed.  Loopback only, bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+from typing import Any, Callable, List, Optional, Tuple
+
+import pytest
+from _aio_loops import TIMEOUT, run, stdlib_loop
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from zerosock import _compat
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _c_streams() -> Any:
+    _compat.load_backend("c")  # fails loudly when the extension is missing
+    import zerosock._aio_streams_c as streams_c
+    return streams_c
+
+
+def _is_c_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    return type(loop).__module__ == "zerosock._aio_c"
+
+
+async def _pair(**kwargs: Any) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter, socket.socket]:
+    """Streams over one end of a socketpair; the other end is returned as a blocking peer."""
+    a, b = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=a, **kwargs)
+    return reader, writer, b
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close and wait, so that no transport outlives its loop."""
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass
+
+
+async def _settle(n: int = 5) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+# -- routing: who gets the C streams ------------------------------------------------
+
+@pytest.mark.parametrize("route", ["tcp", "unix", "sock", "accepted"])
+def test_streams_are_c_on_the_c_loop(loop_factory, route, tmp_path):
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        served: "asyncio.Future[Tuple[Any, Any]]" = loop.create_future()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            served.set_result((reader, writer))
+            writer.write(await reader.readline())
+            await writer.drain()
+            await _close(writer)
+
+        server = None
+        if route == "tcp":
+            server = await asyncio.start_server(handler, "127.0.0.1", 0)
+            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+        elif route == "unix":
+            path = os.path.join(tempfile.mkdtemp(dir=tmp_path), "s")
+            server = await asyncio.start_unix_server(handler, path)
+            reader, writer = await asyncio.open_unix_connection(path)
+        else:
+            a, b = socket.socketpair()
+            if route == "sock":
+                reader, writer = await asyncio.open_connection(sock=a)
+            else:
+                reader = asyncio.StreamReader()
+                protocol = asyncio.StreamReaderProtocol(reader)
+                transport, _ = await loop.connect_accepted_socket(lambda: protocol, a)
+                writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+            sreader, swriter = await asyncio.open_connection(sock=b)
+            asyncio.ensure_future(handler(sreader, swriter))
+        writer.write(b"ping\n")
+        assert await reader.readline() == b"ping\n"
+        sreader, swriter = await served
+        for r in (reader, sreader):
+            assert isinstance(r, asyncio.StreamReader)
+            assert (type(r).__module__ == "zerosock._aio_streams_c") == _is_c_loop(loop)
+        if route in ("tcp", "unix"):
+            assert isinstance(swriter, asyncio.StreamWriter)
+            assert (type(swriter).__module__ == "zerosock._aio_streams_c") == _is_c_loop(loop)
+        writer.close()
+        await writer.wait_closed()
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+    run(loop_factory, main())
+
+
+async def _echo_line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(await reader.readline())
+    await writer.drain()
+    await _close(writer)
+
+
+def test_subclasses_and_used_readers_stay_stdlib(loop_factory):
+    class MyReader(asyncio.StreamReader):
+        pass
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for reader in (MyReader(), asyncio.StreamReader()):
+            reader.feed_data(b"x")  # the stdlib's one is not fresh any more
+            a, b = socket.socketpair()
+            protocol = asyncio.StreamReaderProtocol(reader)
+            transport, _ = await loop.create_connection(lambda: protocol, sock=a)
+            assert type(reader).__module__ != "zerosock._aio_streams_c"
+            b.send(b"yz")
+            assert await reader.readexactly(3) == b"xyz"
+            transport.close()
+            b.close()
+        await _settle()
+
+    run(loop_factory, main())
+
+
+def test_switch_off_gives_the_stdlib_streams():
+    code = ("import asyncio, socket, zerosock.aio as z\n"
+            "async def main():\n"
+            "    r, w = await asyncio.open_connection(sock=socket.socketpair()[0])\n"
+            "    print(type(r).__module__); w.close()\n"
+            "z.run(main())\n")
+    env = dict(os.environ, ZEROSOCK_C_STREAMS="0", PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "asyncio.streams", out.stderr
+
+
+# -- reads over a real transport ------------------------------------------------------
+
+def test_read_methods_over_the_transport(loop_factory):
+    async def main() -> None:
+        reader, writer, peer = await _pair(limit=64)
+        with peer:
+            peer.sendall(b"line one\nexact" + b"until>>rest")
+            assert await reader.readline() == b"line one\n"
+            assert await reader.readexactly(5) == b"exact"
+            assert await reader.readuntil(b">>") == b"until>>"
+            assert await reader.read(2) == b"re"
+            assert await reader.read(100) == b"st"
+            assert await reader.read(0) == b""
+            peer.sendall(b"tail")
+            peer.shutdown(socket.SHUT_WR)
+            assert await reader.read() == b"tail"
+            assert reader.at_eof()
+            assert await reader.read(5) == b""
+            assert await reader.readline() == b""
+            with pytest.raises(asyncio.IncompleteReadError) as info:
+                await reader.readexactly(1)
+            assert (info.value.partial, info.value.expected) == (b"", 1)
+        writer.close()
+        await writer.wait_closed()
+
+    run(loop_factory, main())
+
+
+def test_eof_mid_readexactly_and_mid_readuntil(loop_factory):
+    async def main() -> None:
+        reader, writer, peer = await _pair()
+        task = asyncio.ensure_future(reader.readexactly(10))
+        peer.sendall(b"1234")
+        await _settle()
+        assert not task.done()
+        peer.shutdown(socket.SHUT_WR)
+        with pytest.raises(asyncio.IncompleteReadError) as info:
+            await task
+        assert (info.value.partial, info.value.expected) == (b"1234", 10)
+        assert reader._buffer == b""
+        await _close(writer)
+        peer.close()
+
+        reader, writer, peer = await _pair()
+        peer.sendall(b"no separator")
+        peer.shutdown(socket.SHUT_WR)
+        with pytest.raises(asyncio.IncompleteReadError) as info:
+            await reader.readuntil(b"!")
+        assert (info.value.partial, info.value.expected) == (b"no separator", None)
+        await _close(writer)
+        peer.close()
+
+    run(loop_factory, main())
+
+
+def test_peer_reset_mid_readexactly(loop_factory):
+    async def main() -> None:
+        reader, writer, peer = await _pair()
+        task = asyncio.ensure_future(reader.readexactly(100))
+        peer.sendall(b"partial")
+        await _settle()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()
+        with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)) as info:
+            await task
+        await _close(writer)
+        return type(info.value).__name__
+
+    # AF_UNIX has no reset: the peer's close is an EOF there, as on every loop.
+    results = {run(f, main()) for f in (loop_factory, stdlib_loop)}
+    assert len(results) == 1
+
+
+def test_tcp_peer_reset_mid_readexactly(loop_factory):
+    async def main() -> str:
+        listener = socket.create_server(("127.0.0.1", 0))
+        reader, writer = await asyncio.open_connection(*listener.getsockname())
+        peer, _ = listener.accept()
+        listener.close()
+        task = asyncio.ensure_future(reader.readexactly(100))
+        peer.sendall(b"partial")
+        await _settle()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()
+        try:
+            await task
+        except (ConnectionResetError, asyncio.IncompleteReadError) as exc:
+            outcome = type(exc).__name__
+        if isinstance(reader.exception(), ConnectionResetError):
+            with pytest.raises(ConnectionResetError):
+                await reader.read(1)
+            with pytest.raises(ConnectionResetError):
+                await writer.drain()
+        await _close(writer)
+        return outcome
+
+    assert run(loop_factory, main()) == run(stdlib_loop, main())
+
+
+def test_over_limit_line_from_the_peer(loop_factory):
+    async def main() -> None:
+        reader, writer, peer = await _pair(limit=16)
+        with peer:
+            peer.sendall(b"x" * 40 + b"\nshort\n")
+            await _settle()
+            with pytest.raises(ValueError) as info:
+                await reader.readline()
+            assert "limit" in str(info.value)
+            assert await reader.readline() == b"short\n"
+            peer.sendall(b"y" * 40)
+            with pytest.raises(asyncio.LimitOverrunError) as overrun:
+                await reader.readuntil(b"\n")
+            assert overrun.value.consumed > 16
+            assert len(reader._buffer) == 40  # left for the caller
+        await _close(writer)
+
+    run(loop_factory, main())
+
+
+def test_concurrent_reads_raise_runtime_error(loop_factory):
+    async def main() -> None:
+        reader, writer, peer = await _pair()
+        with peer:
+            first = asyncio.ensure_future(reader.read(10))
+            await _settle()
+            for second in (reader.read(10), reader.readexactly(1), reader.readline(),
+                           reader.readuntil(b"!")):
+                with pytest.raises(RuntimeError, match="already waiting for incoming data"):
+                    await second
+            peer.sendall(b"data")
+            assert await first == b"data"
+        await _close(writer)
+
+    run(loop_factory, main())
+
+
+@pytest.mark.parametrize("method", ["read", "readexactly", "readline", "readuntil"])
+def test_cancelled_read_leaves_the_buffer_intact(loop_factory, method):
+    async def main() -> None:
+        reader, writer, peer = await _pair()
+        with peer:
+            peer.sendall(b"abc")
+            await _settle()
+            args = {"read": (), "readexactly": (10,), "readline": (), "readuntil": (b"!",)}[method]
+            if method == "read":
+                assert await reader.read(3) == b"abc"
+            task = asyncio.ensure_future(getattr(reader, method)(*args))
+            await _settle()
+            assert not task.done()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert reader._waiter is None
+            peer.sendall(b"def\n!" + b"x" * 10)
+            await _settle()
+            expected = b"abcdef\n!" if method != "read" else b"def\n!"
+            assert bytes(reader._buffer).startswith(expected)
+            # The cancelled read consumed nothing: the next read sees it all.
+            got = await reader.readexactly(len(expected))
+            assert got == expected
+        await _close(writer)
+
+    run(loop_factory, main())
+
+
+def test_wait_for_timeout_on_a_read(loop_factory):
+    async def main() -> None:
+        reader, writer, peer = await _pair()
+        with peer:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(reader.readline(), 0.01)
+            peer.sendall(b"late\n")
+            assert await asyncio.wait_for(reader.readline(), TIMEOUT) == b"late\n"
+            task = asyncio.get_running_loop().create_task(reader.readexactly(2))
+            peer.sendall(b"ok")
+            assert await task == b"ok"
+        await _close(writer)
+
+    run(loop_factory, main())
+
+
+def test_line_iteration_and_exception_state(loop_factory):
+    async def main() -> None:
+        reader, writer, peer = await _pair()
+        peer.sendall(b"a\nbb\nccc")
+        peer.shutdown(socket.SHUT_WR)
+        assert [line async for line in reader] == [b"a\n", b"bb\n", b"ccc"]
+        assert reader.exception() is None
+        error = ValueError("boom")
+        reader.set_exception(error)
+        assert reader.exception() is error
+        for read in (reader.read(1), reader.readline(), reader.readexactly(1), reader.readuntil(b"x")):
+            with pytest.raises(ValueError, match="boom"):
+                await read
+        await _close(writer)
+        peer.close()
+
+    run(loop_factory, main())
+
+
+def test_set_exception_wakes_a_pending_read(loop_factory):
+    async def main() -> None:
+        reader, writer, peer = await _pair()
+        with peer:
+            task = asyncio.ensure_future(reader.readexactly(4))
+            await _settle()
+            reader.set_exception(OSError("gone"))
+            with pytest.raises(OSError, match="gone"):
+                await task
+        await _close(writer)
+
+    run(loop_factory, main())
+
+
+def test_writer_api(loop_factory):
+    async def main() -> None:
+        reader, writer, peer = await _pair()
+        with peer:
+            assert writer.can_write_eof()
+            assert writer.get_extra_info("socket") is not None
+            assert writer.get_extra_info("nonexistent", 7) == 7
+            assert writer.transport is not None
+            writer.write(b"one ")
+            writer.writelines([b"two ", bytearray(b"three")])
+            await writer.drain()
+            writer.write_eof()
+            data = b""
+            while len(data) < 13:
+                data += peer.recv(100)
+            assert data == b"one two three"
+            assert peer.recv(100) == b""  # EOF after write_eof
+            assert not writer.is_closing()
+            await _close(writer)
+            assert writer.is_closing()
+            await writer.wait_closed()
+
+    run(loop_factory, main())
+
+
+def test_drain_back_pressure_with_a_peer_that_never_reads(loop_factory):
+    async def main() -> None:
+        reader, writer, peer = await _pair()
+        with peer:
+            writer.transport.set_write_buffer_limits(high=64 * 1024)
+            chunk = b"z" * 16384
+            blocked = None
+            for _ in range(10000):  # the kernel's buffers fill; then drain() must wait
+                writer.write(chunk)
+                blocked = asyncio.ensure_future(writer.drain())
+                await _settle(2)
+                if not blocked.done():
+                    break
+                await blocked
+            assert blocked is not None and not blocked.done()
+            # Memory stays bounded: nothing more was queued than one chunk past the mark.
+            assert writer.transport.get_write_buffer_size() <= 64 * 1024 + len(chunk)
+            peer.setblocking(False)
+            while not blocked.done():
+                try:
+                    peer.recv(1 << 20)
+                except BlockingIOError:
+                    pass
+                await asyncio.sleep(0.001)
+            await blocked
+        await _close(writer)
+
+    run(loop_factory, main())
+
+
+def test_drain_after_the_connection_is_lost(loop_factory):
+    async def main() -> str:
+        reader, writer, peer = await _pair()
+        peer.close()
+        assert await reader.read(10) == b""
+        await _close(writer)
+        try:
+            for _ in range(5):
+                writer.write(b"x")
+                await writer.drain()
+        except ConnectionResetError as exc:
+            return type(exc).__name__
+        return "no error"
+
+    assert run(loop_factory, main()) == run(stdlib_loop, main())
+
+
+def test_client_connected_callback_function_and_coroutine(loop_factory):
+    def plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"plain\n")
+        writer.close()
+
+    async def coro(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.readline())
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        for cb, send, want in ((plain, b"", b"plain\n"), (coro, b"echo\n", b"echo\n")):
+            server = await asyncio.start_server(cb, "127.0.0.1", 0)
+            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+            writer.write(send)
+            assert await reader.readline() == want
+            writer.close()
+            await writer.wait_closed()
+            server.close()
+            await server.wait_closed()
+
+    run(loop_factory, main())
+
+
+def test_client_connected_callback_errors_are_reported_as_the_stdlib_does(loop_factory):
+    async def failing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+        raise ZeroDivisionError("in callback")
+
+    def scenario(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[Tuple[str, str]]:
+        contexts: List[dict] = []
+
+        async def main() -> None:
+            server = await asyncio.start_server(failing, "127.0.0.1", 0)
+            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+            assert await reader.read() == b""
+            writer.close()
+            await writer.wait_closed()
+            server.close()
+            await server.wait_closed()
+            await _settle(10)
+            gc.collect()
+            await _settle(2)
+
+        run(factory, main(), lambda loop, context: contexts.append(context))
+        gc.collect()
+        return sorted((c["message"], type(c.get("exception")).__name__) for c in contexts)
+
+    assert scenario(loop_factory) == scenario(stdlib_loop)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="StreamWriter.start_tls is new in 3.11")
+def test_start_tls_on_a_writer(loop_factory):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert await reader.readline() == b"STARTTLS\n"
+        writer.write(b"GO\n")
+        await writer.drain()
+        await writer.start_tls(server_ctx)
+        line = await reader.readline()
+        writer.write(line.upper())
+        await writer.drain()
+        await _close(writer)
+
+    async def main() -> None:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+        writer.write(b"STARTTLS\n")
+        assert await reader.readline() == b"GO\n"
+        await writer.start_tls(client_ctx, server_hostname="localhost")
+        assert writer.get_extra_info("sslcontext") is client_ctx
+        writer.write(b"secret\n")
+        assert await reader.readline() == b"SECRET\n"
+        await _close(writer)
+        server.close()
+        await server.wait_closed()
+
+    run(loop_factory, main())
+
+
+def test_tls_streams_read_in_c(loop_factory):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    async def main() -> None:
+        server = await asyncio.start_server(_echo_line, "127.0.0.1", 0, ssl=server_ctx)
+        reader, writer = await asyncio.open_connection(
+            *server.sockets[0].getsockname()[:2], ssl=client_ctx, server_hostname="localhost")
+        assert (type(reader).__module__ == "zerosock._aio_streams_c") == _is_c_loop(
+            asyncio.get_running_loop())
+        writer.write(b"x" * 5000 + b"\n")
+        assert await reader.readline() == b"x" * 5000 + b"\n"
+        await _close(writer)
+        server.close()
+        await server.wait_closed()
+
+    run(loop_factory, main())
+
+
+def test_reader_pauses_and_resumes_the_transport(loop_factory):
+    async def main() -> None:
+        reader, writer, peer = await _pair(limit=1024)
+        with peer:
+            peer.setblocking(False)
+            sent = 0
+            payload = b"p" * 65536
+            for _ in range(200):
+                try:
+                    sent += peer.send(payload)
+                except BlockingIOError:
+                    break
+                await _settle(2)
+            await _settle()
+            assert reader._paused  # more than twice the limit is buffered
+            assert not writer.transport.is_reading()
+            got = 0
+            while got < sent:
+                got += len(await reader.read(4096))
+            assert not reader._paused
+        await _close(writer)
+
+    run(loop_factory, main())
+
+
+# -- the C reader against the stdlib's, feed by feed (any loop) -------------------------
+
+OPS = st.one_of(
+    st.tuples(st.just("feed"), st.binary(min_size=1, max_size=12)),
+    st.tuples(st.just("read"), st.integers(min_value=-1, max_value=12)),
+    st.tuples(st.just("readexactly"), st.integers(min_value=-1, max_value=12)),
+    st.tuples(st.just("readline"), st.none()),
+    st.tuples(st.just("readuntil"), st.sampled_from([b"\n", b"ab", b"abc", b"", (b"a", b"bc")])),
+    st.tuples(st.just("eof"), st.none()),
+    st.tuples(st.just("exception"), st.none()),
+)
+NL_BYTES = st.binary(min_size=1, max_size=12).map(lambda b: b.replace(b"\x00", b"\n"))
+
+
+async def _drive(reader: asyncio.StreamReader, ops: List[Tuple[str, Any]]) -> List[Any]:
+    """Apply ops; reads run as tasks, and every outcome is logged in order."""
+    log: List[Any] = []
+    pending: List[Tuple[int, "asyncio.Task[Any]"]] = []
+
+    def outcome(task: "asyncio.Task[Any]") -> Any:
+        exc = task.exception()
+        if exc is None:
+            return ("ok", task.result())
+        if isinstance(exc, asyncio.IncompleteReadError):
+            return ("incomplete", exc.partial, exc.expected)
+        if isinstance(exc, asyncio.LimitOverrunError):
+            return ("overrun", exc.consumed, str(exc))
+        return (type(exc).__name__, str(exc))
+
+    async def collect() -> None:
+        await _settle(3)
+        for index, task in list(pending):
+            if task.done():
+                pending.remove((index, task))
+                log.append((index, outcome(task)))
+
+    for index, (op, arg) in enumerate(ops):
+        if op == "feed":
+            if reader.at_eof() or reader._eof:
+                continue
+            reader.feed_data(arg)
+        elif op == "eof":
+            reader.feed_eof()
+        elif op == "exception":
+            if index % 3 == 0:
+                reader.set_exception(ConnectionResetError("reset"))
+        else:
+            call = getattr(reader, op)
+            coro = call() if arg is None else call(arg)
+            pending.append((index, asyncio.ensure_future(coro)))
+        await collect()
+        log.append(("buffer", bytes(reader._buffer), reader.at_eof(), reader._waiter is None))
+    reader.feed_eof()
+    await collect()
+    for _, task in pending:
+        task.cancel()
+    await _settle()
+    return log
+
+
+@pytest.mark.c_extension
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(OPS, max_size=25), limit=st.sampled_from([1, 3, 8, 64, 2 ** 16]))
+def test_c_reader_matches_the_stdlib_reader(loop_factory, ops, limit):
+    streams_c = _c_streams()
+
+    def outcome(reader_class: Any) -> List[Any]:
+        async def main() -> List[Any]:
+            return await _drive(reader_class(limit=limit), ops)
+        return run(loop_factory, main())
+
+    if sys.version_info < (3, 13):
+        ops = [(op, arg) for op, arg in ops if not isinstance(arg, tuple)]
+    assert outcome(streams_c.StreamReader) == outcome(asyncio.StreamReader)
+
+
+# -- how the bytes are split across reads, over a real transport -----------------------
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=NL_BYTES.flatmap(lambda b: st.lists(NL_BYTES, max_size=20).map(lambda l: b + b"".join(l))),
+       cuts=st.lists(st.integers(min_value=1, max_value=300), max_size=10),
+       method=st.sampled_from(["read", "readexactly", "readline", "readuntil"]),
+       size=st.integers(min_value=1, max_value=17))
+def test_any_split_reads_back_the_stream(loop_factory, payload, cuts, method, size):
+    async def main() -> bytes:
+        reader, writer, peer = await _pair()
+        with peer:
+            async def feed() -> None:
+                rest = payload
+                for cut in cuts:
+                    chunk, rest = rest[:cut], rest[cut:]
+                    peer.sendall(chunk)
+                    await _settle(2)
+                peer.sendall(rest)
+                peer.shutdown(socket.SHUT_WR)
+
+            feeder = asyncio.ensure_future(feed())
+            got = b""
+            while True:
+                try:
+                    if method == "read":
+                        part = await reader.read(size)
+                        assert len(part) <= size
+                    elif method == "readexactly":
+                        part = await reader.readexactly(size)
+                        assert len(part) == size
+                    elif method == "readline":
+                        part = await reader.readline()
+                        assert part.count(b"\n") <= 1 and (part.endswith(b"\n") or reader.at_eof())
+                    else:
+                        part = await reader.readuntil(b"\n\n")
+                        assert part.endswith(b"\n\n") and b"\n\n" not in part[:-1]
+                except asyncio.IncompleteReadError as exc:
+                    got += exc.partial
+                    break
+                if not part:
+                    break
+                got += part
+            await feeder
+        await _close(writer)
+        return got
+
+    assert run(loop_factory, main()) == payload
+
+
+# -- the stdlib's own StreamReader tests, on the C StreamReader -------------------------
+
+@pytest.mark.c_extension
+def test_stdlib_stream_tests_pass_on_the_c_reader():
+    code = ("import asyncio, sys, unittest\n"
+            "from zerosock import _aio_streams_c\n"
+            "asyncio.StreamReader = _aio_streams_c.StreamReader\n"
+            "from test.test_asyncio import test_streams\n"
+            "result = unittest.main(module=test_streams, exit=False, argv=['x']).result\n"
+            "sys.exit(0 if result.wasSuccessful() and result.testsRun > 40 else 1)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+
+
+@pytest.mark.c_extension
+def test_buffered_reads_finish_without_a_future(c_backend):
+    async def main() -> None:
+        reader, writer, peer = await _pair()
+        with peer:
+            assert type(reader).__module__ == "zerosock._aio_streams_c"
+            peer.sendall(b"abcdef\n")
+            await _settle()
+            for op, want in ((reader.read(2), b"ab"), (reader.readexactly(2), b"cd"),
+                             (reader.readline(), b"ef\n")):
+                with pytest.raises(StopIteration) as stop:
+                    op.send(None)  # done in one step: nothing to wait on
+                assert stop.value.value == want
+            op = reader.read(5)
+            waiter = op.send(None)  # nothing buffered: one Future to wait on
+            assert asyncio.isfuture(waiter) and reader._waiter is waiter
+            assert waiter._asyncio_future_blocking  # as a Task expects of what it is handed
+            waiter._asyncio_future_blocking = False  # what the Task would do
+            peer.sendall(b"xyz")
+            await waiter  # woken by the transport's read
+            with pytest.raises(StopIteration) as stop:
+                op.send(None)
+            assert stop.value.value == b"xyz"
+            with pytest.raises(RuntimeError, match="cannot reuse"):
+                op.send(None)
+        await _close(writer)
+
+    run(c_backend.aio.new_event_loop, main())
