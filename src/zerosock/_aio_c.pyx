@@ -5,15 +5,16 @@ zerosock's C selector, with C socket transports and its iteration in C."""
 
 import asyncio
 import socket
-from asyncio import events, sslproto
+from asyncio import events
 
 from zerosock import _aio_shared
 from zerosock._aio_core_c cimport LoopCore
 from zerosock._aio_datagram_c import DatagramSocketTransport
+from zerosock._aio_tls_c import TLS_ENGINE, new_ssl_protocol, start_tls as _start_tls
 from zerosock._aio_transport_c import SocketTransport
 from zerosock._selectors_c import DefaultSelector
 
-__all__ = ["EventLoop", "EventLoopPolicy", "install", "new_event_loop", "run"]
+__all__ = ["EventLoop", "EventLoopPolicy", "TLS_ENGINE", "install", "new_event_loop", "run"]
 
 
 class EventLoop(asyncio.SelectorEventLoop):
@@ -40,12 +41,18 @@ class EventLoop(asyncio.SelectorEventLoop):
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None,
                             server=None, **timeouts):
-        # The stdlib's TLS protocol over the C transport.
+        # The TLS engine's protocol (zerosock's, or the stdlib's) over the C transport.
         self._ensure_fd_no_transport(rawsock)
-        ssl_protocol = sslproto.SSLProtocol(self, protocol, sslcontext, waiter, server_side,
-                                            server_hostname, **timeouts)
+        ssl_protocol = new_ssl_protocol(self, protocol, sslcontext, waiter, server_side,
+                                        server_hostname, **timeouts)
         SocketTransport(self, rawsock, ssl_protocol, None, extra, server)
         return ssl_protocol._app_transport
+
+    async def start_tls(self, transport, protocol, sslcontext, **kwargs):
+        # The stdlib's start_tls names its own TLS protocol: this one uses the engine's.
+        if TLS_ENGINE == "stdlib":
+            return await super().start_tls(transport, protocol, sslcontext, **kwargs)
+        return await _start_tls(self, transport, protocol, sslcontext, **kwargs)
 
     def call_soon(self, callback, *args, context=None):
         if self._debug:
