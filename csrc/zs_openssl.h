@@ -50,6 +50,7 @@ typedef struct {
     int (*SSL_write)(ZS_SSL *, const void *, int);
     int (*SSL_get_error)(const ZS_SSL *, int);
     int (*SSL_pending)(const ZS_SSL *);
+    int (*SSL_has_pending)(const ZS_SSL *);
     ZS_BIO *(*SSL_get_rbio)(const ZS_SSL *);
     ZS_BIO *(*SSL_get_wbio)(const ZS_SSL *);
     ZS_SSL_CTX *(*SSL_get_SSL_CTX)(const ZS_SSL *);
@@ -153,6 +154,7 @@ static int zs_openssl_load(const char *ssl_module_path, const char **missing)
     ZS_OSSL_LOAD(SSL_write, "SSL_write");
     ZS_OSSL_LOAD(SSL_get_error, "SSL_get_error");
     ZS_OSSL_LOAD(SSL_pending, "SSL_pending");
+    ZS_OSSL_LOAD(SSL_has_pending, "SSL_has_pending");
     ZS_OSSL_LOAD(SSL_get_rbio, "SSL_get_rbio");
     ZS_OSSL_LOAD(SSL_get_wbio, "SSL_get_wbio");
     ZS_OSSL_LOAD(SSL_get_SSL_CTX, "SSL_get_SSL_CTX");

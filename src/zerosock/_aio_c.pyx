@@ -10,7 +10,8 @@ from asyncio import events
 from zerosock import _aio_shared
 from zerosock._aio_core_c cimport LoopCore
 from zerosock._aio_datagram_c import DatagramSocketTransport
-from zerosock._aio_tls_c import TLS_ENGINE, new_ssl_protocol, start_tls as _start_tls
+from zerosock import _aio_tls_c
+from zerosock._aio_tls_c import TLS_ENGINE, new_ssl_protocol
 from zerosock._aio_transport_c import SocketTransport
 from zerosock._selectors_c import DefaultSelector
 
@@ -50,9 +51,9 @@ class EventLoop(asyncio.SelectorEventLoop):
 
     async def start_tls(self, transport, protocol, sslcontext, **kwargs):
         # The stdlib's start_tls names its own TLS protocol: this one uses the engine's.
-        if TLS_ENGINE == "stdlib":
+        if _aio_tls_c.TLS_ENGINE == "stdlib":
             return await super().start_tls(transport, protocol, sslcontext, **kwargs)
-        return await _start_tls(self, transport, protocol, sslcontext, **kwargs)
+        return await _aio_tls_c.start_tls(self, transport, protocol, sslcontext, **kwargs)
 
     def call_soon(self, callback, *args, context=None):
         if self._debug:

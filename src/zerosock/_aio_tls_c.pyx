@@ -53,6 +53,7 @@ cdef extern from "zs_openssl.h":
         int (*SSL_write)(ZS_SSL *, const void *, int)
         int (*SSL_get_error)(const ZS_SSL *, int)
         int (*SSL_pending)(const ZS_SSL *)
+        int (*SSL_has_pending)(const ZS_SSL *)
         ZS_BIO *(*SSL_get_rbio)(const ZS_SSL *)
         ZS_BIO *(*SSL_get_wbio)(const ZS_SSL *)
         ZS_SSL_CTX *(*SSL_get_SSL_CTX)(const ZS_SSL *)
@@ -194,6 +195,24 @@ TLS_ENGINE = _choose_engine()
 cdef bint _use_c_engine = TLS_ENGINE == "openssl"
 
 
+def _c_engine_available():
+    """Whether this interpreter's OpenSSL passed the import checks."""
+    return _c_engine_ready
+
+
+def _force_engine(str name):
+    """Run new TLS connections on engine ``name``; the previous one.  For tests."""
+    global TLS_ENGINE, _use_c_engine
+    if name not in ("openssl", "memorybio", "stdlib"):
+        raise ValueError(f"unknown TLS engine {name!r}")
+    if name == "openssl" and not _c_engine_ready:
+        raise RuntimeError("the OpenSSL engine is not available here")
+    previous = TLS_ENGINE
+    TLS_ENGINE = name
+    _use_c_engine = name == "openssl"
+    return previous
+
+
 cdef object _ssl_error(int code):
     """The exception _ssl raises for a failed SSL_read/SSL_write (its PySSL_SetError)."""
     cdef unsigned long e = zs_ossl.ERR_peek_last_error()
@@ -269,6 +288,7 @@ cdef class TLSProtocolCore:
     cdef bint _eof_received
     cdef bint _app_writing_paused
     cdef bint _app_is_buffer
+    cdef bint _more                  # the last read filled the application's buffer
     cdef object _app_get_buffer
     cdef object _app_buffer_updated
     cdef Py_ssize_t _incoming_high_water
@@ -557,7 +577,12 @@ cdef class TLSProtocolCore:
             self._transport._force_close(exceptions.TimeoutError("SSL shutdown timed out"))
 
     cdef _do_flush(self):
-        self._do_read()
+        # All plaintext already received reaches the application before the
+        # shutdown (the stdlib reads one buffer's worth and drops the rest).
+        self._more = True
+        while self._more and self._tls_state == FLUSHING and not self._app_reading_paused:
+            self._more = False
+            self._do_read()
         if self._tls_state != FLUSHING:
             if self._tls_state == SHUTDOWN:
                 return self._do_shutdown()
@@ -629,7 +654,9 @@ cdef class TLSProtocolCore:
 
     cdef int _check_write_error(self, int ret) except -1:
         cdef int code = zs_ossl.SSL_get_error(self._ssl, ret)
-        if code == ZS_SSL_ERROR_WANT_READ or code == ZS_SSL_ERROR_WANT_WRITE or code == ZS_SSL_ERROR_SYSCALL:
+        if code == ZS_SSL_ERROR_WANT_READ or code == ZS_SSL_ERROR_WANT_WRITE:
+            return 0
+        if code == ZS_SSL_ERROR_SYSCALL:
             zs_ossl.ERR_clear_error()
             return 0
         raise _ssl_error(code)
@@ -703,6 +730,11 @@ cdef class TLSProtocolCore:
                         self._core.write_mem(_tx, n)
                     else:
                         self._transport.write(PyBytes_FromStringAndSize(_tx, n))
+                    if self._ssl_writing_paused:  # the socket transport filled up
+                        break
+                if not self._ssl_writing_paused:
+                    # Drained: the pending ciphertext is known to be none.
+                    return self._control_app_writing_at(self._write_buffer_size)
             else:
                 data = self._outgoing.read()
                 if len(data):
@@ -739,13 +771,20 @@ cdef class TLSProtocolCore:
         if n > 0:
             return n
         code = zs_ossl.SSL_get_error(self._ssl, n)
-        if code == ZS_SSL_ERROR_WANT_READ or code == ZS_SSL_ERROR_WANT_WRITE or code == ZS_SSL_ERROR_SYSCALL:
-            zs_ossl.ERR_clear_error()
+        # SSL_get_error reports an empty error queue as WANT_*/ZERO_RETURN: nothing to clear.
+        if code == ZS_SSL_ERROR_WANT_READ or code == ZS_SSL_ERROR_WANT_WRITE:
             return -1
         if code == ZS_SSL_ERROR_ZERO_RETURN:
-            zs_ossl.ERR_clear_error()
             return 0
+        if code == ZS_SSL_ERROR_SYSCALL:  # the stdlib retries these too
+            zs_ossl.ERR_clear_error()
+            return -1
         raise _ssl_error(code)
+
+    cdef inline bint _drained(self):
+        """No ciphertext left in the BIO nor bytes in the session: a further
+        SSL_read would only say WANT_READ (read-ahead is off)."""
+        return zs_bio_pending(self._rbio) == 0 and not zs_ossl.SSL_has_pending(self._ssl)
 
     cdef _do_read_buffered(self):
         cdef Py_buffer view
@@ -761,8 +800,12 @@ cdef class TLSProtocolCore:
                 if count <= 0:
                     break
                 offset += count
+                if offset < wants and self._drained():
+                    count = -1
+                    break
             else:
                 if wants > 0:
+                    self._more = True
                     self._loop.call_soon(self._do_read_soon)
         finally:
             PyBuffer_Release(&view)
@@ -773,6 +816,7 @@ cdef class TLSProtocolCore:
             self._start_shutdown()
 
     cdef _do_read_buffered_py(self, buf):
+        buf = memoryview(buf)  # slices that write through (a bytearray's would copy)
         offset = 0
         count = 1
         wants = len(buf)
@@ -787,6 +831,7 @@ cdef class TLSProtocolCore:
                     else:
                         break
                 else:
+                    self._more = True
                     self._loop.call_soon(self._do_read_soon)
         except _AgainErrors:
             pass
@@ -806,6 +851,9 @@ cdef class TLSProtocolCore:
             if count <= 0:
                 break
             filled += count
+            if filled < IO_CHUNK and self._drained():
+                count = -1
+                break
             if filled == IO_CHUNK:
                 if chunks is None:
                     chunks = []
@@ -863,7 +911,9 @@ cdef class TLSProtocolCore:
         return <Py_ssize_t>zs_bio_pending(self._rbio) if self._c else self._incoming.pending
 
     cdef int _control_app_writing(self) except -1:
-        cdef Py_ssize_t size = self._get_write_buffer_size()
+        return self._control_app_writing_at(self._get_write_buffer_size())
+
+    cdef int _control_app_writing_at(self, Py_ssize_t size) except -1:
         if size >= self._outgoing_high_water and not self._app_writing_paused:
             self._app_writing_paused = True
             self._tell_app("pause_writing")
