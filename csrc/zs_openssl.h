@@ -43,6 +43,15 @@ typedef struct bio_st ZS_BIO;
 #define ZS_SSL_ERROR_ZERO_RETURN 6
 
 #define ZS_BIO_CTRL_PENDING 10
+#define ZS_BIO_CTRL_FLUSH 11
+#define ZS_BIO_CTRL_WPENDING 13
+#define ZS_BIO_TYPE_SOURCE_SINK 0x0400
+#define ZS_BIO_FLAGS_READ 0x01
+#define ZS_BIO_FLAGS_WRITE 0x02
+#define ZS_BIO_FLAGS_IO_SPECIAL 0x04
+#define ZS_BIO_FLAGS_SHOULD_RETRY 0x08
+
+typedef struct bio_method_st ZS_BIO_METHOD;
 
 typedef struct {
     unsigned long version;                 /* OpenSSL_version_num() */
@@ -65,6 +74,17 @@ typedef struct {
     void (*ERR_clear_error)(void);
     const char *(*ERR_reason_error_string)(unsigned long);
     unsigned long (*OpenSSL_version_num)(void);
+    /* A BIO of our own for the session's output (see zs_outbio_*). */
+    ZS_BIO_METHOD *(*BIO_meth_new)(int, const char *);
+    int (*BIO_meth_set_write)(ZS_BIO_METHOD *, int (*)(ZS_BIO *, const char *, int));
+    int (*BIO_meth_set_ctrl)(ZS_BIO_METHOD *, long (*)(ZS_BIO *, int, long, void *));
+    int (*BIO_meth_set_destroy)(ZS_BIO_METHOD *, int (*)(ZS_BIO *));
+    ZS_BIO *(*BIO_new)(const ZS_BIO_METHOD *);
+    void (*BIO_set_data)(ZS_BIO *, void *);
+    void *(*BIO_get_data)(ZS_BIO *);
+    void (*BIO_set_init)(ZS_BIO *, int);
+    void (*BIO_clear_flags)(ZS_BIO *, int);
+    void (*SSL_set0_wbio)(ZS_SSL *, ZS_BIO *);
 } zs_openssl_table;
 
 static zs_openssl_table zs_ossl;
@@ -168,6 +188,16 @@ static int zs_openssl_load(const char *ssl_module_path, const char **missing)
     ZS_OSSL_LOAD(ERR_clear_error, "ERR_clear_error");
     ZS_OSSL_LOAD(ERR_reason_error_string, "ERR_reason_error_string");
     ZS_OSSL_LOAD(OpenSSL_version_num, "OpenSSL_version_num");
+    ZS_OSSL_LOAD(BIO_meth_new, "BIO_meth_new");
+    ZS_OSSL_LOAD(BIO_meth_set_write, "BIO_meth_set_write");
+    ZS_OSSL_LOAD(BIO_meth_set_ctrl, "BIO_meth_set_ctrl");
+    ZS_OSSL_LOAD(BIO_meth_set_destroy, "BIO_meth_set_destroy");
+    ZS_OSSL_LOAD(BIO_new, "BIO_new");
+    ZS_OSSL_LOAD(BIO_set_data, "BIO_set_data");
+    ZS_OSSL_LOAD(BIO_get_data, "BIO_get_data");
+    ZS_OSSL_LOAD(BIO_set_init, "BIO_set_init");
+    ZS_OSSL_LOAD(BIO_clear_flags, "BIO_clear_flags");
+    ZS_OSSL_LOAD(SSL_set0_wbio, "SSL_set0_wbio");
 #undef ZS_OSSL_LOAD
     t.version = t.OpenSSL_version_num();
 #ifndef _WIN32
@@ -180,6 +210,90 @@ fail:
     dlclose(handle);
 #endif
     return -1;
+}
+
+/* The session's output BIO: records appended to one growing buffer that the
+ * transport sends from, instead of a memory BIO (which clears every byte it
+ * grows by, and is read out through one more copy).  The BIO owns the buffer:
+ * an SSLObject kept by the application past its connection stays safe. */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} zs_outbuf;
+
+static int zs_outbio_write(ZS_BIO *bio, const char *data, int n)
+{
+    zs_outbuf *out = (zs_outbuf *)zs_ossl.BIO_get_data(bio);
+    zs_ossl.BIO_clear_flags(bio, ZS_BIO_FLAGS_READ | ZS_BIO_FLAGS_WRITE |
+                                 ZS_BIO_FLAGS_IO_SPECIAL | ZS_BIO_FLAGS_SHOULD_RETRY);
+    if (out == NULL || n < 0)
+        return -1;
+    if (out->len + (size_t)n > out->cap) {
+        size_t cap = out->cap ? out->cap : 16384;
+        char *grown;
+        while (cap < out->len + (size_t)n)
+            cap *= 2;
+        grown = (char *)PyMem_RawRealloc(out->buf, cap);
+        if (grown == NULL)
+            return -1;
+        out->buf = grown;
+        out->cap = cap;
+    }
+    memcpy(out->buf + out->len, data, (size_t)n);
+    out->len += (size_t)n;
+    return n;
+}
+
+static long zs_outbio_ctrl(ZS_BIO *bio, int cmd, long num, void *ptr)
+{
+    zs_outbuf *out = (zs_outbuf *)zs_ossl.BIO_get_data(bio);
+    (void)num; (void)ptr;
+    switch (cmd) {
+    case ZS_BIO_CTRL_FLUSH:
+        return 1;
+    case ZS_BIO_CTRL_WPENDING:
+        return out != NULL ? (long)out->len : 0;
+    default:
+        return 0;
+    }
+}
+
+static int zs_outbio_destroy(ZS_BIO *bio)
+{
+    zs_outbuf *out = (zs_outbuf *)zs_ossl.BIO_get_data(bio);
+    if (out != NULL) {
+        PyMem_RawFree(out->buf);
+        PyMem_RawFree(out);
+        zs_ossl.BIO_set_data(bio, NULL);
+    }
+    return 1;
+}
+
+static ZS_BIO_METHOD *zs_outbio_method;
+
+/* A new output BIO and its buffer (*out); NULL when OpenSSL or memory fails. */
+static ZS_BIO *zs_outbio_new(zs_outbuf **out)
+{
+    ZS_BIO *bio;
+    if (zs_outbio_method == NULL) {
+        ZS_BIO_METHOD *m = zs_ossl.BIO_meth_new(ZS_BIO_TYPE_SOURCE_SINK | 0x7a, "zerosock output");
+        if (m == NULL || !zs_ossl.BIO_meth_set_write(m, zs_outbio_write)
+                || !zs_ossl.BIO_meth_set_ctrl(m, zs_outbio_ctrl)
+                || !zs_ossl.BIO_meth_set_destroy(m, zs_outbio_destroy))
+            return NULL;  /* (a method never freed: made once per process) */
+        zs_outbio_method = m;
+    }
+    *out = (zs_outbuf *)PyMem_RawCalloc(1, sizeof(zs_outbuf));
+    if (*out == NULL)
+        return NULL;
+    bio = zs_ossl.BIO_new(zs_outbio_method);
+    if (bio == NULL) {
+        PyMem_RawFree(*out);
+        return NULL;
+    }
+    zs_ossl.BIO_set_data(bio, *out);
+    zs_ossl.BIO_set_init(bio, 1);
+    return bio;
 }
 
 /* The pointer a CPython object keeps `slot` pointers after its header:

@@ -701,7 +701,8 @@ async def dribbling_tls_server(listener: socket.socket, sctx: ssl.SSLContext, cu
         nonlocal turn
         data = outgoing.read()
         while data:
-            n = cuts[turn % len(cuts)]
+            # At most ~500 pieces a flight, so slow loops (sanitizers) keep up.
+            n = max(cuts[turn % len(cuts)], len(data) // 500)
             turn += 1
             await loop.sock_sendall(conn, data[:n])
             await asyncio.sleep(0)
@@ -766,3 +767,78 @@ def test_records_cut_anywhere_decrypt_whole(tls_loop_factory, ca, server_cert, b
         listener.close()
 
     run(tls_loop_factory, main())
+
+
+# -- leaks -------------------------------------------------------------------------------------
+
+LEAK_CHILD = r"""
+import asyncio, gc, json, os, ssl, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+from _hardening import rss_bytes
+import trustme
+engine, handshakes, records = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+from zerosock import _compat
+aio = _compat.load_backend("c").aio
+from zerosock import _aio_tls_c
+_aio_tls_c._force_engine(engine)
+ca = trustme.CA(); cert = ca.issue_cert("localhost")
+sctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH); cert.configure_cert(sctx)
+cctx = ssl.create_default_context(); ca.configure_trust(cctx)
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, t): self.t = t
+    def data_received(self, d): self.t.write(d)
+
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Echo, "127.0.0.1", 0, ssl=sctx)
+    port = server.sockets[0].getsockname()[1]
+
+    async def connect_and_close():
+        r, w = await asyncio.open_connection("127.0.0.1", port, ssl=cctx, server_hostname="localhost")
+        w.write(b"x"); await r.readexactly(1)
+        w.close(); await w.wait_closed()
+
+    async def echo_records(n):
+        r, w = await asyncio.open_connection("127.0.0.1", port, ssl=cctx, server_hostname="localhost")
+        for _ in range(n):
+            w.write(b"y" * 256); await r.readexactly(256)
+        w.close(); await w.wait_closed()
+
+    for _ in range(max(handshakes // 10, 20)):   # warm-up
+        await connect_and_close()
+    await echo_records(max(records // 10, 1000))
+    gc.collect(); before = rss_bytes()
+    for _ in range(handshakes):
+        await connect_and_close()
+    gc.collect(); mid = rss_bytes()
+    await echo_records(records)
+    gc.collect(); after = rss_bytes()
+    server.close(); await server.wait_closed()
+    print(json.dumps({"handshakes": mid - before, "records": after - mid}))
+
+aio.run(main())
+"""
+
+
+@pytest.mark.leaks
+@pytest.mark.c_extension
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RSS from /proc")
+@pytest.mark.parametrize("engine", ["openssl", "memorybio"])
+def test_handshakes_and_records_do_not_leak(c_backend, engine):
+    from _hardening import HERE, run_script, under_sanitizer
+    from zerosock import _aio_tls_c
+    if under_sanitizer():
+        pytest.skip("AddressSanitizer's quarantine keeps freed memory resident")
+    if _aio_tls_c.TLS_ENGINE == "stdlib":
+        pytest.skip("this interpreter keeps the stdlib's TLS protocol")
+    if engine == "openssl" and not _aio_tls_c._c_engine_available():
+        pytest.skip("the OpenSSL engine is not available here")
+    scale = int(os.environ.get("ZEROSOCK_LEAK_ITERATIONS", "200000"))
+    handshakes, records = max(scale // 100, 500), max(scale, 10000)
+    import json
+    out = run_script(LEAK_CHILD, str(HERE), engine, str(handshakes), str(records), timeout=600)
+    growth = json.loads(out.stdout.strip().splitlines()[-1])
+    # One leaked SSL session or BIO per handshake would be kilobytes each.
+    assert growth["handshakes"] < 4 * 1024 * 1024, growth
+    assert growth["records"] < 2 * 1024 * 1024, growth

@@ -64,6 +64,7 @@ cdef extern from "zs_openssl.h":
         int (*BIO_write)(ZS_BIO *, const void *, int)
         unsigned long (*ERR_peek_last_error)()
         void (*ERR_clear_error)()
+        void (*SSL_set0_wbio)(ZS_SSL *, ZS_BIO *)
         const char *(*ERR_reason_error_string)(unsigned long)
     zs_openssl_table zs_ossl
     int ZS_SSL_ERROR_SSL, ZS_SSL_ERROR_WANT_READ, ZS_SSL_ERROR_WANT_WRITE
@@ -72,6 +73,10 @@ cdef extern from "zs_openssl.h":
     int zs_ossl_err_lib(unsigned long e)
     int zs_ossl_err_reason(unsigned long e)
     size_t zs_bio_pending(ZS_BIO *bio)
+    ctypedef struct zs_outbuf:
+        char *buf
+        size_t len
+    ZS_BIO *zs_outbio_new(zs_outbuf **out)
     void *zs_object_slot(object o, int slot)
 
 
@@ -98,10 +103,9 @@ _STATE_NAMES = {UNWRAPPED: "UNWRAPPED", DO_HANDSHAKE: "DO_HANDSHAKE", WRAPPED: "
 
 # Ciphertext from the socket lands here and is handed to OpenSSL before any
 # Python code runs; decrypted data for plain Protocols gathers in the other.
-# One pair serves every connection of the process.
+# They serve every connection of the process.
 cdef char _rx[IO_CHUNK]
 cdef char _plain[IO_CHUNK]
-cdef char _tx[IO_CHUNK]
 cdef object _rx_view = memoryview(<char[:IO_CHUNK]>_rx).cast("B")
 
 cdef object _BufferedProtocol = protocols.BufferedProtocol
@@ -272,6 +276,7 @@ cdef class TLSProtocolCore:
     cdef ZS_SSL *_ssl                # the SSLObject's session and BIOs (C engine)
     cdef ZS_BIO *_rbio
     cdef ZS_BIO *_wbio
+    cdef zs_outbuf *_out             # the output BIO's buffer (C engine; owned by the BIO)
     cdef bint _c
     cdef object _waiter
     cdef readonly object _extra
@@ -351,8 +356,16 @@ cdef class TLSProtocolCore:
         self._ssl = <ZS_SSL *>zs_object_slot(inner, 1)
         self._rbio = <ZS_BIO *>zs_object_slot(self._incoming, 0)
         self._wbio = <ZS_BIO *>zs_object_slot(self._outgoing, 0)
-        return (zs_ossl.SSL_get_rbio(self._ssl) == self._rbio
-                and zs_ossl.SSL_get_wbio(self._ssl) == self._wbio)
+        if (zs_ossl.SSL_get_rbio(self._ssl) != self._rbio
+                or zs_ossl.SSL_get_wbio(self._ssl) != self._wbio):
+            return False
+        bio = zs_outbio_new(&self._out)
+        if bio == NULL:
+            return False
+        # The session owns the BIO from here on; the MemoryBIO keeps its own.
+        zs_ossl.SSL_set0_wbio(self._ssl, bio)
+        self._wbio = bio
+        return True
 
     # -- the attributes the stdlib's SSLProtocol has ----------------------------
 
@@ -719,22 +732,21 @@ cdef class TLSProtocolCore:
         self._process_outgoing()
 
     cdef int _process_outgoing(self) except -1:
-        cdef int n
+        cdef Py_ssize_t n
+        cdef TransportCore core = self._core  # held: a write may run Python code
         if not self._ssl_writing_paused:
             if self._c:
-                while True:
-                    n = zs_ossl.BIO_read(self._wbio, _tx, IO_CHUNK)
-                    if n <= 0:
-                        break
-                    if self._core is not None:
-                        self._core.write_mem(_tx, n)
+                n = <Py_ssize_t>self._out.len
+                if n:
+                    # Emptied first: records a write() makes from Python code run
+                    # by the send (an exception handler) start a new batch.  No
+                    # Python runs before the send is done with the buffer.
+                    self._out.len = 0
+                    if core is not None:
+                        core.write_mem(self._out.buf, n)
                     else:
-                        self._transport.write(PyBytes_FromStringAndSize(_tx, n))
-                    if self._ssl_writing_paused:  # the socket transport filled up
-                        break
-                if not self._ssl_writing_paused:
-                    # Drained: the pending ciphertext is known to be none.
-                    return self._control_app_writing_at(self._write_buffer_size)
+                        self._transport.write(PyBytes_FromStringAndSize(self._out.buf, n))
+                return self._control_app_writing_at(<Py_ssize_t>self._out.len + self._write_buffer_size)
             else:
                 data = self._outgoing.read()
                 if len(data):
@@ -903,7 +915,7 @@ cdef class TLSProtocolCore:
     # -- flow control ------------------------------------------------------------------------
 
     cdef Py_ssize_t _get_write_buffer_size(self) except -1:
-        cdef Py_ssize_t pending = (<Py_ssize_t>zs_bio_pending(self._wbio) if self._c
+        cdef Py_ssize_t pending = (<Py_ssize_t>self._out.len if self._c
                                    else self._outgoing.pending)
         return pending + self._write_buffer_size
 
