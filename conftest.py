@@ -84,3 +84,31 @@ def loop_factory(request: pytest.FixtureRequest) -> Callable[[], asyncio.Abstrac
     if request.param == "stdlib":
         return asyncio.SelectorEventLoop
     return _load(request, request.param).aio.new_event_loop
+
+
+@pytest.fixture(params=[
+    pytest.param(("c", "openssl"), id="c-openssl", marks=pytest.mark.c_extension),
+    pytest.param(("c", "memorybio"), id="c-memorybio", marks=pytest.mark.c_extension),
+    pytest.param(("python", None), id="py"),
+    pytest.param(("stdlib", None), id="std"),
+])
+def tls_loop_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], asyncio.AbstractEventLoop]]:
+    """``loop_factory`` for TLS: the C loop runs once per TLS engine it can use."""
+    backend, engine = request.param
+    if backend == "stdlib":
+        yield asyncio.SelectorEventLoop
+        return
+    zs = _load(request, backend)
+    if engine is None:
+        yield zs.aio.new_event_loop
+        return
+    from zerosock import _aio_tls_c
+    if _aio_tls_c.TLS_ENGINE == "stdlib":
+        pytest.skip("this interpreter keeps the stdlib's TLS protocol")
+    if engine == "openssl" and not _aio_tls_c._c_engine_available():
+        pytest.skip("the OpenSSL engine is not available here")
+    previous = _aio_tls_c._force_engine(engine)
+    try:
+        yield zs.aio.new_event_loop
+    finally:
+        _aio_tls_c._force_engine(previous)

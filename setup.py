@@ -26,6 +26,13 @@ EXTRA_SOURCES: "dict[str, list[str]]" = {
 }
 
 
+# Libraries an extension module links beyond the platform's socket library:
+# the TLS layer calls dlopen/dlsym, in libdl before glibc 2.34.
+EXTRA_LIBRARIES: "dict[str, list[str]]" = {
+    "_aio_tls_c": ["dl"] if sys.platform.startswith("linux") else [],
+}
+
+
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip() not in ("", "0")
 
@@ -66,7 +73,7 @@ def extensions() -> "list[Extension]":
             depends=[str(p) for p in sorted(Path(CSRC).glob("*.[ch]"))],
             extra_compile_args=cflags,
             extra_link_args=ldflags,
-            libraries=libraries,
+            libraries=libraries + EXTRA_LIBRARIES.get(name, []),
         ))
     return found
 

@@ -5,17 +5,18 @@ zerosock's C selector, with C socket transports and its iteration in C."""
 
 import asyncio
 import socket
-from asyncio import events, sslproto
+from asyncio import events
 
-from zerosock import _aio_shared
+from zerosock import _aio_shared, _aio_tls_c
 from zerosock._aio_core_c cimport LoopCore
 from zerosock._aio_datagram_c import DatagramSocketTransport
 from zerosock._aio_loop_methods_c import install_loop_methods
 from zerosock._aio_streams_c import adopt_stream_protocol
+from zerosock._aio_tls_c import TLS_ENGINE, new_ssl_protocol
 from zerosock._aio_transport_c import SocketTransport
 from zerosock._selectors_c import DefaultSelector
 
-__all__ = ["EventLoop", "EventLoopPolicy", "install", "new_event_loop", "run"]
+__all__ = ["EventLoop", "EventLoopPolicy", "TLS_ENGINE", "install", "new_event_loop", "run"]
 
 # The socket methods through which the stdlib's transports do their I/O.
 _STREAM_IO = ("recv", "recv_into", "send", "sendmsg")
@@ -72,13 +73,19 @@ class EventLoop(asyncio.SelectorEventLoop):
             return super()._make_ssl_transport(
                 rawsock, protocol, sslcontext, waiter, server_side=server_side,
                 server_hostname=server_hostname, extra=extra, server=server, **timeouts)
-        # The stdlib's TLS protocol over the C transport.
+        # The TLS engine's protocol (zerosock's, or the stdlib's) over the C transport.
         self._ensure_fd_no_transport(rawsock)
         adopt_stream_protocol(protocol, self)
-        ssl_protocol = sslproto.SSLProtocol(self, protocol, sslcontext, waiter, server_side,
-                                            server_hostname, **timeouts)
+        ssl_protocol = new_ssl_protocol(self, protocol, sslcontext, waiter, server_side,
+                                        server_hostname, **timeouts)
         SocketTransport(self, rawsock, ssl_protocol, None, extra, server)
         return ssl_protocol._app_transport
+
+    async def start_tls(self, transport, protocol, sslcontext, **kwargs):
+        # The stdlib's start_tls names its own TLS protocol: this one uses the engine's.
+        if _aio_tls_c.TLS_ENGINE == "stdlib":
+            return await super().start_tls(transport, protocol, sslcontext, **kwargs)
+        return await _aio_tls_c.start_tls(self, transport, protocol, sslcontext, **kwargs)
 
     def call_soon(self, callback, *args, context=None):
         if self._debug:

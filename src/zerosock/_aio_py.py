@@ -11,7 +11,10 @@ from ._selectors_py import DefaultSelector
 
 _T = TypeVar("_T")
 
-__all__ = ["EventLoop", "EventLoopPolicy", "install", "new_event_loop", "run"]
+__all__ = ["EventLoop", "EventLoopPolicy", "TLS_ENGINE", "install", "new_event_loop", "run"]
+
+# Which TLS implementation runs: on this backend, the standard library's.
+TLS_ENGINE: str = "stdlib"
 
 
 class EventLoop(asyncio.SelectorEventLoop):

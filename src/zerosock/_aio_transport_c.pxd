@@ -40,6 +40,9 @@ cdef class TransportCore:
 
     cdef int _attach(self, owner, loop, sock, protocol, extra) except -1
     cdef int c_write(self, object data) except -1
+    cdef int write_mem(self, const char *ptr, Py_ssize_t length) except -1
+    cdef object _send_now(self, const char *ptr, Py_ssize_t length, object data)
+    cdef int _queue_rest(self, object rest) except -1
     cdef int read_ready(self) except -1
     cdef int write_ready(self) except -1
     cdef int _read_into_buffer(self) except -1

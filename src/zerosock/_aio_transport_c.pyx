@@ -376,8 +376,6 @@ cdef class TransportCore:
         cdef Py_buffer view
         cdef char *ptr
         cdef Py_ssize_t length
-        cdef long n = 0
-        cdef int err
         cdef bint have_view = False
         cdef bint borrowed = zs_borrow_memory(data, False, &ptr, &length)
         if not borrowed and not isinstance(data, (bytes, bytearray, memoryview)):
@@ -405,33 +403,55 @@ cdef class TransportCore:
         try:
             if length == 0:
                 return 0
-            if self._conn_lost:
-                if self._conn_lost >= LOG_THRESHOLD:
-                    logger.warning("socket.send() raised exception.")
-                self._conn_lost += 1
-                return 0
-            if self._buffer_size == 0:
-                # Send now; queue only what the kernel does not take.
-                n = zs_send(self._fd, ptr, <size_t>length, 0)
-                if n < 0:
-                    err = zs_last_error()
-                    if not (zs_is_would_block(err) or err == ZS_EINTR):
-                        self._fatal_error(_os_error(err), "Fatal write error on socket transport")
-                        return 0
-                    n = 0
-                if n == length:
-                    return 0
-            if n == 0 and PyBytes_CheckExact(data):
-                rest = data  # immutable: no copy
-            else:
-                rest = PyBytes_FromStringAndSize(ptr + n, length - n)
+            rest = self._send_now(ptr, length, data)
         finally:
             if have_view:
                 PyBuffer_Release(&view)
+        if rest is not None:
+            self._queue_rest(rest)
+        return 0
+
+    cdef int write_mem(self, const char *ptr, Py_ssize_t length) except -1:
+        """write() of memory the caller owns: sent at once, the rest copied and queued.
+
+        For layers above the socket (TLS) that produce bytes in C buffers."""
+        if length == 0:
+            return 0
+        rest = self._send_now(ptr, length, None)
+        if rest is not None:
+            self._queue_rest(rest)
+        return 0
+
+    cdef object _send_now(self, const char *ptr, Py_ssize_t length, object data):
+        """Send what the kernel takes if nothing is queued; what is left as a
+        bytes to queue (``data`` itself when it is bytes and nothing went), or None."""
+        cdef long n = 0
+        cdef int err
+        if self._conn_lost:
+            if self._conn_lost >= LOG_THRESHOLD:
+                logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return None
+        if self._buffer_size == 0:
+            # Send now; queue only what the kernel does not take.
+            n = zs_send(self._fd, ptr, <size_t>length, 0)
+            if n < 0:
+                err = zs_last_error()
+                if not (zs_is_would_block(err) or err == ZS_EINTR):
+                    self._fatal_error(_os_error(err), "Fatal write error on socket transport")
+                    return None
+                n = 0
+            if n == length:
+                return None
+        if n == 0 and data is not None and PyBytes_CheckExact(data):
+            return data  # immutable: no copy
+        return PyBytes_FromStringAndSize(ptr + n, length - n)
+
+    cdef int _queue_rest(self, object rest) except -1:
         if self._buffer_size == 0:
             self._add_io(True)
         self._queue.append(rest)
-        self._buffer_size += length - n
+        self._buffer_size += PyBytes_GET_SIZE(rest)
         self._pause_check()
         return 0
 

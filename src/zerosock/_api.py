@@ -56,4 +56,4 @@ SELECTORS_NAMES = (
 )
 
 # Names of ``zerosock.aio`` on every backend.
-AIO_NAMES = ("EventLoop", "EventLoopPolicy", "install", "new_event_loop", "run")
+AIO_NAMES = ("EventLoop", "EventLoopPolicy", "TLS_ENGINE", "install", "new_event_loop", "run")
