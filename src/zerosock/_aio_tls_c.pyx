@@ -4,7 +4,7 @@
 
 A :class:`TLSProtocol` sits on a C socket transport as its protocol, as the
 stdlib's sits on a selector transport, and gives the application a
-:class:`TLSTransport`.  Its TLS session is the stdlib's own ``ssl.SSLObject``
+:class:`SSLProtocolTransport`.  Its TLS session is the stdlib's own ``ssl.SSLObject``
 from ``context.wrap_bio()`` -- so the user's context, ``sni_callback``,
 keylog, hostname checks and the ``ssl_object`` extra are exactly the stdlib's
 -- and the engine decides who moves the records:
@@ -405,7 +405,7 @@ cdef class TLSProtocolCore:
         if self._app_transport is None:
             if self._app_transport_created:
                 raise RuntimeError("Creating _SSLProtocolTransport twice")
-            self._app_transport = TLSTransport(self._loop, self)
+            self._app_transport = SSLProtocolTransport(self._loop, self)
             self._app_transport_created = True
         return self._app_transport
 
@@ -1005,9 +1005,10 @@ class TLSProtocol(TLSProtocolCore, protocols.BufferedProtocol):
 
 # -- the transport the application sees ------------------------------------------------------
 
-class TLSTransport(transports._FlowControlMixin, transports.Transport):
+class SSLProtocolTransport(transports._FlowControlMixin, transports.Transport):
     """The transport a TLS connection's protocol writes to (the stdlib's
-    ``_SSLProtocolTransport``): plaintext in, records out."""
+    ``_SSLProtocolTransport``, and named like it: code looks for "ssl" in
+    the name): plaintext in, records out."""
 
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.FALLBACK
