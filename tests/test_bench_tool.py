@@ -745,7 +745,7 @@ def test_apps_missing_are_skipped_with_the_extra_to_install(
     status, out, err = run_cli("-c", "all", "-w", "echo,http", "-s", "64", "-n", "1",
                                "--http-connections", "2", *TINY)
     assert status == 0, err
-    for name in ("asyncio-aiohttp", "uvloop-uvicorn", "zerosock-aio-aiohttp"):
+    for name in ("asyncio-aiohttp", "asyncio-uvicorn", "zerosock-aio-aiohttp"):
         line = next(line for line in out.splitlines() if line.startswith(name + " "))
         assert "skipped" in line and "is not installed (pip install 'zerosock[apps]')" in line
     line = next(line for line in out.splitlines() if line.startswith("zerosock-aio-proto "))
