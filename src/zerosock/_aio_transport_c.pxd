@@ -46,6 +46,7 @@ cdef class TransportCore:
     cdef int read_ready(self) except -1
     cdef int write_ready(self) except -1
     cdef int _read_into_buffer(self) except -1
+    cdef long _recv_scratch(self) except -2
     cdef int _read_bytes(self) except -1
     cdef int _read_into_sink(self) except -1
     cdef int _on_eof(self) except -1

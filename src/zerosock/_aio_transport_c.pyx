@@ -591,14 +591,22 @@ cdef class TransportCore:
             self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
         return 0
 
-    cdef int _read_bytes(self) except -1:
+    cdef long _recv_scratch(self) except -2:
+        """One recv into the shared scratch buffer: the byte count (0 at end of
+        stream), or -1 when there is nothing to deliver (it would block, or the
+        error was reported and the transport is closing)."""
         cdef long n = zs_recv(self._fd, _scratch, READ_CHUNK, 0)
         cdef int err
         if n < 0:
             err = zs_last_error()
-            if zs_is_would_block(err) or err == ZS_EINTR:
-                return 0
-            self._fatal_error(_os_error(err), "Fatal read error on socket transport")
+            if not (zs_is_would_block(err) or err == ZS_EINTR):
+                self._fatal_error(_os_error(err), "Fatal read error on socket transport")
+            return -1
+        return n
+
+    cdef int _read_bytes(self) except -1:
+        cdef long n = self._recv_scratch()
+        if n < 0:
             return 0
         if n == 0:
             return self._on_eof()
@@ -625,14 +633,9 @@ cdef class TransportCore:
         return 0
 
     cdef int _read_into_sink(self) except -1:
-        cdef long n = zs_recv(self._fd, _scratch, READ_CHUNK, 0)
-        cdef int err
         cdef ReadSink sink = self._sink  # held: feeding may run Python code that resets _sink
+        cdef long n = self._recv_scratch()
         if n < 0:
-            err = zs_last_error()
-            if zs_is_would_block(err) or err == ZS_EINTR:
-                return 0
-            self._fatal_error(_os_error(err), "Fatal read error on socket transport")
             return 0
         if n == 0:
             return self._on_eof()
