@@ -241,9 +241,47 @@ def serve_selectors(net: _Net, selectors_module: Any, workload: str, host: str,
 
 # ------------------------------------------------------------ asyncio family
 
+# What a loop contender serves: a coroutine function that starts serving (and
+# has said READY) and returns the coroutine function that shuts it down.
+Cleanup = Callable[[], Awaitable[None]]
+Starter = Callable[[], Awaitable[Cleanup]]
 
-def serve_asyncio(loop_factory: Callable[[], Any], style: str, workload: str, host: str,
-                  port: int) -> None:
+
+async def _no_cleanup() -> None:
+    """The sockets' servers need nothing at exit: the process ends at once."""
+
+
+def serve_on_loop(loop_factory: Callable[[], Any], start: Starter) -> None:
+    """Run ``start`` on a loop from ``loop_factory`` until the parent closes our stdin."""
+    import asyncio
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = loop.create_future()
+
+        def on_stop() -> None:
+            try:
+                data = os.read(STOP_FD, 4096)
+            except OSError:
+                data = b""
+            if not data and not stop.done():
+                loop.remove_reader(STOP_FD)
+                stop.set_result(None)
+
+        loop.add_reader(STOP_FD, on_stop)
+        cleanup = await start()
+        await stop
+        await cleanup()
+
+    loop = loop_factory()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(main())
+    _exit()
+
+
+def asyncio_starter(style: str, workload: str, host: str, port: int) -> Starter:
+    """The echo/stream/udp server in one of asyncio's styles: ``protocol``,
+    ``buffered`` (a BufferedProtocol) or ``streams``."""
     import asyncio
 
     echo = workload == "echo"
@@ -303,20 +341,8 @@ def serve_asyncio(loop_factory: Callable[[], Any], style: str, workload: str, ho
         finally:
             writer.close()
 
-    async def main() -> None:
+    async def start() -> Cleanup:
         loop = asyncio.get_running_loop()
-        stop = loop.create_future()
-
-        def on_stop() -> None:
-            try:
-                data = os.read(STOP_FD, 4096)
-            except OSError:
-                data = b""
-            if not data and not stop.done():
-                loop.remove_reader(STOP_FD)
-                stop.set_result(None)
-
-        loop.add_reader(STOP_FD, on_stop)
         if workload == "udp":
             transport, _ = await loop.create_datagram_endpoint(
                 EchoDatagramProtocol, local_addr=(host, port), family=_family(host))
@@ -334,12 +360,9 @@ def serve_asyncio(loop_factory: Callable[[], Any], style: str, workload: str, ho
             else:
                 server = await loop.create_server(factory, host, port, backlog=1024)
             _ready(server.sockets[0])
-        await stop
+        return _no_cleanup
 
-    loop = loop_factory()
-    asyncio.set_event_loop(loop)
-    loop.run_until_complete(main())
-    _exit()
+    return start
 
 
 # ------------------------------------------------------------ HTTP applications
@@ -354,7 +377,7 @@ def _app_listener(host: str, port: int) -> socket.socket:
     return sock  # type: ignore[no-any-return]
 
 
-async def _start_aiohttp(sock: socket.socket) -> Callable[[], Awaitable[None]]:
+async def _start_aiohttp(sock: socket.socket) -> Cleanup:
     """Serve aiohttp's hello world on ``sock``; returns its clean-up coroutine function."""
     from aiohttp import web
 
@@ -366,7 +389,7 @@ async def _start_aiohttp(sock: socket.socket) -> Callable[[], Awaitable[None]]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.SockSite(runner, sock).start()
-    cleanup: Callable[[], Awaitable[None]] = runner.cleanup
+    cleanup: Cleanup = runner.cleanup
     return cleanup
 
 
@@ -381,53 +404,42 @@ async def _uvicorn_app(scope: Dict[str, Any], receive: Callable[[], Any],
     await send({"type": "http.response.body", "body": HELLO})
 
 
-def serve_app(loop_factory: Callable[[], Any], framework: str, workload: str, host: str,
-              port: int) -> None:
+async def _start_uvicorn(sock: socket.socket) -> Cleanup:
+    """Serve the ASGI hello world with uvicorn (httptools) on ``sock``; returns its clean-up."""
     import asyncio
 
-    if workload != "http":
-        raise OSError(f"the {framework} server serves the http workload only, not {workload}")
-    sock = _app_listener(host, port)
+    import uvicorn
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        stop = loop.create_future()
+    config = uvicorn.Config(_uvicorn_app, http="httptools", lifespan="off",
+                            access_log=False, log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+            raise OSError("uvicorn stopped before it started")
+        await asyncio.sleep(0.005)
 
-        def on_stop() -> None:
-            try:
-                data = os.read(STOP_FD, 4096)
-            except OSError:
-                data = b""
-            if not data and not stop.done():
-                loop.remove_reader(STOP_FD)
-                stop.set_result(None)
-
-        loop.add_reader(STOP_FD, on_stop)
-        if framework == "aiohttp":
-            cleanup = await _start_aiohttp(sock)
-            _ready(sock)
-            await stop
-            await cleanup()
-            return
-        import uvicorn
-        config = uvicorn.Config(_uvicorn_app, http="httptools", lifespan="off",
-                                access_log=False, log_level="warning")
-        server = uvicorn.Server(config)
-        task = loop.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            if task.done():
-                task.result()
-                raise OSError("uvicorn stopped before it started")
-            await asyncio.sleep(0.005)
-        _ready(sock)
-        await stop
+    async def cleanup() -> None:
         server.should_exit = True
         await task
 
-    loop = loop_factory()
-    asyncio.set_event_loop(loop)
-    loop.run_until_complete(main())
-    _exit()
+    return cleanup
+
+
+def app_starter(framework: str, workload: str, host: str, port: int) -> Starter:
+    """A framework's hello world (``aiohttp`` or ``uvicorn``) for the http workload."""
+    if workload != "http":
+        raise OSError(f"the {framework} server serves the http workload only, not {workload}")
+    sock = _app_listener(host, port)
+    start_framework = _start_aiohttp if framework == "aiohttp" else _start_uvicorn
+
+    async def start() -> Cleanup:
+        cleanup = await start_framework(sock)
+        _ready(sock)
+        return cleanup
+
+    return start
 
 
 # ------------------------------------------------------------ the C reference
@@ -464,10 +476,8 @@ def serve(config: Dict[str, Any]) -> None:
         serve_selectors(_Net("zerosock"), zs_selectors, workload, host, port)
     elif name.startswith(("asyncio-", "uvloop-", "zerosock-aio-")):
         style = name.rsplit("-", 1)[1]
-        if style in APP_FRAMEWORKS:
-            serve_app(_loop_factory(name), style, workload, host, port)
-        else:
-            serve_asyncio(_loop_factory(name), style, workload, host, port)
+        starter = app_starter if style in APP_FRAMEWORKS else asyncio_starter
+        serve_on_loop(_loop_factory(name), starter(style, workload, host, port))
     elif name == "c-epoll":
         serve_c(workload, host, port)
     else:
