@@ -17,16 +17,17 @@ run on zerosock; each has its reason.  Exits non-zero on any such regression.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import importlib
 import json
 import os
 import signal
-import subprocess
 import sys
+import tempfile
 import unittest
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, List, Tuple
+
+import _suite_compare as compare
 
 DEFAULT_MODULES = [
     "test_events", "test_streams", "test_server", "test_sock_lowlevel",
@@ -38,43 +39,7 @@ DEFAULT_MODULES = [
 EXCLUDED: Dict[str, str] = {
 }
 
-LOOPS_MADE = [0]  # zerosock loops the child made: proof that the tests ran on them
-
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _install(backend_name: str, module: object) -> None:
-    """Make every loop the test module creates a zerosock loop of ``backend_name``."""
-    import asyncio
-
-    from zerosock import _compat
-
-    backend = _compat.load_backend(backend_name)
-
-    class CountedLoop(backend.aio.EventLoop):  # type: ignore[name-defined,misc]
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            LOOPS_MADE[0] += 1
-            super().__init__(*args, **kwargs)
-
-    class Policy(backend.aio.EventLoopPolicy):  # type: ignore[name-defined,misc]
-        _loop_factory = CountedLoop
-
-    asyncio.set_event_loop_policy(Policy())
-    # tearDownModule() and the policy tests reset the policy to the default: make that ours.
-    asyncio.DefaultEventLoopPolicy = Policy  # type: ignore[misc]
-    asyncio.SelectorEventLoop = CountedLoop  # type: ignore[misc]
-    if hasattr(asyncio, "EventLoop"):  # 3.13: the platform's default loop class
-        asyncio.EventLoop = CountedLoop  # type: ignore[misc]
-    if hasattr(module, "selectors"):
-        module.selectors = backend.selectors  # type: ignore[attr-defined]
-
-
-def _iter_tests(suite: unittest.TestSuite) -> Iterator[unittest.TestCase]:
-    for item in suite:
-        if isinstance(item, unittest.TestSuite):
-            yield from _iter_tests(item)
-        else:
-            yield item
 
 
 def _short_id(test_id: str) -> str:
@@ -82,47 +47,7 @@ def _short_id(test_id: str) -> str:
 
 
 def excluded_reason(test_id: str) -> "str | None":
-    short = _short_id(test_id)
-    for pattern, reason in EXCLUDED.items():
-        if fnmatch.fnmatchcase(short, pattern):
-            return reason
-    return None
-
-
-class _Recorder(unittest.TextTestResult):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.outcomes: Dict[str, str] = {}
-
-    def addSuccess(self, test: unittest.TestCase) -> None:
-        super().addSuccess(test)
-        self.outcomes.setdefault(test.id(), "passed")
-
-    def addFailure(self, test: unittest.TestCase, err: object) -> None:
-        super().addFailure(test, err)  # type: ignore[arg-type]
-        self.outcomes[test.id()] = "failed"
-
-    def addError(self, test: unittest.TestCase, err: object) -> None:
-        super().addError(test, err)  # type: ignore[arg-type]
-        self.outcomes[test.id()] = "error"
-
-    def addSkip(self, test: unittest.TestCase, reason: str) -> None:
-        super().addSkip(test, reason)
-        self.outcomes[test.id()] = "skipped"
-
-    def addExpectedFailure(self, test: unittest.TestCase, err: object) -> None:
-        super().addExpectedFailure(test, err)  # type: ignore[arg-type]
-        self.outcomes[test.id()] = "passed"
-
-    def addUnexpectedSuccess(self, test: unittest.TestCase) -> None:
-        super().addUnexpectedSuccess(test)
-        self.outcomes[test.id()] = "failed"
-
-    def addSubTest(self, test: unittest.TestCase, subtest: unittest.TestCase,
-                   err: object) -> None:
-        super().addSubTest(test, subtest, err)  # type: ignore[arg-type]
-        if err is not None:
-            self.outcomes[test.id()] = "failed"
+    return compare.excluded_reason(EXCLUDED, _short_id(test_id))
 
 
 def run_one(module_name: str, loop: str, verbose: bool) -> Dict[str, str]:
@@ -132,23 +57,19 @@ def run_one(module_name: str, loop: str, verbose: bool) -> Dict[str, str]:
     except unittest.SkipTest as exc:  # e.g. Windows-only modules
         return {f"<module skipped: {exc}>": "skipped"}
     if loop != "stdlib":
-        _install(loop, module)
-    suite = unittest.TestSuite()
+        backend = compare.install_zerosock_loop(loop)
+        if hasattr(module, "selectors"):  # SelectorEventLoop(selectors.EpollSelector())
+            module.selectors = backend.selectors  # type: ignore[attr-defined]
+    tests: List[unittest.TestCase] = []
     outcomes: Dict[str, str] = {}
-    for test in _iter_tests(unittest.defaultTestLoader.loadTestsFromModule(module)):
+    for test in compare.iter_tests(unittest.defaultTestLoader.loadTestsFromModule(module)):
         if loop != "stdlib" and excluded_reason(test.id()):
             outcomes[test.id()] = "excluded"
         else:
-            suite.addTest(test)
-    runner = unittest.TextTestRunner(stream=sys.stderr, verbosity=2 if verbose else 0,
-                                     resultclass=_Recorder)
-    result = runner.run(suite)
-    tear_down = getattr(module, "tearDownModule", None)
-    if tear_down is not None:
-        tear_down()
-    outcomes.update(result.outcomes)  # type: ignore[attr-defined]
+            tests.append(test)
+    outcomes.update(compare.run_tests(module, tests, verbosity=2 if verbose else 0))
     if loop != "stdlib":
-        outcomes["<zerosock loops made>"] = str(LOOPS_MADE[0])
+        outcomes[compare.LOOPS_MADE] = str(compare.loops_made())
     return outcomes
 
 
@@ -157,27 +78,20 @@ def run_in_subprocess(module_name: str, loop: str, verbose: bool,
     cmd = [sys.executable, os.path.abspath(__file__), "--child", module_name, "--loop", loop]
     if verbose:
         cmd.append("-v")
-    env = dict(os.environ)
-    env.pop("ZEROSOCK_PURE_PYTHON", None)
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        rc, _ = compare.run_child(cmd, timeout, out, err, env=compare.child_env())
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if rc is None:
         return module_name, loop, {"<timeout>": "error"}
     if verbose:
-        sys.stderr.write(proc.stderr)
-    for line in reversed(proc.stdout.splitlines()):
+        sys.stderr.write(stderr)
+    for line in reversed(stdout.splitlines()):
         if line.startswith("{"):
             return module_name, loop, json.loads(line)
-    sys.stderr.write(proc.stderr[-4000:])
-    return module_name, loop, {f"<crash rc={proc.returncode}>": "error"}
-
-
-def count(outcomes: Dict[str, str]) -> Dict[str, int]:
-    totals = {k: 0 for k in ("passed", "failed", "error", "skipped", "excluded")}
-    for test_id, outcome in outcomes.items():
-        if not test_id.startswith("<zerosock"):
-            totals[outcome] += 1
-    return totals
+    sys.stderr.write(stderr[-4000:])
+    return module_name, loop, {f"<crash rc={rc}>": "error"}
 
 
 def main(argv: "List[str] | None" = None) -> int:
@@ -202,11 +116,12 @@ def main(argv: "List[str] | None" = None) -> int:
         print(json.dumps(run_one(args.child, args.loop, args.verbose)))
         return 0
 
-    try:
-        import test.test_asyncio  # noqa: F401
-    except ImportError as exc:
-        print(f"skipped: the interpreter's test package is missing ({exc})")
+    missing = compare.missing_test_package("test_asyncio")
+    if missing:
+        print(missing)
         return 0
+    import test.test_asyncio
+
     modules = args.modules or DEFAULT_MODULES
     if args.all:
         pkg = os.path.dirname(test.test_asyncio.__file__)
@@ -221,47 +136,31 @@ def main(argv: "List[str] | None" = None) -> int:
                                                             args.timeout), jobs))
     by_key = {(m, loop): outcomes for m, loop, outcomes in results}
 
-    print(f"{'module':22} {'loop':7} {'passed':>7} {'failed':>7} {'errors':>7} "
-          f"{'skipped':>8} {'excluded':>9} {'loops':>6}")
+    rows = []
     regressions: List[str] = []
     notes: List[str] = []
     for m in modules:
         for loop in loops:
-            t = count(by_key[(m, loop)])
-            print(f"{m:22} {loop:7} {t['passed']:7} {t['failed']:7} {t['error']:7} "
-                  f"{t['skipped']:8} {t['excluded']:9} "
-                  f"{by_key[(m, loop)].get('<zerosock loops made>', '-'):>6}")
+            t = compare.tally(by_key[(m, loop)])
+            rows.append([m, loop, t["passed"], t["failed"], t["error"], t["skipped"],
+                         t["excluded"], by_key[(m, loop)].get(compare.LOOPS_MADE, "-")])
         reference = by_key.get((m, "stdlib"))
         for loop in backends:
-            if by_key[(m, loop)].get("<zerosock loops made>") == "0":
+            outcomes = by_key[(m, loop)]
+            if compare.made_no_loop(outcomes):
                 # The core modules must run on our loop; others may use only mock loops.
                 (regressions if m in DEFAULT_MODULES else notes).append(
                     f"{loop:7} {m}: no zerosock loop was made")
-            for test_id, outcome in sorted(by_key[(m, loop)].items()):
-                if outcome in ("failed", "error") and (
-                        reference is None or reference.get(test_id) == "passed"
-                        or test_id.startswith("<")):
-                    regressions.append(f"{loop:7} {_short_id(test_id)}: {outcome}")
-    if EXCLUDED:
-        print("\nexcluded on zerosock:")
-        for pattern, reason in EXCLUDED.items():
-            print(f"  {pattern}: {reason}")
-    if notes:
-        print("\nmodules whose tests made no zerosock loop (mock or test loops only):")
-        for line in notes:
-            print("  " + line)
-    if regressions:
-        print("\npass on stock asyncio, not on zerosock:")
-        for line in regressions:
-            print("  " + line)
-        return 1
-    print("\nno regressions against stock asyncio")
-    return 0
+            for test_id in compare.suspects(outcomes, reference):
+                regressions.append(f"{loop:7} {_short_id(test_id)}: {outcomes[test_id]}")
+    compare.print_table(["module", "loop", "passed", "failed", "errors", "skipped", "excluded",
+                         "loops"], [22, 7, 7, 7, 7, 8, 9, 6], rows)
+    return compare.verdict([
+        ("excluded on zerosock", [f"{p}: {r}" for p, r in EXCLUDED.items()]),
+        ("modules whose tests made no zerosock loop (mock or test loops only)", notes),
+    ], regressions)
 
 
 if __name__ == "__main__":
-    try:
-        import zerosock  # noqa: F401  (the installed package, when there is one)
-    except ImportError:
-        sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
+    compare.use_source_tree_unless_installed()
     sys.exit(main())

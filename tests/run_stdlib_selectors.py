@@ -14,6 +14,8 @@ import importlib
 import sys
 import unittest
 
+import _suite_compare as compare
+
 BACKEND_MODULES = {"c": "zerosock._selectors_c", "python": "zerosock._selectors_py"}
 
 
@@ -24,10 +26,9 @@ def main(argv: "list[str] | None" = None) -> int:
     args = parser.parse_args(argv)
 
     replacement = importlib.import_module(BACKEND_MODULES[args.backend])
-    try:
-        import test.test_selectors  # noqa: F401  (is the test package installed?)
-    except ImportError as exc:
-        print(f"skipped: the interpreter's test package is missing ({exc})")
+    missing = compare.missing_test_package("test_selectors")
+    if missing:
+        print(missing)
         return 0
     del sys.modules["test.test_selectors"]
 
@@ -35,17 +36,13 @@ def main(argv: "list[str] | None" = None) -> int:
     module = importlib.import_module("test.test_selectors")
     assert module.selectors is replacement
 
-    suite = unittest.defaultTestLoader.loadTestsFromModule(module)
-    result = unittest.TextTestRunner(stream=sys.stderr, verbosity=2 if args.verbose else 1).run(suite)
-    tear_down = getattr(module, "tearDownModule", None)
-    if tear_down is not None:
-        tear_down()
-
-    failed, errors, skipped = len(result.failures), len(result.errors), len(result.skipped)
-    passed = result.testsRun - failed - errors - skipped - len(result.unexpectedSuccesses)
-    print(f"backend={args.backend} passed={passed} failed={failed} errors={errors} skipped={skipped}")
-    return 0 if result.wasSuccessful() else 1
+    tests = compare.iter_tests(unittest.defaultTestLoader.loadTestsFromModule(module))
+    t = compare.tally(compare.run_tests(module, tests, verbosity=2 if args.verbose else 1))
+    print(f"backend={args.backend} passed={t['passed']} failed={t['failed']} "
+          f"errors={t['error']} skipped={t['skipped']}")
+    return 1 if t["failed"] or t["error"] else 0
 
 
 if __name__ == "__main__":
+    compare.use_source_tree_unless_installed()
     sys.exit(main())

@@ -24,10 +24,8 @@ regression, or when a zerosock run made no zerosock loop.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import os
-import signal
 import subprocess
 import sys
 import tarfile
@@ -35,8 +33,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+import _suite_compare as compare
+from _suite_compare import FAILING, HERE, PASSING, ROOT
+
 PLUGIN = os.path.splitext(os.path.basename(__file__))[0]
 
 
@@ -118,45 +117,16 @@ EXCLUDED: Dict[str, Dict[str, str]] = {
 # compared here, so deselected on every run (stock included).
 OTHER_LOOPS = ("uvloop", "winloop", "trio")
 
-PASSING = ("passed", "xfailed")
-FAILING = ("failed", "error", "crashed", "not run")
-
 
 # ---------------------------------------------------------------- the plugin
 # Loaded into the suite's pytest with ``-p run_third_party``; configured by the
 # environment: ZEROSOCK_THIRD_PARTY_LOOP ("stdlib", "c", "python"),
 # ZEROSOCK_THIRD_PARTY_SUITE and ZEROSOCK_THIRD_PARTY_LOG (a JSON-lines file).
 
-LOOPS_MADE = [0]
 # Suites parametrize tests by ``asyncio.SelectorEventLoop``, which names the test
 # after the class: the counting class is logged under the stock class's name so
 # the runs' node ids compare.
 STOCK_LOOP_NAME = __import__("asyncio").SelectorEventLoop.__name__
-
-
-def _install_zerosock(backend_name: str) -> None:
-    import asyncio
-    import warnings
-
-    from zerosock import _compat
-
-    backend = _compat.load_backend(backend_name)
-
-    class CountedLoop(backend.aio.EventLoop):  # type: ignore[name-defined,misc]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            LOOPS_MADE[0] += 1
-            super().__init__(*args, **kwargs)
-
-    class Policy(backend.aio.EventLoopPolicy):  # type: ignore[name-defined,misc]
-        _loop_factory = CountedLoop
-
-    with warnings.catch_warnings():  # 3.14 deprecates policies; the suites still use them
-        warnings.simplefilter("ignore", DeprecationWarning)
-        asyncio.set_event_loop_policy(Policy())
-    asyncio.DefaultEventLoopPolicy = Policy  # type: ignore[misc]
-    asyncio.SelectorEventLoop = CountedLoop  # type: ignore[misc]
-    if hasattr(asyncio, "EventLoop"):  # 3.13: the platform's default loop class
-        asyncio.EventLoop = CountedLoop  # type: ignore[misc]
 
 
 class _Log:
@@ -180,14 +150,7 @@ def pytest_configure(config: Any) -> None:
         return
     _LOG.append(_Log(os.environ["ZEROSOCK_THIRD_PARTY_LOG"]))
     if loop != "stdlib":
-        _install_zerosock(loop)
-
-
-def _excluded(suite: str, nodeid: str) -> Optional[str]:
-    for pattern, reason in EXCLUDED.get(suite, {}).items():
-        if fnmatch.fnmatchcase(nodeid, pattern):
-            return reason
-    return None
+        compare.install_zerosock_loop(loop)
 
 
 def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
@@ -201,7 +164,7 @@ def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
         param_ids = callspec.id.split("-") if callspec is not None else []
         if any(part.split("+")[-1] in OTHER_LOOPS for part in param_ids):
             drop.append(item)
-        elif loop != "stdlib" and _excluded(suite, item.nodeid):
+        elif loop != "stdlib" and compare.excluded_reason(EXCLUDED.get(suite, {}), item.nodeid):
             _LOG[0].write(nodeid=item.nodeid, outcome="excluded")
             drop.append(item)
         else:
@@ -234,7 +197,7 @@ def pytest_runtest_logreport(report: Any) -> None:
 
 def pytest_unconfigure(config: Any) -> None:
     if _LOG:
-        _LOG[0].write(nodeid="<zerosock loops made>", outcome=str(LOOPS_MADE[0]))
+        _LOG[0].write(nodeid=compare.LOOPS_MADE, outcome=str(compare.loops_made()))
         _LOG.pop().close()
 
 
@@ -302,21 +265,6 @@ def prepare(name: str, suite: Suite, cache: str, log: Any) -> Tuple[str, str]:
 CPU_SECONDS: Dict[Tuple[str, str], float] = {}  # per run: what it costs a machine
 
 
-def _wait(pid: int, timeout: float) -> Tuple[Optional[int], float]:
-    """Wait for ``pid`` (killing its group after ``timeout``): exit code (None on a
-    timeout) and the CPU seconds it and its children used."""
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status, usage = os.wait4(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
-        if time.monotonic() > deadline:
-            os.killpg(pid, signal.SIGKILL)
-            _, status, usage = os.wait4(pid, 0)
-            return None, usage.ru_utime + usage.ru_stime
-        time.sleep(0.2)
-
-
 RUN_PYTEST = "import sys; del sys.path[0]; import pytest; sys.exit(pytest.console_main())"
 
 
@@ -331,8 +279,7 @@ def run_suite(name: str, suite: Suite, python: str, src: str, loop: str, cache: 
     for path in (log_path, out_path):
         if os.path.exists(path):
             os.unlink(path)
-    env = dict(os.environ)
-    env.pop("ZEROSOCK_PURE_PYTHON", None)
+    env = compare.child_env()
     env.pop("PYTHONASYNCIODEBUG", None)
     env.update(ZEROSOCK_THIRD_PARTY_LOOP=loop, ZEROSOCK_THIRD_PARTY_SUITE=name,
                ZEROSOCK_THIRD_PARTY_LOG=log_path, PYTHONDONTWRITEBYTECODE="1",
@@ -343,10 +290,7 @@ def run_suite(name: str, suite: Suite, python: str, src: str, loop: str, cache: 
            ] + suite.options + (extra or suite.paths)
     outcomes: Dict[str, str] = {}
     with open(out_path, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=src, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        rc, cpu = _wait(proc.pid, timeout)
-        proc.returncode = -9 if rc is None else rc  # reaped here, not by Popen
+        rc, cpu = compare.run_child(cmd, timeout, out, subprocess.STDOUT, cwd=src, env=env)
     CPU_SECONDS[(name, loop + log_name)] = cpu
     started: List[str] = []
     if os.path.exists(log_path):
@@ -370,17 +314,6 @@ def run_suite(name: str, suite: Suite, python: str, src: str, loop: str, cache: 
         with open(out_path) as f:
             sys.stderr.write(f"--- {name} on {loop}{log_name} (exit {rc})\n" + f.read()[-6000:])
     return outcomes
-
-
-def count(outcomes: Dict[str, str]) -> Dict[str, int]:
-    totals = {k: 0 for k in ("passed", "failed", "skipped", "excluded")}
-    for nodeid, outcome in outcomes.items():
-        if nodeid.startswith("<zerosock"):
-            continue
-        key = ("passed" if outcome in PASSING else "failed" if outcome in FAILING
-               else outcome)
-        totals[key] += 1
-    return totals
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -444,18 +377,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         if reference is not None:
             # a broken setup (collection error, missing dependency) shows on stock first
             broken = [n for n in reference if n.startswith("<") and not n.startswith("<zerosock")]
-            if broken or count(reference)["passed"] == 0:
+            if broken or compare.tally(reference)["passed"] == 0:
                 regressions.append(f"{name} on stdlib: the suite did not run: {broken}")
         for loop in backends:
             outcomes = by_key[(name, loop)]
-            if outcomes.get("<zerosock loops made>", "0") == "0":
+            if compare.made_no_loop(outcomes):
                 regressions.append(f"{name} on {loop}: no zerosock loop was made")
-            suspects = sorted(n for n, o in outcomes.items() if o in FAILING and (
-                reference is None or reference.get(n) in PASSING or n.startswith("<")))
-            if reference is not None:
-                # a test that never ran on zerosock (a crash or timeout before it)
-                suspects += sorted(n for n, o in reference.items()
-                                   if o in PASSING and n not in outcomes)
+            suspects = compare.suspects(outcomes, reference, unrun=True)
             retry_ids = [n.replace(STOCK_LOOP_NAME, "CountedLoop")
                          for n in suspects if not n.startswith("<")]
             retried: Dict[str, str] = {}
@@ -474,37 +402,25 @@ def main(argv: Optional[List[str]] = None) -> int:
                     regressions.append(f"{name} on {loop}: {nodeid}: {first}, "
                                        f"again {retried.get(nodeid, 'not run')}")
 
-    print(f"\n{'suite':9} {'loop':7} {'passed':>7} {'failed':>7} {'skipped':>8} "
-          f"{'excluded':>9} {'loops':>6} {'seconds':>8} {'cpu s':>6}")
+    rows = []
     for name in names:
         for loop in loops:
-            t = count(by_key[(name, loop)])
-            print(f"{name:9} {loop:7} {t['passed']:7} {t['failed']:7} {t['skipped']:8} "
-                  f"{t['excluded']:9} {by_key[(name, loop)].get('<zerosock loops made>', '-'):>6} "
-                  f"{seconds[(name, loop)]:8.0f} {CPU_SECONDS[(name, loop)]:6.0f}")
+            t = compare.tally(by_key[(name, loop)])
+            rows.append([name, loop, t["passed"], t["failed"], t["error"], t["skipped"],
+                         t["excluded"], by_key[(name, loop)].get(compare.LOOPS_MADE, "-"),
+                         f"{seconds[(name, loop)]:.0f}", f"{CPU_SECONDS[(name, loop)]:.0f}"])
+    print()
+    compare.print_table(["suite", "loop", "passed", "failed", "errors", "skipped", "excluded",
+                         "loops", "seconds", "cpu s"], [9, 7, 7, 7, 7, 8, 9, 6, 8, 6], rows)
     print(f"total: {time.monotonic() - started:.0f} s wall, "
           f"{sum(CPU_SECONDS.values()):.0f} s CPU in the suites' runs")
-    excluded = [(n, p, r) for n in names for p, r in EXCLUDED.get(n, {}).items()]
-    if excluded:
-        print("\nexcluded on zerosock:")
-        for name, pattern, reason in excluded:
-            print(f"  {name} {pattern}: {reason}")
-    if flaky:
-        print("\nfailed once on zerosock, passed when run again:")
-        for line in flaky:
-            print("  " + line)
-    if regressions:
-        print("\npass on stock asyncio, not on zerosock:")
-        for line in regressions:
-            print("  " + line)
-        return 1
-    print("\nno regressions against stock asyncio")
-    return 0
+    return compare.verdict([
+        ("excluded on zerosock", [f"{n} {p}: {r}" for n in names
+                                  for p, r in EXCLUDED.get(n, {}).items()]),
+        ("failed once on zerosock, passed when run again", flaky),
+    ], regressions)
 
 
 if __name__ == "__main__":
-    try:
-        import zerosock  # noqa: F401  (the installed package, when there is one)
-    except ImportError:
-        sys.path.insert(0, os.path.join(ROOT, "src"))
+    compare.use_source_tree_unless_installed()
     sys.exit(main())

@@ -53,7 +53,7 @@ def test_plugin_runs_the_suite_on_zerosock(backend, tmp_path, request):
     tests = tmp_path / "src" / "tests"
     tests.mkdir(parents=True)
     (tests / "test_auto_detection.py").write_text(textwrap.dedent(SUITE_TESTS).format(
-        module="run_third_party", name="CountedLoop"))
+        module="_suite_compare", name="CountedLoop"))
     suite = run_third_party.Suite(sdist="mini==0", install=[], options=[], paths=["tests"],
                                   timeout=120)
     outcomes = run_third_party.run_suite("uvicorn", suite, sys.executable, str(tmp_path / "src"),
