@@ -242,13 +242,8 @@ class RecvBuffer:
         into what is left, or raises :class:`BufferError` if nothing is.
         Raises :class:`BufferFullError` when ``max_size`` bytes are unread.
         """
-        if self._filling:
-            raise RuntimeError(BUSY_MESSAGE)
-        cap = len(self._store)
-        start, end = self._start, self._end
-        if cap - end < ((cap >> 2) or 1) or (start == end and start):
-            self._room_for_fill()
-            end = self._end
+        self._ready_to_fill()
+        end = self._end
         self._filling = True
         try:
             with memoryview(self._store) as whole, whole[end:] as tail:
@@ -267,6 +262,16 @@ class RecvBuffer:
         if not n:
             self._eof = True
         return n
+
+    def _ready_to_fill(self) -> None:
+        """Refuse a read inside a read; make room when less than a quarter of
+        the store is free at the tail, or when it is empty but not at the start."""
+        if self._filling:
+            raise RuntimeError(BUSY_MESSAGE)
+        cap = len(self._store)
+        start, end = self._start, self._end
+        if cap - end < ((cap >> 2) or 1) or (start == end and start):
+            self._room_for_fill()
 
     def _room_for_fill(self) -> None:
         cap = len(self._store)
@@ -299,12 +304,7 @@ class RecvBuffer:
         call :meth:`buffer_updated`, and drop it.
         """
         index(sizehint)
-        if self._filling:
-            raise RuntimeError(BUSY_MESSAGE)
-        cap = len(self._store)
-        start, end = self._start, self._end
-        if cap - end < ((cap >> 2) or 1) or (start == end and start):
-            self._room_for_fill()
+        self._ready_to_fill()
         return memoryview(self._store)[self._end:]
 
     def buffer_updated(self, nbytes: int) -> None:
