@@ -16,7 +16,7 @@ import asyncio
 import random
 import socket
 import struct
-from typing import Any, Callable, Tuple
+from typing import Any, Awaitable, Callable, Tuple
 
 import pytest
 
@@ -127,27 +127,42 @@ def lines_split(a: Any, b: Any, stream: bytes) -> int:
     return count
 
 
-def lines_asyncio(a: Any, b: Any, stream: bytes) -> int:
-    """asyncio.StreamReader.readuntil on the stdlib event loop."""
+def _on_stdlib_loop(main: Awaitable[int]) -> int:
+    """Run ``main`` on a new stdlib event loop (without asyncio.run's shutdown work)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        loop.close()
+
+
+def _stdlib_streams(a: Any, b: Any, stream: bytes,
+                    read_frames: Callable[[asyncio.StreamReader], Awaitable[int]]) -> int:
+    """``read_frames`` (frames read) on a StreamReader over ``a`` while ``b`` sends ``stream``."""
     async def main() -> int:
         loop = asyncio.get_running_loop()
         reader, writer = await asyncio.open_connection(sock=a, limit=CHUNK)
         b.setblocking(False)
         sending = loop.create_task(loop.sock_sendall(b, stream))
+        count = await read_frames(reader)
+        await sending
+        writer.transport.abort()
+        return count
+
+    return _on_stdlib_loop(main())
+
+
+def lines_asyncio(a: Any, b: Any, stream: bytes) -> int:
+    """asyncio.StreamReader.readuntil on the stdlib event loop."""
+    async def read_lines(reader: asyncio.StreamReader) -> int:
         count = 0
         readuntil = reader.readuntil
         while count < FRAMES:
             await readuntil(b"\r\n")
             count += 1
-        await sending
-        writer.transport.abort()
         return count
 
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
+    return _stdlib_streams(a, b, stream, read_lines)
 
 
 # -- length-prefixed frames ------------------------------------------------
@@ -220,26 +235,16 @@ def frames_bytearray(a: Any, b: Any, stream: bytes) -> int:
 
 def frames_asyncio(a: Any, b: Any, stream: bytes) -> int:
     """asyncio.StreamReader.readexactly on the stdlib event loop."""
-    async def main() -> int:
-        loop = asyncio.get_running_loop()
-        reader, writer = await asyncio.open_connection(sock=a, limit=CHUNK)
-        b.setblocking(False)
-        sending = loop.create_task(loop.sock_sendall(b, stream))
+    async def read_prefixed(reader: asyncio.StreamReader) -> int:
         count = 0
         readexactly = reader.readexactly
         from_bytes = int.from_bytes
         while count < FRAMES:
             await readexactly(from_bytes(await readexactly(4), "big"))
             count += 1
-        await sending
-        writer.transport.abort()
         return count
 
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
+    return _stdlib_streams(a, b, stream, read_prefixed)
 
 
 # -- asyncio: RecvBuffer as a BufferedProtocol's buffer -------------------
@@ -270,11 +275,7 @@ def _asyncio_recvbuffer(zs: Any, drain: Callable[[Any], int]) -> Callable[[Any, 
             transport.abort()
             return count
 
-        loop = asyncio.new_event_loop()
-        try:
-            return loop.run_until_complete(main())
-        finally:
-            loop.close()
+        return _on_stdlib_loop(main())
     return parse
 
 
