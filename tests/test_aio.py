@@ -991,11 +991,17 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     return str(cert_path), str(key_path)
 
 
-def test_tls_echo_and_start_tls(loop_factory, tls_files):
+@pytest.fixture
+def tls_contexts(tls_files: tuple) -> tuple:
+    """A server context with that certificate and a client context that trusts it."""
     cert, key = tls_files
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert, key)
-    client_ctx = ssl.create_default_context(cafile=cert)
+    return server_ctx, ssl.create_default_context(cafile=cert)
+
+
+def test_tls_echo_and_start_tls(loop_factory, tls_contexts):
+    server_ctx, client_ctx = tls_contexts
 
     async def main() -> None:
         server = await asyncio.start_server(_upper_handler, "127.0.0.1", 0, ssl=server_ctx)
@@ -1098,11 +1104,8 @@ def test_no_transport_leak(loop_factory):
 
 
 @pytest.mark.c_extension
-def test_c_loop_uses_c_transports_including_under_tls(c_backend, tls_files):
-    cert, key = tls_files
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(cert, key)
-    client_ctx = ssl.create_default_context(cafile=cert)
+def test_c_loop_uses_c_transports_including_under_tls(c_backend, tls_contexts):
+    server_ctx, client_ctx = tls_contexts
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -1403,13 +1406,10 @@ class _TrackedSocket(socket.socket):
 
 
 @pytest.mark.parametrize("secure", [False, True], ids=["plain", "tls"])
-def test_caller_supplied_socket_subclass_does_the_io(loop_factory, tls_files, secure):
+def test_caller_supplied_socket_subclass_does_the_io(loop_factory, tls_contexts, secure):
     """A socket given with sock= whose class replaces recv/send gets them
     called, as by the stdlib's transport; the transport closes it at the end."""
-    cert, key = tls_files
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(cert, key)
-    client_ctx = ssl.create_default_context(cafile=cert)
+    server_ctx, client_ctx = tls_contexts
 
     async def main() -> set:
         server = await asyncio.start_server(_upper_handler, "127.0.0.1", 0,

@@ -754,8 +754,9 @@ def test_no_references_leak(sel_mod):
 @pytest.fixture(scope="module")
 def stdlib_runs(request):
     """The interpreter's test_selectors, run in subprocesses for both backends at once."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(PACKAGE_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    from _hardening import subprocess_env
+
+    env = subprocess_env()
     backends = ["python"] if request.config.getoption("--no-c-extensions") else ["c", "python"]
     runs = {
         backend: subprocess.Popen(
