@@ -996,10 +996,13 @@ def test_c_level_api_from_another_extension(zs, tmp_path, pair):
     if zs.BACKEND != "c":
         pytest.skip("C-level API")
     pytest.importorskip("Cython")
+    csrc = HERE.parent / "csrc"
+    if not csrc.is_dir():  # the .pxd files declare the shim's headers, which wheels do not ship
+        pytest.skip("needs the source tree (csrc/)")
     src = PACKAGE_ROOT  # where the installed (or in-place built) .pxd files are
     (tmp_path / "pxd_user.pyx").write_text(_PXD_USER)
     (tmp_path / "build.py").write_text(_PXD_BUILD)
-    build = subprocess.run([sys.executable, "build.py", str(HERE.parent / "csrc"), str(src)],
+    build = subprocess.run([sys.executable, "build.py", str(csrc), str(src)],
                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
     if build.returncode != 0:
         pytest.fail(f"building against _selectors_c.pxd failed:\n{build.stderr[-3000:]}")
