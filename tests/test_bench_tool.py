@@ -230,7 +230,8 @@ def test_ctrl_c_stops_every_server(tmp_path: Path) -> None:
          "-s", "64", "-n", "1", "-d", "30", "--warmup", "0", "-r", "1", "--no-pin",
          "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        preexec_fn=_default_sigint)
     marker = f'"port": {port}'
     try:
         deadline = time.monotonic() + 15
@@ -251,6 +252,13 @@ def test_ctrl_c_stops_every_server(tmp_path: Path) -> None:
     while time.monotonic() < deadline and _servers_with(marker):
         time.sleep(0.05)
     assert not _servers_with(marker)
+
+
+def _default_sigint() -> None:
+    # What a terminal's Ctrl-C meets.  A shell starts background jobs (a CI step,
+    # ``pytest &``) with SIGINT ignored, children inherit that, and an
+    # interpreter started so never installs its KeyboardInterrupt handler.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _servers_with(marker: str) -> List[int]:
