@@ -56,7 +56,8 @@ for want in "$@"; do
     "$py" -m venv "$work/venv-$version"
     venv_py="$work/venv-$version/bin/python"
     "$venv_py" -m pip install --quiet --upgrade pip
-    "$venv_py" -m pip install --quiet "$wheel[test]"
+    # The bench extra too: its tests (uvloop contenders, the plots) then run rather than skip.
+    "$venv_py" -m pip install --quiet "$wheel[test,bench]"
     # Run from outside the tree so the installed wheel, not src/, is imported.
     if (cd "$work" && "$venv_py" -c 'import zerosock, sys; assert zerosock.BACKEND == "c", zerosock.BACKEND' &&
         "$venv_py" -m pytest -q -p no:cacheprovider --rootdir "$root" -c "$root/pyproject.toml" "$root/tests"); then
