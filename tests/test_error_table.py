@@ -22,6 +22,8 @@ pytestmark = pytest.mark.skipif(not HEADER.exists(), reason="needs the source tr
 
 
 def rows():
+    if not HEADER.exists():  # read at collection, before the skip applies
+        return []
     return [(int(code), name, int(py_errno), errno_name, exc)
             for code, name, py_errno, errno_name, exc in ROW.findall(HEADER.read_text())]
 
