@@ -39,8 +39,6 @@ DEFAULT_MODULES = [
 EXCLUDED: Dict[str, str] = {
 }
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 
 def _short_id(test_id: str) -> str:
     return test_id.replace("test.test_asyncio.", "", 1)

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import _suite_compare as compare
-from _suite_compare import FAILING, HERE, PASSING, ROOT
+from _suite_compare import HERE, PASSING, ROOT
 
 PLUGIN = os.path.splitext(os.path.basename(__file__))[0]
 
