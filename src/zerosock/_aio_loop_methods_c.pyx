@@ -13,7 +13,17 @@ mode -- in C and hands every other case to the Python method it replaced,
 which keeps the stdlib's checks, messages and debug-mode behaviour.
 
 Being non-data descriptors on the class, they give way to a subclass's
-methods and to attributes set on the loop itself (mocks), as the stdlib's do."""
+methods and to attributes set on the loop itself (mocks), as the stdlib's do.
+
+The handles these methods return are zerosock's subclasses of
+``asyncio.Handle`` and ``asyncio.TimerHandle`` (same slots, same Python
+methods otherwise) whose ``cancel``, ``cancelled`` and ``when`` are C method
+descriptors too: frameworks set a timer and cancel it per request (uvicorn's
+keep-alive), which on the stdlib's classes runs two Python frames.  A
+handle's ``cancel`` tells its loop through ``loop._timer_handle_cancelled``
+and asks ``loop.get_debug()`` as the stdlib's does; when these are the C
+methods above (not replaced on a subclass or on the loop) it does their work
+in place."""
 
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.object cimport PyObject
@@ -24,8 +34,8 @@ import inspect
 from asyncio import base_events, events, futures, tasks
 
 from zerosock._aio_core_c cimport LoopCore
-from zerosock._aio_core_c import treat_as_stdlib_time
-from zerosock._slots cimport zs_slot_get, zs_slot_offset
+from zerosock._aio_core_c import Handle, TimerHandle, treat_as_stdlib_time
+from zerosock._slots cimport zs_slot_get, zs_slot_offset, zs_slot_set
 
 __all__ = ["install_loop_methods"]
 
@@ -34,10 +44,14 @@ cdef extern from "Python.h":
     # The singletons themselves (a cast of True or False would give 1 or 0).
     PyObject *Py_True
     PyObject *Py_False
+    ctypedef struct PyTypeObject
+    PyTypeObject *Py_TYPE(object o)
+    bint PyObject_TypeCheck(object o, PyTypeObject *kind)
+    PyObject *_PyType_Lookup(PyTypeObject *kind, object name)
 
 cdef extern from *:
     """
-    #define ZS_MAX_LOOP_METHODS 16
+    #define ZS_MAX_LOOP_METHODS 24
     static PyMethodDef zs_loop_methods[ZS_MAX_LOOP_METHODS];
     static int zs_loop_method_count;
 
@@ -80,8 +94,16 @@ cdef extern from *:
 
 
 cdef Py_ssize_t CORE_OFFSET = -1     # where an EventLoop keeps its LoopCore
-cdef type TimerHandleType = events.TimerHandle
-cdef Py_ssize_t T_SCHEDULED = zs_slot_offset(TimerHandleType.__dict__["_scheduled"])
+cdef type LoopType = None            # the class install_loop_methods was given
+cdef type StdTimerHandleType = events.TimerHandle
+cdef type TimerHandleType = TimerHandle
+cdef Py_ssize_t H_CANCELLED = zs_slot_offset(events.Handle.__dict__["_cancelled"])
+cdef Py_ssize_t H_LOOP = zs_slot_offset(events.Handle.__dict__["_loop"])
+cdef Py_ssize_t H_CALLBACK = zs_slot_offset(events.Handle.__dict__["_callback"])
+cdef Py_ssize_t H_ARGS = zs_slot_offset(events.Handle.__dict__["_args"])
+cdef Py_ssize_t H_REPR = zs_slot_offset(events.Handle.__dict__["_repr"])
+cdef Py_ssize_t T_SCHEDULED = zs_slot_offset(StdTimerHandleType.__dict__["_scheduled"])
+cdef Py_ssize_t T_WHEN = zs_slot_offset(StdTimerHandleType.__dict__["_when"])
 # Looked up at each call in the modules the stdlib's methods look them up in,
 # so that what patches them (mocks) takes effect as it does for the stdlib.
 cdef dict _base_events_globals = base_events.__dict__
@@ -93,6 +115,13 @@ cdef tuple TASK_KWNAMES = ("loop", "name", "context")
 # The Python methods the descriptors replace: they take every uncommon case.
 cdef object _py_call_soon, _py_call_later, _py_call_at, _py_timer_handle_cancelled
 cdef object _py_get_debug, _py_time, _py_create_future, _py_create_task
+cdef object _py_handle_cancel = events.Handle.cancel
+cdef object _py_timer_cancel = events.TimerHandle.cancel
+cdef object _py_cancelled = events.Handle.cancelled
+cdef object _py_when = events.TimerHandle.when
+# The loop's C descriptors a handle's cancel looks for on its loop.
+cdef object _c_timer_handle_cancelled = None
+cdef object _c_get_debug = None
 
 
 cdef inline PyObject *_lookup(dict namespace, str name) except? NULL:
@@ -119,6 +148,20 @@ cdef inline LoopCore _fast_core(object loop):
     state = core.state
     if (_lookup(state, "_debug") != Py_False
             or _lookup(state, "_closed") != Py_False):
+        return None
+    return core
+
+
+cdef LoopCore _own_core(object loop, str name, object descr):
+    """The LoopCore of ``loop`` when ``loop.<name>`` is ``descr``, the C
+    method installed here (no subclass or attribute of the loop replaces it),
+    else None."""
+    cdef LoopCore core
+    if LoopType is None or not PyObject_TypeCheck(loop, <PyTypeObject *>LoopType):
+        return None
+    core = _core_of(loop)
+    if (core is None or _PyType_Lookup(Py_TYPE(loop), name) != <PyObject *>descr
+            or _lookup(core.state, name) != NULL):
         return None
     return core
 
@@ -151,52 +194,67 @@ cdef inline bint _context_only(PyObject **args, Py_ssize_t nargs, PyObject *kwna
 
 # -- scheduling callbacks ----------------------------------------------------------
 
-cdef object _call_soon(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+cdef enum Schedule:
+    SOON, LATER, AT
+
+
+cdef object _schedule(Schedule kind, object loop, PyObject **args, Py_ssize_t nargs,
+                      PyObject *kwnames):
+    """call_soon, call_later or call_at in C for an open loop outside debug
+    mode called with ``context=`` as its only keyword, else their Python method."""
     cdef PyObject *context
     cdef LoopCore core
-    if nargs >= 1 and _context_only(args, nargs, kwnames, &context):
+    cdef Py_ssize_t fixed = 1 if kind == SOON else 2   # (delay or when,) callback
+    if (nargs >= fixed and (kind == SOON or args[0] != <PyObject *>None)
+            and _context_only(args, nargs, kwnames, &context)):
         core = _fast_core(loop)
         if core is not None:
-            return core.call_soon(<object>args[0], zs_tuple_from_array(args + 1, nargs - 1),
-                                  <object>context)
-    return _forward(_py_call_soon, loop, args, nargs, kwnames)
+            rest = zs_tuple_from_array(args + fixed, nargs - fixed)
+            if kind == SOON:
+                return core.call_soon(<object>args[0], rest, <object>context)
+            if kind == LATER:
+                return core.call_later(<object>args[0], <object>args[1], rest, <object>context)
+            return core.call_at(<object>args[0], <object>args[1], rest, <object>context)
+    fallback = _py_call_soon if kind == SOON else _py_call_later if kind == LATER else _py_call_at
+    return _forward(fallback, loop, args, nargs, kwnames)
+
+
+cdef object _call_soon(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    return _schedule(SOON, loop, args, nargs, kwnames)
 
 
 cdef object _call_later(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
-    cdef PyObject *context
-    cdef LoopCore core
-    if nargs >= 2 and args[0] != <PyObject *>None and _context_only(args, nargs, kwnames, &context):
-        core = _fast_core(loop)
-        if core is not None:
-            return core.call_later(<object>args[0], <object>args[1],
-                                   zs_tuple_from_array(args + 2, nargs - 2), <object>context)
-    return _forward(_py_call_later, loop, args, nargs, kwnames)
+    return _schedule(LATER, loop, args, nargs, kwnames)
 
 
 cdef object _call_at(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
-    cdef PyObject *context
-    cdef LoopCore core
-    if nargs >= 2 and args[0] != <PyObject *>None and _context_only(args, nargs, kwnames, &context):
-        core = _fast_core(loop)
-        if core is not None:
-            return core.call_at(<object>args[0], <object>args[1],
-                                zs_tuple_from_array(args + 2, nargs - 2), <object>context)
-    return _forward(_py_call_at, loop, args, nargs, kwnames)
+    return _schedule(AT, loop, args, nargs, kwnames)
 
 
-cdef object _timer_handle_cancelled(object loop, object handle):
-    # TimerHandle.cancel() tells the loop, which counts the cancelled handles
-    # still in its heap to know when to compact it.
-    cdef LoopCore core = _core_of(loop)
+cdef object _count_cancelled(LoopCore core, object loop, object handle):
+    # The loop counts the cancelled handles still in its heap to know when to compact it.
     cdef PyObject *scheduled
-    if core is None or type(handle) is not TimerHandleType:
+    cdef type kind = type(handle)
+    if kind is not TimerHandleType and kind is not StdTimerHandleType:
         return _py_timer_handle_cancelled(loop, handle)
     scheduled = zs_slot_get(handle, T_SCHEDULED)
     if scheduled == NULL:
         return _py_timer_handle_cancelled(loop, handle)  # the stdlib says what is missing
-    if scheduled == Py_True or (scheduled != Py_False and <object>scheduled):
+    if scheduled == Py_True:
         core.timers.cancelled_count += 1
+    elif scheduled != Py_False:
+        flag = <object>scheduled  # owned: its __bool__ may replace the slot
+        if flag:
+            core.timers.cancelled_count += 1
     return None
+
+
+cdef object _timer_handle_cancelled(object loop, object handle):
+    # What TimerHandle.cancel() tells the loop.
+    cdef LoopCore core = _core_of(loop)
+    if core is None:
+        return _py_timer_handle_cancelled(loop, handle)
+    return _count_cancelled(core, loop, handle)
 
 
 # -- state ---------------------------------------------------------------------------
@@ -263,6 +321,74 @@ cdef object _create_task(object loop, PyObject **args, Py_ssize_t nargs, PyObjec
     return PyObject_Vectorcall(<object>task_type, argv, 1, TASK_KWNAMES)
 
 
+# -- the handles' methods ------------------------------------------------------------------
+# Each does what the stdlib's method does, reading and writing the slots
+# directly; a handle whose slots are not as __init__ leaves them (never set,
+# or a flag that is not a bool) gets the stdlib's method, which says what is
+# wrong or runs the flag's Python code in the stdlib's order.
+
+cdef bint _loop_debug(object loop) except -1:
+    """``loop.get_debug()``, as a truth value."""
+    cdef LoopCore core = _own_core(loop, "get_debug", _c_get_debug)
+    cdef PyObject *debug
+    if core is not None:
+        debug = _lookup(core.state, "_debug")
+        if debug == Py_False:
+            return False
+        if debug == Py_True:
+            return True
+    return bool(loop.get_debug())
+
+
+cdef object _handle_cancel(object handle, PyObject *unused):
+    cdef PyObject *flag = zs_slot_get(handle, H_CANCELLED)
+    cdef PyObject *loop_slot = zs_slot_get(handle, H_LOOP)
+    if flag == Py_True:
+        return None
+    if flag != Py_False or loop_slot == NULL:
+        return _py_handle_cancel(handle)
+    loop = <object>loop_slot  # owned: get_debug() may run Python code
+    zs_slot_set(handle, H_CANCELLED, True)
+    if _loop_debug(loop):
+        # Debug mode keeps the repr, callback and arguments included, for
+        # the log of a slow callback.
+        zs_slot_set(handle, H_REPR, repr(handle))
+    zs_slot_set(handle, H_CALLBACK, None)
+    zs_slot_set(handle, H_ARGS, None)
+    return None
+
+
+cdef object _timer_cancel(object handle, PyObject *unused):
+    cdef PyObject *flag = zs_slot_get(handle, H_CANCELLED)
+    cdef PyObject *loop_slot = zs_slot_get(handle, H_LOOP)
+    cdef LoopCore core
+    if flag == Py_True:
+        return None
+    if flag != Py_False or loop_slot == NULL:
+        return _py_timer_cancel(handle)
+    loop = <object>loop_slot  # owned, through the loop's Python code
+    core = _own_core(loop, "_timer_handle_cancelled", _c_timer_handle_cancelled)
+    if core is not None:
+        _count_cancelled(core, loop, handle)
+    else:
+        loop._timer_handle_cancelled(handle)
+    return _handle_cancel(handle, NULL)  # Handle.cancel, which reads the flag again
+
+
+cdef object _cancelled(object handle, PyObject *unused):
+    cdef PyObject *flag = zs_slot_get(handle, H_CANCELLED)
+    if flag == NULL:
+        return _py_cancelled(handle)
+    return <object>flag
+
+
+cdef object _when(object handle, PyObject *unused):
+    cdef PyObject *when = zs_slot_get(handle, T_WHEN)
+    if when == NULL:
+        return _py_when(handle)
+    return <object>when
+
+
 # -- installation ------------------------------------------------------------------------
 
 cdef int _install(object cls, const char *name, void *impl, int flags, const char *doc) except -1:
@@ -276,6 +402,10 @@ def install_loop_methods(cls):
     them now, take what the C paths leave."""
     global CORE_OFFSET, _py_call_soon, _py_call_later, _py_call_at, _py_timer_handle_cancelled
     global _py_get_debug, _py_time, _py_create_future, _py_create_task
+    global LoopType, _c_timer_handle_cancelled, _c_get_debug
+    if LoopType is not None:
+        raise RuntimeError("the loop methods are installed already")
+    LoopType = cls
     CORE_OFFSET = zs_slot_offset(cls.__dict__["_core"])
     _py_call_soon = cls.call_soon
     _py_call_later = cls.call_later
@@ -311,3 +441,18 @@ def install_loop_methods(cls):
                  b"create_task($self, coro, *, name=None, context=None)\n--\n\n"
                  b"Schedule a coroutine object. Return a task object.")
     treat_as_stdlib_time(cls.__dict__["time"])
+    _c_timer_handle_cancelled = cls.__dict__["_timer_handle_cancelled"]
+    _c_get_debug = cls.__dict__["get_debug"]
+    _install_handle_methods()
+
+
+def _install_handle_methods():
+    _install(Handle, b"cancel", <void *>_handle_cancel, METH_NOARGS, b"cancel($self, /)\n--\n\n")
+    _install(TimerHandle, b"cancel", <void *>_timer_cancel, METH_NOARGS,
+             b"cancel($self, /)\n--\n\n")
+    for kind in (Handle, TimerHandle):
+        _install(kind, b"cancelled", <void *>_cancelled, METH_NOARGS,
+                 b"cancelled($self, /)\n--\n\n")
+    _install(TimerHandle, b"when", <void *>_when, METH_NOARGS,
+             b"when($self, /)\n--\n\n"
+             b"Return a scheduled callback time, on the loop.time() clock.")
