@@ -583,3 +583,58 @@ def test_timer_heap_compaction_keeps_what_a_flag_schedules(loop):
     odd._cancelled = True
     for h in kept + seen:
         h.cancel()
+
+
+def test_handles_release_what_they_hold(loop):
+    import gc
+    import weakref
+
+    class Arg:
+        pass
+
+    died: List[str] = []
+    for schedule in (lambda a: loop.call_soon(print, a), lambda a: loop.call_later(100, print, a)):
+        arg = Arg()
+        handle = schedule(arg)
+        arg_ref = weakref.ref(arg)
+        handle_ref = weakref.ref(handle, lambda r: died.append("handle"))
+        del arg
+        handle.cancel()  # the callback and arguments go at once
+        assert arg_ref() is None
+        arg = Arg()
+        again = schedule(arg)
+        cycle: List[Any] = [again]
+        again._args = (cycle,)  # handle -> args -> list -> handle
+        arg_ref = weakref.ref(arg)
+        again_ref = weakref.ref(again)
+        del arg, cycle
+        again.cancel()
+        del handle, again
+        _drain(loop)
+        gc.collect()
+        assert handle_ref() is None and again_ref() is None and arg_ref() is None
+    assert died == ["handle", "handle"]
+
+
+def test_subclass_of_the_loop_handle_classes(loop):
+    import weakref
+    deleted: List[str] = []
+
+    for made in (loop.call_soon(print), loop.call_later(100, print)):
+        class Sub(type(made)):  # type: ignore[misc]
+            __slots__ = ("extra",)
+
+            def __del__(self) -> None:
+                deleted.append(self.extra)
+
+        sub = Sub(print, (), loop) if not isinstance(made, asyncio.TimerHandle) \
+            else Sub(1.0, print, (), loop)
+        sub.extra = type(made).__name__
+        ref = weakref.ref(sub)
+        sub.cancel()
+        assert sub.cancelled()
+        del sub
+        assert ref() is None
+        made.cancel()
+    assert deleted == ["Handle", "TimerHandle"]
+    _drain(loop)

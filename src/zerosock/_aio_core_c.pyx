@@ -377,7 +377,7 @@ cdef class LoopCore:
         cdef Py_ssize_t todo, i = 0, j
         cdef PyObject *taken
         cdef double timeout
-        cdef bint debug = self.state["_debug"]
+        cdef bint debug = self.loop._debug
 
         self._drop_cancelled_timers()
         if ready or self.state["_stopping"]:

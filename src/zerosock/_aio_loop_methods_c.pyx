@@ -74,6 +74,69 @@ cdef extern from *:
         return PyDescr_NewMethod((PyTypeObject *)type, def);
     }
 
+    /* The deallocation of zerosock's Handle and TimerHandle: what the
+       interpreter's generic one for classes does for them (no __dict__, no
+       finalizer: such a subclass keeps the generic one, which calls this
+       after its own part), without its walk of the bases' members. */
+    #define ZS_HANDLE_SLOTS 9
+    typedef struct {
+        PyTypeObject *type;
+        destructor generic;             /* what the class had */
+        Py_ssize_t offsets[ZS_HANDLE_SLOTS];
+        int count;
+    } zs_handle_layout;
+    static zs_handle_layout zs_handle_layouts[2];
+    static int zs_handle_layout_count;
+
+    static void zs_handle_dealloc(PyObject *self)
+    {
+        PyTypeObject *type = Py_TYPE(self);
+        zs_handle_layout *layout = NULL;
+        PyObject **weaklist;
+        int i;
+        for (i = 0; i < zs_handle_layout_count && layout == NULL; i++) {
+            if (type == zs_handle_layouts[i].type)
+                layout = &zs_handle_layouts[i];
+        }
+        for (i = 0; i < zs_handle_layout_count && layout == NULL; i++) {
+            /* A subclass's instance: the generic deallocation did its part. */
+            if (PyType_IsSubtype(type, zs_handle_layouts[i].type))
+                layout = &zs_handle_layouts[i];
+        }
+        if (type == layout->type && (type->tp_finalize != NULL || type->tp_del != NULL)) {
+            layout->generic(self);  /* a finalizer given to the class itself since */
+            return;
+        }
+        PyObject_GC_UnTrack(self);
+        Py_TRASHCAN_BEGIN(self, zs_handle_dealloc)
+        weaklist = (PyObject **)((char *)self + type->tp_weaklistoffset);
+        if (type->tp_weaklistoffset > 0 && *weaklist != NULL)
+            PyObject_ClearWeakRefs(self);
+        for (i = 0; i < layout->count; i++)
+            Py_CLEAR(*(PyObject **)((char *)self + layout->offsets[i]));
+        type->tp_free(self);
+        Py_DECREF(type);  /* a class's instances own a reference to it */
+        Py_TRASHCAN_END
+    }
+
+    static int zs_set_handle_dealloc(PyObject *kind, Py_ssize_t *offsets, int count)
+    {
+        PyTypeObject *type = (PyTypeObject *)kind;
+        zs_handle_layout *layout;
+        if (zs_handle_layout_count == 2 || count > ZS_HANDLE_SLOTS
+                || !(type->tp_flags & Py_TPFLAGS_HEAPTYPE) || type->tp_dictoffset != 0) {
+            PyErr_SetString(PyExc_RuntimeError, "not a handle class this deallocation fits");
+            return -1;
+        }
+        layout = &zs_handle_layouts[zs_handle_layout_count++];
+        layout->type = type;
+        layout->generic = type->tp_dealloc;
+        memcpy(layout->offsets, offsets, sizeof(Py_ssize_t) * (size_t)count);
+        layout->count = count;
+        type->tp_dealloc = zs_handle_dealloc;
+        return 0;
+    }
+
     static PyObject *zs_tuple_from_array(PyObject *const *items, Py_ssize_t n)
     {
         PyObject *tuple = PyTuple_New(n);
@@ -88,12 +151,16 @@ cdef extern from *:
     }
     """
     object zs_new_method(object type, const char *name, void *impl, int flags, const char *doc)
+    int zs_set_handle_dealloc(object kind, Py_ssize_t *offsets, int count) except -1
     tuple zs_tuple_from_array(PyObject **items, Py_ssize_t n)
     object PyObject_Vectorcall(object callable, PyObject **args, size_t nargsf, object kwnames)
     int METH_O, METH_NOARGS, METH_FASTCALL, METH_KEYWORDS
 
 
 cdef Py_ssize_t CORE_OFFSET = -1     # where an EventLoop keeps its LoopCore
+# Where it keeps the state these methods read at each call (slots: a load, where
+# its __dict__ would cost a lookup).
+cdef Py_ssize_t DEBUG_OFFSET = -1, CLOSED_OFFSET = -1, FACTORY_OFFSET = -1
 cdef type LoopType = None            # the class install_loop_methods was given
 cdef type StdTimerHandleType = events.TimerHandle
 cdef type TimerHandleType = TimerHandle
@@ -143,11 +210,8 @@ cdef inline LoopCore _fast_core(object loop):
     """The LoopCore when the loop is open and outside debug mode (what every
     fast path asks), else None."""
     cdef LoopCore core = _core_of(loop)
-    if core is None:
-        return None
-    state = core.state
-    if (_lookup(state, "_debug") != Py_False
-            or _lookup(state, "_closed") != Py_False):
+    if (core is None or zs_slot_get(loop, DEBUG_OFFSET) != Py_False
+            or zs_slot_get(loop, CLOSED_OFFSET) != Py_False):
         return None
     return core
 
@@ -260,13 +324,10 @@ cdef object _timer_handle_cancelled(object loop, object handle):
 # -- state ---------------------------------------------------------------------------
 
 cdef object _get_debug(object loop, PyObject *unused):
-    cdef LoopCore core = _core_of(loop)
-    cdef PyObject *debug
-    if core is not None:
-        debug = _lookup(core.state, "_debug")
-        if debug != NULL:
-            return <object>debug
-    return _py_get_debug(loop)
+    cdef PyObject *debug = zs_slot_get(loop, DEBUG_OFFSET)
+    if debug != NULL:
+        return <object>debug
+    return _py_get_debug(loop)  # (deleted: the stdlib's error)
 
 
 cdef object _time(object loop, PyObject *unused):
@@ -282,9 +343,7 @@ cdef object _time(object loop, PyObject *unused):
 cdef object _create_future(object loop, PyObject *unused):
     cdef PyObject *future_type = _lookup(_futures_globals, "Future")
     cdef PyObject *argv[1]
-    cdef LoopCore core = _core_of(loop)
-    if (future_type == NULL or core is None
-            or _lookup(core.state, "_debug") != Py_False):
+    if future_type == NULL or zs_slot_get(loop, DEBUG_OFFSET) != Py_False:
         # Debug mode: the Future's traceback ends in the stdlib's frame, as it does there.
         return _py_create_future(loop)
     argv[0] = <PyObject *>loop
@@ -294,7 +353,6 @@ cdef object _create_future(object loop, PyObject *unused):
 cdef object _create_task(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
     cdef PyObject *argv[4]
     cdef PyObject *task_type
-    cdef PyObject *factory
     cdef Py_ssize_t i, nkw = 0 if kwnames == NULL else PyTuple_GET_SIZE(<object>kwnames)
     cdef LoopCore core
     if nargs != 1:
@@ -314,8 +372,7 @@ cdef object _create_task(object loop, PyObject **args, Py_ssize_t nargs, PyObjec
     task_type = _lookup(_tasks_globals, "Task")
     if core is None or task_type == NULL:
         return _forward(_py_create_task, loop, args, nargs, kwnames)
-    factory = _lookup(core.state, "_task_factory")
-    if factory != <PyObject *>None:
+    if zs_slot_get(loop, FACTORY_OFFSET) != <PyObject *>None:
         return _forward(_py_create_task, loop, args, nargs, kwnames)
     # The stdlib's tasks.Task(coro, loop=self, name=name, context=context).
     return PyObject_Vectorcall(<object>task_type, argv, 1, TASK_KWNAMES)
@@ -332,7 +389,7 @@ cdef bint _loop_debug(object loop) except -1:
     cdef LoopCore core = _own_core(loop, "get_debug", _c_get_debug)
     cdef PyObject *debug
     if core is not None:
-        debug = _lookup(core.state, "_debug")
+        debug = zs_slot_get(loop, DEBUG_OFFSET)
         if debug == Py_False:
             return False
         if debug == Py_True:
@@ -398,15 +455,20 @@ cdef int _install(object cls, const char *name, void *impl, int flags, const cha
 
 def install_loop_methods(cls):
     """Replace ``cls``'s hot methods by C method descriptors; ``cls`` keeps
-    its LoopCore in a ``_core`` slot.  Their Python methods, as ``cls`` has
+    its LoopCore in a ``_core`` slot, and ``_debug``, ``_closed`` and
+    ``_task_factory`` in slots.  Their Python methods, as ``cls`` has
     them now, take what the C paths leave."""
     global CORE_OFFSET, _py_call_soon, _py_call_later, _py_call_at, _py_timer_handle_cancelled
     global _py_get_debug, _py_time, _py_create_future, _py_create_task
     global LoopType, _c_timer_handle_cancelled, _c_get_debug
+    global DEBUG_OFFSET, CLOSED_OFFSET, FACTORY_OFFSET
     if LoopType is not None:
         raise RuntimeError("the loop methods are installed already")
     LoopType = cls
     CORE_OFFSET = zs_slot_offset(cls.__dict__["_core"])
+    DEBUG_OFFSET = zs_slot_offset(cls.__dict__["_debug"])
+    CLOSED_OFFSET = zs_slot_offset(cls.__dict__["_closed"])
+    FACTORY_OFFSET = zs_slot_offset(cls.__dict__["_task_factory"])
     _py_call_soon = cls.call_soon
     _py_call_later = cls.call_later
     _py_call_at = cls.call_at
@@ -446,7 +508,20 @@ def install_loop_methods(cls):
     _install_handle_methods()
 
 
+cdef int _set_dealloc(object kind, tuple owners) except -1:
+    cdef Py_ssize_t offsets[9]
+    cdef int count = 0
+    for owner in owners:
+        for name in owner.__slots__:
+            if name != "__weakref__":
+                offsets[count] = zs_slot_offset(owner.__dict__[name])
+                count += 1
+    return zs_set_handle_dealloc(kind, offsets, count)
+
+
 def _install_handle_methods():
+    _set_dealloc(Handle, (events.Handle,))
+    _set_dealloc(TimerHandle, (events.TimerHandle, events.Handle))
     _install(Handle, b"cancel", <void *>_handle_cancel, METH_NOARGS, b"cancel($self, /)\n--\n\n")
     _install(TimerHandle, b"cancel", <void *>_timer_cancel, METH_NOARGS,
              b"cancel($self, /)\n--\n\n")
