@@ -638,3 +638,26 @@ def test_subclass_of_the_loop_handle_classes(loop):
         made.cancel()
     assert deleted == ["Handle", "TimerHandle"]
     _drain(loop)
+
+
+def test_timer_cancel_sees_methods_patched_on_the_loop_class(loop):
+    told: List[Any] = []
+    loop.call_later(10, print).cancel()  # first, the class as it is
+
+    def spy(self, handle):  # type: ignore[no-untyped-def]
+        told.append(handle)
+
+    def debug_on(self) -> bool:  # type: ignore[no-untyped-def]
+        return True
+
+    timer = loop.call_later(10, print)
+    with mock.patch.object(type(loop), "_timer_handle_cancelled", spy):
+        timer.cancel()
+    assert told == [timer]
+    other = loop.call_later(10, print)
+    with mock.patch.object(type(loop), "get_debug", debug_on):
+        other.cancel()
+    assert other._repr is not None and "print" in other._repr
+    third = loop.call_later(10, print)
+    third.cancel()  # the class restored: the C methods again
+    assert third._repr is None and told == [timer]

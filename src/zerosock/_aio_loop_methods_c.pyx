@@ -44,7 +44,8 @@ cdef extern from "Python.h":
     # The singletons themselves (a cast of True or False would give 1 or 0).
     PyObject *Py_True
     PyObject *Py_False
-    ctypedef struct PyTypeObject
+    ctypedef struct PyTypeObject:
+        pass
     PyTypeObject *Py_TYPE(object o)
     bint PyObject_TypeCheck(object o, PyTypeObject *kind)
     PyObject *_PyType_Lookup(PyTypeObject *kind, object name)
@@ -137,6 +138,28 @@ cdef extern from *:
         return 0;
     }
 
+    /* The last loop class found to keep the C _timer_handle_cancelled and
+       get_debug, by its version tag: any change to the class or to one of
+       its bases gives it a new tag (the interpreter's method cache relies
+       on the same). */
+    static PyTypeObject *zs_checked_type;
+    static unsigned int zs_checked_tag;
+
+    static inline int zs_type_unchanged(PyTypeObject *type)
+    {
+        return type == zs_checked_type && zs_checked_tag != 0
+            && (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)
+            && type->tp_version_tag == zs_checked_tag;
+    }
+
+    static void zs_remember_type(PyTypeObject *type)
+    {
+        if (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) {
+            zs_checked_type = type;
+            zs_checked_tag = type->tp_version_tag;
+        }
+    }
+
     static PyObject *zs_tuple_from_array(PyObject *const *items, Py_ssize_t n)
     {
         PyObject *tuple = PyTuple_New(n);
@@ -152,6 +175,8 @@ cdef extern from *:
     """
     object zs_new_method(object type, const char *name, void *impl, int flags, const char *doc)
     int zs_set_handle_dealloc(object kind, Py_ssize_t *offsets, int count) except -1
+    bint zs_type_unchanged(PyTypeObject *kind)
+    void zs_remember_type(PyTypeObject *kind)
     tuple zs_tuple_from_array(PyObject **items, Py_ssize_t n)
     object PyObject_Vectorcall(object callable, PyObject **args, size_t nargsf, object kwnames)
     int METH_O, METH_NOARGS, METH_FASTCALL, METH_KEYWORDS
@@ -216,15 +241,27 @@ cdef inline LoopCore _fast_core(object loop):
     return core
 
 
-cdef LoopCore _own_core(object loop, str name, object descr):
-    """The LoopCore of ``loop`` when ``loop.<name>`` is ``descr``, the C
-    method installed here (no subclass or attribute of the loop replaces it),
-    else None."""
+cdef bint _class_keeps_c_methods(PyTypeObject *kind):
+    """Whether the loop class ``kind`` has the C _timer_handle_cancelled and
+    get_debug installed here (neither it nor a base replaced them)."""
+    if zs_type_unchanged(kind):
+        return True
+    if (_PyType_Lookup(kind, "_timer_handle_cancelled") != <PyObject *>_c_timer_handle_cancelled
+            or _PyType_Lookup(kind, "get_debug") != <PyObject *>_c_get_debug):
+        return False
+    zs_remember_type(kind)
+    return True
+
+
+cdef LoopCore _own_core(object loop, str name):
+    """The LoopCore of ``loop`` when ``loop.<name>`` (``_timer_handle_cancelled``
+    or ``get_debug``) is the C method installed here, not replaced by a
+    subclass or an attribute of the loop; else None."""
     cdef LoopCore core
     if LoopType is None or not PyObject_TypeCheck(loop, <PyTypeObject *>LoopType):
         return None
     core = _core_of(loop)
-    if (core is None or _PyType_Lookup(Py_TYPE(loop), name) != <PyObject *>descr
+    if (core is None or not _class_keeps_c_methods(Py_TYPE(loop))
             or _lookup(core.state, name) != NULL):
         return None
     return core
@@ -386,7 +423,7 @@ cdef object _create_task(object loop, PyObject **args, Py_ssize_t nargs, PyObjec
 
 cdef bint _loop_debug(object loop) except -1:
     """``loop.get_debug()``, as a truth value."""
-    cdef LoopCore core = _own_core(loop, "get_debug", _c_get_debug)
+    cdef LoopCore core = _own_core(loop, "get_debug")
     cdef PyObject *debug
     if core is not None:
         debug = zs_slot_get(loop, DEBUG_OFFSET)
@@ -424,7 +461,7 @@ cdef object _timer_cancel(object handle, PyObject *unused):
     if flag != Py_False or loop_slot == NULL:
         return _py_timer_cancel(handle)
     loop = <object>loop_slot  # owned, through the loop's Python code
-    core = _own_core(loop, "_timer_handle_cancelled", _c_timer_handle_cancelled)
+    core = _own_core(loop, "_timer_handle_cancelled")
     if core is not None:
         _count_cancelled(core, loop, handle)
     else:
