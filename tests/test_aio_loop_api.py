@@ -661,3 +661,18 @@ def test_timer_cancel_sees_methods_patched_on_the_loop_class(loop):
     third = loop.call_later(10, print)
     third.cancel()  # the class restored: the C methods again
     assert third._repr is None and told == [timer]
+
+
+def test_context_keyword_given_by_an_unshared_or_subclassed_name(loop):
+    class Name(str):
+        pass
+
+    seen: List[Any] = []
+    ctx = _context_with("kw")
+    for key in ("".join(["con", "text"]), Name("context")):
+        loop.call_soon(lambda: seen.append(VAR.get()), **{key: ctx})
+        loop.call_later(0, lambda: seen.append(VAR.get()), **{key: ctx})
+    with pytest.raises(TypeError):
+        loop.call_soon(print, **{"".join(["con", "texts"]): ctx})
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert seen == ["kw"] * 4

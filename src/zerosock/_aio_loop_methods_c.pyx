@@ -160,6 +160,22 @@ cdef extern from *:
         }
     }
 
+    /* Whether the str `name` (a keyword name) is the str `known`: identity
+       first, then the characters -- where a str comparison calls
+       PyUnicode_Compare. */
+    static inline int zs_same_str(PyObject *name, PyObject *known)
+    {
+        Py_ssize_t n;
+        if (name == known)
+            return 1;
+        if (!PyUnicode_IS_READY(name) || !PyUnicode_IS_READY(known))
+            return PyUnicode_Compare(name, known) == 0;
+        n = PyUnicode_GET_LENGTH(name);
+        return n == PyUnicode_GET_LENGTH(known) && PyUnicode_KIND(name) == PyUnicode_KIND(known)
+            && memcmp(PyUnicode_DATA(name), PyUnicode_DATA(known),
+                      (size_t)n * PyUnicode_KIND(name)) == 0;
+    }
+
     static PyObject *zs_tuple_from_array(PyObject *const *items, Py_ssize_t n)
     {
         PyObject *tuple = PyTuple_New(n);
@@ -176,6 +192,7 @@ cdef extern from *:
     object zs_new_method(object type, const char *name, void *impl, int flags, const char *doc)
     int zs_set_handle_dealloc(object kind, Py_ssize_t *offsets, int count) except -1
     bint zs_type_unchanged(PyTypeObject *kind)
+    bint zs_same_str(object name, object known)
     void zs_remember_type(PyTypeObject *kind)
     tuple zs_tuple_from_array(PyObject **items, Py_ssize_t n)
     object PyObject_Vectorcall(object callable, PyObject **args, size_t nargsf, object kwnames)
@@ -286,8 +303,7 @@ cdef inline bint _context_only(PyObject **args, Py_ssize_t nargs, PyObject *kwna
         return True
     if PyTuple_GET_SIZE(<object>kwnames) != 1:
         return False
-    name = <object>PyTuple_GET_ITEM(<object>kwnames, 0)
-    if name is not "context" and name != "context":
+    if not zs_same_str(<object>PyTuple_GET_ITEM(<object>kwnames, 0), "context"):
         return False
     context[0] = args[nargs]
     return True
@@ -399,9 +415,9 @@ cdef object _create_task(object loop, PyObject **args, Py_ssize_t nargs, PyObjec
     argv[2] = argv[3] = <PyObject *>None
     for i in range(nkw):
         name = <object>PyTuple_GET_ITEM(<object>kwnames, i)
-        if name == "name":
+        if zs_same_str(name, "name"):
             argv[2] = args[1 + i]
-        elif name == "context":
+        elif zs_same_str(name, "context"):
             argv[3] = args[1 + i]
         else:
             return _forward(_py_create_task, loop, args, nargs, kwnames)
