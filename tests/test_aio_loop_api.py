@@ -477,7 +477,8 @@ def test_handle_cancel_asks_a_replaced_get_debug(loop):
         handle.cancel()
     finally:
         del loop.get_debug
-    assert asked == [1] and handle._repr is not None and "print" in handle._repr
+    # (Since 3.13 the repr the debug cancel keeps asks get_debug() again.)
+    assert asked and handle._repr is not None and "print" in handle._repr
     _drain(loop)
 
 

@@ -93,7 +93,6 @@ cdef extern from *:
     {
         PyTypeObject *type = Py_TYPE(self);
         zs_handle_layout *layout = NULL;
-        PyObject **weaklist;
         int i;
         for (i = 0; i < zs_handle_layout_count && layout == NULL; i++) {
             if (type == zs_handle_layouts[i].type)
@@ -110,8 +109,8 @@ cdef extern from *:
         }
         PyObject_GC_UnTrack(self);
         Py_TRASHCAN_BEGIN(self, zs_handle_dealloc)
-        weaklist = (PyObject **)((char *)self + type->tp_weaklistoffset);
-        if (type->tp_weaklistoffset > 0 && *weaklist != NULL)
+        /* (Where the list is depends on the version: 3.12 on may manage it.) */
+        if (type->tp_weaklistoffset != 0)
             PyObject_ClearWeakRefs(self);
         for (i = 0; i < layout->count; i++)
             Py_CLEAR(*(PyObject **)((char *)self + layout->offsets[i]));
