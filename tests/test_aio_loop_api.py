@@ -677,3 +677,24 @@ def test_context_keyword_given_by_an_unshared_or_subclassed_name(loop):
         loop.call_soon(print, **{"".join(["con", "texts"]): ctx})
     loop.run_until_complete(asyncio.sleep(0.01))
     assert seen == ["kw"] * 4
+
+
+def test_timer_comparisons_match_the_stdlib_methods(loop):
+    std = asyncio.TimerHandle
+    now = loop.time()
+    nan = float("nan")
+    made = [loop.call_at(now + 1, print), loop.call_at(now + 1, print),
+            loop.call_at(now + 2, print, 1), loop.call_at(nan, print),
+            std(now + 1, print, (), loop), std(nan, print, (), loop)]
+    made[1].cancel()
+    others = made + [1, "x", None]
+    for a in made:
+        assert hash(a) == std.__hash__(a)
+        for b in others:
+            for op, method in (("__eq__", std.__eq__), ("__lt__", std.__lt__),
+                               ("__le__", std.__le__), ("__gt__", std.__gt__),
+                               ("__ge__", std.__ge__)):
+                assert getattr(a, op)(b) == method(a, b), (op, a, b)
+    assert made[3] != made[3]  # a NaN time equals nothing, itself included
+    for h in made:
+        h.cancel()

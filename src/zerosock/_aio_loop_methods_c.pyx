@@ -498,6 +498,53 @@ cdef object _when(object handle, PyObject *unused):
     return <object>when
 
 
+# TimerHandle's comparisons and hash, the stdlib's expressions compiled: the
+# same attribute reads and comparisons (a NaN time included), no frame.
+# ``TimerHandle`` is looked up in asyncio.events at each call, as there.
+
+cdef dict _events_globals = events.__dict__
+
+
+cdef inline bint _is_timer_handle(object other) except -1:
+    cdef PyObject *kind = _lookup(_events_globals, "TimerHandle")
+    return isinstance(other, <object>kind if kind != NULL else StdTimerHandleType)
+
+
+cdef object _timer_eq(object self, object other):
+    if _is_timer_handle(other):
+        return (self._when == other._when and self._callback == other._callback
+                and self._args == other._args and self._cancelled == other._cancelled)
+    return NotImplemented
+
+
+cdef object _timer_lt(object self, object other):
+    if _is_timer_handle(other):
+        return self._when < other._when
+    return NotImplemented
+
+
+cdef object _timer_le(object self, object other):
+    if _is_timer_handle(other):
+        return self._when < other._when or self.__eq__(other)
+    return NotImplemented
+
+
+cdef object _timer_gt(object self, object other):
+    if _is_timer_handle(other):
+        return self._when > other._when
+    return NotImplemented
+
+
+cdef object _timer_ge(object self, object other):
+    if _is_timer_handle(other):
+        return self._when > other._when or self.__eq__(other)
+    return NotImplemented
+
+
+cdef object _timer_hash(object self, PyObject *unused):
+    return hash(self._when)
+
+
 # -- installation ------------------------------------------------------------------------
 
 cdef int _install(object cls, const char *name, void *impl, int flags, const char *doc) except -1:
@@ -580,6 +627,12 @@ def _install_handle_methods():
     for kind in (Handle, TimerHandle):
         _install(kind, b"cancelled", <void *>_cancelled, METH_NOARGS,
                  b"cancelled($self, /)\n--\n\n")
+    _install(TimerHandle, b"__eq__", <void *>_timer_eq, METH_O, b"Return self==value.")
+    _install(TimerHandle, b"__lt__", <void *>_timer_lt, METH_O, b"Return self<value.")
+    _install(TimerHandle, b"__le__", <void *>_timer_le, METH_O, b"Return self<=value.")
+    _install(TimerHandle, b"__gt__", <void *>_timer_gt, METH_O, b"Return self>value.")
+    _install(TimerHandle, b"__ge__", <void *>_timer_ge, METH_O, b"Return self>=value.")
+    _install(TimerHandle, b"__hash__", <void *>_timer_hash, METH_NOARGS, b"Return hash(self).")
     _install(TimerHandle, b"when", <void *>_when, METH_NOARGS,
              b"when($self, /)\n--\n\n"
              b"Return a scheduled callback time, on the loop.time() clock.")
