@@ -299,6 +299,11 @@ def test_c_loop_methods_are_method_descriptors(loop_factory):
                      "get_debug", "time", "create_future"):
             assert type(type(lp).__dict__[name]).__name__ == "method_descriptor", name
             assert not isinstance(type(lp).__dict__[name], types.FunctionType)
+        handle, timer = lp.call_soon(print), lp.call_later(1, print)
+        for h, names in ((handle, ("cancel", "cancelled")), (timer, ("cancel", "cancelled", "when"))):
+            for name in names:
+                assert type(type(h).__dict__[name]).__name__ == "method_descriptor", name
+            h.cancel()
     finally:
         lp.close()
 
@@ -330,13 +335,366 @@ def test_c_loop_methods_run_no_python_frame(loop_factory):
             task = lp.create_task(coro)
         finally:
             sys.setprofile(None)
-        # TimerHandle.cancel and Handle.cancel are the stdlib's own Python methods;
-        # a new Task registers itself in a WeakSet.  Before 3.11, create_task
+        # A new Task registers itself in a WeakSet.  Before 3.11, create_task
         # stays the stdlib's (its Task takes no context).
-        allowed = {"cancel", "add"}
+        allowed = {"add"}
         if sys.version_info < (3, 11):
             allowed |= {"create_task", "_check_closed"}
         assert set(frames) <= allowed, frames
         lp.run_until_complete(task)
     finally:
         lp.close()
+
+
+# -- the handles call_soon, call_later and call_at return ------------------------------------
+
+def _cancelled_count(loop: asyncio.AbstractEventLoop) -> int:
+    # Cancelled timers still in the heap: the stdlib's counter, or the C heap's.
+    scheduled = loop._scheduled  # type: ignore[attr-defined]
+    if isinstance(scheduled, list):
+        return int(loop._timer_cancelled_count)  # type: ignore[attr-defined]
+    return int(scheduled.cancelled_count)
+
+
+def test_timer_handle_is_a_timer_handle(loop):
+    when = loop.time() + 100
+    for timer in (loop.call_at(when, print, 1), loop.call_later(100, print, 1)):
+        assert isinstance(timer, asyncio.TimerHandle) and isinstance(timer, asyncio.Handle)
+        assert type(timer).__name__ == "TimerHandle"
+        assert timer._scheduled is True and timer.cancelled() is False
+        assert timer._callback is print and timer._args == (1,)
+        timer.cancel()
+    timer = loop.call_at(when, print)
+    assert timer.when() == when and type(timer.when()) is float
+    assert loop.call_at(7, print).when() == 7  # kept as given, as the stdlib keeps it
+    handle = loop.call_soon(print)
+    assert isinstance(handle, asyncio.Handle) and not isinstance(handle, asyncio.TimerHandle)
+    assert type(handle).__name__ == "Handle" and handle.cancelled() is False
+    for h in (timer, handle):
+        with pytest.raises(AttributeError):
+            h.spare = 1  # type: ignore[union-attr]
+    handle.cancel()
+    _drain(loop)
+
+
+def test_timer_cancel_twice_counts_once(loop):
+    timer = loop.call_later(100, print, "x")
+    before = _cancelled_count(loop)
+    assert timer.cancel() is None
+    assert timer.cancelled() is True
+    assert timer._callback is None and timer._args is None
+    assert _cancelled_count(loop) == before + 1
+    timer.cancel()
+    assert _cancelled_count(loop) == before + 1
+    assert timer._scheduled is True  # dropped from the heap lazily
+    _drain(loop)
+
+
+def test_timer_cancel_after_it_ran_counts_nothing(loop):
+    seen: List[Any] = []
+    timer = loop.call_later(0, seen.append, "ran")
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert seen == ["ran"] and timer._scheduled is False
+    before = _cancelled_count(loop)
+    timer.cancel()
+    assert timer.cancelled() and _cancelled_count(loop) == before
+    assert timer._callback is None
+
+
+def test_handle_cancelled_from_its_own_callback(loop):
+    seen: List[Any] = []
+    holder: List[asyncio.Handle] = []
+
+    def cancel_self(tag: str) -> None:
+        holder[0].cancel()
+        seen.append((tag, holder[0].cancelled(), holder[0]._callback))
+        holder.pop()
+
+    for schedule in (lambda: loop.call_soon(cancel_self, "soon"),
+                     lambda: loop.call_later(0, cancel_self, "later")):
+        before = _cancelled_count(loop)
+        holder.append(schedule())
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert _cancelled_count(loop) == before  # no longer scheduled when it runs
+    assert seen == [("soon", True, None), ("later", True, None)]
+
+
+def test_timer_comparisons_and_hash(loop):
+    now = loop.time()
+    a = loop.call_at(now + 10, print)
+    b = loop.call_at(now + 20, print)
+    twin = loop.call_at(now + 10, print)
+    assert a < b and a <= b and b > a and b >= a and not b < a
+    assert a == twin and a <= twin and a >= twin and hash(a) == hash(now + 10)
+    assert a != b and sorted([b, a]) == [a, b]
+    assert a.__lt__(1) is NotImplemented
+    with pytest.raises(TypeError):
+        a < 1  # noqa: B015
+    stdlib = asyncio.TimerHandle(now + 10, print, (), loop)
+    assert stdlib == a and a == stdlib and not a < stdlib
+    twin.cancel()
+    assert a != twin  # the stdlib's equality includes the cancelled flag
+    for h in (a, b):
+        h.cancel()
+
+
+def test_handle_repr_and_debug_cancel_keep_the_repr(loop):
+    def callback(arg: Any) -> None:
+        pass
+
+    when = loop.time() + 100
+    timer = loop.call_at(when, callback, 1)
+    reference = asyncio.TimerHandle(when, callback, (1,), loop)
+    assert repr(timer) == repr(reference)
+    handle = loop.call_soon(callback, 2)
+    assert repr(handle) == repr(asyncio.Handle(callback, (2,), loop))
+    loop.set_debug(True)
+    try:
+        for h in (timer, handle, reference):
+            shown = repr(h).replace("<Handle ", "<Handle cancelled ").replace(
+                "<TimerHandle ", "<TimerHandle cancelled ")
+            h.cancel()
+            assert h._repr == shown and repr(h) == shown
+            assert "callback" in repr(h) and h._callback is None
+    finally:
+        loop.set_debug(False)
+    timer = loop.call_later(100, callback, 3)
+    timer.cancel()
+    assert timer._repr is None and "callback" not in repr(timer)
+    _drain(loop)
+
+
+def test_handle_cancel_asks_a_replaced_get_debug(loop):
+    asked: List[int] = []
+
+    def get_debug() -> bool:
+        asked.append(1)
+        return True
+
+    handle = loop.call_soon(print, "x")
+    loop.get_debug = get_debug
+    try:
+        handle.cancel()
+    finally:
+        del loop.get_debug
+    # (Since 3.13 the repr the debug cancel keeps asks get_debug() again.)
+    assert asked and handle._repr is not None and "print" in handle._repr
+    _drain(loop)
+
+
+def test_timer_cancel_tells_a_subclass(loop_factory):
+    told: List[Any] = []
+    probe = loop_factory()
+    base = type(probe)
+    probe.close()
+
+    class Sub(base):  # type: ignore[misc, valid-type]
+        def _timer_handle_cancelled(self, handle):  # type: ignore[no-untyped-def]
+            told.append(handle)
+            super()._timer_handle_cancelled(handle)
+
+    lp = Sub()
+    try:
+        timer = lp.call_later(10, print)
+        timer.cancel()
+        timer.cancel()
+        assert told == [timer] and _cancelled_count(lp) == 1
+    finally:
+        lp.close()
+
+
+def test_timer_cancel_errors_as_stdlib(loop):
+    def refuse(handle: asyncio.TimerHandle) -> None:
+        raise ValueError("refused")
+
+    timer = loop.call_later(10, print)
+    loop._timer_handle_cancelled = refuse
+    try:
+        with pytest.raises(ValueError, match="refused"):
+            timer.cancel()
+    finally:
+        del loop._timer_handle_cancelled
+    # Told before the handle is marked: the stdlib leaves it uncancelled.
+    assert not timer.cancelled() and timer._callback is print
+
+    def broken_debug() -> bool:
+        raise KeyError("debug")
+
+    loop.get_debug = broken_debug
+    try:
+        with pytest.raises(KeyError):
+            timer.cancel()
+    finally:
+        del loop.get_debug
+    # Handle.cancel marks the handle before it asks get_debug().
+    assert timer.cancelled() and timer._callback is print
+    assert _cancelled_count(loop) == 1
+
+
+def test_handles_with_unusual_state_take_the_stdlib_path(loop):
+    timer = loop.call_later(10, print)
+    timer._cancelled = 0  # falsy, not False
+    timer.cancel()
+    assert timer._cancelled is True and _cancelled_count(loop) == 1
+    handle = loop.call_soon(print)
+    del handle._loop
+    with pytest.raises(AttributeError):
+        handle.cancel()
+    del timer._when
+    with pytest.raises(AttributeError):
+        timer.when()
+    del handle._cancelled
+    with pytest.raises(AttributeError):
+        handle.cancelled()
+    handle._cancelled = True  # (the loop drops it without running it)
+    _drain(loop)
+
+
+class _SchedulesWhenTested:
+    """A ``_cancelled`` flag whose truth test schedules a timer, the first time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seen: List[Any]) -> None:
+        self.loop, self.seen, self.done = loop, seen, False
+
+    def __bool__(self) -> bool:
+        if not self.done:
+            self.done = True
+            # Late, so that the stdlib's heappush leaves it last in the list
+            # its compaction is iterating, where that loop still sees it.
+            self.seen.append(self.loop.call_later(1000, print))
+        return False
+
+
+def test_timer_heap_compaction_keeps_what_a_flag_schedules(loop):
+    seen: List[Any] = []
+    odd = loop.call_later(100, print)
+    odd._cancelled = _SchedulesWhenTested(loop, seen)
+    cancelled = [loop.call_later(50 + i / 100, print) for i in range(150)]
+    kept = [loop.call_later(60 + i / 100, print) for i in range(10)]
+    for h in cancelled:
+        h.cancel()
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert odd._cancelled.done and len(seen) == 1
+    left = list(loop._scheduled)
+    assert seen[0] in left and seen[0]._scheduled
+    assert odd in left and all(h in left for h in kept)
+    assert not any(h in left for h in cancelled)
+    assert all(not h._scheduled for h in cancelled) and all(h._scheduled for h in kept)
+    assert _cancelled_count(loop) == 0
+    odd._cancelled = True
+    for h in kept + seen:
+        h.cancel()
+
+
+def test_handles_release_what_they_hold(loop):
+    import gc
+    import weakref
+
+    class Arg:
+        pass
+
+    died: List[str] = []
+    for schedule in (lambda a: loop.call_soon(print, a), lambda a: loop.call_later(100, print, a)):
+        arg = Arg()
+        handle = schedule(arg)
+        arg_ref = weakref.ref(arg)
+        handle_ref = weakref.ref(handle, lambda r: died.append("handle"))
+        del arg
+        handle.cancel()  # the callback and arguments go at once
+        assert arg_ref() is None
+        arg = Arg()
+        again = schedule(arg)
+        cycle: List[Any] = [again]
+        again._args = (cycle,)  # handle -> args -> list -> handle
+        arg_ref = weakref.ref(arg)
+        again_ref = weakref.ref(again)
+        del arg, cycle
+        again.cancel()
+        del handle, again
+        _drain(loop)
+        gc.collect()
+        assert handle_ref() is None and again_ref() is None and arg_ref() is None
+    assert died == ["handle", "handle"]
+
+
+def test_subclass_of_the_loop_handle_classes(loop):
+    import weakref
+    deleted: List[str] = []
+
+    for made in (loop.call_soon(print), loop.call_later(100, print)):
+        class Sub(type(made)):  # type: ignore[misc]
+            __slots__ = ("extra",)
+
+            def __del__(self) -> None:
+                deleted.append(self.extra)
+
+        sub = Sub(print, (), loop) if not isinstance(made, asyncio.TimerHandle) \
+            else Sub(1.0, print, (), loop)
+        sub.extra = type(made).__name__
+        ref = weakref.ref(sub)
+        sub.cancel()
+        assert sub.cancelled()
+        del sub
+        assert ref() is None
+        made.cancel()
+    assert deleted == ["Handle", "TimerHandle"]
+    _drain(loop)
+
+
+def test_timer_cancel_sees_methods_patched_on_the_loop_class(loop):
+    told: List[Any] = []
+    loop.call_later(10, print).cancel()  # first, the class as it is
+
+    def spy(self, handle):  # type: ignore[no-untyped-def]
+        told.append(handle)
+
+    def debug_on(self) -> bool:  # type: ignore[no-untyped-def]
+        return True
+
+    timer = loop.call_later(10, print)
+    with mock.patch.object(type(loop), "_timer_handle_cancelled", spy):
+        timer.cancel()
+    assert told == [timer]
+    other = loop.call_later(10, print)
+    with mock.patch.object(type(loop), "get_debug", debug_on):
+        other.cancel()
+    assert other._repr is not None and "print" in other._repr
+    third = loop.call_later(10, print)
+    third.cancel()  # the class restored: the C methods again
+    assert third._repr is None and told == [timer]
+
+
+def test_context_keyword_given_by_an_unshared_or_subclassed_name(loop):
+    class Name(str):
+        pass
+
+    seen: List[Any] = []
+    ctx = _context_with("kw")
+    for key in ("".join(["con", "text"]), Name("context")):
+        loop.call_soon(lambda: seen.append(VAR.get()), **{key: ctx})
+        loop.call_later(0, lambda: seen.append(VAR.get()), **{key: ctx})
+    with pytest.raises(TypeError):
+        loop.call_soon(print, **{"".join(["con", "texts"]): ctx})
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert seen == ["kw"] * 4
+
+
+def test_timer_comparisons_match_the_stdlib_methods(loop):
+    std = asyncio.TimerHandle
+    now = loop.time()
+    nan = float("nan")
+    made = [loop.call_at(now + 1, print), loop.call_at(now + 1, print),
+            loop.call_at(now + 2, print, 1), loop.call_at(nan, print),
+            std(now + 1, print, (), loop), std(nan, print, (), loop)]
+    made[1].cancel()
+    others = made + [1, "x", None]
+    for a in made:
+        assert hash(a) == std.__hash__(a)
+        for b in others:
+            for op, method in (("__eq__", std.__eq__), ("__lt__", std.__lt__),
+                               ("__le__", std.__le__), ("__gt__", std.__gt__),
+                               ("__ge__", std.__ge__)):
+                assert getattr(a, op)(b) == method(a, b), (op, a, b)
+    assert made[3] != made[3]  # a NaN time equals nothing, itself included
+    for h in made:
+        h.cancel()

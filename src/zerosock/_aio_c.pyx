@@ -38,7 +38,8 @@ def _replaces_io(sock, names):
 class EventLoop(asyncio.SelectorEventLoop):
     """An asyncio event loop on zerosock's C selector, transports and loop core."""
 
-    __slots__ = ("_core",)  # read from C by the loop's C methods
+    # Read from C by the loop's C methods at each call: slots, not __dict__ entries.
+    __slots__ = ("_core", "_debug", "_closed", "_task_factory")
 
     def __init__(self, selector=None):
         if selector is None:

@@ -6,7 +6,7 @@ from zerosock._selectors_c cimport Selector
 
 cdef class LoopCore:
     cdef object loop
-    cdef dict state               # the loop's __dict__: _debug and _stopping read at each iteration
+    cdef dict state               # the loop's __dict__: _stopping and a replaced time() looked up there
     cdef object ready             # the loop's _ready deque
     cdef readonly TimerHeap timers  # the loop's _scheduled
     cdef Selector native          # the loop's selector when it is zerosock's C one

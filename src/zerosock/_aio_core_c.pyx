@@ -39,8 +39,26 @@ cdef double MAX_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
 cdef Py_ssize_t MIN_SCHEDULED = base_events._MIN_SCHEDULED_TIMER_HANDLES
 cdef double MIN_CANCELLED_FRACTION = base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION
 cdef type IOHandleType = IOHandle
-cdef type HandleType = events.Handle
-cdef type TimerHandleType = events.TimerHandle
+cdef type StdHandleType = events.Handle
+cdef type StdTimerHandleType = events.TimerHandle
+
+
+class Handle(events.Handle):
+    """What ``call_soon`` returns outside debug mode: an ``asyncio.Handle``
+    whose methods are C (see :mod:`zerosock._aio_loop_methods_c`)."""
+
+    __slots__ = ()
+
+
+class TimerHandle(events.TimerHandle):
+    """What ``call_later`` and ``call_at`` return outside debug mode: an
+    ``asyncio.TimerHandle`` whose methods are C."""
+
+    __slots__ = ()
+
+
+cdef type HandleType = Handle
+cdef type TimerHandleType = TimerHandle
 cdef object _monotonic = time.monotonic
 # The stdlib's BaseEventLoop.time, and its C twins (see treat_as_stdlib_time).
 cdef set _stdlib_times = {base_events.BaseEventLoop.time}
@@ -49,20 +67,30 @@ cdef object _format_callback_source = format_helpers._format_callback_source
 cdef bint FORMAT_TAKES_DEBUG = "debug" in inspect.signature(_format_callback_source).parameters
 
 # Where Handle and TimerHandle keep their state: see zerosock._slots.
-cdef Py_ssize_t H_CALLBACK = zs_slot_offset(HandleType.__dict__["_callback"])
-cdef Py_ssize_t H_ARGS = zs_slot_offset(HandleType.__dict__["_args"])
-cdef Py_ssize_t H_CANCELLED = zs_slot_offset(HandleType.__dict__["_cancelled"])
-cdef Py_ssize_t H_LOOP = zs_slot_offset(HandleType.__dict__["_loop"])
-cdef Py_ssize_t H_TRACEBACK = zs_slot_offset(HandleType.__dict__["_source_traceback"])
-cdef Py_ssize_t H_REPR = zs_slot_offset(HandleType.__dict__["_repr"])
-cdef Py_ssize_t H_CONTEXT = zs_slot_offset(HandleType.__dict__["_context"])
-cdef Py_ssize_t T_WHEN = zs_slot_offset(TimerHandleType.__dict__["_when"])
-cdef Py_ssize_t T_SCHEDULED = zs_slot_offset(TimerHandleType.__dict__["_scheduled"])
+cdef Py_ssize_t H_CALLBACK = zs_slot_offset(StdHandleType.__dict__["_callback"])
+cdef Py_ssize_t H_ARGS = zs_slot_offset(StdHandleType.__dict__["_args"])
+cdef Py_ssize_t H_CANCELLED = zs_slot_offset(StdHandleType.__dict__["_cancelled"])
+cdef Py_ssize_t H_LOOP = zs_slot_offset(StdHandleType.__dict__["_loop"])
+cdef Py_ssize_t H_TRACEBACK = zs_slot_offset(StdHandleType.__dict__["_source_traceback"])
+cdef Py_ssize_t H_REPR = zs_slot_offset(StdHandleType.__dict__["_repr"])
+cdef Py_ssize_t H_CONTEXT = zs_slot_offset(StdHandleType.__dict__["_context"])
+cdef Py_ssize_t T_WHEN = zs_slot_offset(StdTimerHandleType.__dict__["_when"])
+cdef Py_ssize_t T_SCHEDULED = zs_slot_offset(StdTimerHandleType.__dict__["_scheduled"])
 
 
 cdef inline bint _is_stdlib_handle(object handle):
+    """Whether ``handle`` is one of the stdlib's handles or ours, whose
+    behaviour (``_run``, ``_cancelled``, ``_scheduled``) is the stdlib's:
+    then its slots can be read and written directly."""
     cdef type kind = type(handle)
-    return kind is HandleType or kind is TimerHandleType
+    return (kind is HandleType or kind is TimerHandleType
+            or kind is StdHandleType or kind is StdTimerHandleType)
+
+
+cdef inline bint is_timer_handle(object handle) noexcept:
+    """Whether ``handle``'s type is the stdlib's TimerHandle or ours."""
+    cdef type kind = type(handle)
+    return kind is TimerHandleType or kind is StdTimerHandleType
 
 
 cdef object _new_handle(type kind, object loop, object callback, tuple args, object context):
@@ -79,7 +107,7 @@ cdef object _new_handle(type kind, object loop, object callback, tuple args, obj
     return handle
 
 
-cdef inline bint _handle_cancelled(object handle) except -1:
+cdef bint _handle_cancelled(object handle) except -1:
     cdef PyObject *value
     if type(handle) is IOHandleType:
         return (<IOHandle>handle)._cancelled
@@ -97,11 +125,15 @@ cdef inline bint _handle_cancelled(object handle) except -1:
 
 
 cdef inline int _set_scheduled(object timer, bint scheduled) except -1:
-    if type(timer) is TimerHandleType:
+    if is_timer_handle(timer):
         zs_slot_set(timer, T_SCHEDULED, scheduled)
     else:
         timer._scheduled = scheduled
     return 0
+
+
+cdef int _unschedule(object timer) except -1:
+    return _set_scheduled(timer, False)
 
 
 cdef int _run_stdlib_handle(object handle) except -1:
@@ -293,12 +325,17 @@ cdef class LoopCore:
         cdef TimerHeap timers = self.timers
         cdef Py_ssize_t count = len(timers.handles)
         if count > MIN_SCHEDULED and timers.cancelled_count > MIN_CANCELLED_FRACTION * count:
-            timers.compact()
+            timers.compact(_handle_cancelled, _unschedule)
             return 0
-        while timers.handles and _handle_cancelled(timers.handles[0]):
-            timers.cancelled_count -= 1
-            handle = timers.pop(NULL)
-            _set_scheduled(handle, False)
+        while timers.handles:
+            handle = timers.handles[0]
+            if not _handle_cancelled(handle):
+                break
+            if timers.handles and timers.handles[0] is handle:
+                # (Unless the test, Python code, changed the heap: then test again.)
+                timers.cancelled_count -= 1
+                timers.pop(NULL)
+                _set_scheduled(handle, False)
         return 0
 
     cdef int _collect_due(self) except -1:
@@ -340,7 +377,7 @@ cdef class LoopCore:
         cdef Py_ssize_t todo, i = 0, j
         cdef PyObject *taken
         cdef double timeout
-        cdef bint debug = self.state["_debug"]
+        cdef bint debug = self.loop._debug
 
         self._drop_cancelled_timers()
         if ready or self.state["_stopping"]:

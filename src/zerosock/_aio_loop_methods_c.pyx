@@ -13,7 +13,17 @@ mode -- in C and hands every other case to the Python method it replaced,
 which keeps the stdlib's checks, messages and debug-mode behaviour.
 
 Being non-data descriptors on the class, they give way to a subclass's
-methods and to attributes set on the loop itself (mocks), as the stdlib's do."""
+methods and to attributes set on the loop itself (mocks), as the stdlib's do.
+
+The handles these methods return are zerosock's subclasses of
+``asyncio.Handle`` and ``asyncio.TimerHandle`` (same slots, same Python
+methods otherwise) whose ``cancel``, ``cancelled`` and ``when`` are C method
+descriptors too: frameworks set a timer and cancel it per request (uvicorn's
+keep-alive), which on the stdlib's classes runs two Python frames.  A
+handle's ``cancel`` tells its loop through ``loop._timer_handle_cancelled``
+and asks ``loop.get_debug()`` as the stdlib's does; when these are the C
+methods above (not replaced on a subclass or on the loop) it does their work
+in place."""
 
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.object cimport PyObject
@@ -24,8 +34,8 @@ import inspect
 from asyncio import base_events, events, futures, tasks
 
 from zerosock._aio_core_c cimport LoopCore
-from zerosock._aio_core_c import treat_as_stdlib_time
-from zerosock._slots cimport zs_slot_get, zs_slot_offset
+from zerosock._aio_core_c import Handle, TimerHandle, treat_as_stdlib_time
+from zerosock._slots cimport zs_slot_get, zs_slot_offset, zs_slot_set
 
 __all__ = ["install_loop_methods"]
 
@@ -34,10 +44,15 @@ cdef extern from "Python.h":
     # The singletons themselves (a cast of True or False would give 1 or 0).
     PyObject *Py_True
     PyObject *Py_False
+    ctypedef struct PyTypeObject:
+        pass
+    PyTypeObject *Py_TYPE(object o)
+    bint PyObject_TypeCheck(object o, PyTypeObject *kind)
+    PyObject *_PyType_Lookup(PyTypeObject *kind, object name)
 
 cdef extern from *:
     """
-    #define ZS_MAX_LOOP_METHODS 16
+    #define ZS_MAX_LOOP_METHODS 24
     static PyMethodDef zs_loop_methods[ZS_MAX_LOOP_METHODS];
     static int zs_loop_method_count;
 
@@ -60,6 +75,106 @@ cdef extern from *:
         return PyDescr_NewMethod((PyTypeObject *)type, def);
     }
 
+    /* The deallocation of zerosock's Handle and TimerHandle: what the
+       interpreter's generic one for classes does for them (no __dict__, no
+       finalizer: such a subclass keeps the generic one, which calls this
+       after its own part), without its walk of the bases' members. */
+    #define ZS_HANDLE_SLOTS 9
+    typedef struct {
+        PyTypeObject *type;
+        destructor generic;             /* what the class had */
+        Py_ssize_t offsets[ZS_HANDLE_SLOTS];
+        int count;
+    } zs_handle_layout;
+    static zs_handle_layout zs_handle_layouts[2];
+    static int zs_handle_layout_count;
+
+    static void zs_handle_dealloc(PyObject *self)
+    {
+        PyTypeObject *type = Py_TYPE(self);
+        zs_handle_layout *layout = NULL;
+        int i;
+        for (i = 0; i < zs_handle_layout_count && layout == NULL; i++) {
+            if (type == zs_handle_layouts[i].type)
+                layout = &zs_handle_layouts[i];
+        }
+        for (i = 0; i < zs_handle_layout_count && layout == NULL; i++) {
+            /* A subclass's instance: the generic deallocation did its part. */
+            if (PyType_IsSubtype(type, zs_handle_layouts[i].type))
+                layout = &zs_handle_layouts[i];
+        }
+        if (type == layout->type && (type->tp_finalize != NULL || type->tp_del != NULL)) {
+            layout->generic(self);  /* a finalizer given to the class itself since */
+            return;
+        }
+        PyObject_GC_UnTrack(self);
+        Py_TRASHCAN_BEGIN(self, zs_handle_dealloc)
+        /* (Where the list is depends on the version: 3.12 on may manage it.) */
+        if (type->tp_weaklistoffset != 0)
+            PyObject_ClearWeakRefs(self);
+        for (i = 0; i < layout->count; i++)
+            Py_CLEAR(*(PyObject **)((char *)self + layout->offsets[i]));
+        type->tp_free(self);
+        Py_DECREF(type);  /* a class's instances own a reference to it */
+        Py_TRASHCAN_END
+    }
+
+    static int zs_set_handle_dealloc(PyObject *kind, Py_ssize_t *offsets, int count)
+    {
+        PyTypeObject *type = (PyTypeObject *)kind;
+        zs_handle_layout *layout;
+        if (zs_handle_layout_count == 2 || count > ZS_HANDLE_SLOTS
+                || !(type->tp_flags & Py_TPFLAGS_HEAPTYPE) || type->tp_dictoffset != 0) {
+            PyErr_SetString(PyExc_RuntimeError, "not a handle class this deallocation fits");
+            return -1;
+        }
+        layout = &zs_handle_layouts[zs_handle_layout_count++];
+        layout->type = type;
+        layout->generic = type->tp_dealloc;
+        memcpy(layout->offsets, offsets, sizeof(Py_ssize_t) * (size_t)count);
+        layout->count = count;
+        type->tp_dealloc = zs_handle_dealloc;
+        return 0;
+    }
+
+    /* The last loop class found to keep the C _timer_handle_cancelled and
+       get_debug, by its version tag: any change to the class or to one of
+       its bases gives it a new tag (the interpreter's method cache relies
+       on the same). */
+    static PyTypeObject *zs_checked_type;
+    static unsigned int zs_checked_tag;
+
+    static inline int zs_type_unchanged(PyTypeObject *type)
+    {
+        return type == zs_checked_type && zs_checked_tag != 0
+            && (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)
+            && type->tp_version_tag == zs_checked_tag;
+    }
+
+    static void zs_remember_type(PyTypeObject *type)
+    {
+        if (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) {
+            zs_checked_type = type;
+            zs_checked_tag = type->tp_version_tag;
+        }
+    }
+
+    /* Whether the str `name` (a keyword name) is the str `known`: identity
+       first, then the characters -- where a str comparison calls
+       PyUnicode_Compare. */
+    static inline int zs_same_str(PyObject *name, PyObject *known)
+    {
+        Py_ssize_t n;
+        if (name == known)
+            return 1;
+        if (!PyUnicode_IS_READY(name) || !PyUnicode_IS_READY(known))
+            return PyUnicode_Compare(name, known) == 0;
+        n = PyUnicode_GET_LENGTH(name);
+        return n == PyUnicode_GET_LENGTH(known) && PyUnicode_KIND(name) == PyUnicode_KIND(known)
+            && memcmp(PyUnicode_DATA(name), PyUnicode_DATA(known),
+                      (size_t)n * PyUnicode_KIND(name)) == 0;
+    }
+
     static PyObject *zs_tuple_from_array(PyObject *const *items, Py_ssize_t n)
     {
         PyObject *tuple = PyTuple_New(n);
@@ -74,14 +189,29 @@ cdef extern from *:
     }
     """
     object zs_new_method(object type, const char *name, void *impl, int flags, const char *doc)
+    int zs_set_handle_dealloc(object kind, Py_ssize_t *offsets, int count) except -1
+    bint zs_type_unchanged(PyTypeObject *kind)
+    bint zs_same_str(object name, object known)
+    void zs_remember_type(PyTypeObject *kind)
     tuple zs_tuple_from_array(PyObject **items, Py_ssize_t n)
     object PyObject_Vectorcall(object callable, PyObject **args, size_t nargsf, object kwnames)
     int METH_O, METH_NOARGS, METH_FASTCALL, METH_KEYWORDS
 
 
 cdef Py_ssize_t CORE_OFFSET = -1     # where an EventLoop keeps its LoopCore
-cdef type TimerHandleType = events.TimerHandle
-cdef Py_ssize_t T_SCHEDULED = zs_slot_offset(TimerHandleType.__dict__["_scheduled"])
+# Where it keeps the state these methods read at each call (slots: a load, where
+# its __dict__ would cost a lookup).
+cdef Py_ssize_t DEBUG_OFFSET = -1, CLOSED_OFFSET = -1, FACTORY_OFFSET = -1
+cdef type LoopType = None            # the class install_loop_methods was given
+cdef type StdTimerHandleType = events.TimerHandle
+cdef type TimerHandleType = TimerHandle
+cdef Py_ssize_t H_CANCELLED = zs_slot_offset(events.Handle.__dict__["_cancelled"])
+cdef Py_ssize_t H_LOOP = zs_slot_offset(events.Handle.__dict__["_loop"])
+cdef Py_ssize_t H_CALLBACK = zs_slot_offset(events.Handle.__dict__["_callback"])
+cdef Py_ssize_t H_ARGS = zs_slot_offset(events.Handle.__dict__["_args"])
+cdef Py_ssize_t H_REPR = zs_slot_offset(events.Handle.__dict__["_repr"])
+cdef Py_ssize_t T_SCHEDULED = zs_slot_offset(StdTimerHandleType.__dict__["_scheduled"])
+cdef Py_ssize_t T_WHEN = zs_slot_offset(StdTimerHandleType.__dict__["_when"])
 # Looked up at each call in the modules the stdlib's methods look them up in,
 # so that what patches them (mocks) takes effect as it does for the stdlib.
 cdef dict _base_events_globals = base_events.__dict__
@@ -93,6 +223,13 @@ cdef tuple TASK_KWNAMES = ("loop", "name", "context")
 # The Python methods the descriptors replace: they take every uncommon case.
 cdef object _py_call_soon, _py_call_later, _py_call_at, _py_timer_handle_cancelled
 cdef object _py_get_debug, _py_time, _py_create_future, _py_create_task
+cdef object _py_handle_cancel = events.Handle.cancel
+cdef object _py_timer_cancel = events.TimerHandle.cancel
+cdef object _py_cancelled = events.Handle.cancelled
+cdef object _py_when = events.TimerHandle.when
+# The loop's C descriptors a handle's cancel looks for on its loop.
+cdef object _c_timer_handle_cancelled = None
+cdef object _c_get_debug = None
 
 
 cdef inline PyObject *_lookup(dict namespace, str name) except? NULL:
@@ -114,11 +251,34 @@ cdef inline LoopCore _fast_core(object loop):
     """The LoopCore when the loop is open and outside debug mode (what every
     fast path asks), else None."""
     cdef LoopCore core = _core_of(loop)
-    if core is None:
+    if (core is None or zs_slot_get(loop, DEBUG_OFFSET) != Py_False
+            or zs_slot_get(loop, CLOSED_OFFSET) != Py_False):
         return None
-    state = core.state
-    if (_lookup(state, "_debug") != Py_False
-            or _lookup(state, "_closed") != Py_False):
+    return core
+
+
+cdef bint _class_keeps_c_methods(PyTypeObject *kind):
+    """Whether the loop class ``kind`` has the C _timer_handle_cancelled and
+    get_debug installed here (neither it nor a base replaced them)."""
+    if zs_type_unchanged(kind):
+        return True
+    if (_PyType_Lookup(kind, "_timer_handle_cancelled") != <PyObject *>_c_timer_handle_cancelled
+            or _PyType_Lookup(kind, "get_debug") != <PyObject *>_c_get_debug):
+        return False
+    zs_remember_type(kind)
+    return True
+
+
+cdef LoopCore _own_core(object loop, str name):
+    """The LoopCore of ``loop`` when ``loop.<name>`` (``_timer_handle_cancelled``
+    or ``get_debug``) is the C method installed here, not replaced by a
+    subclass or an attribute of the loop; else None."""
+    cdef LoopCore core
+    if LoopType is None or not PyObject_TypeCheck(loop, <PyTypeObject *>LoopType):
+        return None
+    core = _core_of(loop)
+    if (core is None or not _class_keeps_c_methods(Py_TYPE(loop))
+            or _lookup(core.state, name) != NULL):
         return None
     return core
 
@@ -142,8 +302,7 @@ cdef inline bint _context_only(PyObject **args, Py_ssize_t nargs, PyObject *kwna
         return True
     if PyTuple_GET_SIZE(<object>kwnames) != 1:
         return False
-    name = <object>PyTuple_GET_ITEM(<object>kwnames, 0)
-    if name is not "context" and name != "context":
+    if not zs_same_str(<object>PyTuple_GET_ITEM(<object>kwnames, 0), "context"):
         return False
     context[0] = args[nargs]
     return True
@@ -151,64 +310,76 @@ cdef inline bint _context_only(PyObject **args, Py_ssize_t nargs, PyObject *kwna
 
 # -- scheduling callbacks ----------------------------------------------------------
 
-cdef object _call_soon(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+cdef enum Schedule:
+    SOON, LATER, AT
+
+
+cdef object _schedule(Schedule kind, object loop, PyObject **args, Py_ssize_t nargs,
+                      PyObject *kwnames):
+    """call_soon, call_later or call_at in C for an open loop outside debug
+    mode called with ``context=`` as its only keyword, else their Python method."""
     cdef PyObject *context
     cdef LoopCore core
-    if nargs >= 1 and _context_only(args, nargs, kwnames, &context):
+    cdef Py_ssize_t fixed = 1 if kind == SOON else 2   # (delay or when,) callback
+    if (nargs >= fixed and (kind == SOON or args[0] != <PyObject *>None)
+            and _context_only(args, nargs, kwnames, &context)):
         core = _fast_core(loop)
         if core is not None:
-            return core.call_soon(<object>args[0], zs_tuple_from_array(args + 1, nargs - 1),
-                                  <object>context)
-    return _forward(_py_call_soon, loop, args, nargs, kwnames)
+            rest = zs_tuple_from_array(args + fixed, nargs - fixed)
+            if kind == SOON:
+                return core.call_soon(<object>args[0], rest, <object>context)
+            if kind == LATER:
+                return core.call_later(<object>args[0], <object>args[1], rest, <object>context)
+            return core.call_at(<object>args[0], <object>args[1], rest, <object>context)
+    fallback = _py_call_soon if kind == SOON else _py_call_later if kind == LATER else _py_call_at
+    return _forward(fallback, loop, args, nargs, kwnames)
+
+
+cdef object _call_soon(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    return _schedule(SOON, loop, args, nargs, kwnames)
 
 
 cdef object _call_later(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
-    cdef PyObject *context
-    cdef LoopCore core
-    if nargs >= 2 and args[0] != <PyObject *>None and _context_only(args, nargs, kwnames, &context):
-        core = _fast_core(loop)
-        if core is not None:
-            return core.call_later(<object>args[0], <object>args[1],
-                                   zs_tuple_from_array(args + 2, nargs - 2), <object>context)
-    return _forward(_py_call_later, loop, args, nargs, kwnames)
+    return _schedule(LATER, loop, args, nargs, kwnames)
 
 
 cdef object _call_at(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
-    cdef PyObject *context
-    cdef LoopCore core
-    if nargs >= 2 and args[0] != <PyObject *>None and _context_only(args, nargs, kwnames, &context):
-        core = _fast_core(loop)
-        if core is not None:
-            return core.call_at(<object>args[0], <object>args[1],
-                                zs_tuple_from_array(args + 2, nargs - 2), <object>context)
-    return _forward(_py_call_at, loop, args, nargs, kwnames)
+    return _schedule(AT, loop, args, nargs, kwnames)
 
 
-cdef object _timer_handle_cancelled(object loop, object handle):
-    # TimerHandle.cancel() tells the loop, which counts the cancelled handles
-    # still in its heap to know when to compact it.
-    cdef LoopCore core = _core_of(loop)
+cdef object _count_cancelled(LoopCore core, object loop, object handle):
+    # The loop counts the cancelled handles still in its heap to know when to compact it.
     cdef PyObject *scheduled
-    if core is None or type(handle) is not TimerHandleType:
+    cdef type kind = type(handle)
+    if kind is not TimerHandleType and kind is not StdTimerHandleType:
         return _py_timer_handle_cancelled(loop, handle)
     scheduled = zs_slot_get(handle, T_SCHEDULED)
     if scheduled == NULL:
         return _py_timer_handle_cancelled(loop, handle)  # the stdlib says what is missing
-    if scheduled == Py_True or (scheduled != Py_False and <object>scheduled):
+    if scheduled == Py_True:
         core.timers.cancelled_count += 1
+    elif scheduled != Py_False:
+        flag = <object>scheduled  # owned: its __bool__ may replace the slot
+        if flag:
+            core.timers.cancelled_count += 1
     return None
+
+
+cdef object _timer_handle_cancelled(object loop, object handle):
+    # What TimerHandle.cancel() tells the loop.
+    cdef LoopCore core = _core_of(loop)
+    if core is None:
+        return _py_timer_handle_cancelled(loop, handle)
+    return _count_cancelled(core, loop, handle)
 
 
 # -- state ---------------------------------------------------------------------------
 
 cdef object _get_debug(object loop, PyObject *unused):
-    cdef LoopCore core = _core_of(loop)
-    cdef PyObject *debug
-    if core is not None:
-        debug = _lookup(core.state, "_debug")
-        if debug != NULL:
-            return <object>debug
-    return _py_get_debug(loop)
+    cdef PyObject *debug = zs_slot_get(loop, DEBUG_OFFSET)
+    if debug != NULL:
+        return <object>debug
+    return _py_get_debug(loop)  # (deleted: the stdlib's error)
 
 
 cdef object _time(object loop, PyObject *unused):
@@ -224,9 +395,7 @@ cdef object _time(object loop, PyObject *unused):
 cdef object _create_future(object loop, PyObject *unused):
     cdef PyObject *future_type = _lookup(_futures_globals, "Future")
     cdef PyObject *argv[1]
-    cdef LoopCore core = _core_of(loop)
-    if (future_type == NULL or core is None
-            or _lookup(core.state, "_debug") != Py_False):
+    if future_type == NULL or zs_slot_get(loop, DEBUG_OFFSET) != Py_False:
         # Debug mode: the Future's traceback ends in the stdlib's frame, as it does there.
         return _py_create_future(loop)
     argv[0] = <PyObject *>loop
@@ -236,7 +405,6 @@ cdef object _create_future(object loop, PyObject *unused):
 cdef object _create_task(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
     cdef PyObject *argv[4]
     cdef PyObject *task_type
-    cdef PyObject *factory
     cdef Py_ssize_t i, nkw = 0 if kwnames == NULL else PyTuple_GET_SIZE(<object>kwnames)
     cdef LoopCore core
     if nargs != 1:
@@ -246,9 +414,9 @@ cdef object _create_task(object loop, PyObject **args, Py_ssize_t nargs, PyObjec
     argv[2] = argv[3] = <PyObject *>None
     for i in range(nkw):
         name = <object>PyTuple_GET_ITEM(<object>kwnames, i)
-        if name == "name":
+        if zs_same_str(name, "name"):
             argv[2] = args[1 + i]
-        elif name == "context":
+        elif zs_same_str(name, "context"):
             argv[3] = args[1 + i]
         else:
             return _forward(_py_create_task, loop, args, nargs, kwnames)
@@ -256,11 +424,125 @@ cdef object _create_task(object loop, PyObject **args, Py_ssize_t nargs, PyObjec
     task_type = _lookup(_tasks_globals, "Task")
     if core is None or task_type == NULL:
         return _forward(_py_create_task, loop, args, nargs, kwnames)
-    factory = _lookup(core.state, "_task_factory")
-    if factory != <PyObject *>None:
+    if zs_slot_get(loop, FACTORY_OFFSET) != <PyObject *>None:
         return _forward(_py_create_task, loop, args, nargs, kwnames)
     # The stdlib's tasks.Task(coro, loop=self, name=name, context=context).
     return PyObject_Vectorcall(<object>task_type, argv, 1, TASK_KWNAMES)
+
+
+# -- the handles' methods ------------------------------------------------------------------
+# Each does what the stdlib's method does, reading and writing the slots
+# directly; a handle whose slots are not as __init__ leaves them (never set,
+# or a flag that is not a bool) gets the stdlib's method, which says what is
+# wrong or runs the flag's Python code in the stdlib's order.
+
+cdef bint _loop_debug(object loop) except -1:
+    """``loop.get_debug()``, as a truth value."""
+    cdef LoopCore core = _own_core(loop, "get_debug")
+    cdef PyObject *debug
+    if core is not None:
+        debug = zs_slot_get(loop, DEBUG_OFFSET)
+        if debug == Py_False:
+            return False
+        if debug == Py_True:
+            return True
+    return bool(loop.get_debug())
+
+
+cdef object _handle_cancel(object handle, PyObject *unused):
+    cdef PyObject *flag = zs_slot_get(handle, H_CANCELLED)
+    cdef PyObject *loop_slot = zs_slot_get(handle, H_LOOP)
+    if flag == Py_True:
+        return None
+    if flag != Py_False or loop_slot == NULL:
+        return _py_handle_cancel(handle)
+    loop = <object>loop_slot  # owned: get_debug() may run Python code
+    zs_slot_set(handle, H_CANCELLED, True)
+    if _loop_debug(loop):
+        # Debug mode keeps the repr, callback and arguments included, for
+        # the log of a slow callback.
+        zs_slot_set(handle, H_REPR, repr(handle))
+    zs_slot_set(handle, H_CALLBACK, None)
+    zs_slot_set(handle, H_ARGS, None)
+    return None
+
+
+cdef object _timer_cancel(object handle, PyObject *unused):
+    cdef PyObject *flag = zs_slot_get(handle, H_CANCELLED)
+    cdef PyObject *loop_slot = zs_slot_get(handle, H_LOOP)
+    cdef LoopCore core
+    if flag == Py_True:
+        return None
+    if flag != Py_False or loop_slot == NULL:
+        return _py_timer_cancel(handle)
+    loop = <object>loop_slot  # owned, through the loop's Python code
+    core = _own_core(loop, "_timer_handle_cancelled")
+    if core is not None:
+        _count_cancelled(core, loop, handle)
+    else:
+        loop._timer_handle_cancelled(handle)
+    return _handle_cancel(handle, NULL)  # Handle.cancel, which reads the flag again
+
+
+cdef object _cancelled(object handle, PyObject *unused):
+    cdef PyObject *flag = zs_slot_get(handle, H_CANCELLED)
+    if flag == NULL:
+        return _py_cancelled(handle)
+    return <object>flag
+
+
+cdef object _when(object handle, PyObject *unused):
+    cdef PyObject *when = zs_slot_get(handle, T_WHEN)
+    if when == NULL:
+        return _py_when(handle)
+    return <object>when
+
+
+# TimerHandle's comparisons and hash, the stdlib's expressions compiled: the
+# same attribute reads and comparisons (a NaN time included), no frame.
+# ``TimerHandle`` is looked up in asyncio.events at each call, as there.
+
+cdef dict _events_globals = events.__dict__
+
+
+cdef inline bint _is_timer_handle(object other) except -1:
+    cdef PyObject *kind = _lookup(_events_globals, "TimerHandle")
+    return isinstance(other, <object>kind if kind != NULL else StdTimerHandleType)
+
+
+cdef object _timer_eq(object self, object other):
+    if _is_timer_handle(other):
+        return (self._when == other._when and self._callback == other._callback
+                and self._args == other._args and self._cancelled == other._cancelled)
+    return NotImplemented
+
+
+cdef object _timer_lt(object self, object other):
+    if _is_timer_handle(other):
+        return self._when < other._when
+    return NotImplemented
+
+
+cdef object _timer_le(object self, object other):
+    if _is_timer_handle(other):
+        return self._when < other._when or self.__eq__(other)
+    return NotImplemented
+
+
+cdef object _timer_gt(object self, object other):
+    if _is_timer_handle(other):
+        return self._when > other._when
+    return NotImplemented
+
+
+cdef object _timer_ge(object self, object other):
+    if _is_timer_handle(other):
+        return self._when > other._when or self.__eq__(other)
+    return NotImplemented
+
+
+cdef object _timer_hash(object self, PyObject *unused):
+    return hash(self._when)
 
 
 # -- installation ------------------------------------------------------------------------
@@ -272,11 +554,20 @@ cdef int _install(object cls, const char *name, void *impl, int flags, const cha
 
 def install_loop_methods(cls):
     """Replace ``cls``'s hot methods by C method descriptors; ``cls`` keeps
-    its LoopCore in a ``_core`` slot.  Their Python methods, as ``cls`` has
+    its LoopCore in a ``_core`` slot, and ``_debug``, ``_closed`` and
+    ``_task_factory`` in slots.  Their Python methods, as ``cls`` has
     them now, take what the C paths leave."""
     global CORE_OFFSET, _py_call_soon, _py_call_later, _py_call_at, _py_timer_handle_cancelled
     global _py_get_debug, _py_time, _py_create_future, _py_create_task
+    global LoopType, _c_timer_handle_cancelled, _c_get_debug
+    global DEBUG_OFFSET, CLOSED_OFFSET, FACTORY_OFFSET
+    if LoopType is not None:
+        raise RuntimeError("the loop methods are installed already")
+    LoopType = cls
     CORE_OFFSET = zs_slot_offset(cls.__dict__["_core"])
+    DEBUG_OFFSET = zs_slot_offset(cls.__dict__["_debug"])
+    CLOSED_OFFSET = zs_slot_offset(cls.__dict__["_closed"])
+    FACTORY_OFFSET = zs_slot_offset(cls.__dict__["_task_factory"])
     _py_call_soon = cls.call_soon
     _py_call_later = cls.call_later
     _py_call_at = cls.call_at
@@ -311,3 +602,37 @@ def install_loop_methods(cls):
                  b"create_task($self, coro, *, name=None, context=None)\n--\n\n"
                  b"Schedule a coroutine object. Return a task object.")
     treat_as_stdlib_time(cls.__dict__["time"])
+    _c_timer_handle_cancelled = cls.__dict__["_timer_handle_cancelled"]
+    _c_get_debug = cls.__dict__["get_debug"]
+    _install_handle_methods()
+
+
+cdef int _set_dealloc(object kind, tuple owners) except -1:
+    cdef Py_ssize_t offsets[9]
+    cdef int count = 0
+    for owner in owners:
+        for name in owner.__slots__:
+            if name != "__weakref__":
+                offsets[count] = zs_slot_offset(owner.__dict__[name])
+                count += 1
+    return zs_set_handle_dealloc(kind, offsets, count)
+
+
+def _install_handle_methods():
+    _set_dealloc(Handle, (events.Handle,))
+    _set_dealloc(TimerHandle, (events.TimerHandle, events.Handle))
+    _install(Handle, b"cancel", <void *>_handle_cancel, METH_NOARGS, b"cancel($self, /)\n--\n\n")
+    _install(TimerHandle, b"cancel", <void *>_timer_cancel, METH_NOARGS,
+             b"cancel($self, /)\n--\n\n")
+    for kind in (Handle, TimerHandle):
+        _install(kind, b"cancelled", <void *>_cancelled, METH_NOARGS,
+                 b"cancelled($self, /)\n--\n\n")
+    _install(TimerHandle, b"__eq__", <void *>_timer_eq, METH_O, b"Return self==value.")
+    _install(TimerHandle, b"__lt__", <void *>_timer_lt, METH_O, b"Return self<value.")
+    _install(TimerHandle, b"__le__", <void *>_timer_le, METH_O, b"Return self<=value.")
+    _install(TimerHandle, b"__gt__", <void *>_timer_gt, METH_O, b"Return self>value.")
+    _install(TimerHandle, b"__ge__", <void *>_timer_ge, METH_O, b"Return self>=value.")
+    _install(TimerHandle, b"__hash__", <void *>_timer_hash, METH_NOARGS, b"Return hash(self).")
+    _install(TimerHandle, b"when", <void *>_when, METH_NOARGS,
+             b"when($self, /)\n--\n\n"
+             b"Return a scheduled callback time, on the loop.time() clock.")

@@ -5,8 +5,11 @@ ordered by a binary heap whose comparisons are C comparisons of
 ``TimerHandle.__lt__``, a Python method, at every step."""
 
 cimport cython
-from cpython.mem cimport PyMem_Realloc, PyMem_Free
+from cpython.list cimport PyList_GET_ITEM, PyList_SET_ITEM
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from libc.string cimport memcpy
 
 
 cdef extern from *:
@@ -104,22 +107,48 @@ cdef class TimerHeap:
         _sift_down((<PyListObject *>self.handles).ob_item, self.keys, 0, n)
         return first
 
-    cdef int compact(self) except -1:
-        """Drop every cancelled handle (marking it unscheduled) and re-heap the rest."""
-        cdef list kept = []
-        cdef Py_ssize_t i, n = len(self.handles), j = 0
-        for i in range(n):
-            handle = self.handles[i]
-            if handle._cancelled:
-                handle._scheduled = False
-            else:
-                kept.append(handle)
-                self.keys[j] = self.keys[i]
-                j += 1
-        self.handles = kept
-        for i in range(j // 2 - 1, -1, -1):
-            _sift_down((<PyListObject *>self.handles).ob_item, self.keys, i, j)
+    cdef int compact(self, handle_test cancelled, handle_step unschedule) except -1:
+        """Drop every handle ``cancelled`` says is cancelled (``unschedule``
+        marks it so) and re-heap the rest.
+
+        The two may run Python code (a handle type's own ``_cancelled``, a
+        flag's ``__bool__``) that schedules or clears timers: the heap is
+        emptied first, so such changes land in an empty heap, and what was
+        not dropped is merged back with its key, order kept."""
+        cdef list old = self.handles
+        cdef Py_ssize_t i, n = len(old)
+        cdef TimerKey *old_keys = <TimerKey *>PyMem_Malloc(<size_t>max(n, 1) * sizeof(TimerKey))
+        if old_keys == NULL:
+            raise MemoryError()
+        memcpy(old_keys, self.keys, <size_t>n * sizeof(TimerKey))
+        self.handles = []
         self.cancelled_count = 0
+        try:
+            for i in range(n):
+                handle = <object>PyList_GET_ITEM(old, i)
+                if cancelled(handle):
+                    unschedule(handle)
+                    # Out of the list, whose reference ``handle`` outlives.
+                    Py_INCREF(None)
+                    PyList_SET_ITEM(old, i, None)
+                    Py_DECREF(handle)
+        finally:
+            # Kept handles (every one not yet tested, on failure) return with their keys.
+            self._merge(old, old_keys, n)
+            PyMem_Free(old_keys)
+        return 0
+
+    cdef int _merge(self, list old, TimerKey *old_keys, Py_ssize_t n) except -1:
+        cdef Py_ssize_t i, size = len(self.handles)
+        self._reserve(size + n)
+        for i in range(n):
+            item = <object>PyList_GET_ITEM(old, i)
+            if item is not None:
+                self.handles.append(item)
+                self.keys[size] = old_keys[i]
+                size += 1
+        for i in range(size // 2 - 1, -1, -1):
+            _sift_down((<PyListObject *>self.handles).ob_item, self.keys, i, size)
         return 0
 
     @property
