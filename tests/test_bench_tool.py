@@ -794,7 +794,7 @@ def test_app_profile_serves_over_tls_on_plain_and_aiofastnet_loops(server: str) 
     done = subprocess.run(
         [sys.executable, str(script), "--calls", "--tls", "--servers", server,
          "--loops", "zerosock,asyncio+aiofastnet", "--short", "10", "--long", "30",
-         "-c", "5"],
+         "-c", "5", "--top", "1000"],
         capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     header = next(line for line in done.stdout.splitlines() if "zerosock" in line)
