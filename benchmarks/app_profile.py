@@ -4,6 +4,8 @@
     python benchmarks/app_profile.py --top 40              # and the per-function profile
     python benchmarks/app_profile.py --servers uvicorn --loops uvloop,zerosock --top 30
     python benchmarks/app_profile.py --calls               # Python-level calls per request
+    python benchmarks/app_profile.py --tls --servers aiohttp \
+        --loops asyncio,uvloop,zerosock,uvloop+aiofastnet  # over TLS; a loop patched by aiofastnet
 
 The whole server process runs under callgrind (``--dump-instr=no``) as a user
 deploys it: uvicorn with httptools serving a bare ASGI hello world, or an
@@ -14,6 +16,12 @@ with SIGINT (which it handles as a graceful shut-down).  Two
 runs of different N are differenced, so start-up, imports and shut-down
 cancel: instructions per request = (I(long) - I(short)) / (long - short), and
 the same for every function (self cost, calls) of the callgrind profiles.
+
+``--tls`` serves HTTPS (TLS 1.3, a certificate from a throwaway trustme CA) and
+the client speaks TLS, handshakes included in both runs so that they cancel.
+A loop named ``NAME+aiofastnet`` is NAME's loop patched by
+``aiofastnet.patch_loop``, whose ``create_server`` then makes aiofastnet's
+transports and TLS (aiohttp 3.14 and uvicorn use it only that way).
 
 ``--calls`` counts, with ``sys.setprofile`` and no valgrind, the Python-level
 calls per request (Python functions and builtins called from Python code):
@@ -39,11 +47,16 @@ from typing import Dict, List, Optional, Tuple
 SERVERS = ("uvicorn", "aiohttp")
 LOOPS = ("asyncio", "uvloop", "zerosock")
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+# Set (to "certfile:keyfile:cafile") for the server and client to speak TLS.
+TLS_ENV = "APP_PROFILE_TLS"
 
 
 # -- the server (child process) -------------------------------------------------
 
 def _new_loop(name: str):  # type: ignore[no-untyped-def]
+    if name.endswith("+aiofastnet"):
+        import aiofastnet
+        return aiofastnet.patch_loop(_new_loop(name[:-len("+aiofastnet")]))
     if name == "asyncio":
         import asyncio
         return asyncio.SelectorEventLoop()
@@ -70,8 +83,11 @@ def _serve_uvicorn(loop, sock: socket.socket, count: int) -> None:  # type: igno
         await send({"type": "http.response.body", "body": b"Hello, world!"})
         served += 1
 
+    tls = _tls_files()
     config = uvicorn.Config(app, loop="none", http="httptools", ws="none", lifespan="off",
-                            access_log=False, log_level="warning")
+                            access_log=False, log_level="warning",
+                            ssl_certfile=tls[0] if tls else None,
+                            ssl_keyfile=tls[1] if tls else None)
     server = uvicorn.Server(config)
     try:
         loop.run_until_complete(server.serve(sockets=[sock]))
@@ -96,7 +112,13 @@ def _serve_aiohttp(loop, sock: socket.socket, count: int) -> None:  # type: igno
         app.router.add_get("/", hello)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.SockSite(runner, sock).start()
+        tls = _tls_files()
+        context = None
+        if tls:
+            import ssl
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls[0], tls[1])
+        await web.SockSite(runner, sock, ssl_context=context).start()
         loop.add_signal_handler(signal.SIGINT, done.set)
         print(sock.getsockname()[1], flush=True)
         await done.wait()
@@ -104,6 +126,11 @@ def _serve_aiohttp(loop, sock: socket.socket, count: int) -> None:  # type: igno
 
     loop.run_until_complete(main())
     _check_served(served, count)
+
+
+def _tls_files() -> Optional[List[str]]:
+    value = os.environ.get(TLS_ENV)
+    return value.split(":") if value else None
 
 
 def _check_served(served: int, count: int) -> None:
@@ -162,9 +189,16 @@ def drive(port: int, total: int, connections: int, timeout: float = 900.0) -> No
     sel = selectors.DefaultSelector()
     issued = answered = 0
     buffers: Dict[socket.socket, bytearray] = {}
+    tls = _tls_files()
+    context = None
+    if tls:
+        import ssl
+        context = ssl.create_default_context(cafile=tls[2])
     for _ in range(min(connections, total)):
         s = socket.create_connection(("127.0.0.1", port))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if context is not None:
+            s = context.wrap_socket(s, server_hostname="localhost")  # handshakes, blocking
         s.setblocking(False)
         buffers[s] = bytearray()
         sel.register(s, selectors.EVENT_READ)
@@ -176,7 +210,9 @@ def drive(port: int, total: int, connections: int, timeout: float = 900.0) -> No
             raise RuntimeError(f"timed out after {answered} of {total} answers")
         for key, _ in sel.select(1.0):
             s = key.fileobj
-            data = s.recv(65536)
+            data = _recv_all(s)
+            if data is None:
+                continue  # a TLS record still incomplete
             if not data:
                 raise RuntimeError(f"the server closed a connection after {answered} answers")
             buf = buffers[s]
@@ -196,6 +232,25 @@ def drive(port: int, total: int, connections: int, timeout: float = 900.0) -> No
     for s in buffers:
         sel.unregister(s)
         s.close()
+
+
+def _recv_all(s: socket.socket) -> Optional[bytes]:
+    """What the socket has now: b"" at its end, None when a TLS socket has
+    no whole record yet.  A TLS socket is read until it would block, as the
+    selector does not see what its TLS layer holds already decrypted."""
+    import ssl
+    if not isinstance(s, ssl.SSLSocket):
+        return s.recv(65536)
+    parts = []
+    while True:
+        try:
+            data = s.recv(65536)
+        except ssl.SSLWantReadError:
+            break
+        if not data:
+            return b"".join(parts)
+        parts.append(data)
+    return b"".join(parts) if parts else None
 
 
 def run_server(server: str, loop_name: str, count: int, connections: int,
@@ -371,6 +426,21 @@ def count_calls(args: argparse.Namespace) -> None:
                 print("".join(f"{per_loop[lp].get(k, 0):10.2f}" for lp in loops) + f"  {k}")
 
 
+def _make_certificate() -> None:
+    """A localhost certificate from a throwaway CA, named in TLS_ENV for the server and client."""
+    import trustme
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    tmp = tempfile.mkdtemp(prefix="app-profile-tls-")
+    files = [os.path.join(tmp, name) for name in ("cert.pem", "key.pem", "ca.pem")]
+    cert.cert_chain_pems[0].write_to_path(files[0])
+    for blob in cert.cert_chain_pems[1:]:
+        blob.write_to_path(files[0], append=True)
+    cert.private_key_pem.write_to_path(files[1])
+    ca.cert_pem.write_to_path(files[2])
+    os.environ[TLS_ENV] = ":".join(files)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
         serve(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] if len(sys.argv) > 5 else None)
@@ -385,10 +455,13 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=0, help="functions to list per server and loop")
     parser.add_argument("--calls", action="store_true",
                         help="Python-level calls per request (sys.setprofile), no valgrind")
+    parser.add_argument("--tls", action="store_true", help="serve and request over TLS 1.3")
     parser.add_argument("--keep", metavar="DIR", help="keep the callgrind outputs in DIR")
     parser.add_argument("--reuse", metavar="DIR",
                         help="analyse the callgrind outputs a --keep run left in DIR, run nothing")
     args = parser.parse_args()
+    if args.tls:
+        _make_certificate()
     if args.calls:
         count_calls(args)
         return

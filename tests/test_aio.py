@@ -805,6 +805,28 @@ def test_callbacks_timers_and_io_run_in_the_stdlib_order(loop_factory):
     assert ("read", b"2") in got
 
 
+def test_ready_queue_is_the_loops_own_deque(loop_factory):
+    """call_soon() queues on ``loop._ready`` and an iteration takes from it,
+    so that code which edits the deque itself (as some libraries and the
+    stdlib's tests do) sees and steers what runs next."""
+    loop = loop_factory()
+    log = []
+    try:
+        first = loop.call_soon(log.append, "first")
+        second = loop.call_soon(log.append, "second")
+        assert list(loop._ready) == [first, second]
+        loop._ready.remove(second)
+        front = asyncio.Handle(log.append, ("front",), loop)
+        loop._ready.appendleft(front)
+        loop.call_soon(log.append, "last")
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert log == ["front", "first", "last"]
+        assert not loop._ready
+    finally:
+        loop.close()
+
+
 def test_many_timers_with_ties_and_cancellations(loop_factory):
     async def main() -> Any:
         loop = asyncio.get_running_loop()

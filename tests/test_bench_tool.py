@@ -787,3 +787,24 @@ def test_http_report_compares_each_framework_with_itself(
     path = tmp_path / "plot.png"
     assert report.plot(doc, str(path)) is None
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("server", ["aiohttp", "uvicorn"])
+def test_app_profile_serves_over_tls_on_plain_and_aiofastnet_loops(server: str) -> None:
+    """benchmarks/app_profile.py's TLS client and server, on the C loop and on
+    stock asyncio patched by aiofastnet: every request is answered (the server
+    checks the count) and the Python-level calls per request are reported."""
+    for module in (server, "trustme", "aiofastnet"):
+        pytest.importorskip(module)
+    if server == "uvicorn":
+        pytest.importorskip("httptools")
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "app_profile.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--calls", "--tls", "--servers", server,
+         "--loops", "zerosock,asyncio+aiofastnet", "--short", "10", "--long", "30",
+         "-c", "5", "--top", "1000"],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    header = next(line for line in done.stdout.splitlines() if "zerosock" in line)
+    assert "asyncio+aiofastnet" in header
+    assert "app_profile.py:" in done.stdout  # the handler, once per request

@@ -8,6 +8,7 @@ cdef class LoopCore:
     cdef object loop
     cdef dict state               # the loop's __dict__: _stopping and a replaced time() looked up there
     cdef object ready             # the loop's _ready deque
+    cdef object ready_append, ready_popleft  # its bound methods
     cdef readonly TimerHeap timers  # the loop's _scheduled
     cdef Selector native          # the loop's selector when it is zerosock's C one
     cdef bint stdlib_time         # the loop's class keeps the stdlib's time()

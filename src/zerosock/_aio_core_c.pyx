@@ -203,6 +203,10 @@ cdef class LoopCore:
         self.loop = loop
         self.state = loop.__dict__
         self.ready = loop._ready
+        # Bound once: a method call on the deque looks the name up each time,
+        # a third of what queuing or taking a handle costs.
+        self.ready_append = self.ready.append
+        self.ready_popleft = self.ready.popleft
         self.timers = TimerHeap()
         self.stdlib_time = type(loop).time in _stdlib_times
         self.clock_resolution = loop._clock_resolution
@@ -248,7 +252,7 @@ cdef class LoopCore:
     cpdef object call_soon(self, object callback, tuple args, object context):
         """``loop.call_soon``'s Handle, queued (a loop not in debug mode)."""
         handle = _new_handle(HandleType, self.loop, callback, args, context)
-        self.ready.append(handle)
+        self.ready_append(handle)
         return handle
 
     cpdef object call_at(self, object when, object callback, tuple args, object context):
@@ -394,12 +398,18 @@ cdef class LoopCore:
             self._release_pending(0)
             raise
         # Run what was ready before the poll, then the I/O handles, then the
-        # timers due; what these schedule runs next time.
+        # timers due; what these schedule runs next time.  uvloop polls after
+        # running the ready callbacks instead, which spares a server such as
+        # aiohttp one Future and one task wake-up per keep-alive request (its
+        # handler resumes after the next request's data_received).  That order
+        # is observable: a callback that writes to a socket pair and calls
+        # call_soon(g) would see the pair's reader run before g, where the
+        # stdlib guarantees g first (test_callbacks_timers_and_io_run_in_the_stdlib_order).
         todo = len(ready)
         try:
             while todo > 0:
                 todo -= 1
-                handle = ready.popleft()
+                handle = self.ready_popleft()
                 if debug:
                     self._run_debug(handle)
                 else:
