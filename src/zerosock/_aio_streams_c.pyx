@@ -151,6 +151,11 @@ cdef extern from *:
     ctypedef object (*zs_step_fn)(object, int *)
     int zs_install_op_slots(object type, zs_step_fn step) except -1
 
+cdef extern from "Python.h":
+    object PyObject_GenericGetDict(object o, void *context)
+    PyObject *PyDict_GetItemWithError(object d, object key) except? NULL
+
+
 cdef object _StdReader = streams.StreamReader
 cdef object _StdProtocol = streams.StreamReaderProtocol
 cdef object _StdWriter = streams.StreamWriter
@@ -161,8 +166,25 @@ cdef object LimitOverrunError = exceptions.LimitOverrunError
 cdef object _DEFAULT_LIMIT = streams._DEFAULT_LIMIT
 cdef object _extract_stack = format_helpers.extract_stack
 cdef bytes NEWLINE = b"\n"
-cdef object _Future = futures.Future
+cdef dict _futures_globals = futures.__dict__
 cdef object _stdlib_create_future = base_events.BaseEventLoop.create_future
+cdef object _c_loop_create_future = None  # zerosock.aio's C create_future, once looked up
+
+
+cdef bint _makes_plain_futures(object create_future) except -1:
+    """Whether a loop class's create_future is the stdlib's or zerosock.aio's
+    C one: both make ``futures.Future(loop=loop)`` (outside debug mode, where
+    they differ only in the frames of its source traceback)."""
+    global _c_loop_create_future
+    if create_future is None:
+        return False
+    if create_future is _stdlib_create_future:
+        return True
+    if _c_loop_create_future is None:
+        # Imported here: the C loop imports this module.
+        from zerosock._aio_c import EventLoop
+        _c_loop_create_future = EventLoop.__dict__["create_future"]
+    return create_future is _c_loop_create_future
 
 # The stdlib streams when set to "0": a switch for comparing and for bisecting.
 enabled = os.environ.get("ZEROSOCK_C_STREAMS", "1") not in ("0", "")
@@ -201,14 +223,19 @@ cdef class ReaderCore(ReadSink):
 
     cdef int set_loop(self, loop) except -1:
         self.loop = loop
-        self.stdlib_future = getattr(type(loop), "create_future", None) is _stdlib_create_future
+        self.stdlib_future = _makes_plain_futures(getattr(type(loop), "create_future", None))
         self.future_kwargs = {"loop": loop}
         return 0
 
     cdef object create_future(self):
+        cdef PyObject *future_type
         if self.stdlib_future:
-            # What it does, without its frame: Future(loop=loop).
-            return PyObject_Call(_Future, (), self.future_kwargs)
+            # What the loop's create_future() does, without its frame or a
+            # keyword dict per call: futures.Future(loop=loop), the name
+            # looked up where the stdlib looks it up (so a patch of it holds).
+            future_type = PyDict_GetItemWithError(_futures_globals, "Future")
+            if future_type != NULL:
+                return PyObject_Call(<object>future_type, (), self.future_kwargs)
         return self.loop.create_future()
 
     cdef int set_limit(self, limit) except -1:
@@ -302,11 +329,6 @@ cdef class ReaderCore(ReadSink):
         data = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self.buffer), self.size())
         self.buffer.clear()
         return data
-
-
-cdef extern from "Python.h":
-    object PyObject_GenericGetDict(object o, void *context)
-    PyObject *PyDict_GetItemWithError(object d, object key) except? NULL
 
 
 cdef inline ReaderCore _core(reader):
