@@ -707,31 +707,103 @@ class StreamReader(streams.StreamReader):
     readuntil.__doc__ = _StdReader.readuntil.__doc__
 
 
+@cython.final
+cdef class ProtocolCore:
+    """The flow-control state of an adopted StreamReaderProtocol (the stdlib
+    FlowControlMixin's ``_paused`` and ``_connection_lost``), read by drain()."""
+    cdef object paused
+    cdef object connection_lost
+
+    def __cinit__(self, paused, connection_lost):
+        self.paused = paused
+        self.connection_lost = connection_lost
+
+
+@cython.final
+cdef class WriterCore:
+    """The state of an adopted StreamWriter: the stdlib's ``_transport``,
+    ``_protocol`` and ``_reader``, and the C states drain() reads through them."""
+    cdef object transport
+    cdef object protocol
+    cdef ProtocolCore protocol_core  # None: not an adopted protocol
+    cdef object reader
+    cdef ReaderCore reader_core      # None: not a C reader
+
+    cdef int set_protocol(self, protocol) except -1:
+        self.protocol = protocol
+        self.protocol_core = None
+        if type(protocol) is StreamReaderProtocol:
+            self.protocol_core = _protocol_core(protocol)
+        return 0
+
+    cdef int set_reader(self, reader) except -1:
+        self.reader = reader
+        self.reader_core = _core(reader) if type(reader) is StreamReader else None
+        return 0
+
+
+cdef inline WriterCore _writer_core(writer):
+    return <WriterCore?>_attr(PyObject_GenericGetDict(writer, NULL), "_core")
+
+
+cdef inline ProtocolCore _protocol_core(protocol):
+    return <ProtocolCore?>_attr(PyObject_GenericGetDict(protocol, NULL), "_core")
+
+
+cdef inline bint _is_false(object flag) except -1:
+    """``not flag``, without a call for the bools the stdlib stores."""
+    return True if flag is False else (False if flag is True else not flag)
+
+
 class StreamWriter(streams.StreamWriter):
     """``asyncio.StreamWriter`` whose ``drain`` returns at once, without a
     coroutine, when there is nothing to wait for."""
 
+    # The stdlib's attributes, so its methods and its tests' probes see the C state.
+    @property
+    def _transport(self):
+        return _writer_core(self).transport
+
+    @_transport.setter
+    def _transport(self, value):
+        _writer_core(self).transport = value
+
+    @property
+    def _protocol(self):
+        return _writer_core(self).protocol
+
+    @_protocol.setter
+    def _protocol(self, value):
+        _writer_core(self).set_protocol(value)
+
+    @property
+    def _reader(self):
+        return _writer_core(self).reader
+
+    @_reader.setter
+    def _reader(self, value):
+        _writer_core(self).set_reader(value)
+
     def write(self, data):
-        _attr(PyObject_GenericGetDict(self, NULL), "_transport").write(data)
+        _writer_core(self).transport.write(data)
 
     write.__doc__ = _StdWriter.write.__doc__
 
     def drain(self):
-        # Read from the instance dicts: these are the stdlib classes' plain
-        # attributes (only exact stdlib objects are adopted).
-        state = PyObject_GenericGetDict(self, NULL)
-        reader = _attr(state, "_reader")
-        if reader is not None:
-            if type(reader) is StreamReader:
-                failed = _core(reader).exception
-            else:
-                failed = reader.exception()
-            if failed is not None:
+        # The stdlib's checks, in its order; whatever would wait or raise is its own code.
+        cdef WriterCore core = _writer_core(self)
+        cdef ProtocolCore protocol_core
+        if core.reader_core is not None:
+            if core.reader_core.exception is not None:
                 return _StdWriter.drain(self)
-        if _attr(state, "_transport").is_closing():
+        elif core.reader is not None and core.reader.exception() is not None:
             return _StdWriter.drain(self)
-        protocol = PyObject_GenericGetDict(_attr(state, "_protocol"), NULL)
-        if _attr(protocol, "_connection_lost") or _attr(protocol, "_paused"):
+        if core.transport.is_closing():
+            return _StdWriter.drain(self)
+        protocol_core = core.protocol_core
+        if protocol_core is None:
+            return _StdWriter.drain(self)
+        if not (_is_false(protocol_core.connection_lost) and _is_false(protocol_core.paused)):
             return _StdWriter.drain(self)
         return _new_op(None, DONE, 0)
 
@@ -746,11 +818,50 @@ class StreamReaderProtocol(streams.StreamReaderProtocol):
         reader = self._stream_reader
         return reader._core if type(reader) is StreamReader else None
 
+    @property
+    def _paused(self):
+        return _protocol_core(self).paused
+
+    @_paused.setter
+    def _paused(self, value):
+        _protocol_core(self).paused = value
+
+    @property
+    def _connection_lost(self):
+        return _protocol_core(self).connection_lost
+
+    @_connection_lost.setter
+    def _connection_lost(self, value):
+        _protocol_core(self).connection_lost = value
+
     def _drain_helper(self):
-        if self._connection_lost or self._paused:
+        core = _protocol_core(self)
+        if not (_is_false(core.connection_lost) and _is_false(core.paused)):
             return _std_drain_helper(self)
         return _new_op(None, DONE, 0)
 
+
+cdef tuple _WRITER_STATE = ("_transport", "_protocol", "_reader")
+
+
+cdef bint _adopt_writer(writer) except -1:
+    """Give a stdlib StreamWriter of an adopted protocol the C writer, in place."""
+    state = writer.__dict__
+    if not all(name in state for name in _WRITER_STATE) or "_core" in state:
+        return False
+    core = WriterCore()
+    core.transport = state["_transport"]
+    core.set_protocol(state["_protocol"])
+    core.set_reader(state["_reader"])
+    state["_core"] = core
+    try:
+        writer.__class__ = StreamWriter
+    except TypeError:  # a layout we do not know: stay with the stdlib
+        del state["_core"]
+        return False
+    for name in _WRITER_STATE:
+        del state[name]
+    return True
 
 
 @cython.final
@@ -764,13 +875,14 @@ cdef class _ClientConnected:
 
     def __call__(self, reader, writer):
         if type(writer) is _StdWriter:
-            writer.__class__ = StreamWriter
+            _adopt_writer(writer)
         return self.callback(reader, writer)
 
     def __repr__(self):
         return repr(self.callback)
 
 
+cdef tuple _PROTOCOL_STATE = ("_paused", "_connection_lost")
 cdef tuple _READER_STATE = ("_buffer", "_limit", "_loop", "_eof", "_waiter", "_exception",
                             "_transport", "_paused")
 
@@ -792,6 +904,9 @@ def adopt_stream_protocol(protocol, loop):
             and state.get("_exception") is None and state.get("_transport") is None
             and state.get("_paused") is False and "_core" not in state):
         return False
+    protocol_state = protocol.__dict__
+    if "_core" in protocol_state or not all(name in protocol_state for name in _PROTOCOL_STATE):
+        return False
     state["_core"] = ReaderCore(reader, state["_limit"], loop, buffer)
     try:
         reader.__class__ = StreamReader
@@ -800,6 +915,8 @@ def adopt_stream_protocol(protocol, loop):
         return False
     for name in _READER_STATE:
         del state[name]
+    protocol_state["_core"] = ProtocolCore(protocol_state.pop("_paused"),
+                                           protocol_state.pop("_connection_lost"))
     protocol.__class__ = StreamReaderProtocol
     callback = protocol.__dict__.get("_client_connected_cb")
     if callback is not None:
