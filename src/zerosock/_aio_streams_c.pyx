@@ -23,7 +23,7 @@ import os
 import sys
 from asyncio import base_events, exceptions, format_helpers, futures, streams
 
-from zerosock._aio_transport_c cimport ReadSink
+from zerosock._aio_transport_c cimport ReadSink, TransportCore, direct_core
 
 cdef extern from *:
     """
@@ -59,6 +59,18 @@ cdef extern from *:
             return -1;
         memcpy(PyByteArray_AS_STRING(o) + size, data, (size_t)n);
         return 0;
+    }
+    /* An int as a Py_ssize_t: 1, or 0 when it does not fit (-1: another error). */
+    static int zs_as_ssize(PyObject *n, Py_ssize_t *out)
+    {
+        *out = PyLong_AsSsize_t(n);
+        if (*out == -1 && PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+                return -1;
+            PyErr_Clear();
+            return 0;
+        }
+        return 1;
     }
     /* Whether a weak reference's object is still alive. */
     static int zs_weakref_alive(PyObject *ref)
@@ -146,6 +158,7 @@ cdef extern from *:
     int zs_bytearray_consume(object o, Py_ssize_t n) except -1
     int zs_bytearray_append(object o, const char *data, Py_ssize_t n) except -1
     int zs_weakref_alive(object ref) except -1
+    int zs_as_ssize(object n, Py_ssize_t *out) except -1
     Py_ssize_t zs_find(const char *hay, Py_ssize_t haylen, const char *needle,
                        Py_ssize_t nlen, Py_ssize_t start)
     ctypedef object (*zs_step_fn)(object, int *)
@@ -547,11 +560,7 @@ cdef inline bint _as_size(object n, Py_ssize_t *out) except -1:
     """Whether n is an int that the C paths take (into out); others go to the stdlib."""
     if type(n) is not int:
         return False
-    try:
-        out[0] = n
-    except OverflowError:
-        return False
-    return True
+    return zs_as_ssize(n, out)
 
 
 class StreamReader(streams.StreamReader):
@@ -785,7 +794,12 @@ class StreamWriter(streams.StreamWriter):
         _writer_core(self).set_reader(value)
 
     def write(self, data):
-        _writer_core(self).transport.write(data)
+        transport = _writer_core(self).transport
+        cdef TransportCore direct = direct_core(transport)
+        if direct is not None:
+            direct.c_write(data)  # what its write() does, without the call
+        else:
+            transport.write(data)
 
     write.__doc__ = _StdWriter.write.__doc__
 
@@ -793,12 +807,15 @@ class StreamWriter(streams.StreamWriter):
         # The stdlib's checks, in its order; whatever would wait or raise is its own code.
         cdef WriterCore core = _writer_core(self)
         cdef ProtocolCore protocol_core
+        cdef TransportCore direct
         if core.reader_core is not None:
             if core.reader_core.exception is not None:
                 return _StdWriter.drain(self)
         elif core.reader is not None and core.reader.exception() is not None:
             return _StdWriter.drain(self)
-        if core.transport.is_closing():
+        transport = core.transport
+        direct = direct_core(transport)
+        if direct._closing if direct is not None else transport.is_closing():
             return _StdWriter.drain(self)
         protocol_core = core.protocol_core
         if protocol_core is None:
