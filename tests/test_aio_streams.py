@@ -556,6 +556,205 @@ def test_reader_pauses_and_resumes_the_transport(loop_factory):
     run(loop_factory, main())
 
 
+# -- the server's writer: drain(), write() and the state behind them ------------------------
+
+async def _server_side(handler_body: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]
+                       ) -> Any:
+    """Run ``handler_body`` on the server's reader and writer, once the client's
+    first line is read, while the client stays connected; its result is returned."""
+    loop = asyncio.get_running_loop()
+    result: "asyncio.Future[Any]" = loop.create_future()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            assert await reader.readline() == b"hello\n"  # read: no reset at the close
+            result.set_result(await handler_body(reader, writer))
+        except BaseException as exc:  # handed to the test, not to the loop's handler
+            result.set_exception(exc)
+        finally:
+            await _close(writer)
+
+    async with _served(handler) as (reader, writer):
+        writer.write(b"hello\n")
+        outcome = await asyncio.wait_for(asyncio.shield(result), TIMEOUT)
+        while await reader.read(1 << 16):  # what the server sent, up to its close
+            pass
+        return outcome
+
+
+def test_drain_returns_at_once_unless_it_must_wait(loop_factory):
+    async def body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> List[Any]:
+        seen = []
+        writer.write(b"x")
+        drain = writer.drain()
+        # The C writer's needs no coroutine; the stdlib's is one.
+        fast = _is_c_loop(asyncio.get_running_loop())
+        seen.append(type(drain).__name__ == "StreamOp" if fast else asyncio.iscoroutine(drain))
+        seen.append(await drain)
+        protocol = writer._protocol
+        seen.append((protocol._paused, protocol._connection_lost, writer._reader is reader))
+        protocol.pause_writing()  # as the transport does at its high-water mark
+        waiting = asyncio.ensure_future(writer.drain())
+        await _settle()
+        seen.append(waiting.done())
+        protocol.resume_writing()
+        seen.append(await waiting)
+        protocol._paused = True  # set by hand: the stdlib's attribute, as the stdlib reads it
+        waiting = asyncio.ensure_future(writer.drain())
+        await _settle()
+        seen.append(waiting.done())
+        protocol._paused = False
+        protocol.resume_writing = None  # not called: drain waits for its waiters only
+        for waiter in protocol._drain_waiters:
+            waiter.set_result(None)
+        seen.append(await waiting)
+        return seen
+
+    want = [True, None, (False, False, True), False, None, False, None]
+    assert run(loop_factory, _server_side(body)) == want
+
+
+def test_drain_and_write_take_what_is_set_on_the_writer(loop_factory):
+    async def body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> List[Any]:
+        seen = []
+        transport = writer._transport
+        assert transport is writer.transport
+        sent: List[bytes] = []
+
+        class Recording:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(transport, name)
+
+            def write(self, data: bytes) -> None:
+                sent.append(data)
+                transport.write(data)
+
+        writer._transport = Recording()
+        writer.write(b"through the replacement")
+        await writer.drain()
+        seen.append(sent)
+        writer._transport = transport
+        reader.set_exception(ValueError("reader failed"))
+        try:
+            await writer.drain()
+        except ValueError as exc:
+            seen.append(str(exc))
+        writer._reader = None  # the stdlib skips the reader's check then
+        await writer.drain()
+        seen.append(writer._reader)
+        return seen
+
+    want = [[b"through the replacement"], "reader failed", None]
+    assert run(loop_factory, _server_side(body)) == want
+
+
+@pytest.mark.parametrize("where", ["instance", "class"])
+def test_patched_transport_methods_are_called(loop_factory, where, monkeypatch):
+    async def body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> List[Any]:
+        calls: List[Any] = []
+        transport = writer.transport
+        owner: Any = transport if where == "instance" else type(transport)
+        real_write, real_closing = type(transport).write, type(transport).is_closing
+
+        def write(*args: Any) -> None:
+            calls.append(("write", args[-1]))
+            real_write(transport, args[-1])
+
+        def is_closing(*args: Any) -> bool:
+            calls.append("is_closing")
+            return bool(real_closing(transport))
+
+        monkeypatch.setattr(owner, "write", write)
+        monkeypatch.setattr(owner, "is_closing", is_closing)
+        writer.write(b"spied")
+        await writer.drain()
+        monkeypatch.undo()
+        writer.write(b"plain")  # the transport's own methods again
+        await writer.drain()
+        return calls
+
+    assert run(loop_factory, _server_side(body)) == [("write", b"spied"), "is_closing"]
+
+
+def test_a_waiting_read_takes_the_loops_future(loop_factory, monkeypatch):
+    made: List[Any] = []
+
+    class CountedFuture(asyncio.Future):  # type: ignore[type-arg]
+        def __init__(self, *, loop: Any = None) -> None:
+            super().__init__(loop=loop)
+            made.append(self)
+
+    async def main() -> None:
+        async with _connected() as (reader, writer, peer):
+            monkeypatch.setattr(asyncio.futures, "Future", CountedFuture)
+            read = asyncio.ensure_future(reader.read(10))
+            await _settle()
+            assert type(reader._waiter) is CountedFuture
+            assert reader._waiter._loop is asyncio.get_running_loop()
+            monkeypatch.undo()
+            peer.sendall(b"data")
+            assert await read == b"data"
+
+    run(loop_factory, main())
+    assert len(made) == 1
+
+
+@pytest.mark.c_extension
+def test_a_loop_subclass_makes_the_waiting_reads_future(c_backend):
+    made: List[Any] = []
+
+    class Loop(c_backend.aio.EventLoop):  # type: ignore[misc, name-defined]
+        def create_future(self) -> "asyncio.Future[Any]":
+            future = super().create_future()
+            made.append(future)
+            return future
+
+    async def main() -> None:
+        async with _connected() as (reader, writer, peer):
+            assert type(reader).__module__ == "zerosock._aio_streams_c"
+            read = asyncio.ensure_future(reader.read(10))
+            await _settle()
+            assert made and reader._waiter is made[-1]
+            peer.sendall(b"data")
+            assert await read == b"data"
+
+    run(Loop, main())
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.binary(min_size=1, max_size=3000),
+       cuts=st.lists(st.integers(min_value=1, max_value=700), max_size=8),
+       size=st.integers(min_value=1, max_value=1024))
+def test_server_echo_under_any_split(loop_factory, payload, cuts, size):
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            data = await reader.read(size)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+        await _close(writer)
+
+    async def main() -> bytes:
+        async with _served(echo) as (reader, writer):
+            rest = payload
+            for cut in cuts:
+                chunk, rest = rest[:cut], rest[cut:]
+                writer.write(chunk)
+                await writer.drain()
+                await _settle(2)
+            writer.write(rest)
+            writer.write_eof()
+            got = b""
+            while True:
+                part = await reader.read(4096)
+                if not part:
+                    return got
+                got += part
+
+    assert run(loop_factory, main()) == payload
+
+
 # -- the C reader against the stdlib's, feed by feed (any loop) -------------------------
 
 OPS = st.one_of(
