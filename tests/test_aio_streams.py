@@ -721,6 +721,25 @@ def test_a_loop_subclass_makes_the_waiting_reads_future(c_backend):
     run(Loop, main())
 
 
+@pytest.mark.c_extension
+def test_the_c_writer_and_protocol_classes_construct_as_the_stdlibs(c_backend):
+    streams_c = _c_streams()
+
+    async def main() -> None:
+        async with _connected() as (reader, writer, peer):
+            protocol = streams_c.StreamReaderProtocol(reader)
+            assert (protocol._paused, protocol._connection_lost) == (False, False)
+            made = streams_c.StreamWriter(writer.transport, protocol, reader,
+                                          asyncio.get_running_loop())
+            assert (made._transport, made._protocol, made._reader) == (
+                writer.transport, protocol, reader)
+            made.write(b"built")
+            await made.drain()
+            assert peer.recv(10) == b"built"
+
+    run(c_backend.aio.new_event_loop, main())
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=st.binary(min_size=1, max_size=3000),
        cuts=st.lists(st.integers(min_value=1, max_value=700), max_size=8),

@@ -180,6 +180,11 @@ cdef object _DEFAULT_LIMIT = streams._DEFAULT_LIMIT
 cdef object _extract_stack = format_helpers.extract_stack
 cdef bytes NEWLINE = b"\n"
 cdef dict _futures_globals = futures.__dict__
+# The Future the C _asyncio module makes, and two of its methods, called
+# unbound on exactly that type: no method lookup on the instance.
+cdef type _CFuture = futures.Future
+cdef object _future_set_result = _CFuture.set_result
+cdef object _future_result = _CFuture.result
 cdef object _stdlib_create_future = base_events.BaseEventLoop.create_future
 cdef object _c_loop_create_future = None  # zerosock.aio's C create_future, once looked up
 
@@ -278,7 +283,10 @@ cdef class ReaderCore(ReadSink):
         if waiter is not None:
             self.waiter = None
             try:
-                waiter.set_result(None)
+                if type(waiter) is _CFuture:
+                    _future_set_result(waiter, None)
+                else:
+                    waiter.set_result(None)
             except InvalidStateError:
                 # The stdlib skips a cancelled waiter; asked first, that costs every wake-up.
                 if not waiter.cancelled():
@@ -479,7 +487,11 @@ cdef object _op_step(object target, int *finished):
         op.waiter = None
         core.waiter = None  # the stdlib's finally
         try:
-            waiter.result()  # raises as the Future's own await would
+            # raises as the Future's own await would
+            if type(waiter) is _CFuture:
+                _future_result(waiter)
+            else:
+                waiter.result()
         except BaseException:
             op.finished = True
             raise
@@ -723,10 +735,6 @@ cdef class ProtocolCore:
     cdef object paused
     cdef object connection_lost
 
-    def __cinit__(self, paused, connection_lost):
-        self.paused = paused
-        self.connection_lost = connection_lost
-
 
 @cython.final
 cdef class WriterCore:
@@ -759,6 +767,18 @@ cdef inline ProtocolCore _protocol_core(protocol):
     return <ProtocolCore?>_attr(PyObject_GenericGetDict(protocol, NULL), "_core")
 
 
+cdef object _core_to_set(object obj, type core_type):
+    """The C state to store an attribute in; made when the object was built
+    with its class's constructor rather than adopted."""
+    state = PyObject_GenericGetDict(obj, NULL)
+    cdef PyObject *core = PyDict_GetItemWithError(state, "_core")
+    if core != NULL:
+        return <object>core
+    new = core_type.__new__(core_type)
+    state["_core"] = new
+    return new
+
+
 cdef inline bint _is_false(object flag) except -1:
     """``not flag``, without a call for the bools the stdlib stores."""
     return True if flag is False else (False if flag is True else not flag)
@@ -775,7 +795,7 @@ class StreamWriter(streams.StreamWriter):
 
     @_transport.setter
     def _transport(self, value):
-        _writer_core(self).transport = value
+        (<WriterCore>_core_to_set(self, WriterCore)).transport = value
 
     @property
     def _protocol(self):
@@ -783,7 +803,7 @@ class StreamWriter(streams.StreamWriter):
 
     @_protocol.setter
     def _protocol(self, value):
-        _writer_core(self).set_protocol(value)
+        (<WriterCore>_core_to_set(self, WriterCore)).set_protocol(value)
 
     @property
     def _reader(self):
@@ -791,7 +811,7 @@ class StreamWriter(streams.StreamWriter):
 
     @_reader.setter
     def _reader(self, value):
-        _writer_core(self).set_reader(value)
+        (<WriterCore>_core_to_set(self, WriterCore)).set_reader(value)
 
     def write(self, data):
         transport = _writer_core(self).transport
@@ -841,7 +861,7 @@ class StreamReaderProtocol(streams.StreamReaderProtocol):
 
     @_paused.setter
     def _paused(self, value):
-        _protocol_core(self).paused = value
+        (<ProtocolCore>_core_to_set(self, ProtocolCore)).paused = value
 
     @property
     def _connection_lost(self):
@@ -849,7 +869,7 @@ class StreamReaderProtocol(streams.StreamReaderProtocol):
 
     @_connection_lost.setter
     def _connection_lost(self, value):
-        _protocol_core(self).connection_lost = value
+        (<ProtocolCore>_core_to_set(self, ProtocolCore)).connection_lost = value
 
     def _drain_helper(self):
         core = _protocol_core(self)
@@ -932,8 +952,10 @@ def adopt_stream_protocol(protocol, loop):
         return False
     for name in _READER_STATE:
         del state[name]
-    protocol_state["_core"] = ProtocolCore(protocol_state.pop("_paused"),
-                                           protocol_state.pop("_connection_lost"))
+    protocol_core = ProtocolCore()
+    protocol_core.paused = protocol_state.pop("_paused")
+    protocol_core.connection_lost = protocol_state.pop("_connection_lost")
+    protocol_state["_core"] = protocol_core
     protocol.__class__ = StreamReaderProtocol
     callback = protocol.__dict__.get("_client_connected_cb")
     if callback is not None:
