@@ -605,7 +605,12 @@ def test_drain_returns_at_once_unless_it_must_wait(loop_factory):
         seen.append(waiting.done())
         protocol._paused = False
         protocol.resume_writing = None  # not called: drain waits for its waiters only
-        for waiter in protocol._drain_waiters:
+        # One waiter before 3.11 (_drain_waiter), a deque of them since.
+        if hasattr(protocol, "_drain_waiters"):
+            waiters = list(protocol._drain_waiters)
+        else:
+            waiters = [protocol._drain_waiter]
+        for waiter in waiters:
             waiter.set_result(None)
         seen.append(await waiting)
         return seen
