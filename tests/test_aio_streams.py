@@ -7,6 +7,7 @@ StreamReader with the stdlib's, feed by feed.  Loopback only, bounded."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import socket
@@ -15,7 +16,7 @@ import struct
 import subprocess
 import sys
 import tempfile
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, AsyncIterator, Callable, List, Optional, Tuple
 
 import pytest
 from _aio_loops import TIMEOUT, run, stdlib_loop
@@ -37,13 +38,6 @@ def _is_c_loop(loop: asyncio.AbstractEventLoop) -> bool:
     return type(loop).__module__ == "zerosock._aio_c"
 
 
-async def _pair(**kwargs: Any) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter, socket.socket]:
-    """Streams over one end of a socketpair; the other end is returned as a blocking peer."""
-    a, b = socket.socketpair()
-    reader, writer = await asyncio.open_connection(sock=a, **kwargs)
-    return reader, writer, b
-
-
 async def _close(writer: asyncio.StreamWriter) -> None:
     """Close and wait, so that no transport outlives its loop."""
     writer.close()
@@ -51,6 +45,53 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         await writer.wait_closed()
     except OSError:
         pass
+
+
+@contextlib.asynccontextmanager
+async def _connected(**kwargs: Any) -> AsyncIterator[Tuple[asyncio.StreamReader,
+                                                           asyncio.StreamWriter, socket.socket]]:
+    """Streams over one end of a socketpair, the other end a blocking peer;
+    both closed on the way out."""
+    a, b = socket.socketpair()
+    with b:
+        reader, writer = await asyncio.open_connection(sock=a, **kwargs)
+        try:
+            yield reader, writer, b
+        finally:
+            b.close()
+            await _close(writer)
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]
+
+
+@contextlib.asynccontextmanager
+async def _served(handler: Handler, *, server_ssl: Optional[ssl.SSLContext] = None,
+                  **client: Any) -> AsyncIterator[Tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A start_server() server running ``handler`` and a client connected to
+    it; the client is closed, then the server, on the way out."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_ssl)
+    try:
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2],
+                                                       **client)
+        try:
+            yield reader, writer
+        finally:
+            await _close(writer)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def _tls_contexts() -> Tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server and a client context that trusts it, for "localhost"."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx
 
 
 async def _settle(n: int = 5) -> None:
@@ -152,8 +193,7 @@ def test_switch_off_gives_the_stdlib_streams():
 
 def test_read_methods_over_the_transport(loop_factory):
     async def main() -> None:
-        reader, writer, peer = await _pair(limit=64)
-        with peer:
+        async with _connected(limit=64) as (reader, writer, peer):
             peer.sendall(b"line one\nexact" + b"until>>rest")
             assert await reader.readline() == b"line one\n"
             assert await reader.readexactly(5) == b"exact"
@@ -170,50 +210,43 @@ def test_read_methods_over_the_transport(loop_factory):
             with pytest.raises(asyncio.IncompleteReadError) as info:
                 await reader.readexactly(1)
             assert (info.value.partial, info.value.expected) == (b"", 1)
-        writer.close()
-        await writer.wait_closed()
 
     run(loop_factory, main())
 
 
 def test_eof_mid_readexactly_and_mid_readuntil(loop_factory):
     async def main() -> None:
-        reader, writer, peer = await _pair()
-        task = asyncio.ensure_future(reader.readexactly(10))
-        peer.sendall(b"1234")
-        await _settle()
-        assert not task.done()
-        peer.shutdown(socket.SHUT_WR)
-        with pytest.raises(asyncio.IncompleteReadError) as info:
-            await task
-        assert (info.value.partial, info.value.expected) == (b"1234", 10)
-        assert reader._buffer == b""
-        await _close(writer)
-        peer.close()
+        async with _connected() as (reader, writer, peer):
+            task = asyncio.ensure_future(reader.readexactly(10))
+            peer.sendall(b"1234")
+            await _settle()
+            assert not task.done()
+            peer.shutdown(socket.SHUT_WR)
+            with pytest.raises(asyncio.IncompleteReadError) as info:
+                await task
+            assert (info.value.partial, info.value.expected) == (b"1234", 10)
+            assert reader._buffer == b""
 
-        reader, writer, peer = await _pair()
-        peer.sendall(b"no separator")
-        peer.shutdown(socket.SHUT_WR)
-        with pytest.raises(asyncio.IncompleteReadError) as info:
-            await reader.readuntil(b"!")
-        assert (info.value.partial, info.value.expected) == (b"no separator", None)
-        await _close(writer)
-        peer.close()
+        async with _connected() as (reader, writer, peer):
+            peer.sendall(b"no separator")
+            peer.shutdown(socket.SHUT_WR)
+            with pytest.raises(asyncio.IncompleteReadError) as info:
+                await reader.readuntil(b"!")
+            assert (info.value.partial, info.value.expected) == (b"no separator", None)
 
     run(loop_factory, main())
 
 
 def test_peer_reset_mid_readexactly(loop_factory):
-    async def main() -> None:
-        reader, writer, peer = await _pair()
-        task = asyncio.ensure_future(reader.readexactly(100))
-        peer.sendall(b"partial")
-        await _settle()
-        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        peer.close()
-        with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)) as info:
-            await task
-        await _close(writer)
+    async def main() -> str:
+        async with _connected() as (reader, writer, peer):
+            task = asyncio.ensure_future(reader.readexactly(100))
+            peer.sendall(b"partial")
+            await _settle()
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            peer.close()
+            with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)) as info:
+                await task
         return type(info.value).__name__
 
     # AF_UNIX has no reset: the peer's close is an EOF there, as on every loop.
@@ -249,8 +282,7 @@ def test_tcp_peer_reset_mid_readexactly(loop_factory):
 
 def test_over_limit_line_from_the_peer(loop_factory):
     async def main() -> None:
-        reader, writer, peer = await _pair(limit=16)
-        with peer:
+        async with _connected(limit=16) as (reader, writer, peer):
             peer.sendall(b"x" * 40 + b"\nshort\n")
             await _settle()
             with pytest.raises(ValueError) as info:
@@ -262,15 +294,13 @@ def test_over_limit_line_from_the_peer(loop_factory):
                 await reader.readuntil(b"\n")
             assert overrun.value.consumed > 16
             assert len(reader._buffer) == 40  # left for the caller
-        await _close(writer)
 
     run(loop_factory, main())
 
 
 def test_concurrent_reads_raise_runtime_error(loop_factory):
     async def main() -> None:
-        reader, writer, peer = await _pair()
-        with peer:
+        async with _connected() as (reader, writer, peer):
             first = asyncio.ensure_future(reader.read(10))
             await _settle()
             for second in (reader.read(10), reader.readexactly(1), reader.readline(),
@@ -279,7 +309,6 @@ def test_concurrent_reads_raise_runtime_error(loop_factory):
                     await second
             peer.sendall(b"data")
             assert await first == b"data"
-        await _close(writer)
 
     run(loop_factory, main())
 
@@ -287,8 +316,7 @@ def test_concurrent_reads_raise_runtime_error(loop_factory):
 @pytest.mark.parametrize("method", ["read", "readexactly", "readline", "readuntil"])
 def test_cancelled_read_leaves_the_buffer_intact(loop_factory, method):
     async def main() -> None:
-        reader, writer, peer = await _pair()
-        with peer:
+        async with _connected() as (reader, writer, peer):
             peer.sendall(b"abc")
             await _settle()
             args = {"read": (), "readexactly": (10,), "readline": (), "readuntil": (b"!",)}[method]
@@ -308,15 +336,13 @@ def test_cancelled_read_leaves_the_buffer_intact(loop_factory, method):
             # The cancelled read consumed nothing: the next read sees it all.
             got = await reader.readexactly(len(expected))
             assert got == expected
-        await _close(writer)
 
     run(loop_factory, main())
 
 
 def test_wait_for_timeout_on_a_read(loop_factory):
     async def main() -> None:
-        reader, writer, peer = await _pair()
-        with peer:
+        async with _connected() as (reader, writer, peer):
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(reader.readline(), 0.01)
             peer.sendall(b"late\n")
@@ -324,48 +350,43 @@ def test_wait_for_timeout_on_a_read(loop_factory):
             task = asyncio.get_running_loop().create_task(reader.readexactly(2))
             peer.sendall(b"ok")
             assert await task == b"ok"
-        await _close(writer)
 
     run(loop_factory, main())
 
 
 def test_line_iteration_and_exception_state(loop_factory):
     async def main() -> None:
-        reader, writer, peer = await _pair()
-        peer.sendall(b"a\nbb\nccc")
-        peer.shutdown(socket.SHUT_WR)
-        assert [line async for line in reader] == [b"a\n", b"bb\n", b"ccc"]
-        assert reader.exception() is None
-        error = ValueError("boom")
-        reader.set_exception(error)
-        assert reader.exception() is error
-        for read in (reader.read(1), reader.readline(), reader.readexactly(1), reader.readuntil(b"x")):
-            with pytest.raises(ValueError, match="boom"):
-                await read
-        await _close(writer)
-        peer.close()
+        async with _connected() as (reader, writer, peer):
+            peer.sendall(b"a\nbb\nccc")
+            peer.shutdown(socket.SHUT_WR)
+            assert [line async for line in reader] == [b"a\n", b"bb\n", b"ccc"]
+            assert reader.exception() is None
+            error = ValueError("boom")
+            reader.set_exception(error)
+            assert reader.exception() is error
+            for read in (reader.read(1), reader.readline(), reader.readexactly(1),
+                         reader.readuntil(b"x")):
+                with pytest.raises(ValueError, match="boom"):
+                    await read
 
     run(loop_factory, main())
 
 
 def test_set_exception_wakes_a_pending_read(loop_factory):
     async def main() -> None:
-        reader, writer, peer = await _pair()
-        with peer:
+        async with _connected() as (reader, writer, peer):
             task = asyncio.ensure_future(reader.readexactly(4))
             await _settle()
             reader.set_exception(OSError("gone"))
             with pytest.raises(OSError, match="gone"):
                 await task
-        await _close(writer)
 
     run(loop_factory, main())
 
 
 def test_writer_api(loop_factory):
     async def main() -> None:
-        reader, writer, peer = await _pair()
-        with peer:
+        async with _connected() as (reader, writer, peer):
             assert writer.can_write_eof()
             assert writer.get_extra_info("socket") is not None
             assert writer.get_extra_info("nonexistent", 7) == 7
@@ -389,8 +410,7 @@ def test_writer_api(loop_factory):
 
 def test_drain_back_pressure_with_a_peer_that_never_reads(loop_factory):
     async def main() -> None:
-        reader, writer, peer = await _pair()
-        with peer:
+        async with _connected() as (reader, writer, peer):
             writer.transport.set_write_buffer_limits(high=64 * 1024)
             chunk = b"z" * 16384
             blocked = None
@@ -412,17 +432,15 @@ def test_drain_back_pressure_with_a_peer_that_never_reads(loop_factory):
                     pass
                 await asyncio.sleep(0.001)
             await blocked
-        await _close(writer)
 
     run(loop_factory, main())
 
 
 def test_drain_after_the_connection_is_lost(loop_factory):
     async def main() -> str:
-        reader, writer, peer = await _pair()
-        peer.close()
-        assert await reader.read(10) == b""
-        await _close(writer)
+        async with _connected() as (reader, writer, peer):
+            peer.close()
+            assert await reader.read(10) == b""
         try:
             for _ in range(5):
                 writer.write(b"x")
@@ -446,14 +464,9 @@ def test_client_connected_callback_function_and_coroutine(loop_factory):
 
     async def main() -> None:
         for cb, send, want in ((plain, b"", b"plain\n"), (coro, b"echo\n", b"echo\n")):
-            server = await asyncio.start_server(cb, "127.0.0.1", 0)
-            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
-            writer.write(send)
-            assert await reader.readline() == want
-            writer.close()
-            await writer.wait_closed()
-            server.close()
-            await server.wait_closed()
+            async with _served(cb) as (reader, writer):
+                writer.write(send)
+                assert await reader.readline() == want
 
     run(loop_factory, main())
 
@@ -467,13 +480,8 @@ def test_client_connected_callback_errors_are_reported_as_the_stdlib_does(loop_f
         contexts: List[dict] = []
 
         async def main() -> None:
-            server = await asyncio.start_server(failing, "127.0.0.1", 0)
-            reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
-            assert await reader.read() == b""
-            writer.close()
-            await writer.wait_closed()
-            server.close()
-            await server.wait_closed()
+            async with _served(failing) as (reader, writer):
+                assert await reader.read() == b""
             await _settle(10)
             gc.collect()
             await _settle(2)
@@ -487,12 +495,7 @@ def test_client_connected_callback_errors_are_reported_as_the_stdlib_does(loop_f
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="StreamWriter.start_tls is new in 3.11")
 def test_start_tls_on_a_writer(loop_factory):
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("localhost").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    server_ctx, client_ctx = _tls_contexts()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert await reader.readline() == b"STARTTLS\n"
@@ -505,48 +508,34 @@ def test_start_tls_on_a_writer(loop_factory):
         await _close(writer)
 
     async def main() -> None:
-        server = await asyncio.start_server(handler, "127.0.0.1", 0)
-        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
-        writer.write(b"STARTTLS\n")
-        assert await reader.readline() == b"GO\n"
-        await writer.start_tls(client_ctx, server_hostname="localhost")
-        assert writer.get_extra_info("sslcontext") is client_ctx
-        writer.write(b"secret\n")
-        assert await reader.readline() == b"SECRET\n"
-        await _close(writer)
-        server.close()
-        await server.wait_closed()
+        async with _served(handler) as (reader, writer):
+            writer.write(b"STARTTLS\n")
+            assert await reader.readline() == b"GO\n"
+            await writer.start_tls(client_ctx, server_hostname="localhost")
+            assert writer.get_extra_info("sslcontext") is client_ctx
+            writer.write(b"secret\n")
+            assert await reader.readline() == b"SECRET\n"
 
     run(loop_factory, main())
 
 
 def test_tls_streams_read_in_c(loop_factory):
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("localhost").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
+    server_ctx, client_ctx = _tls_contexts()
 
     async def main() -> None:
-        server = await asyncio.start_server(_echo_line, "127.0.0.1", 0, ssl=server_ctx)
-        reader, writer = await asyncio.open_connection(
-            *server.sockets[0].getsockname()[:2], ssl=client_ctx, server_hostname="localhost")
-        assert (type(reader).__module__ == "zerosock._aio_streams_c") == _is_c_loop(
-            asyncio.get_running_loop())
-        writer.write(b"x" * 5000 + b"\n")
-        assert await reader.readline() == b"x" * 5000 + b"\n"
-        await _close(writer)
-        server.close()
-        await server.wait_closed()
+        async with _served(_echo_line, server_ssl=server_ctx, ssl=client_ctx,
+                           server_hostname="localhost") as (reader, writer):
+            assert (type(reader).__module__ == "zerosock._aio_streams_c") == _is_c_loop(
+                asyncio.get_running_loop())
+            writer.write(b"x" * 5000 + b"\n")
+            assert await reader.readline() == b"x" * 5000 + b"\n"
 
     run(loop_factory, main())
 
 
 def test_reader_pauses_and_resumes_the_transport(loop_factory):
     async def main() -> None:
-        reader, writer, peer = await _pair(limit=1024)
-        with peer:
+        async with _connected(limit=1024) as (reader, writer, peer):
             peer.setblocking(False)
             sent = 0
             payload = b"p" * 65536
@@ -563,9 +552,231 @@ def test_reader_pauses_and_resumes_the_transport(loop_factory):
             while got < sent:
                 got += len(await reader.read(4096))
             assert not reader._paused
-        await _close(writer)
 
     run(loop_factory, main())
+
+
+# -- the server's writer: drain(), write() and the state behind them ------------------------
+
+async def _server_side(handler_body: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]
+                       ) -> Any:
+    """Run ``handler_body`` on the server's reader and writer, once the client's
+    first line is read, while the client stays connected; its result is returned."""
+    loop = asyncio.get_running_loop()
+    result: "asyncio.Future[Any]" = loop.create_future()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            assert await reader.readline() == b"hello\n"  # read: no reset at the close
+            result.set_result(await handler_body(reader, writer))
+        except BaseException as exc:  # handed to the test, not to the loop's handler
+            result.set_exception(exc)
+        finally:
+            await _close(writer)
+
+    async with _served(handler) as (reader, writer):
+        writer.write(b"hello\n")
+        outcome = await asyncio.wait_for(asyncio.shield(result), TIMEOUT)
+        while await reader.read(1 << 16):  # what the server sent, up to its close
+            pass
+        return outcome
+
+
+def test_drain_returns_at_once_unless_it_must_wait(loop_factory):
+    async def body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> List[Any]:
+        seen = []
+        writer.write(b"x")
+        drain = writer.drain()
+        # The C writer's needs no coroutine; the stdlib's is one.
+        fast = _is_c_loop(asyncio.get_running_loop())
+        seen.append(type(drain).__name__ == "StreamOp" if fast else asyncio.iscoroutine(drain))
+        seen.append(await drain)
+        protocol = writer._protocol
+        seen.append((protocol._paused, protocol._connection_lost, writer._reader is reader))
+        protocol.pause_writing()  # as the transport does at its high-water mark
+        waiting = asyncio.ensure_future(writer.drain())
+        await _settle()
+        seen.append(waiting.done())
+        protocol.resume_writing()
+        seen.append(await waiting)
+        protocol._paused = True  # set by hand: the stdlib's attribute, as the stdlib reads it
+        waiting = asyncio.ensure_future(writer.drain())
+        await _settle()
+        seen.append(waiting.done())
+        protocol._paused = False
+        protocol.resume_writing = None  # not called: drain waits for its waiters only
+        # One waiter before 3.11 (_drain_waiter), a deque of them since.
+        if hasattr(protocol, "_drain_waiters"):
+            waiters = list(protocol._drain_waiters)
+        else:
+            waiters = [protocol._drain_waiter]
+        for waiter in waiters:
+            waiter.set_result(None)
+        seen.append(await waiting)
+        return seen
+
+    want = [True, None, (False, False, True), False, None, False, None]
+    assert run(loop_factory, _server_side(body)) == want
+
+
+def test_drain_and_write_take_what_is_set_on_the_writer(loop_factory):
+    async def body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> List[Any]:
+        seen = []
+        transport = writer._transport
+        assert transport is writer.transport
+        sent: List[bytes] = []
+
+        class Recording:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(transport, name)
+
+            def write(self, data: bytes) -> None:
+                sent.append(data)
+                transport.write(data)
+
+        writer._transport = Recording()
+        writer.write(b"through the replacement")
+        await writer.drain()
+        seen.append(sent)
+        writer._transport = transport
+        reader.set_exception(ValueError("reader failed"))
+        try:
+            await writer.drain()
+        except ValueError as exc:
+            seen.append(str(exc))
+        writer._reader = None  # the stdlib skips the reader's check then
+        await writer.drain()
+        seen.append(writer._reader)
+        return seen
+
+    want = [[b"through the replacement"], "reader failed", None]
+    assert run(loop_factory, _server_side(body)) == want
+
+
+@pytest.mark.parametrize("where", ["instance", "class"])
+def test_patched_transport_methods_are_called(loop_factory, where, monkeypatch):
+    async def body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> List[Any]:
+        calls: List[Any] = []
+        transport = writer.transport
+        owner: Any = transport if where == "instance" else type(transport)
+        real_write, real_closing = type(transport).write, type(transport).is_closing
+
+        def write(*args: Any) -> None:
+            calls.append(("write", args[-1]))
+            real_write(transport, args[-1])
+
+        def is_closing(*args: Any) -> bool:
+            calls.append("is_closing")
+            return bool(real_closing(transport))
+
+        monkeypatch.setattr(owner, "write", write)
+        monkeypatch.setattr(owner, "is_closing", is_closing)
+        writer.write(b"spied")
+        await writer.drain()
+        monkeypatch.undo()
+        writer.write(b"plain")  # the transport's own methods again
+        await writer.drain()
+        return calls
+
+    assert run(loop_factory, _server_side(body)) == [("write", b"spied"), "is_closing"]
+
+
+def test_a_waiting_read_takes_the_loops_future(loop_factory, monkeypatch):
+    made: List[Any] = []
+
+    class CountedFuture(asyncio.Future):  # type: ignore[type-arg]
+        def __init__(self, *, loop: Any = None) -> None:
+            super().__init__(loop=loop)
+            made.append(self)
+
+    async def main() -> None:
+        async with _connected() as (reader, writer, peer):
+            monkeypatch.setattr(asyncio.futures, "Future", CountedFuture)
+            read = asyncio.ensure_future(reader.read(10))
+            await _settle()
+            assert type(reader._waiter) is CountedFuture
+            assert reader._waiter._loop is asyncio.get_running_loop()
+            monkeypatch.undo()
+            peer.sendall(b"data")
+            assert await read == b"data"
+
+    run(loop_factory, main())
+    assert len(made) == 1
+
+
+@pytest.mark.c_extension
+def test_a_loop_subclass_makes_the_waiting_reads_future(c_backend):
+    made: List[Any] = []
+
+    class Loop(c_backend.aio.EventLoop):  # type: ignore[misc, name-defined]
+        def create_future(self) -> "asyncio.Future[Any]":
+            future = super().create_future()
+            made.append(future)
+            return future
+
+    async def main() -> None:
+        async with _connected() as (reader, writer, peer):
+            assert type(reader).__module__ == "zerosock._aio_streams_c"
+            read = asyncio.ensure_future(reader.read(10))
+            await _settle()
+            assert made and reader._waiter is made[-1]
+            peer.sendall(b"data")
+            assert await read == b"data"
+
+    run(Loop, main())
+
+
+@pytest.mark.c_extension
+def test_the_c_writer_and_protocol_classes_construct_as_the_stdlibs(c_backend):
+    streams_c = _c_streams()
+
+    async def main() -> None:
+        async with _connected() as (reader, writer, peer):
+            protocol = streams_c.StreamReaderProtocol(reader)
+            assert (protocol._paused, protocol._connection_lost) == (False, False)
+            made = streams_c.StreamWriter(writer.transport, protocol, reader,
+                                          asyncio.get_running_loop())
+            assert (made._transport, made._protocol, made._reader) == (
+                writer.transport, protocol, reader)
+            made.write(b"built")
+            await made.drain()
+            assert peer.recv(10) == b"built"
+
+    run(c_backend.aio.new_event_loop, main())
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.binary(min_size=1, max_size=3000),
+       cuts=st.lists(st.integers(min_value=1, max_value=700), max_size=8),
+       size=st.integers(min_value=1, max_value=1024))
+def test_server_echo_under_any_split(loop_factory, payload, cuts, size):
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            data = await reader.read(size)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+        await _close(writer)
+
+    async def main() -> bytes:
+        async with _served(echo) as (reader, writer):
+            rest = payload
+            for cut in cuts:
+                chunk, rest = rest[:cut], rest[cut:]
+                writer.write(chunk)
+                await writer.drain()
+                await _settle(2)
+            writer.write(rest)
+            writer.write_eof()
+            got = b""
+            while True:
+                part = await reader.read(4096)
+                if not part:
+                    return got
+                got += part
+
+    assert run(loop_factory, main()) == payload
 
 
 # -- the C reader against the stdlib's, feed by feed (any loop) -------------------------
@@ -653,8 +864,7 @@ def test_c_reader_matches_the_stdlib_reader(loop_factory, ops, limit):
        size=st.integers(min_value=1, max_value=17))
 def test_any_split_reads_back_the_stream(loop_factory, payload, cuts, method, size):
     async def main() -> bytes:
-        reader, writer, peer = await _pair()
-        with peer:
+        async with _connected() as (reader, writer, peer):
             async def feed() -> None:
                 rest = payload
                 for cut in cuts:
@@ -687,7 +897,6 @@ def test_any_split_reads_back_the_stream(loop_factory, payload, cuts, method, si
                     break
                 got += part
             await feeder
-        await _close(writer)
         return got
 
     assert run(loop_factory, main()) == payload
@@ -712,8 +921,7 @@ def test_stdlib_stream_tests_pass_on_the_c_reader():
 @pytest.mark.c_extension
 def test_buffered_reads_finish_without_a_future(c_backend):
     async def main() -> None:
-        reader, writer, peer = await _pair()
-        with peer:
+        async with _connected() as (reader, writer, peer):
             assert type(reader).__module__ == "zerosock._aio_streams_c"
             peer.sendall(b"abcdef\n")
             await _settle()
@@ -734,6 +942,5 @@ def test_buffered_reads_finish_without_a_future(c_backend):
             assert stop.value.value == b"xyz"
             with pytest.raises(RuntimeError, match="cannot reuse"):
                 op.send(None)
-        await _close(writer)
 
     run(c_backend.aio.new_event_loop, main())

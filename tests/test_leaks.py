@@ -295,6 +295,34 @@ def make(case):
         def step():
             loop.run_until_complete(failures())
         return step, 20  # several reads and a task per step
+    if case == "aio streams server connection/write/drain":
+        # start_server's adopted reader, writer and protocol, made and dropped
+        # with every connection; the writer's C write() and drain().
+        import asyncio
+        loop = zs.aio.new_event_loop()
+        async def echo(reader, writer):
+            while True:
+                data = await reader.read(4096)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        server = loop.run_until_complete(asyncio.start_server(echo, "127.0.0.1", 0))
+        address = server.sockets[0].getsockname()[:2]
+        KEEP.extend((loop, server))
+        async def session():
+            reader, writer = await asyncio.open_connection(*address)
+            for _ in range(8):
+                writer.write(payload)
+                await reader.readexactly(len(payload))
+            writer.close()
+            await writer.wait_closed()
+            await asyncio.sleep(0)
+        def step():
+            loop.run_until_complete(session())
+        return step, 200  # a connection and eight round trips per step
     raise SystemExit(f"unknown case {case}")
 
 step, divisor = make(case)
@@ -325,6 +353,7 @@ CASES = [
     "RecvBuffer fill/readuntil/readexactly", "fail:RecvBuffer",
     "aio call_soon", "aio transport write/read", "aio timers", "aio buffered read/memoryview write",
     "aio streams read/readline/readexactly/drain", "fail:aio streams",
+    "aio streams server connection/write/drain",
 ]
 
 

@@ -23,7 +23,7 @@ import os
 import sys
 from asyncio import base_events, exceptions, format_helpers, futures, streams
 
-from zerosock._aio_transport_c cimport ReadSink
+from zerosock._aio_transport_c cimport ReadSink, TransportCore, direct_core
 
 cdef extern from *:
     """
@@ -59,6 +59,18 @@ cdef extern from *:
             return -1;
         memcpy(PyByteArray_AS_STRING(o) + size, data, (size_t)n);
         return 0;
+    }
+    /* An int as a Py_ssize_t: 1, or 0 when it does not fit (-1: another error). */
+    static int zs_as_ssize(PyObject *n, Py_ssize_t *out)
+    {
+        *out = PyLong_AsSsize_t(n);
+        if (*out == -1 && PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+                return -1;
+            PyErr_Clear();
+            return 0;
+        }
+        return 1;
     }
     /* Whether a weak reference's object is still alive. */
     static int zs_weakref_alive(PyObject *ref)
@@ -146,10 +158,16 @@ cdef extern from *:
     int zs_bytearray_consume(object o, Py_ssize_t n) except -1
     int zs_bytearray_append(object o, const char *data, Py_ssize_t n) except -1
     int zs_weakref_alive(object ref) except -1
+    int zs_as_ssize(object n, Py_ssize_t *out) except -1
     Py_ssize_t zs_find(const char *hay, Py_ssize_t haylen, const char *needle,
                        Py_ssize_t nlen, Py_ssize_t start)
     ctypedef object (*zs_step_fn)(object, int *)
     int zs_install_op_slots(object type, zs_step_fn step) except -1
+
+cdef extern from "Python.h":
+    object PyObject_GenericGetDict(object o, void *context)
+    PyObject *PyDict_GetItemWithError(object d, object key) except? NULL
+
 
 cdef object _StdReader = streams.StreamReader
 cdef object _StdProtocol = streams.StreamReaderProtocol
@@ -161,8 +179,30 @@ cdef object LimitOverrunError = exceptions.LimitOverrunError
 cdef object _DEFAULT_LIMIT = streams._DEFAULT_LIMIT
 cdef object _extract_stack = format_helpers.extract_stack
 cdef bytes NEWLINE = b"\n"
-cdef object _Future = futures.Future
+cdef dict _futures_globals = futures.__dict__
+# The Future the C _asyncio module makes, and two of its methods, called
+# unbound on exactly that type: no method lookup on the instance.
+cdef type _CFuture = futures.Future
+cdef object _future_set_result = _CFuture.set_result
+cdef object _future_result = _CFuture.result
 cdef object _stdlib_create_future = base_events.BaseEventLoop.create_future
+cdef object _c_loop_create_future = None  # zerosock.aio's C create_future, once looked up
+
+
+cdef bint _makes_plain_futures(object create_future) except -1:
+    """Whether a loop class's create_future is the stdlib's or zerosock.aio's
+    C one: both make ``futures.Future(loop=loop)`` (outside debug mode, where
+    they differ only in the frames of its source traceback)."""
+    global _c_loop_create_future
+    if create_future is None:
+        return False
+    if create_future is _stdlib_create_future:
+        return True
+    if _c_loop_create_future is None:
+        # Imported here: the C loop imports this module.
+        from zerosock._aio_c import EventLoop
+        _c_loop_create_future = EventLoop.__dict__["create_future"]
+    return create_future is _c_loop_create_future
 
 # The stdlib streams when set to "0": a switch for comparing and for bisecting.
 enabled = os.environ.get("ZEROSOCK_C_STREAMS", "1") not in ("0", "")
@@ -201,14 +241,19 @@ cdef class ReaderCore(ReadSink):
 
     cdef int set_loop(self, loop) except -1:
         self.loop = loop
-        self.stdlib_future = getattr(type(loop), "create_future", None) is _stdlib_create_future
+        self.stdlib_future = _makes_plain_futures(getattr(type(loop), "create_future", None))
         self.future_kwargs = {"loop": loop}
         return 0
 
     cdef object create_future(self):
+        cdef PyObject *future_type
         if self.stdlib_future:
-            # What it does, without its frame: Future(loop=loop).
-            return PyObject_Call(_Future, (), self.future_kwargs)
+            # What the loop's create_future() does, without its frame or a
+            # keyword dict per call: futures.Future(loop=loop), the name
+            # looked up where the stdlib looks it up (so a patch of it holds).
+            future_type = PyDict_GetItemWithError(_futures_globals, "Future")
+            if future_type != NULL:
+                return PyObject_Call(<object>future_type, (), self.future_kwargs)
         return self.loop.create_future()
 
     cdef int set_limit(self, limit) except -1:
@@ -238,7 +283,10 @@ cdef class ReaderCore(ReadSink):
         if waiter is not None:
             self.waiter = None
             try:
-                waiter.set_result(None)
+                if type(waiter) is _CFuture:
+                    _future_set_result(waiter, None)
+                else:
+                    waiter.set_result(None)
             except InvalidStateError:
                 # The stdlib skips a cancelled waiter; asked first, that costs every wake-up.
                 if not waiter.cancelled():
@@ -302,11 +350,6 @@ cdef class ReaderCore(ReadSink):
         data = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self.buffer), self.size())
         self.buffer.clear()
         return data
-
-
-cdef extern from "Python.h":
-    object PyObject_GenericGetDict(object o, void *context)
-    PyObject *PyDict_GetItemWithError(object d, object key) except? NULL
 
 
 cdef inline ReaderCore _core(reader):
@@ -444,7 +487,11 @@ cdef object _op_step(object target, int *finished):
         op.waiter = None
         core.waiter = None  # the stdlib's finally
         try:
-            waiter.result()  # raises as the Future's own await would
+            # raises as the Future's own await would
+            if type(waiter) is _CFuture:
+                _future_result(waiter)
+            else:
+                waiter.result()
         except BaseException:
             op.finished = True
             raise
@@ -525,11 +572,7 @@ cdef inline bint _as_size(object n, Py_ssize_t *out) except -1:
     """Whether n is an int that the C paths take (into out); others go to the stdlib."""
     if type(n) is not int:
         return False
-    try:
-        out[0] = n
-    except OverflowError:
-        return False
-    return True
+    return zs_as_ssize(n, out)
 
 
 class StreamReader(streams.StreamReader):
@@ -685,31 +728,119 @@ class StreamReader(streams.StreamReader):
     readuntil.__doc__ = _StdReader.readuntil.__doc__
 
 
+@cython.final
+cdef class ProtocolCore:
+    """The flow-control state of an adopted StreamReaderProtocol (the stdlib
+    FlowControlMixin's ``_paused`` and ``_connection_lost``), read by drain()."""
+    cdef object paused
+    cdef object connection_lost
+
+
+@cython.final
+cdef class WriterCore:
+    """The state of an adopted StreamWriter: the stdlib's ``_transport``,
+    ``_protocol`` and ``_reader``, and the C states drain() reads through them."""
+    cdef object transport
+    cdef object protocol
+    cdef ProtocolCore protocol_core  # None: not an adopted protocol
+    cdef object reader
+    cdef ReaderCore reader_core      # None: not a C reader
+
+    cdef int set_protocol(self, protocol) except -1:
+        self.protocol = protocol
+        self.protocol_core = None
+        if type(protocol) is StreamReaderProtocol:
+            self.protocol_core = _protocol_core(protocol)
+        return 0
+
+    cdef int set_reader(self, reader) except -1:
+        self.reader = reader
+        self.reader_core = _core(reader) if type(reader) is StreamReader else None
+        return 0
+
+
+cdef inline WriterCore _writer_core(writer):
+    return <WriterCore?>_attr(PyObject_GenericGetDict(writer, NULL), "_core")
+
+
+cdef inline ProtocolCore _protocol_core(protocol):
+    return <ProtocolCore?>_attr(PyObject_GenericGetDict(protocol, NULL), "_core")
+
+
+cdef object _core_to_set(object obj, type core_type):
+    """The C state to store an attribute in; made when the object was built
+    with its class's constructor rather than adopted."""
+    state = PyObject_GenericGetDict(obj, NULL)
+    cdef PyObject *core = PyDict_GetItemWithError(state, "_core")
+    if core != NULL:
+        return <object>core
+    new = core_type.__new__(core_type)
+    state["_core"] = new
+    return new
+
+
+cdef inline bint _is_false(object flag) except -1:
+    """``not flag``, without a call for the bools the stdlib stores."""
+    return True if flag is False else (False if flag is True else not flag)
+
+
 class StreamWriter(streams.StreamWriter):
     """``asyncio.StreamWriter`` whose ``drain`` returns at once, without a
     coroutine, when there is nothing to wait for."""
 
+    # The stdlib's attributes, so its methods and its tests' probes see the C state.
+    @property
+    def _transport(self):
+        return _writer_core(self).transport
+
+    @_transport.setter
+    def _transport(self, value):
+        (<WriterCore>_core_to_set(self, WriterCore)).transport = value
+
+    @property
+    def _protocol(self):
+        return _writer_core(self).protocol
+
+    @_protocol.setter
+    def _protocol(self, value):
+        (<WriterCore>_core_to_set(self, WriterCore)).set_protocol(value)
+
+    @property
+    def _reader(self):
+        return _writer_core(self).reader
+
+    @_reader.setter
+    def _reader(self, value):
+        (<WriterCore>_core_to_set(self, WriterCore)).set_reader(value)
+
     def write(self, data):
-        _attr(PyObject_GenericGetDict(self, NULL), "_transport").write(data)
+        transport = _writer_core(self).transport
+        cdef TransportCore direct = direct_core(transport)
+        if direct is not None:
+            direct.c_write(data)  # what its write() does, without the call
+        else:
+            transport.write(data)
 
     write.__doc__ = _StdWriter.write.__doc__
 
     def drain(self):
-        # Read from the instance dicts: these are the stdlib classes' plain
-        # attributes (only exact stdlib objects are adopted).
-        state = PyObject_GenericGetDict(self, NULL)
-        reader = _attr(state, "_reader")
-        if reader is not None:
-            if type(reader) is StreamReader:
-                failed = _core(reader).exception
-            else:
-                failed = reader.exception()
-            if failed is not None:
+        # The stdlib's checks, in its order; whatever would wait or raise is its own code.
+        cdef WriterCore core = _writer_core(self)
+        cdef ProtocolCore protocol_core
+        cdef TransportCore direct
+        if core.reader_core is not None:
+            if core.reader_core.exception is not None:
                 return _StdWriter.drain(self)
-        if _attr(state, "_transport").is_closing():
+        elif core.reader is not None and core.reader.exception() is not None:
             return _StdWriter.drain(self)
-        protocol = PyObject_GenericGetDict(_attr(state, "_protocol"), NULL)
-        if _attr(protocol, "_connection_lost") or _attr(protocol, "_paused"):
+        transport = core.transport
+        direct = direct_core(transport)
+        if direct._closing if direct is not None else transport.is_closing():
+            return _StdWriter.drain(self)
+        protocol_core = core.protocol_core
+        if protocol_core is None:
+            return _StdWriter.drain(self)
+        if not (_is_false(protocol_core.connection_lost) and _is_false(protocol_core.paused)):
             return _StdWriter.drain(self)
         return _new_op(None, DONE, 0)
 
@@ -724,11 +855,50 @@ class StreamReaderProtocol(streams.StreamReaderProtocol):
         reader = self._stream_reader
         return reader._core if type(reader) is StreamReader else None
 
+    @property
+    def _paused(self):
+        return _protocol_core(self).paused
+
+    @_paused.setter
+    def _paused(self, value):
+        (<ProtocolCore>_core_to_set(self, ProtocolCore)).paused = value
+
+    @property
+    def _connection_lost(self):
+        return _protocol_core(self).connection_lost
+
+    @_connection_lost.setter
+    def _connection_lost(self, value):
+        (<ProtocolCore>_core_to_set(self, ProtocolCore)).connection_lost = value
+
     def _drain_helper(self):
-        if self._connection_lost or self._paused:
+        core = _protocol_core(self)
+        if not (_is_false(core.connection_lost) and _is_false(core.paused)):
             return _std_drain_helper(self)
         return _new_op(None, DONE, 0)
 
+
+cdef tuple _WRITER_STATE = ("_transport", "_protocol", "_reader")
+
+
+cdef bint _adopt_writer(writer) except -1:
+    """Give a stdlib StreamWriter of an adopted protocol the C writer, in place."""
+    state = writer.__dict__
+    if not all(name in state for name in _WRITER_STATE) or "_core" in state:
+        return False
+    core = WriterCore()
+    core.transport = state["_transport"]
+    core.set_protocol(state["_protocol"])
+    core.set_reader(state["_reader"])
+    state["_core"] = core
+    try:
+        writer.__class__ = StreamWriter
+    except TypeError:  # a layout we do not know: stay with the stdlib
+        del state["_core"]
+        return False
+    for name in _WRITER_STATE:
+        del state[name]
+    return True
 
 
 @cython.final
@@ -742,13 +912,14 @@ cdef class _ClientConnected:
 
     def __call__(self, reader, writer):
         if type(writer) is _StdWriter:
-            writer.__class__ = StreamWriter
+            _adopt_writer(writer)
         return self.callback(reader, writer)
 
     def __repr__(self):
         return repr(self.callback)
 
 
+cdef tuple _PROTOCOL_STATE = ("_paused", "_connection_lost")
 cdef tuple _READER_STATE = ("_buffer", "_limit", "_loop", "_eof", "_waiter", "_exception",
                             "_transport", "_paused")
 
@@ -770,6 +941,9 @@ def adopt_stream_protocol(protocol, loop):
             and state.get("_exception") is None and state.get("_transport") is None
             and state.get("_paused") is False and "_core" not in state):
         return False
+    protocol_state = protocol.__dict__
+    if "_core" in protocol_state or not all(name in protocol_state for name in _PROTOCOL_STATE):
+        return False
     state["_core"] = ReaderCore(reader, state["_limit"], loop, buffer)
     try:
         reader.__class__ = StreamReader
@@ -778,6 +952,10 @@ def adopt_stream_protocol(protocol, loop):
         return False
     for name in _READER_STATE:
         del state[name]
+    protocol_core = ProtocolCore()
+    protocol_core.paused = protocol_state.pop("_paused")
+    protocol_core.connection_lost = protocol_state.pop("_connection_lost")
+    protocol_state["_core"] = protocol_core
     protocol.__class__ = StreamReaderProtocol
     callback = protocol.__dict__.get("_client_connected_cb")
     if callback is not None:

@@ -73,3 +73,9 @@ cdef class IOHandle:
     cdef int run(self) except -1
     cdef int report(self, object exc) except -1
     cdef object _bound_callback(self)
+
+
+# The C core of a SocketTransport whose write() and is_closing() are its
+# class's own C methods (none patched on the class or set on the instance),
+# else None: a caller may then call c_write() and read _closing itself.
+cdef TransportCore direct_core(object transport)

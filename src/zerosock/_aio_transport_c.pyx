@@ -941,6 +941,48 @@ cdef extern from *:
 zs_add_transport_methods(SocketTransport, _write, _get_write_buffer_size, _is_closing)
 
 
+# -- for the C stream writer ------------------------------------------------------------
+
+cdef extern from "Python.h":
+    object PyObject_GenericGetDict(object o, void *context)
+    PyObject *_PyType_Lookup(PyTypeObject *type, object name)
+    Py_ssize_t PyDict_GET_SIZE(object d)
+    int PyDict_Contains(object d, object key) except -1
+
+cdef dict _own_methods = {name: SocketTransport.__dict__[name] for name in ("write", "is_closing")}
+cdef unsigned int _checked_version = 0  # the class's version tag when its methods were last found ours
+
+
+cdef bint _methods_are_ours(object transport) except -1:
+    global _checked_version
+    cdef PyTypeObject *kind = <PyTypeObject *>_SocketTransportType
+    if kind.tp_version_tag == 0 or kind.tp_version_tag != _checked_version:
+        # The class changed (or was never checked): look again.  A change to
+        # it or a base class gives it a new tag, so one check holds until then.
+        for name, method in _own_methods.items():
+            if _PyType_Lookup(kind, name) != <PyObject *>method:
+                return False
+        _checked_version = kind.tp_version_tag
+    state = PyObject_GenericGetDict(transport, NULL)
+    if PyDict_GET_SIZE(state) == 0:
+        return True
+    for name in _own_methods:
+        if PyDict_Contains(state, name):
+            return False
+    return True
+
+
+cdef TransportCore direct_core(object transport):
+    if type(transport) is not _SocketTransportType:
+        return None
+    if not _methods_are_ours(transport):
+        return None
+    core = zs_slot_get(transport, CORE_OFFSET)
+    if core == NULL:
+        return None
+    return <TransportCore>core
+
+
 def _forward(name):
     @cython.binding(True)
     def method(self, *args, **kwargs):
