@@ -30,6 +30,7 @@ from libc.string cimport memcpy
 
 import collections
 import os
+import socket
 import sys
 import warnings
 from asyncio import constants, exceptions, protocols, sslproto, transports
@@ -154,6 +155,48 @@ if ssl is not None:
 # -- which engine runs ----------------------------------------------------------------
 
 cdef bint _c_engine_ready = False
+
+
+# -- kernel TLS ------------------------------------------------------------------------
+
+# OpenSSL's SSL_OP_ENABLE_KTLS (3.0+); the ssl module names it from 3.12 on.
+_OP_ENABLE_KTLS = getattr(ssl, "OP_ENABLE_KTLS", 1 << 3) if ssl is not None else 0
+_TCP_ULP = 31  # linux/tcp.h: attach an upper-layer protocol ("tls") to a socket
+
+
+def _ktls_unavailable_reason():
+    """Why this host cannot run kernel TLS, or None when it could: Linux with
+    the ``tls`` module loaded and OpenSSL 3.0 or later."""
+    if not sys.platform.startswith("linux"):
+        return "not Linux"
+    if ssl is None or ssl.OPENSSL_VERSION_INFO < (3, 0):
+        return "OpenSSL before 3.0"
+    if not os.path.exists("/sys/module/tls"):
+        return "the kernel has no tls module loaded"
+    return None
+
+
+def _ktls_state(sslcontext, transport):
+    """Kernel TLS for one connection: "off" (the context did not ask for
+    ``OP_ENABLE_KTLS``), "unavailable" (the host cannot), "refused" (the
+    kernel would not attach TLS to the socket) or "attached".  Every state
+    runs the records through the user-space engine: zerosock hands no keys
+    to the kernel, so an attached socket passes the records through as TCP."""
+    if not int(sslcontext.options) & _OP_ENABLE_KTLS:
+        return "off"
+    why = _ktls_unavailable_reason()
+    if why is not None:
+        logger.debug("zerosock.aio: no kernel TLS (%s)", why)
+        return "unavailable"
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return "unavailable"
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_ULP, b"tls")
+    except OSError as exc:
+        logger.debug("zerosock.aio: the kernel refused TLS on %r (%s)", sock, exc)
+        return "refused"
+    return "attached"
 
 
 cdef str _check_c_engine():
@@ -331,6 +374,7 @@ cdef class TLSProtocolCore(ReadTarget):
     cdef object _handshake_timeout_handle
     cdef object _shutdown_timeout_handle
     cdef object _handshake_start_time
+    cdef readonly str _ktls          # see _ktls_state()
     cdef object __weakref__
 
     def __init__(self, loop, app_protocol, sslcontext, waiter, server_side=False,
@@ -354,6 +398,7 @@ cdef class TLSProtocolCore(ReadTarget):
         self._server_hostname = server_hostname if server_hostname and not server_side else None
         self._sslcontext = sslcontext
         self._extra = {"sslcontext": sslcontext}
+        self._ktls = "off"
         self._write_backlog = collections.deque()
         self._waiter = waiter
         self._loop = loop
@@ -446,6 +491,7 @@ cdef class TLSProtocolCore(ReadTarget):
         self._transport = transport
         core = getattr(transport, "_core", None)
         self._core = core if isinstance(core, TransportCore) else None
+        self._ktls = _ktls_state(self._sslcontext, transport)
         self._start_handshake()
 
     def connection_lost(self, exc):
