@@ -246,7 +246,7 @@ def serve_asyncio(loop_factory: Callable[[], Any], style: str, workload: str, ho
                   port: int) -> None:
     import asyncio
 
-    echo = workload == "echo"
+    echo = workload in ("echo", "tls")
 
     class EchoProtocol(asyncio.Protocol):
         transport: Any = None
@@ -329,7 +329,11 @@ def serve_asyncio(loop_factory: Callable[[], Any], style: str, workload: str, ho
             _ready(server.sockets[0])
         else:
             factory = EchoBufferedProtocol if style == "buffered" else EchoProtocol
-            if _is_unix(host):
+            if workload == "tls":
+                from ._loadgen_tls import server_context
+                server = await loop.create_server(factory, host, port, backlog=1024,
+                                                  ssl=server_context())
+            elif _is_unix(host):
                 server = await loop.create_unix_server(factory, host, backlog=1024)
             else:
                 server = await loop.create_server(factory, host, port, backlog=1024)
@@ -462,7 +466,7 @@ def serve(config: Dict[str, Any]) -> None:
     elif name == "zerosock-selectors":
         from zerosock import selectors as zs_selectors
         serve_selectors(_Net("zerosock"), zs_selectors, workload, host, port)
-    elif name.startswith(("asyncio-", "uvloop-", "zerosock-aio-")):
+    elif name.startswith(("asyncio-", "uvloop-", "zerosock-aio-", "asyncio+", "uvloop+")):
         style = name.rsplit("-", 1)[1]
         if style in APP_FRAMEWORKS:
             serve_app(_loop_factory(name), style, workload, host, port)
@@ -476,6 +480,10 @@ def serve(config: Dict[str, Any]) -> None:
 
 def _loop_factory(name: str) -> Callable[[], Any]:
     """The loop a contender runs on, from its name's first part."""
+    if "+aiofastnet" in name:
+        import aiofastnet
+        base = _loop_factory(name.replace("+aiofastnet", ""))
+        return lambda: aiofastnet.patch_loop(base())
     if name.startswith("uvloop-"):
         import uvloop
         factory: Callable[[], Any] = uvloop.new_event_loop
