@@ -12,16 +12,11 @@
 #ifndef ZS_OPENSSL_H
 #define ZS_OPENSSL_H
 
-#include <stddef.h>
+/* The platform preamble (Winsock/windows.h or the POSIX headers) is the
+ * shim's; the output BIO sends through its zs_send. */
+#include "zs_shim.h"
 #include <stdint.h>
-#include <string.h>
-
-#ifdef _WIN32
-#  ifndef WIN32_LEAN_AND_MEAN
-#    define WIN32_LEAN_AND_MEAN
-#  endif
-#  include <windows.h>
-#else
+#ifndef _WIN32
 #  include <dlfcn.h>
 #endif
 
@@ -84,7 +79,10 @@ typedef struct {
     void *(*BIO_get_data)(ZS_BIO *);
     void (*BIO_set_init)(ZS_BIO *, int);
     void (*BIO_clear_flags)(ZS_BIO *, int);
+    void (*BIO_set_flags)(ZS_BIO *, int);
+    int (*BIO_meth_set_read)(ZS_BIO_METHOD *, int (*)(ZS_BIO *, char *, int));
     void (*SSL_set0_wbio)(ZS_SSL *, ZS_BIO *);
+    void (*SSL_set0_rbio)(ZS_SSL *, ZS_BIO *);
 } zs_openssl_table;
 
 static zs_openssl_table zs_ossl;
@@ -197,7 +195,10 @@ static int zs_openssl_load(const char *ssl_module_path, const char **missing)
     ZS_OSSL_LOAD(BIO_get_data, "BIO_get_data");
     ZS_OSSL_LOAD(BIO_set_init, "BIO_set_init");
     ZS_OSSL_LOAD(BIO_clear_flags, "BIO_clear_flags");
+    ZS_OSSL_LOAD(BIO_set_flags, "BIO_set_flags");
+    ZS_OSSL_LOAD(BIO_meth_set_read, "BIO_meth_set_read");
     ZS_OSSL_LOAD(SSL_set0_wbio, "SSL_set0_wbio");
+    ZS_OSSL_LOAD(SSL_set0_rbio, "SSL_set0_rbio");
 #undef ZS_OSSL_LOAD
     t.version = t.OpenSSL_version_num();
 #ifndef _WIN32
@@ -214,11 +215,16 @@ fail:
 
 /* The session's output BIO: records appended to one growing buffer that the
  * transport sends from, instead of a memory BIO (which clears every byte it
- * grows by, and is read out through one more copy).  The BIO owns the buffer:
- * an SSLObject kept by the application past its connection stays safe. */
+ * grows by, and is read out through one more copy).  While the transport has
+ * nothing queued, the caller sets `fd` and a record is sent from OpenSSL's
+ * own buffer as it is made; only what the kernel leaves is kept, and a send
+ * error is kept in `err` for the transport to report.  The BIO owns the
+ * buffer: an SSLObject kept by the application past its connection stays safe. */
 typedef struct {
     char *buf;
     size_t len, cap;
+    zs_sock_t fd;       /* send records at once on this socket; ZS_INVALID_SOCKET: keep them */
+    int err;            /* the error a send at once met, 0 if none */
 } zs_outbuf;
 
 static int zs_outbio_write(ZS_BIO *bio, const char *data, int n)
@@ -228,6 +234,21 @@ static int zs_outbio_write(ZS_BIO *bio, const char *data, int n)
                                  ZS_BIO_FLAGS_IO_SPECIAL | ZS_BIO_FLAGS_SHOULD_RETRY);
     if (out == NULL || n < 0)
         return -1;
+    if (out->fd != ZS_INVALID_SOCKET && out->len == 0) {
+        long sent = zs_send(out->fd, data, (size_t)n, 0);
+        if (sent == n)
+            return n;
+        out->fd = ZS_INVALID_SOCKET;  /* what follows queues behind the rest */
+        if (sent < 0) {
+            int e = zs_last_error();
+            if (!zs_is_would_block(e) && e != ZS_EINTR) {
+                out->err = e;  /* the connection is lost: the record goes nowhere */
+                return n;
+            }
+            sent = 0;
+        }
+        return zs_outbio_write(bio, data + sent, n - (int)sent) < 0 ? -1 : n;
+    }
     if (out->len + (size_t)n > out->cap) {
         size_t cap = out->cap ? out->cap : 16384;
         char *grown;
@@ -286,12 +307,139 @@ static ZS_BIO *zs_outbio_new(zs_outbuf **out)
     *out = (zs_outbuf *)PyMem_RawCalloc(1, sizeof(zs_outbuf));
     if (*out == NULL)
         return NULL;
+    (*out)->fd = ZS_INVALID_SOCKET;
     bio = zs_ossl.BIO_new(zs_outbio_method);
     if (bio == NULL) {
         PyMem_RawFree(*out);
         return NULL;
     }
     zs_ossl.BIO_set_data(bio, *out);
+    zs_ossl.BIO_set_init(bio, 1);
+    return bio;
+}
+
+/* The session's input BIO: OpenSSL reads ciphertext straight from where the
+ * socket received it.  During a read that is the transport's shared receive
+ * buffer; what OpenSSL leaves unread there is moved into `keep`, memory of
+ * the connection's own, before the next read can reuse the shared buffer,
+ * and later reads append to it in place.  Owned by the BIO, as the output's. */
+typedef struct {
+    const char *data;   /* unread ciphertext */
+    size_t len;
+    char *keep;         /* the connection's own memory, allocated on first need */
+    size_t keep_cap;
+} zs_inbuf;
+
+static int zs_inbio_read(ZS_BIO *bio, char *out, int n)
+{
+    zs_inbuf *in = (zs_inbuf *)zs_ossl.BIO_get_data(bio);
+    size_t k;
+    zs_ossl.BIO_clear_flags(bio, ZS_BIO_FLAGS_READ | ZS_BIO_FLAGS_WRITE |
+                                 ZS_BIO_FLAGS_IO_SPECIAL | ZS_BIO_FLAGS_SHOULD_RETRY);
+    if (in == NULL || n <= 0)
+        return 0;
+    if (in->len == 0) {
+        /* As an empty memory BIO: "try again", never end of stream. */
+        zs_ossl.BIO_set_flags(bio, ZS_BIO_FLAGS_READ | ZS_BIO_FLAGS_SHOULD_RETRY);
+        return -1;
+    }
+    k = in->len < (size_t)n ? in->len : (size_t)n;
+    memcpy(out, in->data, k);
+    in->data += k;
+    in->len -= k;
+    return (int)k;
+}
+
+static long zs_inbio_ctrl(ZS_BIO *bio, int cmd, long num, void *ptr)
+{
+    zs_inbuf *in = (zs_inbuf *)zs_ossl.BIO_get_data(bio);
+    (void)num; (void)ptr;
+    switch (cmd) {
+    case ZS_BIO_CTRL_FLUSH:
+        return 1;
+    case ZS_BIO_CTRL_PENDING:
+        return in != NULL ? (long)in->len : 0;
+    default:
+        return 0;
+    }
+}
+
+static int zs_inbio_destroy(ZS_BIO *bio)
+{
+    zs_inbuf *in = (zs_inbuf *)zs_ossl.BIO_get_data(bio);
+    if (in != NULL) {
+        PyMem_RawFree(in->keep);
+        PyMem_RawFree(in);
+        zs_ossl.BIO_set_data(bio, NULL);
+    }
+    return 1;
+}
+
+/* `want` bytes of room right after the unread ciphertext, in `keep`
+ * (unread bytes first moved there, to its front); NULL when out of memory. */
+static char *zs_inbuf_room(zs_inbuf *in, size_t want, size_t *room)
+{
+    if (in->len != 0 && in->data != in->keep) {
+        if (in->data > in->keep && in->data < in->keep + in->keep_cap)
+            memmove(in->keep, in->data, in->len);   /* consumed bytes at the front */
+        else if (in->keep_cap >= in->len)
+            memcpy(in->keep, in->data, in->len);    /* still in the shared buffer */
+        else {
+            char *grown = (char *)PyMem_RawMalloc(in->len + want);
+            if (grown == NULL)
+                return NULL;
+            memcpy(grown, in->data, in->len);
+            PyMem_RawFree(in->keep);
+            in->keep = grown;
+            in->keep_cap = in->len + want;
+        }
+    }
+    in->data = in->keep;
+    if (in->keep_cap - in->len < want) {
+        char *grown = (char *)PyMem_RawRealloc(in->keep, in->len + want);
+        if (grown == NULL)
+            return NULL;
+        in->keep = grown;
+        in->keep_cap = in->len + want;
+        in->data = grown;
+    }
+    *room = in->keep_cap - in->len;
+    return in->keep + in->len;
+}
+
+/* Unread ciphertext moved out of the shared buffer [shared, shared + size)
+ * into the connection's memory; -1 when out of memory. */
+static int zs_inbuf_keep(zs_inbuf *in, const char *shared, size_t size)
+{
+    size_t room;
+    if (in->len == 0 || in->data < shared || in->data >= shared + size)
+        return 0;
+    return zs_inbuf_room(in, 0, &room) != NULL ? 0 : -1;
+}
+
+static ZS_BIO_METHOD *zs_inbio_method;
+
+/* A new input BIO and its buffer (*in); NULL when OpenSSL or memory fails. */
+static ZS_BIO *zs_inbio_new(zs_inbuf **in)
+{
+    ZS_BIO *bio;
+    if (zs_inbio_method == NULL) {
+        ZS_BIO_METHOD *m = zs_ossl.BIO_meth_new(ZS_BIO_TYPE_SOURCE_SINK | 0x7b, "zerosock input");
+        if (m == NULL || !zs_ossl.BIO_meth_set_read(m, zs_inbio_read)
+                || !zs_ossl.BIO_meth_set_ctrl(m, zs_inbio_ctrl)
+                || !zs_ossl.BIO_meth_set_destroy(m, zs_inbio_destroy))
+            return NULL;  /* (a method never freed: made once per process) */
+        zs_inbio_method = m;
+    }
+    *in = (zs_inbuf *)PyMem_RawCalloc(1, sizeof(zs_inbuf));
+    if (*in == NULL)
+        return NULL;
+    bio = zs_ossl.BIO_new(zs_inbio_method);
+    if (bio == NULL) {
+        PyMem_RawFree(*in);
+        return NULL;
+    }
+    zs_ossl.BIO_set_data(bio, *in);
     zs_ossl.BIO_set_init(bio, 1);
     return bio;
 }

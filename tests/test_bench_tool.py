@@ -808,3 +808,72 @@ def test_app_profile_serves_over_tls_on_plain_and_aiofastnet_loops(server: str) 
     header = next(line for line in done.stdout.splitlines() if "zerosock" in line)
     assert "asyncio+aiofastnet" in header
     assert "app_profile.py:" in done.stdout  # the handler, once per request
+
+
+# ------------------------------------------------------------ TLS echo
+
+
+def test_tls_cells_and_group() -> None:
+    from zerosock.bench.contenders import GROUPS
+    args = cli.build_parser().parse_args(["-w", "tls"])
+    assert cli.build_cells(args, ["tls"]) == [Cell("tls", 256, 10), Cell("tls", 8192, 10)]
+    args = cli.build_parser().parse_args(["-w", "tls", "-s", "1k", "-n", "2,3"])
+    assert cli.build_cells(args, ["tls"]) == [Cell("tls", 1024, 2), Cell("tls", 1024, 3)]
+    assert set(GROUPS["tls"]) == {"asyncio-proto", "uvloop-proto", "zerosock-aio-proto",
+                                  "asyncio+aiofastnet-proto", "uvloop+aiofastnet-proto"}
+    # not part of the default workloads: TLS is asked for
+    args = cli.build_parser().parse_args([])
+    assert "tls" not in args.workloads.split(",")
+
+
+def test_tls_tiny_run(tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    status, out, err = run_cli("-c", "asyncio-proto,zerosock-aio-proto,stdlib-threads",
+                               "-w", "tls", "-s", "256", "-n", "2", *TINY, "--json", str(path))
+    assert status == 0, err
+    rows = rows_of(json.loads(path.read_text()), "tls")
+    for name in ("asyncio-proto", "zerosock-aio-proto"):
+        assert rows[name]["status"] == "ok", rows[name]
+        assert rows[name]["rate"] > 0
+    assert "stdlib-threads" not in rows  # no TLS server of that kind
+    assert "tls 256 B, 2 connections" in out
+
+
+def test_tls_aiofastnet_missing_is_skipped_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zerosock.bench import contenders
+    real = contenders.unavailable_reason
+    monkeypatch.setattr(contenders, "unavailable_reason",
+                        lambda n: "aiofastnet is not installed" if "aiofastnet" in n else real(n))
+    monkeypatch.setattr(runner, "unavailable_reason", contenders.unavailable_reason)
+    status, out, _ = run_cli("-c", "uvloop+aiofastnet-proto,asyncio-proto", "-w", "tls",
+                             "-s", "256", "-n", "1", *TINY)
+    assert status == 0
+    line = next(line for line in out.splitlines() if line.startswith("uvloop+aiofastnet-proto"))
+    assert "skipped" in line and "aiofastnet is not installed" in line
+
+
+def test_tls_generator_counts_exactly() -> None:
+    from zerosock.bench._loadgen_tls import TLSLoadGenerator
+    server = runner.ServerProcess("zerosock-aio-proto", "tls", "127.0.0.1")
+    try:
+        server.start()
+        with TLSLoadGenerator("tls", runner.generator_address(server), 3, 5000) as gen:
+            gen.connect(30.0)
+            stats = gen.run(60.0, max_ops=40, drain=True)
+        assert stats["ops"] == 40 and stats["bytes"] == 40 * 5000
+        assert stats["inflight_left"] == 0
+    finally:
+        server.close()
+    with pytest.raises(LoadGenError):
+        TLSLoadGenerator("echo", ("127.0.0.1", 1), 1, 1)
+
+
+def test_tls_instructions_per_request() -> None:
+    if not runner.instruction_tools()["valgrind"]:
+        pytest.skip("valgrind is not installed")
+    generator, _ = runner.generator_class("auto")
+    result = runner.measure_instructions("zerosock-aio-proto", Cell("tls", 256, 2),
+                                         runner.Settings(), generator, counts=(50, 250))
+    assert "instructions_error" not in result, result
+    # a TLS record each way and the echo: thousands of instructions, not millions
+    assert 2_000 < result["instructions_per_op"] < 200_000

@@ -23,11 +23,14 @@ exceptions are the stdlib's own."""
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.ref cimport Py_XDECREF
 from cpython.object cimport PyObject
 from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
 
 import collections
 import os
+import socket
 import sys
 import warnings
 from asyncio import constants, exceptions, protocols, sslproto, transports
@@ -40,8 +43,15 @@ except ImportError:  # pragma: no cover - an interpreter without ssl
     ssl = None
     _ssl = None
 
-from zerosock._aio_transport_c cimport TransportCore
+from zerosock._aio_transport_c cimport ReadTarget, TransportCore
 from zerosock._buffers cimport zs_borrow_memory
+from zerosock._shim cimport ZS_INVALID_SOCKET, zs_sock_t, zs_strerror
+
+cdef extern from "Python.h":
+    # Bytes filled in place: made unfinished, then cut to what was written.
+    PyObject *zs_bytes_new "PyBytes_FromStringAndSize"(const char *, Py_ssize_t) except NULL
+    char *zs_bytes_ptr "PyBytes_AS_STRING"(PyObject *)
+    int zs_bytes_resize "_PyBytes_Resize"(PyObject **, Py_ssize_t) except -1
 
 cdef extern from "zs_openssl.h":
     ctypedef struct ZS_SSL
@@ -65,6 +75,7 @@ cdef extern from "zs_openssl.h":
         unsigned long (*ERR_peek_last_error)()
         void (*ERR_clear_error)()
         void (*SSL_set0_wbio)(ZS_SSL *, ZS_BIO *)
+        void (*SSL_set0_rbio)(ZS_SSL *, ZS_BIO *)
         const char *(*ERR_reason_error_string)(unsigned long)
     zs_openssl_table zs_ossl
     int ZS_SSL_ERROR_SSL, ZS_SSL_ERROR_WANT_READ, ZS_SSL_ERROR_WANT_WRITE
@@ -76,12 +87,23 @@ cdef extern from "zs_openssl.h":
     ctypedef struct zs_outbuf:
         char *buf
         size_t len
+        zs_sock_t fd
+        int err
     ZS_BIO *zs_outbio_new(zs_outbuf **out)
+    ctypedef struct zs_inbuf:
+        const char *data
+        size_t len
+    ZS_BIO *zs_inbio_new(zs_inbuf **inp)
+    char *zs_inbuf_room(zs_inbuf *inp, size_t want, size_t *room)
+    int zs_inbuf_keep(zs_inbuf *inp, const char *shared, size_t size)
     void *zs_object_slot(object o, int slot)
 
 
 cdef enum:
     IO_CHUNK = 256 * 1024  # ciphertext read per socket read, plaintext per data_received
+    # Decrypted data up to this size is copied out of a stack buffer into its
+    # bytes: cheaper than making the bytes first and shrinking it to fit.
+    SMALL_READ = 2048
 
 
 # The states of the stdlib's SSLProtocol and of its application protocol.
@@ -101,12 +123,16 @@ cdef enum:
 _STATE_NAMES = {UNWRAPPED: "UNWRAPPED", DO_HANDSHAKE: "DO_HANDSHAKE", WRAPPED: "WRAPPED",
                 FLUSHING: "FLUSHING", SHUTDOWN: "SHUTDOWN"}
 
-# Ciphertext from the socket lands here and is handed to OpenSSL before any
-# Python code runs; decrypted data for plain Protocols gathers in the other.
-# They serve every connection of the process.
+# Ciphertext from our socket transports lands in _rx, and OpenSSL reads it
+# there; what a read leaves unread moves to the connection's own memory before
+# the read returns, so one buffer serves every connection of the process.
+# _lent is what get_buffer() lends other transports (a TLS layer under this
+# one decrypts into it): copied out at once by buffer_updated().
 cdef char _rx[IO_CHUNK]
-cdef char _plain[IO_CHUNK]
+cdef char _lent[IO_CHUNK]
+cdef char _plain[SMALL_READ]
 cdef object _rx_view = memoryview(<char[:IO_CHUNK]>_rx).cast("B")
+cdef object _lent_view = memoryview(<char[:IO_CHUNK]>_lent).cast("B")
 
 cdef object _BufferedProtocol = protocols.BufferedProtocol
 cdef int LOG_THRESHOLD = constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
@@ -129,6 +155,48 @@ if ssl is not None:
 # -- which engine runs ----------------------------------------------------------------
 
 cdef bint _c_engine_ready = False
+
+
+# -- kernel TLS ------------------------------------------------------------------------
+
+# OpenSSL's SSL_OP_ENABLE_KTLS (3.0+); the ssl module names it from 3.12 on.
+_OP_ENABLE_KTLS = getattr(ssl, "OP_ENABLE_KTLS", 1 << 3) if ssl is not None else 0
+_TCP_ULP = 31  # linux/tcp.h: attach an upper-layer protocol ("tls") to a socket
+
+
+def _ktls_unavailable_reason():
+    """Why this host cannot run kernel TLS, or None when it could: Linux with
+    the ``tls`` module loaded and OpenSSL 3.0 or later."""
+    if not sys.platform.startswith("linux"):
+        return "not Linux"
+    if ssl is None or ssl.OPENSSL_VERSION_INFO < (3, 0):
+        return "OpenSSL before 3.0"
+    if not os.path.exists("/sys/module/tls"):
+        return "the kernel has no tls module loaded"
+    return None
+
+
+def _ktls_state(sslcontext, transport):
+    """Kernel TLS for one connection: "off" (the context did not ask for
+    ``OP_ENABLE_KTLS``), "unavailable" (the host cannot), "refused" (the
+    kernel would not attach TLS to the socket) or "attached".  Every state
+    runs the records through the user-space engine: zerosock hands no keys
+    to the kernel, so an attached socket passes the records through as TCP."""
+    if not int(sslcontext.options) & _OP_ENABLE_KTLS:
+        return "off"
+    why = _ktls_unavailable_reason()
+    if why is not None:
+        logger.debug("zerosock.aio: no kernel TLS (%s)", why)
+        return "unavailable"
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return "unavailable"
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_ULP, b"tls")
+    except OSError as exc:
+        logger.debug("zerosock.aio: the kernel refused TLS on %r (%s)", sock, exc)
+        return "refused"
+    return "attached"
 
 
 cdef str _check_c_engine():
@@ -260,7 +328,7 @@ def _flow_limits(high, low, kb):
 
 # -- the protocol on the socket transport --------------------------------------------
 
-cdef class TLSProtocolCore:
+cdef class TLSProtocolCore(ReadTarget):
     """The state and the record path of one :class:`TLSProtocol`."""
 
     cdef object _loop
@@ -277,6 +345,7 @@ cdef class TLSProtocolCore:
     cdef ZS_BIO *_rbio
     cdef ZS_BIO *_wbio
     cdef zs_outbuf *_out             # the output BIO's buffer (C engine; owned by the BIO)
+    cdef zs_inbuf *_in               # the input BIO's ciphertext (C engine; owned by the BIO)
     cdef bint _c
     cdef object _waiter
     cdef readonly object _extra
@@ -305,6 +374,7 @@ cdef class TLSProtocolCore:
     cdef object _handshake_timeout_handle
     cdef object _shutdown_timeout_handle
     cdef object _handshake_start_time
+    cdef readonly str _ktls          # see _ktls_state()
     cdef object __weakref__
 
     def __init__(self, loop, app_protocol, sslcontext, waiter, server_side=False,
@@ -328,6 +398,7 @@ cdef class TLSProtocolCore:
         self._server_hostname = server_hostname if server_hostname and not server_side else None
         self._sslcontext = sslcontext
         self._extra = {"sslcontext": sslcontext}
+        self._ktls = "off"
         self._write_backlog = collections.deque()
         self._waiter = waiter
         self._loop = loop
@@ -362,9 +433,14 @@ cdef class TLSProtocolCore:
         bio = zs_outbio_new(&self._out)
         if bio == NULL:
             return False
-        # The session owns the BIO from here on; the MemoryBIO keeps its own.
+        # The session owns the BIOs from here on; the MemoryBIOs keep their own.
         zs_ossl.SSL_set0_wbio(self._ssl, bio)
         self._wbio = bio
+        bio = zs_inbio_new(&self._in)
+        if bio == NULL:
+            raise MemoryError()
+        zs_ossl.SSL_set0_rbio(self._ssl, bio)
+        self._rbio = bio
         return True
 
     # -- the attributes the stdlib's SSLProtocol has ----------------------------
@@ -415,6 +491,7 @@ cdef class TLSProtocolCore:
         self._transport = transport
         core = getattr(transport, "_core", None)
         self._core = core if isinstance(core, TransportCore) else None
+        self._ktls = _ktls_state(self._sslcontext, transport)
         self._start_handshake()
 
     def connection_lost(self, exc):
@@ -442,17 +519,52 @@ cdef class TLSProtocolCore:
             self._handshake_timeout_handle.cancel()
             self._handshake_timeout_handle = None
 
+    cdef char *read_area(self, Py_ssize_t *size) except NULL:
+        """Where our socket transport receives: the shared buffer, or after
+        the ciphertext still unread when there is some."""
+        cdef size_t room = 0
+        cdef char *area
+        if not self._c or self._in.len == 0:
+            size[0] = IO_CHUNK
+            return _rx
+        area = zs_inbuf_room(self._in, IO_CHUNK, &room)
+        if area == NULL:
+            raise MemoryError()
+        size[0] = <Py_ssize_t>room
+        return area
+
+    cdef int read_done(self, Py_ssize_t nbytes) except -1:
+        if not self._c:
+            self._incoming.write(_rx_view[:nbytes])
+            return self._on_ciphertext()
+        if self._in.len == 0:
+            self._in.data = _rx
+        self._in.len += <size_t>nbytes
+        try:
+            self._on_ciphertext()
+        finally:
+            if zs_inbuf_keep(self._in, _rx, IO_CHUNK) != 0:
+                self._in.len = 0  # never left pointing into the shared buffer
+                raise MemoryError()
+        return 0
+
     def get_buffer(self, n):
-        return _rx_view
+        return _lent_view
 
     def buffer_updated(self, Py_ssize_t nbytes):
+        cdef size_t room = 0
+        cdef char *area
         if nbytes < 0 or nbytes > IO_CHUNK:
             raise ValueError("buffer_updated() beyond the buffer get_buffer() gave")
         if self._c:
-            # Memory BIOs grow as needed: a write never falls short.
-            zs_ossl.BIO_write(self._rbio, _rx, <int>nbytes)
+            # Copied: the lender may decrypt its next record into _lent while we read.
+            area = zs_inbuf_room(self._in, <size_t>nbytes, &room)
+            if area == NULL:
+                raise MemoryError()
+            memcpy(area, _lent, <size_t>nbytes)
+            self._in.len += <size_t>nbytes
         else:
-            self._incoming.write(_rx_view[:nbytes])
+            self._incoming.write(_lent_view[:nbytes])
         self._on_ciphertext()
 
     cdef int _on_ciphertext(self) except -1:
@@ -647,6 +759,7 @@ cdef class TLSProtocolCore:
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         ptr = <char *>view.buf
         length = total = view.len
+        self._send_at_once()
         try:
             while length > 0:
                 n = zs_ossl.SSL_write(self._ssl, ptr, <int>min(length, 1 << 30))
@@ -656,6 +769,9 @@ cdef class TLSProtocolCore:
                 length -= n
         finally:
             PyBuffer_Release(&view)
+            self._out.fd = ZS_INVALID_SOCKET
+        if self._out.err:
+            self._report_send_error()
         if length > 0:
             # Not all went (a handshake message is due first): the rest waits, as in the stdlib.
             self._check_write_error(n)
@@ -663,6 +779,24 @@ cdef class TLSProtocolCore:
             self._write_backlog.append(rest)
             self._write_buffer_size += length
         self._process_outgoing()
+        return 0
+
+    cdef inline void _send_at_once(self):
+        """Let the records SSL_write makes leave from OpenSSL's buffer as they
+        are made, when the socket transport has nothing queued before them."""
+        cdef TransportCore core = self._core
+        if (core is not None and self._out.len == 0 and core._buffer_size == 0
+                and not core._conn_lost and not self._ssl_writing_paused):
+            self._out.fd = core._fd
+
+    cdef int _report_send_error(self) except -1:
+        cdef int err = self._out.err
+        cdef TransportCore core = self._core
+        self._out.err = 0
+        if core is not None:
+            # As the socket transport's own write() reports it.
+            core._fatal_error(OSError(err, zs_strerror(err).decode("utf-8", "replace")),
+                              "Fatal write error on socket transport")
         return 0
 
     cdef int _check_write_error(self, int ret) except -1:
@@ -714,10 +848,14 @@ cdef class TLSProtocolCore:
             data = backlog[0]
             data_len = len(data)
             PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            self._send_at_once()
             try:
                 n = zs_ossl.SSL_write(self._ssl, view.buf, <int>min(view.len, 1 << 30)) if view.len else 0
             finally:
                 PyBuffer_Release(&view)
+                self._out.fd = ZS_INVALID_SOCKET
+            if self._out.err:
+                self._report_send_error()
             if n <= 0 and view.len:
                 self._check_write_error(n)
                 break
@@ -796,7 +934,7 @@ cdef class TLSProtocolCore:
     cdef inline bint _drained(self):
         """No ciphertext left in the BIO nor bytes in the session: a further
         SSL_read would only say WANT_READ (read-ahead is off)."""
-        return zs_bio_pending(self._rbio) == 0 and not zs_ossl.SSL_has_pending(self._ssl)
+        return self._in.len == 0 and not zs_ossl.SSL_has_pending(self._ssl)
 
     cdef _do_read_buffered(self):
         cdef Py_buffer view
@@ -854,29 +992,51 @@ cdef class TLSProtocolCore:
             self._start_shutdown()
 
     cdef _do_read_copied(self):
-        cdef Py_ssize_t filled = 0, count = 1
+        cdef Py_ssize_t filled = 0, size, count = 1
+        cdef PyObject *raw = NULL  # the bytes being filled: ours alone until delivered
         if not self._c:
             return self._do_read_copied_py()
-        chunks = None
-        while True:
-            count = self._read_plain(_plain + filled, IO_CHUNK - filled)
-            if count <= 0:
-                break
-            filled += count
-            if filled < IO_CHUNK and self._drained():
-                count = -1
-                break
-            if filled == IO_CHUNK:
-                if chunks is None:
-                    chunks = []
-                chunks.append(PyBytes_FromStringAndSize(_plain, filled))
-                filled = 0
-        if chunks is not None:
-            if filled:
-                chunks.append(PyBytes_FromStringAndSize(_plain, filled))
-            self._app_protocol.data_received(b"".join(chunks))
-        elif filled:
-            self._app_protocol.data_received(PyBytes_FromStringAndSize(_plain, filled))
+        # Plaintext is shorter than the ciphertext it comes from (plus what
+        # the session decrypted already): a bound for one bytes object.
+        size = <Py_ssize_t>self._in.len + zs_ossl.SSL_pending(self._ssl)
+        data = None
+        try:
+            if size <= SMALL_READ:
+                count = self._read_plain(_plain, SMALL_READ)
+                if count > 0:
+                    if count < SMALL_READ and self._drained():
+                        data = PyBytes_FromStringAndSize(_plain, count)
+                        count = -1
+                    else:
+                        size = count + SMALL_READ
+                        raw = zs_bytes_new(NULL, size)
+                        memcpy(zs_bytes_ptr(raw), _plain, <size_t>count)
+                        filled = count
+            else:
+                raw = zs_bytes_new(NULL, size)
+            if raw != NULL:
+                # Decrypted in place; a record begun before this read can make
+                # the bound short: the bytes then grows.
+                while True:
+                    count = self._read_plain(zs_bytes_ptr(raw) + filled, size - filled)
+                    if count <= 0:
+                        break
+                    filled += count
+                    if self._drained():
+                        count = -1
+                        break
+                    if filled == size:
+                        size = (filled + <Py_ssize_t>self._in.len
+                                + zs_ossl.SSL_pending(self._ssl) + SMALL_READ)
+                        zs_bytes_resize(&raw, size)
+                if filled:
+                    if filled < size:
+                        zs_bytes_resize(&raw, filled)
+                    data = <object>raw
+        finally:
+            Py_XDECREF(raw)
+        if data is not None:
+            self._app_protocol.data_received(data)
         if count == 0:
             self._call_eof_received()
             self._start_shutdown()
@@ -920,7 +1080,7 @@ cdef class TLSProtocolCore:
         return pending + self._write_buffer_size
 
     cdef Py_ssize_t _get_read_buffer_size(self) except -1:
-        return <Py_ssize_t>zs_bio_pending(self._rbio) if self._c else self._incoming.pending
+        return <Py_ssize_t>self._in.len if self._c else self._incoming.pending
 
     cdef int _control_app_writing(self) except -1:
         return self._control_app_writing_at(self._get_write_buffer_size())

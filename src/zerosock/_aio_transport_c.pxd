@@ -8,6 +8,13 @@ cdef class ReadSink:
     cdef int feed(self, const char *data, Py_ssize_t size) except -1
 
 
+cdef class ReadTarget:
+    """A C reader that lends the transport the memory a read lands in: the
+    TLS layer takes ciphertext where the socket put it, without a copy."""
+    cdef char *read_area(self, Py_ssize_t *size) except NULL
+    cdef int read_done(self, Py_ssize_t nbytes) except -1
+
+
 cdef class TransportCore:
     cdef public object owner         # the SocketTransport the protocol sees
     cdef public object _loop
@@ -31,6 +38,7 @@ cdef class TransportCore:
     cdef object _buffer_updated
     cdef object _data_received
     cdef ReadSink _sink              # reads bypass the protocol into this, when set
+    cdef ReadTarget _target          # reads land in this protocol's memory, when set
     # Queued output: bytes objects, the first one sent from _head_offset on.
     cdef object _queue               # collections.deque
     cdef Py_ssize_t _head_offset
@@ -49,6 +57,7 @@ cdef class TransportCore:
     cdef long _recv_scratch(self) except -2
     cdef int _read_bytes(self) except -1
     cdef int _read_into_sink(self) except -1
+    cdef int _read_into_target(self) except -1
     cdef int _on_eof(self) except -1
     cdef int _consume(self, Py_ssize_t n) except -1
     cdef int _clear_queue(self) except -1

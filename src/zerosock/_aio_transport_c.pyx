@@ -213,6 +213,15 @@ cdef class ReadSink:
         raise NotImplementedError
 
 
+cdef class ReadTarget:
+
+    cdef char *read_area(self, Py_ssize_t *size) except NULL:
+        raise NotImplementedError
+
+    cdef int read_done(self, Py_ssize_t nbytes) except -1:
+        raise NotImplementedError
+
+
 cdef class TransportCore:
     """The state and the C paths of one :class:`SocketTransport`."""
 
@@ -294,6 +303,7 @@ cdef class TransportCore:
         # A protocol may name a C reader that takes the bytes in its place.
         sink = getattr(protocol, "_read_sink", None)
         self._sink = sink if isinstance(sink, ReadSink) else None
+        self._target = protocol if isinstance(protocol, ReadTarget) else None
         self._protocol_connected = True
 
     def get_protocol(self):
@@ -530,6 +540,8 @@ cdef class TransportCore:
             return 0
         if self._sink is not None:
             return self._read_into_sink()
+        if self._target is not None:
+            return self._read_into_target()
         if self._buffered:
             return self._read_into_buffer()
         return self._read_bytes()
@@ -645,6 +657,35 @@ cdef class TransportCore:
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+        return 0
+
+    cdef int _read_into_target(self) except -1:
+        cdef ReadTarget target = self._target  # held: the protocol's code may replace it
+        cdef Py_ssize_t size = 0
+        cdef char *area
+        cdef long n
+        cdef int err
+        try:
+            area = target.read_area(&size)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+            return 0
+        n = zs_recv(self._fd, area, <size_t>size, 0)
+        if n < 0:
+            err = zs_last_error()
+            if not (zs_is_would_block(err) or err == ZS_EINTR):
+                self._fatal_error(_os_error(err), "Fatal read error on socket transport")
+            return 0
+        if n == 0:
+            return self._on_eof()
+        try:
+            target.read_done(n)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
         return 0
 
     cdef int _on_eof(self) except -1:
@@ -782,6 +823,7 @@ cdef class TransportCore:
             self._protocol = None
             self._get_buffer = self._buffer_updated = self._data_received = None
             self._sink = None
+            self._target = None
             self._loop = None
             server = self._server
             if server is not None:

@@ -284,7 +284,7 @@ def asyncio_starter(style: str, workload: str, host: str, port: int) -> Starter:
     ``buffered`` (a BufferedProtocol) or ``streams``."""
     import asyncio
 
-    echo = workload == "echo"
+    echo = workload in ("echo", "tls")
 
     class EchoProtocol(asyncio.Protocol):
         transport: Any = None
@@ -355,7 +355,11 @@ def asyncio_starter(style: str, workload: str, host: str, port: int) -> Starter:
             _ready(server.sockets[0])
         else:
             factory = EchoBufferedProtocol if style == "buffered" else EchoProtocol
-            if _is_unix(host):
+            if workload == "tls":
+                from ._loadgen_tls import server_context
+                server = await loop.create_server(factory, host, port, backlog=1024,
+                                                  ssl=server_context())
+            elif _is_unix(host):
                 server = await loop.create_unix_server(factory, host, backlog=1024)
             else:
                 server = await loop.create_server(factory, host, port, backlog=1024)
@@ -474,7 +478,7 @@ def serve(config: Dict[str, Any]) -> None:
     elif name == "zerosock-selectors":
         from zerosock import selectors as zs_selectors
         serve_selectors(_Net("zerosock"), zs_selectors, workload, host, port)
-    elif name.startswith(("asyncio-", "uvloop-", "zerosock-aio-")):
+    elif name.startswith(("asyncio-", "uvloop-", "zerosock-aio-", "asyncio+", "uvloop+")):
         style = name.rsplit("-", 1)[1]
         starter = app_starter if style in APP_FRAMEWORKS else asyncio_starter
         serve_on_loop(_loop_factory(name), starter(style, workload, host, port))
@@ -486,6 +490,10 @@ def serve(config: Dict[str, Any]) -> None:
 
 def _loop_factory(name: str) -> Callable[[], Any]:
     """The loop a contender runs on, from its name's first part."""
+    if "+aiofastnet" in name:
+        import aiofastnet
+        base = _loop_factory(name.replace("+aiofastnet", ""))
+        return lambda: aiofastnet.patch_loop(base())
     if name.startswith("uvloop-"):
         import uvloop
         factory: Callable[[], Any] = uvloop.new_event_loop

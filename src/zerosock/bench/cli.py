@@ -24,6 +24,8 @@ FULL_SIZES = [64, 1024, 16384, 102400]
 FULL_CONNECTIONS = [1, 10, 100]
 STREAM_SIZE = 65536
 UDP_CELL = (1024, 10)
+TLS_CELLS = [(256, 10), (8192, 10)]
+DEFAULT_WORKLOADS = ("echo", "stream", "udp", "http")
 HTTP_CONNECTIONS = 50  # as wrk is usually run against a hello world
 
 EPILOG = """\
@@ -36,6 +38,7 @@ examples:
   python -m zerosock.bench -c uvloop,zerosock -w echo -s 64,1k -n 10,100 -r 5
   python -m zerosock.bench -w echo -s 1k -n 10 --instructions    needs valgrind, strace
   python -m zerosock.bench -c apps -w http --instructions       aiohttp and uvicorn: .[apps]
+  python -m zerosock.bench -c tls -w tls --instructions         TLS echo, 256 B and 8 KiB
   python -m zerosock.bench --json out.json --plot out.png
 """
 
@@ -118,9 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     what = parser.add_argument_group("what to run")
     what.add_argument("-c", "--contenders", default="all",
                       help="comma-separated contenders or groups (default: all)")
-    what.add_argument("-w", "--workloads", default=",".join(WORKLOADS),
-                      help="comma-separated: echo, stream, udp, http (default: all four; "
-                           "http needs the apps extra, else it is skipped with a note)")
+    what.add_argument("-w", "--workloads", default=",".join(DEFAULT_WORKLOADS),
+                      help="comma-separated: echo, stream, udp, http, tls (default: the first "
+                           "four; http needs the apps extra, else it is skipped with a note; "
+                           "tls is TLS 1.3 echo, 256 B and 8 KiB unless -s/-n say otherwise)")
     what.add_argument("-s", "--sizes", type=_size_list,
                       help="echo/UDP message sizes, e.g. 64,1k,16k,100k")
     what.add_argument("-n", "--connections", type=lambda t: _int_list(t, "connections", 1, 10000),
@@ -247,6 +251,13 @@ def build_cells(args: argparse.Namespace, workloads: Sequence[str]) -> List[Cell
         cells += [Cell("udp", s, n) for s, n in itertools.product(sizes, conns)]
     if "http" in workloads:
         cells += [Cell("http", 0, n) for n in args.http_connections]
+    if "tls" in workloads and args.host != "unix":
+        if explicit:
+            pairs = list(itertools.product(args.sizes or [s for s, _ in TLS_CELLS],
+                                           args.connections or [TLS_CELLS[0][1]]))
+        else:
+            pairs = TLS_CELLS
+        cells += [Cell("tls", s, n) for s, n in pairs]
     return cells
 
 

@@ -12,7 +12,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Container, Dict, List, Optional, Sequence, Tuple
 
-WORKLOADS = ("echo", "stream", "udp", "http")
+WORKLOADS = ("echo", "stream", "udp", "http", "tls")
 SOCKET_WORKLOADS = ("echo", "stream", "udp")
 APP_INSTALL_HINT = "pip install 'zerosock[apps]'"
 
@@ -30,6 +30,8 @@ class Contender:
 
 _TCP = ("echo", "stream")
 _HTTP = ("http",)
+_WITH_TLS = SOCKET_WORKLOADS + ("tls",)
+_TLS = ("tls",)
 _AIOHTTP = ("aiohttp",)
 _UVICORN = ("uvicorn", "httptools")
 
@@ -38,12 +40,14 @@ CONTENDERS: Dict[str, Contender] = {c.name: c for c in (
               "socket.socket, blocking, a thread per connection"),
     Contender("stdlib-selectors", "stdlib", "selectors",
               "socket.socket + selectors.DefaultSelector, non-blocking"),
-    Contender("asyncio-proto", "stdlib", "proto", "asyncio, Protocol (data_received)"),
+    Contender("asyncio-proto", "stdlib", "proto", "asyncio, Protocol (data_received)",
+              _WITH_TLS),
     Contender("asyncio-buffered", "stdlib", "buffered",
               "asyncio, BufferedProtocol (get_buffer)", _TCP),
     Contender("asyncio-streams", "stdlib", "streams",
               "asyncio streams (StreamReader/StreamWriter)", _TCP),
-    Contender("uvloop-proto", "uvloop", "proto", "uvloop, Protocol", requires=("uvloop",)),
+    Contender("uvloop-proto", "uvloop", "proto", "uvloop, Protocol", _WITH_TLS,
+              requires=("uvloop",)),
     Contender("uvloop-buffered", "uvloop", "buffered", "uvloop, BufferedProtocol", _TCP,
               requires=("uvloop",)),
     Contender("uvloop-streams", "uvloop", "streams", "uvloop, asyncio streams", _TCP,
@@ -54,7 +58,13 @@ CONTENDERS: Dict[str, Contender] = {c.name: c for c in (
               "zerosock.Socket + zerosock.selectors.DefaultSelector",
               requires=("zerosock", "zerosock.selectors")),
     Contender("zerosock-aio-proto", "zerosock", "proto", "zerosock.aio loop, Protocol",
-              requires=("zerosock.aio",)),
+              _WITH_TLS, requires=("zerosock.aio",)),
+    Contender("asyncio+aiofastnet-proto", "stdlib", "proto",
+              "asyncio with aiofastnet's transports and TLS, Protocol", _TLS,
+              requires=("aiofastnet",)),
+    Contender("uvloop+aiofastnet-proto", "uvloop", "proto",
+              "uvloop with aiofastnet's transports and TLS, Protocol", _TLS,
+              requires=("uvloop", "aiofastnet")),
     Contender("zerosock-aio-buffered", "zerosock", "buffered",
               "zerosock.aio loop, BufferedProtocol", _TCP, requires=("zerosock.aio",)),
     Contender("zerosock-aio-streams", "zerosock", "streams", "zerosock.aio loop, streams", _TCP,
@@ -93,6 +103,7 @@ GROUPS: Dict[str, Tuple[str, ...]] = {
     "apps": tuple(n for n, c in CONTENDERS.items() if "http" in c.workloads and not c.hidden),
     "aiohttp": tuple(n for n, c in CONTENDERS.items() if c.style == "aiohttp"),
     "uvicorn": tuple(n for n, c in CONTENDERS.items() if c.style == "uvicorn"),
+    "tls": tuple(n for n, c in CONTENDERS.items() if "tls" in c.workloads and not c.hidden),
     "sync": tuple(n for n, c in CONTENDERS.items() if c.style in ("threads", "selectors")
                   and not c.hidden),
 }

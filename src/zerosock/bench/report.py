@@ -30,7 +30,8 @@ def _pct(value: Optional[float], width: int = 7) -> str:
 
 
 def rate_unit(cell: Cell) -> str:
-    return {"echo": "req/s", "stream": "MiB/s", "udp": "dgram/s", "http": "req/s"}[cell.workload]
+    return {"echo": "req/s", "stream": "MiB/s", "udp": "dgram/s", "http": "req/s",
+            "tls": "req/s"}[cell.workload]
 
 
 def format_cell(cell: Cell, rows: List[Dict[str, Any]], repeats: int) -> str:

@@ -52,6 +52,14 @@ def generator_class(kind: str = "auto") -> Tuple[Any, str]:
     return LoadGenerator, "python"
 
 
+def generator_for(cell: "Cell", generator: Any) -> Any:
+    """The generator a cell runs with: TLS echo has its own."""
+    if cell.workload == "tls":
+        from ._loadgen_tls import TLSLoadGenerator
+        return TLSLoadGenerator
+    return generator
+
+
 # ------------------------------------------------------------ cells
 
 
@@ -77,7 +85,8 @@ class Cell:
 
     @property
     def unit(self) -> str:
-        return {"echo": "req", "stream": "MiB", "udp": "dgram", "http": "req"}[self.workload]
+        return {"echo": "req", "stream": "MiB", "udp": "dgram", "http": "req",
+                "tls": "req"}[self.workload]
 
 
 def format_size(size: int) -> str:
@@ -374,7 +383,8 @@ def run_one(contender: str, cell: Cell, settings: Settings, generator: Any) -> D
     try:
         server.start()
         mode = cell.workload
-        gen = generator(mode, generator_address(server), cell.connections, cell.size)
+        gen = generator_for(cell, generator)(mode, generator_address(server), cell.connections,
+                                             cell.size)
         gen.connect(settings.connect_timeout)
         if settings.warmup > 0:
             gen.run(settings.warmup, drain=False)
@@ -585,7 +595,8 @@ def _counted_run(contender: str, cell: Cell, settings: Settings, generator: Any,
     gen = None
     try:
         server.start()
-        gen = generator(cell.workload, generator_address(server), cell.connections, cell.size)
+        gen = generator_for(cell, generator)(cell.workload, generator_address(server),
+                                             cell.connections, cell.size)
         gen.connect(60.0)
         gen.set_loss_timeout(60.0)  # a server under valgrind is slow, not lossy
         stats = gen.run(600.0, max_ops=requests, drain=True, drain_timeout=120.0)
