@@ -24,6 +24,11 @@ from zerosock.bench._common import LoadGenError
 from zerosock.bench._loadgen_py import LoadGenerator as PyLoadGenerator
 from zerosock.bench.runner import Cell
 
+# valgrind cannot start a program with the sanitizer build's ASan runtime preloaded
+needs_valgrind_startable = pytest.mark.skipif(
+    "asan" in os.environ.get("LD_PRELOAD", ""),
+    reason="valgrind cannot run under a preloaded AddressSanitizer runtime")
+
 TINY = ["-d", "0.1", "--warmup", "0.02", "-r", "1", "--no-pin", "--no-progress"]
 
 
@@ -485,6 +490,7 @@ def test_instruction_and_syscall_parsers(tmp_path: Path) -> None:
                                                   "epoll_wait": 20}
 
 
+@needs_valgrind_startable
 def test_instructions_and_syscalls_per_request(tmp_path: Path) -> None:
     tools = runner.instruction_tools()
     if not any(tools.values()):
@@ -868,6 +874,7 @@ def test_tls_generator_counts_exactly() -> None:
         TLSLoadGenerator("echo", ("127.0.0.1", 1), 1, 1)
 
 
+@needs_valgrind_startable
 def test_tls_instructions_per_request() -> None:
     if not runner.instruction_tools()["valgrind"]:
         pytest.skip("valgrind is not installed")
