@@ -15,6 +15,7 @@ from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
 PACKAGE_DIR = Path("src") / "zerosock"
@@ -107,6 +108,21 @@ class OptionalBuildExt(build_ext):
                 path.unlink()
 
 
+class BuildPyWithHeaders(build_py):
+    """Ship the shim's headers in the package (``zerosock.get_include()``).
+
+    The installed ``.pxd`` files declare functions from ``csrc/*.h``; another
+    extension that cimports them needs those headers on its include path.
+    """
+
+    def run(self) -> None:
+        super().run()
+        target = Path(self.build_lib) / "zerosock" / "include"
+        target.mkdir(parents=True, exist_ok=True)
+        for header in sorted(Path(CSRC).glob("*.h")):
+            self.copy_file(str(header), str(target / header.name))
+
+
 def cythonized() -> "list[Extension]":
     exts = extensions()
     try:
@@ -139,4 +155,4 @@ def cythonized() -> "list[Extension]":
 
 if __name__ == "__main__":
     os.chdir(HERE)
-    setup(ext_modules=cythonized(), cmdclass={"build_ext": OptionalBuildExt})
+    setup(ext_modules=cythonized(), cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithHeaders})

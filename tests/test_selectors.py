@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import re
 import selectors as std_selectors
 import signal
 import socket
@@ -991,14 +992,24 @@ setup(ext_modules=cythonize(
 '''
 
 
+def test_get_include_has_the_headers_the_pxd_files_declare():
+    include = Path(zerosock.get_include())
+    declared = set()
+    for pxd in PACKAGE_ROOT.joinpath("zerosock").glob("*.pxd"):
+        declared.update(re.findall(r'cdef extern from "(zs_\w+\.h)"', pxd.read_text()))
+    assert declared >= {"zs_shim.h", "zs_poller.h"}
+    for header in declared:
+        assert (include / header).is_file(), header
+    # and what they include in turn
+    assert (include / "zs_errors.h").is_file()
+
+
 def test_c_level_api_from_another_extension(zs, tmp_path, pair):
     """The .pxd the event loop builds on compiles in another module and works."""
     if zs.BACKEND != "c":
         pytest.skip("C-level API")
     pytest.importorskip("Cython")
-    csrc = HERE.parent / "csrc"
-    if not csrc.is_dir():  # the .pxd files declare the shim's headers, which wheels do not ship
-        pytest.skip("needs the source tree (csrc/)")
+    csrc = zerosock.get_include()  # the headers the .pxd files declare, shipped in wheels
     src = PACKAGE_ROOT  # where the installed (or in-place built) .pxd files are
     (tmp_path / "pxd_user.pyx").write_text(_PXD_USER)
     (tmp_path / "build.py").write_text(_PXD_BUILD)

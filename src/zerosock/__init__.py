@@ -29,6 +29,22 @@ from ._recvbuf_shared import (
 
 __version__ = "0.1.0.dev0"
 
+
+def get_include() -> str:
+    """The directory of the C headers that zerosock's ``.pxd`` files declare.
+
+    An extension that cimports zerosock (``from zerosock._selectors_c cimport
+    Selector``) adds it to its ``include_dirs``, as with ``numpy.get_include()``.
+    """
+    import os
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    installed = os.path.join(package, "include")
+    if os.path.isdir(installed):
+        return installed
+    # a source checkout built in place: the headers live in csrc/
+    return os.path.join(os.path.dirname(os.path.dirname(package)), "csrc")
+
 __all__ = [
     "BACKEND",
     "BufferFullError",
@@ -41,5 +57,6 @@ __all__ = [
     "create_connection",
     "create_server",
     "fromfd",
+    "get_include",
     "socketpair",
 ]
