@@ -33,7 +33,11 @@ if [[ $# -eq 0 ]]; then
 fi
 
 mkdir -p "$dist"
-builder=$(find_python "$1") || { echo "no interpreter for $1" >&2; exit 1; }
+builder=
+for want in "$@"; do  # the sdist is built with the first interpreter found
+    builder=$(find_python "$want") && break
+done
+[[ -n $builder ]] || { echo "no interpreter for any of: $*" >&2; exit 1; }
 "$builder" -m venv "$work/venv-build"
 "$work/venv-build/bin/python" -m pip install --quiet build
 "$work/venv-build/bin/python" -m build --sdist --outdir "$work/sdist" "$work/src" >/dev/null
