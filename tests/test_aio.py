@@ -1319,6 +1319,93 @@ def test_patched_base_transport_method_reaches_the_transport(loop_factory, base,
     run(loop_factory, main())
 
 
+def _extra_info_answers(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[Any]:
+    """What get_extra_info() answers, and raises, for each way of calling it."""
+
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        transport, proto, peer = await _socketpair_transport(loop)
+        calls: List[Callable[[], Any]] = [
+            lambda: transport.get_extra_info("peername"),
+            lambda: transport.get_extra_info("sockname"),
+            lambda: type(transport.get_extra_info("socket")).__name__,
+            lambda: transport.get_extra_info("missing"),
+            lambda: transport.get_extra_info("missing", 42),
+            lambda: transport.get_extra_info("missing", default=43),
+            lambda: transport.get_extra_info(name="missing", default=44),
+            lambda: transport.get_extra_info(["unhashable"]),
+            lambda: transport.get_extra_info(),
+            lambda: transport.get_extra_info("missing", 1, 2),
+            lambda: transport.get_extra_info("missing", nodefault=1),
+        ]
+        answers: List[Any] = []
+        for call in calls:
+            try:
+                answers.append(call())
+            except TypeError as exc:
+                answers.append(("TypeError", str(exc)))
+        transport.close()
+        await proto.done
+        # What was gathered at the start stays readable once closed.
+        answers.append(transport.get_extra_info("peername", "gone"))
+        peer.close()
+        return answers
+
+    return list(run(factory, main()))
+
+
+def test_extra_info_answers_as_the_stdlib(loop_factory):
+    assert _extra_info_answers(loop_factory) == _extra_info_answers(stdlib_loop)
+
+
+def test_extra_info_reads_a_replaced_extra_mapping(loop_factory):
+    """The stdlib reads ``self._extra.get(name, default)`` at each call: a
+    mapping set on the transport later is the one read, its own get() included."""
+
+    class Extra(dict):  # type: ignore[type-arg]
+        def get(self, name: Any, default: Any = None) -> Any:
+            return ("custom", name, default)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transport, proto, peer = await _socketpair_transport(loop)
+        transport._extra = {"peername": "replaced"}
+        assert transport.get_extra_info("peername") == "replaced"
+        assert transport.get_extra_info("sockname", 1) == 1
+        transport._extra = Extra()
+        assert transport.get_extra_info("peername", 2) == ("custom", "peername", 2)
+        transport.close()
+        await proto.done
+        peer.close()
+
+    run(loop_factory, main())
+
+
+@pytest.mark.parametrize("base", [asyncio.BaseTransport, asyncio.Transport, asyncio.ReadTransport])
+def test_extra_info_patched_on_a_base_class_and_restored(loop_factory, base):
+    """A patch anywhere the stdlib transport would inherit get_extra_info from
+    reaches the transport, positional and keyword calls alike; once undone,
+    the transport answers from its own extra info again."""
+    from unittest import mock
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transport, proto, peer = await _socketpair_transport(loop)
+        expected = transport.get_extra_info("peername")
+        with mock.patch.object(base, "get_extra_info", create=True,
+                               return_value="patched") as patched:
+            assert transport.get_extra_info("peername") == "patched"
+            assert transport.get_extra_info("peername", default=None) == "patched"
+        assert patched.call_count == 2
+        assert transport.get_extra_info("peername") == expected
+        assert transport.get_extra_info("missing", 3) == 3
+        transport.close()
+        await proto.done
+        peer.close()
+
+    run(loop_factory, main())
+
+
 async def _udp_transport(loop: asyncio.AbstractEventLoop) -> tuple:
     done = loop.create_future()
 

@@ -10,6 +10,7 @@ leave in one gather call.  Syscalls are non-blocking and keep the GIL."""
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_CheckExact, PyDict_GetItemWithError
 from cpython.contextvars cimport PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
 from libc.string cimport memcpy, memset
 from cpython.object cimport PyObject, PyObject_TypeCheck, PyTypeObject
@@ -31,6 +32,12 @@ from zerosock._shim cimport (
     ZS_EINTR, ZS_HAVE_MSG, zs_iov_set, zs_iovec, zs_is_would_block, zs_last_error, zs_msghdr,
     zs_recv, zs_send, zs_sendmsg, zs_strerror,
 )
+
+cdef extern from "Python.h":
+    object PyObject_GenericGetDict(object o, void *context)
+    PyObject *_PyType_Lookup(PyTypeObject *type, object name)
+    Py_ssize_t PyDict_GET_SIZE(object d)
+    int PyDict_Contains(object d, object key) except -1
 
 cdef enum:
     READ_CHUNK = 256 * 1024   # what one read of a plain Protocol takes, as the stdlib's max_size
@@ -939,16 +946,73 @@ cdef object _is_closing(object transport, object unused):
     return _core_of(transport)._closing
 
 
+# get_extra_info() is BaseTransport's in the stdlib, ``self._extra.get(name,
+# default)``: a Python call and a property read per call here.  In C while it
+# is provably the same: the instance is a plain SocketTransport, the method it
+# would inherit is still BaseTransport's own, and ``_extra`` still the facade's
+# property.  Otherwise (a subclass, a patched base class) the inherited method
+# runs, as it does on the stdlib's transport.
+cdef object _base_get_extra_info = transports.BaseTransport.__dict__["get_extra_info"]
+cdef object _extra_property  # the facade's ``_extra`` property, set once the class is complete
+cdef unsigned int _extra_checked_version = 0  # SocketTransport's version tag when last found exact
+
+
+cdef object _inherited_get_extra_info():
+    for klass in _SocketTransportType.__mro__[1:]:
+        if "get_extra_info" in klass.__dict__:
+            return klass.__dict__["get_extra_info"]
+    return None
+
+
+cdef bint _extra_info_is_stdlib(object transport) except -1:
+    global _extra_checked_version
+    cdef PyTypeObject *kind = <PyTypeObject *>_SocketTransportType
+    if type(transport) is not _SocketTransportType:
+        return False
+    if kind.tp_version_tag == 0 or kind.tp_version_tag != _extra_checked_version:
+        # A change to the class or a base class gives it a new tag: check again.
+        if (_inherited_get_extra_info() is not _base_get_extra_info
+                or _PyType_Lookup(kind, "_extra") != <PyObject *>_extra_property):
+            return False
+        _extra_checked_version = kind.tp_version_tag
+    return True
+
+
+cdef object _get_extra_info(object transport, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    cdef PyObject *found
+    if kwnames == NULL and 1 <= nargs <= 2 and _extra_info_is_stdlib(transport):
+        name = <object>args[0]
+        default = <object>args[1] if nargs == 2 else None
+        extra = _core_of(transport)._extra
+        if PyDict_CheckExact(extra):
+            found = PyDict_GetItemWithError(extra, name)  # raises as dict.get for an unhashable name
+            return default if found == NULL else <object>found
+        return extra.get(name, default)
+    # Any other call is the inherited method's, arguments and errors included.
+    positional = tuple([<object>args[i] for i in range(nargs)])
+    keywords = {}
+    if kwnames != NULL:
+        for i, key in enumerate(<tuple>kwnames):
+            keywords[key] = <object>args[nargs + i]
+    return super(SocketTransport, transport).get_extra_info(*positional, **keywords)
+
+
 cdef extern from *:
     """
     typedef PyObject *(*zs_method_impl)(PyObject *, PyObject *);
+    typedef PyObject *(*zs_fastcall_impl)(PyObject *, PyObject **, Py_ssize_t, PyObject *);
     static zs_method_impl zs_impl_write, zs_impl_get_write_buffer_size, zs_impl_is_closing;
+    static zs_fastcall_impl zs_impl_get_extra_info;
     static PyObject *zs_m_write(PyObject *self, PyObject *arg) { return zs_impl_write(self, arg); }
     static PyObject *zs_m_get_write_buffer_size(PyObject *self, PyObject *unused) {
         return zs_impl_get_write_buffer_size(self, unused);
     }
     static PyObject *zs_m_is_closing(PyObject *self, PyObject *unused) {
         return zs_impl_is_closing(self, unused);
+    }
+    static PyObject *zs_m_get_extra_info(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                         PyObject *kwnames) {
+        return zs_impl_get_extra_info(self, (PyObject **)args, nargs, kwnames);
     }
     static PyMethodDef zs_transport_methods[] = {
         {"write", zs_m_write, METH_O,
@@ -957,11 +1021,17 @@ cdef extern from *:
          "get_write_buffer_size($self, /)\\n--\\n\\nBytes queued and not yet sent."},
         {"is_closing", zs_m_is_closing, METH_NOARGS,
          "is_closing($self, /)\\n--\\n\\nTrue once the transport is closing or closed."},
+        {"get_extra_info", (PyCFunction)(void (*)(void))zs_m_get_extra_info,
+         METH_FASTCALL | METH_KEYWORDS,
+         "get_extra_info($self, name, default=None)\\n--\\n\\n"
+         "Optional transport information: 'peername', 'sockname', 'socket', ..."},
         {NULL, NULL, 0, NULL}
     };
     static int zs_add_transport_methods(PyObject *type, zs_method_impl write,
-                                        zs_method_impl size, zs_method_impl closing) {
+                                        zs_method_impl size, zs_method_impl closing,
+                                        zs_fastcall_impl extra_info) {
         PyMethodDef *def;
+        zs_impl_get_extra_info = extra_info;
         zs_impl_write = write;
         zs_impl_get_write_buffer_size = size;
         zs_impl_is_closing = closing;
@@ -976,20 +1046,16 @@ cdef extern from *:
     }
     """
     ctypedef object (*zs_method_impl)(object, object)
+    ctypedef object (*zs_fastcall_impl)(object, PyObject **, Py_ssize_t, PyObject *)
     int zs_add_transport_methods(object type, zs_method_impl write, zs_method_impl size,
-                                 zs_method_impl closing) except -1
+                                 zs_method_impl closing, zs_fastcall_impl extra_info) except -1
 
 
-zs_add_transport_methods(SocketTransport, _write, _get_write_buffer_size, _is_closing)
+zs_add_transport_methods(SocketTransport, _write, _get_write_buffer_size, _is_closing,
+                         _get_extra_info)
 
 
 # -- for the C stream writer ------------------------------------------------------------
-
-cdef extern from "Python.h":
-    object PyObject_GenericGetDict(object o, void *context)
-    PyObject *_PyType_Lookup(PyTypeObject *type, object name)
-    Py_ssize_t PyDict_GET_SIZE(object d)
-    int PyDict_Contains(object d, object key) except -1
 
 cdef dict _own_methods = {name: SocketTransport.__dict__[name] for name in ("write", "is_closing")}
 cdef unsigned int _checked_version = 0  # the class's version tag when its methods were last found ours
@@ -1061,3 +1127,4 @@ for _name in (
         "_protocol_paused", "_high_water", "_low_water"):
     setattr(SocketTransport, _name, _state(_name))
 del _name
+_extra_property = SocketTransport.__dict__["_extra"]
