@@ -62,6 +62,14 @@ async def _stream_on(sock: socket.socket, **kwargs: Any) -> Any:
     return await asyncio.open_connection(sock=sock, **kwargs)
 
 
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass  # the peer reset it
+
+
 async def _large_write(log: List[Any]) -> None:
     # More than one read takes (256 KiB): the rest is read at the next
     # iteration, when the stdlib's poll finds the socket still readable.
@@ -81,7 +89,7 @@ async def _large_write(log: List[Any]) -> None:
         log.append(("got", len(data), probe()))
         _watch(log, probe)
     await _settle()
-    writer.close()
+    await _close(writer)
     b.close()
 
 
@@ -111,7 +119,7 @@ async def _data_then_end(log: List[Any]) -> None:
         if not data:
             break
     await _settle()
-    writer.close()
+    await _close(writer)
 
 
 def test_an_end_that_came_with_the_data_is_seen_when_the_stdlib_sees_it(loop_factory):
@@ -148,7 +156,7 @@ async def _reset_after_data(log: List[Any]) -> None:
         if not data:
             break
     await _settle()
-    writer.close()
+    await _close(writer)
 
 
 def test_a_reset_that_came_after_the_data_is_seen_when_the_stdlib_sees_it(loop_factory):
@@ -165,6 +173,10 @@ class _Recorder(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Any) -> None:
+        self.lost.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         self.log.append((self.name, "data", len(data)))
@@ -187,7 +199,7 @@ async def _write_then_schedule(log: List[Any]) -> None:
     c, d = socket.socketpair()
     c.setblocking(False)
     reader, writer = await _stream_on(a)
-    await loop.create_connection(lambda: _Recorder(log, "proto"), sock=d)
+    _, proto = await loop.create_connection(lambda: _Recorder(log, "proto"), sock=d)
 
     def later(name: str, then: Any = None) -> None:
         log.append(name)
@@ -201,9 +213,10 @@ async def _write_then_schedule(log: List[Any]) -> None:
         c.send(b"x" * (i + 1))
         loop.call_soon(later, "C", (later, "D"))
         await _settle()
-    writer.close()
+    await _close(writer)
     b.close()
     c.close()
+    await proto.lost
 
 
 def test_a_write_to_this_loop_after_a_stream_read_is_read_in_the_stdlib_order(loop_factory):
@@ -236,7 +249,8 @@ async def _paused_writer(log: List[Any]) -> None:
     await _settle()
     assert not proto.paused
     transport.close()
-    writer.close()
+    await proto.lost
+    await _close(writer)
 
 
 def test_a_paused_writer_resumed_by_a_reader_of_the_same_loop(loop_factory):
@@ -264,7 +278,7 @@ async def _timers_around_reads(log: List[Any]) -> None:
         await asyncio.sleep(0)
         log.append(("after-sleep", i))
         await _settle()
-    writer.close()
+    await _close(writer)
     b.close()
 
 
@@ -289,9 +303,9 @@ async def _ping_pong(rounds: int) -> None:
     for i in range(rounds):
         writer_a.write(b"%d" % i)
         assert await reader_a.read(100) == b"%d" % i
-    writer_a.close()
+    await _close(writer_a)
     await task
-    writer_b.close()
+    await _close(writer_b)
 
 
 def test_a_thread_s_call_soon_threadsafe_wakes_the_loop_among_stream_reads(loop_factory):

@@ -21,6 +21,8 @@ cdef class LoopCore:
     cdef bint skip_poll           # the last iteration was quiet: the next may spare its poll
     cdef bint disturbed           # this iteration ran something after its poll that is not quiet
     cdef unsigned int skip_type_tag  # the loop's type's version when found to allow sparing; 0: not
+    cdef Py_ssize_t state_size    # len(state) when own_iteration was found
+    cdef bint own_iteration       # the loop has no _run_once of its own
     cdef readonly unsigned long long spared_polls  # how many polls were spared (for tests)
 
 

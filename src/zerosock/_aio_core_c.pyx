@@ -59,6 +59,7 @@ class TimerHandle(events.TimerHandle):
 
 
 cdef extern from "Python.h":
+    Py_ssize_t PyDict_GET_SIZE(object d)
     ctypedef struct zs_type_tag "PyTypeObject":
         # Reset whenever the type or one of its bases is assigned an
         # attribute; never reused (3.9 to 3.13).
@@ -208,6 +209,7 @@ cdef class LoopCore:
 
     def __cinit__(self, loop):
         self.loop = loop
+        self.state_size = -1
         self.state = loop.__dict__
         self.ready = loop._ready
         # Bound once: a method call on the deque looks the name up each time,
@@ -407,8 +409,11 @@ cdef class LoopCore:
             self.skip_type_tag = tag if ok else 0
             if self.skip_type_tag == 0:
                 return False
-        state = self.state
-        return "_run_once" not in state and state.get("_selector") is sel
+        if PyDict_GET_SIZE(self.state) != self.state_size:
+            # An attribute came or went on the loop itself: an own _run_once may be one.
+            self.state_size = PyDict_GET_SIZE(self.state)
+            self.own_iteration = "_run_once" not in self.state
+        return self.own_iteration
 
     cpdef int run_once(self) except -1:
         """One iteration of the loop: the stdlib's ``_run_once``, in its order."""
@@ -419,6 +424,7 @@ cdef class LoopCore:
         cdef double timeout
         cdef bint debug = self.loop._debug
         cdef bint quiet, spare = self.skip_poll
+        cdef bint have_ready = len(ready) != 0
 
         # The stdlib polls with no timeout when callbacks are ready, and runs
         # what that poll finds after them.  That poll can only find what (a)
@@ -440,14 +446,14 @@ cdef class LoopCore:
         self.skip_poll = False
         self.disturbed = False
         self._drop_cancelled_timers()
-        if ready or self.state["_stopping"]:
+        if have_ready or self.state["_stopping"]:
             timeout = 0.0
         elif timers.handles:
             timeout = min(max(0.0, timers.keys[0].when - self.now()), MAX_TIMEOUT)
         else:
             timeout = -1.0
-        spare = spare and ready and not debug and self._may_spare_poll()
-        quiet = not debug and not ready
+        spare = spare and have_ready and not debug and self._may_spare_poll()
+        quiet = not debug and not have_ready
 
         try:
             if spare:

@@ -190,6 +190,7 @@ cdef object _c_loop_create_future = None  # zerosock.aio's C create_future, once
 cdef object _c_loop_call_soon = None  # and its C call_soon
 
 cdef extern from "Python.h":
+    Py_ssize_t PyDict_GET_SIZE(object d)
     ctypedef struct zs_type_tag "PyTypeObject":
         # Reset whenever the type or one of its bases is assigned an
         # attribute; never reused (3.9 to 3.13).
@@ -252,6 +253,8 @@ cdef class ReaderCore(ReadSink):
     cdef bint plain_waiter   # the waiter is such a Future
     cdef dict loop_dict      # the loop's instance __dict__, where a patch of call_soon lands
     cdef bint loop_dict_known  # loop_dict is it (None: the loop has none)
+    cdef Py_ssize_t loop_dict_size  # its size when own_call_soon was found
+    cdef bint own_call_soon  # loop_dict holds a call_soon
     cdef unsigned int loop_type_tag  # its type's version when its call_soon was found C; 0: not C
 
     def __cinit__(self, owner, limit, loop, buffer):
@@ -268,6 +271,7 @@ cdef class ReaderCore(ReadSink):
         state = getattr(loop, "__dict__", None)
         self.loop_dict_known = state is None or type(state) is dict
         self.loop_dict = state if type(state) is dict else None
+        self.loop_dict_size = -1
         self.loop_type_tag = 0
         return 0
 
@@ -285,8 +289,13 @@ cdef class ReaderCore(ReadSink):
                 return False
         if not self.loop_dict_known:
             return False
-        return (self.loop_dict is None
-                or PyDict_GetItemWithError(self.loop_dict, "call_soon") == NULL)
+        if self.loop_dict is None:
+            return True
+        if PyDict_GET_SIZE(self.loop_dict) != self.loop_dict_size:
+            # An attribute came or went on the loop itself: a patched call_soon may be one.
+            self.loop_dict_size = PyDict_GET_SIZE(self.loop_dict)
+            self.own_call_soon = PyDict_GetItemWithError(self.loop_dict, "call_soon") != NULL
+        return not self.own_call_soon
 
     cdef object create_future(self):
         cdef PyObject *future_type
