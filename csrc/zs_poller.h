@@ -74,6 +74,11 @@ enum {
 /* The same bits as selectors.EVENT_READ / EVENT_WRITE. */
 #define ZS_EV_READ 1
 #define ZS_EV_WRITE 2
+/* Beside ZS_EV_READ, from epoll only: the peer shut down its writing, or the
+ * socket has an error or hung up; what the next read finds may be that end
+ * rather than data.  Never part of a registration's interest, so masking a
+ * ready event with its interest drops it. */
+#define ZS_EV_HUP 4
 
 #define ZS_ENOMEM (-1001)
 #define ZS_EFDRANGE (-1002)
@@ -361,7 +366,7 @@ static inline int zs_epoll_ctl(zs_poller *p, int op, zs_sock_t fd, int events)
     struct epoll_event ev;
     memset(&ev, 0, sizeof(ev));
     if (events & ZS_EV_READ)
-        ev.events |= EPOLLIN;
+        ev.events |= EPOLLIN | EPOLLRDHUP; /* RDHUP comes with IN: no extra wake-up */
     if (events & ZS_EV_WRITE)
         ev.events |= EPOLLOUT;
     if (p->flags & ZS_POLLER_EDGE)
@@ -696,7 +701,10 @@ static inline int zs_poller_wait(zs_poller *p, zs_event *out, int max, int timeo
         n = epoll_wait(p->kfd, evs, max, timeout_ms);
         for (int i = 0; i < n; i++) {
             out[i].fd = evs[i].data.fd;
-            out[i].events = zs_from_poll_bits((int)evs[i].events, EPOLLIN, EPOLLOUT);
+            int re = (int)evs[i].events;
+            /* RDHUP aside, the bits the standard library's epoll selector sees. */
+            out[i].events = zs_from_poll_bits(re & ~EPOLLRDHUP, EPOLLIN, EPOLLOUT)
+                          | ((re & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ? ZS_EV_HUP : 0);
         }
         return n;
     }

@@ -17,6 +17,13 @@ cdef class LoopCore:
     # an array kept from one iteration to the next.
     cdef PyObject **pending
     cdef Py_ssize_t npending, pending_capacity
+    # Sparing the zero-timeout poll after a quiet iteration (see run_once).
+    cdef bint skip_poll           # the last iteration was quiet: the next may spare its poll
+    cdef bint disturbed           # this iteration ran something after its poll that is not quiet
+    cdef unsigned int skip_type_tag  # the loop's type's version when found to allow sparing; 0: not
+    cdef Py_ssize_t state_size    # len(state) when own_iteration was found
+    cdef bint own_iteration       # the loop has no _run_once of its own
+    cdef readonly unsigned long long spared_polls  # how many polls were spared (for tests)
 
 
     cdef int _add_pending(self, object handle) except -1
@@ -31,4 +38,5 @@ cdef class LoopCore:
     cdef int _drop_cancelled_timers(self) except -1
     cdef int _collect_due(self) except -1
     cdef int _run_debug(self, object handle) except -1
+    cdef bint _may_spare_poll(self) except -1
     cpdef int run_once(self) except -1

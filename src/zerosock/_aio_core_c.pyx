@@ -10,7 +10,7 @@ handles run without a Python call."""
 cimport cython
 from cpython.contextvars cimport PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, Py_TYPE
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.object cimport PyTypeObject
@@ -31,7 +31,8 @@ from asyncio import base_events, events, format_helpers
 from zerosock._aio_timers_c cimport TimerHeap
 from zerosock._slots cimport zs_slot_get, zs_slot_offset, zs_slot_set
 from zerosock._aio_transport_c cimport IOHandle
-from zerosock._selectors_c cimport Selector, zs_event, ZS_EV_READ, ZS_EV_WRITE
+from zerosock._selectors_c cimport (Selector, zs_event, ZS_EV_HUP, ZS_EV_READ, ZS_EV_WRITE,
+                                    ZS_POLLER_EPOLL)
 
 from selectors import EVENT_READ, EVENT_WRITE
 
@@ -56,6 +57,13 @@ class TimerHandle(events.TimerHandle):
 
     __slots__ = ()
 
+
+cdef extern from "Python.h":
+    Py_ssize_t PyDict_GET_SIZE(object d)
+    ctypedef struct zs_type_tag "PyTypeObject":
+        # Reset whenever the type or one of its bases is assigned an
+        # attribute; never reused (3.9 to 3.13).
+        unsigned int tp_version_tag
 
 cdef type HandleType = Handle
 cdef type TimerHandleType = TimerHandle
@@ -201,6 +209,7 @@ cdef class LoopCore:
 
     def __cinit__(self, loop):
         self.loop = loop
+        self.state_size = -1
         self.state = loop.__dict__
         self.ready = loop._ready
         # Bound once: a method call on the deque looks the name up each time,
@@ -245,6 +254,7 @@ cdef class LoopCore:
         # loop (as mocks do) replaced it.
         if self.stdlib_time and "time" not in self.state:
             return _monotonic()
+        self.disturbed = True  # Python code, maybe
         return self.loop.time()
 
     # -- scheduling -------------------------------------------------------------
@@ -283,6 +293,7 @@ cdef class LoopCore:
         if handle is None:
             return 0
         if _handle_cancelled(handle):
+            self.disturbed = True  # Python code, maybe
             if writing:
                 self.loop._remove_writer(fileobj)
             else:
@@ -312,6 +323,8 @@ cdef class LoopCore:
             if found == NULL:
                 continue  # unregistered since
             key = <object>found  # owned from here on: a removal below may drop the selector's
+            if ev.events & ZS_EV_HUP:
+                self.disturbed = True  # what its reader reads may not be all there is
             mask = ev.events & sel.interest_of(ev.fd)
             data = <object>PyTuple_GET_ITEM(key, 3)
             if not (PyTuple_CheckExact(data) and PyTuple_GET_SIZE(data) == 2):
@@ -374,6 +387,34 @@ cdef class LoopCore:
             loop._current_handle = None
         return 0
 
+    cdef bint _may_spare_poll(self) except -1:
+        """Whether this loop polls and iterates as the stdlib would but for
+        the poll spared: zerosock's epoll selector, the loop's own iteration
+        (no override on its class or instance), no descriptor watched for
+        writing."""
+        cdef Selector sel = self.native
+        cdef unsigned int tag
+        if sel is None or sel.writers:
+            return False
+        tag = (<zs_type_tag *>Py_TYPE(self.loop)).tp_version_tag
+        if tag == 0 or tag != self.skip_type_tag:
+            # Checked again whenever the loop's class (or a base) changed.
+            from zerosock._aio_c import EventLoop
+            kind = type(self.loop)
+            ok = (sel._native.poller.kind == ZS_POLLER_EPOLL
+                  and type(sel).select is Selector.select
+                  and getattr(kind, "_run_once", None) is EventLoop._run_once
+                  and getattr(kind, "_process_events", None) is EventLoop._process_events)
+            tag = (<zs_type_tag *>Py_TYPE(self.loop)).tp_version_tag
+            self.skip_type_tag = tag if ok else 0
+            if self.skip_type_tag == 0:
+                return False
+        if PyDict_GET_SIZE(self.state) != self.state_size:
+            # An attribute came or went on the loop itself: an own _run_once may be one.
+            self.state_size = PyDict_GET_SIZE(self.state)
+            self.own_iteration = "_run_once" not in self.state
+        return self.own_iteration
+
     cpdef int run_once(self) except -1:
         """One iteration of the loop: the stdlib's ``_run_once``, in its order."""
         cdef object ready = self.ready
@@ -382,17 +423,43 @@ cdef class LoopCore:
         cdef PyObject *taken
         cdef double timeout
         cdef bint debug = self.loop._debug
+        cdef bint quiet, spare = self.skip_poll
+        cdef bint have_ready = len(ready) != 0
 
+        # The stdlib polls with no timeout when callbacks are ready, and runs
+        # what that poll finds after them.  That poll can only find what (a)
+        # this process did since the last poll, or (b) the outside world did:
+        # data from another process or thread, a signal, a timer of the
+        # kernel, whose timing no program can rely on (a few microseconds
+        # later, and it is found by the next poll anyway).  So an iteration
+        # may spare it when all that the last one ran after its poll was quiet:
+        # transport reads whose data went to a C stream reader, waking its
+        # waiter Future (whose done-callbacks the C call_soon queues) and
+        # draining the socket (a short read, no end or error reported with
+        # it), with no Python code run, no timer due, no callback ready
+        # before.  Such reads make no descriptor of this process readable;
+        # they can make one writable (a peer's send buffer drains), hence no
+        # writer may be watched.  Nor can the next iteration spare its own
+        # poll, as it runs the ready callbacks: I/O waits one iteration at
+        # most.  (The garbage collector may run finalizers at any allocation,
+        # at points no program can predict, and that differ from loop to loop.)
+        self.skip_poll = False
+        self.disturbed = False
         self._drop_cancelled_timers()
-        if ready or self.state["_stopping"]:
+        if have_ready or self.state["_stopping"]:
             timeout = 0.0
         elif timers.handles:
             timeout = min(max(0.0, timers.keys[0].when - self.now()), MAX_TIMEOUT)
         else:
             timeout = -1.0
+        spare = spare and have_ready and not debug and self._may_spare_poll()
+        quiet = not debug and not have_ready
 
         try:
-            self._poll(timeout)
+            if spare:
+                self.spared_polls += 1
+            else:
+                self._poll(timeout)
             self._collect_due()
         except BaseException:
             self._release_pending(0)
@@ -427,8 +494,10 @@ cdef class LoopCore:
                     self._run_debug(handle)
                 elif type(handle) is IOHandleType:
                     if not (<IOHandle>handle)._cancelled:
-                        (<IOHandle>handle).run()
+                        if (<IOHandle>handle).run() != 1:
+                            quiet = False
                 else:
+                    quiet = False
                     _run_handle(handle)
         except BaseException:
             # What did not run stays at the head of _ready, in order, as in the stdlib.
@@ -438,4 +507,5 @@ cdef class LoopCore:
         finally:
             handle = None  # no cycle through an exception's frame
             self._release_pending(0)
+        self.skip_poll = quiet and not self.disturbed
         return 0

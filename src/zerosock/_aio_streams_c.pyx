@@ -15,7 +15,7 @@ behaviour is the running Python's, version by version."""
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_CheckExact, PyByteArray_GET_SIZE
-from cpython.object cimport PyObject, PyObject_Call, PyTypeObject
+from cpython.object cimport PyObject, PyObject_Call, PyTypeObject, Py_TYPE
 from cpython.ref cimport Py_INCREF
 from cpython.weakref cimport PyWeakref_NewRef
 
@@ -187,22 +187,36 @@ cdef object _future_set_result = _CFuture.set_result
 cdef object _future_result = _CFuture.result
 cdef object _stdlib_create_future = base_events.BaseEventLoop.create_future
 cdef object _c_loop_create_future = None  # zerosock.aio's C create_future, once looked up
+cdef object _c_loop_call_soon = None  # and its C call_soon
+
+cdef extern from "Python.h":
+    Py_ssize_t PyDict_GET_SIZE(object d)
+    ctypedef struct zs_type_tag "PyTypeObject":
+        # Reset whenever the type or one of its bases is assigned an
+        # attribute; never reused (3.9 to 3.13).
+        unsigned int tp_version_tag
 
 
 cdef bint _makes_plain_futures(object create_future) except -1:
     """Whether a loop class's create_future is the stdlib's or zerosock.aio's
     C one: both make ``futures.Future(loop=loop)`` (outside debug mode, where
     they differ only in the frames of its source traceback)."""
-    global _c_loop_create_future
     if create_future is None:
         return False
     if create_future is _stdlib_create_future:
         return True
+    _look_up_c_loop()
+    return create_future is _c_loop_create_future
+
+
+cdef int _look_up_c_loop() except -1:
+    global _c_loop_create_future, _c_loop_call_soon
     if _c_loop_create_future is None:
         # Imported here: the C loop imports this module.
         from zerosock._aio_c import EventLoop
         _c_loop_create_future = EventLoop.__dict__["create_future"]
-    return create_future is _c_loop_create_future
+        _c_loop_call_soon = EventLoop.__dict__["call_soon"]
+    return 0
 
 # The stdlib streams when set to "0": a switch for comparing and for bisecting.
 enabled = os.environ.get("ZEROSOCK_C_STREAMS", "1") not in ("0", "")
@@ -232,6 +246,16 @@ cdef class ReaderCore(ReadSink):
     cdef object owner_ref    # weak: the StreamReader whose state this is
     cdef bint stdlib_future  # the loop's create_future() is the stdlib's
     cdef dict future_kwargs  # {"loop": loop}, kept rather than built per Future
+    # Completing the waiter runs no Python code (see wakeup): it is a
+    # futures.Future made by create_future for ``loop``, whose call_soon
+    # (the C Future calls it per done-callback) is the C loop's.
+    cdef bint plain_made     # create_future's last Future is futures.Future(loop=loop)
+    cdef bint plain_waiter   # the waiter is such a Future
+    cdef dict loop_dict      # the loop's instance __dict__, where a patch of call_soon lands
+    cdef bint loop_dict_known  # loop_dict is it (None: the loop has none)
+    cdef Py_ssize_t loop_dict_size  # its size when own_call_soon was found
+    cdef bint own_call_soon  # loop_dict holds a call_soon
+    cdef unsigned int loop_type_tag  # its type's version when its call_soon was found C; 0: not C
 
     def __cinit__(self, owner, limit, loop, buffer):
         self.owner_ref = PyWeakref_NewRef(owner, None)
@@ -243,7 +267,35 @@ cdef class ReaderCore(ReadSink):
         self.loop = loop
         self.stdlib_future = _makes_plain_futures(getattr(type(loop), "create_future", None))
         self.future_kwargs = {"loop": loop}
+        self.plain_waiter = False
+        state = getattr(loop, "__dict__", None)
+        self.loop_dict_known = state is None or type(state) is dict
+        self.loop_dict = state if type(state) is dict else None
+        self.loop_dict_size = -1
+        self.loop_type_tag = 0
         return 0
+
+    cdef bint loop_calls_c(self) except -1:
+        """Whether ``loop.call_soon`` is the C loop's, as the type's version
+        tag tells cheaply once the type was checked."""
+        cdef unsigned int tag = (<zs_type_tag *>Py_TYPE(self.loop)).tp_version_tag
+        cdef object found
+        if tag == 0 or tag != self.loop_type_tag:
+            _look_up_c_loop()
+            found = getattr(type(self.loop), "call_soon", None)  # (gives the type a tag)
+            tag = (<zs_type_tag *>Py_TYPE(self.loop)).tp_version_tag
+            self.loop_type_tag = tag if found is _c_loop_call_soon else 0
+            if self.loop_type_tag == 0:
+                return False
+        if not self.loop_dict_known:
+            return False
+        if self.loop_dict is None:
+            return True
+        if PyDict_GET_SIZE(self.loop_dict) != self.loop_dict_size:
+            # An attribute came or went on the loop itself: a patched call_soon may be one.
+            self.loop_dict_size = PyDict_GET_SIZE(self.loop_dict)
+            self.own_call_soon = PyDict_GetItemWithError(self.loop_dict, "call_soon") != NULL
+        return not self.own_call_soon
 
     cdef object create_future(self):
         cdef PyObject *future_type
@@ -253,7 +305,9 @@ cdef class ReaderCore(ReadSink):
             # looked up where the stdlib looks it up (so a patch of it holds).
             future_type = PyDict_GetItemWithError(_futures_globals, "Future")
             if future_type != NULL:
+                self.plain_made = future_type == <PyObject *>_CFuture
                 return PyObject_Call(<object>future_type, (), self.future_kwargs)
+        self.plain_made = False
         return self.loop.create_future()
 
     cdef int set_limit(self, limit) except -1:
@@ -279,9 +333,12 @@ cdef class ReaderCore(ReadSink):
     # -- what the stdlib's StreamReader methods do -------------------------------
 
     cdef int wakeup(self) except -1:
+        """Complete the waiter: 1 when that ran no Python code, else 0."""
+        cdef bint quiet = True
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
+            quiet = self.plain_waiter and self.loop_calls_c()
             try:
                 if type(waiter) is _CFuture:
                     _future_set_result(waiter, None)
@@ -291,7 +348,7 @@ cdef class ReaderCore(ReadSink):
                 # The stdlib skips a cancelled waiter; asked first, that costs every wake-up.
                 if not waiter.cancelled():
                     raise
-        return 0
+        return quiet
 
     cdef int maybe_resume(self) except -1:
         if self.paused and (self.size() <= self.climit if self.fast
@@ -301,16 +358,19 @@ cdef class ReaderCore(ReadSink):
         return 0
 
     cdef int after_feed(self) except -1:
-        self.wakeup()
+        """Wake the reader, pause the transport past the limit: 1 when that
+        ran no Python code, else 0."""
+        cdef int quiet = self.wakeup()
         if (self.transport is not None and not self.paused and
                 (self.size() > 2 * self.climit if self.fast else len(self.buffer) > 2 * self.limit)):
+            quiet = 0
             try:
                 self.transport.pause_reading()
             except NotImplementedError:
                 self.transport = None
             else:
                 self.paused = True
-        return 0
+        return quiet
 
     cdef int feed(self, const char *data, Py_ssize_t size) except -1:
         """The transport's read, as the stdlib protocol's data_received would feed it."""
@@ -324,6 +384,8 @@ cdef class ReaderCore(ReadSink):
             zs_bytearray_append(self.buffer, data, size)  # copied before any Python runs
         else:
             self.buffer.extend(PyBytes_FromStringAndSize(data, size))
+            self.after_feed()
+            return 0  # a bytearray subclass's extend() may be Python code
         return self.after_feed()
 
     cdef int feed_object(self, data) except -1:
@@ -436,6 +498,7 @@ cdef class StreamOp:
             core.transport.resume_reading()
         waiter = core.create_future()
         core.waiter = waiter
+        core.plain_waiter = core.plain_made
         self.waiter = waiter
         waiter._asyncio_future_blocking = True
         return waiter
@@ -631,7 +694,9 @@ class StreamReader(streams.StreamReader):
 
     @_waiter.setter
     def _waiter(self, value):
-        _core(self).waiter = value
+        core = _core(self)
+        core.waiter = value
+        core.plain_waiter = False
 
     @property
     def _exception(self):

@@ -4,7 +4,10 @@ from zerosock._shim cimport zs_sock_t
 cdef class ReadSink:
     """A C reader that a transport fills without calling its protocol: the
     transport copies each read into it before any Python code runs
-    (zerosock._aio_streams_c's StreamReader state is one)."""
+    (zerosock._aio_streams_c's StreamReader state is one).  feed() returns
+    1 when it ran no Python code and did nothing that can make a descriptor
+    ready (at most it completed a Future whose loop's call_soon is C), else 0:
+    see LoopCore.run_once."""
     cdef int feed(self, const char *data, Py_ssize_t size) except -1
 
 

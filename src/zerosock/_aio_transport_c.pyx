@@ -180,16 +180,18 @@ cdef class IOHandle:
         self.run()
 
     cdef int run(self) except -1:
-        """Run the transport's read or write step as a Handle would, in its context."""
+        """Run the transport's read or write step as a Handle would, in its
+        context: 1 when it was a quiet read (see read_ready), else 0."""
         cdef TransportCore transport = self.transport
         cdef object context = self._context
+        cdef int quiet = 0
         failure = None
         PyContext_Enter(context)
         try:
             if self.writing:
                 transport.write_ready()
             else:
-                transport.read_ready()
+                quiet = transport.read_ready()
         except (SystemExit, KeyboardInterrupt):
             PyContext_Exit(context)
             raise
@@ -199,7 +201,8 @@ cdef class IOHandle:
         if failure is not None:
             # Reported outside the handle's context, as context.run() would leave it.
             self.report(failure)
-        return 0
+            return 0
+        return quiet
 
     cdef int report(self, object exc) except -1:
         """Report an exception that escaped the callback, as events.Handle._run does."""
@@ -543,15 +546,19 @@ cdef class TransportCore:
         self.read_ready()
 
     cdef int read_ready(self) except -1:
+        """One read: 1 when it was quiet (a C sink took the data, no Python
+        code ran, the socket was left with nothing more to read), else 0."""
         if self._conn_lost:
             return 0
         if self._sink is not None:
             return self._read_into_sink()
         if self._target is not None:
-            return self._read_into_target()
-        if self._buffered:
-            return self._read_into_buffer()
-        return self._read_bytes()
+            self._read_into_target()
+        elif self._buffered:
+            self._read_into_buffer()
+        else:
+            self._read_bytes()
+        return 0
 
     cdef int _read_into_buffer(self) except -1:
         cdef Py_buffer view
@@ -654,17 +661,21 @@ cdef class TransportCore:
     cdef int _read_into_sink(self) except -1:
         cdef ReadSink sink = self._sink  # held: feeding may run Python code that resets _sink
         cdef long n = self._recv_scratch()
+        cdef int quiet
         if n < 0:
             return 0
         if n == 0:
-            return self._on_eof()
+            self._on_eof()
+            return 0
         try:
-            sink.feed(_scratch, n)
+            quiet = sink.feed(_scratch, n)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
-        return 0
+            return 0
+        # A full chunk may have left more to read: not quiet.
+        return quiet == 1 and n < READ_CHUNK
 
     cdef int _read_into_target(self) except -1:
         cdef ReadTarget target = self._target  # held: the protocol's code may replace it

@@ -44,6 +44,7 @@ cdef extern from "zs_poller.h" nogil:
     const int ZS_PUBLIC_POLL
     const int ZS_EV_READ
     const int ZS_EV_WRITE
+    const int ZS_EV_HUP
     const int ZS_ENOMEM
     const int ZS_EFDRANGE
 
@@ -85,6 +86,7 @@ cdef class Selector:
     cdef FdSlot *_slots
     cdef Py_ssize_t _nslots
     cdef bint _closed
+    cdef Py_ssize_t writers  # registrations whose interest includes writing (for the loop core)
 
     # -- registration without fileobj conversion (fd already an int >= 0) --
     cdef object register_fd(self, object fileobj, long long fd, int events, object data)

@@ -378,6 +378,8 @@ cdef class Selector:
             self._set_slot(fd, NULL, 0)
             del self._keys[fd_obj]
             raise
+        if events & ZS_EV_WRITE:
+            self.writers += 1
         return key
 
     cdef object unregister_fd(self, long long fd):
@@ -390,6 +392,8 @@ cdef class Selector:
         old = self.interest_of(<zs_sock_t>fd)
         self._set_slot(fd, NULL, 0)
         del self._keys[(<tuple>key)[1]]
+        if old & ZS_EV_WRITE:
+            self.writers -= 1
         if self._native is not None:
             # Fails harmlessly when the descriptor was closed since registration.
             zs_poller_del(&self._native.poller, <zs_sock_t>fd, old)
@@ -429,6 +433,7 @@ cdef class Selector:
                 # As the standard library does (bpo-30014): a failed modify unregisters.
                 self.unregister_fd(fd)
                 raise
+            self.writers += ((events & ZS_EV_WRITE) != 0) - ((old & ZS_EV_WRITE) != 0)
         elif not data_changed:
             return key
         new_key = _make_key(key.fileobj, key.fd, events_obj, data)
@@ -523,6 +528,7 @@ cdef class Selector:
         if self._slots != NULL:
             memset(self._slots, 0, <size_t>self._nslots * sizeof(FdSlot))
         self._keys.clear()
+        self.writers = 0
         if self._native is not None:
             self._native.close()
         else:
