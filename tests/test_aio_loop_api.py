@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import sys
 import threading
 import time
@@ -136,6 +137,47 @@ def test_subclass_call_soon_is_what_futures_call(loop_factory):
         lp.close()
 
 
+
+def test_call_soon_patched_on_the_class_later_is_what_futures_call(loop_factory):
+    calls: List[Any] = []
+    lp = _subclass_loop(loop_factory, {})
+    cls = type(lp)
+    original = cls.call_soon
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append((self, args, kwargs))
+        return original(self, *args, **kwargs)
+
+    try:
+        cls.call_soon = spy  # after the loop was made
+        fut = lp.create_future()
+        fut.add_done_callback(lambda f: None)
+        fut.set_result(1)
+        assert len(calls) == 1 and calls[0][0] is lp and calls[0][1][1] is fut
+        assert set(calls[0][2]) == {"context"}
+        lp.call_soon(print, "x", context=None).cancel()
+        assert len(calls) == 2 and calls[1][1] == (print, "x")
+        del cls.call_soon  # the base class's again
+        fut = lp.create_future()
+        fut.add_done_callback(lambda f: None)
+        fut.set_result(2)
+        assert len(calls) == 2
+        lp.run_until_complete(asyncio.sleep(0))
+    finally:
+        lp.close()
+
+
+def test_call_soon_of_the_loop_is_a_bound_method(loop):
+    bound = loop.call_soon
+    assert bound.__self__ is loop and bound.__name__ == "call_soon"
+    assert list(inspect.signature(bound).parameters)[:2] == ["callback", "args"]
+    handle = bound(print, "y")
+    assert isinstance(handle, asyncio.Handle) and handle._args == ("y",)
+    handle.cancel()
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.close()
+        bound(print)
+
 # -- debug mode ------------------------------------------------------------------------------
 
 def test_debug_mode_checks_callbacks_and_threads(loop):
@@ -209,6 +251,42 @@ def test_time_replaced_on_the_loop_drives_call_later(loop):
         del loop.time
 
 
+
+def _subclass_loop(loop_factory: Callable[[], asyncio.AbstractEventLoop],
+                   namespace: dict) -> asyncio.AbstractEventLoop:
+    """A loop of a subclass (with ``namespace``) of ``loop_factory``'s loop class."""
+    probe = loop_factory()
+    base = type(probe)
+    probe.close()
+    return types.new_class("Sub", (base,), exec_body=lambda ns: ns.update(namespace))()
+
+
+def test_time_of_a_subclass_drives_the_loop(loop_factory):
+    clock = [1000.0]
+    lp = _subclass_loop(loop_factory, {"time": lambda self: clock[0]})
+    seen: List[Any] = []
+    try:
+        assert lp.time() == 1000.0
+        timer = lp.call_later(5, seen.append, "late")
+        assert timer.when() == 1005.0
+        lp.call_at(999.0, seen.append, "due")
+        lp.run_until_complete(asyncio.sleep(0))
+        assert seen == ["due"]
+        clock[0] = 1005.0  # due now by the loop's own clock, whatever time.monotonic says
+        lp.run_until_complete(asyncio.sleep(0))
+        assert seen == ["due", "late"]
+    finally:
+        lp.close()
+
+
+def test_time_follows_the_monotonic_clock_between_calls(loop):
+    readings = []
+    for _ in range(3):
+        readings.append((time.monotonic(), loop.time()))
+    readings.append((time.monotonic(), 0.0))
+    for (before, now), (after, _) in zip(readings, readings[1:]):
+        assert before <= now <= after
+
 def test_timer_cancel_and_order(loop):
     seen: List[Any] = []
     now = loop.time()
@@ -247,6 +325,74 @@ def test_create_future(loop):
         assert loop.create_future() is patched.return_value
         patched.assert_called_once_with(loop=loop)
 
+
+
+def test_create_future_makes_asyncio_futures_of_each_loop(loop_factory):
+    loops = [loop_factory(), loop_factory()]
+    try:
+        for lp in loops:
+            fut = lp.create_future()
+            assert type(fut) is asyncio.Future and fut.get_loop() is lp
+            assert not fut.done() and fut._source_traceback is None
+            lp.call_soon(fut.set_result, lp)
+            assert lp.run_until_complete(fut) is lp
+    finally:
+        for lp in loops:
+            lp.close()
+
+
+def test_create_future_uses_a_patched_future_class(loop):
+    made: List[Any] = []
+
+    class Recorded(asyncio.Future):  # type: ignore[type-arg]
+        def __init__(self, **kwargs: Any) -> None:
+            made.append(kwargs)
+            super().__init__(**kwargs)
+
+    with mock.patch("asyncio.futures.Future", Recorded):
+        fut = loop.create_future()
+    assert type(fut) is Recorded and made == [{"loop": loop}] and fut.get_loop() is loop
+    again = loop.create_future()
+    assert type(again) is asyncio.Future and made == [{"loop": loop}]
+    fut.cancel()
+    again.cancel()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="create_task(context=) is new in 3.11")
+def test_create_task_uses_a_patched_task_class(loop):
+    made: List[Any] = []
+
+    class Recorded(asyncio.Task):  # type: ignore[type-arg]
+        def __init__(self, coro: Any, **kwargs: Any) -> None:
+            made.append(kwargs)
+            super().__init__(coro, **kwargs)
+
+    with mock.patch("asyncio.tasks.Task", Recorded):
+        task = loop.create_task(asyncio.sleep(0, "r"))
+    assert type(task) is Recorded and task.get_loop() is loop
+    assert made == [{"loop": loop, "name": None, "context": None}]
+    assert loop.run_until_complete(task) == "r"
+    plain = loop.create_task(asyncio.sleep(0, "p"))
+    assert type(plain) is asyncio.Task and len(made) == 1
+    assert loop.run_until_complete(plain) == "p"
+
+
+def test_create_task_makes_asyncio_tasks_of_each_loop(loop_factory):
+    loops = [loop_factory(), loop_factory()]
+
+    async def where() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    try:
+        for lp in loops:
+            task = lp.create_task(where())
+            assert type(task) is asyncio.Task and task.get_loop() is lp
+            assert task.get_name().startswith("Task-")
+            assert task in asyncio.all_tasks(lp)
+            assert lp.run_until_complete(task) is lp
+    finally:
+        for lp in loops:
+            lp.close()
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="create_task(context=) is new in 3.11")
 def test_create_task_name_and_context(loop):

@@ -10,7 +10,7 @@ from asyncio import events
 from zerosock import _aio_shared, _aio_tls_c
 from zerosock._aio_core_c cimport LoopCore
 from zerosock._aio_datagram_c import DatagramSocketTransport
-from zerosock._aio_loop_methods_c import install_loop_methods
+from zerosock._aio_loop_methods_c import bind_loop_methods, install_loop_methods
 from zerosock._aio_streams_c import adopt_stream_protocol
 from zerosock._aio_tls_c import TLS_ENGINE, new_ssl_protocol
 from zerosock._aio_transport_c import SocketTransport
@@ -47,6 +47,7 @@ class EventLoop(asyncio.SelectorEventLoop):
         super().__init__(selector)
         self._core = LoopCore(self)
         self._scheduled = self._core.timers
+        bind_loop_methods(self)
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         if _replaces_io(sock, _STREAM_IO):

@@ -7,6 +7,7 @@ from zerosock._selectors_c cimport Selector
 cdef class LoopCore:
     cdef object loop
     cdef dict state               # the loop's __dict__: _stopping and a replaced time() looked up there
+    cdef dict loop_keywords       # {"loop": loop}: what its Futures and Tasks are made with (never exposed)
     cdef object ready             # the loop's _ready deque
     cdef object ready_append, ready_popleft  # its bound methods
     cdef readonly TimerHeap timers  # the loop's _scheduled

@@ -25,10 +25,9 @@ cdef extern from "Python.h":
 from libc.math cimport ceil
 
 import inspect
-import time
 from asyncio import base_events, events, format_helpers
 
-from zerosock._aio_timers_c cimport TimerHeap
+from zerosock._aio_timers_c cimport TimerHeap, zs_loop_clock
 from zerosock._slots cimport zs_slot_get, zs_slot_offset, zs_slot_set
 from zerosock._aio_transport_c cimport IOHandle
 from zerosock._selectors_c cimport (Selector, zs_event, ZS_EV_HUP, ZS_EV_READ, ZS_EV_WRITE,
@@ -67,7 +66,6 @@ cdef extern from "Python.h":
 
 cdef type HandleType = Handle
 cdef type TimerHandleType = TimerHandle
-cdef object _monotonic = time.monotonic
 # The stdlib's BaseEventLoop.time, and its C twins (see treat_as_stdlib_time).
 cdef set _stdlib_times = {base_events.BaseEventLoop.time}
 cdef object _format_handle = base_events._format_handle
@@ -211,6 +209,7 @@ cdef class LoopCore:
         self.loop = loop
         self.state_size = -1
         self.state = loop.__dict__
+        self.loop_keywords = {"loop": loop}
         self.ready = loop._ready
         # Bound once: a method call on the deque looks the name up each time,
         # a third of what queuing or taking a handle costs.
@@ -253,7 +252,7 @@ cdef class LoopCore:
         # loop.time(), straight to the clock unless a subclass or this very
         # loop (as mocks do) replaced it.
         if self.stdlib_time and "time" not in self.state:
-            return _monotonic()
+            return zs_loop_clock()
         self.disturbed = True  # Python code, maybe
         return self.loop.time()
 

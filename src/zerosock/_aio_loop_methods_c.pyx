@@ -14,6 +14,13 @@ which keeps the stdlib's checks, messages and debug-mode behaviour.
 
 Being non-data descriptors on the class, they give way to a subclass's
 methods and to attributes set on the loop itself (mocks), as the stdlib's do.
+``time`` reads the clock ``time.monotonic()`` reads, without calling it.
+``create_future`` and ``create_task`` make asyncio's C Future and Task with a
+keyword dict the loop keeps, where a call with keywords builds one each time
+(a patched ``asyncio.futures.Future`` or ``asyncio.tasks.Task`` is called as
+the stdlib calls it).  Before Python 3.12, the C Futures and Tasks look
+``call_soon`` up as an attribute, which binds a new method per callback: each
+loop keeps its own binding in its ``__dict__`` (see ``bind_loop_methods``).
 
 The handles these methods return are zerosock's subclasses of
 ``asyncio.Handle`` and ``asyncio.TimerHandle`` (same slots, same Python
@@ -26,18 +33,20 @@ methods above (not replaced on a subclass or on the loop) it does their work
 in place."""
 
 from cpython.dict cimport PyDict_GetItemWithError
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyObject_Call
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
 
 import inspect
+import sys
 from asyncio import base_events, events, futures, tasks
 
 from zerosock._aio_core_c cimport LoopCore
+from zerosock._aio_timers_c cimport zs_loop_clock
 from zerosock._aio_core_c import Handle, TimerHandle, treat_as_stdlib_time
 from zerosock._slots cimport zs_slot_get, zs_slot_offset, zs_slot_set
 
-__all__ = ["install_loop_methods"]
+__all__ = ["bind_loop_methods", "install_loop_methods"]
 
 
 cdef extern from "Python.h":
@@ -73,6 +82,21 @@ cdef extern from *:
         def->ml_flags = flags;
         def->ml_doc = doc;
         return PyDescr_NewMethod((PyTypeObject *)type, def);
+    }
+
+    /* The method `impl` bound to `self`, as a method descriptor's __get__
+       binds one (a builtin method whose __self__ is `self`); its PyMethodDef
+       lives as long as the module. */
+    static PyMethodDef zs_bound_call_soon_def;
+
+    static PyObject *zs_new_bound_call_soon(PyObject *self, void *impl, int flags,
+                                            const char *doc)
+    {
+        zs_bound_call_soon_def.ml_name = "call_soon";
+        zs_bound_call_soon_def.ml_meth = (PyCFunction)(void (*)(void))impl;
+        zs_bound_call_soon_def.ml_flags = flags;
+        zs_bound_call_soon_def.ml_doc = doc;
+        return PyCFunction_NewEx(&zs_bound_call_soon_def, self, NULL);
     }
 
     /* The deallocation of zerosock's Handle and TimerHandle: what the
@@ -137,25 +161,26 @@ cdef extern from *:
         return 0;
     }
 
-    /* The last loop class found to keep the C _timer_handle_cancelled and
-       get_debug, by its version tag: any change to the class or to one of
-       its bases gives it a new tag (the interpreter's method cache relies
-       on the same). */
-    static PyTypeObject *zs_checked_type;
-    static unsigned int zs_checked_tag;
+    /* The last loop class found to keep some of the C methods, by its
+       version tag: any change to the class or to one of its bases gives it
+       a new tag (the interpreter's method cache relies on the same). */
+    typedef struct {
+        PyTypeObject *type;
+        unsigned int tag;
+    } zs_type_memo;
 
-    static inline int zs_type_unchanged(PyTypeObject *type)
+    static inline int zs_type_unchanged(zs_type_memo *memo, PyTypeObject *type)
     {
-        return type == zs_checked_type && zs_checked_tag != 0
+        return type == memo->type && memo->tag != 0
             && (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG)
-            && type->tp_version_tag == zs_checked_tag;
+            && type->tp_version_tag == memo->tag;
     }
 
-    static void zs_remember_type(PyTypeObject *type)
+    static void zs_remember_type(zs_type_memo *memo, PyTypeObject *type)
     {
         if (type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG) {
-            zs_checked_type = type;
-            zs_checked_tag = type->tp_version_tag;
+            memo->type = type;
+            memo->tag = type->tp_version_tag;
         }
     }
 
@@ -189,10 +214,13 @@ cdef extern from *:
     }
     """
     object zs_new_method(object type, const char *name, void *impl, int flags, const char *doc)
+    object zs_new_bound_call_soon(object self, void *impl, int flags, const char *doc)
     int zs_set_handle_dealloc(object kind, Py_ssize_t *offsets, int count) except -1
-    bint zs_type_unchanged(PyTypeObject *kind)
+    ctypedef struct zs_type_memo:
+        pass
+    bint zs_type_unchanged(zs_type_memo *memo, PyTypeObject *kind)
     bint zs_same_str(object name, object known)
-    void zs_remember_type(PyTypeObject *kind)
+    void zs_remember_type(zs_type_memo *memo, PyTypeObject *kind)
     tuple zs_tuple_from_array(PyObject **items, Py_ssize_t n)
     object PyObject_Vectorcall(object callable, PyObject **args, size_t nargsf, object kwnames)
     int METH_O, METH_NOARGS, METH_FASTCALL, METH_KEYWORDS
@@ -214,21 +242,24 @@ cdef Py_ssize_t T_SCHEDULED = zs_slot_offset(StdTimerHandleType.__dict__["_sched
 cdef Py_ssize_t T_WHEN = zs_slot_offset(StdTimerHandleType.__dict__["_when"])
 # Looked up at each call in the modules the stdlib's methods look them up in,
 # so that what patches them (mocks) takes effect as it does for the stdlib.
-cdef dict _base_events_globals = base_events.__dict__
 cdef dict _futures_globals = futures.__dict__
 cdef dict _tasks_globals = tasks.__dict__
 cdef tuple LOOP_KWNAMES = ("loop",)
+# asyncio's C Future and Task (None without the _asyncio module).
+cdef object CFutureType = getattr(futures, "_CFuture", None)
+cdef object CTaskType = getattr(tasks, "_CTask", None)
 cdef tuple TASK_KWNAMES = ("loop", "name", "context")
 
 # The Python methods the descriptors replace: they take every uncommon case.
 cdef object _py_call_soon, _py_call_later, _py_call_at, _py_timer_handle_cancelled
-cdef object _py_get_debug, _py_time, _py_create_future, _py_create_task
+cdef object _py_get_debug, _py_create_future, _py_create_task
 cdef object _py_handle_cancel = events.Handle.cancel
 cdef object _py_timer_cancel = events.TimerHandle.cancel
 cdef object _py_cancelled = events.Handle.cancelled
 cdef object _py_when = events.TimerHandle.when
 # The loop's C descriptors a handle's cancel looks for on its loop.
 cdef object _c_timer_handle_cancelled = None
+cdef object _c_call_soon = None
 cdef object _c_get_debug = None
 
 
@@ -257,15 +288,28 @@ cdef inline LoopCore _fast_core(object loop):
     return core
 
 
+cdef zs_type_memo _keeps_c_methods_memo, _keeps_c_call_soon_memo
+
+
 cdef bint _class_keeps_c_methods(PyTypeObject *kind):
     """Whether the loop class ``kind`` has the C _timer_handle_cancelled and
     get_debug installed here (neither it nor a base replaced them)."""
-    if zs_type_unchanged(kind):
+    if zs_type_unchanged(&_keeps_c_methods_memo, kind):
         return True
     if (_PyType_Lookup(kind, "_timer_handle_cancelled") != <PyObject *>_c_timer_handle_cancelled
             or _PyType_Lookup(kind, "get_debug") != <PyObject *>_c_get_debug):
         return False
-    zs_remember_type(kind)
+    zs_remember_type(&_keeps_c_methods_memo, kind)
+    return True
+
+
+cdef bint _class_keeps_c_call_soon(PyTypeObject *kind):
+    """Whether ``call_soon`` of the loop class ``kind`` is the C one installed here."""
+    if zs_type_unchanged(&_keeps_c_call_soon_memo, kind):
+        return True
+    if _PyType_Lookup(kind, "call_soon") != <PyObject *>_c_call_soon:
+        return False
+    zs_remember_type(&_keeps_c_call_soon_memo, kind)
     return True
 
 
@@ -285,9 +329,12 @@ cdef LoopCore _own_core(object loop, str name):
 
 cdef object _forward(object method, object loop, PyObject **args, Py_ssize_t nargs,
                      PyObject *kwnames):
-    """Call the replaced Python method with the arguments as they came."""
+    """Call the replaced Python method with the arguments as they came
+    (``loop`` first, unless None: ``method`` is bound)."""
     cdef Py_ssize_t i, nkw = 0 if kwnames == NULL else PyTuple_GET_SIZE(<object>kwnames)
-    positional = (loop,) + zs_tuple_from_array(args, nargs)
+    positional = zs_tuple_from_array(args, nargs)
+    if loop is not None:
+        positional = (loop,) + positional
     keywords = {}
     for i in range(nkw):
         keywords[<object>PyTuple_GET_ITEM(<object>kwnames, i)] = <object>args[nargs + i]
@@ -339,6 +386,22 @@ cdef object _call_soon(object loop, PyObject **args, Py_ssize_t nargs, PyObject 
     return _schedule(SOON, loop, args, nargs, kwnames)
 
 
+cdef object _bound_call_soon(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    # The loop's own binding (see bind_loop_methods), found before its class's
+    # attribute: while that is still the C call_soon, the same method; once
+    # something replaced it on the class (a patch), what the class has now.
+    cdef PyObject *current
+    if _class_keeps_c_call_soon(Py_TYPE(loop)):
+        return _schedule(SOON, loop, args, nargs, kwnames)
+    current = _PyType_Lookup(Py_TYPE(loop), "call_soon")
+    if current == NULL:
+        raise AttributeError(f"'{type(loop).__name__}' object has no attribute 'call_soon'")
+    method = <object>current  # owned: binding it may run Python code
+    if hasattr(type(method), "__get__"):
+        method = method.__get__(loop, type(loop))
+    return _forward(method, None, args, nargs, kwnames)
+
+
 cdef object _call_later(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
     return _schedule(LATER, loop, args, nargs, kwnames)
 
@@ -383,21 +446,34 @@ cdef object _get_debug(object loop, PyObject *unused):
 
 
 cdef object _time(object loop, PyObject *unused):
-    # The stdlib's time.monotonic(), through base_events' own ``time`` global.
-    cdef PyObject *module = _lookup(_base_events_globals, "time")
-    if module == NULL:
-        return _py_time(loop)
-    return (<object>module).monotonic()
+    # The clock time.monotonic() reads, without the call (a subclass's or
+    # the loop's own ``time`` is found before this method and used instead).
+    return zs_loop_clock()
 
 
 # -- futures and tasks ------------------------------------------------------------------
 
+cdef inline dict _loop_keywords(object loop):
+    """``{"loop": loop}``, kept by the loop's LoopCore, or None.  Made once:
+    the C Future and Task read their keywords in ``__init__`` and keep
+    nothing of the dict, where a call with keywords builds one per call."""
+    cdef LoopCore core = _core_of(loop)
+    if core is None or core.loop is not loop:
+        return None
+    return core.loop_keywords
+
+
 cdef object _create_future(object loop, PyObject *unused):
     cdef PyObject *future_type = _lookup(_futures_globals, "Future")
     cdef PyObject *argv[1]
+    cdef dict keywords
     if future_type == NULL or zs_slot_get(loop, DEBUG_OFFSET) != Py_False:
         # Debug mode: the Future's traceback ends in the stdlib's frame, as it does there.
         return _py_create_future(loop)
+    if future_type == <PyObject *>CFutureType:
+        keywords = _loop_keywords(loop)
+        if keywords is not None:
+            return PyObject_Call(<object>future_type, (), keywords)
     argv[0] = <PyObject *>loop
     return PyObject_Vectorcall(<object>future_type, argv, 0, LOOP_KWNAMES)
 
@@ -407,6 +483,7 @@ cdef object _create_task(object loop, PyObject **args, Py_ssize_t nargs, PyObjec
     cdef PyObject *task_type
     cdef Py_ssize_t i, nkw = 0 if kwnames == NULL else PyTuple_GET_SIZE(<object>kwnames)
     cdef LoopCore core
+    cdef dict keywords
     if nargs != 1:
         return _forward(_py_create_task, loop, args, nargs, kwnames)
     argv[0] = args[0]
@@ -426,6 +503,11 @@ cdef object _create_task(object loop, PyObject **args, Py_ssize_t nargs, PyObjec
         return _forward(_py_create_task, loop, args, nargs, kwnames)
     if zs_slot_get(loop, FACTORY_OFFSET) != <PyObject *>None:
         return _forward(_py_create_task, loop, args, nargs, kwnames)
+    if task_type == <PyObject *>CTaskType and argv[2] == <PyObject *>None and argv[3] == argv[2]:
+        # The C Task takes name=None and context=None as left out.
+        keywords = _loop_keywords(loop)
+        if keywords is not None:
+            return PyObject_Call(<object>task_type, (<object>argv[0],), keywords)
     # The stdlib's tasks.Task(coro, loop=self, name=name, context=context).
     return PyObject_Vectorcall(<object>task_type, argv, 1, TASK_KWNAMES)
 
@@ -558,8 +640,8 @@ def install_loop_methods(cls):
     ``_task_factory`` in slots.  Their Python methods, as ``cls`` has
     them now, take what the C paths leave."""
     global CORE_OFFSET, _py_call_soon, _py_call_later, _py_call_at, _py_timer_handle_cancelled
-    global _py_get_debug, _py_time, _py_create_future, _py_create_task
-    global LoopType, _c_timer_handle_cancelled, _c_get_debug
+    global _py_get_debug, _py_create_future, _py_create_task
+    global LoopType, _c_timer_handle_cancelled, _c_get_debug, _c_call_soon
     global DEBUG_OFFSET, CLOSED_OFFSET, FACTORY_OFFSET
     if LoopType is not None:
         raise RuntimeError("the loop methods are installed already")
@@ -573,7 +655,6 @@ def install_loop_methods(cls):
     _py_call_at = cls.call_at
     _py_timer_handle_cancelled = cls._timer_handle_cancelled
     _py_get_debug = cls.get_debug
-    _py_time = cls.time
     _py_create_future = cls.create_future
     _py_create_task = cls.create_task
     cdef int fast = METH_FASTCALL | METH_KEYWORDS
@@ -604,7 +685,28 @@ def install_loop_methods(cls):
     treat_as_stdlib_time(cls.__dict__["time"])
     _c_timer_handle_cancelled = cls.__dict__["_timer_handle_cancelled"]
     _c_get_debug = cls.__dict__["get_debug"]
+    _c_call_soon = cls.__dict__["call_soon"]
     _install_handle_methods()
+
+
+# Before 3.12 the C Futures and Tasks look ``call_soon`` up as an attribute
+# (a bound method made and freed per callback); from 3.12 they call it as a
+# method, which makes none.
+cdef bint BIND_CALL_SOON = sys.version_info < (3, 12)
+
+
+def bind_loop_methods(loop):
+    """Give ``loop`` (an EventLoop whose ``__init__`` made its LoopCore) its
+    own bound ``call_soon``, kept in its ``__dict__``, where the C Futures and
+    Tasks of Python 3.11 and earlier find it without making a bound method
+    for every callback they schedule.  Only while its class's ``call_soon``
+    is the C one; an attribute set on the loop replaces it as before, and a
+    patch of the class later is still what the binding calls."""
+    if BIND_CALL_SOON and _PyType_Lookup(Py_TYPE(loop), "call_soon") == <PyObject *>_c_call_soon:
+        loop.__dict__["call_soon"] = zs_new_bound_call_soon(
+            loop, <void *>_bound_call_soon, METH_FASTCALL | METH_KEYWORDS,
+            b"call_soon($self, callback, /, *args, context=None)\n--\n\n"
+            b"Arrange for a callback to be called as soon as possible.")
 
 
 cdef int _set_dealloc(object kind, tuple owners) except -1:

@@ -21,6 +21,7 @@ from cpython.weakref cimport PyWeakref_NewRef
 
 import os
 import sys
+from types import BuiltinMethodType
 from asyncio import base_events, exceptions, format_helpers, futures, streams
 
 from zerosock._aio_transport_c cimport ReadSink, TransportCore, direct_core
@@ -294,7 +295,12 @@ cdef class ReaderCore(ReadSink):
         if PyDict_GET_SIZE(self.loop_dict) != self.loop_dict_size:
             # An attribute came or went on the loop itself: a patched call_soon may be one.
             self.loop_dict_size = PyDict_GET_SIZE(self.loop_dict)
-            self.own_call_soon = PyDict_GetItemWithError(self.loop_dict, "call_soon") != NULL
+            found = self.loop_dict.get("call_soon")
+            # Before 3.12 the loop keeps its own binding of the C call_soon
+            # there (bind_loop_methods); anything else is a patch.
+            self.own_call_soon = found is not None and not (
+                type(found) is BuiltinMethodType and found.__self__ is self.loop
+                and found.__name__ == "call_soon")
         return not self.own_call_soon
 
     cdef object create_future(self):
