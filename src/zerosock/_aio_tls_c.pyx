@@ -9,11 +9,14 @@ from ``context.wrap_bio()`` -- so the user's context, ``sni_callback``,
 keylog, hostname checks and the ``ssl_object`` extra are exactly the stdlib's
 -- and the engine decides who moves the records:
 
-* ``"openssl"``: ciphertext goes in and out of the SSLObject's memory BIOs,
-  and plaintext through ``SSL_read``/``SSL_write``, by direct calls into the
-  OpenSSL that ``_ssl`` loaded (``zs_openssl.h``).  Encrypted output leaves
-  through the socket transport's C send-now/queue path.  No Python object
-  is made per record beyond what the application receives.
+* ``"openssl"``: ciphertext goes in and out through BIOs of our own, and
+  plaintext through ``SSL_read``/``SSL_write``, by direct calls into the
+  OpenSSL that ``_ssl`` loaded (``zs_openssl.h``).  Once the connection is
+  established OpenSSL receives from the socket itself, into its record
+  buffer (read-ahead: one recv per readiness event, as the transport's own);
+  encrypted output leaves from OpenSSL's buffer, or through the socket
+  transport's C queue.  No Python object is made per record beyond what the
+  application receives.
 * ``"memorybio"``: the same layer calling the SSLObject's and MemoryBIOs'
   Python methods, for interpreters where the C engine's checks fail.
 
