@@ -32,6 +32,8 @@ SERVERS = {
                          "new_loop = lambda: aiofastnet.patch_loop(uvloop.new_event_loop())",
     "asyncio+aiofastnet": "import asyncio, aiofastnet\n"
                           "new_loop = lambda: aiofastnet.patch_loop(asyncio.new_event_loop())",
+    "zerosock+aiofastnet": "import zerosock.aio, aiofastnet\n"
+                           "new_loop = lambda: aiofastnet.patch_loop(zerosock.aio.new_event_loop())",
 }
 
 SERVER = """

@@ -40,6 +40,7 @@ typedef struct bio_st ZS_BIO;
 #define ZS_BIO_CTRL_PENDING 10
 #define ZS_BIO_CTRL_FLUSH 11
 #define ZS_BIO_CTRL_WPENDING 13
+#define ZS_SSL_CTRL_SET_READ_AHEAD 41
 #define ZS_BIO_TYPE_SOURCE_SINK 0x0400
 #define ZS_BIO_FLAGS_READ 0x01
 #define ZS_BIO_FLAGS_WRITE 0x02
@@ -83,6 +84,8 @@ typedef struct {
     int (*BIO_meth_set_read)(ZS_BIO_METHOD *, int (*)(ZS_BIO *, char *, int));
     void (*SSL_set0_wbio)(ZS_SSL *, ZS_BIO *);
     void (*SSL_set0_rbio)(ZS_SSL *, ZS_BIO *);
+    long (*SSL_ctrl)(ZS_SSL *, int, long, void *);
+    void (*SSL_set_default_read_buffer_len)(ZS_SSL *, size_t);
 } zs_openssl_table;
 
 static zs_openssl_table zs_ossl;
@@ -199,6 +202,8 @@ static int zs_openssl_load(const char *ssl_module_path, const char **missing)
     ZS_OSSL_LOAD(BIO_meth_set_read, "BIO_meth_set_read");
     ZS_OSSL_LOAD(SSL_set0_wbio, "SSL_set0_wbio");
     ZS_OSSL_LOAD(SSL_set0_rbio, "SSL_set0_rbio");
+    ZS_OSSL_LOAD(SSL_ctrl, "SSL_ctrl");
+    ZS_OSSL_LOAD(SSL_set_default_read_buffer_len, "SSL_set_default_read_buffer_len");
 #undef ZS_OSSL_LOAD
     t.version = t.OpenSSL_version_num();
 #ifndef _WIN32
@@ -322,12 +327,22 @@ static ZS_BIO *zs_outbio_new(zs_outbuf **out)
  * socket received it.  During a read that is the transport's shared receive
  * buffer; what OpenSSL leaves unread there is moved into `keep`, memory of
  * the connection's own, before the next read can reuse the shared buffer,
- * and later reads append to it in place.  Owned by the BIO, as the output's. */
+ * and later reads append to it in place.  Owned by the BIO, as the output's.
+ *
+ * With no ciphertext held and `fd` set, a read receives from the socket
+ * straight into OpenSSL's record buffer instead (the session reads ahead, so
+ * that is one recv for as many records as fit): once, then `fd` is cleared,
+ * so one readiness event costs one recv as the transport's own read would.
+ * End of stream and errors are kept in `eof`/`err` for the transport to
+ * handle as its own read would; OpenSSL sees "try again" for both. */
 typedef struct {
     const char *data;   /* unread ciphertext */
     size_t len;
     char *keep;         /* the connection's own memory, allocated on first need */
     size_t keep_cap;
+    zs_sock_t fd;       /* receive once from this socket when empty; ZS_INVALID_SOCKET: never */
+    int eof;            /* that receive found the end of the stream */
+    int err;            /* the error it met, 0 if none */
 } zs_inbuf;
 
 static int zs_inbio_read(ZS_BIO *bio, char *out, int n)
@@ -339,6 +354,19 @@ static int zs_inbio_read(ZS_BIO *bio, char *out, int n)
     if (in == NULL || n <= 0)
         return 0;
     if (in->len == 0) {
+        if (in->fd != ZS_INVALID_SOCKET) {
+            long got = zs_recv(in->fd, out, (size_t)n, 0);
+            in->fd = ZS_INVALID_SOCKET;
+            if (got > 0)
+                return (int)got;
+            if (got == 0) {
+                in->eof = 1;
+            } else {
+                int e = zs_last_error();
+                if (!zs_is_would_block(e) && e != ZS_EINTR)
+                    in->err = e;
+            }
+        }
         /* As an empty memory BIO: "try again", never end of stream. */
         zs_ossl.BIO_set_flags(bio, ZS_BIO_FLAGS_READ | ZS_BIO_FLAGS_SHOULD_RETRY);
         return -1;
@@ -434,6 +462,7 @@ static ZS_BIO *zs_inbio_new(zs_inbuf **in)
     *in = (zs_inbuf *)PyMem_RawCalloc(1, sizeof(zs_inbuf));
     if (*in == NULL)
         return NULL;
+    (*in)->fd = ZS_INVALID_SOCKET;
     bio = zs_ossl.BIO_new(zs_inbio_method);
     if (bio == NULL) {
         PyMem_RawFree(*in);

@@ -839,6 +839,90 @@ def test_records_cut_anywhere_decrypt_whole(tls_loop_factory, ca, server_cert, b
     run(tls_loop_factory, main())
 
 
+# -- how an established connection ends at the socket ------------------------------------
+
+async def handshaken_by_hand(listener: socket.socket, sctx: ssl.SSLContext,
+                             greeting: bytes) -> socket.socket:
+    """Accept one connection, handshake on it by hand and send ``greeting`` in
+    one record: the socket, for the test to end the connection as it likes."""
+    loop = asyncio.get_running_loop()
+    conn, _ = await loop.sock_accept(listener)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = sctx.wrap_bio(incoming, outgoing, server_side=True)
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                await loop.sock_sendall(conn, outgoing.read())
+            incoming.write(await loop.sock_recv(conn, 65536))
+    obj.write(greeting)
+    await loop.sock_sendall(conn, outgoing.read())
+    return conn
+
+
+@pytest.mark.parametrize("ending", ["reset", "bare-fin"])
+def test_established_connection_ended_under_tls(tls_loop_factory, ca, server_cert, ending):
+    # Where OpenSSL receives from the socket itself, the end of the stream and
+    # a read error still reach the protocol as the stdlib reports them.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        task = asyncio.ensure_future(handshaken_by_hand(
+            listener, server_context(ca, server_cert), b"hello"))
+        transport, cli = await loop.create_connection(Peer, "127.0.0.1", port,
+                                                      ssl=client_context(ca),
+                                                      server_hostname="localhost")
+        conn = await task
+        assert await cli.received(5) == b"hello"
+        if ending == "reset":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+            conn.close()
+            assert isinstance(await cli.done, ConnectionResetError)
+            assert cli.events == ["made", "lost:ConnectionResetError"]
+        else:
+            conn.shutdown(socket.SHUT_WR)  # FIN without close_notify
+            assert await cli.done is None
+            assert cli.events == ["made", "eof", "lost:None"]
+            conn.close()
+        assert transport.is_closing()
+        listener.close()
+
+    run(tls_loop_factory, main(), lambda loop, ctx: None)
+
+
+class PausingPeer(Peer):
+    """Pauses reading in every data_received and resumes a loop turn later."""
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        assert self.transport is not None
+        self.transport.pause_reading()
+        asyncio.get_running_loop().call_soon(self.transport.resume_reading)
+
+
+@pytest.mark.parametrize("size", [100, 20_000, 1 << 20])
+def test_pausing_between_every_read_loses_nothing(tls_loop_factory, ca, server_cert, size):
+    # Ciphertext received but not yet decrypted when the application pauses
+    # (in the engine's buffer or in OpenSSL's) is decrypted after it resumes.
+    blob = os.urandom(size)
+
+    async def main() -> None:
+        server, srv, cli = await tls_pair(ca, server_cert, lambda: Peer(echo=True), PausingPeer)
+        assert cli.transport is not None
+        for i in range(0, size, 7000):
+            cli.transport.write(blob[i:i + 7000])
+        got = await cli.received(size)
+        assert hashlib.sha256(got).digest() == hashlib.sha256(blob).digest()
+        assert len(got) == size
+        await close_all(server, cli, srv)
+
+    run(tls_loop_factory, main())
+
+
 # -- leaks -------------------------------------------------------------------------------------
 
 LEAK_CHILD = r"""

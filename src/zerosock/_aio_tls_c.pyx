@@ -9,11 +9,14 @@ from ``context.wrap_bio()`` -- so the user's context, ``sni_callback``,
 keylog, hostname checks and the ``ssl_object`` extra are exactly the stdlib's
 -- and the engine decides who moves the records:
 
-* ``"openssl"``: ciphertext goes in and out of the SSLObject's memory BIOs,
-  and plaintext through ``SSL_read``/``SSL_write``, by direct calls into the
-  OpenSSL that ``_ssl`` loaded (``zs_openssl.h``).  Encrypted output leaves
-  through the socket transport's C send-now/queue path.  No Python object
-  is made per record beyond what the application receives.
+* ``"openssl"``: ciphertext goes in and out through BIOs of our own, and
+  plaintext through ``SSL_read``/``SSL_write``, by direct calls into the
+  OpenSSL that ``_ssl`` loaded (``zs_openssl.h``).  Once the connection is
+  established OpenSSL receives from the socket itself, into its record
+  buffer (read-ahead: one recv per readiness event, as the transport's own);
+  encrypted output leaves from OpenSSL's buffer, or through the socket
+  transport's C queue.  No Python object is made per record beyond what the
+  application receives.
 * ``"memorybio"``: the same layer calling the SSLObject's and MemoryBIOs'
   Python methods, for interpreters where the C engine's checks fail.
 
@@ -76,10 +79,13 @@ cdef extern from "zs_openssl.h":
         void (*ERR_clear_error)()
         void (*SSL_set0_wbio)(ZS_SSL *, ZS_BIO *)
         void (*SSL_set0_rbio)(ZS_SSL *, ZS_BIO *)
+        long (*SSL_ctrl)(ZS_SSL *, int, long, void *)
+        void (*SSL_set_default_read_buffer_len)(ZS_SSL *, size_t)
         const char *(*ERR_reason_error_string)(unsigned long)
     zs_openssl_table zs_ossl
     int ZS_SSL_ERROR_SSL, ZS_SSL_ERROR_WANT_READ, ZS_SSL_ERROR_WANT_WRITE
     int ZS_SSL_ERROR_SYSCALL, ZS_SSL_ERROR_ZERO_RETURN
+    int ZS_SSL_CTRL_SET_READ_AHEAD
     int zs_openssl_load(const char *ssl_module_path, const char **missing)
     int zs_ossl_err_lib(unsigned long e)
     int zs_ossl_err_reason(unsigned long e)
@@ -93,6 +99,9 @@ cdef extern from "zs_openssl.h":
     ctypedef struct zs_inbuf:
         const char *data
         size_t len
+        zs_sock_t fd
+        int eof
+        int err
     ZS_BIO *zs_inbio_new(zs_inbuf **inp)
     char *zs_inbuf_room(zs_inbuf *inp, size_t want, size_t *room)
     int zs_inbuf_keep(zs_inbuf *inp, const char *shared, size_t size)
@@ -104,6 +113,9 @@ cdef enum:
     # Decrypted data up to this size is copied out of a stack buffer into its
     # bytes: cheaper than making the bytes first and shrinking it to fit.
     SMALL_READ = 2048
+    # OpenSSL's record buffer when it receives from the socket itself: room
+    # for several full records (16 KiB and their overhead) per recv.
+    RECORD_BUFFER = 64 * 1024
 
 
 # The states of the stdlib's SSLProtocol and of its application protocol.
@@ -441,6 +453,12 @@ cdef class TLSProtocolCore(ReadTarget):
             raise MemoryError()
         zs_ossl.SSL_set0_rbio(self._ssl, bio)
         self._rbio = bio
+        # Reading ahead, the session asks its input for whole buffers rather
+        # than a header and then a body: what lets read_socket() receive
+        # straight into OpenSSL's record buffer with one recv.  Set before the
+        # handshake: OpenSSL 3.2+ fixes the buffer's size with its record layer.
+        zs_ossl.SSL_ctrl(self._ssl, ZS_SSL_CTRL_SET_READ_AHEAD, 1, NULL)
+        zs_ossl.SSL_set_default_read_buffer_len(self._ssl, RECORD_BUFFER)
         return True
 
     # -- the attributes the stdlib's SSLProtocol has ----------------------------
@@ -547,6 +565,35 @@ cdef class TLSProtocolCore(ReadTarget):
                 self._in.len = 0  # never left pointing into the shared buffer
                 raise MemoryError()
         return 0
+
+    cdef int read_socket(self) except -1:
+        """Application data received by OpenSSL itself, into its record
+        buffer, and decrypted there: no ciphertext copy.  Only while the
+        connection is established and the application reads; the handshake,
+        the shutdown and a paused application take the transport's read."""
+        cdef TransportCore core = self._core  # held: the application's code runs
+        cdef int err
+        if (not self._c or core is None or self._tls_state != WRAPPED
+                or self._app_reading_paused):
+            return 0
+        self._in.fd = core._fd
+        try:
+            self._do_read()
+        finally:
+            consumed = self._in.fd == ZS_INVALID_SOCKET
+            self._in.fd = ZS_INVALID_SOCKET
+        if not consumed:
+            return 0  # nothing asked for the socket: the transport reads it
+        err = self._in.err
+        self._in.err = 0
+        if self._in.eof:
+            self._in.eof = 0
+            if not core._conn_lost:
+                core._on_eof()
+        elif err and not core._conn_lost:
+            core._fatal_error(OSError(err, zs_strerror(err).decode("utf-8", "replace")),
+                              "Fatal read error on socket transport")
+        return 1
 
     def get_buffer(self, n):
         return _lent_view
@@ -932,14 +979,17 @@ cdef class TLSProtocolCore(ReadTarget):
         raise _ssl_error(code)
 
     cdef inline bint _drained(self):
-        """No ciphertext left in the BIO nor bytes in the session: a further
-        SSL_read would only say WANT_READ (read-ahead is off)."""
+        """No ciphertext left in the BIO nor in the session's record buffer
+        (SSL_has_pending counts what it read ahead): a further SSL_read would
+        only say WANT_READ, or receive from the socket once more."""
         return self._in.len == 0 and not zs_ossl.SSL_has_pending(self._ssl)
 
     cdef _do_read_buffered(self):
         cdef Py_buffer view
         cdef Py_ssize_t offset = 0, wants, count = 1
-        buf = self._app_get_buffer(self._get_read_buffer_size())
+        # From the socket, the size is unknown until OpenSSL has received (-1).
+        buf = self._app_get_buffer(-1 if self._c and self._in.fd != ZS_INVALID_SOCKET
+                                   else self._get_read_buffer_size())
         if not self._c:
             return self._do_read_buffered_py(buf)
         PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
@@ -1008,16 +1058,22 @@ cdef class TLSProtocolCore(ReadTarget):
                         data = PyBytes_FromStringAndSize(_plain, count)
                         count = -1
                     else:
-                        size = count + SMALL_READ
+                        # The rest of this record is decrypted and pending
+                        # (ciphertext OpenSSL received itself is counted nowhere).
+                        size = count + <Py_ssize_t>self._in.len + zs_ossl.SSL_pending(self._ssl)
                         raw = zs_bytes_new(NULL, size)
                         memcpy(zs_bytes_ptr(raw), _plain, <size_t>count)
                         filled = count
             else:
                 raw = zs_bytes_new(NULL, size)
             if raw != NULL:
-                # Decrypted in place; a record begun before this read can make
-                # the bound short: the bytes then grows.
+                # Decrypted in place; a record begun before this read, or more
+                # records in OpenSSL's buffer, make the bound short: the bytes grows.
                 while True:
+                    if filled == size:
+                        size = (filled + <Py_ssize_t>self._in.len
+                                + zs_ossl.SSL_pending(self._ssl) + max(<Py_ssize_t>SMALL_READ, filled))
+                        zs_bytes_resize(&raw, size)
                     count = self._read_plain(zs_bytes_ptr(raw) + filled, size - filled)
                     if count <= 0:
                         break
@@ -1025,10 +1081,6 @@ cdef class TLSProtocolCore(ReadTarget):
                     if self._drained():
                         count = -1
                         break
-                    if filled == size:
-                        size = (filled + <Py_ssize_t>self._in.len
-                                + zs_ossl.SSL_pending(self._ssl) + SMALL_READ)
-                        zs_bytes_resize(&raw, size)
                 if filled:
                     if filled < size:
                         zs_bytes_resize(&raw, filled)

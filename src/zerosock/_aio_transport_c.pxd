@@ -16,6 +16,9 @@ cdef class ReadTarget:
     TLS layer takes ciphertext where the socket put it, without a copy."""
     cdef char *read_area(self, Py_ssize_t *size) except NULL
     cdef int read_done(self, Py_ssize_t nbytes) except -1
+    # 1 when it read the socket itself (and handled the end of the stream
+    # and errors as the transport would), 0 to have the transport read.
+    cdef int read_socket(self) except -1
 
 
 cdef class TransportCore:

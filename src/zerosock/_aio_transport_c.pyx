@@ -231,6 +231,9 @@ cdef class ReadTarget:
     cdef int read_done(self, Py_ssize_t nbytes) except -1:
         raise NotImplementedError
 
+    cdef int read_socket(self) except -1:
+        return 0
+
 
 cdef class TransportCore:
     """The state and the C paths of one :class:`SocketTransport`."""
@@ -684,6 +687,8 @@ cdef class TransportCore:
         cdef long n
         cdef int err
         try:
+            if target.read_socket():
+                return 0
             area = target.read_area(&size)
         except (SystemExit, KeyboardInterrupt):
             raise
