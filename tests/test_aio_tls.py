@@ -605,16 +605,7 @@ def test_shutdown_timeout_when_the_peer_never_answers_close_notify(tls_loop_fact
             # A TLS server driven by hand: handshakes, then never reads again.
             conn, _ = await loop.sock_accept(listener)
             peer_sock.append(conn)
-            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-            obj = sctx.wrap_bio(incoming, outgoing, server_side=True)
-            while True:
-                try:
-                    obj.do_handshake()
-                    break
-                except ssl.SSLWantReadError:
-                    if outgoing.pending:
-                        await loop.sock_sendall(conn, outgoing.read())
-                    incoming.write(await loop.sock_recv(conn, 65536))
+            _, outgoing = await server_handshake_by_hand(conn, sctx)
             await loop.sock_sendall(conn, outgoing.read())
 
         task = asyncio.ensure_future(tls_server_that_stops())
@@ -841,22 +832,30 @@ def test_records_cut_anywhere_decrypt_whole(tls_loop_factory, ca, server_cert, b
 
 # -- how an established connection ends at the socket ------------------------------------
 
+async def server_handshake_by_hand(conn: socket.socket, sctx: ssl.SSLContext
+                                   ) -> Tuple[ssl.SSLObject, ssl.MemoryBIO]:
+    """The server side of a handshake over memory BIOs on ``conn``: the
+    SSLObject and its outgoing BIO, which may still hold the last flight."""
+    loop = asyncio.get_running_loop()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = sctx.wrap_bio(incoming, outgoing, server_side=True)
+    while True:
+        try:
+            obj.do_handshake()
+            return obj, outgoing
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                await loop.sock_sendall(conn, outgoing.read())
+            incoming.write(await loop.sock_recv(conn, 65536))
+
+
 async def handshaken_by_hand(listener: socket.socket, sctx: ssl.SSLContext,
                              greeting: bytes) -> socket.socket:
     """Accept one connection, handshake on it by hand and send ``greeting`` in
     one record: the socket, for the test to end the connection as it likes."""
     loop = asyncio.get_running_loop()
     conn, _ = await loop.sock_accept(listener)
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = sctx.wrap_bio(incoming, outgoing, server_side=True)
-    while True:
-        try:
-            obj.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            if outgoing.pending:
-                await loop.sock_sendall(conn, outgoing.read())
-            incoming.write(await loop.sock_recv(conn, 65536))
+    obj, outgoing = await server_handshake_by_hand(conn, sctx)
     obj.write(greeting)
     await loop.sock_sendall(conn, outgoing.read())
     return conn
