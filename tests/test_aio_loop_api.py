@@ -763,6 +763,47 @@ def test_handles_release_what_they_hold(loop):
     assert died == ["handle", "handle"]
 
 
+def test_handles_made_again_start_fresh(loop):
+    # The C loop reuses freed handles: one made again must be what a new one
+    # is (cleared slots, no weak reference of the freed one reaching it), and
+    # the classes' reference counts must balance over many rounds.
+    import gc
+    import weakref
+
+    kinds = [type(loop.call_soon(len, ())), type(loop.call_later(0, len, ()))]
+    _drain(loop)
+    gc.collect()
+    before = [sys.getrefcount(kind) for kind in kinds]
+    for round_ in range(300):
+        seen: List[Any] = []
+        soon = loop.call_soon(seen.append, round_, context=_context_with(str(round_)))
+        timer = loop.call_later(0, seen.append, -round_)  # due: dropped from the heap by the drain
+        refs = [weakref.ref(soon), weakref.ref(timer)]
+        repr(soon), repr(timer)  # fills the _repr slot where a loop caches it
+        if round_ % 2:
+            soon.cancel()
+            timer.cancel()
+        del soon, timer
+        _drain(loop)
+        assert all(ref() is None for ref in refs)
+        fresh = loop.call_soon(seen.append, "fresh")
+        fresh_timer = loop.call_at(loop.time(), seen.append, "later")
+        assert not fresh.cancelled() and not fresh_timer.cancelled()
+        assert fresh._args == ("fresh",) and fresh_timer._args == ("later",)
+        assert fresh._source_traceback is None and fresh._repr is None
+        assert fresh_timer._scheduled and fresh_timer.when() <= loop.time()
+        assert weakref.ref(fresh)() is fresh
+        assert gc.is_tracked(fresh) and gc.is_tracked(fresh_timer)
+        del fresh, fresh_timer
+        _drain(loop)
+        assert seen == ([] if round_ % 2 else [round_, -round_]) + ["fresh", "later"]
+    gc.collect()
+    assert [sys.getrefcount(kind) for kind in kinds] == before
+    if type(loop).__module__.startswith("zerosock._aio_c"):
+        from zerosock import _aio_core_c
+        assert all(_aio_core_c._free_handles(kind) > 0 for kind in kinds)
+
+
 def test_subclass_of_the_loop_handle_classes(loop):
     import weakref
     deleted: List[str] = []

@@ -20,8 +20,6 @@ cdef extern from "Python.h":
     PyObject *Py_True
     PyObject *Py_False
 
-cdef extern from "Python.h":
-    object PyType_GenericAlloc(PyTypeObject *kind, Py_ssize_t nitems)
 from libc.math cimport ceil
 
 import inspect
@@ -55,6 +53,134 @@ class TimerHandle(events.TimerHandle):
     ``asyncio.TimerHandle`` whose methods are C."""
 
     __slots__ = ()
+
+
+cdef extern from *:
+    """
+    /* How zerosock's Handle and TimerHandle are made and freed: what the
+       interpreter's generic allocation and deallocation for classes do for
+       them (no __dict__, no finalizer), without the deallocation's walk of
+       the bases' members, and with a free list.  A loop makes and frees a
+       few handles per callback it schedules; reusing one skips the memory
+       allocator and the collector's accounting.  A freed handle is kept
+       untracked, its slots and weak references already cleared, owning no
+       reference (its class's is dropped as for any freed instance). */
+    #define ZS_HANDLE_SLOTS 9
+    #define ZS_HANDLE_FREE_MAX 250
+    typedef struct {
+        PyTypeObject *type;
+        destructor generic;             /* what the class had */
+        Py_ssize_t offsets[ZS_HANDLE_SLOTS];
+        int count;
+        int nfree;
+        PyObject *free[ZS_HANDLE_FREE_MAX];
+    } zs_handle_layout;
+    static zs_handle_layout zs_handle_layouts[2];
+    static int zs_handle_layout_count;
+
+    static void zs_handle_dealloc(PyObject *self)
+    {
+        PyTypeObject *type = Py_TYPE(self);
+        zs_handle_layout *layout = NULL;
+        int i;
+        for (i = 0; i < zs_handle_layout_count && layout == NULL; i++) {
+            if (type == zs_handle_layouts[i].type)
+                layout = &zs_handle_layouts[i];
+        }
+        for (i = 0; i < zs_handle_layout_count && layout == NULL; i++) {
+            /* A subclass's instance: the generic deallocation did its part. */
+            if (PyType_IsSubtype(type, zs_handle_layouts[i].type))
+                layout = &zs_handle_layouts[i];
+        }
+        if (type == layout->type && (type->tp_finalize != NULL || type->tp_del != NULL)) {
+            layout->generic(self);  /* a finalizer given to the class itself since */
+            return;
+        }
+        PyObject_GC_UnTrack(self);
+        Py_TRASHCAN_BEGIN(self, zs_handle_dealloc)
+        /* (Where the list is depends on the version: 3.12 on may manage it.) */
+        if (type->tp_weaklistoffset != 0)
+            PyObject_ClearWeakRefs(self);
+        for (i = 0; i < layout->count; i++)
+            Py_CLEAR(*(PyObject **)((char *)self + layout->offsets[i]));
+        if (type == layout->type && layout->nfree < ZS_HANDLE_FREE_MAX
+                && type->tp_free == PyObject_GC_Del)
+            layout->free[layout->nfree++] = self;
+        else
+            type->tp_free(self);
+        Py_DECREF(type);  /* a class's instances own a reference to it */
+        Py_TRASHCAN_END
+    }
+
+    /* A new instance of `type` (one of the two classes) with every slot
+       NULL, as PyType_GenericAlloc makes it. */
+    static PyObject *zs_handle_alloc(PyTypeObject *type)
+    {
+        zs_handle_layout *layout = NULL;
+        PyObject *self;
+        if (zs_handle_layout_count == 2)
+            layout = type == zs_handle_layouts[0].type ? &zs_handle_layouts[0]
+                   : type == zs_handle_layouts[1].type ? &zs_handle_layouts[1] : NULL;
+        if (layout == NULL || layout->nfree == 0 || type->tp_dealloc != zs_handle_dealloc)
+            return PyType_GenericAlloc(type, 0);
+        self = layout->free[--layout->nfree];
+        (void)PyObject_Init(self, type);  /* the class's reference, a new refcount */
+        PyObject_GC_Track(self);
+        return self;
+    }
+
+    static int zs_set_handle_dealloc(PyObject *kind, Py_ssize_t *offsets, int count)
+    {
+        PyTypeObject *type = (PyTypeObject *)kind;
+        zs_handle_layout *layout;
+        if (zs_handle_layout_count == 2 || count > ZS_HANDLE_SLOTS
+                || !(type->tp_flags & Py_TPFLAGS_HEAPTYPE) || type->tp_dictoffset != 0) {
+            PyErr_SetString(PyExc_RuntimeError, "not a handle class this deallocation fits");
+            return -1;
+        }
+        layout = &zs_handle_layouts[zs_handle_layout_count++];
+        layout->type = type;
+        layout->generic = type->tp_dealloc;
+        memcpy(layout->offsets, offsets, sizeof(Py_ssize_t) * (size_t)count);
+        layout->count = count;
+        layout->nfree = 0;
+        type->tp_dealloc = zs_handle_dealloc;
+        return 0;
+    }
+
+    static int zs_handle_free_count(PyObject *kind)
+    {
+        int i;
+        for (i = 0; i < zs_handle_layout_count; i++) {
+            if ((PyObject *)zs_handle_layouts[i].type == kind)
+                return zs_handle_layouts[i].nfree;
+        }
+        return 0;
+    }
+    """
+    object zs_handle_alloc(PyTypeObject *kind)
+    int zs_set_handle_dealloc(object kind, Py_ssize_t *offsets, int count) except -1
+    int zs_handle_free_count(object kind)
+
+
+cdef int _set_dealloc(object kind, tuple owners) except -1:
+    cdef Py_ssize_t offsets[9]
+    cdef int count = 0
+    for owner in owners:
+        for name in owner.__slots__:
+            if name != "__weakref__":
+                offsets[count] = zs_slot_offset(owner.__dict__[name])
+                count += 1
+    return zs_set_handle_dealloc(kind, offsets, count)
+
+
+_set_dealloc(Handle, (events.Handle,))
+_set_dealloc(TimerHandle, (events.TimerHandle, events.Handle))
+
+
+def _free_handles(kind):
+    """How many freed instances of ``kind`` wait for reuse (for tests)."""
+    return zs_handle_free_count(kind)
 
 
 cdef extern from "Python.h":
@@ -102,7 +228,7 @@ cdef inline bint is_timer_handle(object handle) noexcept:
 cdef object _new_handle(type kind, object loop, object callback, tuple args, object context):
     """A Handle or TimerHandle as ``__init__`` leaves it outside debug mode,
     made without its Python frames."""
-    handle = PyType_GenericAlloc(<PyTypeObject *>kind, 0)
+    handle = zs_handle_alloc(<PyTypeObject *>kind)
     zs_slot_set(handle, H_CONTEXT, PyContext_CopyCurrent() if context is None else context)
     zs_slot_set(handle, H_LOOP, loop)
     zs_slot_set(handle, H_CALLBACK, callback)

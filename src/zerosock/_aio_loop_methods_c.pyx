@@ -99,68 +99,6 @@ cdef extern from *:
         return PyCFunction_NewEx(&zs_bound_call_soon_def, self, NULL);
     }
 
-    /* The deallocation of zerosock's Handle and TimerHandle: what the
-       interpreter's generic one for classes does for them (no __dict__, no
-       finalizer: such a subclass keeps the generic one, which calls this
-       after its own part), without its walk of the bases' members. */
-    #define ZS_HANDLE_SLOTS 9
-    typedef struct {
-        PyTypeObject *type;
-        destructor generic;             /* what the class had */
-        Py_ssize_t offsets[ZS_HANDLE_SLOTS];
-        int count;
-    } zs_handle_layout;
-    static zs_handle_layout zs_handle_layouts[2];
-    static int zs_handle_layout_count;
-
-    static void zs_handle_dealloc(PyObject *self)
-    {
-        PyTypeObject *type = Py_TYPE(self);
-        zs_handle_layout *layout = NULL;
-        int i;
-        for (i = 0; i < zs_handle_layout_count && layout == NULL; i++) {
-            if (type == zs_handle_layouts[i].type)
-                layout = &zs_handle_layouts[i];
-        }
-        for (i = 0; i < zs_handle_layout_count && layout == NULL; i++) {
-            /* A subclass's instance: the generic deallocation did its part. */
-            if (PyType_IsSubtype(type, zs_handle_layouts[i].type))
-                layout = &zs_handle_layouts[i];
-        }
-        if (type == layout->type && (type->tp_finalize != NULL || type->tp_del != NULL)) {
-            layout->generic(self);  /* a finalizer given to the class itself since */
-            return;
-        }
-        PyObject_GC_UnTrack(self);
-        Py_TRASHCAN_BEGIN(self, zs_handle_dealloc)
-        /* (Where the list is depends on the version: 3.12 on may manage it.) */
-        if (type->tp_weaklistoffset != 0)
-            PyObject_ClearWeakRefs(self);
-        for (i = 0; i < layout->count; i++)
-            Py_CLEAR(*(PyObject **)((char *)self + layout->offsets[i]));
-        type->tp_free(self);
-        Py_DECREF(type);  /* a class's instances own a reference to it */
-        Py_TRASHCAN_END
-    }
-
-    static int zs_set_handle_dealloc(PyObject *kind, Py_ssize_t *offsets, int count)
-    {
-        PyTypeObject *type = (PyTypeObject *)kind;
-        zs_handle_layout *layout;
-        if (zs_handle_layout_count == 2 || count > ZS_HANDLE_SLOTS
-                || !(type->tp_flags & Py_TPFLAGS_HEAPTYPE) || type->tp_dictoffset != 0) {
-            PyErr_SetString(PyExc_RuntimeError, "not a handle class this deallocation fits");
-            return -1;
-        }
-        layout = &zs_handle_layouts[zs_handle_layout_count++];
-        layout->type = type;
-        layout->generic = type->tp_dealloc;
-        memcpy(layout->offsets, offsets, sizeof(Py_ssize_t) * (size_t)count);
-        layout->count = count;
-        type->tp_dealloc = zs_handle_dealloc;
-        return 0;
-    }
-
     /* The last loop class found to keep some of the C methods, by its
        version tag: any change to the class or to one of its bases gives it
        a new tag (the interpreter's method cache relies on the same). */
@@ -215,7 +153,6 @@ cdef extern from *:
     """
     object zs_new_method(object type, const char *name, void *impl, int flags, const char *doc)
     object zs_new_bound_call_soon(object self, void *impl, int flags, const char *doc)
-    int zs_set_handle_dealloc(object kind, Py_ssize_t *offsets, int count) except -1
     ctypedef struct zs_type_memo:
         pass
     bint zs_type_unchanged(zs_type_memo *memo, PyTypeObject *kind)
@@ -709,20 +646,7 @@ def bind_loop_methods(loop):
             b"Arrange for a callback to be called as soon as possible.")
 
 
-cdef int _set_dealloc(object kind, tuple owners) except -1:
-    cdef Py_ssize_t offsets[9]
-    cdef int count = 0
-    for owner in owners:
-        for name in owner.__slots__:
-            if name != "__weakref__":
-                offsets[count] = zs_slot_offset(owner.__dict__[name])
-                count += 1
-    return zs_set_handle_dealloc(kind, offsets, count)
-
-
 def _install_handle_methods():
-    _set_dealloc(Handle, (events.Handle,))
-    _set_dealloc(TimerHandle, (events.TimerHandle, events.Handle))
     _install(Handle, b"cancel", <void *>_handle_cancel, METH_NOARGS, b"cancel($self, /)\n--\n\n")
     _install(TimerHandle, b"cancel", <void *>_timer_cancel, METH_NOARGS,
              b"cancel($self, /)\n--\n\n")
