@@ -382,6 +382,8 @@ def run_one(contender: str, cell: Cell, settings: Settings, generator: Any) -> D
     gen = None
     try:
         server.start()
+        if cell.workload == "http":
+            _warm_up(cell, generator, generator_address(server))
         mode = cell.workload
         gen = generator_for(cell, generator)(mode, generator_address(server), cell.connections,
                                              cell.size)
@@ -586,14 +588,15 @@ def _strace_counts(path: str) -> Dict[str, int]:
     return counts
 
 
-# Requests an HTTP server answers on one connection before a counted run.
+# Requests an HTTP server answers on one connection before each run.
 # CPython 3.11 to 3.13 fix the attribute layout a class's instances share
 # after the first few dozen of them: when a burst of concurrent first
 # requests makes that many before any is written to (aiohttp's StreamWriter
 # gains four attributes at its first write), every later instance falls back
 # to a dict of its own, for the life of the process, whatever the loop.  So
-# that what is counted is the steady state rather than the start-up race,
-# both runs start alike (and the warm-up cancels in their difference).
+# that what is measured is the steady state rather than the start-up race,
+# every run starts alike (in counted runs the warm-up cancels in their
+# difference).
 HTTP_WARMUP_REQUESTS = 64
 
 
