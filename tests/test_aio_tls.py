@@ -381,12 +381,15 @@ def test_client_certificate_reaches_the_server(tls_loop_factory, ca, server_cert
 
 
 def test_untrusted_certificate_fails_verification(tls_loop_factory, ca, server_cert):
+    # Made before the loop runs: a key pair takes seconds under valgrind, not
+    # the loop's time to count.
+    stranger = ssl.create_default_context(cafile=None)
+    stranger.load_verify_locations(cadata=trustme.CA().cert_pem.bytes().decode())
+
     async def main() -> Any:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(Peer, "127.0.0.1", 0, ssl=server_context(ca, server_cert))
         port = server.sockets[0].getsockname()[1]
-        stranger = ssl.create_default_context(cafile=None)
-        stranger.load_verify_locations(cadata=trustme.CA().cert_pem.bytes().decode())
         try:
             with pytest.raises(ssl.SSLCertVerificationError) as info:
                 await loop.create_connection(Peer, "127.0.0.1", port, ssl=stranger,
