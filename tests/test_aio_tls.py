@@ -16,6 +16,7 @@ from typing import Any, Callable, List, Optional, Tuple
 import pytest
 
 from _aio_loops import run
+from _hardening import fuzz_examples
 
 trustme = pytest.importorskip("trustme")
 hypothesis = pytest.importorskip("hypothesis")
@@ -739,7 +740,7 @@ def test_start_tls_upgrades_both_sides(tls_loop_factory, ca, server_cert):
 def test_start_tls_inside_tls(tls_loop_factory, ca, server_cert):
     # The outer layer decrypts into the buffer the inner one lends it
     # (get_buffer/buffer_updated), many records a read.
-    up, down = os.urandom(300_000), os.urandom(200_000)
+    up, down = os.urandom(100_000), os.urandom(50_000)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -836,7 +837,7 @@ async def dribbling_tls_server(listener: socket.socket, sctx: ssl.SSLContext, cu
     return got
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=fuzz_examples(15), deadline=None, suppress_health_check=list(HealthCheck))
 @given(cuts=st.lists(st.integers(min_value=1, max_value=3000), min_size=1, max_size=8),
        size=st.integers(min_value=1, max_value=40_000))
 @pytest.mark.parametrize("buffered", [False, True], ids=["Protocol", "BufferedProtocol"])
