@@ -49,6 +49,8 @@ fi
 export PYTHONMALLOC=malloc PYTHONPATH="$work/tree/src"
 # Property tests: 25 examples each (test_fuzz's count, the others' cap).
 export ZEROSOCK_FUZZ_EXAMPLES=${ZEROSOCK_FUZZ_EXAMPLES:-25}
+# The tests' bound on one event loop run: a hang, not a speed, is what it catches.
+export ZEROSOCK_AIO_TIMEOUT=${ZEROSOCK_AIO_TIMEOUT:-300}
 # Signal storms, when asked for, at 100 Hz: at 3 kHz the handlers alone use up valgrind's CPU.
 export ZEROSOCK_STORM_INTERVAL=${ZEROSOCK_STORM_INTERVAL:-0.01}
 log="$work/memcheck.log"
