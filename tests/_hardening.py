@@ -66,3 +66,9 @@ def rss_bytes() -> int:
 
 def under_sanitizer() -> bool:
     return "asan" in os.environ.get("LD_PRELOAD", "")
+
+
+def fuzz_examples(default: int) -> int:
+    """A property test's example count, capped by ``ZEROSOCK_FUZZ_EXAMPLES``
+    (which the valgrind run sets low: each example there costs seconds)."""
+    return min(default, int(os.environ.get("ZEROSOCK_FUZZ_EXAMPLES", default)))

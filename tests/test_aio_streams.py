@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator, Callable, List, Optional, Tuple
 
 import pytest
 from _aio_loops import TIMEOUT, run, stdlib_loop
+from _hardening import fuzz_examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -745,7 +746,7 @@ def test_the_c_writer_and_protocol_classes_construct_as_the_stdlibs(c_backend):
     run(c_backend.aio.new_event_loop, main())
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=fuzz_examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=st.binary(min_size=1, max_size=3000),
        cuts=st.lists(st.integers(min_value=1, max_value=700), max_size=8),
        size=st.integers(min_value=1, max_value=1024))
@@ -840,7 +841,7 @@ async def _drive(reader: asyncio.StreamReader, ops: List[Tuple[str, Any]]) -> Li
 
 
 @pytest.mark.c_extension
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=fuzz_examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(OPS, max_size=25), limit=st.sampled_from([1, 3, 8, 64, 2 ** 16]))
 def test_c_reader_matches_the_stdlib_reader(loop_factory, ops, limit):
     streams_c = _c_streams()
@@ -857,7 +858,7 @@ def test_c_reader_matches_the_stdlib_reader(loop_factory, ops, limit):
 
 # -- how the bytes are split across reads, over a real transport -----------------------
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=fuzz_examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=NL_BYTES.flatmap(lambda b: st.lists(NL_BYTES, max_size=20).map(lambda l: b + b"".join(l))),
        cuts=st.lists(st.integers(min_value=1, max_value=300), max_size=10),
        method=st.sampled_from(["read", "readexactly", "readline", "readuntil"]),

@@ -357,18 +357,21 @@ def _spared(loop: Any, coro: Any) -> int:
         loop.close()
 
 
+@pytest.mark.c_extension
 def test_the_c_loop_spares_the_poll_after_quiet_stream_reads(c_loop_class):
     # Each round: a poll finds the one socket a task waits on; the next
     # iteration runs that task with no poll.
     assert _spared(c_loop_class(), _ping_pong(100)) >= 150
 
 
+@pytest.mark.c_extension
 def test_no_poll_is_spared_in_debug_mode(c_loop_class):
     loop = c_loop_class()
     loop.set_debug(True)
     assert _spared(loop, _ping_pong(20)) == 0
 
 
+@pytest.mark.c_extension
 def test_no_poll_is_spared_for_a_loop_with_its_own_iteration(c_loop_class):
     iterations = []
 
@@ -396,6 +399,7 @@ def test_no_poll_is_spared_for_a_loop_with_its_own_iteration(c_loop_class):
     assert _spared(loop, _ping_pong(20)) == 0
 
 
+@pytest.mark.c_extension
 def test_no_poll_is_spared_while_a_descriptor_is_watched_for_writing(c_loop_class):
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -417,6 +421,7 @@ def test_no_poll_is_spared_while_a_descriptor_is_watched_for_writing(c_loop_clas
     assert _spared(c_loop_class(), main()) == 0
 
 
+@pytest.mark.c_extension
 def test_a_patched_call_soon_is_called_for_the_wake_up_and_spares_nothing(c_loop_class):
     loop = c_loop_class()
     calls = []

@@ -10,11 +10,13 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 from typing import Any, Callable, List, Optional, Tuple
 
 import pytest
 
 from _aio_loops import run
+from _hardening import fuzz_examples
 
 trustme = pytest.importorskip("trustme")
 hypothesis = pytest.importorskip("hypothesis")
@@ -380,12 +382,15 @@ def test_client_certificate_reaches_the_server(tls_loop_factory, ca, server_cert
 
 
 def test_untrusted_certificate_fails_verification(tls_loop_factory, ca, server_cert):
+    # Made before the loop runs: a key pair takes seconds under valgrind, not
+    # the loop's time to count.
+    stranger = ssl.create_default_context(cafile=None)
+    stranger.load_verify_locations(cadata=trustme.CA().cert_pem.bytes().decode())
+
     async def main() -> Any:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(Peer, "127.0.0.1", 0, ssl=server_context(ca, server_cert))
         port = server.sockets[0].getsockname()[1]
-        stranger = ssl.create_default_context(cafile=None)
-        stranger.load_verify_locations(cadata=trustme.CA().cert_pem.bytes().decode())
         try:
             with pytest.raises(ssl.SSLCertVerificationError) as info:
                 await loop.create_connection(Peer, "127.0.0.1", port, ssl=stranger,
@@ -732,6 +737,36 @@ def test_start_tls_upgrades_both_sides(tls_loop_factory, ca, server_cert):
     run(tls_loop_factory, main())
 
 
+def test_start_tls_inside_tls(tls_loop_factory, ca, server_cert):
+    # The outer layer decrypts into the buffer the inner one lends it
+    # (get_buffer/buffer_updated), many records a read.
+    up, down = os.urandom(100_000), os.urandom(50_000)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server, srv, cli = await tls_pair(ca, server_cert)
+        inner_srv, inner_cli = Peer(), BufferedPeer(size=5000)
+        srv_tls, cli_tls = await asyncio.gather(
+            loop.start_tls(srv.transport, inner_srv, server_context(ca, server_cert),
+                           server_side=True),
+            loop.start_tls(cli.transport, inner_cli, client_context(ca),
+                           server_hostname="localhost"))
+        inner_srv.transport, inner_cli.transport = srv_tls, cli_tls
+        assert cli_tls.get_extra_info("ssl_object") is not cli.transport.get_extra_info("ssl_object")
+        cli_tls.write(up)
+        assert hashlib.sha256(await inner_srv.received(len(up))).digest() == hashlib.sha256(up).digest()
+        srv_tls.write(down)
+        assert hashlib.sha256(await inner_cli.received(len(down))).digest() == hashlib.sha256(down).digest()
+        cli_tls.close()
+        assert await inner_cli.done is None
+        assert await inner_srv.done is None
+        assert inner_srv.events == ["eof", "lost:None"]
+        server.close()
+        await server.wait_closed()
+
+    run(tls_loop_factory, main())
+
+
 def test_start_tls_checks_its_arguments(tls_loop_factory, ca):
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -802,7 +837,7 @@ async def dribbling_tls_server(listener: socket.socket, sctx: ssl.SSLContext, cu
     return got
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=fuzz_examples(15), deadline=None, suppress_health_check=list(HealthCheck))
 @given(cuts=st.lists(st.integers(min_value=1, max_value=3000), min_size=1, max_size=8),
        size=st.integers(min_value=1, max_value=40_000))
 @pytest.mark.parametrize("buffered", [False, True], ids=["Protocol", "BufferedProtocol"])
@@ -920,6 +955,47 @@ def test_pausing_between_every_read_loses_nothing(tls_loop_factory, ca, server_c
         await close_all(server, cli, srv)
 
     run(tls_loop_factory, main())
+
+
+# -- loops in threads -----------------------------------------------------------------------
+
+def test_loops_in_threads_keep_their_ciphertext_apart(tls_loop_factory, ca, server_cert):
+    # OpenSSL reads received ciphertext with the GIL released (_ssl's
+    # do_handshake() and unwrap() release it): a loop in another thread must
+    # not receive its own into memory a handshake here is still reading.
+    sctx, cctx = server_context(ca, server_cert), client_context(ca)
+    failures: List[str] = []
+
+    async def connections(n: int) -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: Peer(echo=True), "127.0.0.1", 0, ssl=sctx)
+        port = server.sockets[0].getsockname()[1]
+        for _ in range(n):
+            try:
+                _, cli = await loop.create_connection(Peer, "127.0.0.1", port, ssl=cctx,
+                                                      server_hostname="localhost")
+                assert cli.transport is not None
+                cli.transport.write(b"x" * 100)
+                assert await cli.received(100) == b"x" * 100
+                cli.transport.close()
+                await cli.done
+            except Exception as exc:  # any failure is the finding; keep going to count them
+                failures.append(repr(exc))
+        server.close()
+        await server.wait_closed()
+
+    def work() -> None:
+        try:
+            run(tls_loop_factory, connections(100))
+        except BaseException as exc:
+            failures.append(f"loop: {exc!r}")
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
 
 
 # -- leaks -------------------------------------------------------------------------------------

@@ -24,8 +24,11 @@ Handshakes and shutdowns always go through the SSLObject's methods, so their
 exceptions are the stdlib's own."""
 
 cimport cython
-from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport PyBUF_READ, PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
+from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.ref cimport Py_XDECREF
 from cpython.object cimport PyObject
 from libc.stdint cimport uint64_t
@@ -138,13 +141,12 @@ _STATE_NAMES = {UNWRAPPED: "UNWRAPPED", DO_HANDSHAKE: "DO_HANDSHAKE", WRAPPED: "
 # Ciphertext from our socket transports lands in _rx, and OpenSSL reads it
 # there; what a read leaves unread moves to the connection's own memory before
 # the read returns, so one buffer serves every connection of the process.
-# _lent is what get_buffer() lends other transports (a TLS layer under this
-# one decrypts into it): copied out at once by buffer_updated().
+# While a read_done() uses it, _rx is busy: OpenSSL may read it with the GIL
+# released (_ssl's do_handshake() and unwrap() release it, and so may the
+# application's callbacks), and a loop in another thread then receives into
+# memory of its own connection instead.
 cdef char _rx[IO_CHUNK]
-cdef char _lent[IO_CHUNK]
-cdef char _plain[SMALL_READ]
-cdef object _rx_view = memoryview(<char[:IO_CHUNK]>_rx).cast("B")
-cdef object _lent_view = memoryview(<char[:IO_CHUNK]>_lent).cast("B")
+cdef bint _rx_busy = False
 
 cdef object _BufferedProtocol = protocols.BufferedProtocol
 cdef int LOG_THRESHOLD = constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
@@ -387,6 +389,10 @@ cdef class TLSProtocolCore(ReadTarget):
     cdef object _shutdown_timeout_handle
     cdef object _handshake_start_time
     cdef readonly str _ktls          # see _ktls_state()
+    cdef char *_area                 # where read_area() last said to receive
+    cdef char *_own_rx               # the engine-less read's area while _rx is busy
+    cdef object _lent                # what get_buffer() lends (a bytearray), made on first need
+    cdef object _lent_view           # ... as a view, whose slices write through
     cdef object __weakref__
 
     def __init__(self, loop, app_protocol, sslcontext, waiter, server_side=False,
@@ -429,6 +435,9 @@ cdef class TLSProtocolCore(ReadTarget):
         self._outgoing_high_water, self._outgoing_low_water = _flow_limits(
             None, None, HIGH_WATER_WRITE)
         self._get_app_transport()
+
+    def __dealloc__(self):
+        PyMem_RawFree(self._own_rx)
 
     cdef bint _bind_session(self) except -1:
         """Reach the session's SSL and BIOs, if the SSLObject is the stdlib's kind."""
@@ -539,28 +548,45 @@ cdef class TLSProtocolCore(ReadTarget):
 
     cdef char *read_area(self, Py_ssize_t *size) except NULL:
         """Where our socket transport receives: the shared buffer, or after
-        the ciphertext still unread when there is some."""
+        the ciphertext still unread when there is some, or the connection's
+        own memory while another thread's read uses the shared buffer."""
         cdef size_t room = 0
         cdef char *area
-        if not self._c or self._in.len == 0:
+        if not _rx_busy and (not self._c or self._in.len == 0):
+            self._area = _rx
             size[0] = IO_CHUNK
             return _rx
-        area = zs_inbuf_room(self._in, IO_CHUNK, &room)
-        if area == NULL:
-            raise MemoryError()
-        size[0] = <Py_ssize_t>room
+        if self._c:
+            area = zs_inbuf_room(self._in, IO_CHUNK, &room)
+            if area == NULL:
+                raise MemoryError()
+            size[0] = <Py_ssize_t>room
+        else:
+            if self._own_rx == NULL:
+                self._own_rx = <char *>PyMem_RawMalloc(IO_CHUNK)
+                if self._own_rx == NULL:
+                    raise MemoryError()
+            area = self._own_rx
+            size[0] = IO_CHUNK
+        self._area = area
         return area
 
     cdef int read_done(self, Py_ssize_t nbytes) except -1:
+        global _rx_busy
         if not self._c:
-            self._incoming.write(_rx_view[:nbytes])
+            # Copied into the MemoryBIO at once, with the GIL held.
+            self._incoming.write(PyMemoryView_FromMemory(self._area, nbytes, PyBUF_READ))
             return self._on_ciphertext()
-        if self._in.len == 0:
-            self._in.data = _rx
-        self._in.len += <size_t>nbytes
+        if self._area != _rx:
+            self._in.len += <size_t>nbytes  # after the ciphertext kept in our memory
+            return self._on_ciphertext()
+        self._in.data = _rx
+        self._in.len = <size_t>nbytes
+        _rx_busy = True
         try:
             self._on_ciphertext()
         finally:
+            _rx_busy = False
             if zs_inbuf_keep(self._in, _rx, IO_CHUNK) != 0:
                 self._in.len = 0  # never left pointing into the shared buffer
                 raise MemoryError()
@@ -596,22 +622,28 @@ cdef class TLSProtocolCore(ReadTarget):
         return 1
 
     def get_buffer(self, n):
-        return _lent_view
+        # The connection's own: a lender (a TLS layer under this one) may fill
+        # it with the GIL released, while another thread's lender fills its own.
+        if self._lent is None:
+            self._lent = bytearray(IO_CHUNK)
+            self._lent_view = memoryview(self._lent)
+        return self._lent_view
 
     def buffer_updated(self, Py_ssize_t nbytes):
         cdef size_t room = 0
         cdef char *area
-        if nbytes < 0 or nbytes > IO_CHUNK:
+        if self._lent is None or nbytes < 0 or nbytes > IO_CHUNK:
             raise ValueError("buffer_updated() beyond the buffer get_buffer() gave")
         if self._c:
-            # Copied: the lender may decrypt its next record into _lent while we read.
+            # Copied: the lender may decrypt its next record into the buffer while we read.
             area = zs_inbuf_room(self._in, <size_t>nbytes, &room)
             if area == NULL:
                 raise MemoryError()
-            memcpy(area, _lent, <size_t>nbytes)
+            memcpy(area, PyByteArray_AS_STRING(self._lent), <size_t>nbytes)
             self._in.len += <size_t>nbytes
         else:
-            self._incoming.write(_lent_view[:nbytes])
+            self._incoming.write(PyMemoryView_FromMemory(PyByteArray_AS_STRING(self._lent),
+                                                         nbytes, PyBUF_READ))
         self._on_ciphertext()
 
     cdef int _on_ciphertext(self) except -1:
@@ -1044,6 +1076,9 @@ cdef class TLSProtocolCore(ReadTarget):
     cdef _do_read_copied(self):
         cdef Py_ssize_t filled = 0, size, count = 1
         cdef PyObject *raw = NULL  # the bytes being filled: ours alone until delivered
+        # On the stack: OpenSSL's callbacks into _ssl (a keylog or message
+        # callback) may release the GIL while another thread reads.
+        cdef char plain[SMALL_READ]
         if not self._c:
             return self._do_read_copied_py()
         # Plaintext is shorter than the ciphertext it comes from (plus what
@@ -1052,17 +1087,17 @@ cdef class TLSProtocolCore(ReadTarget):
         data = None
         try:
             if size <= SMALL_READ:
-                count = self._read_plain(_plain, SMALL_READ)
+                count = self._read_plain(plain, SMALL_READ)
                 if count > 0:
                     if count < SMALL_READ and self._drained():
-                        data = PyBytes_FromStringAndSize(_plain, count)
+                        data = PyBytes_FromStringAndSize(plain, count)
                         count = -1
                     else:
                         # The rest of this record is decrypted and pending
                         # (ciphertext OpenSSL received itself is counted nowhere).
                         size = count + <Py_ssize_t>self._in.len + zs_ossl.SSL_pending(self._ssl)
                         raw = zs_bytes_new(NULL, size)
-                        memcpy(zs_bytes_ptr(raw), _plain, <size_t>count)
+                        memcpy(zs_bytes_ptr(raw), plain, <size_t>count)
                         filled = count
             else:
                 raw = zs_bytes_new(NULL, size)
