@@ -382,8 +382,7 @@ def run_one(contender: str, cell: Cell, settings: Settings, generator: Any) -> D
     gen = None
     try:
         server.start()
-        if cell.workload == "http":
-            _warm_up(cell, generator, generator_address(server))
+        _warm_up(cell, generator, generator_address(server))
         mode = cell.workload
         gen = generator_for(cell, generator)(mode, generator_address(server), cell.connections,
                                              cell.size)
@@ -600,16 +599,25 @@ def _strace_counts(path: str) -> Dict[str, int]:
 HTTP_WARMUP_REQUESTS = 64
 
 
-def _warm_up(cell: Cell, generator: Any, address: Any) -> None:
-    gen = generator_for(cell, generator)(cell.workload, address, 1, cell.size)
+def _serve_exactly(cell: Cell, generator: Any, address: Any, connections: int,
+                   requests: int) -> None:
+    """Have the server at ``address`` answer exactly ``requests`` over
+    ``connections`` connections, waiting as long as a server under valgrind
+    needs (slow, not lossy)."""
+    gen = generator_for(cell, generator)(cell.workload, address, connections, cell.size)
     try:
         gen.connect(60.0)
         gen.set_loss_timeout(60.0)
-        stats = gen.run(600.0, max_ops=HTTP_WARMUP_REQUESTS, drain=True, drain_timeout=120.0)
-        if stats["ops"] != HTTP_WARMUP_REQUESTS:
-            raise LoadGenError(f"warm-up: {stats['ops']} of {HTTP_WARMUP_REQUESTS} requests completed")
+        stats = gen.run(600.0, max_ops=requests, drain=True, drain_timeout=120.0)
+        if stats["ops"] != requests:
+            raise LoadGenError(f"{stats['ops']} of {requests} requests completed")
     finally:
         gen.close()
+
+
+def _warm_up(cell: Cell, generator: Any, address: Any) -> None:
+    if cell.workload == "http":
+        _serve_exactly(cell, generator, address, 1, HTTP_WARMUP_REQUESTS)
 
 
 def _counted_run(contender: str, cell: Cell, settings: Settings, generator: Any,
@@ -618,23 +626,13 @@ def _counted_run(contender: str, cell: Cell, settings: Settings, generator: Any,
     env["PYTHONHASHSEED"] = "0"  # the same hashing, so the same work, in both runs
     server = ServerProcess(contender, cell.workload, settings.server_host(contender),
                            settings.port, wrapper=wrapper, ready_timeout=180.0, env=env)
-    gen = None
     try:
         server.start()
-        if cell.workload == "http":
-            _warm_up(cell, generator, generator_address(server))
-        gen = generator_for(cell, generator)(cell.workload, generator_address(server),
-                                             cell.connections, cell.size)
-        gen.connect(60.0)
-        gen.set_loss_timeout(60.0)  # a server under valgrind is slow, not lossy
-        stats = gen.run(600.0, max_ops=requests, drain=True, drain_timeout=120.0)
-        if stats["ops"] != requests:
-            raise LoadGenError(f"{stats['ops']} of {requests} requests completed")
+        _warm_up(cell, generator, generator_address(server))
+        _serve_exactly(cell, generator, generator_address(server), cell.connections, requests)
     except (ServerError, LoadGenError, OSError) as exc:
         raise LoadGenError(_explain(exc, server)) from None
     finally:
-        if gen is not None:
-            gen.close()
         server.stop(timeout=180.0)  # the tool writes its report as the server exits
         server.close()
 
