@@ -54,7 +54,7 @@ for want in "$@"; do
     version=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     echo "== CPython $version ($py)"
     out="$work/wheel-$version"
-    ZEROSOCK_REQUIRE_EXTENSION=1 "$py" -m pip wheel --quiet --no-deps -w "$out" "$sdist"
+    ZEROSOCK_REQUIRE_EXTENSION=1 ZEROSOCK_WERROR=1 "$py" -m pip wheel --quiet --no-deps -w "$out" "$sdist"
     wheel=$(ls "$out"/zerosock-*.whl)
     cp "$wheel" "$dist/"
     "$py" -m venv "$work/venv-$version"
