@@ -16,6 +16,7 @@ import struct
 import sys
 import tempfile
 import threading
+import warnings
 from typing import Any, Callable, Coroutine, List, Optional
 
 import pytest
@@ -102,18 +103,21 @@ def test_run_and_policy(zs):
         return type(asyncio.get_running_loop())
 
     assert zs.aio.run(main()) is zs.aio.EventLoop
-    old = asyncio.get_event_loop_policy()
-    try:
-        zs.aio.install()
-        assert isinstance(asyncio.get_event_loop_policy(), zs.aio.EventLoopPolicy)
-        loop = asyncio.new_event_loop()
+    with warnings.catch_warnings():
+        # install() is the policy mechanism, which 3.14 deprecates (tests/test_aio_warnings.py).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old = asyncio.get_event_loop_policy()
         try:
-            assert isinstance(loop, zs.aio.EventLoop)
+            zs.aio.install()
+            assert isinstance(asyncio.get_event_loop_policy(), zs.aio.EventLoopPolicy)
+            loop = asyncio.new_event_loop()
+            try:
+                assert isinstance(loop, zs.aio.EventLoop)
+            finally:
+                loop.close()
+            assert asyncio.run(main()) is zs.aio.EventLoop
         finally:
-            loop.close()
-        assert asyncio.run(main()) is zs.aio.EventLoop
-    finally:
-        asyncio.set_event_loop_policy(old)
+            asyncio.set_event_loop_policy(old)
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="loop_factory is new in 3.12")
