@@ -139,6 +139,11 @@ class OptionalBuildExt(build_ext):
 
     failed_command: "list[str] | None" = None
 
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if not self.parallel:  # the modules compile independently: one per CPU
+            self.parallel = os.cpu_count() or 1
+
     def run(self) -> None:
         inplace = self.inplace  # (setuptools clears it while building)
         try:
