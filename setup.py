@@ -44,8 +44,8 @@ EXTRA_LIBRARIES: "dict[str, list[str]]" = {
 # setuptools rejects with a schema error; an in-place build
 # (``setup.py build_ext``) uses whatever the environment has, so say so plainly.
 if int(setuptools.__version__.split(".")[0]) < 77:
-    raise SystemExit(f"zerosock: setuptools 77 or later is needed (this is {setuptools.__version__}): "
-                     "pip install --upgrade 'setuptools>=77'")
+    raise SystemExit("zerosock: setuptools 77 or later is needed (this is "
+                     f"{setuptools.__version__}): pip install --upgrade 'setuptools>=77'")
 
 
 def env_flag(name: str) -> bool:

@@ -118,7 +118,10 @@ SCENARIOS = {
 }
 
 
-def _scenario(name: str, contexts: Optional[Tuple[ssl.SSLContext, ssl.SSLContext]]):  # type: ignore[no-untyped-def]
+Contexts = Optional[Tuple[ssl.SSLContext, ssl.SSLContext]]
+
+
+def _scenario(name: str, contexts: Contexts):  # type: ignore[no-untyped-def]
     run, tls = SCENARIOS[name]
     server_ctx, client_ctx = contexts if tls and contexts else (None, None)
     return run(server_ctx, client_ctx)

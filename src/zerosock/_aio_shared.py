@@ -24,7 +24,7 @@ def _default_policy_class() -> type:
 
 
 class BasePolicy(_default_policy_class()):  # type: ignore[misc]
-    """The platform's default policy (child watchers and all), making zerosock loops.
+    """The platform's default policy (its child watchers too, before 3.14), making our loops.
 
     Subclasses set ``_loop_factory`` to their loop class, as the standard
     library's own policies do.
