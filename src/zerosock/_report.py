@@ -56,9 +56,13 @@ def describe_c_streams(backend: str) -> str:
     return "on"
 
 
-def describe_tls_engine(engine: str) -> str:
+def describe_tls_engine(engine: str, backend: str) -> str:
     chosen = os.environ.get("ZEROSOCK_TLS_ENGINE", "").strip().lower()
-    if chosen:
+    if backend != "c":
+        return f"{engine} (the Python backend runs the stdlib's TLS)"
+    if sys.version_info < (3, 11):
+        return f"{engine} (before Python 3.11 the stdlib's TLS protocol runs)"
+    if chosen == engine:
         return f"{engine} (ZEROSOCK_TLS_ENGINE={chosen})"
     if engine == "memorybio":
         return "memorybio (this interpreter's ssl objects failed the OpenSSL engine's checks)"
@@ -78,7 +82,7 @@ def report() -> List[Tuple[str, str]]:
         ("zerosock", f"{zerosock.__version__} on {platform.python_implementation()} "
                      f"{platform.python_version()} ({sys.platform}, {platform.machine()})"),
         ("backend", backend),
-        ("TLS engine", describe_tls_engine(zerosock.aio.TLS_ENGINE)),
+        ("TLS engine", describe_tls_engine(zerosock.aio.TLS_ENGINE, zerosock.BACKEND)),
         ("C streams", describe_c_streams(zerosock.BACKEND)),
         ("build", describe_build(record)),
     ]
