@@ -5,7 +5,10 @@ its ready queue and its timers, in C.
 An iteration is the stdlib's ``BaseEventLoop._run_once`` step for step, on the
 same ``_ready`` deque, polling through the C selector's C-level API, with the
 timers on a C heap (:mod:`zerosock._aio_timers_c`) and the transports' I/O
-handles run without a Python call."""
+handles run without a Python call.  The handles ``call_soon`` and ``call_at``
+make are asyncio's, with C methods (:class:`Handle`, :class:`TimerHandle`):
+made, run and cancelled through their slots while the ``handle_slots`` fast
+path of :mod:`zerosock._cpython_c` is on, through their own methods otherwise."""
 
 cimport cython
 from cpython.dict cimport PyDict_GetItemWithError
