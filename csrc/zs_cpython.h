@@ -14,7 +14,7 @@
  *                         __init__, _run and cancel do with them
  *   handle_free_list      what subtype_dealloc does for such a class        3.9-3.15
  *   type_version_tags     a type's version tag changes with the type        3.9-3.15
- *   bytearray_internals   PyByteArrayObject's fields                        3.9-3.15
+ *   bytearray_internals   PyByteArrayObject's fields (3.15 moved them)      3.9-3.14
  *   bytes_refill          a bytes object nobody else holds may be refilled  3.9-3.15
  *   awaitable_slots       a ready static type's iternext/am_send slots set  3.9-3.15
  *   (ssl_object_layout    _ssl objects' pointers: zs_openssl.h, checked by the TLS engine)
