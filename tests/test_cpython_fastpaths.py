@@ -206,8 +206,8 @@ def test_the_checks_pass_where_verified(c_backend):
 
 
 def test_the_bytearray_check_sees_the_layout_of_3_15(c_backend):
-    # 3.15 keeps a bytearray's bytes in a bytes object: its allocation no
-    # longer counts the terminating NUL, which the check must see.
+    # 3.15 keeps a bytearray's bytes in a bytes object, with fields of other
+    # meaning: the check must see it.
     from zerosock import _cpython_c
     if sys.version_info[:2] < (3, 15):
         assert _cpython_c._check_bytearray() is None
