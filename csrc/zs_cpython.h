@@ -170,7 +170,7 @@ static PyObject *zs_handle_alloc(PyTypeObject *type)
     zs_handle_layout *layout = NULL;
     PyObject *self;
     int i;
-    for (i = 0; i < zs_handle_layout_count; i++) {
+    for (i = 0; i < zs_handle_layout_count && layout == NULL; i++) {
         if (type == zs_handle_layouts[i].type)
             layout = &zs_handle_layouts[i];
     }

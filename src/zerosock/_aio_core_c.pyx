@@ -224,8 +224,8 @@ cdef int _use_free_list(object kind, tuple owners) except -1:
 
 
 if FREE_LIST:
+    _use_free_list(Handle, (events.Handle,))  # (first: the one made most, found first)
     _use_free_list(TimerHandle, (events.TimerHandle, events.Handle))
-    _use_free_list(Handle, (events.Handle,))
 
 
 def _free_handles(kind):
