@@ -218,7 +218,7 @@ cdef int _use_free_list(object kind, tuple owners) except -1:
             if name != "__weakref__":
                 offsets[count] = zs_slot_offset(owner.__dict__[name])
                 count += 1
-    if zs_handle_dealloc_misfit(<PyTypeObject *>kind, <PyTypeObject *>Handle) != NULL:
+    if zs_handle_dealloc_misfit(<PyTypeObject *>kind, <PyTypeObject *>StdHandleType) != NULL:
         raise RuntimeError(f"the handle free list does not fit {kind.__name__}")
     return zs_set_handle_dealloc(kind, offsets, count)
 
