@@ -234,21 +234,23 @@ static int zs_handle_free_count(PyObject *kind)
 /* ---- type_version_tags ---------------------------------------------------
  * The last type found to pass some check, by its version tag: any change to
  * the type or to one of its bases gives it a new tag, never reused (the
- * interpreter's method cache relies on the same).  Before 3.13 a tag is
- * valid only while the type has Py_TPFLAGS_VALID_VERSION_TAG (3.9 and 3.10
- * clear the flag but keep the number); from 3.13 a change sets the tag to 0.
- * With the fast path off (zs_version_tags_on 0, each module's copy set at its
- * import) nothing is remembered and the check runs every time. */
+ * interpreter's method cache relies on the same).  From 3.10 a change sets
+ * the tag to 0; 3.9 only clears Py_TPFLAGS_VALID_VERSION_TAG and keeps the
+ * number, so there the flag is read too.  The check is on the hot paths:
+ * two comparisons where the tag alone does, as a memo holds a type only with
+ * its valid (nonzero) tag.  With the fast path off (zs_version_tags_on 0,
+ * each module's copy set at its import) nothing is remembered and the check
+ * runs every time. */
 static int zs_version_tags_on;
 
 typedef struct {
-    PyTypeObject *type;
+    PyTypeObject *type;             /* NULL, or a type whose tag was valid */
     unsigned int tag;
 } zs_type_memo;
 
 static inline int zs_type_tag_valid(PyTypeObject *type)
 {
-#if PY_VERSION_HEX < 0x030D0000
+#if PY_VERSION_HEX < 0x030A0000
     if (!(type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG))
         return 0;
 #endif
@@ -263,8 +265,11 @@ static inline void zs_forget_type(zs_type_memo *memo)
 
 static inline int zs_type_unchanged(const zs_type_memo *memo, PyTypeObject *type)
 {
-    return type == memo->type && memo->tag != 0 && zs_type_tag_valid(type)
-        && type->tp_version_tag == memo->tag;
+#if PY_VERSION_HEX < 0x030A0000
+    if (!(type->tp_flags & Py_TPFLAGS_VALID_VERSION_TAG))
+        return 0;
+#endif
+    return type == memo->type && type->tp_version_tag == memo->tag;
 }
 
 static inline void zs_remember_type(zs_type_memo *memo, PyTypeObject *type)

@@ -245,19 +245,27 @@ cdef object _format_callback_source = format_helpers._format_callback_source
 cdef bint FORMAT_TAKES_DEBUG = "debug" in inspect.signature(_format_callback_source).parameters
 
 
+# The handle classes whose slots are read and written directly: the stdlib's
+# and ours, whose behaviour (``_run``, ``_cancelled``, ``_scheduled``) is the
+# stdlib's -- none while handle_slots is off, so that the hot paths' type
+# checks say no then, at no cost of their own.
+cdef type _SlotHandle = HandleType if SLOTS else None
+cdef type _SlotTimerHandle = TimerHandleType if SLOTS else None
+cdef type _SlotStdHandle = StdHandleType if SLOTS else None
+cdef type _SlotStdTimerHandle = StdTimerHandleType if SLOTS else None
+
+
 cdef inline bint _is_stdlib_handle(object handle):
-    """Whether ``handle`` is one of the stdlib's handles or ours, whose
-    behaviour (``_run``, ``_cancelled``, ``_scheduled``) is the stdlib's:
-    then its slots can be read and written directly."""
+    """Whether ``handle``'s slots can be read and written directly."""
     cdef type kind = type(handle)
-    return (kind is HandleType or kind is TimerHandleType
-            or kind is StdHandleType or kind is StdTimerHandleType)
+    return (kind is _SlotHandle or kind is _SlotTimerHandle
+            or kind is _SlotStdHandle or kind is _SlotStdTimerHandle)
 
 
 cdef inline bint is_timer_handle(object handle) noexcept:
-    """Whether ``handle``'s type is the stdlib's TimerHandle or ours."""
+    """Whether ``handle`` is a TimerHandle whose slots can be read and written directly."""
     cdef type kind = type(handle)
-    return kind is TimerHandleType or kind is StdTimerHandleType
+    return kind is _SlotTimerHandle or kind is _SlotStdTimerHandle
 
 
 cdef object _new_handle(type kind, object loop, object callback, tuple args, object context):
@@ -279,7 +287,7 @@ cdef bint _handle_cancelled(object handle) except -1:
     cdef PyObject *value
     if type(handle) is IOHandleType:
         return (<IOHandle>handle)._cancelled
-    if SLOTS and _is_stdlib_handle(handle):
+    if _is_stdlib_handle(handle):
         value = zs_slot_get(handle, H_CANCELLED)
         if value == Py_True:
             return True
@@ -294,7 +302,7 @@ cdef bint _handle_cancelled(object handle) except -1:
 
 cdef int timer_scheduled(object timer) except -1:
     cdef PyObject *value
-    if SLOTS and is_timer_handle(timer):
+    if is_timer_handle(timer):
         value = zs_slot_get(timer, T_SCHEDULED)
         if value == Py_True:
             return 1
@@ -304,7 +312,7 @@ cdef int timer_scheduled(object timer) except -1:
 
 
 cdef inline int _set_scheduled(object timer, bint scheduled) except -1:
-    if SLOTS and is_timer_handle(timer):
+    if is_timer_handle(timer):
         zs_slot_set(timer, T_SCHEDULED, scheduled)
     else:
         timer._scheduled = scheduled
@@ -361,7 +369,7 @@ cdef inline int _run_handle(object handle) except -1:
             (<IOHandle>handle).run()
     elif _handle_cancelled(handle):
         pass
-    elif SLOTS and _is_stdlib_handle(handle):
+    elif _is_stdlib_handle(handle):
         _run_stdlib_handle(handle)
     else:
         handle._run()
