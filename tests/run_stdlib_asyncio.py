@@ -17,6 +17,7 @@ run on zerosock; each has its reason.  Exits non-zero on any such regression.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import json
 import os
@@ -73,7 +74,8 @@ def run_one(module_name: str, loop: str, verbose: bool) -> Dict[str, str]:
 
 def run_in_subprocess(module_name: str, loop: str, verbose: bool,
                       timeout: float) -> Tuple[str, str, Dict[str, str]]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", module_name, "--loop", loop]
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", module_name, "--loop", loop,
+           "--timeout", str(timeout)]
     if verbose:
         cmd.append("-v")
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -82,6 +84,8 @@ def run_in_subprocess(module_name: str, loop: str, verbose: bool,
         err.seek(0)
         stdout, stderr = out.read(), err.read()
     if rc is None:
+        # What each thread was doing shortly before the end (the child's faulthandler).
+        sys.stderr.write(f"{module_name} on {loop}: timed out after {timeout:.0f} s\n{stderr[-6000:]}")
         return module_name, loop, {"<timeout>": "error"}
     if verbose:
         sys.stderr.write(stderr)
@@ -111,6 +115,8 @@ def main(argv: "List[str] | None" = None) -> int:
         # A shell starts background jobs with SIGINT ignored; the tests of
         # KeyboardInterrupt handling need Python's own handler.
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        # A hang shows where it is: every thread's stack, just before the parent kills it.
+        faulthandler.dump_traceback_later(max(args.timeout - 10, args.timeout * 0.9))
         print(json.dumps(run_one(args.child, args.loop, args.verbose)))
         return 0
 

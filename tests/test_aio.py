@@ -20,6 +20,7 @@ from typing import Any, Callable, Coroutine, List, Optional
 
 import pytest
 from _aio_loops import TIMEOUT, run, stdlib_loop
+from _kernel import pin_buffers
 
 from zerosock import _api
 
@@ -463,7 +464,8 @@ def test_peer_reset_mid_write(loop_factory):
         transport, _ = await loop.create_connection(lambda: proto, "127.0.0.1", port)
         peer, _ = listener.accept()
         listener.close()
-        transport.write(b"z" * (4 << 20))  # more than the kernel buffers take
+        held = pin_buffers(transport.get_extra_info("socket"), peer)
+        transport.write(b"z" * (16 * held))  # more than the kernel buffers take
         assert transport.get_write_buffer_size() > 0
         peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         peer.close()  # RST

@@ -64,9 +64,15 @@ async def _echo(server_ctx: "ssl.SSLContext | None", client_ctx: "ssl.SSLContext
                 server_hostname="localhost" if client_ctx is not None else None)
             for size in (1, 1000, 100_000, 1_000_000):
                 payload = os.urandom(size)
-                writer.write(payload)
-                await writer.drain()
-                assert await reader.readexactly(size) == payload
+
+                async def send() -> None:
+                    writer.write(payload)
+                    await writer.drain()
+
+                # Read while writing: an echo of more than the socket buffers
+                # hold waits for this side to read before it reads more.
+                echoed, _ = await asyncio.gather(reader.readexactly(size), send())
+                assert echoed == payload
             writer.close()
             await writer.wait_closed()
     finally:
