@@ -84,14 +84,21 @@ cdef object _std_cancelled = StdHandleType.cancelled
 cdef object _std_when = StdTimerHandleType.when
 
 
-cdef object _handle_cancel(object handle, PyObject *unused):
+cdef object _cancel(object handle, object std_cancel, bint timer):
+    """Handle.cancel, or TimerHandle.cancel when ``timer`` (which tells the
+    loop first), on the slots; ``std_cancel`` takes a handle whose slots are
+    not as __init__ leaves them."""
     cdef PyObject *flag = zs_slot_get(handle, H_CANCELLED)
     cdef PyObject *loop_slot = zs_slot_get(handle, H_LOOP)
     if flag == Py_True:
         return None
     if flag != Py_False or loop_slot == NULL:
-        return _std_handle_cancel(handle)
-    loop = <object>loop_slot  # owned: get_debug() may run Python code
+        return std_cancel(handle)
+    loop = <object>loop_slot  # owned: the loop's methods may run Python code
+    if timer:
+        loop._timer_handle_cancelled(handle)
+        # Then Handle.cancel, which reads the flag again.
+        return _cancel(handle, _std_handle_cancel, False)
     zs_slot_set(handle, H_CANCELLED, True)
     if loop.get_debug():
         # Debug mode keeps the repr, callback and arguments included, for
@@ -102,16 +109,12 @@ cdef object _handle_cancel(object handle, PyObject *unused):
     return None
 
 
+cdef object _handle_cancel(object handle, PyObject *unused):
+    return _cancel(handle, _std_handle_cancel, False)
+
+
 cdef object _timer_cancel(object handle, PyObject *unused):
-    cdef PyObject *flag = zs_slot_get(handle, H_CANCELLED)
-    cdef PyObject *loop_slot = zs_slot_get(handle, H_LOOP)
-    if flag == Py_True:
-        return None
-    if flag != Py_False or loop_slot == NULL:
-        return _std_timer_cancel(handle)
-    loop = <object>loop_slot  # owned, through the loop's Python code
-    loop._timer_handle_cancelled(handle)
-    return _handle_cancel(handle, NULL)  # Handle.cancel, which reads the flag again
+    return _cancel(handle, _std_timer_cancel, True)
 
 
 cdef object _cancelled(object handle, PyObject *unused):

@@ -38,7 +38,9 @@ from asyncio import base_events, events, futures, tasks
 
 from zerosock._aio_core_c cimport LoopCore, timer_scheduled
 from zerosock._aio_core_c import treat_as_stdlib_time
-from zerosock._cmethod_c cimport CMethod, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_O
+from zerosock._cmethod_c cimport (
+    CMethod, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_O, c_method,
+)
 from zerosock._cpython_c cimport (
     zs_loop_clock, zs_remember_type, zs_slot_get, zs_slot_offset, zs_type_lookup,
     zs_type_memo, zs_type_unchanged, zs_version_tags_on,
@@ -172,13 +174,8 @@ cdef class LoopMethod(CMethod):
             treat_as_stdlib_time(self.descriptor)  # the loop core reads the clock itself
 
 
-cdef LoopMethod _loop_method(void *impl, int flags, bytes doc):
-    cdef LoopMethod method = LoopMethod.__new__(LoopMethod)
-    method.doc = doc
-    method.definition.ml_meth = impl
-    method.definition.ml_flags = flags
-    method.definition.ml_doc = method.doc
-    return method
+cdef inline LoopMethod _loop_method(void *impl, int flags, bytes doc):
+    return <LoopMethod>c_method(impl, flags, doc, LoopMethod)
 
 
 cdef inline PyObject *_lookup(dict namespace, str name) except? NULL:

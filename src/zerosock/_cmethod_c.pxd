@@ -18,5 +18,6 @@ cdef class CMethod:
 
 
 # A C function ``impl`` (``flags``: its METH_* calling convention) as a method
-# of the Python class in whose body the result is assigned to a name.
-cdef CMethod c_method(void *impl, int flags, bytes doc)
+# of the Python class in whose body the result is assigned to a name; ``kind``
+# is CMethod or a subclass of it that does more as the class is created.
+cdef CMethod c_method(void *impl, int flags, bytes doc, type kind=*)

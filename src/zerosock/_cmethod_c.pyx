@@ -30,8 +30,8 @@ cdef class CMethod:
         setattr(owner, name, self.descriptor)  # (type creation sets names from a copy)
 
 
-cdef CMethod c_method(void *impl, int flags, bytes doc):
-    cdef CMethod method = CMethod.__new__(CMethod)
+cdef CMethod c_method(void *impl, int flags, bytes doc, type kind=CMethod):
+    cdef CMethod method = kind.__new__(kind)
     method.doc = doc
     method.definition.ml_meth = impl
     method.definition.ml_flags = flags
