@@ -7,7 +7,8 @@ import sys
 import pytest
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_stdlib_asyncio.py")
-SUBSET = ["test_sock_lowlevel", "test_buffered_proto", "test_server", "test_streams"]
+SUBSET = ["test_sock_lowlevel", "test_buffered_proto", "test_server", "test_streams",
+          "test_server_context"]  # (3.15 on)
 
 
 @pytest.mark.slow

@@ -134,6 +134,7 @@ cdef tuple LOOP_KWNAMES = ("loop",)
 cdef object CFutureType = getattr(futures, "_CFuture", None)
 cdef object CTaskType = getattr(tasks, "_CTask", None)
 cdef tuple TASK_KWNAMES = ("loop", "name", "context")
+cdef bint TASK_KEYWORDS_AS_GIVEN = False  # create_task(coro, **kwargs), 3.14 on
 
 
 cdef int _use_loop_class(type cls) except -1:
@@ -398,6 +399,13 @@ cdef object _create_task(object loop, PyObject **args, Py_ssize_t nargs, PyObjec
         keywords = _loop_keywords(loop)
         if keywords is not None:
             return PyObject_Call(<object>task_type, (<object>argv[0],), keywords)
+    if TASK_KEYWORDS_AS_GIVEN and task_type != <PyObject *>CTaskType:
+        # 3.14's tasks.Task(coro, loop=self, **kwargs): another Task class
+        # (a patch) sees only the keywords the caller gave.
+        keywords = {"loop": loop}
+        for i in range(nkw):
+            keywords[<object>PyTuple_GET_ITEM(<object>kwnames, i)] = <object>args[1 + i]
+        return PyObject_Call(<object>task_type, (<object>argv[0],), keywords)
     # The stdlib's tasks.Task(coro, loop=self, name=name, context=context).
     return PyObject_Vectorcall(<object>task_type, argv, 1, TASK_KWNAMES)
 
@@ -424,14 +432,21 @@ time = _loop_method(<void *>_time, METH_NOARGS,
     b"time($self, /)\n--\n\nReturn the time according to the event loop's clock.")
 create_future = _loop_method(<void *>_create_future, METH_NOARGS,
     b"create_future($self, /)\n--\n\nCreate a Future object attached to the loop.")
-# Where create_task and Task take the same keywords (3.11 on): earlier
-# versions' Task has no context, and their loops keep the stdlib's method.
+# Where create_task and Task take the same keywords: 3.11-3.13 name them,
+# 3.14 on pass every keyword (eager_start too) on to the factory or Task.
+# Earlier versions' Task has no context, and their loops keep the stdlib's method.
 create_task = None
-if list(inspect.signature(base_events.BaseEventLoop.create_task).parameters) == [
-        "self", "coro", "name", "context"]:
+cdef list _create_task_parameters = list(
+    inspect.signature(base_events.BaseEventLoop.create_task).parameters)
+if _create_task_parameters == ["self", "coro", "name", "context"]:
     create_task = _loop_method(<void *>_create_task, FAST,
         b"create_task($self, coro, *, name=None, context=None)\n--\n\n"
         b"Schedule a coroutine object. Return a task object.")
+elif _create_task_parameters == ["self", "coro", "kwargs"]:
+    TASK_KEYWORDS_AS_GIVEN = True
+    create_task = _loop_method(<void *>_create_task, FAST,
+        b"create_task($self, coro, **kwargs)\n--\n\n"
+        b"Schedule or begin executing a coroutine object. Return a task object.")
 
 _declared_call_soon = call_soon
 _declared_time = time
