@@ -49,6 +49,7 @@ except ImportError:  # pragma: no cover - an interpreter without ssl
     ssl = None
     _ssl = None
 
+from zerosock import _cpython_c
 from zerosock._aio_transport_c cimport ReadTarget, TransportCore
 from zerosock._buffers cimport zs_borrow_memory
 from zerosock._shim cimport ZS_INVALID_SOCKET, zs_sock_t, zs_strerror
@@ -269,7 +270,7 @@ cdef str _choose_engine():
         return "stdlib"
     if wanted == "memorybio":
         return "memorybio"
-    why = _check_c_engine()
+    why = _cpython_c.check("ssl_object_layout", lambda: _check_c_engine())
     if why is not None:
         logger.debug("zerosock.aio: TLS over ssl.MemoryBIO (%s)", why)
         return "memorybio"
