@@ -327,7 +327,7 @@ cdef int _unschedule(object timer) except -1:
     return _set_scheduled(timer, False)
 
 
-cdef int _call_with_args(object callback, object args) except -1:
+cdef inline int _call_with_args(object callback, object args) except -1:
     callback(*args)
     return 0
 

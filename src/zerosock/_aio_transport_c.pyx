@@ -101,7 +101,7 @@ cdef inline object _format_callback(object callback, object args, object loop):
     return _format_callback_source(callback, args)
 
 
-cdef int _io_step(object transport, object writing) except -1:
+cdef inline int _io_step(object transport, object writing) except -1:
     # An IOHandle's step: 1 when it was a quiet read (see read_ready), else 0.
     if writing:
         (<TransportCore>transport).write_ready()
