@@ -94,6 +94,84 @@ def test_the_modules_and_workers_have_docstrings() -> None:
         assert (worker.__doc__ or "").strip(), name
 
 
+# -- the C backend's signatures ---------------------------------------------------------
+
+def _top_level_split(text: str) -> List[str]:
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [part.strip() for part in parts + [current] if part.strip()]
+
+
+def parameter_names(function: Any, name: str, embedded: bool) -> "List[str] | None":
+    """The parameters ``function`` takes, ``*`` marking where keyword-only ones
+    start: from its signature, or else (with ``embedded``) from the signature
+    Cython embeds in the first line of a C method's docstring, types dropped.
+    None when neither says."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        if not embedded:
+            return None
+        match = re.match(r"[\w.]*\b%s\((.*)\)(?:\s*->.*)?\n" % re.escape(name),
+                         getattr(function, "__doc__", None) or "")
+        if match is None:
+            return None
+        names = [part.split("=", 1)[0].split()[-1] for part in _top_level_split(match.group(1))]
+        return [n for n in names if n not in ("self", "cls", "/")]
+    names, starred = [], False
+    for parameter in signature.parameters.values():
+        if parameter.name in ("self", "cls"):
+            continue
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            names.append("*" + parameter.name)
+            starred = True
+        elif parameter.kind is parameter.VAR_KEYWORD:
+            names.append("**" + parameter.name)
+        else:
+            if parameter.kind is parameter.KEYWORD_ONLY and not starred:
+                names.append("*")
+                starred = True
+            names.append(parameter.name)
+    return names
+
+
+def shared_callables(c: Any, py: Any) -> Iterator[Tuple[str, Any, Any]]:
+    for name in ("socketpair", "create_connection", "create_server", "fromfd"):
+        yield name, getattr(c, name), getattr(py, name)
+    classes = [(name, getattr(c, name), getattr(py, name))
+               for name in ("Socket", "RecvBuffer", "BufferPool")]
+    classes += [(f"selectors.{name}", getattr(c.selectors, name), getattr(py.selectors, name))
+                for name in c.selectors.__all__ if inspect.isclass(getattr(c.selectors, name))]
+    for owner, c_class, py_class in classes:
+        for member in dir(c_class):
+            c_value = getattr(c_class, member)
+            if not member.startswith("_") and hasattr(py_class, member) and callable(c_value):
+                yield f"{owner}.{member}", c_value, getattr(py_class, member)
+
+
+@pytest.mark.c_extension
+def test_the_c_backend_documents_the_same_parameters(c_backend: Any, py_backend: Any) -> None:
+    compared, differ = 0, {}
+    for name, c_function, py_function in shared_callables(c_backend, py_backend):
+        member = name.rsplit(".", 1)[-1]
+        c_names = parameter_names(c_function, member, embedded=True)
+        py_names = parameter_names(py_function, member, embedded=False)
+        if c_names is None or py_names is None:
+            continue  # the standard library's own builtins on the Python side
+        compared += 1
+        if c_names != py_names:
+            differ[name] = (c_names, py_names)
+    assert differ == {}
+    assert compared >= 50  # the comparison still finds the signatures
+
+
 # -- environment variables -------------------------------------------------------------
 
 VARIABLE = re.compile(r"\bZEROSOCK_[A-Z0-9_]*[A-Z0-9]\b")
