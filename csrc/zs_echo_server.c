@@ -38,6 +38,14 @@ static void es_close(int ep, zs_es_conn *c)
     free(c);
 }
 
+/* After a failed send or recv: a call that would block or was interrupted
+ * leaves the connection as it is; any other error closes it. */
+static void es_failed(int ep, zs_es_conn *c)
+{
+    if (errno != EAGAIN && errno != EINTR)
+        es_close(ep, c);
+}
+
 static int es_err(char *err, size_t errlen, const char *what, int code)
 {
     snprintf(err, errlen, "%s: %s", what, strerror(code));
@@ -56,9 +64,7 @@ static void es_on_conn(int ep, zs_es_conn *c, uint32_t ev, int mode)
             return;
         ssize_t n = send(c->fd, c->buf + c->pending_off, c->pending_len, MSG_NOSIGNAL);
         if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                return;
-            es_close(ep, c);
+            es_failed(ep, c);
             return;
         }
         c->pending_off += (size_t)n;
@@ -71,9 +77,7 @@ static void es_on_conn(int ep, zs_es_conn *c, uint32_t ev, int mode)
     }
     ssize_t n = recv(c->fd, c->buf, ZS_ES_BUF, 0);
     if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR)
-            return;
-        es_close(ep, c);
+        es_failed(ep, c);
         return;
     }
     if (n == 0) {

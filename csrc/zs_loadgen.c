@@ -384,8 +384,11 @@ static int lg_start(zs_lg *lg, zs_lg_conn *c)
     return lg_send_more(lg, c);
 }
 
-static void lg_record(zs_lg *lg, zs_lg_conn *c, int64_t now, uint64_t bytes)
+/* A request answered in full: count it and its latency, and free its
+ * connection for the next request. */
+static void lg_complete(zs_lg *lg, zs_lg_conn *c, uint64_t bytes)
 {
+    int64_t now = zs_lg_now_ns();
     uint64_t lat = now > c->start_ns ? (uint64_t)(now - c->start_ns) : 0;
     zs_lg_stats *st = &lg->stats;
     st->ops++;
@@ -395,6 +398,8 @@ static void lg_record(zs_lg *lg, zs_lg_conn *c, int64_t now, uint64_t bytes)
     if (lat > st->lat_max_ns)
         st->lat_max_ns = lat;
     st->hist[zs_lg_bucket(lat)]++;
+    c->active = 0;
+    lg->inflight--;
 }
 
 /* Write what remains of the current request; EPOLLOUT while some is left. */
@@ -626,12 +631,8 @@ static int lg_http_input(zs_lg *lg, zs_lg_conn *c, const unsigned char *data, si
                          "(connection %d)", n - pos, c->index);
                 return -1;
             }
-            lg_record(lg, c, zs_lg_now_ns(), c->received);
-            c->active = 0;
-            lg->inflight--;
-            if (lg_may_issue(lg))
-                return lg_start(lg, c);
-            return lg_set_interest(lg, c, EPOLLIN);
+            lg_complete(lg, c, c->received);
+            return lg_may_issue(lg) ? lg_start(lg, c) : lg_set_interest(lg, c, EPOLLIN);
         }
     }
     return 0;
@@ -667,9 +668,7 @@ static int lg_on_readable(zs_lg *lg, zs_lg_conn *c)
                          c->index, n, lg->size);
                 return -1;
             }
-            lg_record(lg, c, zs_lg_now_ns(), lg->size);
-            c->active = 0;
-            lg->inflight--;
+            lg_complete(lg, c, lg->size);
             if (lg_may_issue(lg))
                 return lg_start(lg, c);
             return 0;
@@ -722,12 +721,8 @@ static int lg_on_readable(zs_lg *lg, zs_lg_conn *c)
         }
         c->received += (size_t)n;
         if (c->received == lg->size) {
-            lg_record(lg, c, zs_lg_now_ns(), lg->size);
-            c->active = 0;
-            lg->inflight--;
-            if (lg_may_issue(lg))
-                return lg_start(lg, c);
-            return lg_set_interest(lg, c, EPOLLIN);
+            lg_complete(lg, c, lg->size);
+            return lg_may_issue(lg) ? lg_start(lg, c) : lg_set_interest(lg, c, EPOLLIN);
         }
         if ((size_t)n < want)
             return 0; /* the socket is drained: saves a recv that would say EAGAIN */

@@ -686,6 +686,16 @@ static inline struct timespec *zs_ms_to_timespec(int timeout_ms, struct timespec
 }
 #endif
 
+/* select()'s timeout, NULL to wait forever. */
+static inline struct timeval *zs_ms_to_timeval(int timeout_ms, struct timeval *tv)
+{
+    if (timeout_ms < 0)
+        return NULL;
+    tv->tv_sec = timeout_ms / 1000;
+    tv->tv_usec = (timeout_ms % 1000) * 1000;
+    return tv;
+}
+
 /* Wait up to `timeout_ms` (-1: forever) after zs_poller_prepare(); write at
  * most `max` events to `out` and return their count, or -1 (EINTR included:
  * the caller retries).  Safe without the GIL. */
@@ -755,12 +765,7 @@ static inline int zs_poller_wait(zs_poller *p, zs_event *out, int max, int timeo
             Sleep((DWORD)timeout_ms);
             return 0;
         }
-        struct timeval tv, *tvp = NULL;
-        if (timeout_ms >= 0) {
-            tv.tv_sec = timeout_ms / 1000;
-            tv.tv_usec = (timeout_ms % 1000) * 1000;
-            tvp = &tv;
-        }
+        struct timeval tv, *tvp = zs_ms_to_timeval(timeout_ms, &tv);
         n = select(0, (fd_set *)p->work_r, (fd_set *)p->work_w, (fd_set *)p->work_x, tvp);
         if (n <= 0)
             return n;
@@ -789,12 +794,7 @@ static inline int zs_poller_wait(zs_poller *p, zs_event *out, int max, int timeo
         }
         return k;
 #else
-        struct timeval tv, *tvp = NULL;
-        if (timeout_ms >= 0) {
-            tv.tv_sec = timeout_ms / 1000;
-            tv.tv_usec = (timeout_ms % 1000) * 1000;
-            tvp = &tv;
-        }
+        struct timeval tv, *tvp = zs_ms_to_timeval(timeout_ms, &tv);
         int top = p->work_maxfd;
         n = select(top + 1, &p->work_r, &p->work_w, NULL, tvp);
         if (n <= 0)

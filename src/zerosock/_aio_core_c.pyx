@@ -12,7 +12,7 @@ path of :mod:`zerosock._cpython_c` is on, through their own methods otherwise.""
 
 cimport cython
 from cpython.dict cimport PyDict_GetItemWithError
-from cpython.contextvars cimport PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
+from cpython.contextvars cimport PyContext_CopyCurrent
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject, Py_TYPE
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
@@ -29,6 +29,7 @@ from libc.math cimport ceil
 import inspect
 from asyncio import base_events, events, format_helpers
 
+from zerosock._aio_context cimport run_in_context
 from zerosock._aio_timers_c cimport TimerHeap
 from zerosock._cmethod_c cimport METH_NOARGS, METH_O, c_method
 from zerosock._cpython_c cimport (
@@ -326,6 +327,11 @@ cdef int _unschedule(object timer) except -1:
     return _set_scheduled(timer, False)
 
 
+cdef inline int _call_with_args(object callback, object args) except -1:
+    callback(*args)
+    return 0
+
+
 cdef int _run_stdlib_handle(object handle) except -1:
     """``events.Handle._run`` without its Python frame: the callback in the
     handle's context, an exception reported as the stdlib reports it."""
@@ -341,16 +347,8 @@ cdef int _run_stdlib_handle(object handle) except -1:
     cdef object context = <object>context_slot
     cdef object callback = <object>callback_slot
     cdef object args = <object>args_slot
-    failure = None
-    PyContext_Enter(context)
-    try:
-        callback(*args)
-    except (SystemExit, KeyboardInterrupt):
-        PyContext_Exit(context)
-        raise
-    except BaseException as exc:
-        failure = exc
-    PyContext_Exit(context)
+    cdef int unused
+    failure = run_in_context(context, _call_with_args, callback, args, &unused)
     if failure is not None:
         # Reported outside the handle's context, as context.run() would leave it.
         loop = handle._loop

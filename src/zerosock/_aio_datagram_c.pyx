@@ -15,12 +15,11 @@ from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from libc.string cimport memset
 
 import sys
-import warnings
 from asyncio import constants, futures, transports, trsock
 from asyncio.log import logger
 
 from zerosock._aio_transport_c cimport IOHandle, TransportCore
-from zerosock._aio_transport_c import core_facade
+from zerosock._aio_transport_c import close_unclosed, core_facade
 from zerosock._shim cimport (
     AF_INET, AF_INET6, ZS_EINTR, sockaddr, sockaddr_storage, zs_iov_set, zs_iovec,
     zs_is_would_block, zs_last_error, zs_mmsghdr, zs_recvmmsg, zs_send, zs_sendmmsg,
@@ -503,10 +502,7 @@ class DatagramSocketTransport(transports._FlowControlMixin, transports.Transport
         return self._core._describe(type(self).__name__)
 
     def __del__(self):
-        core = getattr(self, "_core", None)  # None when __init__ failed
-        if core is not None and core._sock is not None:
-            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            core._sock.close()
+        close_unclosed(self)
 
     def _sendto_ready(self):
         self._core._write_ready()

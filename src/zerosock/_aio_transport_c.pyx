@@ -11,7 +11,7 @@ cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_CheckExact, PyDict_GetItemWithError
-from cpython.contextvars cimport PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
+from cpython.contextvars cimport PyContext_CopyCurrent
 from libc.string cimport memset
 from cpython.object cimport PyObject, PyObject_TypeCheck, PyTypeObject
 from cpython.ref cimport Py_REFCNT
@@ -26,6 +26,7 @@ from asyncio.log import logger
 from asyncio.selector_events import _test_selector_event
 from selectors import EVENT_READ, EVENT_WRITE
 
+from zerosock._aio_context cimport run_in_context
 from zerosock._buffers cimport zs_borrow_memory
 from zerosock._cmethod_c cimport METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_O, c_method
 from zerosock._cpython_c cimport (
@@ -98,6 +99,14 @@ cdef inline object _format_callback(object callback, object args, object loop):
     if FORMAT_TAKES_DEBUG:
         return _format_callback_source(callback, args, debug=loop.get_debug())
     return _format_callback_source(callback, args)
+
+
+cdef inline int _io_step(object transport, object writing) except -1:
+    # An IOHandle's step: 1 when it was a quiet read (see read_ready), else 0.
+    if writing:
+        (<TransportCore>transport).write_ready()
+        return 0
+    return (<TransportCore>transport).read_ready()
 
 
 @cython.final
@@ -176,22 +185,8 @@ cdef class IOHandle:
     cdef int run(self) except -1:
         """Run the transport's read or write step as a Handle would, in its
         context: 1 when it was a quiet read (see read_ready), else 0."""
-        cdef TransportCore transport = self.transport
-        cdef object context = self._context
         cdef int quiet = 0
-        failure = None
-        PyContext_Enter(context)
-        try:
-            if self.writing:
-                transport.write_ready()
-            else:
-                quiet = transport.read_ready()
-        except (SystemExit, KeyboardInterrupt):
-            PyContext_Exit(context)
-            raise
-        except BaseException as exc:
-            failure = exc
-        PyContext_Exit(context)
+        failure = run_in_context(self._context, _io_step, self.transport, self.writing, &quiet)
         if failure is not None:
             # Reported outside the handle's context, as context.run() would leave it.
             self.report(failure)
@@ -929,6 +924,17 @@ cdef object _get_extra_info(object transport, PyObject **args, Py_ssize_t nargs,
     return super(SocketTransport, transport).get_extra_info(*positional, **keywords)
 
 
+def close_unclosed(transport):
+    """A transport's ``__del__``: warn as the stdlib does and close the socket
+    when it is still open, and return the core it did it for (else None)."""
+    core = getattr(transport, "_core", None)  # None when __init__ failed
+    if core is None or core._sock is None:
+        return None
+    warnings.warn(f"unclosed transport {transport!r}", ResourceWarning, source=transport)
+    core._sock.close()
+    return core
+
+
 def core_facade(methods=(), states=()):
     """A class decorator for a transport whose state and paths are its
     ``_core``'s: each name of ``methods`` calls the core's method of that
@@ -1032,12 +1038,9 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         return self._core._describe(type(self).__name__)
 
     def __del__(self):
-        core = getattr(self, "_core", None)  # None when __init__ failed
-        if core is not None and core._sock is not None:
-            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            core._sock.close()
-            if SERVER_TRACKS_TRANSPORTS and core._server is not None:
-                core._server._detach(self)
+        core = close_unclosed(self)
+        if core is not None and SERVER_TRACKS_TRANSPORTS and core._server is not None:
+            core._server._detach(self)
 
 
 _SocketTransportType = SocketTransport

@@ -284,6 +284,18 @@ cdef class RecvBuffer:
         self._end = readable
         return 0
 
+    cdef int _ready_to_fill(self) except -1:
+        # Refuse a read inside a read; make room when less than a quarter of
+        # the store is free at the tail, or when it is empty but not at the start.
+        cdef Py_ssize_t want = self._cap >> 2
+        if self._filling:
+            raise RuntimeError(BUSY_MESSAGE)
+        if want < 1:
+            want = 1
+        if self._cap - self._end < want or (self._start == self._end and self._start):
+            self._room_for_fill()
+        return 0
+
     cdef int _room_for_fill(self) except -1:
         cdef Py_ssize_t cap = self._cap
         cdef Py_ssize_t readable = self._end - self._start
@@ -352,14 +364,7 @@ cdef class RecvBuffer:
         into what is left, or raises :class:`BufferError` if nothing is.
         Raises :class:`BufferFullError` when ``max_size`` bytes are unread.
         """
-        cdef Py_ssize_t want
-        if self._filling:
-            raise RuntimeError(BUSY_MESSAGE)
-        want = self._cap >> 2
-        if want < 1:
-            want = 1
-        if self._cap - self._end < want or (self._start == self._end and self._start):
-            self._room_for_fill()
+        self._ready_to_fill()
         self._filling = True
         try:
             return self._recv(sock)
@@ -378,12 +383,13 @@ cdef class RecvBuffer:
         cdef int err, ready, wait_ms
         cdef object timeout = None, deadline = None
         cdef bint timeout_known = False
+        cdef bint in_own_mode = False  # a raw descriptor's recv without MSG_DONTWAIT
         if fd < 0:
             raise os_error(ZS_EBADF)
         if has_timeout:
             has_timeout = hasattr(sock, "gettimeout")
         while True:
-            if ZS_HAVE_MSG_DONTWAIT:
+            if ZS_HAVE_MSG_DONTWAIT and not in_own_mode:
                 n = zs_recv(fd, tail, size, ZS_MSG_DONTWAIT)  # never waits: keep the GIL
             else:
                 with nogil:
@@ -398,19 +404,11 @@ cdef class RecvBuffer:
                 raise os_error(err)
             # Nothing ready: wait as the socket's own mode says.
             if not has_timeout:
-                if not ZS_HAVE_MSG_DONTWAIT:
+                if in_own_mode or not ZS_HAVE_MSG_DONTWAIT:
                     return None
-                with nogil:  # a blocking descriptor waits here; a non-blocking one returns at once
-                    n = zs_recv(fd, tail, size, 0)
-                if n >= 0:
-                    break
-                err = zs_last_error()
-                if err == ZS_EINTR:
-                    PyErr_CheckSignals()
-                    continue
-                if zs_is_would_block(err):
-                    return None
-                raise os_error(err)
+                # a blocking descriptor waits in the next recv; a non-blocking one returns at once
+                in_own_mode = True
+                continue
             if not timeout_known:
                 timeout = sock.gettimeout()
                 timeout_known = True
@@ -450,15 +448,8 @@ cdef class RecvBuffer:
         ignored.  The view pins the store like any other: write into it once,
         call :meth:`buffer_updated`, and drop it.
         """
-        cdef Py_ssize_t want
         _index(sizehint)
-        if self._filling:
-            raise RuntimeError(BUSY_MESSAGE)
-        want = self._cap >> 2
-        if want < 1:
-            want = 1
-        if self._cap - self._end < want or (self._start == self._end and self._start):
-            self._room_for_fill()
+        self._ready_to_fill()
         self._view_tail = True
         try:
             return self._export(self._end, self._cap)
@@ -601,6 +592,14 @@ cdef class RecvBuffer:
         self._start = stop
         return view
 
+    cdef Py_ssize_t _line_stop(self, object max_length) except -2:
+        """Where the first line ends (past its newline, or at the end of the
+        data at end of stream), or -1 while it is incomplete."""
+        cdef Py_ssize_t stop = 0
+        if self._frame_end(b"\n", max_length, &stop) >= 0:
+            return stop
+        return self._end if self._eof else -1
+
     def readline(self, *, max_length=None):
         """Take one line, ``b"\\n"`` included, or ``None`` until one is buffered.
 
@@ -608,25 +607,19 @@ cdef class RecvBuffer:
         (as files and :meth:`asyncio.StreamReader.readline` do).  ``max_length``
         is as for :meth:`readuntil`.
         """
-        cdef Py_ssize_t stop = 0
-        cdef Py_ssize_t at = self._frame_end(b"\n", max_length, &stop)
         cdef Py_ssize_t start = self._start
-        if at < 0:
-            if not self._eof:
-                return None
-            stop = self._end
+        cdef Py_ssize_t stop = self._line_stop(max_length)
+        if stop < 0:
+            return None
         self._start = stop
         return PyBytes_FromStringAndSize(self._store + start, stop - start)
 
     def readline_view(self, *, max_length=None):
         """:meth:`readline` returning a memoryview into the store."""
-        cdef Py_ssize_t stop = 0
-        cdef Py_ssize_t at = self._frame_end(b"\n", max_length, &stop)
         cdef Py_ssize_t start = self._start
-        if at < 0:
-            if not self._eof:
-                return None
-            stop = self._end
+        cdef Py_ssize_t stop = self._line_stop(max_length)
+        if stop < 0:
+            return None
         view = self._export(start, stop)
         self._start = stop
         return view

@@ -28,6 +28,7 @@ class _Checked:
     """Mixin over a standard-library selector class: events checked by modify()."""
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
+        """Change a registered file object's events and/or data; returns the new key."""
         if (not events) or (events & ~_BOTH):  # no helper call: modify() is hot in event loops
             raise ValueError(f"Invalid events: {events!r}")
         return super().modify(fileobj, events, data)  # type: ignore[misc, no-any-return]
@@ -40,16 +41,21 @@ class _ClosedChecked(_Checked):
     _closed = False
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
+        """Register a file object (a descriptor or an object with ``fileno()``)
+        for EVENT_READ and/or EVENT_WRITE; returns its SelectorKey."""
         if self._closed:
             raise ValueError(CLOSED_MESSAGE)
         return super().register(fileobj, events, data)  # type: ignore[misc, no-any-return]
 
     def select(self, timeout: Optional[float] = None) -> List[Tuple[SelectorKey, int]]:
+        """Wait until a registered file object is ready or ``timeout`` seconds
+        pass (None: no limit; <= 0: do not wait); returns ``[(key, events), ...]``."""
         if self._closed:
             raise ValueError(CLOSED_MESSAGE)
         return super().select(timeout)  # type: ignore[misc, no-any-return]
 
     def close(self) -> None:
+        """Unregister everything; idempotent."""
         self._closed = True
         super().close()  # type: ignore[misc]
 
@@ -61,6 +67,8 @@ class SelectSelector(_ClosedChecked, _std.SelectSelector):
     """Selector over select(2)."""
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> SelectorKey:
+        """Register a file object (a descriptor or an object with ``fileno()``)
+        for EVENT_READ and/or EVENT_WRITE; returns its SelectorKey."""
         key = super().register(fileobj, events, data)
         if key.fd > _FD_MAX:
             # The other selectors refuse it here too (the stdlib's only at select()).

@@ -79,6 +79,33 @@ cdef inline Py_ssize_t _check_nbytes(Py_ssize_t nbytes, Py_ssize_t available,
     return nbytes
 
 
+# The one-buffer calls of both kinds: a blocking or timed call, or (with
+# try_only) one that returns -2 where it would wait.  Plain functions, so the
+# compiler inlines them into each method.
+cdef inline Py_ssize_t _recv_into(Socket sock, buffer, Py_ssize_t nbytes, int flags,
+                                  bint try_only, str caller) except -1:
+    cdef Py_buffer view
+    cdef Py_ssize_t n
+    _get_writable(buffer, &view, caller)
+    try:
+        nbytes = _check_nbytes(nbytes, view.len, caller)
+        n = sock._transfer(0, view.buf, nbytes, flags, try_only)
+    finally:
+        PyBuffer_Release(&view)
+    return n
+
+
+cdef inline Py_ssize_t _send(Socket sock, data, int flags, bint try_only) except -1:
+    cdef Py_buffer view
+    cdef Py_ssize_t n
+    _get_readable(data, &view)
+    try:
+        n = sock._transfer(1, view.buf, view.len, flags, try_only)
+    finally:
+        PyBuffer_Release(&view)
+    return n
+
+
 cdef double _timeout_from(object value) except? -2.0:
     """Seconds from a ``settimeout`` argument, -1.0 for None, checked as the
     standard library checks it."""
@@ -510,27 +537,12 @@ cdef class Socket:
     def recv_into(self, buffer, Py_ssize_t nbytes=0, int flags=0):
         """Receive into a writable buffer in place; returns the byte count (0 at
         end of stream).  Allocates nothing."""
-        cdef Py_buffer view
-        cdef Py_ssize_t n
-        _get_writable(buffer, &view, "recv_into")
-        try:
-            nbytes = _check_nbytes(nbytes, view.len, "recv_into")
-            n = self._transfer(0, view.buf, nbytes, flags, False)
-        finally:
-            PyBuffer_Release(&view)
-        return n
+        return _recv_into(self, buffer, nbytes, flags, False, "recv_into")
 
     def try_recv_into(self, buffer, Py_ssize_t nbytes=0, int flags=0):
         """``recv_into`` that returns ``None`` instead of waiting or raising
         BlockingIOError when no data is ready."""
-        cdef Py_buffer view
-        cdef Py_ssize_t n
-        _get_writable(buffer, &view, "try_recv_into")
-        try:
-            nbytes = _check_nbytes(nbytes, view.len, "try_recv_into")
-            n = self._transfer(0, view.buf, nbytes, flags, True)
-        finally:
-            PyBuffer_Release(&view)
+        cdef Py_ssize_t n = _recv_into(self, buffer, nbytes, flags, True, "try_recv_into")
         return None if n == -2 else n
 
     cdef object _recv_bytes(self, Py_ssize_t bufsize, int flags, bint try_only):
@@ -645,24 +657,11 @@ cdef class Socket:
 
     def send(self, data, int flags=0):
         """Send bytes from any buffer, read in place; returns how many were sent."""
-        cdef Py_buffer view
-        cdef Py_ssize_t n
-        _get_readable(data, &view)
-        try:
-            n = self._transfer(1, view.buf, view.len, flags, False)
-        finally:
-            PyBuffer_Release(&view)
-        return n
+        return _send(self, data, flags, False)
 
     def try_send(self, data, int flags=0):
         """``send`` that returns ``None`` when the send buffer is full."""
-        cdef Py_buffer view
-        cdef Py_ssize_t n
-        _get_readable(data, &view)
-        try:
-            n = self._transfer(1, view.buf, view.len, flags, True)
-        finally:
-            PyBuffer_Release(&view)
+        cdef Py_ssize_t n = _send(self, data, flags, True)
         return None if n == -2 else n
 
     def sendall(self, data, int flags=0):

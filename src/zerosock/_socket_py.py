@@ -6,7 +6,7 @@ from __future__ import annotations
 import _socket
 import select
 import socket as _stdsocket
-from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from ._socket_shared import (
     Address, as_family, as_kind, bind_factories, sendfile as _sendfile, socket_repr, take_over,
@@ -18,6 +18,7 @@ _type_of = _socket.socket.type.__get__
 
 Buffer = Any  # any object with the buffer protocol
 Datagram = Union[Buffer, Tuple[Buffer, Address]]
+_T = TypeVar("_T")
 
 
 def _ready_now(fd: int, writing: bool) -> bool:
@@ -96,33 +97,27 @@ class Socket(_socket.socket):
             return False
         return not _ready_now(self.fileno(), writing)
 
+    def _try(self, writing: bool, call: Callable[..., _T], *args: Any) -> Optional[_T]:
+        """``call(*args)`` unless it would wait or block: then ``None``."""
+        if self._would_wait(writing):
+            return None
+        try:
+            return call(*args)
+        except BlockingIOError:
+            return None
+
     def try_recv_into(self, buffer: Buffer, nbytes: int = 0, flags: int = 0) -> Optional[int]:
         """``recv_into`` that returns ``None`` instead of waiting or raising
         BlockingIOError when no data is ready."""
-        if self._would_wait(False):
-            return None
-        try:
-            return self.recv_into(buffer, nbytes, flags | _DONTWAIT)
-        except BlockingIOError:
-            return None
+        return self._try(False, self.recv_into, buffer, nbytes, flags | _DONTWAIT)
 
     def try_recv(self, bufsize: int, flags: int = 0) -> Optional[bytes]:
         """``recv`` that returns ``None`` when no data is ready."""
-        if self._would_wait(False):
-            return None
-        try:
-            return self.recv(bufsize, flags | _DONTWAIT)
-        except BlockingIOError:
-            return None
+        return self._try(False, self.recv, bufsize, flags | _DONTWAIT)
 
     def try_send(self, data: Buffer, flags: int = 0) -> Optional[int]:
         """``send`` that returns ``None`` when the send buffer is full."""
-        if self._would_wait(True):
-            return None
-        try:
-            return self.send(data, flags | _DONTWAIT)
-        except BlockingIOError:
-            return None
+        return self._try(True, self.send, data, flags | _DONTWAIT)
 
     # -- batch datagrams --
 

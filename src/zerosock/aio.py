@@ -17,10 +17,7 @@ if TYPE_CHECKING:
     from ._aio_py import install as install
     from ._aio_py import new_event_loop as new_event_loop
     from ._aio_py import run as run
-else:
-    _impl = _backend.aio
-    for _name in _impl.__all__:
-        globals()[_name] = getattr(_impl, _name)
-    del _name, _impl
 
 __all__: List[str] = list(_backend.aio.__all__)
+if not TYPE_CHECKING:
+    globals().update((name, getattr(_backend.aio, name)) for name in __all__)

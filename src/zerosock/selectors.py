@@ -15,10 +15,7 @@ if TYPE_CHECKING:
     from ._selectors_py import (
         EVENT_READ, EVENT_WRITE, BaseSelector, DefaultSelector, SelectorKey, SelectSelector,
     )
-else:
-    _impl = _backend.selectors
-    for _name in _impl.__all__:
-        globals()[_name] = getattr(_impl, _name)
-    del _name, _impl
 
 __all__: List[str] = list(_backend.selectors.__all__)
+if not TYPE_CHECKING:
+    globals().update((name, getattr(_backend.selectors, name)) for name in __all__)

@@ -1,4 +1,4 @@
-"""Gunicorn worker classes that run every worker process on zerosock.aio.
+"""Gunicorn worker classes that run every worker process on zerosock.aio::
 
     gunicorn app:app -k zerosock.workers.UvicornWorker       # an ASGI app, served by uvicorn
     gunicorn app:app -k zerosock.workers.GunicornWebWorker   # an aiohttp.web.Application

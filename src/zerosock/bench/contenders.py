@@ -35,6 +35,17 @@ _TLS = ("tls",)
 _AIOHTTP = ("aiohttp",)
 _UVICORN = ("uvicorn", "httptools")
 
+
+def _on_each_loop(style: str, app: str, modules: Tuple[str, ...]) -> List[Contender]:
+    """A framework's hello world on asyncio, uvloop and zerosock.aio."""
+    loops = (("asyncio", "stdlib", "asyncio", ()),
+             ("uvloop", "uvloop", "uvloop", ("uvloop",)),
+             ("zerosock-aio", "zerosock", "the zerosock.aio loop", ("zerosock.aio",)))
+    return [Contender(f"{prefix}-{style}", library, style, f"{app} on {loop}", _HTTP,
+                      requires=requires + modules)
+            for prefix, library, loop, requires in loops]
+
+
 CONTENDERS: Dict[str, Contender] = {c.name: c for c in (
     Contender("stdlib-threads", "stdlib", "threads",
               "socket.socket, blocking, a thread per connection"),
@@ -69,20 +80,8 @@ CONTENDERS: Dict[str, Contender] = {c.name: c for c in (
               "zerosock.aio loop, BufferedProtocol", _TCP, requires=("zerosock.aio",)),
     Contender("zerosock-aio-streams", "zerosock", "streams", "zerosock.aio loop, streams", _TCP,
               requires=("zerosock.aio",)),
-    Contender("asyncio-aiohttp", "stdlib", "aiohttp", "aiohttp hello world on asyncio", _HTTP,
-              requires=_AIOHTTP),
-    Contender("uvloop-aiohttp", "uvloop", "aiohttp", "aiohttp hello world on uvloop", _HTTP,
-              requires=("uvloop",) + _AIOHTTP),
-    Contender("zerosock-aio-aiohttp", "zerosock", "aiohttp",
-              "aiohttp hello world on the zerosock.aio loop", _HTTP,
-              requires=("zerosock.aio",) + _AIOHTTP),
-    Contender("asyncio-uvicorn", "stdlib", "uvicorn",
-              "uvicorn + httptools, bare ASGI hello world, on asyncio", _HTTP, requires=_UVICORN),
-    Contender("uvloop-uvicorn", "uvloop", "uvicorn", "uvicorn + httptools on uvloop", _HTTP,
-              requires=("uvloop",) + _UVICORN),
-    Contender("zerosock-aio-uvicorn", "zerosock", "uvicorn",
-              "uvicorn + httptools on the zerosock.aio loop", _HTTP,
-              requires=("zerosock.aio",) + _UVICORN),
+    *_on_each_loop("aiohttp", "aiohttp hello world", _AIOHTTP),
+    *_on_each_loop("uvicorn", "uvicorn + httptools (bare ASGI hello world)", _UVICORN),
     Contender("c-epoll", "c", "epoll",
               "minimal C epoll server (reference ceiling)", requires=("zerosock._loadgen_c",)),
     Contender("selftest-crash", "test", "threads",

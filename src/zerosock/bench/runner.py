@@ -20,10 +20,12 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, IO, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, IO, List, Optional, Sequence, Set, Tuple, TypeVar
 
 from ._common import LoadGenError
 from .contenders import CONTENDERS, backend_note, unavailable_reason
+
+_R = TypeVar("_R")
 
 SATURATED = 0.90  # generator busier than this: its own core may cap the figure
 STARVED = 0.75    # server and generator both less busy: the machine was doing other work
@@ -646,29 +648,32 @@ def measure_instructions(contender: str, cell: Cell, settings: Settings, generat
     small, large = counts
     per = (large - small) if cell.workload != "stream" else (large - small) * cell.size / (1 << 20)
     with tempfile.TemporaryDirectory(prefix="zerosock-bench-") as tmp:
-        if tools["valgrind"]:
+        def both_runs(tool: str, command: Callable[[str], List[str]],
+                      parse: Callable[[str], _R]) -> List[_R]:
+            """Run the contender under ``command(output path)`` for each count."""
+            results = []
+            for n in counts:
+                path = os.path.join(tmp, f"{tool}.{n}")
+                _counted_run(contender, cell, settings, generator, command(path), n)
+                results.append(parse(path))
+            return results
+
+        valgrind, strace = tools["valgrind"], tools["strace"]
+        if valgrind:
             try:
-                totals = []
-                for n in counts:
-                    path = os.path.join(tmp, f"callgrind.{n}")
-                    _counted_run(contender, cell, settings, generator,
-                                 [tools["valgrind"], "--tool=callgrind", "--quiet",
-                                  f"--callgrind-out-file={path}"], n)
-                    totals.append(_callgrind_total(path))
+                totals = both_runs("callgrind", lambda path: [
+                    valgrind, "--tool=callgrind", "--quiet",
+                    f"--callgrind-out-file={path}"], _callgrind_total)
                 out["instructions_per_op"] = (totals[1] - totals[0]) / per
                 out["instructions_totals"] = totals
             except (LoadGenError, ValueError, OSError) as exc:
                 out["instructions_error"] = str(exc)
         else:
             out["instructions_error"] = "valgrind is not installed"
-        if tools["strace"]:
+        if strace:
             try:
-                runs = []
-                for n in counts:
-                    path = os.path.join(tmp, f"strace.{n}")
-                    _counted_run(contender, cell, settings, generator,
-                                 [tools["strace"], "-f", "-c", "-o", path], n)
-                    runs.append(_strace_counts(path))
+                runs = both_runs("strace", lambda path: [strace, "-f", "-c", "-o", path],
+                                 _strace_counts)
                 names = sorted(set(runs[0]) | set(runs[1]))
                 diff = {k: (runs[1].get(k, 0) - runs[0].get(k, 0)) / per for k in names}
                 diff = {k: v for k, v in diff.items() if v > 0.005}

@@ -1,0 +1,25 @@
+# A step of the loop run in a contextvars.Context, as Context.run() runs it
+# but without its Python call: the loop's stdlib Handles and the transports'
+# I/O handles share it.  Inline, so each caller's step becomes a direct call.
+from cpython.contextvars cimport PyContext_Enter, PyContext_Exit
+
+ctypedef int (*context_step)(object target, object arg) except -1
+
+
+cdef inline object run_in_context(object context, context_step step, object target,
+                                  object arg, int *result):
+    # Returns what the step raised, for the caller to report outside the
+    # context as Handle._run does (None when it returned, its value in
+    # result); SystemExit and KeyboardInterrupt propagate.  The context is
+    # left on every path.
+    PyContext_Enter(context)
+    try:
+        result[0] = step(target, arg)
+    except (SystemExit, KeyboardInterrupt):
+        PyContext_Exit(context)
+        raise
+    except BaseException as exc:
+        PyContext_Exit(context)
+        return exc
+    PyContext_Exit(context)
+    return None
