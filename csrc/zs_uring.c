@@ -115,8 +115,10 @@ static unsigned probe_caps(zs_uring *r, unsigned features)
         struct { uint8_t op, resv; uint16_t flags; uint32_t resv2; } ops[256];
     } probe;
     memset(&probe, 0, sizeof probe);
-    if (sys_register(r->fd, ZS_REGISTER_PROBE, &probe, 256) < 0)
+    if (sys_register(r->fd, ZS_REGISTER_PROBE, &probe, 256) < 0) {
+        r->probe_error = errno;
         return 0;
+    }
 #define HAS(op) ((op) < probe.ops_len && (probe.ops[op].flags & 1u))
     unsigned caps = 0;
     if (HAS(ZS_OP_SEND))
@@ -344,6 +346,7 @@ int zs_uring_available(unsigned *caps, char *reason, size_t reason_len)
     if (zs_uring_init(&r, 8, 0, reason, reason_len) != 0)
         return 0;
     *caps = r.caps;
+    int probe_error = r.probe_error;
     zs_uring_exit(&r);
     unsigned missing = ZS_URING_CAPS_REQUIRED & ~*caps;
     if (missing == 0) {
@@ -351,6 +354,16 @@ int zs_uring_available(unsigned *caps, char *reason, size_t reason_len)
         return 1;
     }
     struct utsname u;
+    if (probe_error == EPERM || probe_error == ENOSYS) {
+        snprintf(reason, reason_len, "io_uring_register failed with %s: a seccomp filter forbids "
+                 "it (container runtimes install one)", probe_error == EPERM ? "EPERM" : "ENOSYS");
+        return 0;
+    }
+    if (probe_error) {
+        snprintf(reason, reason_len, "io_uring_register(IORING_REGISTER_PROBE) failed: %s "
+                 "(kernel %s is older than 5.6?)", strerror(probe_error), kernel_release(&u));
+        return 0;
+    }
     int n = snprintf(reason, reason_len, "kernel %s lacks io_uring's", kernel_release(&u));
     for (unsigned bit = 0; zs_uring_cap_name(bit); bit++)
         if ((missing & (1u << bit)) && n > 0 && (size_t)n < reason_len)

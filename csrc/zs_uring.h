@@ -171,6 +171,7 @@ enum {
 typedef struct {
     int fd;
     unsigned caps;          /* ZS_URING_CAP_* */
+    int probe_error;        /* errno of IORING_REGISTER_PROBE, 0 when it answered */
     unsigned setup_flags;
     /* submission queue: sqe_tail is ours until zs_uring_submit publishes it */
     unsigned *sq_head, *sq_tail, sq_mask, sq_entries, sqe_tail;
