@@ -321,3 +321,17 @@ def test_echo_server_under_the_load_generator(usable):
 def test_serve_refuses_what_it_does_not_serve(uring):
     with pytest.raises(ValueError):
         uring.serve(-1, "udp", -1)
+
+
+def test_bench_tool_runs_the_io_uring_server(usable):
+    """``c-uring``, the bench tool's io_uring floor, serves echo and stream."""
+    import io
+    from zerosock.bench import cli
+    out, err = io.StringIO(), io.StringIO()
+    status = cli.main(["-c", "c-uring", "-w", "echo,stream", "-s", "64", "-n", "2",
+                       "-d", "0.1", "--warmup", "0.02", "-r", "1", "--no-pin", "--no-progress",
+                       "--json", "-"], stdout=out, stderr=err)
+    assert status == 0, err.getvalue()
+    rows = [row for cell in json.loads(out.getvalue())["cells"] for row in cell["rows"]]
+    assert [(r["contender"], r["status"]) for r in rows] == [("c-uring", "ok")] * 2
+    assert all(r["rate"] > 0 for r in rows)
