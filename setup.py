@@ -30,6 +30,7 @@ CSRC = "csrc"
 # C files from csrc/ that an extension module links, beyond its .pyx.
 EXTRA_SOURCES: "dict[str, list[str]]" = {
     "_loadgen_c": ["csrc/zs_loadgen.c", "csrc/zs_echo_server.c"],
+    "_uring_c": ["csrc/zs_uring.c", "csrc/zs_uring_echo_server.c"],
 }
 
 

@@ -15,6 +15,7 @@ documentation shows.
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import os
 import signal
@@ -449,12 +450,11 @@ def app_starter(framework: str, workload: str, host: str, port: int) -> Starter:
 # ------------------------------------------------------------ the C reference
 
 
-def serve_c(workload: str, host: str, port: int) -> None:
-    from zerosock import _loadgen_c
-
+def serve_c(workload: str, host: str, port: int, module: str = "_loadgen_c") -> None:
+    server = importlib.import_module(f"zerosock.{module}")
     listener = _Net("stdlib").listener(workload, host, port)
     _ready(listener)
-    _loadgen_c.serve(listener.fileno(), workload, STOP_FD)
+    server.serve(listener.fileno(), workload, STOP_FD)
     _exit()
 
 
@@ -482,8 +482,8 @@ def serve(config: Dict[str, Any]) -> None:
         style = name.rsplit("-", 1)[1]
         starter = app_starter if style in APP_FRAMEWORKS else asyncio_starter
         serve_on_loop(_loop_factory(name), starter(style, workload, host, port))
-    elif name == "c-epoll":
-        serve_c(workload, host, port)
+    elif name in ("c-epoll", "c-uring"):
+        serve_c(workload, host, port, "_uring_c" if name == "c-uring" else "_loadgen_c")
     else:
         raise SystemExit(f"ERROR unknown contender {name!r}")
 

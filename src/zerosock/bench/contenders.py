@@ -84,6 +84,8 @@ CONTENDERS: Dict[str, Contender] = {c.name: c for c in (
     *_on_each_loop("uvicorn", "uvicorn + httptools (bare ASGI hello world)", _UVICORN),
     Contender("c-epoll", "c", "epoll",
               "minimal C epoll server (reference ceiling)", requires=("zerosock._loadgen_c",)),
+    Contender("c-uring", "c", "uring", "minimal C io_uring server (below the epoll floor)",
+              _TCP, requires=("zerosock._uring_c",)),
     Contender("selftest-crash", "test", "threads",
               "stdlib-threads that exits after 300 echoes (tests the tool)", ("echo",),
               hidden=True),
@@ -171,6 +173,9 @@ def unavailable_reason(name: str) -> Optional[str]:
         from zerosock import _loadgen_c
         if not _loadgen_c.SUPPORTED:
             return "the C echo server needs epoll (Linux)"
+    if name == "c-uring":
+        from zerosock import _uring_c
+        return _uring_c.unavailable_reason()
     return None
 
 
