@@ -85,6 +85,8 @@ def net(shared_link: Link, request: pytest.FixtureRequest) -> Iterator["Scenario
 @pytest.fixture(scope="module")
 def tls() -> Tuple[ssl.SSLContext, ssl.SSLContext]:
     """(server context, client context) for a certificate naming SERVER_ADDR."""
+    if sys.version_info < (3, 11):  # as in test_aio_tls.py
+        pytest.skip("zerosock's TLS layer needs 3.11+; older loops keep the stdlib's")
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -319,8 +321,9 @@ class Bulk(asyncio.BaseProtocol):
     WRITE_BUDGET = 4 * MiB  # per callback
 
     def __init__(self, send: Payload, expect: int, done: asyncio.Future,
-                 on_data: Optional[Callable[["Bulk"], None]] = None) -> None:
+                 on_data: Optional[Callable[["Bulk"], None]] = None, sndbuf: int = 0) -> None:
         self._chunks = send.chunks()
+        self.sndbuf = sndbuf
         self.expect = expect
         self.done = done
         self.on_data = on_data
@@ -335,6 +338,9 @@ class Bulk(asyncio.BaseProtocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        if self.sndbuf:  # so that the kernel cannot take in the whole payload at once
+            transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                                          self.sndbuf)
         self.sending = True
         self._write()
 
@@ -457,7 +463,7 @@ async def streams_bulk(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 def bulk_ends(kind: str, up: Payload, down: Payload,
               tls: Optional[Tuple[ssl.SSLContext, ssl.SSLContext]] = None,
               on_client_data: Optional[Callable] = None,
-              linger: float = 0.0) -> Tuple[Callable, Callable]:
+              linger: float = 0.0, server_sndbuf: int = 0) -> Tuple[Callable, Callable]:
     """The two ends of a transfer of ``kind`` (protocol, buffered, streams; TLS
     when ``tls`` is given): the client sends ``up`` and receives ``down``.
     Each end returns its Bulk (or streams outcome), ``linger`` seconds after
@@ -472,8 +478,9 @@ def bulk_ends(kind: str, up: Payload, down: Payload,
                 done.set_result(await streams_bulk(reader, writer, down, up.size))
             srv = await asyncio.start_server(handle, SERVER_ADDR, 0, ssl=server_ssl)
         else:
-            srv = await loop.create_server(lambda: PROTOCOLS[kind](down, up.size, done),
-                                           SERVER_ADDR, 0, ssl=server_ssl)
+            srv = await loop.create_server(
+                lambda: PROTOCOLS[kind](down, up.size, done, sndbuf=server_sndbuf),
+                SERVER_ADDR, 0, ssl=server_ssl)
         announce(srv.sockets[0].getsockname()[1])
         try:
             result = await done
@@ -917,8 +924,9 @@ def test_reset_of_the_syn_refuses_the_socket_connect(net, impl, mode):
     net.counts["connections"] += 1
 
 
-HANDSHAKE_TIMEOUT = 1.5  # the end whose handshake timeout fires first
-PATIENT = 30.0  # the other end's
+HANDSHAKE_TIMEOUT = 1.0  # the end whose handshake timeout fires first
+PATIENT = 30.0  # the other end's, when a reset ends it first
+LATER = 2.5  # the other end's, when nothing does
 
 
 @pytest.mark.parametrize("victim", ["client", "server"])
@@ -1118,20 +1126,22 @@ def test_vanished_peer_under_tls(net, tls_loop_factory, tls):
     _assert_vanished_peer_handled(net, server_side, sink, pings, started)
 
 
-@pytest.mark.parametrize("first", ["server", "client"])
+@pytest.mark.parametrize("first", [pytest.param("server", marks=pytest.mark.full), "client"])
 def test_vanished_peer_ends_the_tls_handshake_by_its_timeout(net, tls_loop_factory, tls, first):
     """Every TLS record of one connection vanishes (the TCP handshake went
-    through): the end whose ssl_handshake_timeout is shorter gives up when it
-    says -- the client's create_connection raises ConnectionAbortedError; the
-    server drops the connection, no protocol ever made -- and the other end
-    learns of it as the stdlib reports (the client: ConnectionResetError, the
-    connection lost in the handshake).  Another TLS connection on the same
-    loops is served all the while."""
+    through): each end gives up when its ssl_handshake_timeout says -- the
+    client's create_connection raises ConnectionAbortedError; the server
+    drops the connection, no protocol ever made -- unless it learns first
+    that the other end gave up: the server's bare FIN reaches the client
+    (ConnectionResetError, as the stdlib reports a connection lost in the
+    handshake); the client's FIN rides on its unacknowledged ClientHello and
+    vanishes with it.  Another TLS connection on the same loops is served all
+    the while."""
     server_ctx, client_ctx = tls
     calls: List[str] = []
     client_finished = threading.Event()
-    server_timeout = HANDSHAKE_TIMEOUT if first == "server" else PATIENT
-    client_timeout = HANDSHAKE_TIMEOUT if first == "client" else PATIENT
+    server_timeout = HANDSHAKE_TIMEOUT if first == "server" else LATER
+    client_timeout = HANDSHAKE_TIMEOUT if first == "client" else LATER
 
     async def server(announce):
         loop = asyncio.get_running_loop()
@@ -1164,9 +1174,12 @@ def test_vanished_peer_ends_the_tls_handshake_by_its_timeout(net, tls_loop_facto
             await ping(reader, writer, pings)
             await asyncio.sleep(0.02)
         seconds = time.monotonic() - start
+        while time.monotonic() - start < server_timeout + 0.5:  # the server's end too
+            pings += 1
+            await ping(reader, writer, pings)
+            await asyncio.sleep(0.02)
         writer.close()
         await writer.wait_closed()
-        await asyncio.sleep(0.5)  # for the server to see the end of the handshake
         client_finished.set()
         return attempt.exception(), seconds, pings
 
@@ -1177,7 +1190,7 @@ def test_vanished_peer_ends_the_tls_handshake_by_its_timeout(net, tls_loop_facto
         assert type(exc) is ConnectionAbortedError and "handshake" in str(exc), repr(exc)
     else:
         assert type(exc) is ConnectionResetError, repr(exc)
-    assert seconds >= HANDSHAKE_TIMEOUT - 0.1
+    assert HANDSHAKE_TIMEOUT - 0.1 <= seconds < LATER
     assert pings >= 10, "the other connection was not served meanwhile"
     assert calls == []
     assert "ESTAB" not in net.link.sockets("server", port)
@@ -1188,16 +1201,19 @@ def test_vanished_peer_ends_the_tls_handshake_by_its_timeout(net, tls_loop_facto
 
 
 RATE_KIB = 512  # the link's rate toward the client, KiB/s
+RSS_SLACK = 4 * MiB  # what the process may grow by while the payload crawls through
 
 
-@pytest.mark.parametrize("size", [pytest.param(4 * MiB, id="4MiB"),
-                                  pytest.param(24 * MiB, id="24MiB", marks=pytest.mark.full)])
+@pytest.mark.parametrize("size", [pytest.param(2 * MiB, id="2MiB"),
+                                  pytest.param(16 * MiB, id="16MiB", marks=pytest.mark.full)])
 def test_slow_link_back_pressure_keeps_memory_flat(net, loop_factory, size):
     """A producer as fast as the loop lets it against a link capped at a few
     hundred KiB/s: the transport's buffer never grows past its high-water mark
-    by more than a write, RSS stays flat, and every byte arrives."""
+    by more than a write, RSS stays flat (the 16 MiB run is the one that
+    shows it: a writer that ignored the pauses would hold most of it), and
+    every byte arrives."""
     down = payload(10, size)
-    server_end, client_end = bulk_ends("protocol", payload(11, 0), down)
+    server_end, client_end = bulk_ends("protocol", payload(11, 0), down, server_sndbuf=64 * 1024)
     rss: List[int] = []
 
     async def server(announce):
@@ -1224,7 +1240,7 @@ def test_slow_link_back_pressure_keeps_memory_flat(net, loop_factory, size):
     high = 64 * 1024  # asyncio's default high-water mark, on every loop here
     assert server_side.max_buffered <= high + max(Payload.CHUNKS)
     assert net.link.matched() > 0, "the rate cap never bit"
-    assert max(rss) - rss[0] < size // 2, f"RSS grew by {(max(rss) - rss[0]) // 1024} KiB"
+    assert max(rss) - rss[0] < RSS_SLACK, f"RSS grew by {(max(rss) - rss[0]) // 1024} KiB"
 
 
 # ------------------------------------------------- accept-queue overflow
@@ -1236,7 +1252,7 @@ BLOCKED = 3.0  # seconds the server's loop spends in one synchronous callback
 
 
 @pytest.mark.parametrize("patience", [pytest.param(30.0, id="patient"),
-                                      pytest.param(0.5, id="impatient")])
+                                      pytest.param(0.5, id="impatient", marks=pytest.mark.full)])
 def test_accept_queue_overflow_while_the_loop_is_blocked(net, loop_factory, patience):
     """More clients than the backlog holds connect while the server's loop is
     stuck in a long callback: the kernel queues backlog + 1 and drops the
