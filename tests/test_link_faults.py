@@ -52,6 +52,20 @@ ENDLESS = 1 << 50  # a payload only a fault can stop
 SIZES = [pytest.param(QUICK_SIZE, id="4MiB"),
          pytest.param(FULL_SIZE, id="64MiB", marks=pytest.mark.full)]
 LOSSES = [pytest.param(5, id="5pct"), pytest.param(1, id="1pct", marks=pytest.mark.full)]
+# Socket buffers far below a payload, for one the kernel's own could take in
+# whole, so that a stalled reader pauses the writer (see Stall).
+SMALL_BUFFERS = 256 * 1024
+
+
+def buffers_for(size: int) -> int:
+    """The socket buffers for a transfer of ``size``: the kernel's own, unless
+    they could grow to take in the whole payload (both ends' send and receive
+    maximums), then SMALL_BUFFERS."""
+    most = 0
+    for name in ("tcp_wmem", "tcp_rmem"):
+        with open(f"/proc/sys/net/ipv4/{name}") as f:
+            most += int(f.read().split()[2])
+    return SMALL_BUFFERS if size <= 2 * most else 0
 
 
 # ------------------------------------------------------------------ fixtures
@@ -313,6 +327,26 @@ class Received:
 # ----------------------------------------------------------------- protocols
 
 
+class Stall:
+    """Makes flow control engage in a transfer, whatever the kernel could take
+    in: each reader stops once a MiB has arrived, until the other end's writer
+    has been paused (or BOUND has passed), with both ends' socket buffers
+    capped (``bulk_ends(buffers=...)``) below what the payload needs."""
+
+    BOUND = 10.0
+    PEER = {"server": "client", "client": "server"}
+
+    def __init__(self) -> None:
+        self.writer_paused = {"server": threading.Event(), "client": threading.Event()}
+
+    def paused(self, side: str) -> None:
+        self.writer_paused[side].set()
+
+    def over(self, side: str, deadline: float) -> bool:
+        """Whether ``side``'s reader may go on: the other writer was paused, or it waited enough."""
+        return self.writer_paused[self.PEER[side]].is_set() or time.monotonic() > deadline
+
+
 class Bulk(asyncio.BaseProtocol):
     """Sends one payload while it receives another, writing only while the
     transport lets it, and closes once both are done.  Notes every callback
@@ -321,9 +355,13 @@ class Bulk(asyncio.BaseProtocol):
     WRITE_BUDGET = 4 * MiB  # per callback
 
     def __init__(self, send: Payload, expect: int, done: asyncio.Future,
-                 on_data: Optional[Callable[["Bulk"], None]] = None, sndbuf: int = 0) -> None:
+                 on_data: Optional[Callable[["Bulk"], None]] = None, buffers: int = 0,
+                 side: str = "", stall: Optional[Stall] = None) -> None:
         self._chunks = send.chunks()
-        self.sndbuf = sndbuf
+        self.buffers = buffers
+        self.side = side
+        self.stall = stall
+        self._stalled = False
         self.expect = expect
         self.done = done
         self.on_data = on_data
@@ -338,9 +376,7 @@ class Bulk(asyncio.BaseProtocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        if self.sndbuf:  # so that the kernel cannot take in the whole payload at once
-            transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
-                                                          self.sndbuf)
+        cap_buffers(transport, self.buffers)
         self.sending = True
         self._write()
 
@@ -363,6 +399,8 @@ class Bulk(asyncio.BaseProtocol):
         self._note("pause_writing")
         self.paused = True
         self.pauses += 1
+        if self.stall is not None:
+            self.stall.paused(self.side)
 
     def resume_writing(self) -> None:
         self._note("resume_writing")
@@ -375,7 +413,19 @@ class Bulk(asyncio.BaseProtocol):
         self.received.add(data)
         if self.on_data is not None:
             self.on_data(self)
+        if self.stall is not None and not self._stalled and self.received.count >= MiB:
+            self._stalled = True
+            self.transport.pause_reading()
+            self._end_stall(time.monotonic() + Stall.BOUND)
         self._close_when_done()
+
+    def _end_stall(self, deadline: float) -> None:
+        if self.lost:
+            return
+        if self.stall.over(self.side, deadline):  # type: ignore[union-attr]
+            self.transport.resume_reading()
+        else:
+            asyncio.get_running_loop().call_later(0.005, self._end_stall, deadline)
 
     def eof_received(self) -> None:
         self._note("eof_received")
@@ -418,11 +468,22 @@ class BufferedBulk(Bulk, asyncio.BufferedProtocol):
 PROTOCOLS = {"protocol": ProtocolBulk, "buffered": BufferedBulk}
 
 
+def cap_buffers(transport: Any, size: int) -> None:
+    """Cap the kernel's socket buffers (if ``size``), so that they cannot take
+    in a whole payload and the transport's flow control must engage."""
+    if size:
+        sock = transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
 async def streams_bulk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                       send: Payload, expect: int,
-                       on_data: Optional[Callable] = None) -> types.SimpleNamespace:
+                       send: Payload, expect: int, on_data: Optional[Callable] = None,
+                       buffers: int = 0, side: str = "",
+                       stall: Optional[Stall] = None) -> types.SimpleNamespace:
     """``Bulk`` with streams: write and drain, read until ``expect`` bytes."""
     transport = writer.transport
+    cap_buffers(transport, buffers)
     high = transport.get_write_buffer_limits()[1]
     out = types.SimpleNamespace(received=Received(), pauses=0, resumes=0, exc=None,
                                 late=[], closing_at_loss=True, transport=transport)
@@ -432,6 +493,8 @@ async def streams_bulk(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             writer.write(chunk)
             if transport.get_write_buffer_size() > high:  # the protocol was paused
                 out.pauses += 1
+                if stall is not None:
+                    stall.paused(side)
                 await writer.drain()
                 out.resumes += 1
             elif transport.is_closing():
@@ -439,6 +502,7 @@ async def streams_bulk(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
                 return
 
     async def drink() -> None:
+        stalled = stall is None
         while out.received.count < expect:
             data = await reader.read(256 * 1024)
             if not data:
@@ -446,6 +510,11 @@ async def streams_bulk(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             out.received.add(data)
             if on_data is not None:
                 on_data(out)
+            if not stalled and out.received.count >= MiB:
+                stalled = True
+                deadline = time.monotonic() + Stall.BOUND
+                while not stall.over(side, deadline):  # type: ignore[union-attr]
+                    await asyncio.sleep(0.005)
 
     for result in await asyncio.gather(pump(), drink(), return_exceptions=True):
         if isinstance(result, BaseException):
@@ -463,7 +532,8 @@ async def streams_bulk(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 def bulk_ends(kind: str, up: Payload, down: Payload,
               tls: Optional[Tuple[ssl.SSLContext, ssl.SSLContext]] = None,
               on_client_data: Optional[Callable] = None,
-              linger: float = 0.0, server_sndbuf: int = 0) -> Tuple[Callable, Callable]:
+              linger: float = 0.0, buffers: int = 0,
+              stall: Optional[Stall] = None) -> Tuple[Callable, Callable]:
     """The two ends of a transfer of ``kind`` (protocol, buffered, streams; TLS
     when ``tls`` is given): the client sends ``up`` and receives ``down``.
     Each end returns its Bulk (or streams outcome), ``linger`` seconds after
@@ -475,11 +545,12 @@ def bulk_ends(kind: str, up: Payload, down: Payload,
         done = loop.create_future()
         if kind == "streams":
             async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-                done.set_result(await streams_bulk(reader, writer, down, up.size))
+                done.set_result(await streams_bulk(reader, writer, down, up.size,
+                                                   None, buffers, "server", stall))
             srv = await asyncio.start_server(handle, SERVER_ADDR, 0, ssl=server_ssl)
         else:
             srv = await loop.create_server(
-                lambda: PROTOCOLS[kind](down, up.size, done, sndbuf=server_sndbuf),
+                lambda: PROTOCOLS[kind](down, up.size, done, None, buffers, "server", stall),
                 SERVER_ADDR, 0, ssl=server_ssl)
         announce(srv.sockets[0].getsockname()[1])
         try:
@@ -494,11 +565,12 @@ def bulk_ends(kind: str, up: Payload, down: Payload,
         loop = asyncio.get_running_loop()
         if kind == "streams":
             reader, writer = await asyncio.open_connection(SERVER_ADDR, port, ssl=client_ssl)
-            result = await streams_bulk(reader, writer, up, down.size, on_client_data)
+            result = await streams_bulk(reader, writer, up, down.size, on_client_data,
+                                        buffers, "client", stall)
         else:
             done = loop.create_future()
             await loop.create_connection(
-                lambda: PROTOCOLS[kind](up, down.size, done, on_client_data),
+                lambda: PROTOCOLS[kind](up, down.size, done, on_client_data, buffers, "client", stall),
                 SERVER_ADDR, port, ssl=client_ssl)
             result = await done
         await asyncio.sleep(linger)
@@ -529,7 +601,8 @@ def test_lossy_link_transfers_arrive_whole(net, loop_factory, kind, loss, size):
     byte for byte, the writers paused and resumed by flow control."""
     net.lose(loss)
     up, down = payload(1, size), payload(2, size)
-    server_side, client_side = net.run_aio(loop_factory, *bulk_ends(kind, up, down))
+    server_side, client_side = net.run_aio(loop_factory, *bulk_ends(
+        kind, up, down, buffers=buffers_for(size), stall=Stall()))
     _assert_whole_both_ways(net, server_side, client_side, up, down)
 
 
@@ -538,7 +611,8 @@ def test_lossy_link_transfers_arrive_whole(net, loop_factory, kind, loss, size):
 def test_lossy_link_tls_transfers_arrive_whole(net, tls_loop_factory, tls, loss, size):
     net.lose(loss)
     up, down = payload(3, size), payload(4, size)
-    server_side, client_side = net.run_aio(tls_loop_factory, *bulk_ends("protocol", up, down, tls))
+    server_side, client_side = net.run_aio(tls_loop_factory, *bulk_ends(
+        "protocol", up, down, tls, buffers=buffers_for(size), stall=Stall()))
     _assert_whole_both_ways(net, server_side, client_side, up, down)
 
 
@@ -1213,7 +1287,7 @@ def test_slow_link_back_pressure_keeps_memory_flat(net, loop_factory, size):
     shows it: a writer that ignored the pauses would hold most of it), and
     every byte arrives."""
     down = payload(10, size)
-    server_end, client_end = bulk_ends("protocol", payload(11, 0), down, server_sndbuf=64 * 1024)
+    server_end, client_end = bulk_ends("protocol", payload(11, 0), down, buffers=64 * 1024)
     rss: List[int] = []
 
     async def server(announce):
