@@ -482,8 +482,6 @@ def test_resume_writing_that_closes_the_transport_ends_it_once(loop_factory, uni
     logged.  Stock asyncio before CPython gh-156512 also calls the transport's
     _call_connection_lost from the write path, and the call that close()
     scheduled then fails."""
-    if STDLIB_SIZE_DRIFTS and loop_factory is asyncio.SelectorEventLoop:
-        pytest.skip("this stock asyncio never resumes a datagram writer (CPython gh-135444)")
     errors: List[dict] = []
 
     class Closer(Recorder):
@@ -491,8 +489,10 @@ def test_resume_writing_that_closes_the_transport_ends_it_once(loop_factory, uni
             super().resume_writing()
             self.transport.close()
 
-    async def main() -> Tuple[int, bool]:
+    async def main() -> Optional[Tuple[int, bool]]:
         loop = asyncio.get_running_loop()
+        if STDLIB_SIZE_DRIFTS and not _is_c_loop(loop):
+            return None  # such a loop never resumes a datagram writer
         loop.set_exception_handler(lambda loop, context: errors.append(context))
         transport, proto, peer = await _unix_pair(loop, unix_dir, Closer)
         try:
@@ -506,7 +506,10 @@ def test_resume_writing_that_closes_the_transport_ends_it_once(loop_factory, uni
         finally:
             peer.close()
 
-    lost_calls, c_loop = run(loop_factory, main())
+    outcome = run(loop_factory, main())
+    if outcome is None:
+        pytest.skip("this stock asyncio never resumes a datagram writer (CPython gh-135444)")
+    lost_calls, c_loop = outcome
     assert lost_calls == 1
     if errors and not c_loop:
         pytest.xfail("stock asyncio's transports: CPython gh-156512")
