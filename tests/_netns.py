@@ -130,7 +130,7 @@ class End:
     def join(self, timeout: float) -> Any:
         self._thread.join(timeout)
         if self._thread.is_alive():
-            raise Hang(f"{getattr(self._fn, '__name__', self._fn)} still running after {timeout:.0f} s")
+            raise Hang(f"{getattr(self._fn, '__name__', self._fn)} is still running")
         if self.error is not None:
             raise self.error
         return self.result

@@ -10,7 +10,7 @@ The figures go to the run's summary (tests/_fault_figures.py).
 
 Needs root, iproute2, nftables, ethtool and nsenter: without them the tests
 skip, but under CI (which has them) they fail.  Tests marked ``full`` (the
-64 MiB transfers, the long and the TLS variants) run with ``--full``."""
+64 MiB transfers, 1% loss and the other long variants) run with ``--full``."""
 
 from __future__ import annotations
 
