@@ -936,16 +936,6 @@ class Recorder(asyncio.Protocol):
         self.calls.append("connection_lost")
 
 
-def _closed_within(net: Scenario, port: int, bound: float) -> Optional[float]:
-    """Seconds until the server has no established connection on ``port``."""
-    start = time.monotonic()
-    while time.monotonic() - start < bound:
-        if not {"ESTAB", "CLOSE-WAIT"} & set(net.link.sockets("server", port)):
-            return time.monotonic() - start
-        time.sleep(0.05)
-    return None
-
-
 def test_reset_of_the_syn_refuses_the_connect(net, loop_factory):
     """An RST in answer to the SYN: ConnectionRefusedError, nothing accepted."""
     calls: List[str] = []
