@@ -5,12 +5,12 @@ zerosock's C selector, with C socket transports and its iteration in C."""
 
 import asyncio
 import socket
-from asyncio import events
 
 from zerosock import _aio_shared, _aio_tls_c
 from zerosock._aio_core_c cimport LoopCore
 from zerosock._aio_datagram_c import DatagramSocketTransport
-from zerosock._aio_loop_methods_c import bind_loop_methods, install_loop_methods
+from zerosock import _aio_loop_methods_c as loop_methods
+from zerosock._aio_loop_methods_c import bind_loop_methods
 from zerosock._aio_streams_c import adopt_stream_protocol
 from zerosock._aio_tls_c import TLS_ENGINE, new_ssl_protocol
 from zerosock._aio_transport_c import SocketTransport
@@ -35,11 +35,30 @@ def _replaces_io(sock, names):
                for name in names)
 
 
+def _given(**keywords):
+    """The keywords that are not None: what a stdlib method before 3.15 takes."""
+    return {name: value for name, value in keywords.items() if value is not None}
+
+
 class EventLoop(asyncio.SelectorEventLoop):
     """An asyncio event loop on zerosock's C selector, transports and loop core."""
 
     # Read from C by the loop's C methods at each call: slots, not __dict__ entries.
     __slots__ = ("_core", "_debug", "_closed", "_task_factory")
+
+    # What asyncio's C Futures and Tasks and the frameworks call for every
+    # request: C method descriptors (zerosock._aio_loop_methods_c) that do the
+    # common case, an open loop outside debug mode, in C and hand every other
+    # case to the stdlib's method.
+    call_soon = loop_methods.call_soon
+    call_later = loop_methods.call_later
+    call_at = loop_methods.call_at
+    _timer_handle_cancelled = loop_methods.timer_handle_cancelled
+    get_debug = loop_methods.get_debug
+    time = loop_methods.time
+    create_future = loop_methods.create_future
+    if loop_methods.create_task is not None:
+        create_task = loop_methods.create_task
 
     def __init__(self, selector=None):
         if selector is None:
@@ -49,15 +68,17 @@ class EventLoop(asyncio.SelectorEventLoop):
         self._scheduled = self._core.timers
         bind_loop_methods(self)
 
-    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None,
+                               context=None):
+        # ``context``: from 3.15 the one the protocol's callbacks run in.
         if _replaces_io(sock, _STREAM_IO):
             # The caller watches or changes the socket's I/O: the stdlib's
             # transport calls those methods, as on stock asyncio.
             return super()._make_socket_transport(sock, protocol, waiter, extra=extra,
-                                                  server=server)
+                                                  server=server, **_given(context=context))
         self._ensure_fd_no_transport(sock)  # as the stdlib does since 3.12
         adopt_stream_protocol(protocol, self)  # asyncio streams get the C ones
-        return SocketTransport(self, sock, protocol, waiter, extra, server)
+        return SocketTransport(self, sock, protocol, waiter, extra, server, context)
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         if (sock.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
@@ -70,17 +91,19 @@ class EventLoop(asyncio.SelectorEventLoop):
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None,
-                            server=None, **timeouts):
+                            server=None, context=None, **timeouts):
+        # ``context``: from 3.15 the one the protocols' callbacks run in.
         if _replaces_io(rawsock, _STREAM_IO):
             return super()._make_ssl_transport(
                 rawsock, protocol, sslcontext, waiter, server_side=server_side,
-                server_hostname=server_hostname, extra=extra, server=server, **timeouts)
+                server_hostname=server_hostname, extra=extra, server=server,
+                **_given(context=context), **timeouts)
         # The TLS engine's protocol (zerosock's, or the stdlib's) over the C transport.
         self._ensure_fd_no_transport(rawsock)
         adopt_stream_protocol(protocol, self)
         ssl_protocol = new_ssl_protocol(self, protocol, sslcontext, waiter, server_side,
                                         server_hostname, **timeouts)
-        SocketTransport(self, rawsock, ssl_protocol, None, extra, server)
+        SocketTransport(self, rawsock, ssl_protocol, None, extra, server, context)
         return ssl_protocol._app_transport
 
     async def start_tls(self, transport, protocol, sslcontext, **kwargs):
@@ -89,48 +112,8 @@ class EventLoop(asyncio.SelectorEventLoop):
             return await super().start_tls(transport, protocol, sslcontext, **kwargs)
         return await _aio_tls_c.start_tls(self, transport, protocol, sslcontext, **kwargs)
 
-    def call_soon(self, callback, *args, context=None):
-        if self._debug:
-            # Debug mode checks the thread and the callback and keeps a traceback.
-            return super().call_soon(callback, *args, context=context)
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        return (<LoopCore?>self._core).call_soon(callback, args, context)
-
-    def call_later(self, delay, callback, *args, context=None):
-        if delay is None:
-            raise TypeError("delay must not be None")
-        if self._debug:
-            return super().call_later(delay, callback, *args, context=context)
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        return (<LoopCore?>self._core).call_later(delay, callback, args, context)
-
-    def call_at(self, when, callback, *args, context=None):
-        if when is None:
-            raise TypeError("when cannot be None")
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        if not self._debug:
-            return (<LoopCore?>self._core).call_at(when, callback, args, context)
-        # Debug mode: the stdlib's checks, and a handle that keeps its traceback.
-        self._check_thread()
-        self._check_callback(callback, "call_at")
-        timer = events.TimerHandle(when, callback, args, self, context)
-        (<LoopCore?>self._core).schedule(when, timer)  # (a compiled call_at leaves no frame to trim)
-        return timer
-
-    def _timer_handle_cancelled(self, handle):
-        if handle._scheduled:
-            self._scheduled.cancelled_count += 1
-
     def _run_once(self):
         (<LoopCore?>self._core).run_once()
-
-
-# The methods called per request become C descriptors; the Python methods
-# above remain theirs to call for debug mode and every uncommon case.
-install_loop_methods(EventLoop)
 
 
 class EventLoopPolicy(_aio_shared.BasePolicy):

@@ -7,7 +7,7 @@ ordered by a binary heap whose comparisons are C comparisons of
 cimport cython
 from cpython.list cimport PyList_GET_ITEM, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyObject_GetItem
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.string cimport memcpy
 
@@ -17,8 +17,8 @@ cdef extern from *:
     #define ZS_KEY_LESS(a, b) ((a).when < (b).when || ((a).when == (b).when && (a).seq < (b).seq))
     """
     bint ZS_KEY_LESS(TimerKey a, TimerKey b)
-    ctypedef struct PyListObject:
-        PyObject **ob_item
+    # A list's item array (public API), sifted in place.
+    PyObject **PySequence_Fast_ITEMS(object sequence)
 
 
 cdef inline void _sift_up(PyObject **items, TimerKey *keys, Py_ssize_t pos) noexcept:
@@ -90,13 +90,16 @@ cdef class TimerHeap:
         self.keys[n].when = when
         self.keys[n].seq = self.next_seq
         self.next_seq += 1
-        _sift_up((<PyListObject *>self.handles).ob_item, self.keys, n)
+        _sift_up(PySequence_Fast_ITEMS(self.handles), self.keys, n)
         return 0
 
     cdef object pop(self, TimerKey *key):
         """Remove and return the earliest handle, its key in ``key`` (the heap is not empty)."""
         cdef Py_ssize_t n = len(self.handles) - 1
-        last = self.handles.pop()
+        # Taken, then deleted: GCC 16 finds uninitialized variables in the
+        # fallback of Cython's inlined list.pop() helper.
+        last = <object>PyList_GET_ITEM(self.handles, n)
+        del self.handles[n]
         if key != NULL:
             key[0] = self.keys[0]
         if n == 0:
@@ -104,7 +107,7 @@ cdef class TimerHeap:
         first = self.handles[0]
         self.handles[0] = last
         self.keys[0] = self.keys[n]
-        _sift_down((<PyListObject *>self.handles).ob_item, self.keys, 0, n)
+        _sift_down(PySequence_Fast_ITEMS(self.handles), self.keys, 0, n)
         return first
 
     cdef int compact(self, handle_test cancelled, handle_step unschedule) except -1:
@@ -148,7 +151,7 @@ cdef class TimerHeap:
                 self.keys[size] = old_keys[i]
                 size += 1
         for i in range(size // 2 - 1, -1, -1):
-            _sift_down((<PyListObject *>self.handles).ob_item, self.keys, i, size)
+            _sift_down(PySequence_Fast_ITEMS(self.handles), self.keys, i, size)
         return 0
 
     @property
@@ -170,7 +173,9 @@ cdef class TimerHeap:
         return iter(list(self.handles))
 
     def __getitem__(self, index):
-        return self.handles[index]
+        # PyObject_GetItem itself, where Cython's generic indexing helper
+        # inlines a path GCC 16 warns about.
+        return PyObject_GetItem(self.handles, index)
 
     def __repr__(self):
         return f"<TimerHeap of {len(self.handles)} handles>"

@@ -49,6 +49,7 @@ except ImportError:  # pragma: no cover - an interpreter without ssl
     ssl = None
     _ssl = None
 
+from zerosock import _cpython_c
 from zerosock._aio_transport_c cimport ReadTarget, TransportCore
 from zerosock._buffers cimport zs_borrow_memory
 from zerosock._shim cimport ZS_INVALID_SOCKET, zs_sock_t, zs_strerror
@@ -269,7 +270,7 @@ cdef str _choose_engine():
         return "stdlib"
     if wanted == "memorybio":
         return "memorybio"
-    why = _check_c_engine()
+    why = _cpython_c.check("ssl_object_layout", lambda: _check_c_engine())
     if why is not None:
         logger.debug("zerosock.aio: TLS over ssl.MemoryBIO (%s)", why)
         return "memorybio"
@@ -371,7 +372,7 @@ cdef class TLSProtocolCore(ReadTarget):
     cdef Py_ssize_t _write_buffer_size
     cdef int _conn_lost
     cdef bint _ssl_writing_paused
-    cdef bint _app_reading_paused
+    cdef readonly bint _app_reading_paused  # (read by CPython's own tests, as the stdlib's)
     cdef bint _ssl_reading_paused
     cdef bint _eof_received
     cdef bint _app_writing_paused
@@ -1369,6 +1370,24 @@ def new_ssl_protocol(loop, app_protocol, sslcontext, waiter, server_side=False,
                        server_hostname, **kwargs)
 
 
+def _hand_over_buffered_stream_data(protocol, ssl_protocol):
+    """What a server's StreamReader read before the upgrade (the client's
+    first TLS records) goes to the TLS protocol first, as the stdlib's
+    start_tls does since gh-142352."""
+    from asyncio import streams
+
+    reader = getattr(protocol, "_stream_reader", None)
+    if not isinstance(protocol, streams.StreamReaderProtocol) or reader is None:
+        return
+    data = reader._buffer
+    while data:
+        area = ssl_protocol.get_buffer(len(data))
+        n = min(len(area), len(data))
+        area[:n] = data[:n]
+        ssl_protocol.buffer_updated(n)  # kept until the handshake starts
+        del data[:n]
+
+
 async def start_tls(loop, transport, protocol, sslcontext, *, server_side=False,
                     server_hostname=None, ssl_handshake_timeout=None,
                     ssl_shutdown_timeout=None):
@@ -1387,6 +1406,8 @@ async def start_tls(loop, transport, protocol, sslcontext, *, server_side=False,
         ssl_shutdown_timeout=ssl_shutdown_timeout, call_connection_made=False)
     # Paused first, so no data reaches the TLS protocol before connection_made().
     transport.pause_reading()
+    if server_side:
+        _hand_over_buffered_stream_data(protocol, ssl_protocol)
     transport.set_protocol(ssl_protocol)
     conmade_cb = loop.call_soon(ssl_protocol.connection_made, transport)
     resume_cb = loop.call_soon(transport.resume_reading)
