@@ -23,7 +23,7 @@ CLONE_NEWNET = 0x40000000
 # TEST-NET-1 (RFC 5737): never routed anywhere; here it exists only on the veth pair.
 SERVER_ADDR = "192.0.2.1"
 CLIENT_ADDR = "192.0.2.2"
-TOOLS = ("ip", "nft", "ethtool", "nsenter")
+TOOLS = ("ip", "ss", "nft", "ethtool", "nsenter")
 TABLE = "zerosock_faults"
 # One table per namespace; a fault is rules in its input chain, so every drop
 # happens on arrival, as on a lossy wire (a drop on output would fail the
