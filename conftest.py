@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import types
 from typing import Callable, Iterator
 
@@ -15,6 +16,25 @@ from zerosock import _compat
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--no-c-extensions", action="store_true", default=False,
                      help="skip the C backend (for installs without the extension)")
+    parser.addoption("--full", action="store_true", default=False,
+                     help="also run the tests marked full (long variants, left out by default)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    if config.getoption("--full"):
+        return
+    left_out = [item for item in items if item.get_closest_marker("full")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker("full")]
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    figures = sys.modules.get("_fault_figures")  # loaded only when the link fault tests ran
+    table = figures.table() if figures is not None else ""
+    if table:
+        terminalreporter.write_sep("=", "link faults: what each loop went through")
+        terminalreporter.write(table)
 
 
 def _backend_params() -> list:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import warnings
-from typing import Any, Callable, Coroutine, List, Optional
+from typing import Any, Callable, Coroutine, List, Optional, Tuple
 
 import pytest
 from _aio_loops import TIMEOUT, run, stdlib_loop
@@ -356,6 +356,60 @@ def test_pause_writing_and_resume_writing_are_called(loop_factory):
         b.close()
 
     run(loop_factory, main())
+
+
+@pytest.mark.parametrize("how", ["close", "abort", "failed_write"])
+def test_resume_writing_that_closes_the_transport_ends_it_once(loop_factory, how):
+    """resume_writing() closing or aborting its transport, or writing to a
+    peer that is gone: connection_lost once, with the write's error if one
+    ended it, nothing logged.  Stock asyncio before CPython gh-156512 also
+    calls it from the write path, with None, and the call that close() or
+    the failed write scheduled then fails: a reset peer (met over a real
+    link in tests/test_link_faults.py) is reported as a clean close."""
+    errors: List[dict] = []
+
+    async def main() -> Tuple[List[Optional[BaseException]], bool]:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, context: errors.append(context))
+        lost: List[Optional[BaseException]] = []
+
+        class Closer(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+                transport.set_write_buffer_limits(high=16384, low=0)  # resumed when empty
+                while transport.get_write_buffer_size() <= 16384:
+                    transport.write(b"x" * 65536)
+
+            def resume_writing(self) -> None:
+                if how == "failed_write":
+                    b.shutdown(socket.SHUT_RD)  # the peer reads no more: EPIPE
+                    self.transport.write(b"x")
+                else:
+                    getattr(self.transport, how)()
+
+            def connection_lost(self, exc: Optional[BaseException]) -> None:
+                lost.append(exc)
+
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(Closer, a)
+        stock = isinstance(transport, asyncio.selector_events._SelectorTransport)
+        b.setblocking(False)
+        while not lost:
+            try:
+                await loop.sock_recv(b, 1 << 20)
+            except BlockingIOError:
+                pass
+            await asyncio.sleep(0)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        b.close()
+        return lost, stock
+
+    lost, stock = run(loop_factory, main())
+    if errors and stock:
+        pytest.xfail("stock asyncio's transports: CPython gh-156512")
+    assert [type(exc) for exc in lost] == [BrokenPipeError if how == "failed_write" else type(None)]
+    assert errors == []
 
 
 def test_pause_and_resume_reading(loop_factory):

@@ -477,6 +477,45 @@ def test_write_flow_control(loop_factory, unix_dir):
     run(loop_factory, main())
 
 
+def test_resume_writing_that_closes_the_transport_ends_it_once(loop_factory, unix_dir):
+    """resume_writing() closing its transport: connection_lost once, nothing
+    logged.  Stock asyncio before CPython gh-156512 also calls the transport's
+    _call_connection_lost from the write path, and the call that close()
+    scheduled then fails."""
+    errors: List[dict] = []
+
+    class Closer(Recorder):
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self.transport.close()
+
+    async def main() -> Optional[Tuple[int, bool]]:
+        loop = asyncio.get_running_loop()
+        if STDLIB_SIZE_DRIFTS and not _is_c_loop(loop):
+            return None  # such a loop never resumes a datagram writer
+        loop.set_exception_handler(lambda loop, context: errors.append(context))
+        transport, proto, peer = await _unix_pair(loop, unix_dir, Closer)
+        try:
+            transport.set_write_buffer_limits(high=4000, low=0)  # resumed when empty
+            sent = await _fill(transport, proto, lambda: proto.paused > 0)
+            assert await _drain(peer, len(sent)) == sent
+            assert await proto.lost is None
+            for _ in range(5):
+                await asyncio.sleep(0)
+            return proto.lost_calls, _is_c_loop(loop)
+        finally:
+            peer.close()
+
+    outcome = run(loop_factory, main())
+    if outcome is None:
+        pytest.skip("this stock asyncio never resumes a datagram writer (CPython gh-135444)")
+    lost_calls, c_loop = outcome
+    assert lost_calls == 1
+    if errors and not c_loop:
+        pytest.xfail("stock asyncio's transports: CPython gh-156512")
+    assert errors == []
+
+
 def test_write_buffer_size_counts_queued_datagrams(loop_factory, unix_dir):
     header = 8 if sys.version_info >= (3, 13) else 0
 

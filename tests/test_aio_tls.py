@@ -1031,6 +1031,69 @@ def test_established_connection_ended_under_tls(tls_loop_factory, ca, server_cer
     run(tls_loop_factory, main(), lambda loop, ctx: None)
 
 
+@pytest.mark.parametrize("how", ["abort", "failed_write"])
+def test_resume_writing_that_ends_the_connection_ends_it_once(tls_loop_factory, ca, server_cert,
+                                                              how):
+    """resume_writing() aborting its TLS transport, or writing to a peer that
+    has just reset the connection: connection_lost once, with the reset if
+    one ended it, nothing logged.  It runs inside the socket transport's write
+    path, where stock asyncio before CPython gh-156512 calls connection_lost
+    a second time, and with None first.  (close() waits for the peer's
+    close_notify, which tests/test_aio.py's socket version needs not.)"""
+    errors: List[dict] = []
+
+    async def main() -> Tuple[List[Optional[BaseException]], bool]:
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        task = asyncio.ensure_future(handshaken_by_hand(
+            listener, server_context(ca, server_cert), b"hello"))
+        lost: List[Optional[BaseException]] = []
+
+        class Ender(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+
+            def resume_writing(self) -> None:
+                if how == "failed_write":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+                    conn.close()  # a reset, which loopback delivers at once
+                    self.transport.write(b"x")
+                else:
+                    self.transport.abort()
+
+            def connection_lost(self, exc: Optional[BaseException]) -> None:
+                lost.append(exc)
+
+        transport, _ = await loop.create_connection(Ender, "127.0.0.1",
+                                                    listener.getsockname()[1],
+                                                    ssl=client_context(ca),
+                                                    server_hostname="localhost")
+        conn = await task
+        pin_buffers(transport.get_extra_info("socket"), conn)
+        transport.set_write_buffer_limits(high=16384, low=0)  # resumed when empty
+        while transport.get_write_buffer_size() <= 16384:
+            transport.write(b"x" * 65536)
+        while not lost:  # the peer takes the records in, undecrypted
+            try:
+                conn.recv(1 << 20)
+            except OSError:  # would block, or conn is closed
+                pass
+            await asyncio.sleep(0)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        conn.close()
+        listener.close()
+        return lost, is_c_loop(loop)
+
+    lost, c_loop = run(tls_loop_factory, main(), lambda loop, context: errors.append(context))
+    if errors and not c_loop:
+        pytest.xfail("stock asyncio's transports: CPython gh-156512")
+    assert [type(exc) for exc in lost] == [
+        ConnectionResetError if how == "failed_write" else type(None)]
+    assert errors == []
+
+
 class PausingPeer(Peer):
     """Pauses reading in every data_received and resumes a loop turn later."""
 

@@ -432,7 +432,7 @@ cdef class DatagramCore(TransportCore):
         self._resume_check()  # may queue more
         if not queue:
             self._loop._remove_writer(self._sock_fd)
-            if self._closing:
+            if self._closing and not self._conn_lost:  # else resume_writing closed it
                 self._call_connection_lost(None)
         return 0
 

@@ -740,6 +740,10 @@ cdef class TransportCore:
         self._resume_check()  # may write more
         if not self._buffer_size:
             self._loop._remove_writer(self._sock_fd)
+            if self._conn_lost:
+                # resume_writing closed the transport, or a write in it failed: the
+                # connection_lost that scheduled carries the cause (CPython gh-156512).
+                return 0
             if self._empty_waiter is not None:
                 self._empty_waiter.set_result(None)
             if self._closing:
