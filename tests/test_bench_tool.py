@@ -1006,3 +1006,14 @@ def test_churn_instructions_per_connection() -> None:
     # a handshake is hundreds of thousands of instructions, most of them OpenSSL's
     assert 100_000 < result["instructions_per_op"] < 100_000_000
     assert 0 < result["outside_openssl_per_op"] < result["instructions_per_op"]
+
+
+def test_echo_with_idle_connections_held_open(tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    status, out, err = run_cli("-c", "zerosock-aio-proto", "-w", "echo", "-s", "64", "-n", "2",
+                               "--idle", "150", *TINY, "--json", str(path))
+    assert status == 0, err
+    doc = json.loads(path.read_text())
+    assert doc["settings"]["idle"] == 150
+    assert rows_of(doc, "echo")["zerosock-aio-proto"]["status"] == "ok"
+    assert "held 150 idle connections" in out

@@ -180,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "sockets in a private directory (no UDP then)")
     how.add_argument("--port", type=lambda t: _int_list(t, "port", 0, 65535)[0], default=0,
                      help="port for every server (default: a free one each time)")
+    how.add_argument("--idle", type=lambda t: _int_list(t, "connections", 0, 100000)[0],
+                     default=0,
+                     help="hold this many more connections open to each echo, stream and "
+                          "http server, each echoed once, while it is measured (default 0)")
     how.add_argument("--instructions", action="store_true",
                      help="also count each server's user-space instructions (valgrind) and "
                           "syscalls (strace) per request: slow, use with one or two cells")
@@ -351,7 +355,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
         host=args.host, port=args.port,
         duration=args.duration or (0.3 if quick else 1.0 if args.full else 0.5),
         warmup=args.warmup if args.warmup is not None else (0.1 if quick else 0.2),
-        requests=args.requests)
+        requests=args.requests, idle=args.idle)
     repeats = args.repeats or (1 if quick else 3)
     generator, generator_kind = runner.generator_class(args.generator)
     if generator_kind == "python":
@@ -385,6 +389,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
                      "workloads": workloads, "duration": settings.duration,
                      "warmup": settings.warmup, "repeats": repeats,
                      "requests": settings.requests, "host": settings.host,
+                     "idle": settings.idle,
                      "port": settings.port},
         "cells": [], "instructions": [], "interrupted": False,
     }
@@ -477,7 +482,7 @@ def run_instructions(names: Sequence[str], cells: Sequence[Cell], settings: Sett
     if not any(tools.values()):
         stderr.write("zerosock.bench: --instructions needs valgrind and strace; neither is "
                      "installed, skipping\n")
-    plan_settings = Settings(host=settings.host, port=settings.port)
+    plan_settings = Settings(host=settings.host, port=settings.port, idle=settings.idle)
     for cell in cells:
         if cell.workload == "conns":
             continue  # memory, not time: nothing to count

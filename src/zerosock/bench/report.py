@@ -170,6 +170,10 @@ def format_report(doc: Dict[str, Any]) -> str:
         notes.append("instr/req: user-space instructions of the server process (callgrind); "
                      "syscalls/req: its system calls (strace -f); both the difference of two "
                      "runs of different lengths, so start-up cancels and the figures repeat.")
+    idle = doc["settings"].get("idle")
+    if idle:
+        notes.append(f"Every echo, stream and http server also held {idle:,} idle connections "
+                     "open (each echoed once) while it was measured.")
     if doc.get("interrupted"):
         notes.append("Interrupted: the tables show what was measured before Ctrl-C.")
     out += [""] + ["* " + n for n in notes]

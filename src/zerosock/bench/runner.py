@@ -9,6 +9,7 @@ Every child process is tracked and ended on every path out, Ctrl-C included.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import select
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, IO, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, IO, Iterator, List, Optional, Sequence, Set, Tuple
 
 from ._common import LoadGenError
 from .contenders import CONTENDERS, backend_note, unavailable_reason
@@ -375,6 +376,7 @@ class Settings:
     requests: Optional[int] = None
     connect_timeout: float = 5.0
     server_cpu: Optional[int] = None
+    idle: int = 0  # connections held open, each echoed once, while a TCP cell runs
 
     def server_host(self, contender: str) -> str:
         """The address a server binds: the host, or a fresh Unix socket path."""
@@ -404,15 +406,36 @@ def generator_address(server: "ServerProcess") -> Any:
     return (server.host, server.port)
 
 
+@contextlib.contextmanager
+def idle_connections(settings: Settings, cell: Cell, server: "ServerProcess",
+                     timeout: float) -> Iterator[None]:
+    """Hold ``settings.idle`` connections open to ``server`` (each echoed once)
+    for the duration: a server's cost per request with many connections open."""
+    if not settings.idle or cell.workload not in ("echo", "stream", "http"):
+        yield
+        return
+    from ._loadgen_scale import ConnectionHolder
+    with ConnectionHolder(generator_address(server)) as holder:
+        holder.open(settings.idle, timeout)
+        yield
+
+
+def _max_fds(settings: Settings, cell: Cell) -> Optional[int]:
+    return settings.idle + cell.connections + 256 if settings.idle else None
+
+
 def run_one(contender: str, cell: Cell, settings: Settings, generator: Any) -> Dict[str, Any]:
     """One measured run of one contender in one cell; never raises for a
     server's failure, which is returned as ``status: failed``."""
     result: Dict[str, Any] = {"contender": contender, "status": "ok", "error": None}
     server = ServerProcess(contender, cell.server_workload, settings.server_host(contender),
-                           settings.port, cpu=settings.server_cpu)
+                           settings.port, cpu=settings.server_cpu,
+                           max_fds=_max_fds(settings, cell))
     gen = None
+    idle = contextlib.ExitStack()
     try:
         server.start()
+        idle.enter_context(idle_connections(settings, cell, server, 60.0 + settings.idle * 0.01))
         _warm_up(cell, generator, generator_address(server))
         mode = cell.workload
         gen = generator_for(cell, generator)(mode, generator_address(server), cell.connections,
@@ -429,6 +452,7 @@ def run_one(contender: str, cell: Cell, settings: Settings, generator: Any) -> D
     finally:
         if gen is not None:
             gen.close()
+        idle.close()
         server.close()
     return result
 
@@ -716,16 +740,19 @@ def _counted_run(contender: str, cell: Cell, settings: Settings, generator: Any,
     env = dict(os.environ)
     env["PYTHONHASHSEED"] = "0"  # the same hashing, so the same work, in both runs
     server = ServerProcess(contender, cell.server_workload, settings.server_host(contender),
-                           settings.port, wrapper=wrapper, ready_timeout=180.0, env=env)
+                           settings.port, wrapper=wrapper, ready_timeout=180.0, env=env,
+                           max_fds=_max_fds(settings, cell))
     try:
         server.start()
         if cell.workload == "churn":
             from . import scale
             scale.churn_exactly(cell, generator_address(server), requests)
         else:
-            _warm_up(cell, generator, generator_address(server))
-            _serve_exactly(cell, generator, generator_address(server), cell.connections,
-                           requests)
+            # the server may be under valgrind: slow to accept
+            with idle_connections(settings, cell, server, 600.0 + settings.idle * 0.5):
+                _warm_up(cell, generator, generator_address(server))
+                _serve_exactly(cell, generator, generator_address(server), cell.connections,
+                               requests)
     except (ServerError, LoadGenError, OSError) as exc:
         raise LoadGenError(_explain(exc, server)) from None
     finally:
