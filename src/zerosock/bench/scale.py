@@ -41,7 +41,7 @@ def rss_bytes(pid: int) -> Optional[int]:
 
 def open_timeout(cell: Cell) -> float:
     """A bound on opening a cell's connections that no working server reaches."""
-    return 30.0 + cell.connections * (0.02 if cell.server_workload == "tls" else 0.004)
+    return 30.0 + cell.connections * (0.1 if cell.server_workload == "tls" else 0.02)
 
 
 def run_one(contender: str, cell: Cell, settings: Settings) -> Dict[str, Any]:
