@@ -389,8 +389,8 @@ def plot(doc: Dict[str, Any], path: str) -> Optional[str]:
     for k, (cell_doc, rows) in enumerate(memory):
         ax = fig.add_subplot(panels, 1, (2 if cells else 0) + len(instr) + k + 1)
         _bars(ax, rows, [r["rate"] / 1024 for r in rows], [""] * len(rows), colours,
-              f"{Cell.from_doc(cell_doc).label}: server memory per connection, "
-              "KiB{scale}: lower is better", "{:,.2f}")
+              f"{Cell.from_doc(cell_doc).label}: KiB each{{scale}}, lower is better",
+              "{:,.2f}")
         axes.append(ax)
     if cells:
         handles, labels = axes[0].get_legend_handles_labels()
