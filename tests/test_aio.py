@@ -1442,6 +1442,58 @@ def test_extra_info_reads_a_replaced_extra_mapping(loop_factory):
     run(loop_factory, main())
 
 
+def _extra_info_of_tcp_transports(factory: Callable[[], asyncio.AbstractEventLoop],
+                                  ask_first: bool) -> List[Any]:
+    """A server's and a client's TCP transports: their extra info read while
+    open (``ask_first``) or only once they are closed, as a list of what the
+    dict holds (keys in order) and what get_extra_info() answers."""
+
+    def summary(transport: Any, server_port: int) -> List[Any]:
+        extra = transport._extra
+        # the ports are the run's own: say which end is the server's
+        ends = [name if not isinstance(name, tuple) else (name[0], name[1] == server_port)
+                for name in (extra["sockname"], extra["peername"])]
+        sock = transport.get_extra_info("socket")
+        return [list(extra), ends, type(sock).__name__, sock.fileno() == -1,
+                sock is transport.get_extra_info("socket"),
+                transport.get_extra_info("sslcontext", "none")]
+
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        accepted: "asyncio.Future[Any]" = loop.create_future()
+
+        class Server(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                accepted.set_result(transport)
+
+        server = await loop.create_server(Server, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        served = await accepted
+        answers: List[Any] = []
+        if ask_first:
+            answers += [served.get_extra_info("peername")[0],
+                        client.get_extra_info("sockname")[0]]
+        for transport in (served, client):
+            transport.close()
+        await asyncio.sleep(0.01)
+        answers += summary(served, port) + summary(client, port)
+        server.close()
+        await server.wait_closed()
+        return answers
+
+    return list(run(factory, main()))
+
+
+@pytest.mark.parametrize("ask_first", [True, False])
+def test_extra_info_made_late_is_the_stdlibs(loop_factory, ask_first):
+    """Extra info a transport makes only when asked is what the stdlib's
+    transport gathered at the start: the same keys in the same order, the
+    same values, its socket wrapper the same object each time, after a close too."""
+    assert (_extra_info_of_tcp_transports(loop_factory, ask_first)
+            == _extra_info_of_tcp_transports(stdlib_loop, ask_first))
+
+
 @pytest.mark.parametrize("base", [asyncio.BaseTransport, asyncio.Transport, asyncio.ReadTransport])
 def test_extra_info_patched_on_a_base_class_and_restored(loop_factory, base):
     """A patch anywhere the stdlib transport would inherit get_extra_info from

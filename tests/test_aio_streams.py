@@ -7,6 +7,7 @@ StreamReader with the stdlib's, feed by feed.  Loopback only, bounded."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import os
@@ -620,6 +621,35 @@ def test_drain_returns_at_once_unless_it_must_wait(loop_factory):
 
     want = [True, None, (False, False, True), False, None, False, None]
     assert run(loop_factory, _server_side(body)) == want
+
+
+def test_drain_waiters_are_the_stdlibs_when_asked_for(loop_factory):
+    """The waiters' deque a connection's protocol has (from 3.10.6) may be
+    made only when first used: it is one deque, empty, the same each time,
+    and what is put in it or set in its place is what drain() later reads."""
+    async def body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> List[Any]:
+        protocol = writer._protocol
+        if not hasattr(type(protocol), "_drain_waiters") and "_drain_waiters" not in vars(
+                protocol):
+            return ["no waiters' deque"]
+        seen: List[Any] = []
+        waiters = protocol._drain_waiters
+        seen.append((type(waiters).__name__, len(waiters), protocol._drain_waiters is waiters))
+        replacement = collections.deque()
+        protocol._drain_waiters = replacement
+        seen.append(protocol._drain_waiters is replacement)
+        protocol.pause_writing()
+        waiting = asyncio.ensure_future(writer.drain())
+        await _settle()
+        seen.append(len(replacement))
+        protocol.resume_writing()
+        seen.append(await waiting)
+        return seen
+
+    stdlib = run(stdlib_loop, _server_side(body))
+    assert run(loop_factory, _server_side(body)) == stdlib
+    if stdlib != ["no waiters' deque"]:
+        assert stdlib == [("deque", 0, True), True, 1, None]
 
 
 def test_drain_and_write_take_what_is_set_on_the_writer(loop_factory):

@@ -887,3 +887,133 @@ def test_tls_instructions_per_request() -> None:
     assert "instructions_error" not in result, result
     # a TLS record each way and the echo: thousands of instructions, not millions
     assert 2_000 < result["instructions_per_op"] < 200_000
+
+
+# ------------------------------------------------------------ connection scale: conns, churn
+
+
+def test_scale_cells_options_and_contenders() -> None:
+    args = cli.build_parser().parse_args(["-w", "conns,churn"])
+    cells = cli.build_cells(args, ["conns", "churn"])
+    assert cells == [Cell("conns", 64, 5000, "plain"), Cell("conns", 64, 2000, "tls"),
+                     Cell("conns", 64, 5000, "streams"), Cell("churn", 64, 10, "plain"),
+                     Cell("churn", 64, 10, "tls"), Cell("churn", 64, 10, "tls-resume")]
+    args = cli.build_parser().parse_args(["-w", "conns", "--open", "100000",
+                                          "--variants", "plain"])
+    assert cli.build_cells(args, ["conns"]) == [Cell("conns", 64, 100_000, "plain")]
+    with pytest.raises(SystemExit) as exited:
+        cli.build_parser().parse_args(["-w", "conns", "--open", "100001"])
+    assert exited.value.code == 2
+    # streams are held by streams servers, the rest by Protocols on every loop
+    plain, streams = Cell("conns", 64, 10, "plain"), Cell("conns", 64, 10, "streams")
+    assert runner.applicable("uvloop+aiofastnet-proto", plain)
+    assert runner.applicable("zerosock-aio-py-proto", plain)
+    assert not runner.applicable("zerosock-aio-proto", streams)
+    assert runner.applicable("asyncio-streams", streams)
+    assert not runner.applicable("stdlib-threads", plain)
+    assert "memory per open connection, TLS 1.3, 2,000 connections" == cells[1].label
+    assert Cell.from_doc(report.cell_doc(cells[5], [], {})) == cells[5]
+
+
+def test_holder_spreads_sources_and_checks_every_echo(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zerosock.bench import _loadgen_scale
+    if not sys.platform.startswith("linux"):
+        pytest.skip("only Linux answers on all of 127.0.0.0/8")
+    # a narrow port range as far as the holder knows: 120 connections need 3 sources
+    monkeypatch.setattr(_loadgen_scale, "ephemeral_port_count", lambda: 60)
+    server = runner.ServerProcess("zerosock-aio-proto", "echo", "127.0.0.1").start()
+    try:
+        with _loadgen_scale.ConnectionHolder(runner.generator_address(server)) as holder:
+            holder.open(120, 60.0)
+            assert holder.still_open() == 120
+            sources = {c.transport.get_extra_info("sockname")[0] for c in holder.conns}
+            assert sources == {"127.0.0.1", "127.0.0.2", "127.0.0.3"}
+    finally:
+        server.close()
+    # a server that answers wrongly or hangs up is an error, not a figure
+    silent = runner.ServerProcess("selftest-crash", "echo", "127.0.0.1").start()
+    try:
+        with _loadgen_scale.ConnectionHolder(runner.generator_address(silent)) as holder:
+            with pytest.raises(LoadGenError):
+                holder.open(400, 30.0)  # it exits after 300 echoes
+    finally:
+        silent.close()
+
+
+def test_conns_tiny_run(tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    names = "asyncio-proto,zerosock-aio-proto,asyncio-streams,zerosock-aio-streams"
+    status, out, err = run_cli("-c", names, "-w", "conns", "--open", "200", *TINY,
+                               "--json", str(path), "--plot", str(tmp_path / "out.png"))
+    assert status == 0, err
+    doc = json.loads(path.read_text())
+    by_variant = {c["variant"]: {r["contender"]: r for r in c["rows"]} for c in doc["cells"]}
+    assert set(by_variant) == {"plain", "tls", "streams"}
+    assert set(by_variant["streams"]) == {"asyncio-streams", "zerosock-aio-streams"}
+    for rows in by_variant.values():
+        for row in rows.values():
+            assert row["status"] == "ok", row
+            # 200 connections: a few hundred bytes each at least, not megabytes
+            assert 0 < row["rate"] < 1 << 20
+            assert row["rss_before"] > 0
+    assert "memory per open connection, TLS 1.3, 200 connections" in out
+    assert "KiB/conn" in out
+    assert (tmp_path / "out.png").stat().st_size > 0
+
+
+def test_churn_tiny_run(tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    status, out, err = run_cli("-c", "asyncio-proto,zerosock-aio-proto,zerosock-aio-py-proto",
+                               "-w", "churn", "--churn-clients", "3", *TINY,
+                               "--json", str(path), "--markdown", str(tmp_path / "out.md"))
+    assert status == 0, err
+    doc = json.loads(path.read_text())
+    assert [c["variant"] for c in doc["cells"]] == ["plain", "tls", "tls-resume"]
+    for cell in doc["cells"]:
+        for row in cell["rows"]:
+            assert row["status"] == "ok", (cell["variant"], row)
+            assert row["rate"] > 0 and row["cpu_per_op_us"] is not None
+        for runs in cell["runs"].values():
+            for run in runs:
+                # a resumption asked for is checked on every connection
+                resumed = run["ops"] if cell["variant"] == "tls-resume" else 0
+                assert run["resumed"] == resumed
+    assert "conn/s" in out
+    assert "churn (connect, 64 B echo, close), TLS 1.3 resumed, 3 clients" in out
+
+
+def test_callgrind_costs_by_object(tmp_path: Path) -> None:
+    callgrind = tmp_path / "callgrind.out"
+    callgrind.write_text(
+        "version: 1\npositions: line\nevents: Ir\nsummary: 1000\n"
+        "ob=(1) /usr/lib/libssl.so.3\nfl=(1) ssl.c\nfn=(1) SSL_read\n10 100\n"
+        "cob=(2) /usr/lib/libcrypto.so.3\ncfn=(2) AES\ncalls=1 0\n11 400\n"
+        "ob=(2)\nfn=(2)\n5 400\n"
+        "ob=(3) /usr/bin/python3.11\nfn=(3) eval\n1 300\n+2 200\ntotals: 1000\n")
+    assert runner._callgrind_by_object(str(callgrind)) == {
+        "libssl.so.3": 100, "libcrypto.so.3": 400, "python3.11": 500}
+    assert runner._outside_openssl(runner._callgrind_by_object(str(callgrind))) == 500
+
+
+@needs_valgrind_startable
+def test_churn_instructions_per_connection() -> None:
+    if not runner.instruction_tools()["valgrind"]:
+        pytest.skip("valgrind is not installed")
+    generator, _ = runner.generator_class("auto")
+    result = runner.measure_instructions("zerosock-aio-proto", Cell("churn", 64, 2, "tls"),
+                                         runner.Settings(), generator, counts=(10, 40))
+    assert "instructions_error" not in result, result
+    # a handshake is hundreds of thousands of instructions, most of them OpenSSL's
+    assert 100_000 < result["instructions_per_op"] < 100_000_000
+    assert 0 < result["outside_openssl_per_op"] < result["instructions_per_op"]
+
+
+def test_echo_with_idle_connections_held_open(tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    status, out, err = run_cli("-c", "zerosock-aio-proto", "-w", "echo", "-s", "64", "-n", "2",
+                               "--idle", "150", *TINY, "--json", str(path))
+    assert status == 0, err
+    doc = json.loads(path.read_text())
+    assert doc["settings"]["idle"] == 150
+    assert rows_of(doc, "echo")["zerosock-aio-proto"]["status"] == "ok"
+    assert "held 150 idle connections" in out

@@ -14,6 +14,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromSt
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from libc.string cimport memset
 
+import collections
 import sys
 from asyncio import constants, futures, transports, trsock
 from asyncio.log import logger
@@ -76,6 +77,7 @@ cdef class DatagramCore(TransportCore):
     cdef Py_ssize_t _end
 
     def __init__(self, owner, loop, sock, protocol, address=None, waiter=None, extra=None):
+        self._queue = collections.deque()  # datagrams queue often: kept for the life of it
         self._attach(owner, loop, sock, protocol, extra)
         self._family = sock.family
         self._server = None

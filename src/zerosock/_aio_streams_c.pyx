@@ -19,6 +19,7 @@ from cpython.object cimport PyObject, PyObject_Call, PyTypeObject, Py_TYPE
 from cpython.ref cimport Py_INCREF
 from cpython.weakref cimport PyWeakref_NewRef
 
+import collections
 import os
 import sys
 from types import BuiltinMethodType
@@ -722,9 +723,11 @@ class StreamReader(streams.StreamReader):
 @cython.final
 cdef class ProtocolCore:
     """The flow-control state of an adopted StreamReaderProtocol (the stdlib
-    FlowControlMixin's ``_paused`` and ``_connection_lost``), read by drain()."""
+    FlowControlMixin's ``_paused`` and ``_connection_lost``), read by drain(),
+    and its ``_drain_waiters``, made when first asked for (None until then)."""
     cdef object paused
     cdef object connection_lost
+    cdef object drain_waiters
 
 
 @cython.final
@@ -838,6 +841,12 @@ class StreamWriter(streams.StreamWriter):
     drain.__doc__ = _StdWriter.drain.__doc__
 
 
+# The stdlib's FlowControlMixin (3.10.6 on) makes a deque for drain()'s
+# waiters with every protocol, some 600 bytes that a connection whose writes
+# never wait does not need: an adopted protocol makes it on first use.
+cdef bint DRAIN_WAITERS = "_drain_waiters" in streams.FlowControlMixin.__init__.__code__.co_names
+
+
 class StreamReaderProtocol(streams.StreamReaderProtocol):
     """``asyncio.StreamReaderProtocol`` whose transport feeds its C reader directly."""
 
@@ -861,6 +870,18 @@ class StreamReaderProtocol(streams.StreamReaderProtocol):
     @_connection_lost.setter
     def _connection_lost(self, value):
         (<ProtocolCore>_core_to_set(self, ProtocolCore)).connection_lost = value
+
+    if DRAIN_WAITERS:
+        @property
+        def _drain_waiters(self):
+            cdef ProtocolCore core = _protocol_core(self)
+            if core.drain_waiters is None:
+                core.drain_waiters = collections.deque()
+            return core.drain_waiters
+
+        @_drain_waiters.setter
+        def _drain_waiters(self, value):
+            (<ProtocolCore>_core_to_set(self, ProtocolCore)).drain_waiters = value
 
     def _drain_helper(self):
         core = _protocol_core(self)
@@ -911,6 +932,7 @@ cdef class _ClientConnected:
 
 
 cdef tuple _PROTOCOL_STATE = STREAM_PROTOCOL_STATE
+cdef tuple _ADOPTED_PROTOCOL_STATE = _PROTOCOL_STATE + (("_drain_waiters",) if DRAIN_WAITERS else ())
 cdef tuple _READER_STATE = STREAM_READER_STATE
 
 
@@ -932,7 +954,8 @@ def adopt_stream_protocol(protocol, loop):
             and state.get("_paused") is False and "_core" not in state):
         return False
     protocol_state = protocol.__dict__
-    if "_core" in protocol_state or not all(name in protocol_state for name in _PROTOCOL_STATE):
+    if "_core" in protocol_state or not all(name in protocol_state
+                                            for name in _ADOPTED_PROTOCOL_STATE):
         return False
     state["_core"] = ReaderCore(reader, state["_limit"], loop, buffer)
     try:
@@ -945,6 +968,10 @@ def adopt_stream_protocol(protocol, loop):
     protocol_core = ProtocolCore()
     protocol_core.paused = protocol_state.pop("_paused")
     protocol_core.connection_lost = protocol_state.pop("_connection_lost")
+    if DRAIN_WAITERS:
+        waiters = protocol_state.pop("_drain_waiters")
+        if not (type(waiters) is collections.deque and not waiters):
+            protocol_core.drain_waiters = waiters  # not the stdlib's own empty one: kept
     protocol_state["_core"] = protocol_core
     protocol.__class__ = StreamReaderProtocol
     callback = protocol.__dict__.get("_client_connected_cb")

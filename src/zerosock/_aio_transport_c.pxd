@@ -27,7 +27,11 @@ cdef class TransportCore:
     cdef public object _protocol
     cdef public object _sock
     cdef public object _server
-    cdef public object _extra
+    cdef object _extra_made          # the extra-info dict, made on first need (see _extra)
+    cdef object _sockname            # its entries until then
+    cdef object _peername
+    cdef bint _peername_given        # the caller's extra named the peer: its key comes first
+    cdef object _closed_sock         # the socket once closed, while no extra dict was made
     cdef public object _empty_waiter
     cdef public object _context      # what the protocol's callbacks run in (3.15), or None
     cdef readonly int _sock_fd
@@ -47,13 +51,15 @@ cdef class TransportCore:
     cdef ReadSink _sink              # reads bypass the protocol into this, when set
     cdef ReadTarget _target          # reads land in this protocol's memory, when set
     # Queued output: bytes objects, the first one sent from _head_offset on.
-    cdef object _queue               # collections.deque
+    cdef object _queue               # collections.deque while output is queued, else None
     cdef Py_ssize_t _head_offset
     cdef Py_ssize_t _buffer_size
     cdef object _spare               # a bytes of the last read, referenced by nobody else
     cdef object __weakref__
 
     cdef int _attach(self, owner, loop, sock, protocol, extra) except -1
+    cdef object extra_dict(self)
+    cdef object unmade_extra(self, str name, object default)
     cdef int c_write(self, object data) except -1
     cdef int write_mem(self, const char *ptr, Py_ssize_t length) except -1
     cdef object _send_now(self, const char *ptr, Py_ssize_t length, object data)

@@ -11,6 +11,8 @@ cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_CheckExact, PyDict_GetItemWithError
+from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.unicode cimport PyUnicode_CheckExact
 from cpython.contextvars cimport PyContext_CopyCurrent
 from libc.string cimport memset
 from cpython.object cimport PyObject, PyObject_TypeCheck, PyTypeObject
@@ -61,6 +63,26 @@ cdef object _getframe = sys._getframe
 cdef object _set_result_unless_cancelled = futures._set_result_unless_cancelled
 cdef object _set_nodelay = base_events._set_nodelay
 cdef object _TransportSocket = trsock.TransportSocket
+cdef object _last_sockname = None  # the last transport's, shared by the next that has the same
+cdef object _last_peer_host = None  # the last accepted peer's host, likewise
+
+
+cdef object _shared_host(object address):
+    """An IP peer address whose host string is the last peer's when equal:
+    connections from one client host hold that string once."""
+    global _last_peer_host
+    if not (PyTuple_CheckExact(address) and PyTuple_GET_SIZE(address) in (2, 4)):
+        return address
+    host = <object>PyTuple_GET_ITEM(address, 0)
+    if host is _last_peer_host:
+        return address
+    if not (PyUnicode_CheckExact(host) and host == _last_peer_host):
+        _last_peer_host = host
+        return address
+    if PyTuple_GET_SIZE(address) == 2:
+        return (_last_peer_host, <object>PyTuple_GET_ITEM(address, 1))
+    return (_last_peer_host, <object>PyTuple_GET_ITEM(address, 1),
+            <object>PyTuple_GET_ITEM(address, 2), <object>PyTuple_GET_ITEM(address, 3))
 cdef int LOG_THRESHOLD = constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
 cdef object SHUT_WR = socket.SHUT_WR
 # The stdlib's socket transport has its own writelines() from 3.12 on;
@@ -227,10 +249,6 @@ cdef class ReadTarget:
 cdef class TransportCore:
     """The state and the C paths of one :class:`SocketTransport`."""
 
-    def __cinit__(self, *args, **kwargs):
-        self._queue = collections.deque()
-        self._extra = {}
-
     def __init__(self, owner, loop, sock, protocol, waiter=None, extra=None, server=None,
                  context=None):
         self._attach(owner, loop, sock, protocol, extra)
@@ -249,22 +267,35 @@ cdef class TransportCore:
 
     cdef int _attach(self, owner, loop, sock, protocol, extra) except -1:
         """The stdlib's _SelectorTransport.__init__: the state every socket transport starts with."""
+        global _last_sockname
         self.owner = owner
-        if extra is not None:
-            self._extra = extra
         self._loop = loop
         self._protocol_paused = False
         self._set_write_buffer_limits()
-        self._extra["socket"] = _TransportSocket(sock)
+        # What the stdlib puts in the extra dict at once, kept without the
+        # dict (made when asked for): an idle connection's bytes.
         try:
-            self._extra["sockname"] = sock.getsockname()
+            sockname = sock.getsockname()
         except OSError:
-            self._extra["sockname"] = None
-        if "peername" not in self._extra:
-            try:
-                self._extra["peername"] = sock.getpeername()
-            except OSError:
-                self._extra["peername"] = None
+            sockname = None
+        # A server's connections share their address: hold it once.
+        if sockname == _last_sockname:
+            sockname = _last_sockname
+        else:
+            _last_sockname = sockname
+        self._sockname = sockname
+        if extra is not None and PyDict_CheckExact(extra) and len(extra) == 1 and "peername" in extra:
+            self._peername = _shared_host(extra["peername"])  # the accept path's
+            self._peername_given = True
+        else:
+            self._peername_given = False
+            if extra is not None:
+                self._extra_made = extra
+            if extra is None or "peername" not in extra:
+                try:
+                    self._peername = sock.getpeername()
+                except OSError:
+                    self._peername = None
         self._sock = sock
         self._sock_fd = sock.fileno()
         self._fd = <zs_sock_t>self._sock_fd
@@ -294,7 +325,42 @@ cdef class TransportCore:
     # -- BaseTransport / ReadTransport ---------------------------------------
 
     def get_extra_info(self, name, default=None):
-        return self._extra.get(name, default)
+        if self._extra_made is None and PyUnicode_CheckExact(name) and name != "socket":
+            return self.unmade_extra(name, default)
+        return self.extra_dict().get(name, default)
+
+    cdef object unmade_extra(self, str name, object default):
+        """What the extra dict, not made yet, would answer for ``name``
+        (other than "socket"): its other entries, or ``default``."""
+        if name == "peername":
+            return self._peername
+        if name == "sockname":
+            return self._sockname
+        return default
+
+    @property
+    def _extra(self):
+        return self.extra_dict()
+
+    @_extra.setter
+    def _extra(self, value):
+        self._extra_made = value
+
+    cdef object extra_dict(self):
+        """The extra-info dict, as the stdlib's transport holds it from the
+        start (same keys, same order, the same objects every time)."""
+        cdef dict extra
+        if self._extra_made is not None:
+            return self._extra_made
+        extra = {"peername": self._peername} if self._peername_given else {}
+        # closed before anyone asked: the stdlib's wraps the closed socket
+        extra["socket"] = _TransportSocket(self._sock if self._sock is not None
+                                           else self._closed_sock)
+        extra["sockname"] = self._sockname
+        if not self._peername_given:
+            extra["peername"] = self._peername
+        self._extra_made = extra
+        return extra
 
     def set_protocol(self, protocol):
         self._buffered = isinstance(protocol, _BufferedProtocol)
@@ -461,6 +527,8 @@ cdef class TransportCore:
     cdef int _queue_rest(self, object rest) except -1:
         if self._buffer_size == 0:
             self._add_io(True)
+        if self._queue is None:
+            self._queue = collections.deque()
         self._queue.append(rest)
         self._buffer_size += PyBytes_GET_SIZE(rest)
         self._pause_check()
@@ -739,6 +807,7 @@ cdef class TransportCore:
         self._consume(n)
         self._resume_check()  # may write more
         if not self._buffer_size:
+            self._queue = None  # an idle connection holds no queue
             self._loop._remove_writer(self._sock_fd)
             if self._conn_lost:
                 # resume_writing closed the transport, or a write in it failed: the
@@ -767,7 +836,7 @@ cdef class TransportCore:
         return 0
 
     cdef int _clear_queue(self) except -1:
-        self._queue.clear()
+        self._queue = None
         self._head_offset = 0
         self._buffer_size = 0
         return 0
@@ -821,6 +890,8 @@ cdef class TransportCore:
                 self._protocol.connection_lost(exc)
         finally:
             self._sock.close()
+            if self._extra_made is None:
+                self._closed_sock = self._sock
             self._sock = None
             self._protocol = None
             self._get_buffer = self._buffer_updated = self._data_received = None
@@ -911,10 +982,14 @@ cdef bint _extra_info_is_stdlib(object transport) except -1:
 
 cdef object _get_extra_info(object transport, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
     cdef PyObject *found
+    cdef TransportCore core
     if kwnames == NULL and 1 <= nargs <= 2 and _extra_info_is_stdlib(transport):
         name = <object>args[0]
         default = <object>args[1] if nargs == 2 else None
-        extra = _core_of(transport)._extra
+        core = _core_of(transport)
+        if core._extra_made is None and PyUnicode_CheckExact(name) and name != "socket":
+            return core.unmade_extra(name, default)
+        extra = core.extra_dict()
         if PyDict_CheckExact(extra):
             found = PyDict_GetItemWithError(extra, name)  # raises as dict.get for an unhashable name
             return default if found == NULL else <object>found

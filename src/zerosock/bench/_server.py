@@ -511,6 +511,14 @@ def main(argv: List[str]) -> None:
         # A backstop: the parent closes our stdin long before this, but a
         # server must stop by itself even if that never comes.
         signal.alarm(int(config.get("max_seconds", 3600)))
+    if config.get("max_fds"):
+        from ._loadgen_scale import raise_fd_limit
+        try:
+            raise_fd_limit(int(config["max_fds"]))
+        except RuntimeError as exc:
+            sys.stdout.write(f"ERROR {exc}\n")
+            sys.stdout.flush()
+            raise SystemExit(2)
     cpu = config.get("cpu")
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         try:

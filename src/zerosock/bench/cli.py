@@ -13,10 +13,10 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
-from . import report, runner
+from . import report, runner, scale
 from .contenders import CONTENDERS, GROUPS, WORKLOADS, resolve, unavailable_reason
 from .machine import busy_before, describe
-from .runner import Cell, Settings, format_size
+from .runner import SCALE_VARIANTS, Cell, Settings, format_size
 
 DEFAULT_ECHO_CELLS = [(64, 10), (1024, 10), (16384, 10), (102400, 10), (1024, 1), (1024, 100)]
 QUICK_ECHO_CELLS = [(1024, 10), (64, 100)]
@@ -27,6 +27,7 @@ UDP_CELL = (1024, 10)
 TLS_CELLS = [(256, 10), (8192, 10)]
 DEFAULT_WORKLOADS = ("echo", "stream", "udp", "http")
 HTTP_CONNECTIONS = 50  # as wrk is usually run against a hello world
+DEFAULT_INSTRUCTION_COUNTS = (2000, 12000)
 
 EPILOG = """\
 contenders (groups: %s):
@@ -39,6 +40,9 @@ examples:
   python -m zerosock.bench -w echo -s 1k -n 10 --instructions    needs valgrind, strace
   python -m zerosock.bench -c apps -w http --instructions       aiohttp and uvicorn: .[apps]
   python -m zerosock.bench -c tls -w tls --instructions         TLS echo, 256 B and 8 KiB
+  python -m zerosock.bench -c aio -w conns                      memory per open connection
+  python -m zerosock.bench -c aio -w churn --instructions       connect, echo, close
+  python -m zerosock.bench -c zerosock-aio-proto -w conns --variants plain --open 100000
   python -m zerosock.bench --json out.json --plot out.png
 """
 
@@ -122,13 +126,26 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("-c", "--contenders", default="all",
                       help="comma-separated contenders or groups (default: all)")
     what.add_argument("-w", "--workloads", default=",".join(DEFAULT_WORKLOADS),
-                      help="comma-separated: echo, stream, udp, http, tls (default: the first "
-                           "four; http needs the apps extra, else it is skipped with a note; "
-                           "tls is TLS 1.3 echo, 256 B and 8 KiB unless -s/-n say otherwise)")
+                      help="comma-separated: echo, stream, udp, http, tls, conns, churn "
+                           "(default: the first four; http needs the apps extra, else it is "
+                           "skipped with a note; tls is TLS 1.3 echo, 256 B and 8 KiB unless "
+                           "-s/-n say otherwise; conns is the server's memory per open "
+                           "connection, churn connections per second, each a connect, one "
+                           "echo and a close: both plain and TLS 1.3, see --variants)")
     what.add_argument("-s", "--sizes", type=_size_list,
                       help="echo/UDP message sizes, e.g. 64,1k,16k,100k")
     what.add_argument("-n", "--connections", type=lambda t: _int_list(t, "connections", 1, 10000),
                       help="echo/UDP connection counts, e.g. 1,10,100")
+    what.add_argument("--open", type=lambda t: _int_list(t, "connections", 1, 100000),
+                      help="conns: connections held open (default: %s)" % ", ".join(
+                          f"{k} {v:,}" for k, v in scale.DEFAULT_OPEN.items()))
+    what.add_argument("--churn-clients", type=lambda t: _int_list(t, "clients", 1, 1000),
+                      default=[scale.DEFAULT_CHURN_CLIENTS],
+                      help=f"churn: clients connecting at once (default "
+                           f"{scale.DEFAULT_CHURN_CLIENTS})")
+    what.add_argument("--variants",
+                      help="conns and churn: which of %s (default: all)" % "; ".join(
+                          f"{w}: {', '.join(v)}" for w, v in SCALE_VARIANTS.items()))
     what.add_argument("--stream-size", type=parse_size, default=STREAM_SIZE,
                       help="write size of the stream workload (default 64 KiB)")
     what.add_argument("--stream-connections", type=lambda t: _int_list(t, "connections", 1, 10000),
@@ -163,14 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
                           "sockets in a private directory (no UDP then)")
     how.add_argument("--port", type=lambda t: _int_list(t, "port", 0, 65535)[0], default=0,
                      help="port for every server (default: a free one each time)")
+    how.add_argument("--idle", type=lambda t: _int_list(t, "connections", 0, 100000)[0],
+                     default=0,
+                     help="hold this many more connections open to each echo, stream and "
+                          "http server, each echoed once, while it is measured (default 0)")
     how.add_argument("--instructions", action="store_true",
                      help="also count each server's user-space instructions (valgrind) and "
                           "syscalls (strace) per request: slow, use with one or two cells")
     how.add_argument("--only-instructions", action="store_true",
                      help="count instructions and syscalls, skip the timed runs")
-    how.add_argument("--instr-requests", default="2000,12000",
-                     type=lambda t: _int_list(t, "requests", 1, 10**9),
-                     help="the two request counts whose difference is taken (default 2000,12000)")
+    how.add_argument("--instr-requests", type=lambda t: _int_list(t, "requests", 1, 10**9),
+                     help="the two request counts whose difference is taken (default "
+                          "2000,12000; churn: connections, 300,1800 and TLS 100,600)")
     out = parser.add_argument_group("output")
     out.add_argument("--json", metavar="FILE", help="write results as JSON ('-' for stdout)")
     out.add_argument("--plot", metavar="FILE.png", help="write a grouped bar chart")
@@ -258,6 +279,18 @@ def build_cells(args: argparse.Namespace, workloads: Sequence[str]) -> List[Cell
         else:
             pairs = TLS_CELLS
         cells += [Cell("tls", s, n) for s, n in pairs]
+    if args.host != "unix":
+        wanted = args.variants.split(",") if args.variants else None
+        if "conns" in workloads:
+            for variant in SCALE_VARIANTS["conns"]:
+                if wanted is None or variant in wanted:
+                    cells += [Cell("conns", scale.REQUEST_SIZE, n, variant)
+                              for n in args.open or [scale.DEFAULT_OPEN[variant]]]
+        if "churn" in workloads:
+            for variant in SCALE_VARIANTS["churn"]:
+                if wanted is None or variant in wanted:
+                    cells += [Cell("churn", scale.REQUEST_SIZE, n, variant)
+                              for n in args.churn_clients]
     return cells
 
 
@@ -307,7 +340,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
         return 2
 
     counts = args.instr_requests
-    if len(counts) != 2 or counts[0] >= counts[1]:
+    if counts is not None and (len(counts) != 2 or counts[0] >= counts[1]):
         stderr.write("zerosock.bench: --instr-requests takes two counts, the smaller first "
                      f"(e.g. 2000,12000), not {','.join(map(str, counts))}\n")
         return 2
@@ -322,7 +355,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
         host=args.host, port=args.port,
         duration=args.duration or (0.3 if quick else 1.0 if args.full else 0.5),
         warmup=args.warmup if args.warmup is not None else (0.1 if quick else 0.2),
-        requests=args.requests)
+        requests=args.requests, idle=args.idle)
     repeats = args.repeats or (1 if quick else 3)
     generator, generator_kind = runner.generator_class(args.generator)
     if generator_kind == "python":
@@ -356,6 +389,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
                      "workloads": workloads, "duration": settings.duration,
                      "warmup": settings.warmup, "repeats": repeats,
                      "requests": settings.requests, "host": settings.host,
+                     "idle": settings.idle,
                      "port": settings.port},
         "cells": [], "instructions": [], "interrupted": False,
     }
@@ -377,7 +411,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
             runner.run_matrix(names, cells, settings, repeats, generator, progress, results)
         if args.instructions or args.only_instructions:
             run_instructions(names, cells, settings, generator,
-                             (args.instr_requests[0], args.instr_requests[-1]), stderr,
+                             (counts[0], counts[1]) if counts else None, stderr,
                              not args.no_progress, instructions)
     except KeyboardInterrupt:
         doc["interrupted"] = True
@@ -439,19 +473,25 @@ def from_json(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 
 def run_instructions(names: Sequence[str], cells: Sequence[Cell], settings: Settings,
-                     generator: Any, counts: Tuple[int, int], stderr: TextIO,
+                     generator: Any, asked: Optional[Tuple[int, int]], stderr: TextIO,
                      show: bool, out: List[Dict[str, Any]]) -> None:
     """Count instructions and syscalls per request for every cell, into ``out``
-    (filled as it goes, so an interrupted run keeps what it counted)."""
+    (filled as it goes, so an interrupted run keeps what it counted); the
+    two run lengths are ``asked``, else each workload's default."""
     tools = runner.instruction_tools()
     if not any(tools.values()):
         stderr.write("zerosock.bench: --instructions needs valgrind and strace; neither is "
                      "installed, skipping\n")
-    plan_settings = Settings(host=settings.host, port=settings.port)
+    plan_settings = Settings(host=settings.host, port=settings.port, idle=settings.idle)
     for cell in cells:
+        if cell.workload == "conns":
+            continue  # memory, not time: nothing to count
+        counts = asked or (scale.default_instruction_counts(cell) if cell.workload == "churn"
+                           else DEFAULT_INSTRUCTION_COUNTS)
         rows: List[Dict[str, Any]] = []
         out.append({"workload": cell.workload, "size": cell.size,
-                    "connections": cell.connections, "label": cell.label, "rows": rows})
+                    "connections": cell.connections, "variant": cell.variant,
+                    "label": cell.label, "rows": rows})
         for name in names:
             if not runner.applicable(name, cell):
                 continue

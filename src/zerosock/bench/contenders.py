@@ -12,7 +12,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Container, Dict, List, Optional, Sequence, Tuple
 
-WORKLOADS = ("echo", "stream", "udp", "http", "tls")
+WORKLOADS = ("echo", "stream", "udp", "http", "tls", "conns", "churn")
 SOCKET_WORKLOADS = ("echo", "stream", "udp")
 APP_INSTALL_HINT = "pip install 'zerosock[apps]'"
 
@@ -26,12 +26,15 @@ class Contender:
     workloads: Tuple[str, ...] = SOCKET_WORKLOADS
     requires: Tuple[str, ...] = field(default=())   # modules that must import
     hidden: bool = False  # not part of "all": a contender for testing the tool itself
+    env: Tuple[Tuple[str, str], ...] = ()  # set in its server's environment
 
 
-_TCP = ("echo", "stream")
+_SCALE = ("conns", "churn")  # connections held open, connections opened and closed
+_TCP = ("echo", "stream") + _SCALE
 _HTTP = ("http",)
-_WITH_TLS = SOCKET_WORKLOADS + ("tls",)
-_TLS = ("tls",)
+_WITH_TLS = SOCKET_WORKLOADS + ("tls",) + _SCALE
+_TLS = ("tls",) + _SCALE
+_PURE_PYTHON = (("ZEROSOCK_PURE_PYTHON", "1"),)
 _AIOHTTP = ("aiohttp",)
 _UVICORN = ("uvicorn", "httptools")
 
@@ -54,12 +57,13 @@ CONTENDERS: Dict[str, Contender] = {c.name: c for c in (
     Contender("asyncio-proto", "stdlib", "proto", "asyncio, Protocol (data_received)",
               _WITH_TLS),
     Contender("asyncio-buffered", "stdlib", "buffered",
-              "asyncio, BufferedProtocol (get_buffer)", _TCP),
+              "asyncio, BufferedProtocol (get_buffer)", ("echo", "stream")),
     Contender("asyncio-streams", "stdlib", "streams",
               "asyncio streams (StreamReader/StreamWriter)", _TCP),
     Contender("uvloop-proto", "uvloop", "proto", "uvloop, Protocol", _WITH_TLS,
               requires=("uvloop",)),
-    Contender("uvloop-buffered", "uvloop", "buffered", "uvloop, BufferedProtocol", _TCP,
+    Contender("uvloop-buffered", "uvloop", "buffered", "uvloop, BufferedProtocol",
+              ("echo", "stream"),
               requires=("uvloop",)),
     Contender("uvloop-streams", "uvloop", "streams", "uvloop, asyncio streams", _TCP,
               requires=("uvloop",)),
@@ -77,15 +81,22 @@ CONTENDERS: Dict[str, Contender] = {c.name: c for c in (
               "uvloop with aiofastnet's transports and TLS, Protocol", _TLS,
               requires=("uvloop", "aiofastnet")),
     Contender("zerosock-aio-buffered", "zerosock", "buffered",
-              "zerosock.aio loop, BufferedProtocol", _TCP, requires=("zerosock.aio",)),
+              "zerosock.aio loop, BufferedProtocol", ("echo", "stream"),
+              requires=("zerosock.aio",)),
     Contender("zerosock-aio-streams", "zerosock", "streams", "zerosock.aio loop, streams", _TCP,
               requires=("zerosock.aio",)),
+    Contender("zerosock-aio-py-proto", "zerosock", "proto",
+              "zerosock.aio on its pure-Python backend, Protocol", _SCALE,
+              requires=("zerosock.aio",), env=_PURE_PYTHON),
+    Contender("zerosock-aio-py-streams", "zerosock", "streams",
+              "zerosock.aio on its pure-Python backend, streams", _SCALE,
+              requires=("zerosock.aio",), env=_PURE_PYTHON),
     *_on_each_loop("aiohttp", "aiohttp hello world", _AIOHTTP),
     *_on_each_loop("uvicorn", "uvicorn + httptools (bare ASGI hello world)", _UVICORN),
     Contender("c-epoll", "c", "epoll",
               "minimal C epoll server (reference ceiling)", requires=("zerosock._loadgen_c",)),
     Contender("c-uring", "c", "uring", "minimal C io_uring server (below the epoll floor)",
-              _TCP, requires=("zerosock._uring_c",)),
+              ("echo", "stream"), requires=("zerosock._uring_c",)),
     Contender("selftest-crash", "test", "threads",
               "stdlib-threads that exits after 300 echoes (tests the tool)", ("echo",),
               hidden=True),

@@ -9,6 +9,7 @@ Every child process is tracked and ended on every path out, Ctrl-C included.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import select
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, IO, List, Optional, Sequence, Set, Tuple, TypeVar
+from typing import Any, Callable, Dict, IO, Iterator, List, Optional, Sequence, Set, Tuple, TypeVar
 
 from ._common import LoadGenError
 from .contenders import CONTENDERS, backend_note, unavailable_reason
@@ -65,30 +66,57 @@ def generator_for(cell: "Cell", generator: Any) -> Any:
 # ------------------------------------------------------------ cells
 
 
+# The connection-scale workloads and their variants: what the server speaks
+# and, for ``conns``, which asyncio style holds the connections.
+SCALE_VARIANTS = {"conns": ("plain", "tls", "streams"), "churn": ("plain", "tls", "tls-resume")}
+VARIANT_LABELS = {"plain": "plain TCP", "tls": "TLS 1.3", "streams": "plain TCP, asyncio streams",
+                  "tls-resume": "TLS 1.3 resumed"}
+
+
 @dataclass(frozen=True)
 class Cell:
     workload: str
     size: int
-    connections: int
+    connections: int  # conns: connections held open; churn: clients at once
+    variant: str = ""  # the scale workloads' kind of connection (SCALE_VARIANTS)
+
+    @classmethod
+    def from_doc(cls, doc: Dict[str, Any]) -> "Cell":
+        return cls(doc["workload"], doc["size"], doc["connections"], doc.get("variant", ""))
 
     @property
     def label(self) -> str:
-        who = "client" if self.workload == "udp" else "connection"
+        who = "client" if self.workload in ("udp", "churn") else "connection"
         plural = "" if self.connections == 1 else "s"
         if self.workload == "http":  # a canned GET; the size is the server's to choose
             return f"http hello world, {self.connections} keep-alive {who}{plural}"
+        if self.workload == "conns":
+            return (f"memory per open connection, {VARIANT_LABELS[self.variant]}, "
+                    f"{self.connections:,} {who}{plural}")
+        if self.workload == "churn":
+            return (f"churn (connect, {format_size(self.size)} echo, close), "
+                    f"{VARIANT_LABELS[self.variant]}, {self.connections} {who}{plural}")
         return f"{self.workload} {format_size(self.size)}, {self.connections} {who}{plural}"
 
     @property
     def short(self) -> str:
         if self.workload == "http":
             return f"http x{self.connections}"
+        if self.workload in SCALE_VARIANTS:
+            return f"{self.workload} {self.variant} x{self.connections}"
         return f"{self.workload} {format_size(self.size)} x{self.connections}"
 
     @property
     def unit(self) -> str:
         return {"echo": "req", "stream": "MiB", "udp": "dgram", "http": "req",
-                "tls": "req"}[self.workload]
+                "tls": "req", "conns": "conn", "churn": "conn"}[self.workload]
+
+    @property
+    def server_workload(self) -> str:
+        """What the contender's server is started to serve."""
+        if self.workload in SCALE_VARIANTS:
+            return "tls" if self.variant.startswith("tls") else "echo"
+        return self.workload
 
 
 def format_size(size: int) -> str:
@@ -121,7 +149,8 @@ class ServerProcess:
 
     def __init__(self, contender: str, workload: str, host: str, port: int = 0,
                  cpu: Optional[int] = None, wrapper: Sequence[str] = (),
-                 ready_timeout: float = 15.0, env: Optional[Dict[str, str]] = None) -> None:
+                 ready_timeout: float = 15.0, env: Optional[Dict[str, str]] = None,
+                 max_fds: Optional[int] = None) -> None:
         self.contender = contender
         self.workload = workload
         self.host = host
@@ -130,14 +159,17 @@ class ServerProcess:
         self.wrapper = list(wrapper)
         self.ready_timeout = ready_timeout
         self.env = env
+        self.max_fds = max_fds
         self.proc: Optional["subprocess.Popen[bytes]"] = None
         self._stderr: Optional[IO[bytes]] = None
 
     def start(self) -> "ServerProcess":
         config = {"contender": self.contender, "workload": self.workload,
-                  "host": self.host, "port": self.port, "cpu": self.cpu}
+                  "host": self.host, "port": self.port, "cpu": self.cpu,
+                  "max_fds": self.max_fds}
         cmd = self.wrapper + [sys.executable, "-m", "zerosock.bench._server", json.dumps(config)]
         env = dict(os.environ if self.env is None else self.env)
+        env.update(CONTENDERS[self.contender].env)
         # the children must find this zerosock, installed or not
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = os.pathsep.join(
@@ -346,6 +378,7 @@ class Settings:
     requests: Optional[int] = None
     connect_timeout: float = 5.0
     server_cpu: Optional[int] = None
+    idle: int = 0  # connections held open, each echoed once, while a TCP cell runs
 
     def server_host(self, contender: str) -> str:
         """The address a server binds: the host, or a fresh Unix socket path."""
@@ -375,15 +408,36 @@ def generator_address(server: "ServerProcess") -> Any:
     return (server.host, server.port)
 
 
+@contextlib.contextmanager
+def idle_connections(settings: Settings, cell: Cell, server: "ServerProcess",
+                     timeout: float) -> Iterator[None]:
+    """Hold ``settings.idle`` connections open to ``server`` (each echoed once)
+    for the duration: a server's cost per request with many connections open."""
+    if not settings.idle or cell.workload not in ("echo", "stream", "http"):
+        yield
+        return
+    from ._loadgen_scale import ConnectionHolder
+    with ConnectionHolder(generator_address(server)) as holder:
+        holder.open(settings.idle, timeout)
+        yield
+
+
+def _max_fds(settings: Settings, cell: Cell) -> Optional[int]:
+    return settings.idle + cell.connections + 256 if settings.idle else None
+
+
 def run_one(contender: str, cell: Cell, settings: Settings, generator: Any) -> Dict[str, Any]:
     """One measured run of one contender in one cell; never raises for a
     server's failure, which is returned as ``status: failed``."""
     result: Dict[str, Any] = {"contender": contender, "status": "ok", "error": None}
-    server = ServerProcess(contender, cell.workload, settings.server_host(contender),
-                           settings.port, cpu=settings.server_cpu)
+    server = ServerProcess(contender, cell.server_workload, settings.server_host(contender),
+                           settings.port, cpu=settings.server_cpu,
+                           max_fds=_max_fds(settings, cell))
     gen = None
+    idle = contextlib.ExitStack()
     try:
         server.start()
+        idle.enter_context(idle_connections(settings, cell, server, 60.0 + settings.idle * 0.01))
         _warm_up(cell, generator, generator_address(server))
         mode = cell.workload
         gen = generator_for(cell, generator)(mode, generator_address(server), cell.connections,
@@ -393,32 +447,40 @@ def run_one(contender: str, cell: Cell, settings: Settings, generator: Any) -> D
             gen.run(settings.warmup, drain=False)
         before = server.cpu_snapshot()
         stats = gen.run(settings.duration, max_ops=settings.requests, drain=False)
-        after = server.cpu_snapshot()
-        server_cpu = cpu_between(before, after)
-        result.update(stats)
-        result["server_cpu_seconds"] = server_cpu
-        if before is not None and after is not None:
-            # the split is tick-resolution: for the reader's judgement, not for ratios
-            result["server_user_seconds"] = after.user - before.user
-            result["server_system_seconds"] = after.system - before.system
-        seconds = stats["seconds"] or 1e-9
-        per = stats["bytes"] / (1 << 20) if cell.workload == "stream" else stats["ops"]
-        result["rate"] = stats["mib_per_s"] if cell.workload == "stream" else stats["ops_per_s"]
-        result["cpu_per_op_us"] = server_cpu / per * 1e6 if server_cpu is not None and per else None
-        result["server_cpu_util"] = server_cpu / seconds if server_cpu is not None else None
-        gen_cpu = stats.get("gen_cpu_seconds")
-        result["gen_cpu_util"] = gen_cpu / seconds if gen_cpu is not None else None
-        result["gen_saturated"] = bool(gen_cpu is not None and gen_cpu / seconds > SATURATED)
-        if stats["ops"] == 0:
-            raise LoadGenError("no request completed in the measured window")
+        record_run(result, cell, stats, before, server.cpu_snapshot())
     except (ServerError, LoadGenError, OSError) as exc:
         result["status"] = "failed"
         result["error"] = _explain(exc, server)
     finally:
         if gen is not None:
             gen.close()
+        idle.close()
         server.close()
     return result
+
+
+def record_run(result: Dict[str, Any], cell: Cell, stats: Dict[str, Any],
+               before: Optional[CpuSnapshot], after: Optional[CpuSnapshot]) -> None:
+    """Put a timed run's figures into ``result``: the generator's ``stats``,
+    and the server's CPU time between the two snapshots per operation."""
+    server_cpu = cpu_between(before, after)
+    result.update(stats)
+    result["server_cpu_seconds"] = server_cpu
+    if before is not None and after is not None:
+        # the split is tick-resolution: for the reader's judgement, not for ratios
+        result["server_user_seconds"] = after.user - before.user
+        result["server_system_seconds"] = after.system - before.system
+    seconds = stats["seconds"] or 1e-9
+    per = stats["bytes"] / (1 << 20) if cell.workload == "stream" else stats["ops"]
+    result["rate"] = stats["mib_per_s"] if cell.workload == "stream" else stats["ops_per_s"]
+    result["cpu_per_op_us"] = server_cpu / per * 1e6 if server_cpu is not None and per else None
+    result["server_cpu_util"] = server_cpu / seconds if server_cpu is not None else None
+    gen_cpu = stats.get("gen_cpu_seconds")
+    result["gen_cpu_util"] = gen_cpu / seconds if gen_cpu is not None else None
+    result["gen_saturated"] = bool(gen_cpu is not None and gen_cpu / seconds > SATURATED)
+    if stats["ops"] == 0:
+        what = "connection" if cell.workload == "churn" else "request"
+        raise LoadGenError(f"no {what} completed in the measured window")
 
 
 def _explain(exc: BaseException, server: ServerProcess) -> str:
@@ -439,7 +501,12 @@ def _explain(exc: BaseException, server: ServerProcess) -> str:
 
 
 def applicable(contender: str, cell: Cell) -> bool:
-    return cell.workload in CONTENDERS[contender].workloads
+    entry = CONTENDERS[contender]
+    if cell.workload not in entry.workloads:
+        return False
+    if cell.workload in SCALE_VARIANTS:  # streams held by streams servers, the rest by Protocols
+        return (entry.style == "streams") == (cell.variant == "streams")
+    return True
 
 
 def run_matrix(contenders: Sequence[str], cells: Sequence[Cell], settings: Settings,
@@ -464,7 +531,11 @@ def run_matrix(contenders: Sequence[str], cells: Sequence[Cell], settings: Setti
     for index, (cell, name) in enumerate(plan):
         if progress:
             progress(index, len(plan), cell, name)
-        results[cell][name].append(run_one(name, cell, settings, generator))
+        if cell.workload in SCALE_VARIANTS:
+            from . import scale
+            results[cell][name].append(scale.run_one(name, cell, settings))
+        else:
+            results[cell][name].append(run_one(name, cell, settings, generator))
     if progress:
         progress(len(plan), len(plan), cells[-1] if cells else Cell("echo", 1, 1), "")
     return results
@@ -506,6 +577,10 @@ def summarize(cell: Cell, contenders: Sequence[str],
         for key in ("p50", "p99"):
             values = [r["latency_us"][key] for r in ok if key in r.get("latency_us", {})]
             row[f"{key}_us"] = statistics.median(values) if values else None
+        for key in ("rss_before", "rss_after", "open_seconds"):  # the conns workload's
+            values = [r[key] for r in ok if r.get(key) is not None]
+            if values:
+                row[key] = statistics.median(values)
         cpu = [r["cpu_per_op_us"] for r in ok if r.get("cpu_per_op_us") is not None]
         row["cpu_per_op_us"] = statistics.median(cpu) if cpu else None
         util = [r["server_cpu_util"] for r in ok if r.get("server_cpu_util") is not None]
@@ -576,6 +651,46 @@ def _callgrind_total(path: str) -> int:
     return summary
 
 
+OPENSSL_OBJECTS = ("libssl", "libcrypto")
+
+
+def _callgrind_by_object(path: str) -> Dict[str, int]:
+    """Self instructions per shared object (its file name) from a callgrind
+    output file: every cost line, less the lines that follow ``calls=``
+    (those are inclusive costs of a call, already counted in the callee)."""
+    by_object: Dict[str, int] = {}
+    names: Dict[str, str] = {}
+    positions = 1
+    current = "?"
+    skip_next = False
+    with open(path) as f:
+        for line in f:
+            head = line[:1]
+            if head.isdigit() or head in "+-*":
+                if skip_next:
+                    skip_next = False
+                    continue
+                tokens = line.split()
+                if len(tokens) > positions:
+                    by_object[current] = by_object.get(current, 0) + int(tokens[positions])
+            elif line.startswith("calls="):
+                skip_next = True
+            elif line.startswith(("ob=", "cob=")):  # either may name an object first
+                key, _, rest = line.partition("=")
+                ref, _, name = rest.strip().partition(" ")
+                if name:
+                    names[ref] = os.path.basename(name)
+                if key == "ob":
+                    current = names.get(ref, os.path.basename(ref))
+            elif line.startswith("positions:"):
+                positions = len(line.split()) - 1
+    return by_object
+
+
+def _outside_openssl(by_object: Dict[str, int]) -> int:
+    return sum(n for name, n in by_object.items() if not name.startswith(OPENSSL_OBJECTS))
+
+
 def _strace_counts(path: str) -> Dict[str, int]:
     counts: Dict[str, int] = {}
     with open(path) as f:
@@ -626,12 +741,20 @@ def _counted_run(contender: str, cell: Cell, settings: Settings, generator: Any,
                  wrapper: List[str], requests: int) -> None:
     env = dict(os.environ)
     env["PYTHONHASHSEED"] = "0"  # the same hashing, so the same work, in both runs
-    server = ServerProcess(contender, cell.workload, settings.server_host(contender),
-                           settings.port, wrapper=wrapper, ready_timeout=180.0, env=env)
+    server = ServerProcess(contender, cell.server_workload, settings.server_host(contender),
+                           settings.port, wrapper=wrapper, ready_timeout=180.0, env=env,
+                           max_fds=_max_fds(settings, cell))
     try:
         server.start()
-        _warm_up(cell, generator, generator_address(server))
-        _serve_exactly(cell, generator, generator_address(server), cell.connections, requests)
+        if cell.workload == "churn":
+            from . import scale
+            scale.churn_exactly(cell, generator_address(server), requests)
+        else:
+            # the server may be under valgrind: slow to accept
+            with idle_connections(settings, cell, server, 600.0 + settings.idle * 0.5):
+                _warm_up(cell, generator, generator_address(server))
+                _serve_exactly(cell, generator, generator_address(server), cell.connections,
+                               requests)
     except (ServerError, LoadGenError, OSError) as exc:
         raise LoadGenError(_explain(exc, server)) from None
     finally:
@@ -661,11 +784,20 @@ def measure_instructions(contender: str, cell: Cell, settings: Settings, generat
         valgrind, strace = tools["valgrind"], tools["strace"]
         if valgrind:
             try:
-                totals = both_runs("callgrind", lambda path: [
+                def total_and_outside(path: str) -> Tuple[int, Optional[int]]:
+                    outside = (_outside_openssl(_callgrind_by_object(path))
+                               if cell.server_workload == "tls" else None)
+                    return _callgrind_total(path), outside
+
+                counted = both_runs("callgrind", lambda path: [
                     valgrind, "--tool=callgrind", "--quiet",
-                    f"--callgrind-out-file={path}"], _callgrind_total)
+                    f"--callgrind-out-file={path}"], total_and_outside)
+                totals = [total for total, _ in counted]
+                outside = [part for _, part in counted if part is not None]
                 out["instructions_per_op"] = (totals[1] - totals[0]) / per
                 out["instructions_totals"] = totals
+                if outside:
+                    out["outside_openssl_per_op"] = (outside[1] - outside[0]) / per
             except (LoadGenError, ValueError, OSError) as exc:
                 out["instructions_error"] = str(exc)
         else:
