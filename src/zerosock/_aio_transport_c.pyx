@@ -28,6 +28,7 @@ from selectors import EVENT_READ, EVENT_WRITE
 
 from zerosock._buffers cimport zs_borrow_memory
 from zerosock._slots cimport zs_slot_get, zs_slot_offset
+from zerosock._wire cimport zs_wire, zs_wire_lend_socket
 from zerosock._shim cimport (
     ZS_EINTR, ZS_HAVE_MSG, zs_iov_set, zs_iovec, zs_is_would_block, zs_last_error, zs_msghdr,
     zs_recv, zs_send, zs_sendmsg, zs_strerror,
@@ -225,14 +226,8 @@ cdef class ReadSink:
 
 cdef class ReadTarget:
 
-    cdef char *read_area(self, Py_ssize_t *size) except NULL:
+    cdef int wire_readable(self, zs_wire *wire) except -1:
         raise NotImplementedError
-
-    cdef int read_done(self, Py_ssize_t nbytes) except -1:
-        raise NotImplementedError
-
-    cdef int read_socket(self) except -1:
-        return 0
 
 
 cdef class TransportCore:
@@ -443,6 +438,25 @@ cdef class TransportCore:
         rest = self._send_now(ptr, length, None)
         if rest is not None:
             self._queue_rest(rest)
+        return 0
+
+    cdef int lend_wire(self, zs_wire *wire) except -1:
+        """The socket lent for sending (zs_wire.h): sends go straight out
+        while nothing is queued before them.  Give it back with wire_returned()."""
+        zs_wire_lend_socket(wire, self._fd, 0, self._buffer_size == 0 and not self._conn_lost)
+        return 0
+
+    cdef int wire_returned(self, zs_wire *wire) except -1:
+        """Act on what a receive or a send through the lent socket met, as
+        this transport's own read or write would."""
+        if self._conn_lost:
+            return 0
+        if wire.send_err:
+            self._fatal_error(_os_error(wire.send_err), "Fatal write error on socket transport")
+        elif wire.recv_err:
+            self._fatal_error(_os_error(wire.recv_err), "Fatal read error on socket transport")
+        elif wire.eof:
+            return self._on_eof()
         return 0
 
     cdef object _send_now(self, const char *ptr, Py_ssize_t length, object data):
@@ -682,34 +696,16 @@ cdef class TransportCore:
 
     cdef int _read_into_target(self) except -1:
         cdef ReadTarget target = self._target  # held: the protocol's code may replace it
-        cdef Py_ssize_t size = 0
-        cdef char *area
-        cdef long n
-        cdef int err
+        cdef zs_wire wire
+        zs_wire_lend_socket(&wire, self._fd, 1, 0)
         try:
-            if target.read_socket():
-                return 0
-            area = target.read_area(&size)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
-            return 0
-        n = zs_recv(self._fd, area, <size_t>size, 0)
-        if n < 0:
-            err = zs_last_error()
-            if not (zs_is_would_block(err) or err == ZS_EINTR):
-                self._fatal_error(_os_error(err), "Fatal read error on socket transport")
-            return 0
-        if n == 0:
-            return self._on_eof()
-        try:
-            target.read_done(n)
+            target.wire_readable(&wire)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
-        return 0
+            return 0
+        return self.wire_returned(&wire)
 
     cdef int _on_eof(self) except -1:
         if self._loop.get_debug():
