@@ -57,6 +57,13 @@ static inline int zs_wire_can_recv(const zs_wire *w)
     return w->mem_len != 0 || w->recv_left;
 }
 
+/* Whether the lending met what the transport must act on: the end of the
+ * stream or an error. */
+static inline int zs_wire_to_report(const zs_wire *w)
+{
+    return w->eof || w->recv_err || w->send_err;
+}
+
 /* Up to `n` bytes into `buf`: the count, or 0 when there is nothing to give
  * now (the receive was used, it would block, or it met the end of the stream
  * or an error, which the wire keeps). */

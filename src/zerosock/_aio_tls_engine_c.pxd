@@ -37,13 +37,14 @@ cdef class TLSEngine:
     cdef bint drained(self) except -1
     cdef object read_all(self, bint *closed)
 
-    # Plaintext out: the bytes of `data` the session took (fewer when it
-    # waits for the peer, as in a renegotiation); records leave through
-    # `wire` while it lets them (NULL: they wait in the engine).
+    # Plaintext out: how many bytes of `data` the session did not take (0
+    # unless it waits for the peer, as in a renegotiation); records leave
+    # through `wire` while it lets them (NULL: they wait in the engine).
     cdef Py_ssize_t write(self, object data, zs_wire *wire) except -1
 
     # Records out, waiting in the engine: their size; handing them all to the
-    # transport (its C core when it is one of ours); dropping them.
+    # transport (its C core when it is one of ours), giving the size of what
+    # still waits (records a send's error handler made); dropping them.
     cdef Py_ssize_t outgoing_size(self) except -1
-    cdef int flush(self, TransportCore core, object transport) except -1
+    cdef Py_ssize_t flush(self, TransportCore core, object transport) except -1
     cdef int discard_outgoing(self) except -1

@@ -89,7 +89,7 @@ cdef class TLSEngine:
     cdef Py_ssize_t outgoing_size(self) except -1:
         raise NotImplementedError
 
-    cdef int flush(self, TransportCore core, object transport) except -1:
+    cdef Py_ssize_t flush(self, TransportCore core, object transport) except -1:
         raise NotImplementedError
 
     cdef int discard_outgoing(self) except -1:
@@ -118,17 +118,17 @@ cdef class TLSEngine:
         return self.shutdown()
 
     def send(self, data, long fd=-1):
-        """Encrypt ``data``: the byte count taken.  With ``fd``, the records
-        leave through that socket, lent as a transport with nothing queued
-        lends it; the error a send met, if any, is raised as an OSError."""
+        """Encrypt ``data``: the byte count not taken.  With ``fd``, the
+        records leave through that socket, lent as a transport with nothing
+        queued lends it; the error a send met, if any, is raised as an OSError."""
         cdef zs_wire wire
         if fd < 0:
             return self.write(data, NULL)
         zs_wire_lend_socket(&wire, fd, 0, 1)
-        taken = self.write(data, &wire)
+        left = self.write(data, &wire)
         if wire.send_err:
             raise OSError(wire.send_err, "send failed")
-        return taken
+        return left
 
     def recv(self, Py_ssize_t size, long fd=-1):
         """Decrypt up to ``size`` bytes: the plaintext, b"" at close_notify,

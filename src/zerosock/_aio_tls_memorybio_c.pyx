@@ -5,7 +5,9 @@ them -- for interpreters where the OpenSSL engine's checks fail, and for
 sessions of a context's own ``sslobject_class``.  Received ciphertext is
 copied into the incoming MemoryBIO as soon as the wire is plugged in."""
 
+cimport cython
 from cpython.buffer cimport PyBUF_READ, PyBUF_WRITE
+from cpython.bytes cimport PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.memoryview cimport PyMemoryView_FromMemory
 
 try:
@@ -26,6 +28,7 @@ from zerosock._wire cimport zs_wire, zs_wire_recv
 cdef char _landing[IO_CHUNK]
 
 
+@cython.final
 cdef class MemoryBIOEngine(TLSEngine):
     """A session's records through Python calls (see the module)."""
 
@@ -77,21 +80,23 @@ cdef class MemoryBIOEngine(TLSEngine):
     # -- plaintext out ------------------------------------------------------------
 
     cdef Py_ssize_t write(self, object data, zs_wire *wire) except -1:
+        cdef Py_ssize_t size = (PyBytes_GET_SIZE(data) if PyBytes_CheckExact(data)
+                                else memoryview(data).nbytes)
         try:
-            return self.sslobj.write(data)
+            return size - self.sslobj.write(data)
         except _AgainErrors:
-            return 0
+            return size
 
     # -- records out --------------------------------------------------------------
 
     cdef Py_ssize_t outgoing_size(self) except -1:
         return self._outgoing.pending
 
-    cdef int flush(self, TransportCore core, object transport) except -1:
+    cdef Py_ssize_t flush(self, TransportCore core, object transport) except -1:
         data = self._outgoing.read()
         if data:
             transport.write(data)
-        return 0
+        return self._outgoing.pending
 
     cdef int discard_outgoing(self) except -1:
         self._outgoing.read()

@@ -15,8 +15,9 @@ Everything that relies on ``_ssl``'s private object layout is the
 :func:`unavailable_reason` (checked once, before any engine is made) and
 :func:`_session_of`."""
 
+cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_XDECREF
 from libc.stdint cimport uint64_t
@@ -33,7 +34,7 @@ except ImportError:  # pragma: no cover - an interpreter without ssl
 
 from zerosock._aio_tls_engine_c cimport TLSEngine
 from zerosock._aio_transport_c cimport TransportCore
-from zerosock._wire cimport zs_wire
+from zerosock._wire cimport zs_wire, zs_wire_can_recv
 
 cdef extern from "Python.h":
     # Bytes filled in place: made unfinished, then cut to what was written.
@@ -194,6 +195,31 @@ cdef object _ssl_error(int code):
     return exc
 
 
+cdef inline Py_ssize_t _read_plain(ZS_SSL *s, char *buf, Py_ssize_t size) except -2:
+    """SSL_read into buf: bytes read, 0 at close_notify, -1 when it needs more ciphertext."""
+    cdef int n = zs_ossl.SSL_read(s, buf, <int>min(size, 1 << 30))
+    cdef int code
+    if n > 0:
+        return n
+    code = zs_ossl.SSL_get_error(s, n)
+    # SSL_get_error reports an empty error queue as WANT_*/ZERO_RETURN: nothing to clear.
+    if code == ZS_SSL_ERROR_WANT_READ or code == ZS_SSL_ERROR_WANT_WRITE:
+        return -1
+    if code == ZS_SSL_ERROR_ZERO_RETURN:
+        return 0
+    if code == ZS_SSL_ERROR_SYSCALL:  # the stdlib retries these too
+        zs_ossl.ERR_clear_error()
+        return -1
+    raise _ssl_error(code)
+
+
+cdef inline bint _drained(ZS_SSL *s, zs_inbuf *held):
+    """No ciphertext held nor in the session's record buffer (SSL_has_pending
+    counts what it read ahead): a read would only want more, or receive."""
+    return held.len == 0 and not zs_ossl.SSL_has_pending(s)
+
+
+@cython.final
 cdef class OpenSSLEngine(TLSEngine):
     """A session's records through OpenSSL's own calls (see the module)."""
 
@@ -232,9 +258,9 @@ cdef class OpenSSLEngine(TLSEngine):
     cdef Py_ssize_t unplug(self) except -1:
         cdef zs_wire *wire = self._in.wire
         cdef long got
-        if wire == NULL:
-            return 0
         self._in.wire = NULL
+        if wire == NULL or not zs_wire_can_recv(wire):
+            return 0
         got = zs_inbuf_take(self._in, wire)
         if got < 0:
             raise MemoryError()
@@ -252,25 +278,10 @@ cdef class OpenSSLEngine(TLSEngine):
     # -- plaintext in -------------------------------------------------------------
 
     cdef Py_ssize_t read_into(self, char *buf, Py_ssize_t size) except -2:
-        cdef int n = zs_ossl.SSL_read(self._ssl, buf, <int>min(size, 1 << 30))
-        cdef int code
-        if n > 0:
-            return n
-        code = zs_ossl.SSL_get_error(self._ssl, n)
-        # SSL_get_error reports an empty error queue as WANT_*/ZERO_RETURN: nothing to clear.
-        if code == ZS_SSL_ERROR_WANT_READ or code == ZS_SSL_ERROR_WANT_WRITE:
-            return -1
-        if code == ZS_SSL_ERROR_ZERO_RETURN:
-            return 0
-        if code == ZS_SSL_ERROR_SYSCALL:  # the stdlib retries these too
-            zs_ossl.ERR_clear_error()
-            return -1
-        raise _ssl_error(code)
+        return _read_plain(self._ssl, buf, size)
 
     cdef bint drained(self) except -1:
-        # No ciphertext held nor in the session's record buffer (SSL_has_pending
-        # counts what it read ahead): a read would only want more, or receive.
-        return self._in.len == 0 and not zs_ossl.SSL_has_pending(self._ssl)
+        return _drained(self._ssl, self._in)
 
     cdef object read_all(self, bint *closed):
         cdef Py_ssize_t filled = 0, size, count = 1
@@ -284,9 +295,9 @@ cdef class OpenSSLEngine(TLSEngine):
         data = None
         try:
             if size <= SMALL_READ:
-                count = self.read_into(plain, SMALL_READ)
+                count = _read_plain(self._ssl, plain, SMALL_READ)
                 if count > 0:
-                    if count < SMALL_READ and self.drained():
+                    if count < SMALL_READ and _drained(self._ssl, self._in):
                         data = PyBytes_FromStringAndSize(plain, count)
                         count = -1
                     else:
@@ -306,11 +317,11 @@ cdef class OpenSSLEngine(TLSEngine):
                         size = (filled + <Py_ssize_t>self._in.len
                                 + zs_ossl.SSL_pending(self._ssl) + max(<Py_ssize_t>SMALL_READ, filled))
                         zs_bytes_resize(&raw, size)
-                    count = self.read_into(zs_bytes_ptr(raw) + filled, size - filled)
+                    count = _read_plain(self._ssl, zs_bytes_ptr(raw) + filled, size - filled)
                     if count <= 0:
                         break
                     filled += count
-                    if self.drained():
+                    if _drained(self._ssl, self._in):
                         count = -1
                         break
                 if filled:
@@ -327,25 +338,29 @@ cdef class OpenSSLEngine(TLSEngine):
     cdef Py_ssize_t write(self, object data, zs_wire *wire) except -1:
         cdef Py_buffer view
         cdef const char *ptr
-        cdef Py_ssize_t total, left
+        cdef Py_ssize_t left
         cdef int n = 1
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-        ptr = <const char *>view.buf
-        total = left = view.len
+        cdef bint exported = not PyBytes_CheckExact(data)
+        if exported:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            ptr = <const char *>view.buf
+            left = view.len
+        else:  # immutable, and the caller holds it: no export needed
+            ptr = PyBytes_AS_STRING(data)
+            left = PyBytes_GET_SIZE(data)
         self._out.wire = wire
-        try:
-            while left > 0:
-                n = zs_ossl.SSL_write(self._ssl, ptr, <int>min(left, 1 << 30))
-                if n <= 0:
-                    break
-                ptr += n
-                left -= n
-        finally:
-            self._out.wire = NULL
+        while left > 0:
+            n = zs_ossl.SSL_write(self._ssl, ptr, <int>min(left, 1 << 30))
+            if n <= 0:
+                break
+            ptr += n
+            left -= n
+        self._out.wire = NULL
+        if exported:
             PyBuffer_Release(&view)
         if left > 0:
             self._check_write_error(n)
-        return total - left
+        return left
 
     cdef int _check_write_error(self, int ret) except -1:
         cdef int code = zs_ossl.SSL_get_error(self._ssl, ret)
@@ -361,7 +376,7 @@ cdef class OpenSSLEngine(TLSEngine):
     cdef Py_ssize_t outgoing_size(self) except -1:
         return <Py_ssize_t>self._out.len
 
-    cdef int flush(self, TransportCore core, object transport) except -1:
+    cdef Py_ssize_t flush(self, TransportCore core, object transport) except -1:
         cdef Py_ssize_t n = <Py_ssize_t>self._out.len
         if n:
             # Emptied first: records a write() makes from Python code run by
@@ -372,7 +387,7 @@ cdef class OpenSSLEngine(TLSEngine):
                 core.write_mem(self._out.buf, n)
             else:
                 transport.write(PyBytes_FromStringAndSize(self._out.buf, n))
-        return 0
+        return <Py_ssize_t>self._out.len
 
     cdef int discard_outgoing(self) except -1:
         self._out.len = 0

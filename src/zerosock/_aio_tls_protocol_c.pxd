@@ -1,3 +1,4 @@
+cimport cython
 from zerosock._aio_tls_engine_c cimport TLSEngine
 from zerosock._aio_transport_c cimport ReadTarget, TransportCore
 from zerosock._wire cimport zs_wire
@@ -41,23 +42,46 @@ cdef class TLSProtocolCore(ReadTarget):
     cdef object _lent_view               # ... as a view, whose slices write through
     cdef object __weakref__
 
+    # None is overridden: final, so calls within the module go direct.
+    @cython.final
     cdef _wakeup_waiter(self, exc=*)
-    cdef int _on_ciphertext(self) except -1
+    @cython.final
+    cdef inline int _on_ciphertext(self) except -1
+    @cython.final
     cdef _start_handshake(self)
+    @cython.final
     cdef _do_handshake(self)
+    @cython.final
     cdef _do_flush(self)
+    @cython.final
     cdef _do_shutdown(self)
+    @cython.final
     cdef _on_shutdown_complete(self, shutdown_exc)
-    cdef Py_ssize_t _encrypt(self, object data) except -1
+    @cython.final
+    cdef inline Py_ssize_t _encrypt(self, object data) except -1
+    @cython.final
     cdef int _write_one(self, object data) except -1
+    @cython.final
     cdef _do_write(self)
-    cdef int _process_outgoing(self) except -1
+    @cython.final
+    cdef inline int _process_outgoing(self) except -1
+    @cython.final
     cdef _do_read(self)
+    @cython.final
     cdef _do_read_buffered(self)
-    cdef _do_read_copied(self)
+    @cython.final
+    cdef inline _do_read_copied(self)
+    @cython.final
     cdef _call_eof_received(self)
-    cdef Py_ssize_t _get_write_buffer_size(self) except -1
-    cdef Py_ssize_t _get_read_buffer_size(self) except -1
+    @cython.final
+    cdef inline Py_ssize_t _get_write_buffer_size(self) except -1
+    @cython.final
+    cdef inline Py_ssize_t _get_read_buffer_size(self) except -1
+    @cython.final
     cdef int _control_app_writing(self) except -1
+    @cython.final
+    cdef inline int _control_app_writing_at(self, Py_ssize_t size) except -1
+    @cython.final
     cdef _tell_app(self, str method)
-    cdef int _control_ssl_reading(self) except -1
+    @cython.final
+    cdef inline int _control_ssl_reading(self) except -1

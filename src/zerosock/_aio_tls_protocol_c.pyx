@@ -35,10 +35,9 @@ except ImportError:  # pragma: no cover - an interpreter without ssl
 
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING
-from cpython.bytes cimport PyBytes_CheckExact, PyBytes_GET_SIZE
 
 from zerosock._aio_tls_engine_c cimport IO_CHUNK
-from zerosock._wire cimport zs_wire_lend_memory
+from zerosock._wire cimport zs_wire_lend_memory, zs_wire_to_report
 
 
 # The states of the stdlib's SSLProtocol and of its application protocol.
@@ -77,12 +76,6 @@ def _flow_limits(high, low, kb):
     if not high >= low >= 0:
         raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
     return high, low
-
-
-cdef inline Py_ssize_t _nbytes(object data) except -1:
-    if PyBytes_CheckExact(data):
-        return PyBytes_GET_SIZE(data)
-    return memoryview(data).nbytes
 
 
 cdef class TLSProtocolCore(ReadTarget):
@@ -182,13 +175,12 @@ cdef class TLSProtocolCore(ReadTarget):
         state, from our socket transport and from buffer_updated() alike.
         The engine takes it as the state's step asks; what the step did not
         ask for it keeps, and the step runs again for that."""
-        cdef TLSEngine engine = self._engine
         cdef Py_ssize_t held
-        engine.plug(wire)
+        self._engine.plug(wire)
         try:
             self._on_ciphertext()
         finally:
-            held = engine.unplug()
+            held = self._engine.unplug()
         if held:
             self._on_ciphertext()
         return 0
@@ -208,7 +200,7 @@ cdef class TLSProtocolCore(ReadTarget):
         zs_wire_lend_memory(&wire, PyByteArray_AS_STRING(self._lent), <size_t>nbytes)
         self.wire_readable(&wire)
 
-    cdef int _on_ciphertext(self) except -1:
+    cdef inline int _on_ciphertext(self) except -1:
         if self._tls_state == WRAPPED:
             self._do_read()
         elif self._tls_state == DO_HANDSHAKE:
@@ -387,32 +379,35 @@ cdef class TLSProtocolCore(ReadTarget):
 
     # -- outgoing ------------------------------------------------------------------------
 
-    cdef Py_ssize_t _encrypt(self, object data) except -1:
-        """``data`` to the engine: the byte count it took.  While the socket
-        transport has nothing queued, the records leave as they are made."""
+    cdef inline Py_ssize_t _encrypt(self, object data) except -1:
+        """``data`` to the engine: the byte count it did not take.  While the
+        socket transport has nothing queued, the records leave as they are
+        made.  (An exception from the engine fails the connection: what a
+        send met before it goes unreported.)"""
         cdef TransportCore core = self._core  # held: reporting a send error runs Python code
         cdef zs_wire wire
+        cdef Py_ssize_t left
         if core is None or self._ssl_writing_paused:
             return self._engine.write(data, NULL)
         core.lend_wire(&wire)
-        try:
-            return self._engine.write(data, &wire)
-        finally:
+        left = self._engine.write(data, &wire)
+        if zs_wire_to_report(&wire):
             core.wire_returned(&wire)
+        return left
 
     cdef int _write_one(self, object data) except -1:
         """The application transport's write(): encrypted now when nothing waits."""
-        cdef Py_ssize_t taken
+        cdef Py_ssize_t left
         if self._tls_state != WRAPPED or self._write_backlog:
             self._write_appdata((data,))
             return 0
         try:
-            taken = self._encrypt(data)
-            if taken < _nbytes(data):
+            left = self._encrypt(data)
+            if left:
                 # Not all went (a handshake message is due first): the rest waits, as in the stdlib.
-                rest = memoryview(data).cast("B")[taken:]
-                self._write_backlog.append(rest)
-                self._write_buffer_size += len(rest)
+                view = memoryview(data).cast("B")
+                self._write_backlog.append(view[len(view) - left:])
+                self._write_buffer_size += left
             self._process_outgoing()
         except Exception as ex:
             self._fatal_error(ex, "Fatal error on SSL protocol")
@@ -434,29 +429,32 @@ cdef class TLSProtocolCore(ReadTarget):
             self._fatal_error(ex, "Fatal error on SSL protocol")
 
     cdef _do_write(self):
-        cdef Py_ssize_t taken, data_len
+        cdef Py_ssize_t left, data_len
         backlog = self._write_backlog
         while backlog:
             data = backlog[0]
             data_len = len(data)
-            taken = self._encrypt(data)
-            if taken == _nbytes(data):
+            left = self._encrypt(data)
+            if not left:
                 backlog.popleft()
                 self._write_buffer_size -= data_len
                 continue
-            if taken:
+            view = memoryview(data).cast("B")
+            if left < len(view):
                 # Counted as the stdlib counts: len() of what is left.
-                rest = memoryview(data).cast("B")[taken:]
-                backlog[0] = rest
-                self._write_buffer_size -= data_len - len(rest)
+                backlog[0] = view[len(view) - left:]
+                self._write_buffer_size -= data_len - left
             break  # the session waits for the peer
         self._process_outgoing()
 
-    cdef int _process_outgoing(self) except -1:
+    cdef inline int _process_outgoing(self) except -1:
         cdef TransportCore core = self._core  # held: a write may run Python code
-        if not self._ssl_writing_paused:
-            self._engine.flush(core, self._transport)
-        return self._control_app_writing()
+        cdef Py_ssize_t waiting
+        if self._ssl_writing_paused:
+            waiting = self._engine.outgoing_size()
+        else:
+            waiting = self._engine.flush(core, self._transport)
+        return self._control_app_writing_at(waiting + self._write_buffer_size)
 
     # -- incoming --------------------------------------------------------------------------
 
@@ -508,7 +506,7 @@ cdef class TLSProtocolCore(ReadTarget):
             self._call_eof_received()
             self._start_shutdown()
 
-    cdef _do_read_copied(self):
+    cdef inline _do_read_copied(self):
         cdef bint closed = False
         data = self._engine.read_all(&closed)
         if data is not None:
@@ -531,14 +529,16 @@ cdef class TLSProtocolCore(ReadTarget):
 
     # -- flow control ------------------------------------------------------------------------
 
-    cdef Py_ssize_t _get_write_buffer_size(self) except -1:
+    cdef inline Py_ssize_t _get_write_buffer_size(self) except -1:
         return self._engine.outgoing_size() + self._write_buffer_size
 
-    cdef Py_ssize_t _get_read_buffer_size(self) except -1:
+    cdef inline Py_ssize_t _get_read_buffer_size(self) except -1:
         return self._engine.incoming_size()
 
     cdef int _control_app_writing(self) except -1:
-        cdef Py_ssize_t size = self._get_write_buffer_size()
+        return self._control_app_writing_at(self._get_write_buffer_size())
+
+    cdef inline int _control_app_writing_at(self, Py_ssize_t size) except -1:
         if size >= self._outgoing_high_water and not self._app_writing_paused:
             self._app_writing_paused = True
             self._tell_app("pause_writing")
@@ -568,7 +568,7 @@ cdef class TLSProtocolCore(ReadTarget):
         self._incoming_high_water, self._incoming_low_water = _flow_limits(
             high, low, HIGH_WATER_READ)
 
-    cdef int _control_ssl_reading(self) except -1:
+    cdef inline int _control_ssl_reading(self) except -1:
         cdef Py_ssize_t size = self._get_read_buffer_size()
         if size >= self._incoming_high_water and not self._ssl_reading_paused:
             self._ssl_reading_paused = True

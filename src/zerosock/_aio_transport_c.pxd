@@ -1,5 +1,5 @@
 from zerosock._shim cimport zs_sock_t
-from zerosock._wire cimport zs_wire
+from zerosock._wire cimport zs_wire, zs_wire_lend_socket
 
 
 cdef class ReadSink:
@@ -55,7 +55,11 @@ cdef class TransportCore:
     cdef int _attach(self, owner, loop, sock, protocol, extra) except -1
     cdef int c_write(self, object data) except -1
     cdef int write_mem(self, const char *ptr, Py_ssize_t length) except -1
-    cdef int lend_wire(self, zs_wire *wire) except -1
+    cdef inline void lend_wire(self, zs_wire *wire) noexcept:
+        """The socket lent for sending (zs_wire.h): sends go straight out
+        while nothing is queued before them.  What a send met is acted on by
+        wire_returned(), when zs_wire_to_report() says there is anything."""
+        zs_wire_lend_socket(wire, self._fd, 0, self._buffer_size == 0 and not self._conn_lost)
     cdef int wire_returned(self, zs_wire *wire) except -1
     cdef object _send_now(self, const char *ptr, Py_ssize_t length, object data)
     cdef int _queue_rest(self, object rest) except -1

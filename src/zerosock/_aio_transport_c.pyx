@@ -28,7 +28,7 @@ from selectors import EVENT_READ, EVENT_WRITE
 
 from zerosock._buffers cimport zs_borrow_memory
 from zerosock._slots cimport zs_slot_get, zs_slot_offset
-from zerosock._wire cimport zs_wire, zs_wire_lend_socket
+from zerosock._wire cimport zs_wire, zs_wire_lend_socket, zs_wire_to_report
 from zerosock._shim cimport (
     ZS_EINTR, ZS_HAVE_MSG, zs_iov_set, zs_iovec, zs_is_would_block, zs_last_error, zs_msghdr,
     zs_recv, zs_send, zs_sendmsg, zs_strerror,
@@ -440,15 +440,10 @@ cdef class TransportCore:
             self._queue_rest(rest)
         return 0
 
-    cdef int lend_wire(self, zs_wire *wire) except -1:
-        """The socket lent for sending (zs_wire.h): sends go straight out
-        while nothing is queued before them.  Give it back with wire_returned()."""
-        zs_wire_lend_socket(wire, self._fd, 0, self._buffer_size == 0 and not self._conn_lost)
-        return 0
-
     cdef int wire_returned(self, zs_wire *wire) except -1:
         """Act on what a receive or a send through the lent socket met, as
-        this transport's own read or write would."""
+        this transport's own read or write would (a wire that met nothing,
+        zs_wire_to_report() false, needs no call)."""
         if self._conn_lost:
             return 0
         if wire.send_err:
@@ -705,7 +700,9 @@ cdef class TransportCore:
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
             return 0
-        return self.wire_returned(&wire)
+        if zs_wire_to_report(&wire):
+            self.wire_returned(&wire)
+        return 0
 
     cdef int _on_eof(self) except -1:
         if self._loop.get_debug():
