@@ -131,7 +131,7 @@ static int zs_outbio_write(ZS_BIO *bio, const char *data, int n)
 {
     zs_outbuf *out = (zs_outbuf *)zs_ossl.BIO_get_data(bio);
     size_t rest = (size_t)n;
-    zs_bio_clear_retry(bio);
+    /* (Never a "retry": it takes every record, so it has no flags to clear.) */
     if (out == NULL || n < 0)
         return -1;
     if (out->wire != NULL && out->len == 0) {
