@@ -124,7 +124,7 @@ def new_engine(str kind, sslcontext, bint server_side=False, server_hostname=Non
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     sslobj = sslcontext.wrap_bio(incoming, outgoing, server_side=server_side,
                                  server_hostname=server_hostname)
-    if kind == "openssl" and _c_engine_ready:
+    if kind == "openssl":
         try:
             return OpenSSLEngine(sslobj, incoming, outgoing)
         except TypeError:

@@ -109,6 +109,15 @@ cdef class TLSEngine:
         finally:
             PyBuffer_Release(&view)
 
+    def receive_from(self, long fd):
+        """One readiness event of socket ``fd`` with no step to ask for its
+        bytes: (bytes the engine holds of its own afterwards, end of stream, errno)."""
+        cdef zs_wire wire
+        zs_wire_lend_socket(&wire, fd, 1, 0)
+        self.plug(&wire)
+        held = self.unplug()
+        return held, bool(wire.eof), wire.recv_err
+
     def do_handshake(self):
         """One handshake step: True when the handshake is complete."""
         return self.handshake()

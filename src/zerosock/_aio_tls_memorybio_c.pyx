@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover - an interpreter without ssl
 
 if ssl is not None:
     _AgainErrors = (ssl.SSLWantReadError, ssl.SSLSyscallError)
+    _ZeroReturnError = ssl.SSLZeroReturnError
 
 from zerosock._aio_tls_engine_c cimport IO_CHUNK, TLSEngine
 from zerosock._aio_transport_c cimport TransportCore
@@ -57,6 +58,8 @@ cdef class MemoryBIOEngine(TLSEngine):
             return self.sslobj.read(size, PyMemoryView_FromMemory(buf, size, PyBUF_WRITE))
         except _AgainErrors:
             return -1
+        except _ZeroReturnError:  # close_notify after our own: _ssl raises, SSL_read says 0
+            return 0
 
     cdef bint drained(self) except -1:
         return False  # a read says so itself, cheaper than asking the session first
@@ -73,6 +76,8 @@ cdef class MemoryBIOEngine(TLSEngine):
                 chunks.append(chunk)
         except _AgainErrors:
             pass
+        except _ZeroReturnError:
+            closed[0] = True
         if len(chunks) == 1:
             return chunks[0]
         return b"".join(chunks) if chunks else None
