@@ -119,8 +119,8 @@ def _force_engine(str name):
 
 def new_engine(str kind, sslcontext, bint server_side=False, server_hostname=None):
     """A new TLS session of ``sslcontext`` with its engine: the OpenSSL
-    engine when ``kind`` asks for it and the session is the stdlib's kind,
-    else the MemoryBIO engine."""
+    engine when ``kind`` asks for it and it can drive the session, else the
+    MemoryBIO engine."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     sslobj = sslcontext.wrap_bio(incoming, outgoing, server_side=server_side,
                                  server_hostname=server_hostname)
@@ -128,7 +128,7 @@ def new_engine(str kind, sslcontext, bint server_side=False, server_hostname=Non
         try:
             return OpenSSLEngine(sslobj, incoming, outgoing)
         except TypeError:
-            pass  # a context's own sslobject_class
+            pass  # not _ssl's session over these BIOs (a context's own sslobject_class)
     return MemoryBIOEngine(sslobj, incoming, outgoing)
 
 

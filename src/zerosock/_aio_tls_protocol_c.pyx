@@ -1,9 +1,10 @@
 # cython: language_level=3
 """The TLS state machine of zerosock.aio: the standard library's
-``SSLProtocol`` -- its states UNWRAPPED, DO_HANDSHAKE, WRAPPED, FLUSHING and
-SHUTDOWN, its handshake and shutdown timeouts, flow control both ways, its
-errors -- over a TLS engine (zerosock._aio_tls_engine_c) that moves the
-records.  It sits on a socket transport as its protocol.
+``SSLProtocol`` (CPython's Lib/asyncio/sslproto.py, 3.11 on) -- its states
+UNWRAPPED, DO_HANDSHAKE, WRAPPED, FLUSHING and SHUTDOWN, its handshake and
+shutdown timeouts, flow control both ways, its errors -- over a TLS engine
+(zerosock._aio_tls_engine_c) that moves the records.  It sits on a socket
+transport as its protocol.
 
 Only the transport touches the socket.  For each readiness event it lends
 this protocol the socket as a ``zs_wire`` (zs_wire.h) good for one receive,
