@@ -70,25 +70,26 @@ static inline int zs_wire_to_report(const zs_wire *w)
 static inline size_t zs_wire_recv(zs_wire *w, char *buf, size_t n)
 {
     long got;
+    if (w->recv_left && n != 0) {
+        w->recv_left = 0;  /* one receive a readiness event, as the transport's own read */
+        got = zs_recv(w->fd, buf, n, 0);
+        if (got > 0)
+            return (size_t)got;
+        if (got == 0) {
+            w->eof = 1;
+        } else {
+            int e = zs_last_error();
+            if (!zs_is_would_block(e) && e != ZS_EINTR)
+                w->recv_err = e;
+        }
+        return 0;
+    }
     if (w->mem_len != 0) {
         size_t k = w->mem_len < n ? w->mem_len : n;
         memcpy(buf, w->mem, k);
         w->mem += k;
         w->mem_len -= k;
         return k;
-    }
-    if (!w->recv_left || n == 0)
-        return 0;
-    w->recv_left = 0;  /* one receive a readiness event, as the transport's own read */
-    got = zs_recv(w->fd, buf, n, 0);
-    if (got > 0)
-        return (size_t)got;
-    if (got == 0) {
-        w->eof = 1;
-    } else {
-        int e = zs_last_error();
-        if (!zs_is_would_block(e) && e != ZS_EINTR)
-            w->recv_err = e;
     }
     return 0;
 }
