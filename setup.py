@@ -7,12 +7,18 @@ installs the pure-Python backend only.  ``ZEROSOCK_REQUIRE_EXTENSION=1`` turns
 that failure into an error, so wheel builds and CI can never ship a silent
 fallback.  ``ZEROSOCK_DEBUG_BUILD=1`` compiles with ``-O0 -g3``;
 ``ZEROSOCK_SANITIZE=1`` adds AddressSanitizer and UndefinedBehaviorSanitizer.
+``ZEROSOCK_WERROR=1`` makes compiler warnings errors: our own builds (CI, the
+sanitizer build, wheels) set it; a user's install never does, so a newer
+compiler's new warning cannot turn the C backend off.
 """
 
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
+import setuptools
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
@@ -34,6 +40,14 @@ EXTRA_LIBRARIES: "dict[str, list[str]]" = {
 }
 
 
+# pyproject.toml gives the licence as an SPDX expression, which older
+# setuptools rejects with a schema error; an in-place build
+# (``setup.py build_ext``) uses whatever the environment has, so say so plainly.
+if int(setuptools.__version__.split(".")[0]) < 77:
+    raise SystemExit("zerosock: setuptools 77 or later is needed (this is "
+                     f"{setuptools.__version__}): pip install --upgrade 'setuptools>=77'")
+
+
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip() not in ("", "0")
 
@@ -41,13 +55,16 @@ def env_flag(name: str) -> bool:
 REQUIRE_EXTENSION = env_flag("ZEROSOCK_REQUIRE_EXTENSION")
 DEBUG_BUILD = env_flag("ZEROSOCK_DEBUG_BUILD")
 SANITIZE = env_flag("ZEROSOCK_SANITIZE")
+WERROR = env_flag("ZEROSOCK_WERROR")
 WINDOWS = sys.platform == "win32"
 
 
 def compile_args() -> "tuple[list[str], list[str]]":
     if WINDOWS:
-        return ["/W3"], []
-    cflags = ["-Wall", "-Werror", "-Wno-unused-function", "-Wno-unreachable-code"]
+        return ["/W3"] + (["/WX"] if WERROR else []), []
+    cflags = ["-Wall", "-Wno-unused-function", "-Wno-unreachable-code"]
+    if WERROR:
+        cflags.append("-Werror")
     ldflags: "list[str]" = []
     if DEBUG_BUILD or SANITIZE:
         cflags += ["-O0", "-g3", "-UNDEBUG"]
@@ -84,20 +101,99 @@ def warn(message: str) -> None:
     sys.stderr.write(f"\n{bar}\n{message}\n{bar}\n\n")
 
 
+# The build record: what ``python -m zerosock`` reports of the build that
+# installed the package, since pip shows none of the build's output.
+BUILD_RECORD = "_build.json"
+# Why the extension was not even attempted (Cython missing or failing).
+SKIPPED_REASON: "list[str]" = []
+
+
+def write_build_record(package_dir: Path, built: bool, reason: "str | None",
+                       compiler: "str | None" = None) -> None:
+    package_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "c_extension": built,
+        "reason": reason,
+        "compiler": compiler,
+        "werror": WERROR,
+        "python": sys.version.split()[0],
+    }
+    (package_dir / BUILD_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def compiler_diagnostics(command: "list[str]", limit: int = 20) -> str:
+    """The compiler's own messages for ``command`` (run again, output kept):
+    the lines that say ``error``, or the last ones."""
+    try:
+        out = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, errors="replace", timeout=600).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    lines = [line for line in out.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return "\n".join((errors or lines)[:limit])
+
+
 class OptionalBuildExt(build_ext):
     """Compile the extension, or fall back to the pure-Python backend."""
 
+    failed_command: "list[str] | None" = None
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if not self.parallel:  # the modules compile independently: one per CPU
+            self.parallel = os.cpu_count() or 1
+
     def run(self) -> None:
+        inplace = self.inplace  # (setuptools clears it while building)
         try:
             super().run()
         except Exception as exc:  # no compiler, a broken one, or an unsupported platform
+            reason = str(exc)
+            if self.failed_command:  # the compiler's own words, not only its exit status
+                reason = f"the compiler failed:\n{compiler_diagnostics(self.failed_command)}"
+            self.record(inplace, False, reason)
             if REQUIRE_EXTENSION:
                 raise
             warn("zerosock: WARNING: the C extension could not be built:\n"
-                 f"    {exc}\n"
+                 f"    {reason}\n"
                  "Installing the pure-Python backend instead: same API, slower.\n"
-                 "Set ZEROSOCK_REQUIRE_EXTENSION=1 to make this an error.")
+                 "Set ZEROSOCK_REQUIRE_EXTENSION=1 to make this an error.\n"
+                 "`python -m zerosock` shows this reason after the install.")
             self.drop_built_extensions()
+        else:
+            self.record(inplace, True, None)
+
+    def build_extensions(self) -> None:
+        # The compiler runs its commands through call() (setuptools 80+) or spawn().
+        runner_name = "call" if hasattr(self.compiler, "call") else "spawn"
+        runner = getattr(self.compiler, runner_name)
+
+        def remember_failure(cmd: "list[str]", **kwargs: object) -> None:
+            try:
+                runner(cmd, **kwargs)
+            except Exception:
+                self.failed_command = list(cmd)
+                raise
+
+        setattr(self.compiler, runner_name, remember_failure)
+        super().build_extensions()
+
+    def record(self, inplace: bool, built: bool, reason: "str | None") -> None:
+        if inplace:
+            package_dir = Path(self.get_finalized_command("build_py").get_package_dir("zerosock"))
+        else:
+            package_dir = Path(self.build_lib) / "zerosock"
+        write_build_record(package_dir, built, reason, self.compiler_version())
+
+    def compiler_version(self) -> "str | None":
+        executable = getattr(self.compiler, "compiler", None) or [os.environ.get("CC", "cc")]
+        try:
+            out = subprocess.run([executable[0], "--version"], capture_output=True, text=True,
+                                 timeout=60).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.splitlines()[0] if out else None
 
     def drop_built_extensions(self) -> None:
         # A half-built backend (or one left by an earlier build in build/)
@@ -117,6 +213,9 @@ class BuildPyWithHeaders(build_py):
 
     def run(self) -> None:
         super().run()
+        if not self.distribution.has_ext_modules():  # no build_ext will record why
+            write_build_record(Path(self.build_lib) / "zerosock", False,
+                               "; ".join(SKIPPED_REASON) or "no extension modules")
         target = Path(self.build_lib) / "zerosock" / "include"
         target.mkdir(parents=True, exist_ok=True)
         for header in sorted(Path(CSRC).glob("*.h")):
@@ -130,6 +229,7 @@ def cythonized() -> "list[Extension]":
     except ImportError:
         if REQUIRE_EXTENSION:
             raise SystemExit("zerosock: Cython is required to build the C extension")
+        SKIPPED_REASON.append("Cython is not installed")
         warn("zerosock: WARNING: Cython is not installed; installing the "
              "pure-Python backend only.")
         return []
@@ -148,6 +248,7 @@ def cythonized() -> "list[Extension]":
     except Exception as exc:
         if REQUIRE_EXTENSION:
             raise
+        SKIPPED_REASON.append(f"Cython failed: {exc}")
         warn(f"zerosock: WARNING: Cython failed ({exc}); installing the "
              "pure-Python backend only.")
         return []

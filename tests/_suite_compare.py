@@ -62,7 +62,14 @@ def install_zerosock_loop(backend_name: str) -> types.ModuleType:
         warnings.simplefilter("ignore", DeprecationWarning)
         asyncio.set_event_loop_policy(Policy())
     # tearDownModule() and the policy tests reset the policy to the default: make that ours.
-    asyncio.DefaultEventLoopPolicy = Policy  # type: ignore[misc]
+    if sys.version_info >= (3, 14):
+        # The default is the platform module's class; the public name stays
+        # the deprecated alias that warns (which CPython's tests check).
+        platform_events = getattr(asyncio, "windows_events" if sys.platform == "win32"
+                                  else "unix_events")
+        platform_events._DefaultEventLoopPolicy = Policy
+    else:
+        asyncio.DefaultEventLoopPolicy = Policy  # type: ignore[misc]
     asyncio.SelectorEventLoop = CountedLoop  # type: ignore[misc]
     if hasattr(asyncio, "EventLoop"):  # 3.13: the platform's default loop class
         asyncio.EventLoop = CountedLoop  # type: ignore[misc]

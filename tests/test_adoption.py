@@ -1,7 +1,8 @@
 """zerosock.aio under real servers, started for real on loopback: uvicorn's
 ``--loop``, aiohttp's ``run_app(loop=...)`` and ``loop_factory``, and the
 gunicorn workers of ``zerosock.workers``; each serves one request (and gunicorn
-proves every worker runs on zerosock), on both backends.
+proves every worker runs on zerosock), on both backends, with deprecation
+warnings as errors.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 def _env(backend: str, **extra: str) -> Dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS] + sys.path), **extra}
+    # Deprecation warnings are errors: none of these ways of adopting zerosock
+    # may use an asyncio API that the running Python deprecates.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS] + sys.path),
+           "PYTHONWARNINGS": "error::DeprecationWarning", **extra}
     if backend == "python":
         env["ZEROSOCK_PURE_PYTHON"] = "1"
     else:

@@ -7,6 +7,7 @@ Every test runs on three loops: zerosock's C loop (``c``), its Python loop
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import hashlib
 import os
@@ -16,10 +17,12 @@ import struct
 import sys
 import tempfile
 import threading
+import warnings
 from typing import Any, Callable, Coroutine, List, Optional
 
 import pytest
 from _aio_loops import TIMEOUT, run, stdlib_loop
+from _kernel import pin_buffers
 
 from zerosock import _api
 
@@ -102,18 +105,21 @@ def test_run_and_policy(zs):
         return type(asyncio.get_running_loop())
 
     assert zs.aio.run(main()) is zs.aio.EventLoop
-    old = asyncio.get_event_loop_policy()
-    try:
-        zs.aio.install()
-        assert isinstance(asyncio.get_event_loop_policy(), zs.aio.EventLoopPolicy)
-        loop = asyncio.new_event_loop()
+    with warnings.catch_warnings():
+        # install() is the policy mechanism, which 3.14 deprecates (tests/test_aio_warnings.py).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old = asyncio.get_event_loop_policy()
         try:
-            assert isinstance(loop, zs.aio.EventLoop)
+            zs.aio.install()
+            assert isinstance(asyncio.get_event_loop_policy(), zs.aio.EventLoopPolicy)
+            loop = asyncio.new_event_loop()
+            try:
+                assert isinstance(loop, zs.aio.EventLoop)
+            finally:
+                loop.close()
+            assert asyncio.run(main()) is zs.aio.EventLoop
         finally:
-            loop.close()
-        assert asyncio.run(main()) is zs.aio.EventLoop
-    finally:
-        asyncio.set_event_loop_policy(old)
+            asyncio.set_event_loop_policy(old)
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="loop_factory is new in 3.12")
@@ -463,7 +469,8 @@ def test_peer_reset_mid_write(loop_factory):
         transport, _ = await loop.create_connection(lambda: proto, "127.0.0.1", port)
         peer, _ = listener.accept()
         listener.close()
-        transport.write(b"z" * (4 << 20))  # more than the kernel buffers take
+        held = pin_buffers(transport.get_extra_info("socket"), peer)
+        transport.write(b"z" * (16 * held))  # more than the kernel buffers take
         assert transport.get_write_buffer_size() > 0
         peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         peer.close()  # RST
@@ -1591,3 +1598,65 @@ def test_socket_subclass_without_its_own_io_keeps_the_loops_transport(zs):
     labelled, tracked = run(zs.aio.new_event_loop, main())
     assert tracked == "_SelectorSocketTransport"
     assert labelled == ("SocketTransport" if zs.BACKEND == "c" else "_SelectorSocketTransport")
+
+
+# -- 3.15: the context a transport's protocol callbacks run in ----------------------------
+
+CONNECTION_VAR: "contextvars.ContextVar[str]" = contextvars.ContextVar("CONNECTION_VAR",
+                                                                      default="default")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 15),
+                    reason="3.15 runs protocol callbacks in the connection's context")
+def test_protocol_callbacks_share_their_connections_context(loop_factory):
+    # A server's connections start from the context the server was made in,
+    # each with a copy of its own that every callback of the connection sees;
+    # a client's callbacks run in a copy of the caller's.
+    seen: List[Any] = []
+
+    class Server(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            seen.append(("made", CONNECTION_VAR.get()))
+            CONNECTION_VAR.set("connection")
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            seen.append(("data", CONNECTION_VAR.get()))
+            self.transport.write(data)
+
+        def connection_lost(self, exc: Optional[BaseException]) -> None:
+            seen.append(("lost", CONNECTION_VAR.get()))
+
+    class Client(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.got = asyncio.get_running_loop().create_future()
+
+        def connection_made(self, transport: Any) -> None:
+            seen.append(("client made", CONNECTION_VAR.get()))
+
+        def data_received(self, data: bytes) -> None:
+            if not self.got.done():
+                self.got.set_result(data)
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        CONNECTION_VAR.set("at create_server")
+        server = await loop.create_server(Server, "127.0.0.1", 0)
+        CONNECTION_VAR.set("caller")
+        for _ in range(2):
+            transport, client = await loop.create_connection(
+                Client, "127.0.0.1", server.sockets[0].getsockname()[1])
+            transport.write(b"x")
+            assert await client.got == b"x"
+            transport.close()
+            while not any(event == "lost" for event, _ in seen[-4:]):
+                await asyncio.sleep(0.001)
+        server.close()
+        await server.wait_closed()
+        return CONNECTION_VAR.get()
+
+    assert run(loop_factory, main()) == "caller"
+    server_side = [entry for entry in seen if not entry[0].startswith("client")]
+    assert server_side == [("made", "at create_server"), ("data", "connection"),
+                           ("lost", "connection")] * 2
+    assert [value for event, value in seen if event == "client made"] == ["caller"] * 2

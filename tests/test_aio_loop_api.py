@@ -369,11 +369,17 @@ def test_create_task_uses_a_patched_task_class(loop):
 
     with mock.patch("asyncio.tasks.Task", Recorded):
         task = loop.create_task(asyncio.sleep(0, "r"))
+        named = loop.create_task(asyncio.sleep(0, "n"), name="n")
     assert type(task) is Recorded and task.get_loop() is loop
-    assert made == [{"loop": loop, "name": None, "context": None}]
-    assert loop.run_until_complete(task) == "r"
+    # Before 3.14 create_task passes name and context; from 3.14 what the caller gave.
+    if sys.version_info >= (3, 14):
+        assert made == [{"loop": loop}, {"loop": loop, "name": "n"}]
+    else:
+        assert made == [{"loop": loop, "name": None, "context": None},
+                        {"loop": loop, "name": "n", "context": None}]
+    assert loop.run_until_complete(task) == "r" and loop.run_until_complete(named) == "n"
     plain = loop.create_task(asyncio.sleep(0, "p"))
-    assert type(plain) is asyncio.Task and len(made) == 1
+    assert type(plain) is asyncio.Task and len(made) == 2
     assert loop.run_until_complete(plain) == "p"
 
 
@@ -424,8 +430,71 @@ def test_create_task_uses_the_task_factory(loop):
     assert loop.run_until_complete(task) == 1 and task.get_name() == "via-factory"
     ctx = _context_with("f")
     loop.run_until_complete(loop.create_task(asyncio.sleep(0), context=ctx))
-    assert made == [{}, {"context": ctx}]
+    # Before 3.14 create_task names the task itself; from 3.14 the factory gets every keyword.
+    named = {"name": "via-factory"} if sys.version_info >= (3, 14) else {}
+    assert made == [named, {"context": ctx}]
     loop.set_task_factory(None)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 14), reason="create_task(eager_start=) is new in 3.14")
+def test_create_task_eager_start(loop):
+    steps: List[str] = []
+
+    async def job() -> str:
+        steps.append("started")
+        await asyncio.sleep(0)
+        return "done"
+
+    async def main() -> None:
+        eager = loop.create_task(job(), eager_start=True, name="eager")
+        assert steps == ["started"] and eager.get_name() == "eager"  # ran to its first await
+        lazy = loop.create_task(job(), eager_start=False)
+        assert steps == ["started"]
+        assert await eager == "done" and await lazy == "done"
+        assert steps == ["started", "started"]
+        # A coroutine that finishes without suspending gives a task already done.
+        finished = loop.create_task(_value("now"), eager_start=True)
+        assert finished.done() and finished.result() == "now"
+
+    loop.run_until_complete(main())
+
+
+async def _value(value: Any) -> Any:
+    return value
+
+
+@pytest.mark.skipif(sys.version_info < (3, 14), reason="create_task(eager_start=) is new in 3.14")
+def test_create_task_passes_eager_start_to_the_task_factory(loop):
+    made: List[Any] = []
+
+    def factory(lp, coro, **kwargs):  # type: ignore[no-untyped-def]
+        made.append(kwargs)
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    async def main() -> None:
+        task = loop.create_task(_value(1), eager_start=True, name="e")
+        assert task.done() and task.result() == 1
+
+    loop.set_task_factory(factory)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.set_task_factory(None)
+    assert {"eager_start": True, "name": "e"} in made
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager_task_factory is new in 3.12")
+def test_eager_task_factory(loop):
+    loop.set_task_factory(asyncio.eager_task_factory)
+    try:
+        async def main() -> None:
+            task = loop.create_task(_value("eager"))
+            assert task.done() and task.result() == "eager"
+            assert asyncio.current_task() is not task
+
+        loop.run_until_complete(main())
+    finally:
+        loop.set_task_factory(None)
 
 
 def test_create_task_patched_task_class(loop):

@@ -20,6 +20,7 @@ from typing import Any, Callable, List, Optional
 
 import pytest
 from _aio_loops import run, stdlib_loop
+from _kernel import pin_buffers
 
 
 class _Item:
@@ -226,6 +227,8 @@ class _Program:
         self.handles: dict = {}
         self.callbacks: dict = {}
         self.sock, self.peer = socket.socketpair()
+        # BIG must outgrow the kernel's buffers on every machine and loop alike.
+        assert len(BIG) > 2 * pin_buffers(self.sock, self.peer)
         self.sock.setblocking(False)
         self.peer.setblocking(False)
         self.transport: Optional[asyncio.Transport] = None

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_stdlib_asyncio.py")
-SUBSET = ["test_sock_lowlevel", "test_buffered_proto", "test_server", "test_streams"]
+SUBSET = ["test_sock_lowlevel", "test_buffered_proto", "test_server", "test_streams",
+          "test_server_context"]  # (3.15 on)
 
 
 @pytest.mark.slow
@@ -18,7 +19,7 @@ SUBSET = ["test_sock_lowlevel", "test_buffered_proto", "test_server", "test_stre
 def test_stdlib_asyncio_tests_pass_on_zerosock(backend, request):
     if backend == "c" and request.config.getoption("--no-c-extensions"):
         pytest.skip("C extensions disabled with --no-c-extensions")
-    proc = subprocess.run([sys.executable, SCRIPT, "--backend", backend, *SUBSET],
+    proc = subprocess.run([sys.executable, SCRIPT, "--backend", backend, "--timeout", "120", *SUBSET],
                           capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert "no regressions" in proc.stdout

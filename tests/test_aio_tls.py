@@ -17,6 +17,7 @@ import pytest
 
 from _aio_loops import run
 from _hardening import fuzz_examples
+from _kernel import pin_buffers
 
 trustme = pytest.importorskip("trustme")
 hypothesis = pytest.importorskip("hypothesis")
@@ -649,11 +650,14 @@ def test_pause_and_resume_reading(tls_loop_factory, ca, server_cert):
 
 
 def test_write_flow_control_pauses_and_resumes_the_writer(tls_loop_factory, ca, server_cert):
-    blob = os.urandom(4 << 20)
-
     async def main() -> None:
         server, srv, cli = await tls_pair(ca, server_cert)
         assert srv.transport is not None and cli.transport is not None
+        # Small, fixed kernel buffers, and a blob many times what they hold:
+        # back-pressure is certain whatever the machine's tunables.
+        held = pin_buffers(srv.transport.get_extra_info("socket"),
+                           cli.transport.get_extra_info("socket"))
+        blob = os.urandom(max(4 << 20, 16 * held))
         srv.transport.set_write_buffer_limits(high=64 * 1024)
         assert srv.transport.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
         cli.transport.pause_reading()
@@ -735,6 +739,101 @@ def test_start_tls_upgrades_both_sides(tls_loop_factory, ca, server_cert):
         await server.wait_closed()
 
     run(tls_loop_factory, main())
+
+
+def _stock_start_tls_takes_buffered_data() -> bool:
+    # gh-142352 (in 3.14.x and later): a server's start_tls hands what its
+    # StreamReader buffered to the TLS protocol.  zerosock's engines always do.
+    import inspect
+    from asyncio import base_events
+
+    return "_stream_reader" in inspect.getsource(base_events.BaseEventLoop.start_tls)
+
+
+def test_start_tls_takes_the_hello_a_stream_reader_buffered(tls_loop_factory, ca, server_cert):
+    probe = tls_loop_factory()
+    c_engine = is_c_loop(probe)
+    probe.close()
+    if not c_engine and not _stock_start_tls_takes_buffered_data():
+        pytest.skip("this Python's start_tls drops what the StreamReader buffered (gh-142352)")
+
+    async def main() -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            # The client's hello is in the reader's buffer before the upgrade.
+            await reader._wait_for_data("test")  # type: ignore[attr-defined]
+            assert reader._buffer  # type: ignore[attr-defined]
+            await writer.start_tls(server_context(ca, server_cert))
+            assert await reader.readline() == b"ping\n"
+            writer.write(b"pong\n")
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await writer.start_tls(client_context(ca), server_hostname="localhost")
+        writer.write(b"ping\n")
+        assert await reader.readline() == b"pong\n"
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    handled: List[dict] = []
+    run(tls_loop_factory, main(), lambda loop, ctx: handled.append(ctx))
+    assert handled == []
+
+
+def _failed_verification_is_freed(factory: Callable[[], asyncio.AbstractEventLoop],
+                                   ca: Any, server_cert: Any) -> bool:
+    """Whether the TLS protocol of a connection whose certificate check
+    failed is freed by reference counting alone (the garbage collector off)."""
+    import gc
+    import weakref
+
+    stranger = ssl.create_default_context()
+    stranger.load_verify_locations(cadata=trustme.CA().cert_pem.bytes().decode())
+    protocols: List[Any] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        make_ssl_transport = loop._make_ssl_transport  # type: ignore[attr-defined]
+
+        def remember(*args: Any, **kwargs: Any) -> Any:
+            app_transport = make_ssl_transport(*args, **kwargs)
+            if not kwargs.get("server_side"):
+                protocols.append(weakref.ref(app_transport._ssl_protocol))
+            return app_transport
+
+        loop._make_ssl_transport = remember  # type: ignore[attr-defined]
+        server = await loop.create_server(Peer, "127.0.0.1", 0, ssl=server_context(ca, server_cert))
+        port = server.sockets[0].getsockname()[1]
+        try:
+            await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, ssl=stranger,
+                                         server_hostname="localhost")
+        except ssl.SSLCertVerificationError:
+            pass
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    gc.collect()
+    gc.disable()
+    try:
+        run(factory, main())
+        assert len(protocols) == 1
+        return protocols[0]() is None
+    finally:
+        gc.enable()
+
+
+def test_failed_verification_leaves_no_reference_cycle(tls_loop_factory, ca, server_cert):
+    # As the stdlib's since gh-159049 (3.14.x, 3.15): where stock asyncio
+    # still keeps the cycle, there is nothing to match.
+    if not _failed_verification_is_freed(asyncio.SelectorEventLoop, ca, server_cert):
+        pytest.skip("stock asyncio of this Python keeps the failed connection in a cycle")
+    assert _failed_verification_is_freed(tls_loop_factory, ca, server_cert)
 
 
 def test_start_tls_inside_tls(tls_loop_factory, ca, server_cert):

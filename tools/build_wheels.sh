@@ -4,9 +4,12 @@
 # the test suite against it (both backends).
 #
 #   tools/build_wheels.sh python3.9 /opt/python3.13/bin/python ...
-#   tools/build_wheels.sh            # every CPython 3.9+ that pyenv or PATH has
+#   tools/build_wheels.sh            # every CPython 3.9-3.15 that pyenv or PATH has
 #
-# A version number such as 3.12 is looked up on PATH and under pyenv.
+# A version number such as 3.12 is looked up on PATH and under pyenv.  Warnings
+# are errors in these builds (ZEROSOCK_WERROR=1).  Each wheel is built and
+# tested in a fresh virtual environment of its interpreter, so a distribution's
+# interpreter without pip of its own (Debian's python3.14) serves as well.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dist="$root/dist"
@@ -29,7 +32,7 @@ find_python() {  # a path, a command, or a version like 3.12; must really run
 }
 
 if [[ $# -eq 0 ]]; then
-    set -- 3.9 3.10 3.11 3.12 3.13
+    set -- 3.9 3.10 3.11 3.12 3.13 3.14 3.15
 fi
 
 mkdir -p "$dist"
@@ -54,14 +57,15 @@ for want in "$@"; do
     version=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     echo "== CPython $version ($py)"
     out="$work/wheel-$version"
-    ZEROSOCK_REQUIRE_EXTENSION=1 "$py" -m pip wheel --quiet --no-deps -w "$out" "$sdist"
-    wheel=$(ls "$out"/zerosock-*.whl)
-    cp "$wheel" "$dist/"
     "$py" -m venv "$work/venv-$version"
     venv_py="$work/venv-$version/bin/python"
     "$venv_py" -m pip install --quiet --upgrade pip
-    # The bench extra too: its tests (uvloop contenders, the plots) then run rather than skip.
-    "$venv_py" -m pip install --quiet "$wheel[test,bench]"
+    ZEROSOCK_REQUIRE_EXTENSION=1 ZEROSOCK_WERROR=1 "$venv_py" -m pip wheel --quiet --no-deps -w "$out" "$sdist"
+    wheel=$(ls "$out"/zerosock-*.whl)
+    cp "$wheel" "$dist/"
+    # The bench and apps extras too: their tests (uvloop contenders, the plots,
+    # the frameworks adopting zerosock.aio) then run rather than skip.
+    "$venv_py" -m pip install --quiet "$wheel[test,bench,apps]"
     # Run from outside the tree so the installed wheel, not src/, is imported.
     if (cd "$work" && "$venv_py" -c 'import zerosock, sys; assert zerosock.BACKEND == "c", zerosock.BACKEND' &&
         "$venv_py" -m pytest -q -p no:cacheprovider --rootdir "$root" -c "$root/pyproject.toml" "$root/tests"); then

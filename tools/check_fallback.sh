@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Prove the fallback: with no working compiler, pip install still succeeds and
-# zerosock runs on its pure-Python backend.
+# Prove the fallback: with no working compiler, pip install still succeeds,
+# zerosock runs on its pure-Python backend, and `python -m zerosock` says why.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=${1:-python3}
@@ -15,5 +15,8 @@ CC=false "$venv_py" -m pip install --quiet "$work/src[test]"
 backend=$(cd "$work" && "$venv_py" -c 'import zerosock; print(zerosock.BACKEND)')
 echo "backend without a compiler: $backend"
 [[ $backend == python ]]
+report=$(cd "$work" && "$venv_py" -m zerosock)
+echo "$report"
+grep -q "^build: *C extension NOT built" <<<"$report"
 cd "$work" && "$venv_py" -m pytest -q -p no:cacheprovider --no-c-extensions \
     --rootdir "$root" -c "$root/pyproject.toml" "$root/tests/test_backend.py" "$root/tests/test_socket.py"

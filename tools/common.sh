@@ -8,5 +8,5 @@ clean_copy() {
     mkdir -p "$dest"
     (cd "$root" && tar --exclude=./build --exclude=./dist --exclude='./.venv*' \
         --exclude='*.so' --exclude='*.pyd' --exclude='*.egg-info' --exclude=.git \
-        --exclude='src/zerosock/*.c' -cf - .) | tar -xf - -C "$dest"
+        --exclude='src/zerosock/*.c' --exclude=src/zerosock/_build.json -cf - .) | tar -xf - -C "$dest"
 }

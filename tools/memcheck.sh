@@ -21,7 +21,7 @@ clean_copy "$work/tree"
 cd "$work/tree"
 
 echo "== building with ZEROSOCK_DEBUG_BUILD=1 in $work/tree"
-ZEROSOCK_DEBUG_BUILD=1 ZEROSOCK_REQUIRE_EXTENSION=1 \
+ZEROSOCK_DEBUG_BUILD=1 ZEROSOCK_REQUIRE_EXTENSION=1 ZEROSOCK_WERROR=1 \
     "$python" setup.py -q build_ext --inplace >"$work/build.log" 2>&1 ||
     { tail -40 "$work/build.log"; exit 1; }
 

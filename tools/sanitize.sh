@@ -33,7 +33,7 @@ rm -rf "$logdir" && mkdir -p "$logdir"
 cd "$work/tree"
 
 echo "== building with ZEROSOCK_SANITIZE=1 in $work/tree"
-ZEROSOCK_SANITIZE=1 ZEROSOCK_REQUIRE_EXTENSION=1 CC=${CC:-gcc} \
+ZEROSOCK_SANITIZE=1 ZEROSOCK_REQUIRE_EXTENSION=1 ZEROSOCK_WERROR=1 CC=${CC:-gcc} \
     "$python" setup.py -q build_ext --inplace >"$work/build.log" 2>&1 ||
     { tail -40 "$work/build.log"; exit 1; }
 # The extension modules must really carry the instrumentation.

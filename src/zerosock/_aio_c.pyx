@@ -35,6 +35,11 @@ def _replaces_io(sock, names):
                for name in names)
 
 
+def _given(**keywords):
+    """The keywords that are not None: what a stdlib method before 3.15 takes."""
+    return {name: value for name, value in keywords.items() if value is not None}
+
+
 class EventLoop(asyncio.SelectorEventLoop):
     """An asyncio event loop on zerosock's C selector, transports and loop core."""
 
@@ -49,15 +54,17 @@ class EventLoop(asyncio.SelectorEventLoop):
         self._scheduled = self._core.timers
         bind_loop_methods(self)
 
-    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None,
+                               context=None):
+        # ``context``: from 3.15 the one the protocol's callbacks run in.
         if _replaces_io(sock, _STREAM_IO):
             # The caller watches or changes the socket's I/O: the stdlib's
             # transport calls those methods, as on stock asyncio.
             return super()._make_socket_transport(sock, protocol, waiter, extra=extra,
-                                                  server=server)
+                                                  server=server, **_given(context=context))
         self._ensure_fd_no_transport(sock)  # as the stdlib does since 3.12
         adopt_stream_protocol(protocol, self)  # asyncio streams get the C ones
-        return SocketTransport(self, sock, protocol, waiter, extra, server)
+        return SocketTransport(self, sock, protocol, waiter, extra, server, context)
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         if (sock.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
@@ -70,17 +77,19 @@ class EventLoop(asyncio.SelectorEventLoop):
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None,
-                            server=None, **timeouts):
+                            server=None, context=None, **timeouts):
+        # ``context``: from 3.15 the one the protocols' callbacks run in.
         if _replaces_io(rawsock, _STREAM_IO):
             return super()._make_ssl_transport(
                 rawsock, protocol, sslcontext, waiter, server_side=server_side,
-                server_hostname=server_hostname, extra=extra, server=server, **timeouts)
+                server_hostname=server_hostname, extra=extra, server=server,
+                **_given(context=context), **timeouts)
         # The TLS engine's protocol (zerosock's, or the stdlib's) over the C transport.
         self._ensure_fd_no_transport(rawsock)
         adopt_stream_protocol(protocol, self)
         ssl_protocol = new_ssl_protocol(self, protocol, sslcontext, waiter, server_side,
                                         server_hostname, **timeouts)
-        SocketTransport(self, rawsock, ssl_protocol, None, extra, server)
+        SocketTransport(self, rawsock, ssl_protocol, None, extra, server, context)
         return ssl_protocol._app_transport
 
     async def start_tls(self, transport, protocol, sslcontext, **kwargs):

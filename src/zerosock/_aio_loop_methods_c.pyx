@@ -186,6 +186,7 @@ cdef tuple LOOP_KWNAMES = ("loop",)
 cdef object CFutureType = getattr(futures, "_CFuture", None)
 cdef object CTaskType = getattr(tasks, "_CTask", None)
 cdef tuple TASK_KWNAMES = ("loop", "name", "context")
+cdef bint TASK_KEYWORDS_AS_GIVEN = False  # create_task(coro, **kwargs), 3.14 on
 
 # The Python methods the descriptors replace: they take every uncommon case.
 cdef object _py_call_soon, _py_call_later, _py_call_at, _py_timer_handle_cancelled
@@ -445,6 +446,13 @@ cdef object _create_task(object loop, PyObject **args, Py_ssize_t nargs, PyObjec
         keywords = _loop_keywords(loop)
         if keywords is not None:
             return PyObject_Call(<object>task_type, (<object>argv[0],), keywords)
+    if TASK_KEYWORDS_AS_GIVEN and task_type != <PyObject *>CTaskType:
+        # 3.14's tasks.Task(coro, loop=self, **kwargs): another Task class
+        # (a patch) sees only the keywords the caller gave.
+        keywords = {"loop": loop}
+        for i in range(nkw):
+            keywords[<object>PyTuple_GET_ITEM(<object>kwnames, i)] = <object>args[1 + i]
+        return PyObject_Call(<object>task_type, (<object>argv[0],), keywords)
     # The stdlib's tasks.Task(coro, loop=self, name=name, context=context).
     return PyObject_Vectorcall(<object>task_type, argv, 1, TASK_KWNAMES)
 
@@ -579,7 +587,7 @@ def install_loop_methods(cls):
     global CORE_OFFSET, _py_call_soon, _py_call_later, _py_call_at, _py_timer_handle_cancelled
     global _py_get_debug, _py_create_future, _py_create_task
     global LoopType, _c_timer_handle_cancelled, _c_get_debug, _c_call_soon
-    global DEBUG_OFFSET, CLOSED_OFFSET, FACTORY_OFFSET
+    global DEBUG_OFFSET, CLOSED_OFFSET, FACTORY_OFFSET, TASK_KEYWORDS_AS_GIVEN
     if LoopType is not None:
         raise RuntimeError("the loop methods are installed already")
     LoopType = cls
@@ -613,12 +621,19 @@ def install_loop_methods(cls):
              b"time($self, /)\n--\n\nReturn the time according to the event loop's clock.")
     _install(cls, b"create_future", <void *>_create_future, METH_NOARGS,
              b"create_future($self, /)\n--\n\nCreate a Future object attached to the loop.")
-    # Where create_task and Task take the same keywords (3.11 on): earlier
-    # versions' Task has no context.
-    if list(inspect.signature(_py_create_task).parameters) == ["self", "coro", "name", "context"]:
+    # Where create_task and Task take the same keywords: 3.11-3.13 name them,
+    # 3.14 on pass every keyword (eager_start too) on to the factory or Task.
+    # Earlier versions' Task has no context.
+    create_task_parameters = list(inspect.signature(_py_create_task).parameters)
+    if create_task_parameters == ["self", "coro", "name", "context"]:
         _install(cls, b"create_task", <void *>_create_task, fast,
                  b"create_task($self, coro, *, name=None, context=None)\n--\n\n"
                  b"Schedule a coroutine object. Return a task object.")
+    elif create_task_parameters == ["self", "coro", "kwargs"]:
+        TASK_KEYWORDS_AS_GIVEN = True
+        _install(cls, b"create_task", <void *>_create_task, fast,
+                 b"create_task($self, coro, **kwargs)\n--\n\n"
+                 b"Schedule or begin executing a coroutine object. Return a task object.")
     treat_as_stdlib_time(cls.__dict__["time"])
     _c_timer_handle_cancelled = cls.__dict__["_timer_handle_cancelled"]
     _c_get_debug = cls.__dict__["get_debug"]

@@ -11,8 +11,20 @@ _T = TypeVar("_T")
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
-class BasePolicy(asyncio.DefaultEventLoopPolicy):
-    """The platform's default policy (child watchers and all), making zerosock loops.
+def _default_policy_class() -> type:
+    # From 3.14 reading asyncio.DefaultEventLoopPolicy warns (policies go in
+    # 3.16); the class itself is the platform module's _DefaultEventLoopPolicy.
+    if sys.version_info >= (3, 14):
+        if sys.platform == "win32":
+            from asyncio import windows_events as platform_events
+        else:
+            from asyncio import unix_events as platform_events
+        return platform_events._DefaultEventLoopPolicy  # type: ignore[no-any-return]
+    return asyncio.DefaultEventLoopPolicy
+
+
+class BasePolicy(_default_policy_class()):  # type: ignore[misc]
+    """The platform's default policy (its child watchers too, before 3.14), making our loops.
 
     Subclasses set ``_loop_factory`` to their loop class, as the standard
     library's own policies do.
@@ -20,7 +32,13 @@ class BasePolicy(asyncio.DefaultEventLoopPolicy):
 
 
 def install_policy(policy_cls: type) -> None:
+    # The public call, so that 3.14+ gives its own deprecation warning: the
+    # policy system is what install() uses, and it is going away.
     asyncio.set_event_loop_policy(policy_cls())
+
+
+# From 3.12 a loop is made by asyncio.run(loop_factory=...)/asyncio.Runner, not a policy.
+LOOP_FACTORY_RUNS = sys.version_info >= (3, 12)
 
 
 def run_with(loop_factory: LoopFactory, policy_cls: type,

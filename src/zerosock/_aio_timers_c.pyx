@@ -7,7 +7,7 @@ ordered by a binary heap whose comparisons are C comparisons of
 cimport cython
 from cpython.list cimport PyList_GET_ITEM, PyList_SET_ITEM
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyObject_GetItem
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.string cimport memcpy
 
@@ -96,7 +96,10 @@ cdef class TimerHeap:
     cdef object pop(self, TimerKey *key):
         """Remove and return the earliest handle, its key in ``key`` (the heap is not empty)."""
         cdef Py_ssize_t n = len(self.handles) - 1
-        last = self.handles.pop()
+        # Taken, then deleted: GCC 16 finds uninitialized variables in the
+        # fallback of Cython's inlined list.pop() helper.
+        last = <object>PyList_GET_ITEM(self.handles, n)
+        del self.handles[n]
         if key != NULL:
             key[0] = self.keys[0]
         if n == 0:
@@ -170,7 +173,9 @@ cdef class TimerHeap:
         return iter(list(self.handles))
 
     def __getitem__(self, index):
-        return self.handles[index]
+        # PyObject_GetItem itself, where Cython's generic indexing helper
+        # inlines a path GCC 16 warns about.
+        return PyObject_GetItem(self.handles, index)
 
     def __repr__(self):
         return f"<TimerHeap of {len(self.handles)} handles>"

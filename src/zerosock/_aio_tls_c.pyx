@@ -288,6 +288,24 @@ def new_ssl_protocol(loop, app_protocol, sslcontext, waiter, server_side=False,
                        server_hostname, **kwargs)
 
 
+def _hand_over_buffered_stream_data(protocol, ssl_protocol):
+    """What a server's StreamReader read before the upgrade (the client's
+    first TLS records) goes to the TLS protocol first, as the stdlib's
+    start_tls does since gh-142352."""
+    from asyncio import streams
+
+    reader = getattr(protocol, "_stream_reader", None)
+    if not isinstance(protocol, streams.StreamReaderProtocol) or reader is None:
+        return
+    data = reader._buffer
+    while data:
+        area = ssl_protocol.get_buffer(len(data))
+        n = min(len(area), len(data))
+        area[:n] = data[:n]
+        ssl_protocol.buffer_updated(n)  # kept until the handshake starts
+        del data[:n]
+
+
 async def start_tls(loop, transport, protocol, sslcontext, *, server_side=False,
                     server_hostname=None, ssl_handshake_timeout=None,
                     ssl_shutdown_timeout=None):
@@ -306,6 +324,8 @@ async def start_tls(loop, transport, protocol, sslcontext, *, server_side=False,
         ssl_shutdown_timeout=ssl_shutdown_timeout, call_connection_made=False)
     # Paused first, so no data reaches the TLS protocol before connection_made().
     transport.pause_reading()
+    if server_side:
+        _hand_over_buffered_stream_data(protocol, ssl_protocol)
     transport.set_protocol(ssl_protocol)
     conmade_cb = loop.call_soon(ssl_protocol.connection_made, transport)
     resume_cb = loop.call_soon(transport.resume_reading)

@@ -21,7 +21,7 @@ cdef class TLSProtocolCore(ReadTarget):
     cdef Py_ssize_t _write_buffer_size
     cdef int _conn_lost
     cdef bint _ssl_writing_paused
-    cdef readonly bint _app_reading_paused
+    cdef readonly bint _app_reading_paused  # (read by CPython's own tests, as the stdlib's)
     cdef bint _ssl_reading_paused
     cdef bint _eof_received
     cdef bint _app_writing_paused

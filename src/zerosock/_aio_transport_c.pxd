@@ -29,6 +29,7 @@ cdef class TransportCore:
     cdef public object _server
     cdef public object _extra
     cdef public object _empty_waiter
+    cdef public object _context      # what the protocol's callbacks run in (3.15), or None
     cdef readonly int _sock_fd
     cdef zs_sock_t _fd
     cdef public bint _closing        # close() or a fatal error began

@@ -123,7 +123,9 @@ cdef class IOHandle:
         self.writing = writing
         self._loop = loop
         self._cancelled = False
-        self._context = PyContext_CopyCurrent()
+        # The transport's context when it has one (3.15), the caller's copied otherwise.
+        context = transport._context
+        self._context = PyContext_CopyCurrent() if context is None else context
         self._repr = None
         if loop is not None and loop.get_debug():
             self._source_traceback = _extract_stack(_getframe(0))
@@ -237,19 +239,21 @@ cdef class TransportCore:
         self._queue = collections.deque()
         self._extra = {}
 
-    def __init__(self, owner, loop, sock, protocol, waiter=None, extra=None, server=None):
+    def __init__(self, owner, loop, sock, protocol, waiter=None, extra=None, server=None,
+                 context=None):
         self._attach(owner, loop, sock, protocol, extra)
+        self._context = context
         self._server = server
         if server is not None:
             _server_attach(server, owner)
         loop._transports[self._sock_fd] = owner
 
         _set_nodelay(sock)
-        loop.call_soon(protocol.connection_made, owner)
+        loop.call_soon(protocol.connection_made, owner, context=context)
         # Start reading only once connection_made() has run.
-        loop.call_soon(self._start_reading)
+        loop.call_soon(self._start_reading, context=context)
         if waiter is not None:
-            loop.call_soon(_set_result_unless_cancelled, waiter, None)
+            loop.call_soon(_set_result_unless_cancelled, waiter, None, context=context)
 
     cdef int _attach(self, owner, loop, sock, protocol, extra) except -1:
         """The stdlib's _SelectorTransport.__init__: the state every socket transport starts with."""
@@ -347,7 +351,7 @@ cdef class TransportCore:
         if not self._buffer_size:
             self._conn_lost += 1
             self._loop._remove_writer(self._sock_fd)
-            self._loop.call_soon(self._call_connection_lost, None)
+            self._loop.call_soon(self._call_connection_lost, None, context=self._context)
 
     def abort(self):
         self._force_close(None)
@@ -827,7 +831,7 @@ cdef class TransportCore:
             self._closing = True
             self._loop._remove_reader(self._sock_fd)
         self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._loop.call_soon(self._call_connection_lost, exc, context=self._context)
 
     def _call_connection_lost(self, exc):
         try:
@@ -892,8 +896,8 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
     max_size = READ_CHUNK
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
-        self._core = TransportCore(self, loop, sock, protocol, waiter, extra, server)
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None, context=None):
+        self._core = TransportCore(self, loop, sock, protocol, waiter, extra, server, context)
 
     def is_reading(self):
         cdef TransportCore core = _core_of(self)

@@ -32,12 +32,17 @@ def load_backend(name: str) -> ModuleType:
     return importlib.import_module(module)
 
 
+# Why importing the C backend failed, when it was tried and did (``python -m zerosock`` says).
+C_IMPORT_ERROR: "str | None" = None
+
+
 def _choose() -> ModuleType:
+    global C_IMPORT_ERROR
     if not (PURE_PYTHON_REQUESTED or C_UNSUPPORTED):
         try:
             return load_backend("c")
-        except ImportError:
-            pass
+        except ImportError as exc:
+            C_IMPORT_ERROR = str(exc)
     return load_backend("python")
 
 

@@ -11,3 +11,4 @@ cdef class AddressCache:
 cdef int parse_address(object address, int family, sockaddr_storage *out,
                        zs_socklen_t *out_len, str caller) except -1
 cdef object make_address(const sockaddr *addr, zs_socklen_t length, int family)
+cdef unsigned int uint_format(object value) except? 0xFFFFFFFF

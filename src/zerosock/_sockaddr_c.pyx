@@ -14,12 +14,28 @@ from zerosock._shim cimport (
 
 import errno as _errno
 import os as _os
+import sys as _sys
+import warnings as _warnings
 from operator import index as _index
 
 from zerosock._socket_shared import resolve_host
 
 cdef extern from "Python.h":
     object PyUnicode_DecodeFSDefaultAndSize(const char *s, Py_ssize_t size)
+
+
+# 3.15 deprecates an "I" format value that is neither a C int nor an unsigned int.
+cdef bint _WARN_UINT_OUT_OF_RANGE = _sys.version_info >= (3, 15)
+
+
+cdef unsigned int uint_format(object value) except? 0xFFFFFFFF:
+    """``value`` as the standard library's "I" format takes it: any int,
+    masked to 32 bits (a float or a str is a TypeError), with 3.15's
+    DeprecationWarning for what fits neither a C int nor an unsigned int."""
+    number = _index(value)
+    if _WARN_UINT_OUT_OF_RANGE and not -0x80000000 <= number <= 0xFFFFFFFF:
+        _warnings.warn("integer value out of range", DeprecationWarning, stacklevel=1)
+    return number & 0xFFFFFFFF
 
 
 cdef class AddressCache:
@@ -100,10 +116,9 @@ cdef int _parse_ipv6(object address, sockaddr_in6 *sin6, str caller) except -1:
     host = (<tuple>address)[0]
     cdef bytes raw = _host_bytes(host)
     cdef int port = _index((<tuple>address)[1])
-    # flowinfo and scope_id as the standard library's "I" format takes them:
-    # any int, masked to 32 bits (a float or a str is a TypeError).
-    cdef unsigned int flowinfo = (_index((<tuple>address)[2]) & 0xFFFFFFFF) if n > 2 else 0
-    cdef unsigned int scope_id = (_index((<tuple>address)[3]) & 0xFFFFFFFF) if n > 3 else 0
+    # flowinfo and scope_id as the standard library's "I" format takes them.
+    cdef unsigned int flowinfo = uint_format((<tuple>address)[2]) if n > 2 else 0
+    cdef unsigned int scope_id = uint_format((<tuple>address)[3]) if n > 3 else 0
     sin6.sin6_family = AF_INET6
     if inet_pton(AF_INET6, PyBytes_AS_STRING(raw), &sin6.sin6_addr) != 1:
         # The scope stays the tuple's: the standard library overwrites the one

@@ -17,11 +17,12 @@ from libc.math cimport ceil, isnan
 from libc.string cimport memcpy, memset
 
 from zerosock._shim cimport *
-from zerosock._sockaddr_c cimport AddressCache, make_address, parse_address
+from zerosock._sockaddr_c cimport AddressCache, make_address, parse_address, uint_format
 
 import _socket
 from operator import index as _index
 import socket as _stdsocket
+import sys as _sys
 import warnings as _warnings
 
 from zerosock._socket_shared import (
@@ -45,6 +46,8 @@ cdef int _SOCK_CLOEXEC = getattr(_stdsocket, "SOCK_CLOEXEC", 0)
 cdef int _DEFAULT_BACKLOG = min(_stdsocket.SOMAXCONN, 128)
 cdef Py_ssize_t _STACK_PARTS = 16  # sendmsg/recvmsg_into vectors up to this size use the stack
 cdef object _MISSING = object()
+# From 3.15 setsockopt() takes any int as a C int, and says when it does not fit.
+cdef bint INT_OPTION_OVERFLOWS = _sys.version_info >= (3, 15)
 
 if zs_startup() != 0:
     raise ImportError("zerosock: socket library start-up failed")
@@ -976,16 +979,21 @@ cdef class Socket:
         cdef int flag
         cdef Py_buffer view
         cdef int rc
+        cdef unsigned int length
         if self._check_open() < 0:
             _propagate()
         if optlen is not None:
+            # Any int, masked to 32 bits, as the standard library's "I" format
+            # (which reads it, and warns on 3.15, before it looks at the value).
+            length = uint_format(optlen)
             if value is not None:
                 raise TypeError("setsockopt() with optlen takes None as the value")
-            # Any int, masked to 32 bits, as the standard library's "I" format.
-            rc = setsockopt(self.fd, level, option, NULL,
-                            <zs_socklen_t>(<unsigned int>(_index(optlen) & 0xFFFFFFFF)))
+            rc = setsockopt(self.fd, level, option, NULL, <zs_socklen_t>length)
         elif isinstance(value, int):
             if not INT_MIN <= value <= INT_MAX:
+                if INT_OPTION_OVERFLOWS:
+                    raise OverflowError("signed integer is greater than maximum" if value > 0
+                                        else "signed integer is less than minimum")
                 # The standard library tries an int, then a buffer: what it reports.
                 raise TypeError(f"a bytes-like object is required, not '{type(value).__name__}'")
             flag = value

@@ -16,7 +16,7 @@ except ImportError:
         warnings.simplefilter("ignore", DeprecationWarning)
         from uvicorn.workers import UvicornWorker as _BaseWorker
 
-from . import aio
+from . import _aio_shared, aio
 
 __all__ = ["UvicornWorker"]
 
@@ -29,12 +29,15 @@ class UvicornWorker(_BaseWorker):  # type: ignore[misc,unused-ignore]
     """uvicorn's ``UvicornWorker`` with every worker process on zerosock.aio.
 
     uvicorn makes its loop from the ``loop`` setting: here zerosock's
-    ``new_event_loop``.  zerosock's policy is installed too, so a loop the
-    application makes with ``asyncio.new_event_loop()`` is zerosock's as well.
+    ``new_event_loop``.  Before Python 3.12 (and with a uvicorn before 0.36,
+    which takes no loop factory) zerosock's policy is installed too, so a loop
+    the application makes with ``asyncio.new_event_loop()`` is zerosock's as
+    well; from 3.12 on the (deprecated) policy is left alone.
     """
 
     CONFIG_KWARGS: Dict[str, Any] = {"loop": LOOP, "http": "auto"}
 
     def init_process(self) -> None:
-        aio.install()
+        if LOOP == "none" or not _aio_shared.LOOP_FACTORY_RUNS:
+            aio.install()
         super().init_process()

@@ -1,0 +1,93 @@
+"""What the running kernel allows, read rather than assumed: socket buffer
+sizes, the listen backlog's cap and the ephemeral port range.  Tests size
+their loads from these, or pin buffers on their own sockets, so they hold on
+any machine's tunables."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+# A buffer size small enough that a few of them are quickly filled, and
+# above every kernel's minimum (Linux doubles what it is given).
+SMALL_BUFFER = 64 * 1024
+
+
+def sysctl(name: str) -> Optional[str]:
+    """A sysctl's value as /proc/sys shows it (this network namespace's own), or None."""
+    try:
+        return Path("/proc/sys", *name.split(".")).read_text().strip()
+    except OSError:
+        return None
+
+
+def somaxconn(default: int = 128) -> int:
+    """The cap the kernel puts on any listen backlog."""
+    value = sysctl("net.core.somaxconn")
+    return int(value) if value else default
+
+
+def ephemeral_port_count(default: int = 16384) -> int:
+    """How many local ports connect() can pick from (to one destination)."""
+    value = sysctl("net.ipv4.ip_local_port_range")
+    if not value:
+        return default
+    low, high = map(int, value.split())
+    return high - low + 1
+
+
+def pin_buffers(sender: Any, receiver: Any, size: int = SMALL_BUFFER) -> int:
+    """Pin the send buffer of ``sender`` and the receive buffer of ``receiver``
+    (connected sockets, or objects with their ``setsockopt``/``getsockopt``) to
+    ``size``, which also stops the kernel from growing them.  Returns how many
+    bytes the two can hold between them at most, read back from the kernel: a
+    writer that writes more than that is certain to meet back-pressure."""
+    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    return (sender.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            + receiver.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+
+def receive_buffer_of(sock: Any, size: int) -> int:
+    """Ask for a receive buffer of ``size`` bytes and return what the kernel
+    gave (read back).  Root may go past ``net.core.rmem_max``
+    (``SO_RCVBUFFORCE``); anyone else gets at most that cap, so the caller
+    compares the result with what it needs and skips when it falls short."""
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    try:
+        if force is None:
+            raise PermissionError
+        sock.setsockopt(socket.SOL_SOCKET, force, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+
+# Linux's IP_BIND_ADDRESS_NO_PORT (the socket module names it from 3.12).
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT",
+                                  24 if sys.platform.startswith("linux") else None)
+
+
+def loopback_sources(connections: int) -> List[str]:
+    """IPv4 loopback source addresses (127.0.0.1 first) enough for
+    ``connections`` concurrent connections to one listener: connect() picks
+    each address's ports from the whole ephemeral range, so the count needed
+    grows as the range narrows.  Linux answers for all of 127.0.0.0/8."""
+    per_address = max(1, ephemeral_port_count() * 3 // 4)  # a margin for other sockets
+    needed = -(-connections // per_address)
+    if needed > 1 and not sys.platform.startswith("linux"):
+        raise OSError(f"{connections} connections need {needed} loopback addresses; "
+                      "only Linux answers on all of 127.0.0.0/8")
+    if needed > 254:
+        raise OSError(f"{connections} connections need {needed} loopback addresses")
+    return [f"127.0.0.{i}" for i in range(1, needed + 1)]
+
+
+def bind_source(sock: Any, address: str) -> None:
+    """Bind ``sock`` to a source address, leaving its port to connect(), so a
+    port is reused towards other destinations instead of held for this one."""
+    if IP_BIND_ADDRESS_NO_PORT is not None:
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+    sock.bind((address, 0))
