@@ -44,35 +44,35 @@ cdef class TLSProtocolCore(ReadTarget):
 
     # None is overridden: final, so calls within the module go direct.
     @cython.final
-    cdef _wakeup_waiter(self, exc=*)
+    cdef int _wakeup_waiter(self, exc=*) except -1
     @cython.final
     cdef inline int _on_ciphertext(self) except -1
     @cython.final
-    cdef _start_handshake(self)
+    cdef int _start_handshake(self) except -1
     @cython.final
-    cdef _do_handshake(self)
+    cdef int _do_handshake(self) except -1
     @cython.final
-    cdef _do_flush(self)
+    cdef int _do_flush(self) except -1
     @cython.final
-    cdef _do_shutdown(self)
+    cdef int _do_shutdown(self) except -1
     @cython.final
-    cdef _on_shutdown_complete(self, shutdown_exc)
+    cdef int _on_shutdown_complete(self, shutdown_exc) except -1
     @cython.final
     cdef inline Py_ssize_t _encrypt(self, object data) except -1
     @cython.final
     cdef int _write_one(self, object data) except -1
     @cython.final
-    cdef _do_write(self)
+    cdef int _do_write(self) except -1
     @cython.final
     cdef inline int _process_outgoing(self) except -1
     @cython.final
-    cdef _do_read(self)
+    cdef int _do_read(self) except -1
     @cython.final
-    cdef _do_read_buffered(self)
+    cdef int _do_read_buffered(self) except -1
     @cython.final
-    cdef inline _do_read_copied(self)
+    cdef inline int _do_read_copied(self) except -1
     @cython.final
-    cdef _call_eof_received(self)
+    cdef int _call_eof_received(self) except -1
     @cython.final
     cdef inline Py_ssize_t _get_write_buffer_size(self) except -1
     @cython.final
@@ -82,6 +82,6 @@ cdef class TLSProtocolCore(ReadTarget):
     @cython.final
     cdef inline int _control_app_writing_at(self, Py_ssize_t size) except -1
     @cython.final
-    cdef _tell_app(self, str method)
+    cdef int _tell_app(self, str method) except -1
     @cython.final
     cdef inline int _control_ssl_reading(self) except -1

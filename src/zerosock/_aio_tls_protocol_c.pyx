@@ -122,16 +122,17 @@ cdef class TLSProtocolCore(ReadTarget):
             self._app_get_buffer = self._app_buffer_updated = None
             self._app_is_buffer = False
 
-    cdef _wakeup_waiter(self, exc=None):
+    cdef int _wakeup_waiter(self, exc=None) except -1:
         waiter = self._waiter
         if waiter is None:
-            return
+            return 0
         self._waiter = None
         if not waiter.cancelled():
             if exc is not None:
                 waiter.set_exception(exc)
             else:
                 waiter.set_result(None)
+        return 0
 
     def _get_app_transport(self):
         if self._app_transport is None:
@@ -252,7 +253,7 @@ cdef class TLSProtocolCore(ReadTarget):
 
     # -- handshake -------------------------------------------------------------------
 
-    cdef _start_handshake(self):
+    cdef int _start_handshake(self) except -1:
         if self._loop.get_debug():
             logger.debug("%r starts SSL handshake", self)
             self._handshake_start_time = self._loop.time()
@@ -264,6 +265,7 @@ cdef class TLSProtocolCore(ReadTarget):
         self._handshake_timeout_handle = self._loop.call_later(
             self._ssl_handshake_timeout, self._check_handshake_timeout)
         self._do_handshake()
+        return 0
 
     def _check_handshake_timeout(self):
         if self._tls_state == DO_HANDSHAKE:
@@ -274,16 +276,17 @@ cdef class TLSProtocolCore(ReadTarget):
                    f"aborting the connection")
             self._fatal_error(ConnectionAbortedError(msg))
 
-    cdef _do_handshake(self):
+    cdef int _do_handshake(self) except -1:
         try:
             done = self._engine.handshake()
         except _SSLError as exc:
             self._on_handshake_complete(exc)
-            return
+            return 0
         if done:
             self._on_handshake_complete(None)
         else:
             self._process_outgoing()
+        return 0
 
     def _on_handshake_complete(self, handshake_exc):
         if self._handshake_timeout_handle is not None:
@@ -336,7 +339,7 @@ cdef class TLSProtocolCore(ReadTarget):
         if self._tls_state == FLUSHING or self._tls_state == SHUTDOWN:
             self._transport._force_close(exceptions.TimeoutError("SSL shutdown timed out"))
 
-    cdef _do_flush(self):
+    cdef int _do_flush(self) except -1:
         # All plaintext already received reaches the application before the
         # shutdown (the stdlib reads one buffer's worth and drops the rest).
         self._more = True
@@ -346,22 +349,24 @@ cdef class TLSProtocolCore(ReadTarget):
         if self._tls_state != FLUSHING:
             if self._tls_state == SHUTDOWN:
                 return self._do_shutdown()
-            return
+            return 0
         self._tls_state = SHUTDOWN
         self._do_shutdown()
+        return 0
 
-    cdef _do_shutdown(self):
+    cdef int _do_shutdown(self) except -1:
         try:
             done = self._eof_received or self._engine.shutdown()
         except _SSLError as exc:
             self._on_shutdown_complete(exc)
-            return
+            return 0
         self._process_outgoing()
         if done:
             self._call_eof_received()
             self._on_shutdown_complete(None)
+        return 0
 
-    cdef _on_shutdown_complete(self, shutdown_exc):
+    cdef int _on_shutdown_complete(self, shutdown_exc) except -1:
         if self._shutdown_timeout_handle is not None:
             self._shutdown_timeout_handle.cancel()
             self._shutdown_timeout_handle = None
@@ -369,6 +374,7 @@ cdef class TLSProtocolCore(ReadTarget):
             self._fatal_error(shutdown_exc)
         else:
             self._loop.call_soon(self._transport.close)
+        return 0
 
     def _abort(self, exc=None):
         self._tls_state = UNWRAPPED
@@ -429,7 +435,7 @@ cdef class TLSProtocolCore(ReadTarget):
         except Exception as ex:
             self._fatal_error(ex, "Fatal error on SSL protocol")
 
-    cdef _do_write(self):
+    cdef int _do_write(self) except -1:
         cdef Py_ssize_t left, data_len
         backlog = self._write_backlog
         while backlog:
@@ -447,6 +453,7 @@ cdef class TLSProtocolCore(ReadTarget):
                 self._write_buffer_size -= data_len - left
             break  # the session waits for the peer
         self._process_outgoing()
+        return 0
 
     cdef inline int _process_outgoing(self) except -1:
         cdef TransportCore core = self._core  # held: a write may run Python code
@@ -462,9 +469,9 @@ cdef class TLSProtocolCore(ReadTarget):
     def _do_read_soon(self):
         self._do_read()
 
-    cdef _do_read(self):
+    cdef int _do_read(self) except -1:
         if self._tls_state != WRAPPED and self._tls_state != FLUSHING:
-            return
+            return 0
         try:
             if not self._app_reading_paused:
                 if self._app_is_buffer:
@@ -478,8 +485,9 @@ cdef class TLSProtocolCore(ReadTarget):
             self._control_ssl_reading()
         except Exception as ex:
             self._fatal_error(ex, "Fatal error on SSL protocol")
+        return 0
 
-    cdef _do_read_buffered(self):
+    cdef int _do_read_buffered(self) except -1:
         cdef Py_buffer view
         cdef Py_ssize_t offset = 0, wants, count = 1
         cdef TLSEngine engine = self._engine
@@ -506,8 +514,9 @@ cdef class TLSProtocolCore(ReadTarget):
         if count == 0:  # close_notify
             self._call_eof_received()
             self._start_shutdown()
+        return 0
 
-    cdef inline _do_read_copied(self):
+    cdef inline int _do_read_copied(self) except -1:
         cdef bint closed = False
         data = self._engine.read_all(&closed)
         if data is not None:
@@ -515,8 +524,9 @@ cdef class TLSProtocolCore(ReadTarget):
         if closed:  # close_notify
             self._call_eof_received()
             self._start_shutdown()
+        return 0
 
-    cdef _call_eof_received(self):
+    cdef int _call_eof_received(self) except -1:
         try:
             if self._app_state == APP_CON_MADE:
                 self._app_state = APP_EOF
@@ -527,6 +537,7 @@ cdef class TLSProtocolCore(ReadTarget):
             raise
         except BaseException as ex:
             self._fatal_error(ex, "Error calling eof_received()")
+        return 0
 
     # -- flow control ------------------------------------------------------------------------
 
@@ -548,7 +559,7 @@ cdef class TLSProtocolCore(ReadTarget):
             self._tell_app("resume_writing")
         return 0
 
-    cdef _tell_app(self, str method):
+    cdef int _tell_app(self, str method) except -1:
         try:
             getattr(self._app_protocol, method)()
         except (KeyboardInterrupt, SystemExit):
@@ -560,6 +571,7 @@ cdef class TLSProtocolCore(ReadTarget):
                 "transport": self._app_transport,
                 "protocol": self,
             })
+        return 0
 
     def _set_write_buffer_limits(self, high=None, low=None):
         self._outgoing_high_water, self._outgoing_low_water = _flow_limits(
