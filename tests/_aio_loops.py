@@ -27,3 +27,10 @@ def run(factory: Callable[[], asyncio.AbstractEventLoop], coro: Coroutine[Any, A
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+def fastpath_on(name: str) -> bool:
+    """Whether the C backend's fast path ``name`` (zerosock._cpython_c) is on
+    in this run (ZEROSOCK_CPYTHON_FASTPATHS may turn it off)."""
+    from zerosock import _cpython_c
+    return bool(_cpython_c.fastpaths()[name]["on"])

@@ -19,7 +19,7 @@ import tempfile
 from typing import Any, AsyncIterator, Callable, List, Optional, Tuple
 
 import pytest
-from _aio_loops import TIMEOUT, run, stdlib_loop
+from _aio_loops import TIMEOUT, fastpath_on, run, stdlib_loop
 from _hardening import fuzz_examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -35,8 +35,10 @@ def _c_streams() -> Any:
     return streams_c
 
 
-def _is_c_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    return type(loop).__module__ == "zerosock._aio_c"
+def _has_c_streams(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether streams on ``loop`` are the C ones: zerosock's C loop, while
+    the fast path they rely on is on."""
+    return type(loop).__module__ == "zerosock._aio_c" and fastpath_on("stream_class_switch")
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
@@ -138,10 +140,10 @@ def test_streams_are_c_on_the_c_loop(loop_factory, route, tmp_path):
         sreader, swriter = await served
         for r in (reader, sreader):
             assert isinstance(r, asyncio.StreamReader)
-            assert (type(r).__module__ == "zerosock._aio_streams_c") == _is_c_loop(loop)
+            assert (type(r).__module__ == "zerosock._aio_streams_c") == _has_c_streams(loop)
         if route in ("tcp", "unix"):
             assert isinstance(swriter, asyncio.StreamWriter)
-            assert (type(swriter).__module__ == "zerosock._aio_streams_c") == _is_c_loop(loop)
+            assert (type(swriter).__module__ == "zerosock._aio_streams_c") == _has_c_streams(loop)
         writer.close()
         await writer.wait_closed()
         if server is not None:
@@ -526,7 +528,7 @@ def test_tls_streams_read_in_c(loop_factory):
     async def main() -> None:
         async with _served(_echo_line, server_ssl=server_ctx, ssl=client_ctx,
                            server_hostname="localhost") as (reader, writer):
-            assert (type(reader).__module__ == "zerosock._aio_streams_c") == _is_c_loop(
+            assert (type(reader).__module__ == "zerosock._aio_streams_c") == _has_c_streams(
                 asyncio.get_running_loop())
             writer.write(b"x" * 5000 + b"\n")
             assert await reader.readline() == b"x" * 5000 + b"\n"
@@ -589,7 +591,7 @@ def test_drain_returns_at_once_unless_it_must_wait(loop_factory):
         writer.write(b"x")
         drain = writer.drain()
         # The C writer's needs no coroutine; the stdlib's is one.
-        fast = _is_c_loop(asyncio.get_running_loop())
+        fast = _has_c_streams(asyncio.get_running_loop())
         seen.append(type(drain).__name__ == "StreamOp" if fast else asyncio.iscoroutine(drain))
         seen.append(await drain)
         protocol = writer._protocol
@@ -707,6 +709,8 @@ def test_a_waiting_read_takes_the_loops_future(loop_factory, monkeypatch):
 
 @pytest.mark.c_extension
 def test_a_loop_subclass_makes_the_waiting_reads_future(c_backend):
+    if not fastpath_on("stream_class_switch"):
+        pytest.skip("the C streams are off with the fast path they rely on")
     made: List[Any] = []
 
     class Loop(c_backend.aio.EventLoop):  # type: ignore[misc, name-defined]
@@ -921,6 +925,8 @@ def test_stdlib_stream_tests_pass_on_the_c_reader():
 
 @pytest.mark.c_extension
 def test_buffered_reads_finish_without_a_future(c_backend):
+    if not fastpath_on("stream_class_switch"):
+        pytest.skip("the C streams are off with the fast path they rely on")
     async def main() -> None:
         async with _connected() as (reader, writer, peer):
             assert type(reader).__module__ == "zerosock._aio_streams_c"

@@ -9,6 +9,7 @@ import textwrap
 import pytest
 
 import zerosock
+from _aio_loops import fastpath_on
 from zerosock import _report
 
 
@@ -32,7 +33,11 @@ def report_of(stdout):
 
 
 def backend_env(zs):
-    return {"ZEROSOCK_PURE_PYTHON": "1"} if zs.BACKEND == "python" else {}
+    env = {"ZEROSOCK_PURE_PYTHON": "1"} if zs.BACKEND == "python" else {}
+    # The fast paths as in this run: the TLS engine and the C streams follow them.
+    if "ZEROSOCK_CPYTHON_FASTPATHS" in os.environ:
+        env["ZEROSOCK_CPYTHON_FASTPATHS"] = os.environ["ZEROSOCK_CPYTHON_FASTPATHS"]
+    return env
 
 
 def test_report_names_the_backend_and_its_tls_engine(zs):
@@ -41,7 +46,10 @@ def test_report_names_the_backend_and_its_tls_engine(zs):
     assert lines["zerosock"].startswith(f"{zerosock.__version__} on ")
     if zs.BACKEND == "c":
         assert lines["backend"] == "c"
-        assert lines["C streams"] == "on"
+        if fastpath_on("stream_class_switch"):
+            assert lines["C streams"] == "on"
+        else:
+            assert lines["C streams"].startswith("off (the stream_class_switch fast path is off")
     else:
         assert lines["backend"] == "python: ZEROSOCK_PURE_PYTHON is set"
         assert lines["C streams"].startswith("off")
@@ -52,6 +60,13 @@ def test_report_names_the_backend_and_its_tls_engine(zs):
 def test_report_says_when_the_c_streams_are_switched_off(c_backend):
     lines = report_of(run(["-m", "zerosock"], ZEROSOCK_C_STREAMS="0"))
     assert lines["C streams"] == "off (ZEROSOCK_C_STREAMS=0)"
+
+
+@pytest.mark.c_extension
+def test_report_says_when_the_c_streams_lack_their_fast_path(c_backend):
+    lines = report_of(run(["-m", "zerosock"], ZEROSOCK_CPYTHON_FASTPATHS="0"))
+    assert lines["C streams"] == ("off (the stream_class_switch fast path is off: "
+                                  "ZEROSOCK_CPYTHON_FASTPATHS=0)")
 
 
 @pytest.mark.c_extension

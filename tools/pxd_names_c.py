@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 PXD_DIR = Path(__file__).resolve().parents[1] / "src" / "zerosock"
+# CPython's internals, not the platform shim: built with the extension only.
+NOT_SHIM = {"zs_cpython.h"}
 BLOCK = re.compile(r'cdef extern from "(zs_\w+\.h)"[^\n]*:\n((?:[ \t]+.*\n|\s*\n)+)')
 CONST = re.compile(r"const\s+[\w ]+?\s+(\w+)$")
 FUNC = re.compile(r"^(?!ctypedef|struct|cdef)[\w *]+?[\s*](\w+)\s*\(")
@@ -17,6 +19,8 @@ def main() -> int:
     headers, lines = set(), []
     for pxd in sorted(PXD_DIR.glob("*.pxd")):
         for header, body in BLOCK.findall(pxd.read_text()):
+            if header in NOT_SHIM:
+                continue
             headers.add(header)
             for raw in body.splitlines():
                 line = raw.strip()

@@ -5,12 +5,12 @@ zerosock's C selector, with C socket transports and its iteration in C."""
 
 import asyncio
 import socket
-from asyncio import events
 
 from zerosock import _aio_shared, _aio_tls_c
 from zerosock._aio_core_c cimport LoopCore
 from zerosock._aio_datagram_c import DatagramSocketTransport
-from zerosock._aio_loop_methods_c import bind_loop_methods, install_loop_methods
+from zerosock import _aio_loop_methods_c as loop_methods
+from zerosock._aio_loop_methods_c import bind_loop_methods
 from zerosock._aio_streams_c import adopt_stream_protocol
 from zerosock._aio_tls_c import TLS_ENGINE, new_ssl_protocol
 from zerosock._aio_transport_c import SocketTransport
@@ -45,6 +45,20 @@ class EventLoop(asyncio.SelectorEventLoop):
 
     # Read from C by the loop's C methods at each call: slots, not __dict__ entries.
     __slots__ = ("_core", "_debug", "_closed", "_task_factory")
+
+    # What asyncio's C Futures and Tasks and the frameworks call for every
+    # request: C method descriptors (zerosock._aio_loop_methods_c) that do the
+    # common case, an open loop outside debug mode, in C and hand every other
+    # case to the stdlib's method.
+    call_soon = loop_methods.call_soon
+    call_later = loop_methods.call_later
+    call_at = loop_methods.call_at
+    _timer_handle_cancelled = loop_methods.timer_handle_cancelled
+    get_debug = loop_methods.get_debug
+    time = loop_methods.time
+    create_future = loop_methods.create_future
+    if loop_methods.create_task is not None:
+        create_task = loop_methods.create_task
 
     def __init__(self, selector=None):
         if selector is None:
@@ -98,48 +112,8 @@ class EventLoop(asyncio.SelectorEventLoop):
             return await super().start_tls(transport, protocol, sslcontext, **kwargs)
         return await _aio_tls_c.start_tls(self, transport, protocol, sslcontext, **kwargs)
 
-    def call_soon(self, callback, *args, context=None):
-        if self._debug:
-            # Debug mode checks the thread and the callback and keeps a traceback.
-            return super().call_soon(callback, *args, context=context)
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        return (<LoopCore?>self._core).call_soon(callback, args, context)
-
-    def call_later(self, delay, callback, *args, context=None):
-        if delay is None:
-            raise TypeError("delay must not be None")
-        if self._debug:
-            return super().call_later(delay, callback, *args, context=context)
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        return (<LoopCore?>self._core).call_later(delay, callback, args, context)
-
-    def call_at(self, when, callback, *args, context=None):
-        if when is None:
-            raise TypeError("when cannot be None")
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        if not self._debug:
-            return (<LoopCore?>self._core).call_at(when, callback, args, context)
-        # Debug mode: the stdlib's checks, and a handle that keeps its traceback.
-        self._check_thread()
-        self._check_callback(callback, "call_at")
-        timer = events.TimerHandle(when, callback, args, self, context)
-        (<LoopCore?>self._core).schedule(when, timer)  # (a compiled call_at leaves no frame to trim)
-        return timer
-
-    def _timer_handle_cancelled(self, handle):
-        if handle._scheduled:
-            self._scheduled.cancelled_count += 1
-
     def _run_once(self):
         (<LoopCore?>self._core).run_once()
-
-
-# The methods called per request become C descriptors; the Python methods
-# above remain theirs to call for debug mode and every uncommon case.
-install_loop_methods(EventLoop)
 
 
 class EventLoopPolicy(_aio_shared.BasePolicy):

@@ -1,6 +1,7 @@
 from cpython.object cimport PyObject
 
 from zerosock._aio_timers_c cimport TimerHeap
+from zerosock._cpython_c cimport zs_type_memo
 from zerosock._selectors_c cimport Selector
 
 
@@ -21,7 +22,7 @@ cdef class LoopCore:
     # Sparing the zero-timeout poll after a quiet iteration (see run_once).
     cdef bint skip_poll           # the last iteration was quiet: the next may spare its poll
     cdef bint disturbed           # this iteration ran something after its poll that is not quiet
-    cdef unsigned int skip_type_tag  # the loop's type's version when found to allow sparing; 0: not
+    cdef zs_type_memo may_spare_memo  # the loop's type when found to allow sparing
     cdef Py_ssize_t state_size    # len(state) when own_iteration was found
     cdef bint own_iteration       # the loop has no _run_once of its own
     cdef readonly unsigned long long spared_polls  # how many polls were spared (for tests)
@@ -41,3 +42,7 @@ cdef class LoopCore:
     cdef int _run_debug(self, object handle) except -1
     cdef bint _may_spare_poll(self) except -1
     cpdef int run_once(self) except -1
+
+
+# Whether a TimerHandle (the stdlib's, ours or another) is scheduled: its _scheduled as a truth value.
+cdef int timer_scheduled(object timer) except -1

@@ -5,9 +5,13 @@ its ready queue and its timers, in C.
 An iteration is the stdlib's ``BaseEventLoop._run_once`` step for step, on the
 same ``_ready`` deque, polling through the C selector's C-level API, with the
 timers on a C heap (:mod:`zerosock._aio_timers_c`) and the transports' I/O
-handles run without a Python call."""
+handles run without a Python call.  The handles ``call_soon`` and ``call_at``
+make are asyncio's, with C methods (:class:`Handle`, :class:`TimerHandle`):
+made, run and cancelled through their slots while the ``handle_slots`` fast
+path of :mod:`zerosock._cpython_c` is on, through their own methods otherwise."""
 
 cimport cython
+from cpython.dict cimport PyDict_GetItemWithError
 from cpython.contextvars cimport PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject, Py_TYPE
@@ -25,8 +29,14 @@ from libc.math cimport ceil
 import inspect
 from asyncio import base_events, events, format_helpers
 
-from zerosock._aio_timers_c cimport TimerHeap, zs_loop_clock
-from zerosock._slots cimport zs_slot_get, zs_slot_offset, zs_slot_set
+from zerosock._aio_timers_c cimport TimerHeap
+from zerosock._cmethod_c cimport METH_NOARGS, METH_O, c_method
+from zerosock._cpython_c cimport (
+    zs_handle_alloc, zs_handle_dealloc_misfit, zs_handle_free_count, zs_loop_clock,
+    zs_remember_type, zs_set_handle_dealloc, zs_slot_get, zs_slot_offset, zs_slot_set,
+    zs_type_unchanged, zs_version_tags_on,
+)
+from zerosock._cpython_c import enabled
 from zerosock._aio_transport_c cimport IOHandle
 from zerosock._selectors_c cimport (Selector, zs_event, ZS_EV_HUP, ZS_EV_READ, ZS_EV_WRITE,
                                     ZS_POLLER_EPOLL)
@@ -41,11 +51,145 @@ cdef type StdHandleType = events.Handle
 cdef type StdTimerHandleType = events.TimerHandle
 
 
+# The fast paths of zerosock._cpython_c that this module takes when they are on.
+cdef bint SLOTS = enabled("handle_slots")
+cdef bint FREE_LIST = enabled("handle_free_list")
+zs_version_tags_on = enabled("type_version_tags")
+
+# Where asyncio's Handle and TimerHandle keep their state (-1 while
+# handle_slots is off): see zerosock._cpython_c.
+cdef Py_ssize_t H_CALLBACK = -1, H_ARGS = -1, H_CANCELLED = -1, H_LOOP = -1
+cdef Py_ssize_t H_TRACEBACK = -1, H_REPR = -1, H_CONTEXT = -1, T_WHEN = -1, T_SCHEDULED = -1
+if SLOTS:
+    H_CALLBACK = zs_slot_offset(StdHandleType.__dict__["_callback"])
+    H_ARGS = zs_slot_offset(StdHandleType.__dict__["_args"])
+    H_CANCELLED = zs_slot_offset(StdHandleType.__dict__["_cancelled"])
+    H_LOOP = zs_slot_offset(StdHandleType.__dict__["_loop"])
+    H_TRACEBACK = zs_slot_offset(StdHandleType.__dict__["_source_traceback"])
+    H_REPR = zs_slot_offset(StdHandleType.__dict__["_repr"])
+    H_CONTEXT = zs_slot_offset(StdHandleType.__dict__["_context"])
+    T_WHEN = zs_slot_offset(StdTimerHandleType.__dict__["_when"])
+    T_SCHEDULED = zs_slot_offset(StdTimerHandleType.__dict__["_scheduled"])
+
+
+# -- the handles' C methods -----------------------------------------------------------
+# Each does what the stdlib's method does, reading and writing the slots
+# directly; a handle whose slots are not as __init__ leaves them (never set,
+# or a flag that is not a bool) gets the stdlib's method, which says what is
+# wrong or runs the flag's Python code in the stdlib's order.
+
+cdef object _std_handle_cancel = StdHandleType.cancel
+cdef object _std_timer_cancel = StdTimerHandleType.cancel
+cdef object _std_cancelled = StdHandleType.cancelled
+cdef object _std_when = StdTimerHandleType.when
+
+
+cdef object _cancel(object handle, object std_cancel, bint timer):
+    """Handle.cancel, or TimerHandle.cancel when ``timer`` (which tells the
+    loop first), on the slots; ``std_cancel`` takes a handle whose slots are
+    not as __init__ leaves them."""
+    cdef PyObject *flag = zs_slot_get(handle, H_CANCELLED)
+    cdef PyObject *loop_slot = zs_slot_get(handle, H_LOOP)
+    if flag == Py_True:
+        return None
+    if flag != Py_False or loop_slot == NULL:
+        return std_cancel(handle)
+    loop = <object>loop_slot  # owned: the loop's methods may run Python code
+    if timer:
+        loop._timer_handle_cancelled(handle)
+        # Then Handle.cancel, which reads the flag again.
+        return _cancel(handle, _std_handle_cancel, False)
+    zs_slot_set(handle, H_CANCELLED, True)
+    if loop.get_debug():
+        # Debug mode keeps the repr, callback and arguments included, for
+        # the log of a slow callback.
+        zs_slot_set(handle, H_REPR, repr(handle))
+    zs_slot_set(handle, H_CALLBACK, None)
+    zs_slot_set(handle, H_ARGS, None)
+    return None
+
+
+cdef object _handle_cancel(object handle, PyObject *unused):
+    return _cancel(handle, _std_handle_cancel, False)
+
+
+cdef object _timer_cancel(object handle, PyObject *unused):
+    return _cancel(handle, _std_timer_cancel, True)
+
+
+cdef object _cancelled(object handle, PyObject *unused):
+    cdef PyObject *flag = zs_slot_get(handle, H_CANCELLED)
+    if flag == NULL:
+        return _std_cancelled(handle)
+    return <object>flag
+
+
+cdef object _when(object handle, PyObject *unused):
+    cdef PyObject *when = zs_slot_get(handle, T_WHEN)
+    if when == NULL:
+        return _std_when(handle)
+    return <object>when
+
+
+# TimerHandle's comparisons and hash, the stdlib's expressions compiled: the
+# same attribute reads and comparisons (a NaN time included), no frame.
+# ``TimerHandle`` is looked up in asyncio.events at each call, as there.
+
+cdef dict _events_globals = events.__dict__
+
+
+cdef inline bint _is_timer_handle(object other) except -1:
+    cdef PyObject *kind = PyDict_GetItemWithError(_events_globals, "TimerHandle")
+    return isinstance(other, <object>kind if kind != NULL else StdTimerHandleType)
+
+
+cdef object _timer_eq(object self, object other):
+    if _is_timer_handle(other):
+        return (self._when == other._when and self._callback == other._callback
+                and self._args == other._args and self._cancelled == other._cancelled)
+    return NotImplemented
+
+
+cdef object _timer_lt(object self, object other):
+    if _is_timer_handle(other):
+        return self._when < other._when
+    return NotImplemented
+
+
+cdef object _timer_le(object self, object other):
+    if _is_timer_handle(other):
+        return self._when < other._when or self.__eq__(other)
+    return NotImplemented
+
+
+cdef object _timer_gt(object self, object other):
+    if _is_timer_handle(other):
+        return self._when > other._when
+    return NotImplemented
+
+
+cdef object _timer_ge(object self, object other):
+    if _is_timer_handle(other):
+        return self._when > other._when or self.__eq__(other)
+    return NotImplemented
+
+
+cdef object _timer_hash(object self, PyObject *unused):
+    return hash(self._when)
+
+
 class Handle(events.Handle):
     """What ``call_soon`` returns outside debug mode: an ``asyncio.Handle``
-    whose methods are C (see :mod:`zerosock._aio_loop_methods_c`)."""
+    whose ``cancel`` and ``cancelled`` are C (the stdlib's while the
+    handle_slots fast path is off): frameworks set a timer and cancel it per
+    request (uvicorn's keep-alive), which on the stdlib's classes runs two
+    Python frames."""
 
     __slots__ = ()
+
+    if SLOTS:
+        cancel = c_method(<void *>_handle_cancel, METH_NOARGS, b"cancel($self, /)\n--\n\n")
+        cancelled = c_method(<void *>_cancelled, METH_NOARGS, b"cancelled($self, /)\n--\n\n")
 
 
 class TimerHandle(events.TimerHandle):
@@ -54,116 +198,22 @@ class TimerHandle(events.TimerHandle):
 
     __slots__ = ()
 
-
-cdef extern from *:
-    """
-    /* How zerosock's Handle and TimerHandle are made and freed: what the
-       interpreter's generic allocation and deallocation for classes do for
-       them (no __dict__, no finalizer), without the deallocation's walk of
-       the bases' members, and with a free list.  A loop makes and frees a
-       few handles per callback it schedules; reusing one skips the memory
-       allocator and the collector's accounting.  A freed handle is kept
-       untracked, its slots and weak references already cleared, owning no
-       reference (its class's is dropped as for any freed instance). */
-    #define ZS_HANDLE_SLOTS 9
-    #define ZS_HANDLE_FREE_MAX 250
-    typedef struct {
-        PyTypeObject *type;
-        destructor generic;             /* what the class had */
-        Py_ssize_t offsets[ZS_HANDLE_SLOTS];
-        int count;
-        int nfree;
-        PyObject *free[ZS_HANDLE_FREE_MAX];
-    } zs_handle_layout;
-    static zs_handle_layout zs_handle_layouts[2];
-    static int zs_handle_layout_count;
-
-    static void zs_handle_dealloc(PyObject *self)
-    {
-        PyTypeObject *type = Py_TYPE(self);
-        zs_handle_layout *layout = NULL;
-        int i;
-        for (i = 0; i < zs_handle_layout_count && layout == NULL; i++) {
-            if (type == zs_handle_layouts[i].type)
-                layout = &zs_handle_layouts[i];
-        }
-        for (i = 0; i < zs_handle_layout_count && layout == NULL; i++) {
-            /* A subclass's instance: the generic deallocation did its part. */
-            if (PyType_IsSubtype(type, zs_handle_layouts[i].type))
-                layout = &zs_handle_layouts[i];
-        }
-        if (type == layout->type && (type->tp_finalize != NULL || type->tp_del != NULL)) {
-            layout->generic(self);  /* a finalizer given to the class itself since */
-            return;
-        }
-        PyObject_GC_UnTrack(self);
-        Py_TRASHCAN_BEGIN(self, zs_handle_dealloc)
-        /* (Where the list is depends on the version: 3.12 on may manage it.) */
-        if (type->tp_weaklistoffset != 0)
-            PyObject_ClearWeakRefs(self);
-        for (i = 0; i < layout->count; i++)
-            Py_CLEAR(*(PyObject **)((char *)self + layout->offsets[i]));
-        if (type == layout->type && layout->nfree < ZS_HANDLE_FREE_MAX
-                && type->tp_free == PyObject_GC_Del)
-            layout->free[layout->nfree++] = self;
-        else
-            type->tp_free(self);
-        Py_DECREF(type);  /* a class's instances own a reference to it */
-        Py_TRASHCAN_END
-    }
-
-    /* A new instance of `type` (one of the two classes) with every slot
-       NULL, as PyType_GenericAlloc makes it. */
-    static PyObject *zs_handle_alloc(PyTypeObject *type)
-    {
-        zs_handle_layout *layout = NULL;
-        PyObject *self;
-        if (zs_handle_layout_count == 2)
-            layout = type == zs_handle_layouts[0].type ? &zs_handle_layouts[0]
-                   : type == zs_handle_layouts[1].type ? &zs_handle_layouts[1] : NULL;
-        if (layout == NULL || layout->nfree == 0 || type->tp_dealloc != zs_handle_dealloc)
-            return PyType_GenericAlloc(type, 0);
-        self = layout->free[--layout->nfree];
-        (void)PyObject_Init(self, type);  /* the class's reference, a new refcount */
-        PyObject_GC_Track(self);
-        return self;
-    }
-
-    static int zs_set_handle_dealloc(PyObject *kind, Py_ssize_t *offsets, int count)
-    {
-        PyTypeObject *type = (PyTypeObject *)kind;
-        zs_handle_layout *layout;
-        if (zs_handle_layout_count == 2 || count > ZS_HANDLE_SLOTS
-                || !(type->tp_flags & Py_TPFLAGS_HEAPTYPE) || type->tp_dictoffset != 0) {
-            PyErr_SetString(PyExc_RuntimeError, "not a handle class this deallocation fits");
-            return -1;
-        }
-        layout = &zs_handle_layouts[zs_handle_layout_count++];
-        layout->type = type;
-        layout->generic = type->tp_dealloc;
-        memcpy(layout->offsets, offsets, sizeof(Py_ssize_t) * (size_t)count);
-        layout->count = count;
-        layout->nfree = 0;
-        type->tp_dealloc = zs_handle_dealloc;
-        return 0;
-    }
-
-    static int zs_handle_free_count(PyObject *kind)
-    {
-        int i;
-        for (i = 0; i < zs_handle_layout_count; i++) {
-            if ((PyObject *)zs_handle_layouts[i].type == kind)
-                return zs_handle_layouts[i].nfree;
-        }
-        return 0;
-    }
-    """
-    object zs_handle_alloc(PyTypeObject *kind)
-    int zs_set_handle_dealloc(object kind, Py_ssize_t *offsets, int count) except -1
-    int zs_handle_free_count(object kind)
+    if SLOTS:
+        cancel = c_method(<void *>_timer_cancel, METH_NOARGS, b"cancel($self, /)\n--\n\n")
+        cancelled = c_method(<void *>_cancelled, METH_NOARGS, b"cancelled($self, /)\n--\n\n")
+        when = c_method(<void *>_when, METH_NOARGS,
+                        b"when($self, /)\n--\n\n"
+                        b"Return a scheduled callback time, on the loop.time() clock.")
+    __eq__ = c_method(<void *>_timer_eq, METH_O, b"Return self==value.")
+    __lt__ = c_method(<void *>_timer_lt, METH_O, b"Return self<value.")
+    __le__ = c_method(<void *>_timer_le, METH_O, b"Return self<=value.")
+    __gt__ = c_method(<void *>_timer_gt, METH_O, b"Return self>value.")
+    __ge__ = c_method(<void *>_timer_ge, METH_O, b"Return self>=value.")
+    __hash__ = c_method(<void *>_timer_hash, METH_NOARGS, b"Return hash(self).")
 
 
-cdef int _set_dealloc(object kind, tuple owners) except -1:
+cdef int _use_free_list(object kind, tuple owners) except -1:
+    """Give ``kind`` the deallocation with a free list (zs_cpython.h)."""
     cdef Py_ssize_t offsets[9]
     cdef int count = 0
     for owner in owners:
@@ -171,11 +221,14 @@ cdef int _set_dealloc(object kind, tuple owners) except -1:
             if name != "__weakref__":
                 offsets[count] = zs_slot_offset(owner.__dict__[name])
                 count += 1
+    if zs_handle_dealloc_misfit(<PyTypeObject *>kind, <PyTypeObject *>StdHandleType) != NULL:
+        raise RuntimeError(f"the handle free list does not fit {kind.__name__}")
     return zs_set_handle_dealloc(kind, offsets, count)
 
 
-_set_dealloc(Handle, (events.Handle,))
-_set_dealloc(TimerHandle, (events.TimerHandle, events.Handle))
+if FREE_LIST:
+    _use_free_list(Handle, (events.Handle,))  # (first: the one made most, found first)
+    _use_free_list(TimerHandle, (events.TimerHandle, events.Handle))
 
 
 def _free_handles(kind):
@@ -185,10 +238,6 @@ def _free_handles(kind):
 
 cdef extern from "Python.h":
     Py_ssize_t PyDict_GET_SIZE(object d)
-    ctypedef struct zs_type_tag "PyTypeObject":
-        # Reset whenever the type or one of its bases is assigned an
-        # attribute; never reused (3.9 to 3.13).
-        unsigned int tp_version_tag
 
 cdef type HandleType = Handle
 cdef type TimerHandleType = TimerHandle
@@ -198,36 +247,34 @@ cdef object _format_handle = base_events._format_handle
 cdef object _format_callback_source = format_helpers._format_callback_source
 cdef bint FORMAT_TAKES_DEBUG = "debug" in inspect.signature(_format_callback_source).parameters
 
-# Where Handle and TimerHandle keep their state: see zerosock._slots.
-cdef Py_ssize_t H_CALLBACK = zs_slot_offset(StdHandleType.__dict__["_callback"])
-cdef Py_ssize_t H_ARGS = zs_slot_offset(StdHandleType.__dict__["_args"])
-cdef Py_ssize_t H_CANCELLED = zs_slot_offset(StdHandleType.__dict__["_cancelled"])
-cdef Py_ssize_t H_LOOP = zs_slot_offset(StdHandleType.__dict__["_loop"])
-cdef Py_ssize_t H_TRACEBACK = zs_slot_offset(StdHandleType.__dict__["_source_traceback"])
-cdef Py_ssize_t H_REPR = zs_slot_offset(StdHandleType.__dict__["_repr"])
-cdef Py_ssize_t H_CONTEXT = zs_slot_offset(StdHandleType.__dict__["_context"])
-cdef Py_ssize_t T_WHEN = zs_slot_offset(StdTimerHandleType.__dict__["_when"])
-cdef Py_ssize_t T_SCHEDULED = zs_slot_offset(StdTimerHandleType.__dict__["_scheduled"])
+
+# The handle classes whose slots are read and written directly: the stdlib's
+# and ours, whose behaviour (``_run``, ``_cancelled``, ``_scheduled``) is the
+# stdlib's -- none while handle_slots is off, so that the hot paths' type
+# checks say no then, at no cost of their own.
+cdef type _SlotHandle = HandleType if SLOTS else None
+cdef type _SlotTimerHandle = TimerHandleType if SLOTS else None
+cdef type _SlotStdHandle = StdHandleType if SLOTS else None
+cdef type _SlotStdTimerHandle = StdTimerHandleType if SLOTS else None
 
 
 cdef inline bint _is_stdlib_handle(object handle):
-    """Whether ``handle`` is one of the stdlib's handles or ours, whose
-    behaviour (``_run``, ``_cancelled``, ``_scheduled``) is the stdlib's:
-    then its slots can be read and written directly."""
+    """Whether ``handle``'s slots can be read and written directly."""
     cdef type kind = type(handle)
-    return (kind is HandleType or kind is TimerHandleType
-            or kind is StdHandleType or kind is StdTimerHandleType)
+    return (kind is _SlotHandle or kind is _SlotTimerHandle
+            or kind is _SlotStdHandle or kind is _SlotStdTimerHandle)
 
 
 cdef inline bint is_timer_handle(object handle) noexcept:
-    """Whether ``handle``'s type is the stdlib's TimerHandle or ours."""
+    """Whether ``handle`` is a TimerHandle whose slots can be read and written directly."""
     cdef type kind = type(handle)
-    return kind is TimerHandleType or kind is StdTimerHandleType
+    return kind is _SlotTimerHandle or kind is _SlotStdTimerHandle
 
 
 cdef object _new_handle(type kind, object loop, object callback, tuple args, object context):
     """A Handle or TimerHandle as ``__init__`` leaves it outside debug mode,
-    made without its Python frames."""
+    made without its Python frames (a TimerHandle's _when and _scheduled
+    left to the caller)."""
     handle = zs_handle_alloc(<PyTypeObject *>kind)
     zs_slot_set(handle, H_CONTEXT, PyContext_CopyCurrent() if context is None else context)
     zs_slot_set(handle, H_LOOP, loop)
@@ -254,6 +301,17 @@ cdef bint _handle_cancelled(object handle) except -1:
             flag = <object>value
             return bool(flag)
     return handle._cancelled
+
+
+cdef int timer_scheduled(object timer) except -1:
+    cdef PyObject *value
+    if is_timer_handle(timer):
+        value = zs_slot_get(timer, T_SCHEDULED)
+        if value == Py_True:
+            return 1
+        if value == Py_False:
+            return 0
+    return 1 if timer._scheduled else 0  # (a missing slot: the stdlib's error)
 
 
 cdef inline int _set_scheduled(object timer, bint scheduled) except -1:
@@ -386,7 +444,10 @@ cdef class LoopCore:
 
     cpdef object call_soon(self, object callback, tuple args, object context):
         """``loop.call_soon``'s Handle, queued (a loop not in debug mode)."""
-        handle = _new_handle(HandleType, self.loop, callback, args, context)
+        if SLOTS:
+            handle = _new_handle(HandleType, self.loop, callback, args, context)
+        else:
+            handle = HandleType(callback, args, self.loop, context)
         self.ready_append(handle)
         return handle
 
@@ -396,9 +457,12 @@ cdef class LoopCore:
         if when is None:
             raise TypeError("when cannot be None")
         at = when
-        handle = _new_handle(TimerHandleType, self.loop, callback, args, context)
-        zs_slot_set(handle, T_WHEN, when)
-        zs_slot_set(handle, T_SCHEDULED, False)
+        if SLOTS:
+            handle = _new_handle(TimerHandleType, self.loop, callback, args, context)
+            zs_slot_set(handle, T_WHEN, when)
+            zs_slot_set(handle, T_SCHEDULED, False)
+        else:
+            handle = TimerHandleType(when, callback, args, self.loop, context)
         self.schedule(at, handle)
         return handle
 
@@ -518,22 +582,18 @@ cdef class LoopCore:
         (no override on its class or instance), no descriptor watched for
         writing."""
         cdef Selector sel = self.native
-        cdef unsigned int tag
         if sel is None or sel.writers:
             return False
-        tag = (<zs_type_tag *>Py_TYPE(self.loop)).tp_version_tag
-        if tag == 0 or tag != self.skip_type_tag:
+        if not zs_type_unchanged(&self.may_spare_memo, Py_TYPE(self.loop)):
             # Checked again whenever the loop's class (or a base) changed.
             from zerosock._aio_c import EventLoop
             kind = type(self.loop)
-            ok = (sel._native.poller.kind == ZS_POLLER_EPOLL
-                  and type(sel).select is Selector.select
-                  and getattr(kind, "_run_once", None) is EventLoop._run_once
-                  and getattr(kind, "_process_events", None) is EventLoop._process_events)
-            tag = (<zs_type_tag *>Py_TYPE(self.loop)).tp_version_tag
-            self.skip_type_tag = tag if ok else 0
-            if self.skip_type_tag == 0:
+            if not (sel._native.poller.kind == ZS_POLLER_EPOLL
+                    and type(sel).select is Selector.select
+                    and getattr(kind, "_run_once", None) is EventLoop._run_once
+                    and getattr(kind, "_process_events", None) is EventLoop._process_events):
                 return False
+            zs_remember_type(&self.may_spare_memo, Py_TYPE(self.loop))
         if PyDict_GET_SIZE(self.state) != self.state_size:
             # An attribute came or went on the loop itself: an own _run_once may be one.
             self.state_size = PyDict_GET_SIZE(self.state)

@@ -20,6 +20,7 @@ from asyncio import constants, futures, transports, trsock
 from asyncio.log import logger
 
 from zerosock._aio_transport_c cimport IOHandle, TransportCore
+from zerosock._aio_transport_c import core_facade
 from zerosock._shim cimport (
     AF_INET, AF_INET6, ZS_EINTR, sockaddr, sockaddr_storage, zs_iov_set, zs_iovec,
     zs_is_would_block, zs_last_error, zs_mmsghdr, zs_recvmmsg, zs_send, zs_sendmmsg,
@@ -146,11 +147,8 @@ cdef class DatagramCore(TransportCore):
             return self._deliver()
         try:
             failure = self._receive()
-        except (SystemExit, KeyboardInterrupt):
-            raise
         except BaseException as exc:
-            self._fatal_error(exc, "Fatal read error on datagram transport")
-            return 0
+            return self._failed(exc, "Fatal read error on datagram transport")
         if failure is not None:
             # As the stdlib: an OSError of the read (an ICMP error) goes to the protocol.
             self._protocol.error_received(failure)
@@ -321,11 +319,8 @@ cdef class DatagramCore(TransportCore):
             except OSError as exc:
                 self._protocol.error_received(exc)
                 return 0
-            except (SystemExit, KeyboardInterrupt):
-                raise
             except BaseException as exc:
-                self._fatal_error(exc, "Fatal write error on datagram transport")
-                return 0
+                return self._failed(exc, "Fatal write error on datagram transport")
             if n >= 0:
                 return 0
             self._add_io(True)
@@ -448,6 +443,13 @@ cdef class DatagramCore(TransportCore):
         return 0
 
 
+@core_facade(
+    methods=("_start_reading", "_read_ready", "_write_ready", "_fatal_error", "_force_close",
+             "_call_connection_lost"),
+    # The stdlib transport's attributes that the loop and tests read.
+    states=("_loop", "_protocol", "_sock", "_sock_fd", "_server", "_extra", "_address",
+            "_closing", "_paused", "_conn_lost", "_protocol_connected",
+            "_protocol_paused", "_high_water", "_low_water"))
 class DatagramSocketTransport(transports._FlowControlMixin, transports.Transport,
                               transports.DatagramTransport):
     """A datagram transport over a non-blocking socket: an
@@ -506,51 +508,20 @@ class DatagramSocketTransport(transports._FlowControlMixin, transports.Transport
             warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             core._sock.close()
 
+    def _sendto_ready(self):
+        self._core._write_ready()
 
-if CAN_PAUSE_READING:
-    @cython.binding(True)
-    def _is_reading(self):
-        cdef DatagramCore core = self._core
-        return not core._closing and not core._paused
+    @property
+    def _buffer_size(self):
+        return (<DatagramCore>self._core).queued_size
 
-    @cython.binding(True)
-    def _pause_reading(self):
-        self._core.pause_reading()
+    if CAN_PAUSE_READING:
+        def is_reading(self):
+            cdef DatagramCore core = self._core
+            return not core._closing and not core._paused
 
-    @cython.binding(True)
-    def _resume_reading(self):
-        self._core.resume_reading()
+        def pause_reading(self):
+            self._core.pause_reading()
 
-    DatagramSocketTransport.is_reading = _is_reading
-    DatagramSocketTransport.pause_reading = _pause_reading
-    DatagramSocketTransport.resume_reading = _resume_reading
-
-
-def _forward(name):
-    @cython.binding(True)
-    def method(self, *args, **kwargs):
-        return getattr(self._core, name)(*args, **kwargs)
-    method.__name__ = name
-    method.__qualname__ = f"DatagramSocketTransport.{name}"  # what handle reprs and reports show
-    return method
-
-
-def _state(name):
-    return property(lambda self: getattr(self._core, name),
-                    lambda self, value: setattr(self._core, name, value))
-
-
-for _name in (
-        "_start_reading", "_read_ready", "_write_ready", "_fatal_error", "_force_close",
-        "_call_connection_lost"):
-    setattr(DatagramSocketTransport, _name, _forward(_name))
-DatagramSocketTransport._sendto_ready = DatagramSocketTransport._write_ready
-
-# The stdlib transport's attributes that the loop and tests read.
-for _name in (
-        "_loop", "_protocol", "_sock", "_sock_fd", "_server", "_extra", "_address",
-        "_closing", "_paused", "_conn_lost", "_protocol_connected",
-        "_protocol_paused", "_high_water", "_low_water"):
-    setattr(DatagramSocketTransport, _name, _state(_name))
-del _name
-DatagramSocketTransport._buffer_size = property(lambda self: self._core.queued_size)
+        def resume_reading(self):
+            self._core.resume_reading()

@@ -25,42 +25,16 @@ from types import BuiltinMethodType
 from asyncio import base_events, exceptions, format_helpers, futures, streams
 
 from zerosock._aio_transport_c cimport ReadSink, TransportCore, direct_core
+from zerosock._cpython_c cimport (
+    zs_bytearray_append, zs_bytearray_consume, zs_forget_type, zs_install_op_slots, zs_remember_type,
+    zs_step_fn, zs_type_memo, zs_type_unchanged, zs_version_tags_on,
+)
+from zerosock._cpython_c import (
+    STREAM_PROTOCOL_STATE, STREAM_READER_STATE, STREAM_WRITER_STATE, enabled,
+)
 
 cdef extern from *:
     """
-    /* The bytearray edits a stream buffer needs, with the stdlib's semantics
-       (`del b[:n]`, `b.extend(data)`) but keeping the allocation for the next
-       read: an echo server's buffer fills and empties once per message. */
-    static int zs_bytearray_consume(PyObject *o, Py_ssize_t n)
-    {
-        PyByteArrayObject *b = (PyByteArrayObject *)o;
-        Py_ssize_t left;
-        if (n <= 0)
-            return 0;
-        if (b->ob_exports > 0)  /* the stdlib's BufferError */
-            return PySequence_DelSlice(o, 0, n);
-        left = Py_SIZE(b) - n;
-        b->ob_start = left ? b->ob_start + n : b->ob_bytes;
-        Py_SET_SIZE(b, left);
-        b->ob_start[left] = '\\0';
-        return 0;
-    }
-    static int zs_bytearray_append(PyObject *o, const char *data, Py_ssize_t n)
-    {
-        PyByteArrayObject *b = (PyByteArrayObject *)o;
-        Py_ssize_t size = Py_SIZE(b);
-        Py_ssize_t offset = b->ob_start - b->ob_bytes;
-        if (b->ob_exports == 0 && offset > 0 && offset + size + n + 1 > b->ob_alloc) {
-            /* Slide the unread bytes to the front rather than grow. */
-            memmove(b->ob_bytes, b->ob_start, (size_t)size);
-            b->ob_start = b->ob_bytes;
-            b->ob_bytes[size] = '\\0';
-        }
-        if (PyByteArray_Resize(o, size + n) < 0)
-            return -1;
-        memcpy(PyByteArray_AS_STRING(o) + size, data, (size_t)n);
-        return 0;
-    }
     /* An int as a Py_ssize_t: 1, or 0 when it does not fit (-1: another error). */
     static int zs_as_ssize(PyObject *n, Py_ssize_t *out)
     {
@@ -103,67 +77,11 @@ cdef extern from *:
         return -1;
     }
 
-    /* A stream operation is awaited through these slots: a step either hands
-       the Task a Future to wait on or finishes with a value, which is returned
-       directly (am_send) or as StopIteration's value, never through a frame. */
-    typedef PyObject *(*zs_step_fn)(PyObject *, int *);
-    static zs_step_fn zs_op_step;
-    static PyObject *zs_op_iternext(PyObject *op)
-    {
-        int finished = 0;
-        PyObject *value = zs_op_step(op, &finished);
-        if (value == NULL || !finished)
-            return value;
-        if (value != Py_None) {
-            if (PyTuple_Check(value) || PyExceptionInstance_Check(value)) {
-                /* taken as arguments or as the exception itself: wrap it */
-                PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
-                if (stop != NULL) {
-                    PyErr_SetObject(PyExc_StopIteration, stop);
-                    Py_DECREF(stop);
-                }
-            } else {
-                PyErr_SetObject(PyExc_StopIteration, value);
-            }
-        }
-        Py_DECREF(value);
-        return NULL;
-    }
-    #if PY_VERSION_HEX >= 0x030A0000
-    static PySendResult zs_op_am_send(PyObject *op, PyObject *arg, PyObject **presult)
-    {
-        int finished = 0;
-        PyObject *value = zs_op_step(op, &finished);
-        *presult = value;
-        if (value == NULL)
-            return PYGEN_ERROR;
-        return finished ? PYGEN_RETURN : PYGEN_NEXT;
-    }
-    #endif
-    static int zs_install_op_slots(PyObject *type, zs_step_fn step)
-    {
-        PyTypeObject *t = (PyTypeObject *)type;
-        zs_op_step = step;
-        t->tp_iternext = zs_op_iternext;
-    #if PY_VERSION_HEX >= 0x030A0000
-        if (t->tp_as_async == NULL) {
-            PyErr_SetString(PyExc_TypeError, "not an awaitable type");
-            return -1;
-        }
-        t->tp_as_async->am_send = zs_op_am_send;
-    #endif
-        PyType_Modified(t);
-        return 0;
-    }
     """
-    int zs_bytearray_consume(object o, Py_ssize_t n) except -1
-    int zs_bytearray_append(object o, const char *data, Py_ssize_t n) except -1
     int zs_weakref_alive(object ref) except -1
     int zs_as_ssize(object n, Py_ssize_t *out) except -1
     Py_ssize_t zs_find(const char *hay, Py_ssize_t haylen, const char *needle,
                        Py_ssize_t nlen, Py_ssize_t start)
-    ctypedef object (*zs_step_fn)(object, int *)
-    int zs_install_op_slots(object type, zs_step_fn step) except -1
 
 cdef extern from "Python.h":
     object PyObject_GenericGetDict(object o, void *context)
@@ -192,10 +110,6 @@ cdef object _c_loop_call_soon = None  # and its C call_soon
 
 cdef extern from "Python.h":
     Py_ssize_t PyDict_GET_SIZE(object d)
-    ctypedef struct zs_type_tag "PyTypeObject":
-        # Reset whenever the type or one of its bases is assigned an
-        # attribute; never reused (3.9 to 3.13).
-        unsigned int tp_version_tag
 
 
 cdef bint _makes_plain_futures(object create_future) except -1:
@@ -219,8 +133,14 @@ cdef int _look_up_c_loop() except -1:
         _c_loop_call_soon = EventLoop.__dict__["call_soon"]
     return 0
 
+# The fast paths of zerosock._cpython_c that this module takes when they are on.
+cdef bint BYTEARRAY_INTERNALS = enabled("bytearray_internals")
+zs_version_tags_on = enabled("type_version_tags")
+
 # The stdlib streams when set to "0": a switch for comparing and for bisecting.
-enabled = os.environ.get("ZEROSOCK_C_STREAMS", "1") not in ("0", "")
+# The C streams take over the stdlib's objects in place: not while that is off.
+c_streams = (os.environ.get("ZEROSOCK_C_STREAMS", "1") not in ("0", "")
+             and enabled("stream_class_switch"))
 
 
 cdef enum Kind:
@@ -256,7 +176,7 @@ cdef class ReaderCore(ReadSink):
     cdef bint loop_dict_known  # loop_dict is it (None: the loop has none)
     cdef Py_ssize_t loop_dict_size  # its size when own_call_soon was found
     cdef bint own_call_soon  # loop_dict holds a call_soon
-    cdef unsigned int loop_type_tag  # its type's version when its call_soon was found C; 0: not C
+    cdef zs_type_memo loop_type_memo  # its type, when its call_soon was found C
 
     def __cinit__(self, owner, limit, loop, buffer):
         self.owner_ref = PyWeakref_NewRef(owner, None)
@@ -273,21 +193,19 @@ cdef class ReaderCore(ReadSink):
         self.loop_dict_known = state is None or type(state) is dict
         self.loop_dict = state if type(state) is dict else None
         self.loop_dict_size = -1
-        self.loop_type_tag = 0
+        zs_forget_type(&self.loop_type_memo)
         return 0
 
     cdef bint loop_calls_c(self) except -1:
         """Whether ``loop.call_soon`` is the C loop's, as the type's version
         tag tells cheaply once the type was checked."""
-        cdef unsigned int tag = (<zs_type_tag *>Py_TYPE(self.loop)).tp_version_tag
         cdef object found
-        if tag == 0 or tag != self.loop_type_tag:
+        if not zs_type_unchanged(&self.loop_type_memo, Py_TYPE(self.loop)):
             _look_up_c_loop()
-            found = getattr(type(self.loop), "call_soon", None)  # (gives the type a tag)
-            tag = (<zs_type_tag *>Py_TYPE(self.loop)).tp_version_tag
-            self.loop_type_tag = tag if found is _c_loop_call_soon else 0
-            if self.loop_type_tag == 0:
+            found = getattr(type(self.loop), "call_soon", None)
+            if found is not _c_loop_call_soon:
                 return False
+            zs_remember_type(&self.loop_type_memo, Py_TYPE(self.loop))
         if not self.loop_dict_known:
             return False
         if self.loop_dict is None:
@@ -387,7 +305,7 @@ cdef class ReaderCore(ReadSink):
         if size <= 0:
             return 0
         if self.fast:
-            zs_bytearray_append(self.buffer, data, size)  # copied before any Python runs
+            zs_bytearray_append(self.buffer, data, size, BYTEARRAY_INTERNALS)  # copied before any Python runs
         else:
             self.buffer.extend(PyBytes_FromStringAndSize(data, size))
             self.after_feed()
@@ -400,7 +318,8 @@ cdef class ReaderCore(ReadSink):
         if not data:
             return 0
         if self.fast and PyBytes_CheckExact(data):
-            zs_bytearray_append(self.buffer, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+            zs_bytearray_append(self.buffer, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                                BYTEARRAY_INTERNALS)
         else:
             self.buffer.extend(data)
         return self.after_feed()
@@ -411,7 +330,7 @@ cdef class ReaderCore(ReadSink):
         if n > size:
             n = size
         data = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self.buffer), n)
-        zs_bytearray_consume(self.buffer, n)
+        zs_bytearray_consume(self.buffer, n, BYTEARRAY_INTERNALS)
         return data
 
     cdef bytes take_all(self):
@@ -626,7 +545,8 @@ cdef object _op_step(object target, int *finished):
     return value
 
 
-zs_install_op_slots(StreamOp, _op_step)
+if enabled("awaitable_slots"):
+    zs_install_op_slots(StreamOp, <zs_step_fn>_op_step)
 
 
 cdef inline StreamOp _new_op(ReaderCore core, int kind, Py_ssize_t n):
@@ -949,7 +869,7 @@ class StreamReaderProtocol(streams.StreamReaderProtocol):
         return _new_op(None, DONE, 0)
 
 
-cdef tuple _WRITER_STATE = ("_transport", "_protocol", "_reader")
+cdef tuple _WRITER_STATE = STREAM_WRITER_STATE
 
 
 cdef bint _adopt_writer(writer) except -1:
@@ -990,9 +910,8 @@ cdef class _ClientConnected:
         return repr(self.callback)
 
 
-cdef tuple _PROTOCOL_STATE = ("_paused", "_connection_lost")
-cdef tuple _READER_STATE = ("_buffer", "_limit", "_loop", "_eof", "_waiter", "_exception",
-                            "_transport", "_paused")
+cdef tuple _PROTOCOL_STATE = STREAM_PROTOCOL_STATE
+cdef tuple _READER_STATE = STREAM_READER_STATE
 
 
 def adopt_stream_protocol(protocol, loop):
@@ -1000,7 +919,7 @@ def adopt_stream_protocol(protocol, loop):
 
     Only the exact stdlib classes are adopted, and only while nothing has
     happened on the reader yet; anything else is left as it is."""
-    if not enabled or type(protocol) is not _StdProtocol:
+    if not c_streams or type(protocol) is not _StdProtocol:
         return False
     reader = protocol._stream_reader
     if type(reader) is not _StdReader:

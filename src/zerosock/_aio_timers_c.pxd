@@ -1,24 +1,3 @@
-cdef extern from *:
-    """
-    /* The clock of loop.time(): what time.monotonic() reads, read without
-       its call (CPython's own monotonic clock, so the same values on every
-       platform).  -1.0 with an exception set when the clock fails (3.13 on
-       reports that; earlier versions cannot fail here). */
-    static inline double zs_loop_clock(void)
-    {
-    #if PY_VERSION_HEX >= 0x030D0000
-        PyTime_t t;
-        if (PyTime_Monotonic(&t) < 0)
-            return -1.0;
-        return PyTime_AsSecondsDouble(t);
-    #else
-        return _PyTime_AsSecondsDouble(_PyTime_GetMonotonicClock());
-    #endif
-    }
-    """
-    double zs_loop_clock() except? -1.0
-
-
 cdef struct TimerKey:
     double when                  # the handle's _when, as a float
     unsigned long long seq       # scheduling order: ties run first-scheduled first

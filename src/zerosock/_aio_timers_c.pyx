@@ -17,8 +17,8 @@ cdef extern from *:
     #define ZS_KEY_LESS(a, b) ((a).when < (b).when || ((a).when == (b).when && (a).seq < (b).seq))
     """
     bint ZS_KEY_LESS(TimerKey a, TimerKey b)
-    ctypedef struct PyListObject:
-        PyObject **ob_item
+    # A list's item array (public API), sifted in place.
+    PyObject **PySequence_Fast_ITEMS(object sequence)
 
 
 cdef inline void _sift_up(PyObject **items, TimerKey *keys, Py_ssize_t pos) noexcept:
@@ -90,7 +90,7 @@ cdef class TimerHeap:
         self.keys[n].when = when
         self.keys[n].seq = self.next_seq
         self.next_seq += 1
-        _sift_up((<PyListObject *>self.handles).ob_item, self.keys, n)
+        _sift_up(PySequence_Fast_ITEMS(self.handles), self.keys, n)
         return 0
 
     cdef object pop(self, TimerKey *key):
@@ -107,7 +107,7 @@ cdef class TimerHeap:
         first = self.handles[0]
         self.handles[0] = last
         self.keys[0] = self.keys[n]
-        _sift_down((<PyListObject *>self.handles).ob_item, self.keys, 0, n)
+        _sift_down(PySequence_Fast_ITEMS(self.handles), self.keys, 0, n)
         return first
 
     cdef int compact(self, handle_test cancelled, handle_step unschedule) except -1:
@@ -151,7 +151,7 @@ cdef class TimerHeap:
                 self.keys[size] = old_keys[i]
                 size += 1
         for i in range(size // 2 - 1, -1, -1):
-            _sift_down((<PyListObject *>self.handles).ob_item, self.keys, i, size)
+            _sift_down(PySequence_Fast_ITEMS(self.handles), self.keys, i, size)
         return 0
 
     @property

@@ -24,6 +24,7 @@ try:
 except ImportError:  # pragma: no cover - an interpreter without ssl
     ssl = None
 
+from zerosock import _cpython_c
 from zerosock._aio_tls_engine_c cimport IO_CHUNK
 from zerosock._aio_tls_protocol_c cimport TLSProtocolCore
 
@@ -89,7 +90,7 @@ cdef str _choose_engine():
         return "stdlib"
     if wanted == "memorybio":
         return "memorybio"
-    why = unavailable_reason()
+    why = _cpython_c.check("ssl_object_layout", unavailable_reason)
     if why is not None:
         logger.debug("zerosock.aio: TLS over ssl.MemoryBIO (%s)", why)
         return "memorybio"

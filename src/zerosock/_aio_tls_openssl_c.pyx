@@ -12,7 +12,8 @@ bytes the application receives.  No Python object is made per record.
 
 Everything that relies on ``_ssl``'s private object layout is the
 ``ssl_object_layout`` section of zs_openssl.h, used here only by
-:func:`unavailable_reason` (checked once, before any engine is made) and
+:func:`unavailable_reason` (checked once, before any engine is made, as that
+fast path's probe in zerosock._cpython_c: its versions and its switch) and
 :func:`_session_of`."""
 
 cimport cython

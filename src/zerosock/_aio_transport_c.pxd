@@ -79,6 +79,7 @@ cdef class TransportCore:
     cdef int _resume_check(self) except -1
     cdef int _tell_protocol(self, str method) except -1
     cdef bint _drop_queued(self) except -1
+    cdef int _failed(self, BaseException exc, str message, object reported=*) except -1
 
 
 cdef class IOHandle:

@@ -12,7 +12,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyOb
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_CheckExact, PyDict_GetItemWithError
 from cpython.contextvars cimport PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit
-from libc.string cimport memcpy, memset
+from libc.string cimport memset
 from cpython.object cimport PyObject, PyObject_TypeCheck, PyTypeObject
 from cpython.ref cimport Py_REFCNT
 
@@ -27,22 +27,30 @@ from asyncio.selector_events import _test_selector_event
 from selectors import EVENT_READ, EVENT_WRITE
 
 from zerosock._buffers cimport zs_borrow_memory
-from zerosock._slots cimport zs_slot_get, zs_slot_offset
-from zerosock._wire cimport zs_wire, zs_wire_lend_socket, zs_wire_to_report
+from zerosock._cmethod_c cimport METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_O, c_method
+from zerosock._cpython_c cimport (
+    zs_bytes_refill, zs_remember_type, zs_slot_get, zs_slot_offset, zs_type_lookup, zs_type_memo,
+    zs_type_unchanged, zs_version_tags_on,
+)
+from zerosock._cpython_c import enabled
 from zerosock._shim cimport (
     ZS_EINTR, ZS_HAVE_MSG, zs_iov_set, zs_iovec, zs_is_would_block, zs_last_error, zs_msghdr,
     zs_recv, zs_send, zs_sendmsg, zs_strerror,
 )
+from zerosock._wire cimport zs_wire, zs_wire_lend_socket, zs_wire_to_report
 
 cdef extern from "Python.h":
     object PyObject_GenericGetDict(object o, void *context)
-    PyObject *_PyType_Lookup(PyTypeObject *type, object name)
     Py_ssize_t PyDict_GET_SIZE(object d)
     int PyDict_Contains(object d, object key) except -1
 
 cdef enum:
     READ_CHUNK = 256 * 1024   # what one read of a plain Protocol takes, as the stdlib's max_size
     MAX_IOV = 64              # chunks per gather call (well under every IOV_MAX)
+
+# The fast paths of zerosock._cpython_c that this module takes when they are on.
+cdef bint BYTES_REFILL = enabled("bytes_refill")
+zs_version_tags_on = enabled("type_version_tags")
 
 # Plain Protocols read here first; the bytes object is made before any Python
 # code runs, so one buffer serves every transport of the process.
@@ -75,22 +83,6 @@ cdef inline _server_detach(server, transport):
         server._detach(transport)
     else:
         server._detach()
-
-
-cdef extern from *:
-    """
-    /* A bytes object nobody else references may be refilled for the next
-       read: its cached hash must go with its old contents. */
-    #if defined(__GNUC__)
-    #pragma GCC diagnostic push
-    #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    #endif
-    static inline void zs_bytes_forget_hash(PyObject *o) { ((PyBytesObject *)o)->ob_shash = -1; }
-    #if defined(__GNUC__)
-    #pragma GCC diagnostic pop
-    #endif
-    """
-    void zs_bytes_forget_hash(object o)
 
 
 cdef inline object _os_error(int err):
@@ -412,11 +404,8 @@ cdef class TransportCore:
                 return 0
             try:
                 PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-            except (SystemExit, KeyboardInterrupt):
-                raise
             except BaseException as exc:
-                self._fatal_error(exc, "Fatal write error on socket transport")
-                return 0
+                return self._failed(exc, "Fatal write error on socket transport")
             have_view = True
             ptr = <char *>view.buf
             length = view.len
@@ -591,22 +580,16 @@ cdef class TransportCore:
             borrowed = zs_borrow_memory(buf, True, &ptr, &length)
             if not (length if borrowed else len(buf)):
                 raise RuntimeError("get_buffer() returned an empty buffer")
-        except (SystemExit, KeyboardInterrupt):
-            raise
         except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
-            return 0
+            return self._failed(exc, "Fatal error: protocol.get_buffer() call failed.")
         if not borrowed:
             try:
                 PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException:
-                # What socket.recv_into() raises for a buffer it cannot fill.
-                self._fatal_error(TypeError(f"recv_into() argument 'buffer' must be read-write "
-                                            f"bytes-like object, not {type(buf).__name__}"),
-                                  "Fatal read error on socket transport")
-                return 0
+            except BaseException as exc:
+                # Reported as what socket.recv_into() raises for a buffer it cannot fill.
+                return self._failed(exc, "Fatal read error on socket transport", TypeError(
+                    f"recv_into() argument 'buffer' must be read-write bytes-like object, "
+                    f"not {type(buf).__name__}"))
             ptr = <char *>view.buf
             length = view.len
         # ``buf`` holds the memory; no Python code runs until the read is done.
@@ -627,10 +610,8 @@ cdef class TransportCore:
             if buffer_updated is None:
                 buffer_updated = self._protocol.buffer_updated
             buffer_updated(n)
-        except (SystemExit, KeyboardInterrupt):
-            raise
         except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+            self._failed(exc, "Fatal error: protocol.buffer_updated() call failed.")
         return 0
 
     cdef long _recv_scratch(self) except -2:
@@ -656,8 +637,7 @@ cdef class TransportCore:
         if data is not None and PyBytes_GET_SIZE(data) == n:
             # Last read's bytes came back unreferenced: refill it, no allocation.
             self._spare = None
-            memcpy(PyBytes_AS_STRING(data), _scratch, <size_t>n)
-            zs_bytes_forget_hash(data)
+            zs_bytes_refill(data, _scratch, n)
         else:
             data = PyBytes_FromStringAndSize(_scratch, n)
         try:
@@ -665,12 +645,9 @@ cdef class TransportCore:
             if data_received is None:
                 data_received = self._protocol.data_received
             data_received(data)
-        except (SystemExit, KeyboardInterrupt):
-            raise
         except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
-            return 0
-        if Py_REFCNT(data) == 1:  # only this frame holds it: nobody can see a refill
+            return self._failed(exc, "Fatal error: protocol.data_received() call failed.")
+        if BYTES_REFILL and Py_REFCNT(data) == 1:  # only this frame holds it: nobody can see a refill
             self._spare = data
         return 0
 
@@ -685,11 +662,8 @@ cdef class TransportCore:
             return 0
         try:
             quiet = sink.feed(_scratch, n)
-        except (SystemExit, KeyboardInterrupt):
-            raise
         except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
-            return 0
+            return self._failed(exc, "Fatal error: protocol.data_received() call failed.")
         # A full chunk may have left more to read: not quiet.
         return quiet == 1 and n < READ_CHUNK
 
@@ -699,11 +673,8 @@ cdef class TransportCore:
         zs_wire_lend_socket(&wire, self._fd, 1, 0)
         try:
             target.wire_readable(&wire)
-        except (SystemExit, KeyboardInterrupt):
-            raise
         except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
-            return 0
+            return self._failed(exc, "Fatal error: protocol.buffer_updated() call failed.")
         if zs_wire_to_report(&wire):
             self.wire_returned(&wire)
         return 0
@@ -713,11 +684,8 @@ cdef class TransportCore:
             logger.debug("%r received EOF", self.owner)
         try:
             keep_open = self._protocol.eof_received()
-        except (SystemExit, KeyboardInterrupt):
-            raise
         except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
-            return 0
+            return self._failed(exc, "Fatal error: protocol.eof_received() call failed.")
         if keep_open:
             # The protocol may still write; there is nothing more to read.
             self._loop._remove_reader(self._sock_fd)
@@ -802,6 +770,16 @@ cdef class TransportCore:
 
     # -- closing ----------------------------------------------------------------------
 
+    cdef int _failed(self, BaseException exc, str message, object reported=None) except -1:
+        """A call into the protocol (or for a buffer of its) raised ``exc``: as
+        in the stdlib, SystemExit and KeyboardInterrupt go on up, and anything
+        else is a fatal error of the transport, reported as ``reported`` when
+        given.  0: what the caller was doing is over."""
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            raise exc
+        self._fatal_error(exc if reported is None else reported, message)
+        return 0
+
     def _fatal_error(self, exc, message="Fatal error on transport"):
         if isinstance(exc, OSError):
             if self._loop.get_debug():
@@ -881,6 +859,106 @@ cdef inline TransportCore _core_of(object transport):
     return <TransportCore>core
 
 
+# The calls a protocol makes on every message, as C methods of SocketTransport
+# (see _cmethod_c): the interpreter calls them without building arguments or
+# looking up ``_core``.
+cdef object _write(object transport, object data):
+    _core_of(transport).c_write(data)
+    return None
+
+
+cdef object _get_write_buffer_size(object transport, object unused):
+    return _core_of(transport)._buffer_size
+
+
+cdef object _is_closing(object transport, object unused):
+    return _core_of(transport)._closing
+
+
+# get_extra_info() is BaseTransport's in the stdlib, ``self._extra.get(name,
+# default)``: a Python call and a property read per call here.  In C while it
+# is provably the same: the instance is a plain SocketTransport, the method it
+# would inherit is still BaseTransport's own, and ``_extra`` still the facade's
+# property.  Otherwise (a subclass, a patched base class) the inherited method
+# runs, as it does on the stdlib's transport.
+cdef object _base_get_extra_info = transports.BaseTransport.__dict__["get_extra_info"]
+cdef object _extra_property  # the facade's ``_extra`` property, set once the class is complete
+cdef zs_type_memo _extra_info_memo  # SocketTransport, when last found to keep it
+
+
+cdef object _inherited_get_extra_info():
+    for klass in _SocketTransportType.__mro__[1:]:
+        if "get_extra_info" in klass.__dict__:
+            return klass.__dict__["get_extra_info"]
+    return None
+
+
+cdef bint _extra_info_is_stdlib(object transport) except -1:
+    cdef PyTypeObject *kind = <PyTypeObject *>_SocketTransportType
+    if type(transport) is not _SocketTransportType:
+        return False
+    if not zs_type_unchanged(&_extra_info_memo, kind):
+        if (_inherited_get_extra_info() is not _base_get_extra_info
+                or zs_type_lookup(kind, "_extra") != <PyObject *>_extra_property):
+            return False
+        zs_remember_type(&_extra_info_memo, kind)
+    return True
+
+
+cdef object _get_extra_info(object transport, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    cdef PyObject *found
+    if kwnames == NULL and 1 <= nargs <= 2 and _extra_info_is_stdlib(transport):
+        name = <object>args[0]
+        default = <object>args[1] if nargs == 2 else None
+        extra = _core_of(transport)._extra
+        if PyDict_CheckExact(extra):
+            found = PyDict_GetItemWithError(extra, name)  # raises as dict.get for an unhashable name
+            return default if found == NULL else <object>found
+        return extra.get(name, default)
+    # Any other call is the inherited method's, arguments and errors included.
+    positional = tuple([<object>args[i] for i in range(nargs)])
+    keywords = {}
+    if kwnames != NULL:
+        for i, key in enumerate(<tuple>kwnames):
+            keywords[key] = <object>args[nargs + i]
+    return super(SocketTransport, transport).get_extra_info(*positional, **keywords)
+
+
+def core_facade(methods=(), states=()):
+    """A class decorator for a transport whose state and paths are its
+    ``_core``'s: each name of ``methods`` calls the core's method of that
+    name, each of ``states`` reads and writes the core's attribute -- what
+    the stdlib's loop, sendfile, TLS and tests call and read on a transport."""
+    def decorate(cls):
+        for name in methods:
+            setattr(cls, name, _forwarder(cls.__name__, name))
+        for name in states:
+            setattr(cls, name, _core_attribute(name))
+        return cls
+    return decorate
+
+
+def _forwarder(owner, name):
+    @cython.binding(True)
+    def method(self, *args, **kwargs):
+        return getattr(self._core, name)(*args, **kwargs)
+    method.__name__ = name
+    method.__qualname__ = f"{owner}.{name}"  # what handle reprs and reports show
+    method.__doc__ = getattr(transports.Transport, name, method).__doc__
+    return method
+
+
+def _core_attribute(name):
+    return property(lambda self: getattr(self._core, name),
+                    lambda self, value: setattr(self._core, name, value))
+
+
+@core_facade(
+    methods=("_start_reading", "_read_ready", "_write_ready", "_fatal_error", "_force_close",
+                 "_call_connection_lost", "_make_empty_waiter", "_reset_empty_waiter"),
+    states=("_loop", "_protocol", "_sock", "_sock_fd", "_server", "_extra", "_empty_waiter",
+            "_closing", "_paused", "_eof", "_conn_lost", "_protocol_connected",
+            "_protocol_paused", "_high_water", "_low_water"))
 class SocketTransport(transports._FlowControlMixin, transports.Transport):
     """A stream transport over a connected, non-blocking socket: an
     ``asyncio.Transport`` whose state and I/O paths are a C :class:`TransportCore`.
@@ -898,6 +976,24 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None, context=None):
         self._core = TransportCore(self, loop, sock, protocol, waiter, extra, server, context)
+
+    write = c_method(<void *>_write, METH_O,
+                     b"write($self, data, /)\n--\n\n"
+                     b"Send data: at once as far as the socket takes it, the rest queued.")
+    get_write_buffer_size = c_method(<void *>_get_write_buffer_size, METH_NOARGS,
+                                     b"get_write_buffer_size($self, /)\n--\n\n"
+                                     b"Bytes queued and not yet sent.")
+    is_closing = c_method(<void *>_is_closing, METH_NOARGS,
+                          b"is_closing($self, /)\n--\n\n"
+                          b"True once the transport is closing or closed.")
+    get_extra_info = c_method(<void *>_get_extra_info, METH_FASTCALL | METH_KEYWORDS,
+                              b"get_extra_info($self, name, default=None)\n--\n\n"
+                              b"Optional transport information: 'peername', 'sockname', "
+                              b"'socket', ...")
+
+    if WRITELINES_OWN:
+        def writelines(self, list_of_data):
+            _core_of(self).c_write(b"".join(list_of_data))
 
     def is_reading(self):
         cdef TransportCore core = _core_of(self)
@@ -941,149 +1037,23 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
 
 _SocketTransportType = SocketTransport
 CORE_OFFSET = zs_slot_offset(SocketTransport.__dict__["_core"])
-
-
-# The calls a protocol makes on every message are C method descriptors, as a
-# builtin type's methods are: the interpreter calls them without building
-# arguments or looking up ``_core``.
-cdef object _write(object transport, object data):
-    _core_of(transport).c_write(data)
-    return None
-
-
-cdef object _get_write_buffer_size(object transport, object unused):
-    return _core_of(transport)._buffer_size
-
-
-cdef object _is_closing(object transport, object unused):
-    return _core_of(transport)._closing
-
-
-# get_extra_info() is BaseTransport's in the stdlib, ``self._extra.get(name,
-# default)``: a Python call and a property read per call here.  In C while it
-# is provably the same: the instance is a plain SocketTransport, the method it
-# would inherit is still BaseTransport's own, and ``_extra`` still the facade's
-# property.  Otherwise (a subclass, a patched base class) the inherited method
-# runs, as it does on the stdlib's transport.
-cdef object _base_get_extra_info = transports.BaseTransport.__dict__["get_extra_info"]
-cdef object _extra_property  # the facade's ``_extra`` property, set once the class is complete
-cdef unsigned int _extra_checked_version = 0  # SocketTransport's version tag when last found exact
-
-
-cdef object _inherited_get_extra_info():
-    for klass in _SocketTransportType.__mro__[1:]:
-        if "get_extra_info" in klass.__dict__:
-            return klass.__dict__["get_extra_info"]
-    return None
-
-
-cdef bint _extra_info_is_stdlib(object transport) except -1:
-    global _extra_checked_version
-    cdef PyTypeObject *kind = <PyTypeObject *>_SocketTransportType
-    if type(transport) is not _SocketTransportType:
-        return False
-    if kind.tp_version_tag == 0 or kind.tp_version_tag != _extra_checked_version:
-        # A change to the class or a base class gives it a new tag: check again.
-        if (_inherited_get_extra_info() is not _base_get_extra_info
-                or _PyType_Lookup(kind, "_extra") != <PyObject *>_extra_property):
-            return False
-        _extra_checked_version = kind.tp_version_tag
-    return True
-
-
-cdef object _get_extra_info(object transport, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
-    cdef PyObject *found
-    if kwnames == NULL and 1 <= nargs <= 2 and _extra_info_is_stdlib(transport):
-        name = <object>args[0]
-        default = <object>args[1] if nargs == 2 else None
-        extra = _core_of(transport)._extra
-        if PyDict_CheckExact(extra):
-            found = PyDict_GetItemWithError(extra, name)  # raises as dict.get for an unhashable name
-            return default if found == NULL else <object>found
-        return extra.get(name, default)
-    # Any other call is the inherited method's, arguments and errors included.
-    positional = tuple([<object>args[i] for i in range(nargs)])
-    keywords = {}
-    if kwnames != NULL:
-        for i, key in enumerate(<tuple>kwnames):
-            keywords[key] = <object>args[nargs + i]
-    return super(SocketTransport, transport).get_extra_info(*positional, **keywords)
-
-
-cdef extern from *:
-    """
-    typedef PyObject *(*zs_method_impl)(PyObject *, PyObject *);
-    typedef PyObject *(*zs_fastcall_impl)(PyObject *, PyObject **, Py_ssize_t, PyObject *);
-    static zs_method_impl zs_impl_write, zs_impl_get_write_buffer_size, zs_impl_is_closing;
-    static zs_fastcall_impl zs_impl_get_extra_info;
-    static PyObject *zs_m_write(PyObject *self, PyObject *arg) { return zs_impl_write(self, arg); }
-    static PyObject *zs_m_get_write_buffer_size(PyObject *self, PyObject *unused) {
-        return zs_impl_get_write_buffer_size(self, unused);
-    }
-    static PyObject *zs_m_is_closing(PyObject *self, PyObject *unused) {
-        return zs_impl_is_closing(self, unused);
-    }
-    static PyObject *zs_m_get_extra_info(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
-                                         PyObject *kwnames) {
-        return zs_impl_get_extra_info(self, (PyObject **)args, nargs, kwnames);
-    }
-    static PyMethodDef zs_transport_methods[] = {
-        {"write", zs_m_write, METH_O,
-         "write($self, data, /)\\n--\\n\\nSend data: at once as far as the socket takes it, the rest queued."},
-        {"get_write_buffer_size", zs_m_get_write_buffer_size, METH_NOARGS,
-         "get_write_buffer_size($self, /)\\n--\\n\\nBytes queued and not yet sent."},
-        {"is_closing", zs_m_is_closing, METH_NOARGS,
-         "is_closing($self, /)\\n--\\n\\nTrue once the transport is closing or closed."},
-        {"get_extra_info", (PyCFunction)(void (*)(void))zs_m_get_extra_info,
-         METH_FASTCALL | METH_KEYWORDS,
-         "get_extra_info($self, name, default=None)\\n--\\n\\n"
-         "Optional transport information: 'peername', 'sockname', 'socket', ..."},
-        {NULL, NULL, 0, NULL}
-    };
-    static int zs_add_transport_methods(PyObject *type, zs_method_impl write,
-                                        zs_method_impl size, zs_method_impl closing,
-                                        zs_fastcall_impl extra_info) {
-        PyMethodDef *def;
-        zs_impl_get_extra_info = extra_info;
-        zs_impl_write = write;
-        zs_impl_get_write_buffer_size = size;
-        zs_impl_is_closing = closing;
-        for (def = zs_transport_methods; def->ml_name != NULL; def++) {
-            PyObject *descr = PyDescr_NewMethod((PyTypeObject *)type, def);
-            int failed = descr == NULL || PyObject_SetAttrString(type, def->ml_name, descr) < 0;
-            Py_XDECREF(descr);
-            if (failed)
-                return -1;
-        }
-        return 0;
-    }
-    """
-    ctypedef object (*zs_method_impl)(object, object)
-    ctypedef object (*zs_fastcall_impl)(object, PyObject **, Py_ssize_t, PyObject *)
-    int zs_add_transport_methods(object type, zs_method_impl write, zs_method_impl size,
-                                 zs_method_impl closing, zs_fastcall_impl extra_info) except -1
-
-
-zs_add_transport_methods(SocketTransport, _write, _get_write_buffer_size, _is_closing,
-                         _get_extra_info)
+_extra_property = SocketTransport.__dict__["_extra"]
 
 
 # -- for the C stream writer ------------------------------------------------------------
 
 cdef dict _own_methods = {name: SocketTransport.__dict__[name] for name in ("write", "is_closing")}
-cdef unsigned int _checked_version = 0  # the class's version tag when its methods were last found ours
+cdef zs_type_memo _own_methods_memo  # SocketTransport, when last found to keep them
 
 
 cdef bint _methods_are_ours(object transport) except -1:
-    global _checked_version
     cdef PyTypeObject *kind = <PyTypeObject *>_SocketTransportType
-    if kind.tp_version_tag == 0 or kind.tp_version_tag != _checked_version:
-        # The class changed (or was never checked): look again.  A change to
-        # it or a base class gives it a new tag, so one check holds until then.
+    if not zs_type_unchanged(&_own_methods_memo, kind):
+        # The class changed (or was never checked): look again.
         for name, method in _own_methods.items():
-            if _PyType_Lookup(kind, name) != <PyObject *>method:
+            if zs_type_lookup(kind, name) != <PyObject *>method:
                 return False
-        _checked_version = kind.tp_version_tag
+        zs_remember_type(&_own_methods_memo, kind)
     state = PyObject_GenericGetDict(transport, NULL)
     if PyDict_GET_SIZE(state) == 0:
         return True
@@ -1102,42 +1072,3 @@ cdef TransportCore direct_core(object transport):
     if core == NULL:
         return None
     return <TransportCore>core
-
-
-def _forward(name):
-    @cython.binding(True)
-    def method(self, *args, **kwargs):
-        return getattr(self._core, name)(*args, **kwargs)
-    method.__name__ = name
-    method.__qualname__ = f"SocketTransport.{name}"  # what handle reprs and reports show
-    method.__doc__ = getattr(transports.Transport, name, method).__doc__
-    return method
-
-
-def _state(name):
-    return property(lambda self: getattr(self._core, name),
-                    lambda self, value: setattr(self._core, name, value))
-
-
-for _name in (
-        "_start_reading", "_read_ready", "_write_ready", "_fatal_error", "_force_close",
-        "_call_connection_lost", "_make_empty_waiter", "_reset_empty_waiter"):
-    setattr(SocketTransport, _name, _forward(_name))
-
-if WRITELINES_OWN:
-    @cython.binding(True)
-    def _writelines(self, list_of_data):
-        _core_of(self).c_write(b"".join(list_of_data))
-
-    _writelines.__name__ = "writelines"
-    _writelines.__qualname__ = "SocketTransport.writelines"
-    SocketTransport.writelines = _writelines
-
-# The stdlib transport's attributes that the loop, sendfile and TLS read.
-for _name in (
-        "_loop", "_protocol", "_sock", "_sock_fd", "_server", "_extra", "_empty_waiter",
-        "_closing", "_paused", "_eof", "_conn_lost", "_protocol_connected",
-        "_protocol_paused", "_high_water", "_low_water"):
-    setattr(SocketTransport, _name, _state(_name))
-del _name
-_extra_property = SocketTransport.__dict__["_extra"]

@@ -49,11 +49,14 @@ def why_python_backend(record: Optional[Dict[str, Any]]) -> str:
 def describe_c_streams(backend: str) -> str:
     if backend != "c":
         return "off (the Python backend runs the stdlib's streams)"
-    from . import _aio_streams_c  # type: ignore[attr-defined]
+    from . import _aio_streams_c, _cpython_c  # type: ignore[attr-defined]
 
-    if not _aio_streams_c.enabled:
-        return "off (ZEROSOCK_C_STREAMS=0)"
-    return "on"
+    if _aio_streams_c.c_streams:
+        return "on"
+    why = _cpython_c.fastpaths()["stream_class_switch"]["reason"]
+    if why:
+        return f"off (the stream_class_switch fast path is off: {why})"
+    return "off (ZEROSOCK_C_STREAMS=0)"
 
 
 def describe_tls_engine(engine: str, backend: str) -> str:

@@ -1,0 +1,42 @@
+# CPython's internals in one place: csrc/zs_cpython.h, whose fast paths
+# zerosock._cpython_c checks at import (call enabled() before using one).
+
+from cpython.object cimport PyObject, PyTypeObject
+
+cdef extern from "zs_cpython.h":
+    # chosen by the compiler
+    double zs_loop_clock() except? -1.0
+    PyObject *zs_type_lookup(PyTypeObject *type, object name)
+
+    # __slots__ members
+    Py_ssize_t zs_slot_offset(object descr) except -1
+    PyObject *zs_slot_get(object o, Py_ssize_t offset)
+    void zs_slot_set(object o, Py_ssize_t offset, object value)
+
+    # handle_free_list
+    object zs_handle_alloc(PyTypeObject *kind)
+    const char *zs_handle_dealloc_misfit(PyTypeObject *kind, PyTypeObject *plain)
+    int zs_set_handle_dealloc(object kind, Py_ssize_t *offsets, int count) except -1
+    int zs_handle_free_count(object kind)
+
+    # type_version_tags
+    int zs_version_tags_on
+    ctypedef struct zs_type_memo:
+        pass
+    bint zs_type_unchanged(const zs_type_memo *memo, PyTypeObject *kind)
+    void zs_remember_type(zs_type_memo *memo, PyTypeObject *kind)
+    void zs_forget_type(zs_type_memo *memo)
+    const char *zs_version_tags_misfit(object base, object derived, object name)
+
+    # bytearray_internals
+    int zs_bytearray_consume(object o, Py_ssize_t n, bint fast) except -1
+    int zs_bytearray_append(object o, const char *data, Py_ssize_t n, bint fast) except -1
+    const char *zs_bytearray_misfit()
+
+    # bytes_refill
+    void zs_bytes_refill(object o, const char *data, Py_ssize_t n)
+    const char *zs_bytes_refill_misfit()
+
+    # awaitable_slots
+    ctypedef object (*zs_step_fn)(object, int *)
+    int zs_install_op_slots(object type, zs_step_fn step) except -1
