@@ -35,9 +35,9 @@ EXTRA_SOURCES: "dict[str, list[str]]" = {
 
 
 # Libraries an extension module links beyond the platform's socket library:
-# the TLS layer calls dlopen/dlsym, in libdl before glibc 2.34.
+# the OpenSSL engine calls dlopen/dlsym, in libdl before glibc 2.34.
 EXTRA_LIBRARIES: "dict[str, list[str]]" = {
-    "_aio_tls_c": ["dl"] if sys.platform.startswith("linux") else [],
+    "_aio_tls_openssl_c": ["dl"] if sys.platform.startswith("linux") else [],
 }
 
 

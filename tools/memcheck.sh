@@ -39,7 +39,7 @@ if [[ $# -eq 0 ]]; then
     set -- tests/test_socket.py tests/test_socket_errors.py tests/test_socket_hotpath.py \
         tests/test_selectors.py tests/test_recvbuffer.py tests/test_aio.py tests/test_aio_datagram.py \
         tests/test_aio_reentrancy.py tests/test_aio_debug.py \
-        tests/test_aio_tls.py tests/test_aio_streams.py tests/test_aio_streams_order.py \
+        tests/test_aio_tls.py tests/test_aio_tls_engines.py tests/test_aio_streams.py tests/test_aio_streams_order.py \
         tests/test_faults.py tests/test_fuzz.py \
         -m "c_extension and not slow and not leaks" \
         -k "not stdlib_suite and not stdlib_stream_tests and not allocate and not storm and not ciphertext_apart"

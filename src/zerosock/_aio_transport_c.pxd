@@ -1,4 +1,5 @@
 from zerosock._shim cimport zs_sock_t
+from zerosock._wire cimport zs_wire, zs_wire_lend_socket
 
 
 cdef class ReadSink:
@@ -12,13 +13,12 @@ cdef class ReadSink:
 
 
 cdef class ReadTarget:
-    """A C reader that lends the transport the memory a read lands in: the
-    TLS layer takes ciphertext where the socket put it, without a copy."""
-    cdef char *read_area(self, Py_ssize_t *size) except NULL
-    cdef int read_done(self, Py_ssize_t nbytes) except -1
-    # 1 when it read the socket itself (and handled the end of the stream
-    # and errors as the transport would), 0 to have the transport read.
-    cdef int read_socket(self) except -1
+    """A protocol that takes its reads off the socket itself (the TLS layer:
+    straight into OpenSSL's record buffer).  For each readiness event the
+    transport lends it the socket as a zs_wire (zs_wire.h) good for one
+    receive, and after the call acts on the end of the stream or the error
+    that receive met, as its own read would."""
+    cdef int wire_readable(self, zs_wire *wire) except -1
 
 
 cdef class TransportCore:
@@ -62,6 +62,12 @@ cdef class TransportCore:
     cdef object unmade_extra(self, str name, object default)
     cdef int c_write(self, object data) except -1
     cdef int write_mem(self, const char *ptr, Py_ssize_t length) except -1
+    cdef inline void lend_wire(self, zs_wire *wire) noexcept:
+        """The socket lent for sending (zs_wire.h): sends go straight out
+        while nothing is queued before them.  What a send met is acted on by
+        wire_returned(), when zs_wire_to_report() says there is anything."""
+        zs_wire_lend_socket(wire, self._fd, 0, self._buffer_size == 0 and not self._conn_lost)
+    cdef int wire_returned(self, zs_wire *wire) except -1
     cdef object _send_now(self, const char *ptr, Py_ssize_t length, object data)
     cdef int _queue_rest(self, object rest) except -1
     cdef int read_ready(self) except -1

@@ -40,6 +40,7 @@ from zerosock._shim cimport (
     ZS_EINTR, ZS_HAVE_MSG, zs_iov_set, zs_iovec, zs_is_would_block, zs_last_error, zs_msghdr,
     zs_recv, zs_send, zs_sendmsg, zs_strerror,
 )
+from zerosock._wire cimport zs_wire, zs_wire_lend_socket, zs_wire_to_report
 
 cdef extern from "Python.h":
     object PyObject_GenericGetDict(object o, void *context)
@@ -236,14 +237,8 @@ cdef class ReadSink:
 
 cdef class ReadTarget:
 
-    cdef char *read_area(self, Py_ssize_t *size) except NULL:
+    cdef int wire_readable(self, zs_wire *wire) except -1:
         raise NotImplementedError
-
-    cdef int read_done(self, Py_ssize_t nbytes) except -1:
-        raise NotImplementedError
-
-    cdef int read_socket(self) except -1:
-        return 0
 
 
 cdef class TransportCore:
@@ -499,6 +494,20 @@ cdef class TransportCore:
             self._queue_rest(rest)
         return 0
 
+    cdef int wire_returned(self, zs_wire *wire) except -1:
+        """Act on what a receive or a send through the lent socket met, as
+        this transport's own read or write would (a wire that met nothing,
+        zs_wire_to_report() false, needs no call)."""
+        if self._conn_lost:
+            return 0
+        if wire.send_err:
+            self._fatal_error(_os_error(wire.send_err), "Fatal write error on socket transport")
+        elif wire.recv_err:
+            self._fatal_error(_os_error(wire.recv_err), "Fatal read error on socket transport")
+        elif wire.eof:
+            return self._on_eof()
+        return 0
+
     cdef object _send_now(self, const char *ptr, Py_ssize_t length, object data):
         """Send what the kernel takes if nothing is queued; what is left as a
         bytes to queue (``data`` itself when it is bytes and nothing went), or None."""
@@ -723,28 +732,14 @@ cdef class TransportCore:
 
     cdef int _read_into_target(self) except -1:
         cdef ReadTarget target = self._target  # held: the protocol's code may replace it
-        cdef Py_ssize_t size = 0
-        cdef char *area
-        cdef long n
-        cdef int err
+        cdef zs_wire wire
+        zs_wire_lend_socket(&wire, self._fd, 1, 0)
         try:
-            if target.read_socket():
-                return 0
-            area = target.read_area(&size)
+            target.wire_readable(&wire)
         except BaseException as exc:
-            return self._failed(exc, "Fatal error: protocol.get_buffer() call failed.")
-        n = zs_recv(self._fd, area, <size_t>size, 0)
-        if n < 0:
-            err = zs_last_error()
-            if not (zs_is_would_block(err) or err == ZS_EINTR):
-                self._fatal_error(_os_error(err), "Fatal read error on socket transport")
-            return 0
-        if n == 0:
-            return self._on_eof()
-        try:
-            target.read_done(n)
-        except BaseException as exc:
-            self._failed(exc, "Fatal error: protocol.buffer_updated() call failed.")
+            return self._failed(exc, "Fatal error: protocol.buffer_updated() call failed.")
+        if zs_wire_to_report(&wire):
+            self.wire_returned(&wire)
         return 0
 
     cdef int _on_eof(self) except -1:
