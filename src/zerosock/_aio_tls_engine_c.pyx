@@ -22,8 +22,8 @@ try:
 except ImportError:  # pragma: no cover - an interpreter without ssl
     ssl = None
 
-if ssl is not None:
-    _AgainErrors = (ssl.SSLWantReadError, ssl.SSLSyscallError)
+# What a step raises when it needs more ciphertext first (both engines).
+_AgainErrors = (ssl.SSLWantReadError, ssl.SSLSyscallError) if ssl is not None else ()
 
 from zerosock._wire cimport zs_wire_lend_memory, zs_wire_lend_socket
 

@@ -10,13 +10,9 @@ from cpython.buffer cimport PyBUF_READ, PyBUF_WRITE
 from cpython.bytes cimport PyBytes_CheckExact, PyBytes_GET_SIZE
 from cpython.memoryview cimport PyMemoryView_FromMemory
 
-try:
-    import ssl
-except ImportError:  # pragma: no cover - an interpreter without ssl
-    ssl = None
+from zerosock._aio_tls_engine_c import _AgainErrors, ssl
 
 if ssl is not None:
-    _AgainErrors = (ssl.SSLWantReadError, ssl.SSLSyscallError)
     _ZeroReturnError = ssl.SSLZeroReturnError
 
 from zerosock._aio_tls_engine_c cimport IO_CHUNK, TLSEngine
