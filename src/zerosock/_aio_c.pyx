@@ -16,7 +16,31 @@ from zerosock._aio_tls_c import TLS_ENGINE, new_ssl_protocol
 from zerosock._aio_transport_c import SocketTransport
 from zerosock._selectors_c import DefaultSelector
 
-__all__ = ["EventLoop", "EventLoopPolicy", "TLS_ENGINE", "install", "new_event_loop", "run"]
+__all__ = ["EventLoop", "EventLoopPolicy", "IO_BACKEND", "IO_BACKEND_REASON", "TLS_ENGINE",
+           "install", "new_event_loop", "run"]
+
+
+_uring_verdict = []  # the probe's answer, asked once: the kernel's answer does not change
+
+
+def _uring_unavailable():
+    """None when a loop can run on io_uring here, else why not."""
+    if not _uring_verdict:
+        from zerosock import _uring_c
+        reason = _uring_c.unavailable_reason()
+        if reason is None:
+            reason = "zerosock.aio's io_uring loop is not built yet"
+        _uring_verdict.append(reason)
+    return _uring_verdict[0]
+
+
+# What a new loop polls with ("epoll" or "uring"), and why.
+IO_BACKEND, IO_BACKEND_REASON = _aio_shared.resolve_io(_aio_shared.requested_io(),
+                                                       _uring_unavailable)
+
+
+def _new_selector(str io):
+    return DefaultSelector()
 
 # The socket methods through which the stdlib's transports do their I/O.
 _STREAM_IO = ("recv", "recv_into", "send", "sendmsg")
@@ -62,7 +86,7 @@ class EventLoop(asyncio.SelectorEventLoop):
 
     def __init__(self, selector=None):
         if selector is None:
-            selector = DefaultSelector()
+            selector = _new_selector(IO_BACKEND)
         super().__init__(selector)
         self._core = LoopCore(self)
         self._scheduled = self._core.timers
@@ -122,9 +146,15 @@ class EventLoopPolicy(_aio_shared.BasePolicy):
     _loop_factory = EventLoop
 
 
-def new_event_loop():
-    """A new, unstarted zerosock event loop."""
-    return EventLoop()
+def new_event_loop(io=None):
+    """A new, unstarted zerosock event loop.
+
+    ``io`` (``"epoll"`` or ``"uring"``; default :data:`IO_BACKEND`) is the I/O
+    backend asked for: io_uring where the kernel allows it, else epoll,
+    warning once with the reason."""
+    if io is None:
+        return EventLoop()
+    return EventLoop(_new_selector(_aio_shared.resolve_io(io, _uring_unavailable)[0]))
 
 
 def install():
