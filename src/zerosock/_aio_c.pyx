@@ -9,6 +9,7 @@ import socket
 from zerosock import _aio_shared, _aio_tls_c
 from zerosock._aio_core_c cimport LoopCore
 from zerosock._aio_datagram_c import DatagramSocketTransport
+from zerosock._aio_ring_c import RingSelector
 from zerosock import _aio_loop_methods_c as loop_methods
 from zerosock._aio_loop_methods_c import bind_loop_methods
 from zerosock._aio_streams_c import adopt_stream_protocol
@@ -27,10 +28,7 @@ def _uring_unavailable():
     """None when a loop can run on io_uring here, else why not."""
     if not _uring_verdict:
         from zerosock import _uring_c
-        reason = _uring_c.unavailable_reason()
-        if reason is None:
-            reason = "zerosock.aio's io_uring loop is not built yet"
-        _uring_verdict.append(reason)
+        _uring_verdict.append(_uring_c.unavailable_reason())
     return _uring_verdict[0]
 
 
@@ -40,7 +38,7 @@ IO_BACKEND, IO_BACKEND_REASON = _aio_shared.resolve_io(_aio_shared.requested_io(
 
 
 def _new_selector(str io):
-    return DefaultSelector()
+    return RingSelector() if io == "uring" else DefaultSelector()
 
 # The socket methods through which the stdlib's transports do their I/O.
 _STREAM_IO = ("recv", "recv_into", "send", "sendmsg")
