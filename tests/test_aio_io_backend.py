@@ -160,3 +160,117 @@ def test_a_seccomp_filter_makes_the_loop_fall_back(errno_name, request):
     assert f"io_uring_setup failed with {errno_name}" in found["reason"]
     assert "seccomp" in found["reason"]
     assert found["warnings"] == [found["reason"]]
+
+
+# -- the loop's behaviour on each I/O backend, stock asyncio the reference ----------------
+
+@pytest.fixture(params=[
+    pytest.param(("c", "epoll"), id="c-epoll", marks=pytest.mark.c_extension),
+    pytest.param(("c", "uring"), id="c-uring", marks=pytest.mark.c_extension),
+    pytest.param(("python", "epoll"), id="py"),
+    pytest.param(("stdlib", None), id="std"),
+])
+def io_loop_factory(request):
+    """What makes a loop on one backend and I/O backend (io_uring skipped where refused)."""
+    backend, io = request.param
+    if backend == "stdlib":
+        return asyncio.SelectorEventLoop
+    if backend == "c" and request.config.getoption("--no-c-extensions"):
+        pytest.skip("C extensions disabled with --no-c-extensions")
+    from zerosock import _compat
+    aio = _compat.load_backend(backend).aio
+    if io == "uring":
+        from zerosock import _aio_c
+        if _aio_c._uring_unavailable() is not None:
+            pytest.skip(f"io_uring is not usable here: {_aio_c._uring_unavailable()}")
+    return lambda: aio.new_event_loop(io=io)
+
+
+def _run(factory, coro_fn):
+    loop = factory()
+    try:
+        return loop.run_until_complete(asyncio.wait_for(coro_fn(), 30))
+    finally:
+        loop.close()
+
+
+def test_a_socket_closed_after_remove_reader_is_closed_at_once(io_loop_factory):
+    """The ring holds a watched file while its poll is in flight: removing
+    the reader must let it go before the socket's close, not at the next wait."""
+    import socket
+    mine, peer = socket.socketpair()
+    peer.setblocking(False)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.add_reader(mine, lambda: None)
+        await asyncio.sleep(0.01)  # a wait: the poll is in flight
+        loop.remove_reader(mine)
+        mine.close()
+        return peer.recv(1)  # in the same callback: no wait between
+
+    try:
+        assert _run(io_loop_factory, main) == b""  # the end is there already
+    finally:
+        mine.close()
+        peer.close()
+
+
+def test_readers_and_writers_come_and_go_on_reused_descriptors(io_loop_factory):
+    """Descriptors closed and reused, readers and writers added, swapped and
+    removed: each callback runs for its own socket's readiness alone."""
+    import socket
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        for round_ in range(20):
+            a, b = socket.socketpair()
+            a.setblocking(False)
+            got = loop.create_future()
+            writable = loop.create_future()
+            loop.add_reader(a, lambda: got.done() or got.set_result(a.recv(10)))
+            loop.add_writer(a, lambda: writable.done() or writable.set_result(True))
+            assert await writable
+            loop.remove_writer(a)
+            await asyncio.sleep(0)
+            b.send(b"r%d" % round_)
+            assert await got == b"r%d" % round_
+            loop.remove_reader(a)
+            b.send(b"unwatched")  # nobody reads it: no callback may run
+            await asyncio.sleep(0.001)
+            a.close()
+            b.close()
+        return True
+
+    assert _run(io_loop_factory, main)
+
+
+def test_a_loop_made_in_one_thread_runs_in_another(io_loop_factory):
+    import threading
+    loop = io_loop_factory()
+    result = []
+
+    async def main():
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        writer.write(b"x")
+        data = await reader.read(1)
+        writer.close()
+        await writer.wait_closed()
+        return data
+
+    async def echo(reader, writer):
+        writer.write(await reader.read(1))
+        await writer.drain()
+        writer.close()
+
+    try:
+        server = loop.run_until_complete(asyncio.start_server(echo, "127.0.0.1", 0))
+        thread = threading.Thread(
+            target=lambda: result.append(loop.run_until_complete(asyncio.wait_for(main(), 30))))
+        thread.start()
+        thread.join(60)
+        assert result == [b"x"]
+        server.close()
+        loop.run_until_complete(server.wait_closed())  # and back in this one
+    finally:
+        loop.close()
