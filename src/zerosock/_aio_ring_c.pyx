@@ -6,7 +6,6 @@ takes the loop's timer timeout.  The loop that waits is the only thread that
 touches it."""
 
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
-from cpython.mem cimport PyMem_Realloc
 from libc.errno cimport errno
 
 from zerosock._selectors_c cimport Poller, Selector, zs_event
@@ -87,17 +86,9 @@ cdef class RingPoller(Poller):
         system call; the ready events land in ``self.ready``."""
         cdef int cap = self.count if self.count > 0 else 1
         cdef int n
-        cdef zs_event *grown
         if self.ring == NULL:
             raise ValueError(CLOSED_MESSAGE)
-        if self.waiting:
-            raise RuntimeError("concurrent select() calls on one selector")
-        if cap > self.ready_cap:
-            grown = <zs_event *>PyMem_Realloc(self.ready, <size_t>cap * sizeof(zs_event))
-            if grown == NULL:
-                raise MemoryError()
-            self.ready = grown
-            self.ready_cap = cap
+        self.begin_wait(cap)
         if zs_upoll_prepare(self.ring) < 0:
             _raise_errno()
         self.waiting = True

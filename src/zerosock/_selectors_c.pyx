@@ -185,24 +185,28 @@ cdef class Poller:
         # Fails harmlessly when the descriptor was closed since registration.
         zs_poller_del(&self.poller, fd, old)
 
+    cdef int begin_wait(self, int capacity) except -1:
+        if self.waiting:
+            raise RuntimeError("concurrent select() calls on one selector")
+        cdef zs_event *grown
+        if capacity > self.ready_cap:
+            grown = <zs_event *>PyMem_Realloc(self.ready, <size_t>capacity * sizeof(zs_event))
+            if grown == NULL:
+                raise MemoryError()
+            self.ready = grown
+            self.ready_cap = capacity
+        return 0
+
     cdef int wait(self, int timeout_ms) except -1:
         """Wait up to `timeout_ms` (-1: forever); the ready events land in
         ``self.ready``.  Retries EINTR with the remaining time after running
         signal handlers (PEP 475); releases the GIL only when it may block."""
         cdef int cap, n, err
         cdef double deadline = 0.0
-        cdef zs_event *grown
         if not self.poller.open:
             raise ValueError(CLOSED_MESSAGE)
-        if self.waiting:
-            raise RuntimeError("concurrent select() calls on one selector")
         cap = zs_poller_capacity(&self.poller)
-        if cap > self.ready_cap:
-            grown = <zs_event *>PyMem_Realloc(self.ready, <size_t>cap * sizeof(zs_event))
-            if grown == NULL:
-                raise MemoryError()
-            self.ready = grown
-            self.ready_cap = cap
+        self.begin_wait(cap)
         if timeout_ms > 0:
             deadline = zs_monotonic() + timeout_ms / 1000.0
         self.waiting = True
