@@ -64,7 +64,7 @@ cdef class RingPoller(Poller):
     cdef int add(self, zs_sock_t fd, int events) except -1:
         if self.ring == NULL:
             raise ValueError(CLOSED_MESSAGE)
-        if zs_upoll_add(self.ring, fd, events) < 0:
+        if zs_upoll_add(self.ring, <int>fd, events) < 0:
             _raise_errno()
         self.count += 1
         return 0
@@ -72,13 +72,13 @@ cdef class RingPoller(Poller):
     cdef int modify(self, zs_sock_t fd, int old, int events) except -1:
         if self.ring == NULL:
             raise ValueError(CLOSED_MESSAGE)
-        if zs_upoll_mod(self.ring, fd, events) < 0:
+        if zs_upoll_mod(self.ring, <int>fd, events) < 0:
             _raise_errno()
         return 0
 
     cdef void remove(self, zs_sock_t fd, int old) noexcept:
         if self.ring != NULL:
-            zs_upoll_del(self.ring, fd)
+            zs_upoll_del(self.ring, <int>fd)
             self.count -= 1
 
     cdef int wait(self, int timeout_ms) except -1:
