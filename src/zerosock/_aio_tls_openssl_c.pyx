@@ -84,6 +84,7 @@ cdef extern from "zs_tls_bio.h":
         zs_wire *wire
     long zs_inbuf_take(zs_inbuf *inp, zs_wire *wire)
     int zs_tls_bios_attach(ZS_SSL *session, zs_inbuf **inp, zs_outbuf **out)
+    void zs_outbuf_release(zs_outbuf *out)
 
 
 cdef enum:
@@ -388,8 +389,10 @@ cdef class OpenSSLEngine(TLSEngine):
                 core.write_mem(self._out.buf, n)
             else:
                 transport.write(PyBytes_FromStringAndSize(self._out.buf, n))
+            zs_outbuf_release(self._out)
         return <Py_ssize_t>self._out.len
 
     cdef int discard_outgoing(self) except -1:
         self._out.len = 0
+        zs_outbuf_release(self._out)
         return 0
