@@ -238,6 +238,9 @@ cdef class OpenSSLEngine(TLSEngine):
         if zs_tls_bios_attach(s, &self._in, &self._out) != 0:
             raise MemoryError()
         self._ssl = s
+        # The session no longer uses the MemoryBIOs (nor does anything else
+        # hold them): dropping them frees their OpenSSL BIOs, 1 KiB a session.
+        self._incoming = self._outgoing = None
         # Reading ahead, the session asks its input for whole buffers rather
         # than a header and then a body: what lets it receive from the socket
         # with one recv.  Set before the handshake: OpenSSL 3.2+ fixes the

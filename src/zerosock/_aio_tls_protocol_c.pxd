@@ -17,7 +17,7 @@ cdef class TLSProtocolCore(ReadTarget):
     cdef readonly object _extra
     cdef int _tls_state
     cdef int _app_state
-    cdef object _write_backlog
+    cdef object _write_backlog           # a deque while plaintext waits, else None
     cdef Py_ssize_t _write_buffer_size
     cdef int _conn_lost
     cdef bint _ssl_writing_paused
@@ -61,6 +61,8 @@ cdef class TLSProtocolCore(ReadTarget):
     cdef inline Py_ssize_t _encrypt(self, object data) except -1
     @cython.final
     cdef int _write_one(self, object data) except -1
+    @cython.final
+    cdef int _backlog_append(self, object data) except -1
     @cython.final
     cdef int _do_write(self) except -1
     @cython.final

@@ -90,7 +90,6 @@ cdef class TLSProtocolCore(ReadTarget):
         self._sslobj = engine.sslobj
         self._sslcontext = sslcontext
         self._extra = {"sslcontext": sslcontext}
-        self._write_backlog = collections.deque()
         self._waiter = waiter
         self._loop = loop
         self._set_app_protocol(app_protocol)
@@ -148,7 +147,7 @@ cdef class TLSProtocolCore(ReadTarget):
         self._start_handshake()
 
     def connection_lost(self, exc):
-        self._write_backlog.clear()
+        self._write_backlog = None
         self._write_buffer_size = 0
         self._engine.discard_outgoing()
         self._conn_lost += 1
@@ -413,7 +412,7 @@ cdef class TLSProtocolCore(ReadTarget):
             if left:
                 # Not all went (a handshake message is due first): the rest waits, as in the stdlib.
                 view = memoryview(data).cast("B")
-                self._write_backlog.append(view[len(view) - left:])
+                self._backlog_append(view[len(view) - left:])
                 self._write_buffer_size += left
             self._process_outgoing()
         except Exception as ex:
@@ -427,13 +426,21 @@ cdef class TLSProtocolCore(ReadTarget):
             self._conn_lost += 1
             return
         for data in list_of_data:
-            self._write_backlog.append(data)
+            self._backlog_append(data)
             self._write_buffer_size += len(data)
         try:
             if self._tls_state == WRAPPED:
                 self._do_write()
         except Exception as ex:
             self._fatal_error(ex, "Fatal error on SSL protocol")
+
+    cdef int _backlog_append(self, object data) except -1:
+        # The deque is made when plaintext first has to wait, and dropped
+        # when it is empty again: an idle connection holds none.
+        if self._write_backlog is None:
+            self._write_backlog = collections.deque()
+        self._write_backlog.append(data)
+        return 0
 
     cdef int _do_write(self) except -1:
         cdef Py_ssize_t left, data_len
@@ -452,6 +459,8 @@ cdef class TLSProtocolCore(ReadTarget):
                 backlog[0] = view[len(view) - left:]
                 self._write_buffer_size -= data_len - left
             break  # the session waits for the peer
+        if backlog is not None and not backlog and self._write_backlog is backlog:
+            self._write_backlog = None
         self._process_outgoing()
         return 0
 
