@@ -14,7 +14,11 @@ cdef class TLSProtocolCore(ReadTarget):
     cdef readonly object _sslobj
     cdef readonly TLSEngine _engine
     cdef object _waiter
-    cdef readonly object _extra
+    cdef object _extra_made              # the stdlib's _extra dict, made only when asked for
+    cdef bint _handshake_extras          # the handshake's entries below are set
+    cdef object _peercert
+    cdef object _cipher
+    cdef object _compression
     cdef int _tls_state
     cdef int _app_state
     cdef object _write_backlog           # a deque while plaintext waits, else None

@@ -89,7 +89,6 @@ cdef class TLSProtocolCore(ReadTarget):
         self._engine = engine
         self._sslobj = engine.sslobj
         self._sslcontext = sslcontext
-        self._extra = {"sslcontext": sslcontext}
         self._waiter = waiter
         self._loop = loop
         self._set_app_protocol(app_protocol)
@@ -243,9 +242,29 @@ cdef class TLSProtocolCore(ReadTarget):
         self._ssl_writing_paused = False
         self._process_outgoing()
 
+    # The stdlib keeps its extra info in a dict; the same entries live in
+    # fields here, and the dict is made only for code that asks for it.
+    @property
+    def _extra(self):
+        if self._extra_made is None:
+            self._extra_made = {"sslcontext": self._sslcontext}
+            if self._handshake_extras:
+                self._extra_made.update(self._handshake_extra())
+        return self._extra_made
+
+    def _handshake_extra(self):
+        return {"peercert": self._peercert, "cipher": self._cipher,
+                "compression": self._compression, "ssl_object": self._sslobj}
+
     def _get_extra_info(self, name, default=None):
-        if name in self._extra:
-            return self._extra[name]
+        extra = self._extra_made
+        if extra is not None:
+            if name in extra:
+                return extra[name]
+        elif name == "sslcontext":
+            return self._sslcontext
+        elif self._handshake_extras and name in ("peercert", "cipher", "compression", "ssl_object"):
+            return self._handshake_extra()[name]
         if self._transport is not None:
             return self._transport.get_extra_info(name, default)
         return default
@@ -311,8 +330,12 @@ cdef class TLSProtocolCore(ReadTarget):
         if self._loop.get_debug():
             dt = self._loop.time() - self._handshake_start_time
             logger.debug("%r: SSL handshake took %.1f ms", self, dt * 1e3)
-        self._extra.update(peercert=peercert, cipher=sslobj.cipher(),
-                           compression=sslobj.compression(), ssl_object=sslobj)
+        self._peercert = peercert
+        self._cipher = sslobj.cipher()
+        self._compression = sslobj.compression()
+        self._handshake_extras = True
+        if self._extra_made is not None:
+            self._extra_made.update(self._handshake_extra())
         if self._app_state == APP_INIT:
             self._app_state = APP_CON_MADE
             self._app_protocol.connection_made(self._get_app_transport())
