@@ -173,6 +173,18 @@ static long zs_outbio_ctrl(ZS_BIO *bio, int cmd, long num, void *ptr)
     }
 }
 
+/* The output's memory given back once the transport has taken every record:
+ * an idle connection holds none (the handshake's flight alone grows it to
+ * 16 KiB).  Records usually leave through the lent wire and never come here. */
+static void zs_outbuf_release(zs_outbuf *out)
+{
+    if (out->len == 0 && out->buf != NULL) {
+        PyMem_RawFree(out->buf);
+        out->buf = NULL;
+        out->cap = 0;
+    }
+}
+
 /* Both buffers start with a char *buf: freed with the BIO. */
 static int zs_bio_destroy(ZS_BIO *bio)
 {

@@ -302,6 +302,27 @@ def test_echo_both_directions_and_extra_info(tls_loop_factory, ca, server_cert):
     run(tls_loop_factory, main())
 
 
+def test_extra_info_from_the_handshake_to_after_the_close(tls_loop_factory, ca, server_cert):
+    # The stdlib snapshots these at the handshake into its ``_extra`` dict and
+    # answers from it until the end; zerosock makes that dict only if asked.
+    names = ("sslcontext", "peercert", "cipher", "compression", "ssl_object")
+
+    async def main() -> None:
+        server, srv, cli = await tls_pair(ca, server_cert, lambda: Peer(echo=True))
+        assert cli.transport is not None and srv.transport is not None
+        before = {name: cli.transport.get_extra_info(name) for name in names}
+        assert before["cipher"] == before["ssl_object"].cipher()
+        proto = srv.transport._ssl_protocol  # type: ignore[attr-defined]
+        assert {name: srv.transport.get_extra_info(name) for name in names} == {
+            name: proto._extra[name] for name in names}
+        proto._extra["cipher"] = "replaced"  # the dict, once made, is what is read
+        assert srv.transport.get_extra_info("cipher") == "replaced"
+        await close_all(server, cli, srv)
+        assert {name: cli.transport.get_extra_info(name) for name in names} == before
+
+    run(tls_loop_factory, main())
+
+
 def test_buffered_protocol_both_sides(tls_loop_factory, ca, server_cert):
     blob = os.urandom(300_000)
 

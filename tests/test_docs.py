@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+import types
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Set, Tuple
 
@@ -113,7 +114,11 @@ def parameter_names(function: Any, name: str, embedded: bool) -> "List[str] | No
     """The parameters ``function`` takes, ``*`` marking where keyword-only ones
     start: from its signature, or else (with ``embedded``) from the signature
     Cython embeds in the first line of a C method's docstring, types dropped.
-    None when neither says."""
+    None when neither says, and for the standard library's own builtins on
+    the Python side (their names are positional-only, and CPython gives them
+    signatures only from 3.14)."""
+    if not embedded and isinstance(function, (types.BuiltinFunctionType, types.MethodDescriptorType)):
+        return None
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError):

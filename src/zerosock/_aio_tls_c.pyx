@@ -273,7 +273,7 @@ class SSLProtocolTransport(transports._FlowControlMixin, transports.Transport):
 
     def _test__append_write_backlog(self, data):
         cdef TLSProtocolCore p = self._ssl_protocol
-        p._write_backlog.append(data)
+        p._backlog_append(data)
         p._write_buffer_size += len(data)
 
 

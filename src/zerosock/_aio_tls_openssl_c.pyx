@@ -84,6 +84,7 @@ cdef extern from "zs_tls_bio.h":
         zs_wire *wire
     long zs_inbuf_take(zs_inbuf *inp, zs_wire *wire)
     int zs_tls_bios_attach(ZS_SSL *session, zs_inbuf **inp, zs_outbuf **out)
+    void zs_outbuf_release(zs_outbuf *out)
 
 
 cdef enum:
@@ -237,6 +238,9 @@ cdef class OpenSSLEngine(TLSEngine):
         if zs_tls_bios_attach(s, &self._in, &self._out) != 0:
             raise MemoryError()
         self._ssl = s
+        # The session no longer uses the MemoryBIOs (nor does anything else
+        # hold them): dropping them frees their OpenSSL BIOs, 1 KiB a session.
+        self._incoming = self._outgoing = None
         # Reading ahead, the session asks its input for whole buffers rather
         # than a header and then a body: what lets it receive from the socket
         # with one recv.  Set before the handshake: OpenSSL 3.2+ fixes the
@@ -388,8 +392,10 @@ cdef class OpenSSLEngine(TLSEngine):
                 core.write_mem(self._out.buf, n)
             else:
                 transport.write(PyBytes_FromStringAndSize(self._out.buf, n))
+            zs_outbuf_release(self._out)
         return <Py_ssize_t>self._out.len
 
     cdef int discard_outgoing(self) except -1:
         self._out.len = 0
+        zs_outbuf_release(self._out)
         return 0

@@ -14,10 +14,14 @@ cdef class TLSProtocolCore(ReadTarget):
     cdef readonly object _sslobj
     cdef readonly TLSEngine _engine
     cdef object _waiter
-    cdef readonly object _extra
+    cdef object _extra_made              # the stdlib's _extra dict, made only when asked for
+    cdef bint _handshake_extras          # the handshake's entries below are set
+    cdef object _peercert
+    cdef object _cipher
+    cdef object _compression
     cdef int _tls_state
     cdef int _app_state
-    cdef object _write_backlog
+    cdef object _write_backlog           # a deque while plaintext waits, else None
     cdef Py_ssize_t _write_buffer_size
     cdef int _conn_lost
     cdef bint _ssl_writing_paused
@@ -61,6 +65,8 @@ cdef class TLSProtocolCore(ReadTarget):
     cdef inline Py_ssize_t _encrypt(self, object data) except -1
     @cython.final
     cdef int _write_one(self, object data) except -1
+    @cython.final
+    cdef int _backlog_append(self, object data) except -1
     @cython.final
     cdef int _do_write(self) except -1
     @cython.final

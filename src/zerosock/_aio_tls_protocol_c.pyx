@@ -89,8 +89,6 @@ cdef class TLSProtocolCore(ReadTarget):
         self._engine = engine
         self._sslobj = engine.sslobj
         self._sslcontext = sslcontext
-        self._extra = {"sslcontext": sslcontext}
-        self._write_backlog = collections.deque()
         self._waiter = waiter
         self._loop = loop
         self._set_app_protocol(app_protocol)
@@ -148,7 +146,7 @@ cdef class TLSProtocolCore(ReadTarget):
         self._start_handshake()
 
     def connection_lost(self, exc):
-        self._write_backlog.clear()
+        self._write_backlog = None
         self._write_buffer_size = 0
         self._engine.discard_outgoing()
         self._conn_lost += 1
@@ -244,9 +242,29 @@ cdef class TLSProtocolCore(ReadTarget):
         self._ssl_writing_paused = False
         self._process_outgoing()
 
+    # The stdlib keeps its extra info in a dict; the same entries live in
+    # fields here, and the dict is made only for code that asks for it.
+    @property
+    def _extra(self):
+        if self._extra_made is None:
+            self._extra_made = {"sslcontext": self._sslcontext}
+            if self._handshake_extras:
+                self._extra_made.update(self._handshake_extra())
+        return self._extra_made
+
+    def _handshake_extra(self):
+        return {"peercert": self._peercert, "cipher": self._cipher,
+                "compression": self._compression, "ssl_object": self._sslobj}
+
     def _get_extra_info(self, name, default=None):
-        if name in self._extra:
-            return self._extra[name]
+        extra = self._extra_made
+        if extra is not None:
+            if name in extra:
+                return extra[name]
+        elif name == "sslcontext":
+            return self._sslcontext
+        elif self._handshake_extras and name in ("peercert", "cipher", "compression", "ssl_object"):
+            return self._handshake_extra()[name]
         if self._transport is not None:
             return self._transport.get_extra_info(name, default)
         return default
@@ -312,8 +330,12 @@ cdef class TLSProtocolCore(ReadTarget):
         if self._loop.get_debug():
             dt = self._loop.time() - self._handshake_start_time
             logger.debug("%r: SSL handshake took %.1f ms", self, dt * 1e3)
-        self._extra.update(peercert=peercert, cipher=sslobj.cipher(),
-                           compression=sslobj.compression(), ssl_object=sslobj)
+        self._peercert = peercert
+        self._cipher = sslobj.cipher()
+        self._compression = sslobj.compression()
+        self._handshake_extras = True
+        if self._extra_made is not None:
+            self._extra_made.update(self._handshake_extra())
         if self._app_state == APP_INIT:
             self._app_state = APP_CON_MADE
             self._app_protocol.connection_made(self._get_app_transport())
@@ -413,7 +435,7 @@ cdef class TLSProtocolCore(ReadTarget):
             if left:
                 # Not all went (a handshake message is due first): the rest waits, as in the stdlib.
                 view = memoryview(data).cast("B")
-                self._write_backlog.append(view[len(view) - left:])
+                self._backlog_append(view[len(view) - left:])
                 self._write_buffer_size += left
             self._process_outgoing()
         except Exception as ex:
@@ -427,13 +449,21 @@ cdef class TLSProtocolCore(ReadTarget):
             self._conn_lost += 1
             return
         for data in list_of_data:
-            self._write_backlog.append(data)
+            self._backlog_append(data)
             self._write_buffer_size += len(data)
         try:
             if self._tls_state == WRAPPED:
                 self._do_write()
         except Exception as ex:
             self._fatal_error(ex, "Fatal error on SSL protocol")
+
+    cdef int _backlog_append(self, object data) except -1:
+        # The deque is made when plaintext first has to wait, and dropped
+        # when it is empty again: an idle connection holds none.
+        if self._write_backlog is None:
+            self._write_backlog = collections.deque()
+        self._write_backlog.append(data)
+        return 0
 
     cdef int _do_write(self) except -1:
         cdef Py_ssize_t left, data_len
@@ -452,6 +482,8 @@ cdef class TLSProtocolCore(ReadTarget):
                 backlog[0] = view[len(view) - left:]
                 self._write_buffer_size -= data_len - left
             break  # the session waits for the peer
+        if backlog is not None and not backlog and self._write_backlog is backlog:
+            self._write_backlog = None
         self._process_outgoing()
         return 0
 

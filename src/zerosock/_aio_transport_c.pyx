@@ -360,15 +360,18 @@ cdef class TransportCore:
     def set_protocol(self, protocol):
         self._buffered = isinstance(protocol, _BufferedProtocol)
         self._protocol = protocol
-        # Bound once, as uvloop does, so that a read calls them without a
-        # lookup; one missing fails at the read that needs it, as in the stdlib.
-        self._get_buffer = getattr(protocol, "get_buffer", None)
-        self._buffer_updated = getattr(protocol, "buffer_updated", None)
-        self._data_received = getattr(protocol, "data_received", None)
         # A protocol may name a C reader that takes the bytes in its place.
         sink = getattr(protocol, "_read_sink", None)
         self._sink = sink if isinstance(sink, ReadSink) else None
         self._target = protocol if isinstance(protocol, ReadTarget) else None
+        if self._target is None:
+            # Bound once, as uvloop does, so that a read calls them without a
+            # lookup; one missing fails at the read that needs it, as in the stdlib.
+            self._get_buffer = getattr(protocol, "get_buffer", None)
+            self._buffer_updated = getattr(protocol, "buffer_updated", None)
+            self._data_received = getattr(protocol, "data_received", None)
+        else:  # reads go to the target's C method: nothing to hold per connection
+            self._get_buffer = self._buffer_updated = self._data_received = None
         self._protocol_connected = True
 
     def get_protocol(self):
