@@ -9,7 +9,11 @@ import socket
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
+
+# The benchmark's clients size their sources by the same reading.
+from zerosock.bench._loadgen_scale import (IP_BIND_ADDRESS_NO_PORT, ephemeral_port_count,
+                                           loopback_sources)
 
 # A buffer size small enough that a few of them are quickly filled, and
 # above every kernel's minimum (Linux doubles what it is given).
@@ -28,15 +32,6 @@ def somaxconn(default: int = 128) -> int:
     """The cap the kernel puts on any listen backlog."""
     value = sysctl("net.core.somaxconn")
     return int(value) if value else default
-
-
-def ephemeral_port_count(default: int = 16384) -> int:
-    """How many local ports connect() can pick from (to one destination)."""
-    value = sysctl("net.ipv4.ip_local_port_range")
-    if not value:
-        return default
-    low, high = map(int, value.split())
-    return high - low + 1
 
 
 def pin_buffers(sender: Any, receiver: Any, size: int = SMALL_BUFFER) -> int:
@@ -66,24 +61,6 @@ def receive_buffer_of(sock: Any, size: int) -> int:
     return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
 
 
-# Linux's IP_BIND_ADDRESS_NO_PORT (the socket module names it from 3.12).
-IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT",
-                                  24 if sys.platform.startswith("linux") else None)
-
-
-def loopback_sources(connections: int) -> List[str]:
-    """IPv4 loopback source addresses (127.0.0.1 first) enough for
-    ``connections`` concurrent connections to one listener: connect() picks
-    each address's ports from the whole ephemeral range, so the count needed
-    grows as the range narrows.  Linux answers for all of 127.0.0.0/8."""
-    per_address = max(1, ephemeral_port_count() * 3 // 4)  # a margin for other sockets
-    needed = -(-connections // per_address)
-    if needed > 1 and not sys.platform.startswith("linux"):
-        raise OSError(f"{connections} connections need {needed} loopback addresses; "
-                      "only Linux answers on all of 127.0.0.0/8")
-    if needed > 254:
-        raise OSError(f"{connections} connections need {needed} loopback addresses")
-    return [f"127.0.0.{i}" for i in range(1, needed + 1)]
 
 
 def bind_source(sock: Any, address: str) -> None:

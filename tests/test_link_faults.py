@@ -1073,6 +1073,13 @@ class Echo(asyncio.Protocol):
             self.closed.set_result(exc)
 
 
+async def close_servers(*servers: Any) -> None:
+    """Close the servers and wait until each is closed."""
+    for srv in servers:
+        srv.close()
+        await srv.wait_closed()
+
+
 async def ping(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
     line = b"ping %d\n" % n
     writer.write(line)
@@ -1133,9 +1140,7 @@ def vanished_peer_ends(net: Scenario, tls: Optional[Tuple[ssl.SSLContext, ssl.SS
             await echo_closed  # the client is done with the other connection
             return result
         finally:
-            for srv in (victim, echo):
-                srv.close()
-                await srv.wait_closed()
+            await close_servers(victim, echo)
 
     async def client(ports):
         loop = asyncio.get_running_loop()
@@ -1221,9 +1226,7 @@ def test_vanished_peer_ends_the_tls_handshake_by_its_timeout(net, tls_loop_facto
                 await asyncio.sleep(0.02)
             return port
         finally:
-            for srv in (victim, echo):
-                srv.close()
-                await srv.wait_closed()
+            await close_servers(victim, echo)
 
     async def client(ports):
         loop = asyncio.get_running_loop()
