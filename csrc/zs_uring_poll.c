@@ -9,6 +9,8 @@
 #if defined(__linux__)
 
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #define UPOLL_SQ_ENTRIES 256
 #define UPOLL_CQ_ENTRIES 1024
@@ -22,17 +24,69 @@ typedef struct {
     uint8_t queued; /* in the queue of polls to arm */
 } upoll_fd;
 
+/* Streams on completions: the provided buffers they share. */
+#define USTREAM_BGID 1
+#define USTREAM_BUFS 256
+#define USTREAM_BUF_SIZE (16 * 1024)
+/* iovecs and msghdrs of sendmsg submissions not yet handed to the kernel,
+ * which copies them at submission (IORING_FEAT_SUBMIT_STABLE) */
+#define USTREAM_IOV_ARENA 1024
+#define USTREAM_MSG_ARENA 128
+
+/* user_data: a stream's operation has the top bit set, then its slot's
+ * generation (31 bits), the slot (30 bits) and the kind (2 bits); a poll
+ * has its descriptor's generation (31 bits) and the descriptor. */
+#define USTREAM_OP (1ULL << 63)
+#define GEN_MASK 0x7fffffffu
+enum { US_RECV = 1, US_SEND = 2 };
+
+typedef struct {
+    int fd;             /* -1 while the slot is free */
+    uint32_t gen;       /* bumped when the slot is given to a stream */
+    uint8_t recv_armed; /* a multishot recv in flight */
+    uint8_t recv_want;  /* keep one in flight */
+    uint8_t recv_cancelling;
+    uint8_t recv_ended; /* the end of the stream or an error was received */
+    uint8_t send_busy, send_done, notified;
+    int32_t send_res;
+    zs_urecv *rq;       /* receives not taken yet, a ring of rq_cap (a power of two) */
+    unsigned rq_head, rq_len, rq_cap;
+} ustream;
+
 struct zs_upoll {
     zs_uring ring;
     upoll_fd *fds; /* by descriptor */
     size_t nfds;
     int *queue; /* descriptors whose poll the next wait arms */
     size_t nqueue, queue_cap;
+    ustream *streams; /* by slot */
+    size_t nstreams;
+    int *free_slots, *completed; /* each with room for every slot */
+    size_t nfree, ncompleted;
+    unsigned inflight; /* stream operations in flight */
+    zs_ubr bufs;
+    int have_bufs;
+    struct iovec iov_arena[USTREAM_IOV_ARENA];
+    struct msghdr msg_arena[USTREAM_MSG_ARENA];
+    size_t niov, nmsg;
 };
 
 static uint64_t poll_id(int fd, uint32_t gen)
 {
-    return ((uint64_t)gen << 32) | (uint32_t)fd;
+    return ((uint64_t)(gen & GEN_MASK) << 32) | (uint32_t)fd;
+}
+
+static uint64_t stream_op_id(int slot, uint32_t gen, int kind)
+{
+    return USTREAM_OP | ((uint64_t)(gen & GEN_MASK) << 32) | ((uint64_t)slot << 2) | (uint64_t)kind;
+}
+
+/* Hand the kernel what is queued, without waiting; the arenas are free again. */
+static int submit_now(zs_upoll *p)
+{
+    int rc = zs_uring_submit(&p->ring, 0, 0);
+    p->niov = p->nmsg = 0;
+    return rc;
 }
 
 static unsigned poll_events(int events)
@@ -45,7 +99,7 @@ static zs_uring_sqe *next_sqe(zs_upoll *p)
 {
     zs_uring_sqe *s = zs_uring_get_sqe(&p->ring);
     if (s == NULL) { /* full: hand the kernel what is queued, without waiting */
-        (void)zs_uring_submit(&p->ring, 0, 0);
+        (void)submit_now(p);
         s = zs_uring_get_sqe(&p->ring);
         if (s == NULL)
             errno = EBUSY;
@@ -116,11 +170,47 @@ zs_upoll *zs_upoll_new(char *reason, size_t reason_len)
     return p;
 }
 
+static void stream_cqe(zs_upoll *p, const zs_uring_cqe *c);
+
+/* Cancel every stream operation and wait (boundedly) for their ends: the
+ * kernel may write into the provided buffers, and read what sends were
+ * given, until then. */
+static void drain_streams(zs_upoll *p)
+{
+    zs_uring *r = &p->ring;
+    for (size_t i = 0; i < p->nstreams; i++)
+        p->streams[i].recv_want = 0;
+    zs_uring_sqe *s = next_sqe(p);
+    if (s == NULL)
+        return;
+    zs_prep_cancel_any(s, UPOLL_CANCEL);
+    for (int tries = 0; p->inflight && tries < 200; tries++) {
+        if (zs_uring_submit(r, 1, 10 * 1000000) < 0)
+            break;
+        p->niov = p->nmsg = 0;
+        zs_uring_cqe *c;
+        while ((c = zs_uring_peek_cqe(r)) != NULL) {
+            if (c->user_data != UPOLL_CANCEL && (c->user_data & USTREAM_OP))
+                stream_cqe(p, c);
+            zs_uring_cq_advance(r, 1);
+        }
+    }
+}
+
 void zs_upoll_free(zs_upoll *p)
 {
     if (p == NULL)
         return;
+    if (p->inflight)
+        drain_streams(p);
+    if (p->have_bufs)
+        zs_ubr_free(&p->ring, &p->bufs);
     zs_uring_exit(&p->ring); /* the kernel cancels what is in flight */
+    for (size_t i = 0; i < p->nstreams; i++)
+        free(p->streams[i].rq);
+    free(p->streams);
+    free(p->free_slots);
+    free(p->completed);
     free(p->fds);
     free(p->queue);
     free(p);
@@ -179,7 +269,7 @@ int zs_upoll_del(zs_upoll *p, int fd)
         return -1;
     /* Now: until the poll is gone the ring holds the file, and a close
      * of the descriptor would leave the socket open. */
-    int rc = zs_uring_submit(&p->ring, 0, 0);
+    int rc = submit_now(p);
     if (rc < 0) {
         errno = -rc;
         return -1;
@@ -221,23 +311,33 @@ static int ready_events(int revents)
 int zs_upoll_wait(zs_upoll *p, zs_event *out, int max, int timeout_ms)
 {
     zs_uring *r = &p->ring;
+    for (size_t i = 0; i < p->ncompleted; i++)
+        p->streams[p->completed[i]].notified = 0;
+    p->ncompleted = 0;
     unsigned head = *r->cq_head;
     int waiting = timeout_ms != 0 && head == __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
     int rc = zs_uring_submit(r, waiting ? 1 : 0,
                              timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000000);
+    p->niov = p->nmsg = 0;
     if (rc < 0) {
         errno = -rc;
         return -1;
     }
     unsigned tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
     int n = 0;
-    for (; head != tail && n < max; head++) {
+    for (; head != tail; head++) {
         const zs_uring_cqe *c = &r->cqes[head & r->cq_mask];
         if (c->user_data == UPOLL_CANCEL)
             continue;
+        if (c->user_data & USTREAM_OP) {
+            stream_cqe(p, c);
+            continue;
+        }
+        if (n == max)
+            break; /* the rest for the next wait */
         int fd = (int)(uint32_t)c->user_data;
         upoll_fd *f = &p->fds[fd]; /* in the table: it was armed */
-        if (f->gen != (uint32_t)(c->user_data >> 32) || !f->armed)
+        if ((f->gen & GEN_MASK) != (uint32_t)(c->user_data >> 32) || !f->armed)
             continue; /* cancelled since */
         f->armed = 0;
         if (f->want)
@@ -249,6 +349,282 @@ int zs_upoll_wait(zs_upoll *p, zs_event *out, int max, int timeout_ms)
     }
     __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
     return n;
+}
+
+/* -- streams on completions ------------------------------------------------ */
+
+static int arm_recv(zs_upoll *p, int slot)
+{
+    ustream *u = &p->streams[slot];
+    zs_uring_sqe *s = next_sqe(p);
+    if (s == NULL)
+        return -1;
+    zs_prep_recv_multishot(s, u->fd, USTREAM_BGID, stream_op_id(slot, u->gen, US_RECV));
+    u->recv_armed = 1;
+    p->inflight++;
+    return 0;
+}
+
+static void notify(zs_upoll *p, int slot)
+{
+    ustream *u = &p->streams[slot];
+    if (!u->notified) {
+        u->notified = 1;
+        p->completed[p->ncompleted++] = slot;
+    }
+}
+
+/* Queue a receive for the stream to take; 0, or -1 when out of memory. */
+static int push_recv(ustream *u, int32_t res, int32_t bid)
+{
+    if (u->rq_len == u->rq_cap) {
+        unsigned cap = u->rq_cap ? 2 * u->rq_cap : 4;
+        zs_urecv *grown = malloc(cap * sizeof *grown);
+        if (grown == NULL)
+            return -1;
+        for (unsigned i = 0; i < u->rq_len; i++)
+            grown[i] = u->rq[(u->rq_head + i) & (u->rq_cap - 1)];
+        free(u->rq);
+        u->rq = grown;
+        u->rq_cap = cap;
+        u->rq_head = 0;
+    }
+    u->rq[(u->rq_head + u->rq_len) & (u->rq_cap - 1)] = (zs_urecv){res, bid};
+    u->rq_len++;
+    return 0;
+}
+
+static void stream_cqe(zs_upoll *p, const zs_uring_cqe *c)
+{
+    int slot = (int)((c->user_data >> 2) & 0x3fffffffu);
+    int kind = (int)(c->user_data & 3);
+    uint32_t gen = (uint32_t)(c->user_data >> 32) & GEN_MASK;
+    int32_t bid = c->flags & ZS_CQE_F_BUFFER ? (int32_t)(c->flags >> ZS_CQE_BUFFER_SHIFT) : -1;
+    ustream *u = (size_t)slot < p->nstreams ? &p->streams[slot] : NULL;
+    if (u == NULL || u->fd < 0 || (u->gen & GEN_MASK) != gen) {
+        if (bid >= 0) /* never: a slot is reused only once idle */
+            zs_ustream_put(p, bid);
+        return;
+    }
+    if (kind == US_SEND) {
+        u->send_busy = 0;
+        u->send_done = 1;
+        u->send_res = c->res;
+        p->inflight--;
+        notify(p, slot);
+        return;
+    }
+    if (!(c->flags & ZS_CQE_F_MORE)) {
+        u->recv_armed = 0;
+        u->recv_cancelling = 0;
+        p->inflight--;
+    }
+    if (c->res == -ENOBUFS || c->res == -ECANCELED) {
+        if (bid >= 0)
+            zs_ustream_put(p, bid);
+    } else {
+        if (c->res <= 0)
+            u->recv_ended = 1;
+        if (push_recv(u, c->res, bid) != 0) {
+            /* out of memory: the stream ends with the error */
+            if (bid >= 0)
+                zs_ustream_put(p, bid);
+            u->recv_ended = 1;
+            if (u->rq_len)
+                u->rq[(u->rq_head + u->rq_len - 1) & (u->rq_cap - 1)] = (zs_urecv){-ENOMEM, -1};
+        }
+    }
+    if (!u->recv_armed && u->recv_want && !u->recv_ended)
+        (void)arm_recv(p, slot); /* ended (the buffers ran out, a resume): again */
+    notify(p, slot);
+}
+
+int zs_ustream_open(zs_upoll *p, int fd)
+{
+    if (!p->have_bufs) {
+        if (zs_ubr_init(&p->ring, &p->bufs, USTREAM_BGID, USTREAM_BUFS, USTREAM_BUF_SIZE) != 0)
+            return -1;
+        p->have_bufs = 1;
+    }
+    if (p->nfree == 0) {
+        size_t n = p->nstreams ? 2 * p->nstreams : 64;
+        ustream *grown = realloc(p->streams, n * sizeof *grown);
+        if (grown == NULL)
+            goto nomem;
+        p->streams = grown;
+        int *free_slots = realloc(p->free_slots, n * sizeof *free_slots);
+        if (free_slots == NULL)
+            goto nomem;
+        p->free_slots = free_slots;
+        int *completed = realloc(p->completed, n * sizeof *completed);
+        if (completed == NULL)
+            goto nomem;
+        p->completed = completed;
+        memset(grown + p->nstreams, 0, (n - p->nstreams) * sizeof *grown);
+        for (size_t i = n; i > p->nstreams; i--) {
+            grown[i - 1].fd = -1;
+            p->free_slots[p->nfree++] = (int)(i - 1);
+        }
+        p->nstreams = n;
+    }
+    int slot = p->free_slots[--p->nfree];
+    ustream *u = &p->streams[slot];
+    zs_urecv *rq = u->rq;
+    unsigned rq_cap = u->rq_cap;
+    uint32_t gen = u->gen + 1;
+    memset(u, 0, sizeof *u);
+    u->fd = fd;
+    u->gen = gen;
+    u->rq = rq;
+    u->rq_cap = rq_cap;
+    return slot;
+nomem:
+    errno = ENOMEM;
+    return -1;
+}
+
+int zs_ustream_busy(const zs_upoll *p, int slot)
+{
+    const ustream *u = &p->streams[slot];
+    return u->recv_armed + u->send_busy;
+}
+
+void zs_ustream_release(zs_upoll *p, int slot)
+{
+    ustream *u = &p->streams[slot];
+    zs_urecv got;
+    while (zs_ustream_take(p, slot, &got))
+        if (got.bid >= 0)
+            zs_ustream_put(p, got.bid);
+    u->fd = -1;
+    p->free_slots[p->nfree++] = slot;
+}
+
+int zs_ustream_recv_start(zs_upoll *p, int slot)
+{
+    ustream *u = &p->streams[slot];
+    u->recv_want = 1;
+    if (u->recv_armed || u->recv_ended)
+        return 0; /* (a cancel under way: its end arms the next) */
+    return arm_recv(p, slot);
+}
+
+int zs_ustream_recv_stop(zs_upoll *p, int slot)
+{
+    ustream *u = &p->streams[slot];
+    u->recv_want = 0;
+    if (!u->recv_armed || u->recv_cancelling)
+        return 0;
+    zs_uring_sqe *s = next_sqe(p);
+    if (s == NULL)
+        return -1;
+    zs_prep_cancel(s, stream_op_id(slot, u->gen, US_RECV), UPOLL_CANCEL);
+    s->flags |= ZS_IOSQE_CQE_SKIP_SUCCESS;
+    u->recv_cancelling = 1;
+    return 0;
+}
+
+int zs_ustream_receiving(const zs_upoll *p, int slot)
+{
+    const ustream *u = &p->streams[slot];
+    return u->recv_want && !u->recv_ended;
+}
+
+int zs_ustream_send(zs_upoll *p, int slot, const void *buf, size_t len, int iovcnt)
+{
+    ustream *u = &p->streams[slot];
+    if (iovcnt > 0 && (p->niov + (size_t)iovcnt > USTREAM_IOV_ARENA || p->nmsg == USTREAM_MSG_ARENA)) {
+        int rc = submit_now(p);
+        if (rc < 0) {
+            errno = -rc;
+            return -1;
+        }
+    }
+    zs_uring_sqe *s = next_sqe(p);
+    if (s == NULL)
+        return -1;
+    uint64_t id = stream_op_id(slot, u->gen, US_SEND);
+    if (iovcnt > 0) {
+        struct iovec *iov = &p->iov_arena[p->niov];
+        struct msghdr *msg = &p->msg_arena[p->nmsg++];
+        memcpy(iov, buf, (size_t)iovcnt * sizeof *iov);
+        p->niov += (size_t)iovcnt;
+        memset(msg, 0, sizeof *msg);
+        msg->msg_iov = iov;
+        msg->msg_iovlen = (size_t)iovcnt;
+        zs_prep_sendmsg(s, u->fd, msg, MSG_NOSIGNAL, id);
+    } else {
+        zs_prep_send(s, u->fd, buf, len, MSG_NOSIGNAL, id);
+    }
+    u->send_busy = 1;
+    u->send_done = 0;
+    p->inflight++;
+    return 0;
+}
+
+int zs_ustream_send_cancel(zs_upoll *p, int slot)
+{
+    ustream *u = &p->streams[slot];
+    if (!u->send_busy)
+        return 0;
+    zs_uring_sqe *s = next_sqe(p);
+    if (s == NULL)
+        return -1;
+    zs_prep_cancel(s, stream_op_id(slot, u->gen, US_SEND), UPOLL_CANCEL);
+    s->flags |= ZS_IOSQE_CQE_SKIP_SUCCESS;
+    return 0;
+}
+
+int zs_ustream_send_result(zs_upoll *p, int slot, int32_t *res)
+{
+    ustream *u = &p->streams[slot];
+    if (!u->send_done)
+        return 0;
+    u->send_done = 0;
+    *res = u->send_res;
+    return 1;
+}
+
+int zs_ustream_take(zs_upoll *p, int slot, zs_urecv *out)
+{
+    ustream *u = &p->streams[slot];
+    if (u->rq_len == 0)
+        return 0;
+    *out = u->rq[u->rq_head];
+    u->rq_head = (u->rq_head + 1) & (u->rq_cap - 1);
+    u->rq_len--;
+    return 1;
+}
+
+int zs_ustream_peek(const zs_upoll *p, int slot, zs_urecv *out)
+{
+    const ustream *u = &p->streams[slot];
+    if (u->rq_len == 0)
+        return 0;
+    *out = u->rq[u->rq_head];
+    return 1;
+}
+
+int zs_ustream_pending(const zs_upoll *p, int slot)
+{
+    return (int)p->streams[slot].rq_len;
+}
+
+const char *zs_ustream_data(const zs_upoll *p, int32_t bid)
+{
+    return (const char *)zs_ubr_buf(&p->bufs, (unsigned)bid);
+}
+
+void zs_ustream_put(zs_upoll *p, int32_t bid)
+{
+    zs_ubr_put(&p->bufs, (unsigned)bid);
+    zs_ubr_publish(&p->bufs);
+}
+
+int zs_upoll_completed(const zs_upoll *p, const int **slots)
+{
+    *slots = p->completed;
+    return (int)p->ncompleted;
 }
 
 #else /* not Linux */
@@ -271,5 +647,24 @@ int zs_upoll_wait(zs_upoll *p, zs_event *out, int max, int timeout_ms)
     (void)p; (void)out; (void)max; (void)timeout_ms;
     return -1;
 }
+int zs_ustream_open(zs_upoll *p, int fd) { (void)p; (void)fd; errno = ENOSYS; return -1; }
+int zs_ustream_busy(const zs_upoll *p, int slot) { (void)p; (void)slot; return 0; }
+void zs_ustream_release(zs_upoll *p, int slot) { (void)p; (void)slot; }
+int zs_ustream_recv_start(zs_upoll *p, int slot) { (void)p; (void)slot; return -1; }
+int zs_ustream_recv_stop(zs_upoll *p, int slot) { (void)p; (void)slot; return 0; }
+int zs_ustream_receiving(const zs_upoll *p, int slot) { (void)p; (void)slot; return 0; }
+int zs_ustream_send(zs_upoll *p, int slot, const void *buf, size_t len, int iovcnt)
+{
+    (void)p; (void)slot; (void)buf; (void)len; (void)iovcnt;
+    return -1;
+}
+int zs_ustream_send_cancel(zs_upoll *p, int slot) { (void)p; (void)slot; return 0; }
+int zs_ustream_send_result(zs_upoll *p, int slot, int32_t *res) { (void)p; (void)slot; (void)res; return 0; }
+int zs_ustream_take(zs_upoll *p, int slot, zs_urecv *out) { (void)p; (void)slot; (void)out; return 0; }
+int zs_ustream_peek(const zs_upoll *p, int slot, zs_urecv *out) { (void)p; (void)slot; (void)out; return 0; }
+int zs_ustream_pending(const zs_upoll *p, int slot) { (void)p; (void)slot; return 0; }
+const char *zs_ustream_data(const zs_upoll *p, int32_t bid) { (void)p; (void)bid; return NULL; }
+void zs_ustream_put(zs_upoll *p, int32_t bid) { (void)p; (void)bid; }
+int zs_upoll_completed(const zs_upoll *p, const int **slots) { (void)p; *slots = NULL; return 0; }
 
 #endif

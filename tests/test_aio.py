@@ -1556,6 +1556,7 @@ def test_method_replaced_on_the_instance_takes_effect(loop_factory, name, args):
         replaced.assert_called_once_with(*args)
         # Restored: the transport's own method works again.
         transport.write(b"after")
+        await asyncio.sleep(0)  # (a loop on io_uring sends with its next wait)
         assert peer.recv(16) == b"after"
         transport.close()
         await proto.done
@@ -1572,6 +1573,7 @@ def _writelines_calls_write(factory: Callable[[], asyncio.AbstractEventLoop]) ->
         transport, proto, peer = await _socketpair_transport(loop)
         with mock.patch.object(transport, "write", wraps=transport.write) as write:
             transport.writelines([b"a", b"b"])
+        await asyncio.sleep(0)  # (a loop on io_uring sends with its next wait)
         assert peer.recv(16) == b"ab"
         transport.close()
         await proto.done

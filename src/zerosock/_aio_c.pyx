@@ -9,12 +9,12 @@ import socket
 from zerosock import _aio_shared, _aio_tls_c
 from zerosock._aio_core_c cimport LoopCore
 from zerosock._aio_datagram_c import DatagramSocketTransport
-from zerosock._aio_ring_c import RingSelector
+from zerosock._aio_ring_c import RingSelector, RingTransportCore, ring_of
 from zerosock import _aio_loop_methods_c as loop_methods
 from zerosock._aio_loop_methods_c import bind_loop_methods
 from zerosock._aio_streams_c import adopt_stream_protocol
 from zerosock._aio_tls_c import TLS_ENGINE, new_ssl_protocol
-from zerosock._aio_transport_c import SocketTransport
+from zerosock._aio_transport_c import ReadTarget, SocketTransport, TransportCore
 from zerosock._selectors_c import DefaultSelector
 
 __all__ = ["EventLoop", "EventLoopPolicy", "IO_BACKEND", "IO_BACKEND_REASON", "TLS_ENGINE",
@@ -86,6 +86,8 @@ class EventLoop(asyncio.SelectorEventLoop):
         if selector is None:
             selector = _new_selector(IO_BACKEND)
         super().__init__(selector)
+        # Plain stream transports on an io_uring run on its completions.
+        self._stream_core = TransportCore if ring_of(self) is None else RingTransportCore
         self._core = LoopCore(self)
         self._scheduled = self._core.timers
         bind_loop_methods(self)
@@ -100,7 +102,9 @@ class EventLoop(asyncio.SelectorEventLoop):
                                                   server=server, **_given(context=context))
         self._ensure_fd_no_transport(sock)  # as the stdlib does since 3.12
         adopt_stream_protocol(protocol, self)  # asyncio streams get the C ones
-        return SocketTransport(self, sock, protocol, waiter, extra, server, context)
+        # A protocol that reads the socket itself (TLS) keeps the readiness path.
+        core_type = TransportCore if isinstance(protocol, ReadTarget) else self._stream_core
+        return SocketTransport(self, sock, protocol, waiter, extra, server, context, core_type)
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         if (sock.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)

@@ -1,5 +1,6 @@
 from cpython.object cimport PyObject
 
+from zerosock._aio_ring_c cimport RingPoller
 from zerosock._aio_timers_c cimport TimerHeap
 from zerosock._cpython_c cimport zs_type_memo
 from zerosock._selectors_c cimport Selector
@@ -13,6 +14,7 @@ cdef class LoopCore:
     cdef object ready_append, ready_popleft  # its bound methods
     cdef readonly TimerHeap timers  # the loop's _scheduled
     cdef Selector native          # the loop's selector when it is zerosock's C one
+    cdef RingPoller ring          # its poller when that is an io_uring (completions to run too)
     cdef bint stdlib_time         # the loop's class keeps the stdlib's time()
     cdef double clock_resolution
     # This iteration's I/O handles, then its due timers: owned references in

@@ -16,6 +16,7 @@ from cpython.contextvars cimport PyContext_CopyCurrent
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject, Py_TYPE
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
+from cpython.list cimport PyList_GET_ITEM
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.object cimport PyTypeObject
 
@@ -38,6 +39,7 @@ from zerosock._cpython_c cimport (
     zs_type_unchanged, zs_version_tags_on,
 )
 from zerosock._cpython_c import enabled
+from zerosock._aio_ring_c cimport RingPoller
 from zerosock._aio_transport_c cimport IOHandle
 from zerosock._selectors_c cimport (Selector, zs_event, ZS_EV_HUP, ZS_EV_READ, ZS_EV_WRITE,
                                     ZS_POLLER_EPOLL)
@@ -403,6 +405,8 @@ cdef class LoopCore:
         selector = loop._selector
         if isinstance(selector, Selector) and (<Selector>selector)._native is not None:
             self.native = <Selector>selector
+            if isinstance(self.native._native, RingPoller):
+                self.ring = <RingPoller>self.native._native
 
     def __dealloc__(self):
         self._release_pending(0)
@@ -494,6 +498,7 @@ cdef class LoopCore:
         cdef int ms, n, i, mask
         cdef zs_event ev
         cdef PyObject *found
+        cdef const int *slots
         if sel is None:
             for key, mask in self.loop._selector.select(None if timeout < 0 else timeout):
                 reader, writer = key.data
@@ -523,6 +528,14 @@ cdef class LoopCore:
             if mask & ZS_EV_WRITE:
                 self._collect(<object>PyTuple_GET_ITEM(key, 0),
                               <object>PyTuple_GET_ITEM(data, 1), True)
+        if self.ring is not None:
+            # The streams with completions: their handles run as I/O handles do.
+            n = self.ring.completed(&slots)
+            handles = self.ring.handles
+            for i in range(n):
+                handle = <object>PyList_GET_ITEM(handles, slots[i])
+                if handle is not None:
+                    self._add_pending(handle)
         return 0
 
     cdef int _drop_cancelled_timers(self) except -1:

@@ -1,28 +1,36 @@
 # cython: language_level=3
-"""The event loop's io_uring: readiness of the loop's descriptors through a
-ring (csrc/zs_uring_poll.c), as the poller of a selector, so that the loop
-core, add_reader/add_writer and every transport run on it unchanged; the wait
-takes the loop's timer timeout.  The loop that waits is the only thread that
+"""The event loop's io_uring (csrc/zs_uring_poll.c): readiness of the loop's
+descriptors through a ring, as the poller of a selector, so that the loop
+core, add_reader/add_writer, TLS and datagram transports run on it unchanged;
+and plain stream transports on completions in the same ring -- a multishot
+recv into provided buffers the streams share, sends submitted with the next
+wait -- so that the wait, which takes the loop's timer timeout, is the one
+system call of an iteration.  The loop that waits is the only thread that
 touches it."""
 
+from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport (PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize,
+                           PyBytes_GET_SIZE)
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
 from libc.errno cimport errno
+from libc.stdint cimport int32_t
+from libc.string cimport memcpy
 
+import collections
+import os
+from asyncio.log import logger
+
+from zerosock._aio_transport_c cimport IOHandle, ReadSink, ReadTarget, TransportCore
+from zerosock._buffers cimport zs_borrow_memory
 from zerosock._selectors_c cimport Poller, Selector, zs_event
-from zerosock._shim cimport zs_sock_t
+from zerosock._shim cimport zs_iov_set, zs_iovec, zs_send, zs_sock_t
+from zerosock._wire cimport zs_wire, zs_wire_lend_memory, zs_wire_to_report
 from zerosock._selectors_shared import BaseSelector, CLOSED_MESSAGE
 
-cdef extern from "zs_uring_poll.h" nogil:
-    ctypedef struct zs_upoll:
-        pass
-    zs_upoll *zs_upoll_new(char *reason, size_t reason_len)
-    void zs_upoll_free(zs_upoll *p)
-    int zs_upoll_fileno(const zs_upoll *p)
-    int zs_upoll_add(zs_upoll *p, int fd, int events)
-    int zs_upoll_mod(zs_upoll *p, int fd, int events)
-    int zs_upoll_del(zs_upoll *p, int fd)
-    int zs_upoll_prepare(zs_upoll *p)
-    int zs_upoll_wait(zs_upoll *p, zs_event *out, int max, int timeout_ms)
+cdef enum:
+    MAX_IOV = 64              # chunks per send
+    MAX_SEND = 1 << 30        # bytes per send (the submission's length is 32 bits)
+    MAX_COALESCE = 64         # receives joined into one data_received()
 
 
 cdef int _raise_errno() except -1:
@@ -30,15 +38,20 @@ cdef int _raise_errno() except -1:
     return -1
 
 
-cdef class RingPoller(Poller):
-    """A ring's readiness, behind the Poller interface of the C selectors."""
+cdef object _os_error(int err):
+    # OSError(errno, text) is the subclass the socket module would raise.
+    return OSError(err, os.strerror(err))
 
-    cdef zs_upoll *ring
-    cdef int count  # descriptors registered
+
+cdef class RingPoller(Poller):
+    """A ring's readiness and its streams' completions, behind the Poller
+    interface of the C selectors."""
 
     def __init__(self):
         cdef char reason[512]
         reason[0] = 0
+        self.handles = []
+        self.flushes = []
         self.ring = zs_upoll_new(reason, sizeof(reason))
         if self.ring == NULL:
             raise OSError(errno, reason.decode())
@@ -57,9 +70,17 @@ cdef class RingPoller(Poller):
         return zs_upoll_fileno(self.ring)
 
     def close(self):
-        """Release the ring (the kernel cancels what is in flight); idempotent."""
-        zs_upoll_free(self.ring)
-        self.ring = NULL
+        """Release the ring, once the writes queued are submitted and every
+        stream operation has ended (the kernel may write into the provided
+        buffers and read what sends were given until then); idempotent."""
+        if self.ring == NULL:
+            return
+        try:
+            self.flush_writes()
+        finally:
+            zs_upoll_free(self.ring)
+            self.ring = NULL
+            self.handles = []  # (what sends were given may go only now)
 
     cdef int add(self, zs_sock_t fd, int events) except -1:
         if self.ring == NULL:
@@ -81,14 +102,29 @@ cdef class RingPoller(Poller):
             zs_upoll_del(self.ring, <int>fd)
             self.count -= 1
 
+    cdef int completed(self, const int **slots) noexcept:
+        return zs_upoll_completed(self.ring, slots)
+
+    cdef int flush_writes(self) except -1:
+        """Submit the sends of the streams that wrote since the last wait."""
+        cdef list flushes = self.flushes
+        if not flushes:
+            return 0
+        self.flushes = []
+        for core in flushes:
+            (<RingTransportCore>core).flush()
+        return 0
+
     cdef int wait(self, int timeout_ms) except -1:
-        """Arm what is due, wait up to ``timeout_ms`` (-1: no limit) in one
-        system call; the ready events land in ``self.ready``."""
+        """Submit what is due, wait up to ``timeout_ms`` (-1: no limit) in one
+        system call; the ready events land in ``self.ready``, the streams
+        with completions in the ring's list (zs_upoll_completed)."""
         cdef int cap = self.count if self.count > 0 else 1
         cdef int n
         if self.ring == NULL:
             raise ValueError(CLOSED_MESSAGE)
         self.begin_wait(cap)
+        self.flush_writes()
         if zs_upoll_prepare(self.ring) < 0:
             _raise_errno()
         self.waiting = True
@@ -115,3 +151,478 @@ class RingSelector(Selector, BaseSelector):
     def fileno(self):
         """The ring's descriptor."""
         return self._fileno()
+
+
+# -- stream transports on completions ---------------------------------------------------
+
+def ring_of(loop):
+    """The RingPoller a loop polls with, or None."""
+    selector = loop._selector
+    if isinstance(selector, Selector):
+        native = (<Selector>selector)._native
+        if isinstance(native, RingPoller):
+            return native
+    return None
+
+
+cdef class RingTransportCore(TransportCore):
+    """A stream transport's core on a ring's completions: the stdlib's
+    selector transport semantics, reads delivered from a multishot recv,
+    writes queued and submitted with the loop's next wait, one send in
+    flight at a time (its bytes held until it completes).  The transport's
+    connection_lost comes only once the kernel has finished every operation
+    of it; its slot, and so a completion of it, never reaches a later
+    transport on the same descriptor."""
+
+    def __init__(self, owner, loop, sock, protocol, waiter=None, extra=None, server=None,
+                 context=None):
+        cdef RingPoller ring = ring_of(loop)
+        cdef int slot
+        self.slot = -1
+        if ring is None or ring.ring == NULL:
+            raise ValueError("the loop does not poll with an open ring")
+        slot = zs_ustream_open(ring.ring, sock.fileno())
+        if slot < 0:
+            _raise_errno()
+        self.ring = ring
+        self.slot = slot
+        try:
+            TransportCore.__init__(self, owner, loop, sock, protocol, waiter, extra, server,
+                                   context)
+            self.handle = IOHandle(self, False)
+        except BaseException:
+            zs_ustream_release(ring.ring, slot)
+            self.slot = -1
+            raise
+        while len(ring.handles) <= slot:
+            ring.handles.append(None)
+        ring.handles[slot] = self.handle
+
+    cdef bint _ring_open(self):
+        return self.slot >= 0 and self.ring.ring != NULL
+
+    def _describe(self, name):
+        info = [name]
+        if self._sock is None:
+            info.append("closed")
+        elif self._closing:
+            info.append("closing")
+        info.append(f"fd={self._sock_fd}")
+        if self._loop is not None and not self._loop.is_closed():
+            receiving = self._ring_open() and zs_ustream_receiving(self.ring.ring, self.slot)
+            info.append("read=polling" if receiving else "read=idle")
+            state = "polling" if self._buffer_size else "idle"
+            info.append(f"write=<{state}, bufsize={self._buffer_size}>")
+        return "<{}>".format(" ".join(info))
+
+    # -- reading ------------------------------------------------------------------
+
+    def _start_reading(self):
+        if self._closing or self._paused:
+            return
+        self._loop._check_closed()
+        if self._ring_open() and zs_ustream_recv_start(self.ring.ring, self.slot) < 0:
+            _raise_errno()
+
+    cdef bint _reading_stopped(self):
+        return self._paused or self._closing or self._conn_lost != 0
+
+    def pause_reading(self):
+        if self._closing or self._paused:
+            return
+        self._paused = True
+        # What the cancelled recv had received still arrives: it is held, in order.
+        if self._ring_open() and zs_ustream_recv_stop(self.ring.ring, self.slot) < 0:
+            _raise_errno()
+        if self._loop.get_debug():
+            logger.debug("%r pauses reading", self.owner)
+
+    def resume_reading(self):
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self._start_reading()
+        if self.held or (self._ring_open() and zs_ustream_pending(self.ring.ring, self.slot)):
+            # What was held is delivered by the loop, as a read would be.
+            self._loop.call_soon(self._read_ready, context=self._context)
+        if self._loop.get_debug():
+            logger.debug("%r resumes reading", self.owner)
+
+    cdef int read_ready(self) except -1:
+        """The stream's completions: the send's, then what was received."""
+        cdef int32_t res
+        if not self._ring_open():
+            return 0
+        if zs_ustream_send_result(self.ring.ring, self.slot, &res):
+            self._sent(res)
+        self._deliver()
+        self._lose_if_idle()
+        if self.release_pending and not zs_ustream_busy(self.ring.ring, self.slot):
+            self.release_pending = False
+            self._release()
+        return 0
+
+    cdef int _deliver(self) except -1:
+        cdef zs_urecv got, nxt
+        cdef zs_urecv parts[MAX_COALESCE]
+        cdef int count, i
+        cdef Py_ssize_t total, offset
+        cdef const char *ptr
+        cdef zs_upoll *ring
+        # What was held first, in order.
+        while self.held and not self._reading_stopped():
+            item = self.held.popleft()
+            if PyBytes_CheckExact(item):
+                self._give(PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item))
+            else:
+                self._end(item)
+        item = None
+        if self._closing or self._conn_lost:
+            return self._drop_received()
+        while self._ring_open():
+            ring = self.ring.ring
+            if not zs_ustream_take(ring, self.slot, &got):
+                break
+            if self._closing or self._conn_lost:
+                if got.bid >= 0:
+                    zs_ustream_put(ring, got.bid)
+                continue
+            if got.res <= 0:
+                if self._paused or self.held:
+                    self._hold(got.res)
+                else:
+                    self._end(got.res)
+                continue
+            ptr = zs_ustream_data(ring, got.bid)
+            if self._paused or self.held:
+                try:
+                    self._hold(PyBytes_FromStringAndSize(ptr, got.res))
+                finally:
+                    zs_ustream_put(ring, got.bid)
+                continue
+            if (self._sink is None and self._target is None and not self._buffered
+                    and zs_ustream_peek(ring, self.slot, &nxt) and nxt.res > 0):
+                # A plain Protocol gets what arrived together in one call.
+                parts[0] = got
+                count = 1
+                total = got.res
+                while (count < MAX_COALESCE and zs_ustream_peek(ring, self.slot, &nxt)
+                       and nxt.res > 0):
+                    zs_ustream_take(ring, self.slot, &parts[count])
+                    total += nxt.res
+                    count += 1
+                try:
+                    data = PyBytes_FromStringAndSize(NULL, total)
+                    offset = 0
+                    for i in range(count):
+                        memcpy(PyBytes_AS_STRING(data) + offset,
+                               zs_ustream_data(ring, parts[i].bid), parts[i].res)
+                        offset += parts[i].res
+                finally:
+                    for i in range(count):
+                        zs_ustream_put(ring, parts[i].bid)
+                self._give_data(data)
+                data = None
+                continue
+            try:
+                self._give(ptr, got.res)
+            finally:
+                # (the ring cannot have been freed: the loop is running)
+                zs_ustream_put(ring, got.bid)
+        return 0
+
+    cdef int _hold(self, object item) except -1:
+        if self.held is None:
+            self.held = collections.deque()
+        self.held.append(item)
+        return 0
+
+    cdef int _drop_received(self) except -1:
+        cdef zs_urecv got
+        self.held = None
+        if self._ring_open():
+            while zs_ustream_take(self.ring.ring, self.slot, &got):
+                if got.bid >= 0:
+                    zs_ustream_put(self.ring.ring, got.bid)
+        return 0
+
+    cdef int _end(self, int32_t res) except -1:
+        if res == 0:
+            return self._on_eof()
+        self._fatal_error(_os_error(-res), "Fatal read error on socket transport")
+        return 0
+
+    cdef int _give(self, const char *ptr, Py_ssize_t n) except -1:
+        """Hand ``n`` received bytes to the protocol as its kind takes them;
+        what it cannot take now (it paused reading midway) is held."""
+        cdef ReadSink sink
+        cdef ReadTarget target
+        cdef zs_wire wire
+        cdef Py_buffer view
+        cdef char *dest
+        cdef Py_ssize_t room, k
+        cdef bint borrowed
+        if self._sink is not None:
+            sink = self._sink  # held: feeding may run Python code that resets _sink
+            try:
+                sink.feed(ptr, n)
+            except BaseException as exc:
+                return self._failed(exc, "Fatal error: protocol.data_received() call failed.")
+            return 0
+        if self._target is not None:
+            target = self._target
+            zs_wire_lend_memory(&wire, ptr, <size_t>n)
+            try:
+                target.wire_readable(&wire)
+            except BaseException as exc:
+                return self._failed(exc, "Fatal error: protocol.buffer_updated() call failed.")
+            if wire.mem_len and not (self._closing or self._conn_lost):
+                self._hold(PyBytes_FromStringAndSize(wire.mem, <Py_ssize_t>wire.mem_len))
+            return 0
+        if not self._buffered:
+            return self._give_bytes(ptr, n)
+        while n > 0:
+            if self._reading_stopped():
+                if self._paused and not (self._closing or self._conn_lost):
+                    self._hold(PyBytes_FromStringAndSize(ptr, n))
+                return 0
+            try:
+                get_buffer = self._get_buffer
+                if get_buffer is None:
+                    get_buffer = self._protocol.get_buffer
+                buf = get_buffer(-1)
+                borrowed = zs_borrow_memory(buf, True, &dest, &room)
+                if not (room if borrowed else len(buf)):
+                    raise RuntimeError("get_buffer() returned an empty buffer")
+            except BaseException as exc:
+                return self._failed(exc, "Fatal error: protocol.get_buffer() call failed.")
+            if not borrowed:
+                try:
+                    PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
+                except BaseException as exc:
+                    return self._failed(exc, "Fatal read error on socket transport", TypeError(
+                        f"recv_into() argument 'buffer' must be read-write bytes-like object, "
+                        f"not {type(buf).__name__}"))
+                dest = <char *>view.buf
+                room = view.len
+            k = n if n < room else room
+            memcpy(dest, ptr, k)
+            if not borrowed:
+                PyBuffer_Release(&view)
+            buf = None
+            ptr += k
+            n -= k
+            try:
+                buffer_updated = self._buffer_updated
+                if buffer_updated is None:
+                    buffer_updated = self._protocol.buffer_updated
+                buffer_updated(k)
+            except BaseException as exc:
+                return self._failed(exc, "Fatal error: protocol.buffer_updated() call failed.")
+        return 0
+
+    cdef int _give_bytes(self, const char *ptr, Py_ssize_t n) except -1:
+        return self._give_data(PyBytes_FromStringAndSize(ptr, n))
+
+    cdef int _give_data(self, object data) except -1:
+        try:
+            data_received = self._data_received
+            if data_received is None:
+                data_received = self._protocol.data_received
+            data_received(data)
+        except BaseException as exc:
+            return self._failed(exc, "Fatal error: protocol.data_received() call failed.")
+        return 0
+
+    # -- writing ------------------------------------------------------------------
+
+    cdef object _send_now(self, const char *ptr, Py_ssize_t length, object data):
+        """Nothing goes out now: the send is submitted with the next wait.
+        What to queue: ``data`` itself when it is bytes (immutable), else a copy."""
+        if self._conn_lost:
+            return TransportCore._send_now(self, ptr, length, data)
+        if self._closing:
+            # As the stdlib's, whose write before close() went out at once
+            # and whose close() then counts the connection lost: ignored.
+            return None
+        if (data is not None and PyBytes_CheckExact(data) and PyBytes_GET_SIZE(data) == length
+                and PyBytes_AS_STRING(data) == ptr):
+            return data
+        return PyBytes_FromStringAndSize(ptr, length)
+
+    cdef int _queue_rest(self, object rest) except -1:
+        if self._queue is None:
+            self._queue = collections.deque()
+        self._queue.append(rest)
+        self._buffer_size += PyBytes_GET_SIZE(rest)
+        if not self.flushing and not self.in_flight and self._ring_open():
+            self.flushing = True
+            self.ring.flushes.append(self)
+        self._pause_check()
+        return 0
+
+    cdef int flush(self) except -1:
+        """Submit a send of what is queued (the chunks stay in the queue,
+        alive, until its completion)."""
+        cdef zs_iovec iov[MAX_IOV]
+        cdef int count = 0, rc
+        cdef Py_ssize_t offset = self._head_offset, size, total = 0
+        cdef const char *first = NULL
+        self.flushing = False
+        if not self._ring_open() or self.in_flight or not self._buffer_size or self._conn_lost:
+            return 0
+        for chunk in self._queue:
+            size = PyBytes_GET_SIZE(chunk) - offset
+            if total + size > MAX_SEND:
+                size = MAX_SEND - total
+            if count == 0:
+                first = PyBytes_AS_STRING(chunk) + offset
+            zs_iov_set(&iov[count], PyBytes_AS_STRING(chunk) + offset, <size_t>size)
+            total += size
+            offset = 0
+            count += 1
+            if count == MAX_IOV or total == MAX_SEND:
+                break
+        chunk = None
+        if count == 1:
+            rc = zs_ustream_send(self.ring.ring, self.slot, first, <size_t>total, 0)
+        else:
+            rc = zs_ustream_send(self.ring.ring, self.slot, iov, <size_t>total, count)
+        if rc < 0:
+            exc = _os_error(errno)
+            self._clear_queue()
+            self._fatal_error(exc, "Fatal write error on socket transport")
+            return 0
+        self.in_flight = total
+        return 0
+
+    cdef int _sent(self, int32_t res) except -1:
+        """A send completed: what the stdlib's _write_ready does after its send."""
+        self.in_flight = 0
+        self.kept = None
+        if self._conn_lost:
+            return 0  # aborted: the queue is gone
+        if res < 0:
+            exc = _os_error(-res)
+            self._clear_queue()
+            self._fatal_error(exc, "Fatal write error on socket transport")
+            if self._empty_waiter is not None:
+                self._empty_waiter.set_exception(exc)
+            return 0
+        self._consume(res)
+        self._resume_check()  # may write more
+        if self._buffer_size:
+            if not self.flushing and self._ring_open():  # the rest, or what came meanwhile
+                self.flushing = True
+                self.ring.flushes.append(self)
+            return 0
+        self._queue = None  # an idle connection holds no queue
+        if self._conn_lost:
+            return 0
+        if self._empty_waiter is not None:
+            self._empty_waiter.set_result(None)
+        if self._closing:
+            self._conn_lost += 1
+            self._lose(None)
+        elif self._eof:
+            self._sock.shutdown(socket_SHUT_WR)
+        return 0
+
+    # -- closing --------------------------------------------------------------------
+
+    def close(self):
+        if self._closing:
+            return
+        self._closing = True
+        if self._ring_open() and zs_ustream_recv_stop(self.ring.ring, self.slot) < 0:
+            _raise_errno()
+        self._drop_received()
+        if not self._buffer_size:
+            self._conn_lost += 1
+            self._lose(None)
+
+    cdef bint _drop_queued(self) except -1:
+        if not self._buffer_size:
+            return False
+        if self.in_flight:
+            self.kept = self._queue  # the kernel reads its head until the send completes
+        self._clear_queue()
+        return True
+
+    cdef int _send_at_once(self) except -1:
+        """What the socket takes now of what is queued and not submitted: the
+        stdlib's transport sent it at write(), so that an abort or a fatal
+        error after a write drops only what the kernel had no room for."""
+        cdef long n
+        if self.in_flight or not self._buffer_size or not self._ring_open():
+            return 0
+        while self._queue:
+            chunk = self._queue[0]
+            n = zs_send(self._fd, PyBytes_AS_STRING(chunk) + self._head_offset,
+                        <size_t>(PyBytes_GET_SIZE(chunk) - self._head_offset), 0)
+            if n <= 0:
+                break
+            self._consume(n)
+        return 0
+
+    def _force_close(self, exc):
+        if self._conn_lost:
+            return
+        self._send_at_once()
+        self._drop_queued()
+        self._closing = True
+        if self._ring_open():
+            if zs_ustream_recv_stop(self.ring.ring, self.slot) < 0:
+                _raise_errno()
+            if zs_ustream_send_cancel(self.ring.ring, self.slot) < 0:
+                _raise_errno()
+        self._drop_received()
+        self._conn_lost += 1
+        self._lose(exc)
+
+    cdef int _lose(self, object exc) except -1:
+        """connection_lost(exc), once nothing of this stream is in flight."""
+        self.lost_exc = exc
+        self.lose_pending = True
+        return self._lose_if_idle()
+
+    cdef int _lose_if_idle(self) except -1:
+        if not self.lose_pending:
+            return 0
+        if self._ring_open() and zs_ustream_busy(self.ring.ring, self.slot):
+            return 0
+        self.lose_pending = False
+        exc = self.lost_exc
+        self.lost_exc = None
+        self._loop.call_soon(self._call_connection_lost, exc, context=self._context)
+        return 0
+
+    def _call_connection_lost(self, exc):
+        try:
+            TransportCore._call_connection_lost(self, exc)
+        finally:
+            self._release()
+
+    cdef int _release(self) except -1:
+        """Give the slot back: now if nothing is in flight, else once the
+        cancelled operations have ended (the socket is closed meanwhile: the
+        ring holds its file, and the slot's generation keeps their
+        completions from a later stream on the same descriptor)."""
+        self.held = None
+        if not self._ring_open():
+            self.slot = -1
+            return 0
+        if zs_ustream_busy(self.ring.ring, self.slot):
+            zs_ustream_recv_stop(self.ring.ring, self.slot)
+            zs_ustream_send_cancel(self.ring.ring, self.slot)
+            self.release_pending = True
+            return 0
+        zs_ustream_release(self.ring.ring, self.slot)
+        self.ring.handles[self.slot] = None
+        self.slot = -1
+        self.kept = None
+        return 0
+
+
+import socket as _socket
+cdef object socket_SHUT_WR = _socket.SHUT_WR

@@ -1062,8 +1062,11 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
     max_size = READ_CHUNK
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None, context=None):
-        self._core = TransportCore(self, loop, sock, protocol, waiter, extra, server, context)
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None, context=None,
+                 core_type=TransportCore):
+        # ``core_type``: a TransportCore subclass doing the I/O another way
+        # (the io_uring loop's completions, zerosock._aio_ring_c).
+        self._core = core_type(self, loop, sock, protocol, waiter, extra, server, context)
 
     write = c_method(<void *>_write, METH_O,
                      b"write($self, data, /)\n--\n\n"

@@ -35,6 +35,7 @@ _HTTP = ("http",)
 _WITH_TLS = SOCKET_WORKLOADS + ("tls",) + _SCALE
 _TLS = ("tls",) + _SCALE
 _PURE_PYTHON = (("ZEROSOCK_PURE_PYTHON", "1"),)
+_URING = (("ZEROSOCK_AIO_IO", "uring"),)
 _AIOHTTP = ("aiohttp",)
 _UVICORN = ("uvicorn", "httptools")
 
@@ -85,6 +86,15 @@ CONTENDERS: Dict[str, Contender] = {c.name: c for c in (
               requires=("zerosock.aio",)),
     Contender("zerosock-aio-streams", "zerosock", "streams", "zerosock.aio loop, streams", _TCP,
               requires=("zerosock.aio",)),
+    Contender("zerosock-aio-uring-proto", "zerosock", "proto",
+              "zerosock.aio loop on io_uring completions, Protocol", _TCP,
+              requires=("zerosock.aio",), env=_URING),
+    Contender("zerosock-aio-uring-buffered", "zerosock", "buffered",
+              "zerosock.aio loop on io_uring completions, BufferedProtocol", ("echo", "stream"),
+              requires=("zerosock.aio",), env=_URING),
+    Contender("zerosock-aio-uring-streams", "zerosock", "streams",
+              "zerosock.aio loop on io_uring completions, streams", _TCP,
+              requires=("zerosock.aio",), env=_URING),
     Contender("zerosock-aio-py-proto", "zerosock", "proto",
               "zerosock.aio on its pure-Python backend, Protocol", _SCALE,
               requires=("zerosock.aio",), env=_PURE_PYTHON),

@@ -1,0 +1,74 @@
+from libc.stdint cimport int32_t
+
+from zerosock._aio_transport_c cimport TransportCore
+from zerosock._selectors_c cimport Poller, zs_event
+
+cdef extern from "zs_uring_poll.h" nogil:
+    ctypedef struct zs_upoll:
+        pass
+    ctypedef struct zs_urecv:
+        int32_t res
+        int32_t bid
+    zs_upoll *zs_upoll_new(char *reason, size_t reason_len)
+    void zs_upoll_free(zs_upoll *p)
+    int zs_upoll_fileno(const zs_upoll *p)
+    int zs_upoll_add(zs_upoll *p, int fd, int events)
+    int zs_upoll_mod(zs_upoll *p, int fd, int events)
+    int zs_upoll_del(zs_upoll *p, int fd)
+    int zs_upoll_prepare(zs_upoll *p)
+    int zs_upoll_wait(zs_upoll *p, zs_event *out, int max, int timeout_ms)
+    int zs_ustream_open(zs_upoll *p, int fd)
+    int zs_ustream_busy(const zs_upoll *p, int slot)
+    void zs_ustream_release(zs_upoll *p, int slot)
+    int zs_ustream_recv_start(zs_upoll *p, int slot)
+    int zs_ustream_recv_stop(zs_upoll *p, int slot)
+    int zs_ustream_receiving(const zs_upoll *p, int slot)
+    int zs_ustream_send(zs_upoll *p, int slot, const void *buf, size_t len, int iovcnt)
+    int zs_ustream_send_cancel(zs_upoll *p, int slot)
+    int zs_ustream_send_result(zs_upoll *p, int slot, int32_t *res)
+    int zs_ustream_take(zs_upoll *p, int slot, zs_urecv *out)
+    int zs_ustream_peek(const zs_upoll *p, int slot, zs_urecv *out)
+    int zs_ustream_pending(const zs_upoll *p, int slot)
+    const char *zs_ustream_data(const zs_upoll *p, int32_t bid)
+    void zs_ustream_put(zs_upoll *p, int32_t bid)
+    int zs_upoll_completed(const zs_upoll *p, const int **slots)
+
+
+cdef class RingPoller(Poller):
+    cdef zs_upoll *ring
+    cdef int count             # descriptors registered for readiness
+    cdef list handles          # by stream slot: the IOHandle that runs its completions
+    cdef list flushes          # stream cores whose queued writes go with the next wait
+    cdef int flush_writes(self) except -1
+    # The stream slots with completions in the last wait (for the loop core,
+    # which does not link the ring's C).
+    cdef int completed(self, const int **slots) noexcept
+
+
+cdef class RingTransportCore(TransportCore):
+    cdef RingPoller ring
+    cdef int slot                  # the ring's stream slot, -1 once released
+    cdef object handle             # the IOHandle in the ring's handles
+    cdef object held               # a deque of what was received while paused: bytes, or an end (0 or -errno)
+    cdef bint flushing             # in the ring's flushes
+    cdef Py_ssize_t in_flight      # bytes of the send in flight
+    cdef object kept               # a dropped queue whose send is still in flight
+    cdef bint lose_pending         # connection_lost waits for the kernel to finish
+    cdef bint release_pending      # the slot goes once nothing is in flight
+    cdef object lost_exc
+
+    cdef bint _ring_open(self)
+    cdef int flush(self) except -1
+    cdef int _sent(self, int32_t res) except -1
+    cdef int _deliver(self) except -1
+    cdef int _give(self, const char *ptr, Py_ssize_t n) except -1
+    cdef int _give_bytes(self, const char *ptr, Py_ssize_t n) except -1
+    cdef int _give_data(self, object data) except -1
+    cdef int _hold(self, object item) except -1
+    cdef int _end(self, int32_t res) except -1
+    cdef bint _reading_stopped(self)
+    cdef int _drop_received(self) except -1
+    cdef int _send_at_once(self) except -1
+    cdef int _lose(self, object exc) except -1
+    cdef int _lose_if_idle(self) except -1
+    cdef int _release(self) except -1
