@@ -621,6 +621,11 @@ void zs_ustream_put(zs_upoll *p, int32_t bid)
     zs_ubr_publish(&p->bufs);
 }
 
+int zs_upoll_submit(zs_upoll *p)
+{
+    return submit_now(p);
+}
+
 int zs_upoll_completed(const zs_upoll *p, const int **slots)
 {
     *slots = p->completed;
@@ -665,6 +670,7 @@ int zs_ustream_peek(const zs_upoll *p, int slot, zs_urecv *out) { (void)p; (void
 int zs_ustream_pending(const zs_upoll *p, int slot) { (void)p; (void)slot; return 0; }
 const char *zs_ustream_data(const zs_upoll *p, int32_t bid) { (void)p; (void)bid; return NULL; }
 void zs_ustream_put(zs_upoll *p, int32_t bid) { (void)p; (void)bid; }
+int zs_upoll_submit(zs_upoll *p) { (void)p; return -ENOSYS; }
 int zs_upoll_completed(const zs_upoll *p, const int **slots) { (void)p; *slots = NULL; return 0; }
 
 #endif

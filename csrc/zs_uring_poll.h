@@ -75,6 +75,8 @@ int zs_ustream_peek(const zs_upoll *p, int slot, zs_urecv *out);
 int zs_ustream_pending(const zs_upoll *p, int slot);
 const char *zs_ustream_data(const zs_upoll *p, int32_t bid);
 void zs_ustream_put(zs_upoll *p, int32_t bid);
+/* Hand the kernel what is queued now, without waiting: 0, or a negative errno. */
+int zs_upoll_submit(zs_upoll *p);
 /* The slots that had completions in the last wait, valid until the next one. */
 int zs_upoll_completed(const zs_upoll *p, const int **slots);
 

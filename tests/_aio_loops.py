@@ -34,3 +34,14 @@ def fastpath_on(name: str) -> bool:
     in this run (ZEROSOCK_CPYTHON_FASTPATHS may turn it off)."""
     from zerosock import _cpython_c
     return bool(_cpython_c.fastpaths()[name]["on"])
+
+
+def on_readiness(factory: Callable[[], asyncio.AbstractEventLoop]) -> Callable[[], asyncio.AbstractEventLoop]:
+    """``factory``, but a zerosock loop on readiness (epoll) whatever
+    ZEROSOCK_AIO_IO asks: for tests that pin, read for read and iteration for
+    iteration, the stdlib's order of socket reads and writes.  A loop on
+    io_uring completions hands over what arrived together in one call and
+    sends with its next wait (docs/architecture.md); its own tests cover it."""
+    if getattr(factory, "__module__", "").startswith("zerosock."):
+        return lambda: factory(io="epoll")  # type: ignore[call-arg]
+    return factory

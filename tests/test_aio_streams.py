@@ -388,6 +388,16 @@ def test_set_exception_wakes_a_pending_read(loop_factory):
     run(loop_factory, main())
 
 
+async def _sent(writer: asyncio.StreamWriter) -> None:
+    """Until the transport has handed everything to the kernel: a loop on
+    io_uring sends with its next wait, not inside write()."""
+    for _ in range(1000):
+        if not writer.transport.get_write_buffer_size():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the transport never sent what was written")
+
+
 def test_writer_api(loop_factory):
     async def main() -> None:
         async with _connected() as (reader, writer, peer):
@@ -399,6 +409,7 @@ def test_writer_api(loop_factory):
             writer.writelines([b"two ", bytearray(b"three")])
             await writer.drain()
             writer.write_eof()
+            await _sent(writer)
             data = b""
             while len(data) < 13:
                 data += peer.recv(100)
@@ -775,6 +786,7 @@ def test_the_c_writer_and_protocol_classes_construct_as_the_stdlibs(c_backend):
                 writer.transport, protocol, reader)
             made.write(b"built")
             await made.drain()
+            await _sent(made)
             assert peer.recv(10) == b"built"
 
     run(c_backend.aio.new_event_loop, main())

@@ -15,7 +15,7 @@ import threading
 from typing import Any, Callable, List
 
 import pytest
-from _aio_loops import TIMEOUT, fastpath_on, stdlib_loop
+from _aio_loops import TIMEOUT, fastpath_on, on_readiness, stdlib_loop
 
 from zerosock import _compat
 
@@ -94,7 +94,7 @@ async def _large_write(log: List[Any]) -> None:
 
 
 def test_the_rest_of_a_long_write_is_read_when_the_stdlib_reads_it(loop_factory):
-    log = _same_as_stock(loop_factory, _large_write)
+    log = _same_as_stock(on_readiness(loop_factory), _large_write)
     assert ("got", 262_144, (0, False)) in log
 
 
@@ -123,7 +123,7 @@ async def _data_then_end(log: List[Any]) -> None:
 
 
 def test_an_end_that_came_with_the_data_is_seen_when_the_stdlib_sees_it(loop_factory):
-    log = _same_as_stock(loop_factory, _data_then_end)
+    log = _same_as_stock(on_readiness(loop_factory), _data_then_end)
     assert ("got", b"", (0, True)) in log
 
 
@@ -160,7 +160,7 @@ async def _reset_after_data(log: List[Any]) -> None:
 
 
 def test_a_reset_that_came_after_the_data_is_seen_when_the_stdlib_sees_it(loop_factory):
-    log = _same_as_stock(loop_factory, _reset_after_data)
+    log = _same_as_stock(on_readiness(loop_factory), _reset_after_data)
     assert log[0][:2] == ("got", b"hello")
 
 
@@ -254,7 +254,7 @@ async def _paused_writer(log: List[Any]) -> None:
 
 
 def test_a_paused_writer_resumed_by_a_reader_of_the_same_loop(loop_factory):
-    log = _same_as_stock(loop_factory, _paused_writer)
+    log = _same_as_stock(on_readiness(loop_factory), _paused_writer)
     assert ("writer", "resume_writing") in log
 
 

@@ -16,7 +16,6 @@ from cpython.contextvars cimport PyContext_CopyCurrent
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject, Py_TYPE
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
-from cpython.list cimport PyList_GET_ITEM
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.object cimport PyTypeObject
 
@@ -531,9 +530,8 @@ cdef class LoopCore:
         if self.ring is not None:
             # The streams with completions: their handles run as I/O handles do.
             n = self.ring.completed(&slots)
-            handles = self.ring.handles
             for i in range(n):
-                handle = <object>PyList_GET_ITEM(handles, slots[i])
+                handle = self.ring.handle_to_run(slots[i])
                 if handle is not None:
                     self._add_pending(handle)
         return 0

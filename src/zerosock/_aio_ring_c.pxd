@@ -32,6 +32,7 @@ cdef extern from "zs_uring_poll.h" nogil:
     const char *zs_ustream_data(const zs_upoll *p, int32_t bid)
     void zs_ustream_put(zs_upoll *p, int32_t bid)
     int zs_upoll_completed(const zs_upoll *p, const int **slots)
+    int zs_upoll_submit(zs_upoll *p)
 
 
 cdef class RingPoller(Poller):
@@ -43,6 +44,7 @@ cdef class RingPoller(Poller):
     # The stream slots with completions in the last wait (for the loop core,
     # which does not link the ring's C).
     cdef int completed(self, const int **slots) noexcept
+    cdef object handle_to_run(self, int slot)
 
 
 cdef class RingTransportCore(TransportCore):
@@ -52,13 +54,16 @@ cdef class RingTransportCore(TransportCore):
     cdef object held               # a deque of what was received while paused: bytes, or an end (0 or -errno)
     cdef bint flushing             # in the ring's flushes
     cdef Py_ssize_t in_flight      # bytes of the send in flight
+    cdef object head               # the first chunk queued (the rest in _queue): most writes need no deque
     cdef object kept               # a dropped queue whose send is still in flight
-    cdef bint lose_pending         # connection_lost waits for the kernel to finish
     cdef bint release_pending      # the slot goes once nothing is in flight
-    cdef object lost_exc
+    cdef bint send_result_taken    # settle_send took a send's result for _sent
+    cdef int32_t taken_res
 
-    cdef bint _ring_open(self)
+    cdef inline bint _ring_open(self):
+        return self.slot >= 0 and self.ring.ring != NULL
     cdef int flush(self) except -1
+    cdef bint settle_send(self) except -1
     cdef int _sent(self, int32_t res) except -1
     cdef int _deliver(self) except -1
     cdef int _give(self, const char *ptr, Py_ssize_t n) except -1
@@ -70,5 +75,4 @@ cdef class RingTransportCore(TransportCore):
     cdef int _drop_received(self) except -1
     cdef int _send_at_once(self) except -1
     cdef int _lose(self, object exc) except -1
-    cdef int _lose_if_idle(self) except -1
     cdef int _release(self) except -1

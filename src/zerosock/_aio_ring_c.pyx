@@ -12,6 +12,7 @@ from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport (PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize,
                            PyBytes_GET_SIZE)
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
+from cpython.list cimport PyList_GET_ITEM
 from libc.errno cimport errno
 from libc.stdint cimport int32_t
 from libc.string cimport memcpy
@@ -31,6 +32,7 @@ cdef enum:
     MAX_IOV = 64              # chunks per send
     MAX_SEND = 1 << 30        # bytes per send (the submission's length is 32 bits)
     MAX_COALESCE = 64         # receives joined into one data_received()
+    READ_CHUNK = 256 * 1024   # at most what one stdlib read hands a Protocol
 
 
 cdef int _raise_errno() except -1:
@@ -104,6 +106,18 @@ cdef class RingPoller(Poller):
 
     cdef int completed(self, const int **slots) noexcept:
         return zs_upoll_completed(self.ring, slots)
+
+    cdef object handle_to_run(self, int slot):
+        """The IOHandle to run for a stream's completions, or None when
+        there is nothing it must do (a send completed whole and nothing
+        waits on it: settled here, running no Python code)."""
+        handle = <object>PyList_GET_ITEM(self.handles, slot)
+        if handle is None:
+            return None
+        core = (<IOHandle>handle).transport
+        if (<RingTransportCore>core).settle_send():
+            return None
+        return handle
 
     cdef int flush_writes(self) except -1:
         """Submit the sends of the streams that wrote since the last wait."""
@@ -198,9 +212,6 @@ cdef class RingTransportCore(TransportCore):
             ring.handles.append(None)
         ring.handles[slot] = self.handle
 
-    cdef bint _ring_open(self):
-        return self.slot >= 0 and self.ring.ring != NULL
-
     def _describe(self, name):
         info = [name]
         if self._sock is None:
@@ -253,10 +264,12 @@ cdef class RingTransportCore(TransportCore):
         cdef int32_t res
         if not self._ring_open():
             return 0
-        if zs_ustream_send_result(self.ring.ring, self.slot, &res):
+        if self.send_result_taken:
+            self.send_result_taken = False
+            self._sent(self.taken_res)
+        elif zs_ustream_send_result(self.ring.ring, self.slot, &res):
             self._sent(res)
         self._deliver()
-        self._lose_if_idle()
         if self.release_pending and not zs_ustream_busy(self.ring.ring, self.slot):
             self.release_pending = False
             self._release()
@@ -301,13 +314,14 @@ cdef class RingTransportCore(TransportCore):
                     zs_ustream_put(ring, got.bid)
                 continue
             if (self._sink is None and self._target is None and not self._buffered
-                    and zs_ustream_peek(ring, self.slot, &nxt) and nxt.res > 0):
+                    and zs_ustream_peek(ring, self.slot, &nxt) and nxt.res > 0
+                    and got.res + nxt.res <= READ_CHUNK):
                 # A plain Protocol gets what arrived together in one call.
                 parts[0] = got
                 count = 1
                 total = got.res
                 while (count < MAX_COALESCE and zs_ustream_peek(ring, self.slot, &nxt)
-                       and nxt.res > 0):
+                       and nxt.res > 0 and total + nxt.res <= READ_CHUNK):
                     zs_ustream_take(ring, self.slot, &parts[count])
                     total += nxt.res
                     count += 1
@@ -451,9 +465,12 @@ cdef class RingTransportCore(TransportCore):
         return PyBytes_FromStringAndSize(ptr, length)
 
     cdef int _queue_rest(self, object rest) except -1:
-        if self._queue is None:
-            self._queue = collections.deque()
-        self._queue.append(rest)
+        if self.head is None:
+            self.head = rest
+        else:
+            if self._queue is None:
+                self._queue = collections.deque()
+            self._queue.append(rest)
         self._buffer_size += PyBytes_GET_SIZE(rest)
         if not self.flushing and not self.in_flight and self._ring_open():
             self.flushing = True
@@ -468,10 +485,14 @@ cdef class RingTransportCore(TransportCore):
         cdef int count = 0, rc
         cdef Py_ssize_t offset = self._head_offset, size, total = 0
         cdef const char *first = NULL
+        cdef Py_ssize_t i
         self.flushing = False
         if not self._ring_open() or self.in_flight or not self._buffer_size or self._conn_lost:
             return 0
-        for chunk in self._queue:
+        chunk = self.head
+        rest = self._queue
+        i = 0
+        while True:
             size = PyBytes_GET_SIZE(chunk) - offset
             if total + size > MAX_SEND:
                 size = MAX_SEND - total
@@ -481,9 +502,11 @@ cdef class RingTransportCore(TransportCore):
             total += size
             offset = 0
             count += 1
-            if count == MAX_IOV or total == MAX_SEND:
+            if count == MAX_IOV or total == MAX_SEND or rest is None or i == len(rest):
                 break
-        chunk = None
+            chunk = rest[i]
+            i += 1
+        chunk = rest = None
         if count == 1:
             rc = zs_ustream_send(self.ring.ring, self.slot, first, <size_t>total, 0)
         else:
@@ -495,6 +518,25 @@ cdef class RingTransportCore(TransportCore):
             return 0
         self.in_flight = total
         return 0
+
+    cdef bint settle_send(self) except -1:
+        """Settle a send that completed whole when that is all there is to
+        do (no receive to deliver, nothing queued behind it, nobody waiting
+        for the queue to drain): what _sent would do, without Python code."""
+        cdef int32_t res
+        cdef zs_upoll *ring = self.ring.ring
+        if (zs_ustream_pending(ring, self.slot) or self.in_flight != self._buffer_size
+                or self._closing or self._eof or self._protocol_paused or self._conn_lost
+                or self._empty_waiter is not None or self.release_pending
+                or not zs_ustream_send_result(ring, self.slot, &res)):
+            return False
+        if res != self.in_flight:  # (taken: _sent acts on it when the handle runs)
+            self.send_result_taken = True
+            self.taken_res = res
+            return False
+        self.in_flight = 0
+        self._clear_queue()  # (dropping the sent bytes runs no Python code)
+        return True
 
     cdef int _sent(self, int32_t res) except -1:
         """A send completed: what the stdlib's _write_ready does after its send."""
@@ -516,7 +558,6 @@ cdef class RingTransportCore(TransportCore):
                 self.flushing = True
                 self.ring.flushes.append(self)
             return 0
-        self._queue = None  # an idle connection holds no queue
         if self._conn_lost:
             return 0
         if self._empty_waiter is not None:
@@ -541,11 +582,34 @@ cdef class RingTransportCore(TransportCore):
             self._conn_lost += 1
             self._lose(None)
 
+    cdef int _consume(self, Py_ssize_t n) except -1:
+        cdef Py_ssize_t left
+        self._buffer_size -= n
+        while n > 0:
+            left = PyBytes_GET_SIZE(self.head) - self._head_offset
+            if n < left:
+                self._head_offset += n
+                return 0
+            n -= left
+            self._head_offset = 0
+            if self._queue:
+                self.head = self._queue.popleft()
+            else:
+                self.head = self._queue = None  # an idle connection holds no queue
+        return 0
+
+    cdef int _clear_queue(self) except -1:
+        self.head = self._queue = None
+        self._head_offset = 0
+        self._buffer_size = 0
+        return 0
+
     cdef bint _drop_queued(self) except -1:
         if not self._buffer_size:
             return False
         if self.in_flight:
-            self.kept = self._queue  # the kernel reads its head until the send completes
+            # the kernel reads these until the send completes
+            self.kept = (self.head, self._queue)
         self._clear_queue()
         return True
 
@@ -556,8 +620,8 @@ cdef class RingTransportCore(TransportCore):
         cdef long n
         if self.in_flight or not self._buffer_size or not self._ring_open():
             return 0
-        while self._queue:
-            chunk = self._queue[0]
+        while self.head is not None:
+            chunk = self.head
             n = zs_send(self._fd, PyBytes_AS_STRING(chunk) + self._head_offset,
                         <size_t>(PyBytes_GET_SIZE(chunk) - self._head_offset), 0)
             if n <= 0:
@@ -581,19 +645,10 @@ cdef class RingTransportCore(TransportCore):
         self._lose(exc)
 
     cdef int _lose(self, object exc) except -1:
-        """connection_lost(exc), once nothing of this stream is in flight."""
-        self.lost_exc = exc
-        self.lose_pending = True
-        return self._lose_if_idle()
-
-    cdef int _lose_if_idle(self) except -1:
-        if not self.lose_pending:
-            return 0
-        if self._ring_open() and zs_ustream_busy(self.ring.ring, self.slot):
-            return 0
-        self.lose_pending = False
-        exc = self.lost_exc
-        self.lost_exc = None
+        """connection_lost(exc) from the loop, as the stdlib's transport
+        schedules it.  What the kernel may still do for this stream touches
+        no memory of the transport's but its send's bytes, which ``kept`` or
+        the queue hold until the slot is released (see _release)."""
         self._loop.call_soon(self._call_connection_lost, exc, context=self._context)
         return 0
 
@@ -615,6 +670,9 @@ cdef class RingTransportCore(TransportCore):
         if zs_ustream_busy(self.ring.ring, self.slot):
             zs_ustream_recv_stop(self.ring.ring, self.slot)
             zs_ustream_send_cancel(self.ring.ring, self.slot)
+            # Now: until its operations end the ring holds the socket's file,
+            # and the socket's close would not close the connection.
+            zs_upoll_submit(self.ring.ring)
             self.release_pending = True
             return 0
         zs_ustream_release(self.ring.ring, self.slot)
