@@ -15,7 +15,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 src="$root/csrc/tests/zs_shim_test.c"
-extra_sources=("$root/csrc/zs_loadgen.c" "$root/csrc/zs_echo_server.c" "$root/csrc/zs_uring.c"
+extra_sources=("$root/csrc/zs_loadgen.c" "$root/csrc/zs_echo_server.c" "$root/csrc/zs_uring.c" "$root/csrc/zs_uring_poll.c"
                "$root/csrc/zs_uring_echo_server.c")
 python=${PYTHON:-$(command -v python3 || command -v python)}
 cflags=(-std=c11 -O1 -g -Wall -Wextra -Werror -I"$root/csrc")
