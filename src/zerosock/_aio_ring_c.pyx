@@ -8,11 +8,12 @@ wait -- so that the wait, which takes the loop's timer timeout, is the one
 system call of an iteration.  The loop that waits is the only thread that
 touches it."""
 
-from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport PyBuffer_Release
 from cpython.bytes cimport (PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize,
                            PyBytes_GET_SIZE)
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
 from cpython.list cimport PyList_GET_ITEM
+from cpython.object cimport PyObject
 from libc.errno cimport errno
 from libc.stdint cimport int32_t
 from libc.string cimport memcpy
@@ -22,7 +23,6 @@ import os
 from asyncio.log import logger
 
 from zerosock._aio_transport_c cimport IOHandle, ReadSink, ReadTarget, TransportCore
-from zerosock._buffers cimport zs_borrow_memory
 from zerosock._selectors_c cimport Poller, Selector, zs_event
 from zerosock._shim cimport zs_iov_set, zs_iovec, zs_send, zs_sock_t
 from zerosock._wire cimport zs_wire, zs_wire_lend_memory, zs_wire_to_report
@@ -212,19 +212,9 @@ cdef class RingTransportCore(TransportCore):
             ring.handles.append(None)
         ring.handles[slot] = self.handle
 
-    def _describe(self, name):
-        info = [name]
-        if self._sock is None:
-            info.append("closed")
-        elif self._closing:
-            info.append("closing")
-        info.append(f"fd={self._sock_fd}")
-        if self._loop is not None and not self._loop.is_closed():
-            receiving = self._ring_open() and zs_ustream_receiving(self.ring.ring, self.slot)
-            info.append("read=polling" if receiving else "read=idle")
-            state = "polling" if self._buffer_size else "idle"
-            info.append(f"write=<{state}, bufsize={self._buffer_size}>")
-        return "<{}>".format(" ".join(info))
+    def _polling(self):
+        receiving = self._ring_open() and zs_ustream_receiving(self.ring.ring, self.slot)
+        return receiving, self._buffer_size != 0
 
     # -- reading ------------------------------------------------------------------
 
@@ -239,25 +229,19 @@ cdef class RingTransportCore(TransportCore):
         return self._paused or self._closing or self._conn_lost != 0
 
     def pause_reading(self):
-        if self._closing or self._paused:
-            return
-        self._paused = True
+        pausing = not (self._closing or self._paused)
+        TransportCore.pause_reading(self)
         # What the cancelled recv had received still arrives: it is held, in order.
-        if self._ring_open() and zs_ustream_recv_stop(self.ring.ring, self.slot) < 0:
+        if pausing and self._ring_open() and zs_ustream_recv_stop(self.ring.ring, self.slot) < 0:
             _raise_errno()
-        if self._loop.get_debug():
-            logger.debug("%r pauses reading", self.owner)
 
     def resume_reading(self):
-        if self._closing or not self._paused:
-            return
-        self._paused = False
-        self._start_reading()
-        if self.held or (self._ring_open() and zs_ustream_pending(self.ring.ring, self.slot)):
+        resuming = self._paused and not self._closing
+        TransportCore.resume_reading(self)
+        if resuming and (self.held or (self._ring_open()
+                                       and zs_ustream_pending(self.ring.ring, self.slot))):
             # What was held is delivered by the loop, as a read would be.
             self._loop.call_soon(self._read_ready, context=self._context)
-        if self._loop.get_debug():
-            logger.debug("%r resumes reading", self.owner)
 
     cdef int read_ready(self) except -1:
         """The stream's completions: the send's, then what was received."""
@@ -335,7 +319,7 @@ cdef class RingTransportCore(TransportCore):
                 finally:
                     for i in range(count):
                         zs_ustream_put(ring, parts[i].bid)
-                self._give_data(data)
+                self.hand_data(data)
                 data = None
                 continue
             try:
@@ -375,7 +359,6 @@ cdef class RingTransportCore(TransportCore):
         cdef Py_buffer view
         cdef char *dest
         cdef Py_ssize_t room, k
-        cdef bint borrowed
         if self._sink is not None:
             sink = self._sink  # held: feeding may run Python code that resets _sink
             try:
@@ -400,28 +383,12 @@ cdef class RingTransportCore(TransportCore):
                 if self._paused and not (self._closing or self._conn_lost):
                     self._hold(PyBytes_FromStringAndSize(ptr, n))
                 return 0
-            try:
-                get_buffer = self._get_buffer
-                if get_buffer is None:
-                    get_buffer = self._protocol.get_buffer
-                buf = get_buffer(-1)
-                borrowed = zs_borrow_memory(buf, True, &dest, &room)
-                if not (room if borrowed else len(buf)):
-                    raise RuntimeError("get_buffer() returned an empty buffer")
-            except BaseException as exc:
-                return self._failed(exc, "Fatal error: protocol.get_buffer() call failed.")
-            if not borrowed:
-                try:
-                    PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
-                except BaseException as exc:
-                    return self._failed(exc, "Fatal read error on socket transport", TypeError(
-                        f"recv_into() argument 'buffer' must be read-write bytes-like object, "
-                        f"not {type(buf).__name__}"))
-                dest = <char *>view.buf
-                room = view.len
+            buf = self.protocol_buffer(&view, &dest, &room)
+            if buf is None:
+                return 0
             k = n if n < room else room
             memcpy(dest, ptr, k)
-            if not borrowed:
+            if <PyObject *>view.obj != NULL:
                 PyBuffer_Release(&view)
             buf = None
             ptr += k
@@ -436,17 +403,7 @@ cdef class RingTransportCore(TransportCore):
         return 0
 
     cdef int _give_bytes(self, const char *ptr, Py_ssize_t n) except -1:
-        return self._give_data(PyBytes_FromStringAndSize(ptr, n))
-
-    cdef int _give_data(self, object data) except -1:
-        try:
-            data_received = self._data_received
-            if data_received is None:
-                data_received = self._protocol.data_received
-            data_received(data)
-        except BaseException as exc:
-            return self._failed(exc, "Fatal error: protocol.data_received() call failed.")
-        return 0
+        return self.hand_data(PyBytes_FromStringAndSize(ptr, n))
 
     # -- writing ------------------------------------------------------------------
 

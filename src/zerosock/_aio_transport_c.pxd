@@ -72,6 +72,8 @@ cdef class TransportCore:
     cdef int _queue_rest(self, object rest) except -1
     cdef int read_ready(self) except -1
     cdef int write_ready(self) except -1
+    cdef object protocol_buffer(self, Py_buffer *view, char **ptr, Py_ssize_t *length)
+    cdef int hand_data(self, object data) except -1
     cdef int _read_into_buffer(self) except -1
     cdef long _recv_scratch(self) except -2
     cdef int _read_bytes(self) except -1

@@ -310,12 +310,17 @@ cdef class TransportCore:
             info.append("closing")
         info.append(f"fd={self._sock_fd}")
         if self._loop is not None and not self._loop.is_closed():
-            polling = _test_selector_event(self._loop._selector, self._sock_fd, EVENT_READ)
-            info.append("read=polling" if polling else "read=idle")
-            polling = _test_selector_event(self._loop._selector, self._sock_fd, EVENT_WRITE)
-            state = "polling" if polling else "idle"
+            reading, writing = self._polling()
+            info.append("read=polling" if reading else "read=idle")
+            state = "polling" if writing else "idle"
             info.append(f"write=<{state}, bufsize={self._buffer_size}>")
         return "<{}>".format(" ".join(info))
+
+    def _polling(self):
+        """Whether the transport waits to read, and to write (for its repr)."""
+        selector = self._loop._selector
+        return (_test_selector_event(selector, self._sock_fd, EVENT_READ),
+                _test_selector_event(selector, self._sock_fd, EVENT_WRITE))
 
     # -- BaseTransport / ReadTransport ---------------------------------------
 
@@ -631,37 +636,60 @@ cdef class TransportCore:
             self._read_bytes()
         return 0
 
+    cdef object protocol_buffer(self, Py_buffer *view, char **ptr, Py_ssize_t *length):
+        """The protocol's ``get_buffer(-1)`` as writable memory at ``*ptr``:
+        the buffer object (exported into ``*view`` unless borrowed, when
+        ``view.obj`` is left NULL), or None when that failed (reported)."""
+        cdef bint borrowed = False
+        memset(view, 0, sizeof(Py_buffer))  # view.obj NULL: nothing exported
+        try:
+            get_buffer = self._get_buffer
+            if get_buffer is None:
+                get_buffer = self._protocol.get_buffer
+            buf = get_buffer(-1)
+            borrowed = zs_borrow_memory(buf, True, ptr, length)
+            if not (length[0] if borrowed else len(buf)):
+                raise RuntimeError("get_buffer() returned an empty buffer")
+        except BaseException as exc:
+            self._failed(exc, "Fatal error: protocol.get_buffer() call failed.")
+            return None
+        if not borrowed:
+            try:
+                PyObject_GetBuffer(buf, view, PyBUF_WRITABLE)
+            except BaseException as exc:
+                # Reported as what socket.recv_into() raises for a buffer it cannot fill.
+                self._failed(exc, "Fatal read error on socket transport", TypeError(
+                    f"recv_into() argument 'buffer' must be read-write bytes-like object, "
+                    f"not {type(buf).__name__}"))
+                return None
+            ptr[0] = <char *>view.buf
+            length[0] = view.len
+        return buf
+
+    cdef int hand_data(self, object data) except -1:
+        """``protocol.data_received(data)``, a failure a fatal error."""
+        try:
+            data_received = self._data_received
+            if data_received is None:
+                data_received = self._protocol.data_received
+            data_received(data)
+        except BaseException as exc:
+            return self._failed(exc, "Fatal error: protocol.data_received() call failed.")
+        return 0
+
     cdef int _read_into_buffer(self) except -1:
         cdef Py_buffer view
         cdef char *ptr
         cdef Py_ssize_t length
         cdef long n
         cdef int err
-        cdef bint borrowed = False
-        try:
-            get_buffer = self._get_buffer
-            if get_buffer is None:
-                get_buffer = self._protocol.get_buffer
-            buf = get_buffer(-1)
-            borrowed = zs_borrow_memory(buf, True, &ptr, &length)
-            if not (length if borrowed else len(buf)):
-                raise RuntimeError("get_buffer() returned an empty buffer")
-        except BaseException as exc:
-            return self._failed(exc, "Fatal error: protocol.get_buffer() call failed.")
-        if not borrowed:
-            try:
-                PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
-            except BaseException as exc:
-                # Reported as what socket.recv_into() raises for a buffer it cannot fill.
-                return self._failed(exc, "Fatal read error on socket transport", TypeError(
-                    f"recv_into() argument 'buffer' must be read-write bytes-like object, "
-                    f"not {type(buf).__name__}"))
-            ptr = <char *>view.buf
-            length = view.len
+        buf = self.protocol_buffer(&view, &ptr, &length)
+        if buf is None:
+            return 0
         # ``buf`` holds the memory; no Python code runs until the read is done.
         n = zs_recv(self._fd, ptr, <size_t>length, 0)
         err = zs_last_error() if n < 0 else 0
-        if not borrowed:
+        if <PyObject *>view.obj != NULL:
             PyBuffer_Release(&view)
         buf = None
         if n < 0:
@@ -706,13 +734,7 @@ cdef class TransportCore:
             zs_bytes_refill(data, _scratch, n)
         else:
             data = PyBytes_FromStringAndSize(_scratch, n)
-        try:
-            data_received = self._data_received
-            if data_received is None:
-                data_received = self._protocol.data_received
-            data_received(data)
-        except BaseException as exc:
-            return self._failed(exc, "Fatal error: protocol.data_received() call failed.")
+        self.hand_data(data)
         if BYTES_REFILL and Py_REFCNT(data) == 1:  # only this frame holds it: nobody can see a refill
             self._spare = data
         return 0
