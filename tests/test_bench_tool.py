@@ -1017,3 +1017,11 @@ def test_echo_with_idle_connections_held_open(tmp_path: Path) -> None:
     assert doc["settings"]["idle"] == 150
     assert rows_of(doc, "echo")["zerosock-aio-proto"]["status"] == "ok"
     assert "held 150 idle connections" in out
+
+
+def test_counted_echo_runs_grow_with_idle_connections() -> None:
+    # without idle connections the documented 2000,12000; with them the
+    # difference of the two runs outgrows the cost of opening them
+    assert cli._echo_instruction_counts(0) == (2000, 12000)
+    small, large = cli._echo_instruction_counts(19_700)
+    assert small == 2000 and large - small == 20 * 19_700
