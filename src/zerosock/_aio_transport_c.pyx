@@ -53,21 +53,27 @@ cdef extern from *:
     """
     /* callable(arg), holding the callable for the call (the caller holds it
      * in a field that the call may clear).  A bound Python method is called
-     * as its function with its self, without the bound method's own call. */
+     * as its function with its self, without the bound method's own call,
+     * through the function's vectorcall slot where it has one. */
     static PyObject *zs_call_held(PyObject *callable, PyObject *arg)
     {
-        PyObject *args[3], *result;
+        PyObject *args[3], *target = callable, *result;
+        Py_ssize_t nargs = 1;
+        vectorcallfunc call;
         Py_INCREF(callable);
+        args[1] = arg;
         if (PyMethod_Check(callable)) {
+            target = PyMethod_GET_FUNCTION(callable);
             args[1] = PyMethod_GET_SELF(callable);
             args[2] = arg;
-            result = PyObject_Vectorcall(PyMethod_GET_FUNCTION(callable), args + 1,
-                                         2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        } else {
-            args[1] = arg;
-            result = PyObject_Vectorcall(callable, args + 1,
-                                         1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            nargs = 2;
         }
+        call = PyVectorcall_Function(target);
+        if (call != NULL)
+            result = call(target, args + 1, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        else
+            result = PyObject_Vectorcall(target, args + 1, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                         NULL);
         Py_DECREF(callable);
         return result;
     }
