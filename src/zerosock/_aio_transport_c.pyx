@@ -28,7 +28,6 @@ from asyncio.log import logger
 from asyncio.selector_events import _test_selector_event
 from selectors import EVENT_READ, EVENT_WRITE
 
-from zerosock._aio_context cimport run_in_context
 from zerosock._buffers cimport zs_borrow_memory
 from zerosock._cmethod_c cimport METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_O, c_method
 from zerosock._cpython_c cimport (
@@ -46,6 +45,40 @@ cdef extern from "Python.h":
     object PyObject_GenericGetDict(object o, void *context)
     Py_ssize_t PyDict_GET_SIZE(object d)
     int PyDict_Contains(object d, object key) except -1
+    # (Taking the pointer: no reference is taken to pass it.)
+    int _context_enter "PyContext_Enter"(PyObject *context) except -1
+    int _context_exit "PyContext_Exit"(PyObject *context) except -1
+
+cdef extern from *:
+    """
+    /* callable(arg), holding the callable for the call (the caller holds it
+     * in a field that the call may clear).  A bound Python method is called
+     * as its function with its self, without the bound method's own call,
+     * through the function's vectorcall slot where it has one. */
+    static PyObject *zs_call_held(PyObject *callable, PyObject *arg)
+    {
+        PyObject *args[3], *target = callable, *result;
+        Py_ssize_t nargs = 1;
+        vectorcallfunc call;
+        Py_INCREF(callable);
+        args[1] = arg;
+        if (PyMethod_Check(callable)) {
+            target = PyMethod_GET_FUNCTION(callable);
+            args[1] = PyMethod_GET_SELF(callable);
+            args[2] = arg;
+            nargs = 2;
+        }
+        call = PyVectorcall_Function(target);
+        if (call != NULL)
+            result = call(target, args + 1, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        else
+            result = PyObject_Vectorcall(target, args + 1, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                         NULL);
+        Py_DECREF(callable);
+        return result;
+    }
+    """
+    object zs_call_held(PyObject *callable, object arg)
 
 cdef enum:
     READ_CHUNK = 256 * 1024   # what one read of a plain Protocol takes, as the stdlib's max_size
@@ -124,14 +157,6 @@ cdef inline object _format_callback(object callback, object args, object loop):
     return _format_callback_source(callback, args)
 
 
-cdef inline int _io_step(object transport, object writing) except -1:
-    # An IOHandle's step: 1 when it was a quiet read (see read_ready), else 0.
-    if writing:
-        (<TransportCore>transport).write_ready()
-        return 0
-    return (<TransportCore>transport).read_ready()
-
-
 @cython.final
 cdef class IOHandle:
     """What the selector's key data holds for a transport's reads or writes.
@@ -207,13 +232,29 @@ cdef class IOHandle:
 
     cdef int run(self) except -1:
         """Run the transport's read or write step as a Handle would, in its
-        context: 1 when it was a quiet read (see read_ready), else 0."""
+        context: 1 when it was a quiet read (see read_ready), else 0.
+
+        run_in_context's work, with no reference taken per event: the handle
+        holds its context and transport for its life, and the loop holds the
+        handle while it runs."""
         cdef int quiet = 0
-        failure = run_in_context(self._context, _io_step, self.transport, self.writing, &quiet)
-        if failure is not None:
+        cdef PyObject *context = <PyObject *>self._context
+        cdef PyObject *core = <PyObject *>self.transport
+        _context_enter(context)
+        try:
+            if self.writing:
+                (<TransportCore>core).write_ready()
+            else:
+                quiet = (<TransportCore>core).read_ready()
+        except (SystemExit, KeyboardInterrupt):
+            _context_exit(context)
+            raise
+        except BaseException as exc:
+            _context_exit(context)
             # Reported outside the handle's context, as context.run() would leave it.
-            self.report(failure)
+            self.report(exc)
             return 0
+        _context_exit(context)
         return quiet
 
     cdef int report(self, object exc) except -1:
@@ -707,10 +748,10 @@ cdef class TransportCore:
         else:
             data = PyBytes_FromStringAndSize(_scratch, n)
         try:
-            data_received = self._data_received
-            if data_received is None:
-                data_received = self._protocol.data_received
-            data_received(data)
+            if self._data_received is not None:
+                zs_call_held(<PyObject *>self._data_received, data)
+            else:
+                self._protocol.data_received(data)
         except BaseException as exc:
             return self._failed(exc, "Fatal error: protocol.data_received() call failed.")
         if BYTES_REFILL and Py_REFCNT(data) == 1:  # only this frame holds it: nobody can see a refill
