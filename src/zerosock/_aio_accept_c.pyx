@@ -156,11 +156,32 @@ cdef extern from *:
         zs_in_addr sin_addr
     unsigned short ntohs(unsigned short)
 
+cdef extern from *:
+    """
+    /* The dotted-quad text of an IPv4 address (network order), as inet_ntop
+       writes it, without its formatting machinery. */
+    static PyObject *zs_ipv4_text(const unsigned char *quad)
+    {
+        char text[16];
+        int n = 0, i, v;
+        for (i = 0; i < 4; i++) {
+            v = quad[i];
+            if (v >= 100) text[n++] = (char)('0' + v / 100);
+            if (v >= 10) text[n++] = (char)('0' + v / 10 % 10);
+            text[n++] = (char)('0' + v % 10);
+            if (i < 3) text[n++] = '.';
+        }
+        return PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, text, n);
+    }
+    """
+    object zs_ipv4_text(const unsigned char *quad)
+
 
 # IPv4 peers' host strings, by address (direct-mapped on its last byte):
-# a server's clients are a few hosts, whose text is then made once and shared.
+# a server's clients are often a few hosts, whose text is then made once and
+# shared by their connections.
 cdef enum:
-    HOST_CACHE = 64
+    HOST_CACHE = 256
 cdef unsigned int _cached_ipv4[HOST_CACHE]
 cdef list _cached_hosts = [None] * HOST_CACHE
 
@@ -175,7 +196,7 @@ cdef object _peer_address(sockaddr_storage *address, zs_socklen_t length, int fa
         slot = (<unsigned char *>&sin.sin_addr)[3] % HOST_CACHE
         host = _cached_hosts[slot]
         if host is None or _cached_ipv4[slot] != ipv4:
-            host = make_address(<sockaddr *>address, length, family)[0]
+            host = zs_ipv4_text(<unsigned char *>&sin.sin_addr)
             _cached_ipv4[slot] = ipv4
             _cached_hosts[slot] = host
         return (host, ntohs(sin.sin_port))
