@@ -69,6 +69,7 @@ cdef class TransportCore:
     cdef int _close_fd(self) except -1
     cdef int c_close(self) except -1
     cdef int _remove_io(self, bint writing) except -1
+    cdef bint _native_io(self, object loop) except -1
     cdef object extra_dict(self)
     cdef object _closed_socket(self)
     cdef object unmade_extra(self, str name, object default)
@@ -108,6 +109,15 @@ cdef class TransportTable:
     cdef PyObject **cores            # indexed by fd; borrowed TransportCore or NULL
     cdef Py_ssize_t ncores
     cdef dict others                 # fd -> weakref.ref of any other transport
+    # What native_io() last found true, for the loop at memo_loop (borrowed, compared only).
+    cdef PyObject *memo_loop
+    cdef object loop_state
+    cdef Py_ssize_t loop_state_size
+    cdef object selector
+    cdef object selector_state
+    cdef Py_ssize_t selector_state_size
+
+    cdef bint native_io(self, object loop) except -1
 
     cdef int enter(self, int fd, TransportCore core) except -1
     cdef void forget(self, int fd, PyObject *core) noexcept

@@ -332,6 +332,35 @@ cdef class TransportTable:
     def __cinit__(self):
         self.others = {}
 
+    cdef bint native_io(self, object loop) except -1:
+        """_removes_natively(loop), remembered while nothing it read has
+        changed: the loop's and the selector's classes, the number of
+        attributes set on each (as the loop core watches its loop's), the
+        selector the loop holds."""
+        cdef PyObject *selector
+        if (self.memo_loop == <PyObject *>loop and zs_type_unchanged(&_loop_memo, Py_TYPE(loop))
+                and PyDict_GET_SIZE(self.loop_state) == self.loop_state_size):
+            selector = PyDict_GetItemWithError(self.loop_state, "_selector")
+            if (selector == <PyObject *>self.selector
+                    and zs_type_unchanged(&_selector_memo, Py_TYPE(<object>selector))
+                    and (self.selector_state is None
+                         or PyDict_GET_SIZE(self.selector_state) == self.selector_state_size)):
+                return True
+        self.memo_loop = NULL
+        if not _removes_natively(loop):
+            return False
+        state = _instance_dict(loop)
+        if state is None or not PyDict_CheckExact(state):
+            return True  # (nothing to watch: asked again next time)
+        self.loop_state = state
+        self.loop_state_size = PyDict_GET_SIZE(state)
+        self.selector = loop._selector
+        self.selector_state = _instance_dict(self.selector)
+        self.selector_state_size = (0 if self.selector_state is None
+                                    else PyDict_GET_SIZE(self.selector_state))
+        self.memo_loop = <PyObject *>loop
+        return True
+
     def __dealloc__(self):
         # Every core entered holds a reference to the table: none is left.
         PyMem_Free(self.cores)
@@ -622,9 +651,14 @@ cdef class TransportCore:
         if self._target is None:
             # Bound once, as uvloop does, so that a read calls them without a
             # lookup; one missing fails at the read that needs it, as in the stdlib.
-            self._get_buffer = getattr(protocol, "get_buffer", None)
-            self._buffer_updated = getattr(protocol, "buffer_updated", None)
-            self._data_received = getattr(protocol, "data_received", None)
+            # (Only the kind of protocol's own: a read calls the others never.)
+            if self._buffered:
+                self._get_buffer = getattr(protocol, "get_buffer", None)
+                self._buffer_updated = getattr(protocol, "buffer_updated", None)
+                self._data_received = None
+            else:
+                self._get_buffer = self._buffer_updated = None
+                self._data_received = getattr(protocol, "data_received", None)
         else:  # reads go to the target's C method: nothing to hold per connection
             self._get_buffer = self._buffer_updated = self._data_received = None
         self._protocol_connected = True
@@ -855,14 +889,15 @@ cdef class TransportCore:
         cdef PyObject *found
         cdef int bit = ZS_EV_WRITE if writing else ZS_EV_READ
         loop = self._loop
-        if _removes_natively(loop):  # (the stdlib's _check_closed too)
+        native_io = self._native_io(loop)  # (the stdlib's _check_closed too)
+        if native_io:
             if loop._closed:
                 raise RuntimeError("Event loop is closed")
         else:
             loop._check_closed()
         handle = new_io_handle(self, writing, context)
         selector = loop._selector
-        if _registers_natively(selector):
+        if native_io or _registers_natively(selector):
             native = <Selector>selector
             found = native.key_for_fd(self._fd)
             if found == NULL:
@@ -897,6 +932,11 @@ cdef class TransportCore:
             old.cancel()
         return 0
 
+    cdef bint _native_io(self, object loop) except -1:
+        if self._table != NULL:
+            return (<TransportTable>self._table).native_io(loop)
+        return _removes_natively(loop)
+
     cdef int _remove_io(self, bint writing) except -1:
         """The loop's _remove_reader/_remove_writer for this descriptor: in C
         while they are the stdlib's and the selector zerosock's own.  1 when
@@ -906,7 +946,7 @@ cdef class TransportCore:
         cdef PyObject *found
         cdef int mask
         loop = self._loop
-        if not _removes_natively(loop):
+        if not self._native_io(loop):
             if writing:
                 loop._remove_writer(self._sock_fd)
             else:
