@@ -8,12 +8,13 @@ import socket
 
 from zerosock import _aio_shared, _aio_tls_c
 from zerosock._aio_core_c cimport LoopCore
+from zerosock import _aio_accept_c
 from zerosock._aio_datagram_c import DatagramSocketTransport
 from zerosock import _aio_loop_methods_c as loop_methods
 from zerosock._aio_loop_methods_c import bind_loop_methods
 from zerosock._aio_streams_c import adopt_stream_protocol
 from zerosock._aio_tls_c import TLS_ENGINE, new_ssl_protocol
-from zerosock._aio_transport_c import SocketTransport
+from zerosock._aio_transport_c import SocketTransport, TransportTable
 from zerosock._selectors_c import DefaultSelector
 
 __all__ = ["EventLoop", "EventLoopPolicy", "TLS_ENGINE", "install", "new_event_loop", "run"]
@@ -59,11 +60,15 @@ class EventLoop(asyncio.SelectorEventLoop):
     create_future = loop_methods.create_future
     if loop_methods.create_task is not None:
         create_task = loop_methods.create_task
+    # A listening socket's connections, accepted and given transports in C.
+    _accept_connection = _aio_accept_c.accept_connection
 
     def __init__(self, selector=None):
         if selector is None:
             selector = DefaultSelector()
         super().__init__(selector)
+        # fd -> transport, as the stdlib's WeakValueDictionary, the C transports entered in C.
+        self._transports = TransportTable()
         self._core = LoopCore(self)
         self._scheduled = self._core.timers
         bind_loop_methods(self)
@@ -114,6 +119,9 @@ class EventLoop(asyncio.SelectorEventLoop):
 
     def _run_once(self):
         (<LoopCore?>self._core).run_once()
+
+
+_aio_accept_c.use_loop_class(EventLoop)
 
 
 class EventLoopPolicy(_aio_shared.BasePolicy):
