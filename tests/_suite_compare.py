@@ -33,7 +33,7 @@ MARKERS = (LOOPS_MADE, RING_LOOPS_MADE)
 
 # The zerosock loops a runner tests: a backend, and "c-uring", the C backend's
 # loop on io_uring (ZEROSOCK_AIO_IO=uring in its run's environment).
-ZEROSOCK_LOOPS = ("c", "c-uring", "python")
+TESTED_LOOPS = ("c", "c-uring", "python")
 IO_VARIABLE = "ZEROSOCK_AIO_IO"
 
 _loops_made = [0, 0]
@@ -69,7 +69,7 @@ def loop_env(loop: str) -> Dict[str, str]:
 
 def install_zerosock_loop(loop: str) -> types.ModuleType:
     """Make every loop asyncio creates a (counted) zerosock loop of ``loop``
-    (one of ZEROSOCK_LOOPS).
+    (one of TESTED_LOOPS).
 
     Through the policy (``asyncio.new_event_loop()``, ``asyncio.run()``,
     ``asyncio.Runner``, and the default policy a test resets to),

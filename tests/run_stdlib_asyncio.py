@@ -57,7 +57,7 @@ def excluded_reason(test_id: str) -> "str | None":
 
 
 def run_one(module_name: str, loop: str, verbose: bool) -> Dict[str, str]:
-    """In this process: run one module on ``loop`` (one of compare.ZEROSOCK_LOOPS, or "stdlib")."""
+    """In this process: run one module on ``loop`` (one of compare.TESTED_LOOPS, or "stdlib")."""
     try:
         module = importlib.import_module(f"test.test_asyncio.{module_name}")
     except unittest.SkipTest as exc:  # e.g. Windows-only modules
@@ -112,7 +112,7 @@ def run_in_subprocess(module_name: str, loop: str, verbose: bool,
 def main(argv: "List[str] | None" = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help="test_asyncio modules (default: the core set)")
-    parser.add_argument("--backend", action="append", choices=compare.ZEROSOCK_LOOPS,
+    parser.add_argument("--backend", action="append", choices=compare.TESTED_LOOPS,
                         help="zerosock backend(s) to test (default: c and python; "
                              "c-uring: the C loop on io_uring)")
     parser.add_argument("--all", action="store_true", help="every test_asyncio module")

@@ -123,7 +123,7 @@ OTHER_LOOPS = ("uvloop", "winloop", "trio")
 
 # ---------------------------------------------------------------- the plugin
 # Loaded into the suite's pytest with ``-p run_third_party``; configured by the
-# environment: ZEROSOCK_THIRD_PARTY_LOOP ("stdlib" or one of compare.ZEROSOCK_LOOPS),
+# environment: ZEROSOCK_THIRD_PARTY_LOOP ("stdlib" or one of compare.TESTED_LOOPS),
 # ZEROSOCK_THIRD_PARTY_SUITE and ZEROSOCK_THIRD_PARTY_LOG (a JSON-lines file).
 
 # Suites parametrize tests by ``asyncio.SelectorEventLoop``, which names the test
@@ -325,7 +325,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--suite", action="append", choices=sorted(SUITES),
                         help="suite(s) to run (default: all)")
-    parser.add_argument("--backend", action="append", choices=compare.ZEROSOCK_LOOPS,
+    parser.add_argument("--backend", action="append", choices=compare.TESTED_LOOPS,
                         help="zerosock backend(s) to test (default: c and python; "
                              "c-uring: the C loop on io_uring)")
     parser.add_argument("--cache", default=os.path.join(ROOT, "build", "third_party"),

@@ -51,10 +51,8 @@ def test_selector_event_loop(factory):
 def _skip_unless_loop_here(loop, request):
     if loop.startswith("c") and request.config.getoption("--no-c-extensions"):
         pytest.skip("C extensions disabled with --no-c-extensions")
-    if loop == "c-uring":
-        from zerosock import _aio_c
-        if _aio_c._uring_unavailable() is not None:
-            pytest.skip(f"io_uring is not usable here: {_aio_c._uring_unavailable()}")
+    if loop == "c-uring" and _kernel.io_uring_refusal():
+        pytest.skip(f"io_uring is not usable here: {_kernel.io_uring_refusal()}")
 
 
 @pytest.mark.parametrize("backend", [
