@@ -31,6 +31,7 @@ CSRC = "csrc"
 EXTRA_SOURCES: "dict[str, list[str]]" = {
     "_loadgen_c": ["csrc/zs_loadgen.c", "csrc/zs_echo_server.c"],
     "_uring_c": ["csrc/zs_uring.c", "csrc/zs_uring_echo_server.c"],
+    "_aio_ring_c": ["csrc/zs_uring.c", "csrc/zs_uring_poll.c"],
 }
 
 

@@ -195,7 +195,7 @@ static int map_rings(zs_uring *r, const zs_uring_params *p)
     return 0;
 }
 
-int zs_uring_init(zs_uring *r, unsigned sq_entries, unsigned cq_entries,
+int zs_uring_init(zs_uring *r, unsigned sq_entries, unsigned cq_entries, int any_thread,
                   char *reason, size_t reason_len)
 {
     /* cheapest first: completions handled only inside our own wait (6.1),
@@ -208,7 +208,7 @@ int zs_uring_init(zs_uring *r, unsigned sq_entries, unsigned cq_entries,
     zs_uring_params p;
     memset(r, 0, sizeof *r);
     r->fd = -1;
-    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+    for (size_t i = any_thread ? 1 : 0; i < sizeof modes / sizeof modes[0]; i++) {
         memset(&p, 0, sizeof p);
         p.flags = modes[i] | ZS_SETUP_CQSIZE;
         p.cq_entries = cq_entries ? cq_entries : 2 * sq_entries;
@@ -343,7 +343,7 @@ int zs_uring_available(unsigned *caps, char *reason, size_t reason_len)
 {
     zs_uring r;
     *caps = 0;
-    if (zs_uring_init(&r, 8, 0, reason, reason_len) != 0)
+    if (zs_uring_init(&r, 8, 0, 0, reason, reason_len) != 0)
         return 0;
     *caps = r.caps;
     int probe_error = r.probe_error;

@@ -187,9 +187,12 @@ typedef struct {
  * Make a ring with sq_entries submission slots and cq_entries completion
  * slots (powers of two; 0 for twice sq_entries).  0, or -1 with errno set and
  * a sentence in `reason`.  It asks for the cheapest completion mode the
- * kernel has (deferred task work, single issuer) and falls back.
+ * kernel has (deferred task work, single issuer) and falls back; with
+ * `any_thread` it leaves out the single issuer, whose ring only the thread
+ * that made it may submit to (an event loop may be made in one thread and
+ * run in another).
  */
-int zs_uring_init(zs_uring *r, unsigned sq_entries, unsigned cq_entries,
+int zs_uring_init(zs_uring *r, unsigned sq_entries, unsigned cq_entries, int any_thread,
                   char *reason, size_t reason_len);
 void zs_uring_exit(zs_uring *r);
 
@@ -294,6 +297,15 @@ static inline void zs_prep_sendmsg(zs_uring_sqe *s, int fd, const struct msghdr 
 {
     zs_prep_recvmsg(s, fd, (struct msghdr *)msg, flags, ud);
     s->opcode = ZS_OP_SENDMSG;
+}
+
+/* One completion (res: the poll(2) revents) once `events` are ready. */
+static inline void zs_prep_poll_add(zs_uring_sqe *s, int fd, unsigned events, uint64_t ud)
+{
+    s->opcode = ZS_OP_POLL_ADD;
+    s->fd = fd;
+    s->op_flags = events;
+    s->user_data = ud;
 }
 
 /* A completion (res: the poll(2) revents) each time `events` turn ready. */

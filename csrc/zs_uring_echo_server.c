@@ -316,7 +316,7 @@ int zs_uring_echo_server_run(int listen_fd, int mode, int stop_fd, char *err, si
         free(s);
         return -1;
     }
-    if (zs_uring_init(&s->ring, UES_SQ_ENTRIES, UES_CQ_ENTRIES, err, errlen) != 0) {
+    if (zs_uring_init(&s->ring, UES_SQ_ENTRIES, UES_CQ_ENTRIES, 0, err, errlen) != 0) {
         free(s);
         return -1;
     }

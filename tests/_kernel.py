@@ -6,6 +6,8 @@ any machine's tunables."""
 from __future__ import annotations
 
 import socket
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any, Optional
 
@@ -67,3 +69,41 @@ def bind_source(sock: Any, address: str) -> None:
     if IP_BIND_ADDRESS_NO_PORT is not None:
         sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
     sock.bind((address, 0))
+
+
+# seccomp's audit architecture of the machines the refusal below is written for.
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+
+# The start of a child's program (``python -c CODE ARCH NR ERRNO``): a seccomp
+# filter that answers one system call with an errno, as container runtimes do
+# for io_uring; the program goes on from there with json and sys imported.
+SECCOMP_REFUSAL = textwrap.dedent("""
+    import ctypes, json, sys
+    arch, nr, err = (int(a) for a in sys.argv[1:4])
+    class Insn(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8),
+                    ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Insn))]
+    LD_W_ABS, JEQ_K, RET_K = 0x20, 0x15, 0x06
+    insns = (Insn * 6)(
+        Insn(LD_W_ABS, 0, 0, 4),                # seccomp_data.arch
+        Insn(JEQ_K, 0, 3, arch),
+        Insn(LD_W_ABS, 0, 0, 0),                # seccomp_data.nr
+        Insn(JEQ_K, 0, 1, nr),
+        Insn(RET_K, 0, 0, 0x00050000 | err),    # SECCOMP_RET_ERRNO
+        Insn(RET_K, 0, 0, 0x7FFF0000))          # SECCOMP_RET_ALLOW
+    prog = Prog(6, insns)
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) or libc.prctl(
+            PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0):
+        sys.exit("prctl: errno %d" % ctypes.get_errno())
+""")
+
+
+def io_uring_refusal() -> Optional[str]:
+    """Why the C loop cannot run on io_uring here (None when it can): the
+    tests of a c-uring run skip with it."""
+    from zerosock import _aio_c
+    return _aio_c._uring_unavailable()

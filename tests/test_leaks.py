@@ -5,7 +5,8 @@ and open descriptors flat.
 
 ``ZEROSOCK_LEAK_ITERATIONS`` sets the count (default 200,000; the full run
 is ``ZEROSOCK_LEAK_ITERATIONS=1000000``).  Connection cycles run a tenth as
-many.  A new layer's hot calls join by adding a case to ``CASES``.
+many.  A new layer's hot calls join by adding a case to ``CASES``.  The loop's
+cases run on its io_uring backend too (``c-uring``).
 ``ZEROSOCK_CHURN_CYCLES`` sets the churn's short count (default 4,000);
 ``--full`` adds 100,000 (``tools/churn.sh``).
 """
@@ -20,6 +21,7 @@ import time
 
 import pytest
 
+import _kernel
 from _hardening import HERE, run_script, subprocess_env, under_sanitizer
 
 pytestmark = [
@@ -41,7 +43,9 @@ CHILD = r"""
 import errno, gc, json, socket, sys, time, tracemalloc
 sys.path.insert(0, sys.argv[1])
 from _hardening import load, rss_bytes
-zs = load(sys.argv[2])
+zs = load(sys.argv[2].split("-")[0])
+if sys.argv[2] == "c-uring" and zs.aio.IO_BACKEND != "uring":  # never pass on epoll instead
+    sys.exit(zs.aio.IO_BACKEND_REASON)
 case, iterations = sys.argv[3], int(sys.argv[4])
 EV_READ = zs.selectors.EVENT_READ
 
@@ -216,6 +220,25 @@ def make(case):
                 loop.call_soon(loop.stop)
                 loop.run_forever()
         return step, 1
+    if case == "aio add_reader/add_writer/remove":
+        # Each watch made, changed and dropped while the poller has it in flight
+        # (on io_uring: polls armed, cancelled and replaced).
+        loop = zs.aio.new_event_loop()
+        a, b = stream_pair()
+        KEEP.append(loop)
+        noop = lambda: None
+        def iterate():
+            loop.call_soon(loop.stop)
+            loop.run_forever()
+        def step():
+            loop.add_reader(a, noop)
+            iterate()
+            loop.add_writer(a, noop)  # writable at once: its callback runs
+            iterate()
+            loop.remove_writer(a)
+            iterate()
+            loop.remove_reader(a)
+        return step, 10  # three loop iterations a step: a tenth as many steps
     if case == "aio timers":
         loop = zs.aio.new_event_loop()
         KEEP.append(loop)
@@ -363,19 +386,30 @@ CASES = [
     "fail:closed", "fail:would-block", "fail:bad-argument", "fail:selector",
     "fail:connect-refused",
     "RecvBuffer fill/readuntil/readexactly", "fail:RecvBuffer",
-    "aio call_soon", "aio transport write/read", "aio timers", "aio buffered read/memoryview write",
+    "aio call_soon", "aio add_reader/add_writer/remove", "aio transport write/read", "aio timers",
+    "aio buffered read/memoryview write",
     "aio streams read/readline/readexactly/drain", "fail:aio streams",
     "aio streams server connection/write/drain",
 ]
 
 
+def _runs():
+    """(backend, case) pairs: every case on both backends, the loop's on io_uring too."""
+    return [pytest.param(name, case, id=f"{name}-{case}",
+                         marks=pytest.mark.c_extension if name.startswith("c") else ())
+            for name in ("c", "c-uring", "python") for case in CASES
+            if name != "c-uring" or "aio" in case]
+
+
 @pytest.mark.skipif(under_sanitizer(), reason=QUARANTINE)
-@pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("name", [pytest.param("c", marks=pytest.mark.c_extension), "python"])
+@pytest.mark.parametrize("name, case", _runs())
 def test_no_leak(name, case, request):
-    if name == "c" and request.config.getoption("--no-c-extensions"):
+    if name.startswith("c") and request.config.getoption("--no-c-extensions"):
         pytest.skip("C extensions disabled")
-    proc = run_script(CHILD, str(HERE), name, case, str(ITERATIONS), timeout=600)
+    if name == "c-uring" and _kernel.io_uring_refusal():
+        pytest.skip(f"io_uring is not usable here: {_kernel.io_uring_refusal()}")
+    env = subprocess_env(ZEROSOCK_AIO_IO="uring") if name == "c-uring" else None
+    proc = run_script(CHILD, str(HERE), name, case, str(ITERATIONS), timeout=600, env=env)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     print(f"{name} {case}: {result}")
     assert result["traced"] < MAX_TRACED, result

@@ -24,6 +24,7 @@ import threading
 
 import pytest
 
+import _kernel
 from _hardening import HERE, subprocess_env, under_sanitizer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="rlimits and /proc")
@@ -96,8 +97,9 @@ while True:
             sel.modify(conn, std.EVENT_READ | std.EVENT_WRITE, "c")
 """
 
-# The same echo server on an asyncio loop: zerosock.aio's (argv[2] "aio-c" or
-# "aio-python"), the standard library's ("asyncio") or uvloop's ("uvloop").
+# The same echo server on an asyncio loop: zerosock.aio's (argv[2] "aio-c",
+# "aio-c-uring", the C loop on io_uring, or "aio-python"), the standard
+# library's ("asyncio") or uvloop's ("uvloop").
 AIO_SERVER = r"""
 import asyncio, resource, sys
 sys.path.insert(0, sys.argv[1])
@@ -111,7 +113,10 @@ elif kind == "uvloop":
     new_loop = uvloop.new_event_loop
 else:
     from _hardening import load
-    new_loop = load(kind.split("-", 1)[1]).aio.new_event_loop
+    aio = load(kind.split("-")[1]).aio
+    if kind.endswith("-uring") and aio.IO_BACKEND != "uring":  # never pass on epoll instead
+        sys.exit(aio.IO_BACKEND_REASON)
+    new_loop = aio.new_event_loop
 
 class Echo(asyncio.Protocol):
     def connection_made(self, transport):
@@ -296,8 +301,9 @@ def _fd_budget() -> tuple:
 
 def _servers():
     names = [pytest.param("c", marks=pytest.mark.c_extension), "stdlib",
-             pytest.param("aio-c", marks=pytest.mark.c_extension), "aio-python", "asyncio",
-             "uvloop"]
+             pytest.param("aio-c", marks=pytest.mark.c_extension),
+             pytest.param("aio-c-uring", marks=pytest.mark.c_extension), "aio-python",
+             "asyncio", "uvloop"]
     if LONG:
         names += ["python"]
     return names
@@ -305,14 +311,18 @@ def _servers():
 
 @pytest.mark.parametrize("name", _servers())
 def test_soak_echo(name, request):
-    if name.endswith("c") and request.config.getoption("--no-c-extensions"):
+    if "c" in name.split("-") and request.config.getoption("--no-c-extensions"):
         pytest.skip("C extensions disabled")
     if name == "uvloop":
         pytest.importorskip("uvloop")
+    uring = name.endswith("-uring")
+    if uring and _kernel.io_uring_refusal():
+        pytest.skip(f"io_uring is not usable here: {_kernel.io_uring_refusal()}")
     connections, limit = _fd_budget()
     script = AIO_SERVER if name.startswith("aio") or name in ("asyncio", "uvloop") else SERVER
+    env = subprocess_env(ZEROSOCK_AIO_IO="uring") if uring else subprocess_env()
     server = subprocess.Popen([sys.executable, "-c", script, str(HERE), name, str(limit)],
-                              stdout=subprocess.PIPE, text=True, env=subprocess_env())
+                              stdout=subprocess.PIPE, text=True, env=env)
     client = None
     try:
         port = server.stdout.readline().strip()

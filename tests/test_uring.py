@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+import _kernel
+
 pytestmark = pytest.mark.c_extension
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,32 +130,9 @@ def test_abi_matches_the_kernel_header(tmp_path):
 
 # ------------------------------------------------------------ refused io_uring
 
-_AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
-
 # In a child: a seccomp filter that answers one system call with an errno, as
 # container runtimes do for io_uring, then the probe's answer as JSON.
-_SECCOMP_CHILD = textwrap.dedent("""
-    import ctypes, json, sys
-    arch, nr, err = (int(a) for a in sys.argv[1:4])
-    class Insn(ctypes.Structure):
-        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8),
-                    ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
-    class Prog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Insn))]
-    LD_W_ABS, JEQ_K, RET_K = 0x20, 0x15, 0x06
-    insns = (Insn * 6)(
-        Insn(LD_W_ABS, 0, 0, 4),                # seccomp_data.arch
-        Insn(JEQ_K, 0, 3, arch),
-        Insn(LD_W_ABS, 0, 0, 0),                # seccomp_data.nr
-        Insn(JEQ_K, 0, 1, nr),
-        Insn(RET_K, 0, 0, 0x00050000 | err),    # SECCOMP_RET_ERRNO
-        Insn(RET_K, 0, 0, 0x7FFF0000))          # SECCOMP_RET_ALLOW
-    prog = Prog(6, insns)
-    libc = ctypes.CDLL(None, use_errno=True)
-    PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) or libc.prctl(
-            PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0):
-        sys.exit("prctl: errno %d" % ctypes.get_errno())
+_SECCOMP_CHILD = _kernel.SECCOMP_REFUSAL + textwrap.dedent("""
     from zerosock import _uring_c
     print(json.dumps(_uring_c.probe()))
 """)
@@ -166,7 +145,7 @@ def _io_uring_disabled() -> int:
         return 0
 
 
-@pytest.mark.skipif(platform.machine() not in _AUDIT_ARCH or not sys.platform.startswith("linux"),
+@pytest.mark.skipif(platform.machine() not in _kernel.AUDIT_ARCH or not sys.platform.startswith("linux"),
                     reason="the seccomp filter is written for x86_64 and aarch64 Linux")
 @pytest.mark.parametrize("syscall,errno_name,expected", [
     (425, "EPERM", "io_uring_setup failed with EPERM: a seccomp filter forbids io_uring"),
@@ -180,7 +159,7 @@ def test_a_seccomp_filter_is_named(usable, syscall, errno_name, expected):
         pytest.skip("kernel.io_uring_disabled is set: its own reason comes first")
     import errno
     done = subprocess.run(
-        [sys.executable, "-c", _SECCOMP_CHILD, str(_AUDIT_ARCH[platform.machine()]),
+        [sys.executable, "-c", _SECCOMP_CHILD, str(_kernel.AUDIT_ARCH[platform.machine()]),
          str(syscall), str(getattr(errno, errno_name))],
         capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

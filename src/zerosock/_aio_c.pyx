@@ -10,6 +10,7 @@ from zerosock import _aio_shared, _aio_tls_c
 from zerosock._aio_core_c cimport LoopCore
 from zerosock import _aio_accept_c
 from zerosock._aio_datagram_c import DatagramSocketTransport
+from zerosock._aio_ring_c import RingSelector
 from zerosock import _aio_loop_methods_c as loop_methods
 from zerosock._aio_loop_methods_c import bind_loop_methods
 from zerosock._aio_streams_c import adopt_stream_protocol
@@ -17,7 +18,28 @@ from zerosock._aio_tls_c import TLS_ENGINE, new_ssl_protocol
 from zerosock._aio_transport_c import SocketTransport, TransportTable
 from zerosock._selectors_c import DefaultSelector
 
-__all__ = ["EventLoop", "EventLoopPolicy", "TLS_ENGINE", "install", "new_event_loop", "run"]
+__all__ = ["EventLoop", "EventLoopPolicy", "IO_BACKEND", "IO_BACKEND_REASON", "TLS_ENGINE",
+           "install", "new_event_loop", "run"]
+
+
+_uring_verdict = []  # the probe's answer, asked once: the kernel's answer does not change
+
+
+def _uring_unavailable():
+    """None when a loop can run on io_uring here, else why not."""
+    if not _uring_verdict:
+        from zerosock import _uring_c
+        _uring_verdict.append(_uring_c.unavailable_reason())
+    return _uring_verdict[0]
+
+
+# What a new loop polls with ("epoll" or "uring"), and why.
+IO_BACKEND, IO_BACKEND_REASON = _aio_shared.resolve_io(_aio_shared.requested_io(),
+                                                       _uring_unavailable)
+
+
+def _new_selector(str io):
+    return RingSelector() if io == "uring" else DefaultSelector()
 
 # The socket methods through which the stdlib's transports do their I/O.
 _STREAM_IO = ("recv", "recv_into", "send", "sendmsg")
@@ -65,7 +87,7 @@ class EventLoop(asyncio.SelectorEventLoop):
 
     def __init__(self, selector=None):
         if selector is None:
-            selector = DefaultSelector()
+            selector = _new_selector(IO_BACKEND)
         super().__init__(selector)
         # fd -> transport, as the stdlib's WeakValueDictionary, the C transports entered in C.
         self._transports = TransportTable()
@@ -130,9 +152,15 @@ class EventLoopPolicy(_aio_shared.BasePolicy):
     _loop_factory = EventLoop
 
 
-def new_event_loop():
-    """A new, unstarted zerosock event loop."""
-    return EventLoop()
+def new_event_loop(io=None):
+    """A new, unstarted zerosock event loop.
+
+    ``io`` (``"epoll"`` or ``"uring"``; default :data:`IO_BACKEND`) is the I/O
+    backend asked for: io_uring where the kernel allows it, else epoll,
+    warning once with the reason."""
+    if io is None:
+        return EventLoop()
+    return EventLoop(_new_selector(_aio_shared.resolve_io(io, _uring_unavailable)[0]))
 
 
 def install():

@@ -11,10 +11,22 @@ from ._selectors_py import DefaultSelector
 
 _T = TypeVar("_T")
 
-__all__ = ["EventLoop", "EventLoopPolicy", "TLS_ENGINE", "install", "new_event_loop", "run"]
+__all__ = ["EventLoop", "EventLoopPolicy", "IO_BACKEND", "IO_BACKEND_REASON", "TLS_ENGINE",
+           "install", "new_event_loop", "run"]
 
 # Which TLS implementation runs: on this backend, the standard library's.
 TLS_ENGINE: str = "stdlib"
+
+
+def _uring_unavailable() -> Optional[str]:
+    return "the Python backend has no io_uring loop"
+
+
+# What a new loop polls with ("epoll", the selector, on this backend) and why.
+IO_BACKEND: str
+IO_BACKEND_REASON: str
+IO_BACKEND, IO_BACKEND_REASON = _aio_shared.resolve_io(_aio_shared.requested_io(),
+                                                       _uring_unavailable)
 
 
 class EventLoop(asyncio.SelectorEventLoop):
@@ -32,8 +44,14 @@ class EventLoopPolicy(_aio_shared.BasePolicy):
     _loop_factory = EventLoop
 
 
-def new_event_loop() -> EventLoop:
-    """A new, unstarted zerosock event loop."""
+def new_event_loop(io: Optional[str] = None) -> EventLoop:
+    """A new, unstarted zerosock event loop.
+
+    ``io`` (``"epoll"`` or ``"uring"``; default :data:`IO_BACKEND`) is the I/O
+    backend asked for; this backend polls with its selector either way,
+    warning once when io_uring was asked for."""
+    if io is not None:
+        _aio_shared.resolve_io(io, _uring_unavailable)
     return EventLoop()
 
 

@@ -1,10 +1,13 @@
-"""Pieces of zerosock.aio written once for both backends: the policy, install() and run()."""
+"""Pieces of zerosock.aio written once for both backends: the policy, install(),
+run() and the choice of the loop's I/O backend (epoll or io_uring)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
-from typing import Any, Callable, Coroutine, Optional, TypeVar
+import warnings
+from typing import Any, Callable, Coroutine, Optional, Set, Tuple, TypeVar
 
 _T = TypeVar("_T")
 
@@ -58,3 +61,50 @@ def run_with(loop_factory: LoopFactory, policy_cls: type,
         return asyncio.run(main, debug=debug)
     finally:
         asyncio.set_event_loop_policy(previous)
+
+
+# -- the I/O backend: readiness through epoll, or io_uring ----------------------------
+
+IO_BACKENDS = ("epoll", "uring")
+IO_VARIABLE = "ZEROSOCK_AIO_IO"
+DEFAULT_IO_REASON = f"epoll is the default ({IO_VARIABLE}=uring asks for io_uring)"
+
+# The fallback reasons already warned about: each is said once per process.
+_warned: Set[str] = set()
+
+
+def check_io(io: str) -> str:
+    """``io`` when it names an I/O backend; ValueError otherwise, as for any bad argument."""
+    if io not in IO_BACKENDS:
+        raise ValueError(f"unknown I/O backend {io!r}; choose 'epoll' or 'uring'")
+    return io
+
+
+def requested_io() -> str:
+    """What ``ZEROSOCK_AIO_IO`` asks for: ``"epoll"`` when unset or empty, and
+    (with a warning) when it names no backend, so a typo never stops an import."""
+    value = os.environ.get(IO_VARIABLE, "").strip().lower()
+    if not value:
+        return "epoll"
+    if value not in IO_BACKENDS:
+        warnings.warn(f"{IO_VARIABLE}={value!r} names no I/O backend ('epoll' or 'uring'): "
+                      "using epoll", RuntimeWarning, stacklevel=3)
+        return "epoll"
+    return value
+
+
+def resolve_io(io: str, uring_unavailable: Callable[[], Optional[str]],
+               stacklevel: int = 3) -> Tuple[str, str]:
+    """``(backend, reason)`` for a loop that asks for ``io``: io_uring when
+    asked and ``uring_unavailable()`` has no objection, else epoll, with a
+    RuntimeWarning (once per reason) when io_uring was asked for and refused."""
+    if check_io(io) == "epoll":
+        return "epoll", DEFAULT_IO_REASON
+    why_not = uring_unavailable()
+    if why_not is None:
+        return "uring", "io_uring was asked for and is available"
+    reason = f"io_uring was asked for but is not available: {why_not}; using epoll"
+    if reason not in _warned:
+        _warned.add(reason)
+        warnings.warn(reason, RuntimeWarning, stacklevel=stacklevel)
+    return "epoll", reason

@@ -56,4 +56,5 @@ SELECTORS_NAMES = (
 )
 
 # Names of ``zerosock.aio`` on every backend.
-AIO_NAMES = ("EventLoop", "EventLoopPolicy", "TLS_ENGINE", "install", "new_event_loop", "run")
+AIO_NAMES = ("EventLoop", "EventLoopPolicy", "IO_BACKEND", "IO_BACKEND_REASON", "TLS_ENGINE",
+             "install", "new_event_loop", "run")

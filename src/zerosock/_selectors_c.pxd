@@ -74,6 +74,13 @@ cdef class Poller:
     cdef int ready_cap
     cdef bint waiting
 
+    # What a Selector calls, overridden by pollers that are not zs_poller's
+    # (the io_uring one of zerosock._aio_ring_c).
+    cdef int add(self, zs_sock_t fd, int events) except -1
+    cdef int modify(self, zs_sock_t fd, int old, int events) except -1
+    cdef void remove(self, zs_sock_t fd, int old) noexcept  # errors ignored, as the stdlib does
+    # Before a wait: no other wait under way, room for `capacity` ready events.
+    cdef int begin_wait(self, int capacity) except -1
     cdef int wait(self, int timeout_ms) except -1
 
 

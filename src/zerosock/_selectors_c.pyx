@@ -171,24 +171,42 @@ cdef class Poller:
         events, may be using it."""
         zs_poller_close(&self.poller)
 
+    cdef int add(self, zs_sock_t fd, int events) except -1:
+        if zs_poller_add(&self.poller, fd, events) < 0:
+            _raise_os_error(zs_last_error())
+        return 0
+
+    cdef int modify(self, zs_sock_t fd, int old, int events) except -1:
+        if zs_poller_mod(&self.poller, fd, old, events) < 0:
+            _raise_os_error(zs_last_error())
+        return 0
+
+    cdef void remove(self, zs_sock_t fd, int old) noexcept:
+        # Fails harmlessly when the descriptor was closed since registration.
+        zs_poller_del(&self.poller, fd, old)
+
+    cdef int begin_wait(self, int capacity) except -1:
+        if self.waiting:
+            raise RuntimeError("concurrent select() calls on one selector")
+        cdef zs_event *grown
+        if capacity > self.ready_cap:
+            grown = <zs_event *>PyMem_Realloc(self.ready, <size_t>capacity * sizeof(zs_event))
+            if grown == NULL:
+                raise MemoryError()
+            self.ready = grown
+            self.ready_cap = capacity
+        return 0
+
     cdef int wait(self, int timeout_ms) except -1:
         """Wait up to `timeout_ms` (-1: forever); the ready events land in
         ``self.ready``.  Retries EINTR with the remaining time after running
         signal handlers (PEP 475); releases the GIL only when it may block."""
         cdef int cap, n, err
         cdef double deadline = 0.0
-        cdef zs_event *grown
         if not self.poller.open:
             raise ValueError(CLOSED_MESSAGE)
-        if self.waiting:
-            raise RuntimeError("concurrent select() calls on one selector")
         cap = zs_poller_capacity(&self.poller)
-        if cap > self.ready_cap:
-            grown = <zs_event *>PyMem_Realloc(self.ready, <size_t>cap * sizeof(zs_event))
-            if grown == NULL:
-                raise MemoryError()
-            self.ready = grown
-            self.ready_cap = cap
+        self.begin_wait(cap)
         if timeout_ms > 0:
             deadline = zs_monotonic() + timeout_ms / 1000.0
         self.waiting = True
@@ -370,8 +388,7 @@ cdef class Selector:
         try:
             self._set_slot(fd, <PyObject *>key, events)
             if self._native is not None:
-                if zs_poller_add(&self._native.poller, sock, events) < 0:
-                    _raise_os_error(zs_last_error())
+                self._native.add(sock, events)
             else:
                 self._selector.register(fd, events)
         except BaseException:
@@ -395,8 +412,7 @@ cdef class Selector:
         if old & ZS_EV_WRITE:
             self.writers -= 1
         if self._native is not None:
-            # Fails harmlessly when the descriptor was closed since registration.
-            zs_poller_del(&self._native.poller, <zs_sock_t>fd, old)
+            self._native.remove(<zs_sock_t>fd, old)
         elif not self._closed:
             try:
                 self._selector.unregister(fd)
@@ -425,8 +441,7 @@ cdef class Selector:
         if events != old:
             try:
                 if self._native is not None:
-                    if zs_poller_mod(&self._native.poller, <zs_sock_t>fd, old, events) < 0:
-                        _raise_os_error(zs_last_error())
+                    self._native.modify(<zs_sock_t>fd, old, events)
                 else:
                     self._selector.modify(fd, events)
             except BaseException:
@@ -553,7 +568,7 @@ cdef class Selector:
         if self._closed:
             raise ValueError(CLOSED_MESSAGE)
         if self._native is not None:
-            return zs_poller_fileno(&self._native.poller)
+            return self._native.fileno()
         return self._selector.fileno()
 
     def __enter__(self):

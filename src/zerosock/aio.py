@@ -13,6 +13,8 @@ from ._compat import backend as _backend
 if TYPE_CHECKING:
     from ._aio_py import EventLoop as EventLoop
     from ._aio_py import EventLoopPolicy as EventLoopPolicy
+    from ._aio_py import IO_BACKEND as IO_BACKEND
+    from ._aio_py import IO_BACKEND_REASON as IO_BACKEND_REASON
     from ._aio_py import TLS_ENGINE as TLS_ENGINE
     from ._aio_py import install as install
     from ._aio_py import new_event_loop as new_event_loop
