@@ -16,7 +16,6 @@ were replaced) goes to the stdlib's method."""
 cimport cython
 from cpython.contextvars cimport PyContext_CopyCurrent
 from cpython.object cimport PyObject, PyTypeObject
-from cpython.weakref cimport PyWeakref_GetObject
 
 import socket
 import weakref
@@ -105,10 +104,9 @@ cdef _Listener _last_listener = None
 cdef _Listener _listener_of(object sock):
     global _last_listener
     cdef _Listener listener = _last_listener
-    cdef PyObject *alive
     if listener is not None:
-        alive = PyWeakref_GetObject(listener.socket_ref)
-        if alive == <PyObject *>sock and listener.fd == <zs_sock_t>sock.fileno():
+        # called, not PyWeakref_GetObject: that is deprecated from 3.13
+        if listener.socket_ref() is sock and listener.fd == <zs_sock_t>sock.fileno():
             return listener
     listener = _Listener.__new__(_Listener)
     listener.socket_ref = weakref.ref(sock)
