@@ -14,7 +14,8 @@
  *                         __init__, _run and cancel do with them
  *   handle_free_list      what subtype_dealloc does for such a class        3.9-3.15
  *   type_version_tags     a type's version tag changes with the type        3.9-3.15
- *   bytearray_internals   PyByteArrayObject's fields (3.15 moved them)      3.9-3.14
+ *   bytearray_internals   PyByteArrayObject's fields (from 3.15 over a      3.9-3.15
+ *                         bytes object of its own)
  *   bytes_refill          a bytes object nobody else holds may be refilled  3.9-3.15
  *   awaitable_slots       a ready static type's iternext/am_send slots set  3.9-3.15
  *   (ssl_object_layout    _ssl objects' pointers: zs_openssl.h, checked by the TLS engine)
@@ -313,13 +314,24 @@ static const char *zs_version_tags_misfit(PyObject *base, PyObject *derived, PyO
  * (`del b[:n]`, `b.extend(data)`), keeping the allocation for the next read:
  * an echo server's buffer fills and empties once per message.  With the
  * fast path off (`fast` 0), the public API does the same. */
+/* Whether the bytes may be edited in place: not exported (the stdlib's
+ * BufferError), and from 3.15 their bytes object held by nobody else. */
+static inline int zs_bytearray_editable(PyByteArrayObject *b)
+{
+#if PY_VERSION_HEX >= 0x030F0000
+    if (b->ob_bytes_object == NULL || Py_REFCNT(b->ob_bytes_object) != 1)
+        return 0;
+#endif
+    return b->ob_exports == 0;
+}
+
 static int zs_bytearray_consume(PyObject *o, Py_ssize_t n, int fast)
 {
     PyByteArrayObject *b = (PyByteArrayObject *)o;
     Py_ssize_t left;
     if (n <= 0)
         return 0;
-    if (!fast || b->ob_exports > 0)  /* (exported: the stdlib's BufferError) */
+    if (!fast || !zs_bytearray_editable(b))
         return PySequence_DelSlice(o, 0, n);
     left = Py_SIZE(b) - n;
     b->ob_start = left ? b->ob_start + n : b->ob_bytes;
@@ -332,7 +344,7 @@ static int zs_bytearray_append(PyObject *o, const char *data, Py_ssize_t n, int 
 {
     PyByteArrayObject *b = (PyByteArrayObject *)o;
     Py_ssize_t size = Py_SIZE(b);
-    if (fast && b->ob_exports == 0 && b->ob_start != b->ob_bytes
+    if (fast && b->ob_start != b->ob_bytes && zs_bytearray_editable(b)
             && (b->ob_start - b->ob_bytes) + size + n + 1 > b->ob_alloc) {
         /* Slide the unread bytes to the front rather than grow. */
         memmove(b->ob_bytes, b->ob_start, (size_t)size);
@@ -346,7 +358,14 @@ static int zs_bytearray_append(PyObject *o, const char *data, Py_ssize_t n, int 
 }
 
 /* The check at import: the fields are where the running interpreter keeps
- * them, and the edits above leave what the public API reads. */
+ * them, and the edits above leave what the public API reads.  From 3.15 the
+ * bytes live in a bytes object whose size is the allocation (its own trailing
+ * NUL beyond it); before, the allocation counted the trailing NUL. */
+#if PY_VERSION_HEX >= 0x030F0000
+#define ZS_BYTEARRAY_PROBE_ALLOC 16
+#else
+#define ZS_BYTEARRAY_PROBE_ALLOC 17
+#endif
 static const char *zs_bytearray_misfit(void)
 {
     static const char text[] = "0123456789abcdef";
@@ -359,9 +378,15 @@ static const char *zs_bytearray_misfit(void)
     }
     if (PyByteArray_Type.tp_basicsize != (Py_ssize_t)sizeof(PyByteArrayObject))
         why = "PyByteArrayObject's size differs";
-    else if (b->ob_start != PyByteArray_AS_STRING(o) || b->ob_alloc < 17
-             || b->ob_start < b->ob_bytes || b->ob_exports != 0)
+    else if (b->ob_start != PyByteArray_AS_STRING(o) || b->ob_alloc < ZS_BYTEARRAY_PROBE_ALLOC
+             || b->ob_start < b->ob_bytes || b->ob_exports != 0 || !zs_bytearray_editable(b))
         why = "PyByteArrayObject's fields differ";
+#if PY_VERSION_HEX >= 0x030F0000
+    else if (!PyBytes_CheckExact(b->ob_bytes_object)
+             || PyBytes_AS_STRING(b->ob_bytes_object) != b->ob_bytes
+             || PyBytes_GET_SIZE(b->ob_bytes_object) != b->ob_alloc)
+        why = "PyByteArrayObject's bytes object differs";
+#endif
     else if (zs_bytearray_consume(o, 10, 1) < 0 || PyByteArray_GET_SIZE(o) != 6
              || memcmp(PyByteArray_AS_STRING(o), "abcdef", 7) != 0)
         why = "consuming the front reads back wrong";

@@ -256,6 +256,29 @@ static inline zs_sock_t zs_accept(zs_sock_t s, struct sockaddr *addr, zs_socklen
 #endif
 }
 
+/* accept() for an event loop: the new socket non-blocking and not
+ * inheritable, in one call where the system has accept4(). */
+static inline zs_sock_t zs_accept_nonblocking(zs_sock_t s, struct sockaddr *addr, zs_socklen_t *len)
+{
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__)
+    return accept4(s, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#elif defined(_WIN32)
+    zs_sock_t c = accept(s, addr, len);
+    if (c != INVALID_SOCKET) {
+        (void)SetHandleInformation((HANDLE)c, HANDLE_FLAG_INHERIT, 0);
+        (void)zs_set_nonblocking(c, 1);
+    }
+    return c;
+#else
+    zs_sock_t c = accept(s, addr, len);
+    if (c >= 0) {
+        (void)fcntl(c, F_SETFD, FD_CLOEXEC);
+        (void)zs_set_nonblocking(c, 1);
+    }
+    return c;
+#endif
+}
+
 /* 1 if a child process would inherit `s`, 0 if not, -1 on error. */
 static inline int zs_get_inheritable(zs_sock_t s)
 {

@@ -100,3 +100,10 @@ SECCOMP_REFUSAL = textwrap.dedent("""
             PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0):
         sys.exit("prctl: errno %d" % ctypes.get_errno())
 """)
+
+
+def io_uring_refusal() -> Optional[str]:
+    """Why the C loop cannot run on io_uring here (None when it can): the
+    tests of a c-uring run skip with it."""
+    from zerosock import _aio_c
+    return _aio_c._uring_unavailable()

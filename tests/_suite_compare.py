@@ -28,8 +28,15 @@ PASSING = ("passed", "xfailed")
 FAILING = ("failed", "error", "crashed", "not run")
 COLUMNS = ("passed", "failed", "error", "skipped", "excluded")
 LOOPS_MADE = "<zerosock loops made>"  # its value: how many zerosock loops the run made
+RING_LOOPS_MADE = "<io_uring loops made>"  # of those, how many polled through a ring
+MARKERS = (LOOPS_MADE, RING_LOOPS_MADE)
 
-_loops_made = [0]
+# The zerosock loops a runner tests: a backend, and "c-uring", the C backend's
+# loop on io_uring (ZEROSOCK_AIO_IO=uring in its run's environment).
+TESTED_LOOPS = ("c", "c-uring", "python")
+IO_VARIABLE = "ZEROSOCK_AIO_IO"
+
+_loops_made = [0, 0]
 
 
 def loops_made() -> int:
@@ -37,23 +44,58 @@ def loops_made() -> int:
     return _loops_made[0]
 
 
-def install_zerosock_loop(backend_name: str) -> types.ModuleType:
-    """Make every loop asyncio creates a (counted) zerosock loop of ``backend_name``.
+def ring_loops_made() -> int:
+    """How many of them poll through io_uring."""
+    return _loops_made[1]
+
+
+def zerosock_loops(asked: Sequence[str]) -> List[str]:
+    """The loops a runner runs for ``asked``: ``c`` is ``c-uring`` when the
+    caller's environment asks for io_uring (``ZEROSOCK_AIO_IO=uring``)."""
+    uring = os.environ.get(IO_VARIABLE, "").strip().lower() == "uring"
+    loops = ["c-uring" if uring and loop == "c" else loop for loop in asked]
+    return list(dict.fromkeys(loops))
+
+
+def loop_env(loop: str) -> Dict[str, str]:
+    """The environment of a child run on ``loop``: the runner, not the caller's
+    settings, picks the backend and the I/O backend."""
+    env = child_env()
+    env.pop(IO_VARIABLE, None)
+    if loop == "c-uring":
+        env[IO_VARIABLE] = "uring"
+    return env
+
+
+def install_zerosock_loop(loop: str) -> types.ModuleType:
+    """Make every loop asyncio creates a (counted) zerosock loop of ``loop``
+    (one of TESTED_LOOPS).
 
     Through the policy (``asyncio.new_event_loop()``, ``asyncio.run()``,
     ``asyncio.Runner``, and the default policy a test resets to),
-    ``asyncio.SelectorEventLoop`` and 3.13's ``asyncio.EventLoop``.  Returns the backend.
+    ``asyncio.SelectorEventLoop`` and 3.13's ``asyncio.EventLoop``.  Returns the
+    backend.  On ``c-uring``, a loop that would fall back to epoll is an error:
+    the run must not pass on the wrong loop.
     """
     import asyncio
 
     from zerosock import _compat
 
-    backend = _compat.load_backend(backend_name)
+    backend = _compat.load_backend(loop.split("-")[0])
+    ring_selector: Optional[type] = None
+    if loop == "c-uring":
+        if os.environ.get(IO_VARIABLE) != "uring" or backend.aio.IO_BACKEND != "uring":
+            raise RuntimeError(f"a run on io_uring whose loops poll with "
+                               f"{backend.aio.IO_BACKEND}: {backend.aio.IO_BACKEND_REASON}")
+        from zerosock._aio_ring_c import RingSelector
+        ring_selector = RingSelector
 
     class CountedLoop(backend.aio.EventLoop):  # type: ignore[name-defined,misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             _loops_made[0] += 1
             super().__init__(*args, **kwargs)
+            if ring_selector is not None and isinstance(self._selector, ring_selector):
+                _loops_made[1] += 1
 
     class Policy(backend.aio.EventLoopPolicy):  # type: ignore[name-defined,misc]
         _loop_factory = CountedLoop
@@ -74,6 +116,22 @@ def install_zerosock_loop(backend_name: str) -> types.ModuleType:
     if hasattr(asyncio, "EventLoop"):  # 3.13: the platform's default loop class
         asyncio.EventLoop = CountedLoop  # type: ignore[misc]
     return backend
+
+
+def selectors_for(loop: str) -> types.ModuleType:
+    """The ``selectors`` module a test module gets on ``loop``: zerosock's, and on
+    io_uring one whose epoll selector (the loop the tests make on Linux) is the ring's."""
+    from zerosock import _compat
+
+    selectors: types.ModuleType = _compat.load_backend(loop.split("-")[0]).selectors
+    if loop == "c-uring":
+        from zerosock._aio_ring_c import RingSelector
+
+        ring = types.ModuleType(selectors.__name__, selectors.__doc__)
+        ring.__dict__.update(vars(selectors))
+        ring.EpollSelector = ring.DefaultSelector = RingSelector  # type: ignore[attr-defined]
+        selectors = ring
+    return selectors
 
 
 def excluded_reason(excluded: Dict[str, str], test_id: str) -> Optional[str]:
@@ -195,7 +253,7 @@ def tally(outcomes: Dict[str, str]) -> Dict[str, int]:
     """How many tests of a run fall in each of COLUMNS."""
     totals = dict.fromkeys(COLUMNS, 0)
     for test_id, outcome in outcomes.items():
-        if test_id == LOOPS_MADE:
+        if test_id in MARKERS:
             continue
         if outcome in PASSING:
             totals["passed"] += 1
@@ -206,9 +264,20 @@ def tally(outcomes: Dict[str, str]) -> Dict[str, int]:
     return totals
 
 
-def made_no_loop(outcomes: Dict[str, str]) -> bool:
-    """Whether a zerosock run made no zerosock loop: its tests ran on something else."""
-    return outcomes.get(LOOPS_MADE, "0") == "0"
+def made_no_loop(outcomes: Dict[str, str], loop: str) -> Optional[str]:
+    """What kind of loop a zerosock run on ``loop`` made none of (None when it
+    did): its tests ran on something else."""
+    if outcomes.get(LOOPS_MADE, "0") == "0":
+        return "zerosock"
+    if loop == "c-uring" and outcomes.get(RING_LOOPS_MADE, "0") == "0":
+        return "io_uring"
+    return None
+
+
+def loops_column(outcomes: Dict[str, str]) -> str:
+    """The report's count of a run's loops: ``made`` or, on io_uring, ``made/ring``."""
+    made = outcomes.get(LOOPS_MADE, "-")
+    return made if RING_LOOPS_MADE not in outcomes else f"{made}/{outcomes[RING_LOOPS_MADE]}"
 
 
 def suspects(outcomes: Dict[str, str], reference: Optional[Dict[str, str]],

@@ -3,12 +3,15 @@
     python tests/run_stdlib_asyncio.py                      # C and Python backends vs stock
     python tests/run_stdlib_asyncio.py --backend c test_streams test_server
     python tests/run_stdlib_asyncio.py --all                # every test_asyncio module
+    python tests/run_stdlib_asyncio.py --backend c-uring    # the C loop on io_uring
 
 Each (module, loop) pair runs in its own subprocess.  For zerosock the loop is
 installed the ways asyncio's tests make loops: the policy (``asyncio.new_event_loop()``,
 ``asyncio.run()``), ``asyncio.SelectorEventLoop`` and 3.13's ``asyncio.EventLoop`` (the ``create_event_loop()``
 of test_events and friends) and the test module's ``selectors`` (so
-``SelectorEventLoop(selectors.EpollSelector())`` gets zerosock's selector).
+``SelectorEventLoop(selectors.EpollSelector())`` gets zerosock's selector; on
+``c-uring``, the C loop on io_uring, that selector polls through the ring, and
+``ZEROSOCK_AIO_IO=uring`` in the caller's environment makes ``c`` mean ``c-uring``).
 Prints passed/failed/errors/skipped per module and loop, then every test that
 passes on stock asyncio but not on zerosock.  Tests listed in EXCLUDED are not
 run on zerosock; each has its reason.  Exits non-zero on any such regression.
@@ -54,7 +57,7 @@ def excluded_reason(test_id: str) -> "str | None":
 
 
 def run_one(module_name: str, loop: str, verbose: bool) -> Dict[str, str]:
-    """In this process: run one module on ``loop`` ("c", "python" or "stdlib")."""
+    """In this process: run one module on ``loop`` (one of compare.TESTED_LOOPS, or "stdlib")."""
     try:
         module = importlib.import_module(f"test.test_asyncio.{module_name}")
     except unittest.SkipTest as exc:  # e.g. Windows-only modules
@@ -64,9 +67,9 @@ def run_one(module_name: str, loop: str, verbose: bool) -> Dict[str, str]:
             raise
         return {"<module skipped: not in this Python's test_asyncio>": "skipped"}
     if loop != "stdlib":
-        backend = compare.install_zerosock_loop(loop)
+        compare.install_zerosock_loop(loop)
         if hasattr(module, "selectors"):  # SelectorEventLoop(selectors.EpollSelector())
-            module.selectors = backend.selectors  # type: ignore[attr-defined]
+            module.selectors = compare.selectors_for(loop)  # type: ignore[attr-defined]
     tests: List[unittest.TestCase] = []
     outcomes: Dict[str, str] = {}
     for test in compare.iter_tests(unittest.defaultTestLoader.loadTestsFromModule(module)):
@@ -77,6 +80,8 @@ def run_one(module_name: str, loop: str, verbose: bool) -> Dict[str, str]:
     outcomes.update(compare.run_tests(module, tests, verbosity=2 if verbose else 0))
     if loop != "stdlib":
         outcomes[compare.LOOPS_MADE] = str(compare.loops_made())
+        if loop == "c-uring":
+            outcomes[compare.RING_LOOPS_MADE] = str(compare.ring_loops_made())
     return outcomes
 
 
@@ -87,7 +92,7 @@ def run_in_subprocess(module_name: str, loop: str, verbose: bool,
     if verbose:
         cmd.append("-v")
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        rc, _ = compare.run_child(cmd, timeout, out, err, env=compare.child_env())
+        rc, _ = compare.run_child(cmd, timeout, out, err, env=compare.loop_env(loop))
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
@@ -107,8 +112,9 @@ def run_in_subprocess(module_name: str, loop: str, verbose: bool,
 def main(argv: "List[str] | None" = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help="test_asyncio modules (default: the core set)")
-    parser.add_argument("--backend", action="append", choices=["c", "python"],
-                        help="zerosock backend(s) to test (default: both)")
+    parser.add_argument("--backend", action="append", choices=compare.TESTED_LOOPS,
+                        help="zerosock backend(s) to test (default: c and python; "
+                             "c-uring: the C loop on io_uring)")
     parser.add_argument("--all", action="store_true", help="every test_asyncio module")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the stock asyncio run (every non-pass is then reported)")
@@ -139,7 +145,7 @@ def main(argv: "List[str] | None" = None) -> int:
         pkg = os.path.dirname(test.test_asyncio.__file__)
         modules = sorted(f[:-3] for f in os.listdir(pkg)
                          if f.startswith("test_") and f.endswith(".py"))
-    backends = args.backend or ["c", "python"]
+    backends = compare.zerosock_loops(args.backend or ["c", "python"])
     loops = backends + ([] if args.no_reference else ["stdlib"])
 
     jobs = [(m, loop) for m in modules for loop in loops]
@@ -155,19 +161,20 @@ def main(argv: "List[str] | None" = None) -> int:
         for loop in loops:
             t = compare.tally(by_key[(m, loop)])
             rows.append([m, loop, t["passed"], t["failed"], t["error"], t["skipped"],
-                         t["excluded"], by_key[(m, loop)].get(compare.LOOPS_MADE, "-")])
+                         t["excluded"], compare.loops_column(by_key[(m, loop)])])
         reference = by_key.get((m, "stdlib"))
         for loop in backends:
             outcomes = by_key[(m, loop)]
             module_skipped = any(test_id.startswith("<module skipped") for test_id in outcomes)
-            if compare.made_no_loop(outcomes) and not module_skipped:
+            missing = compare.made_no_loop(outcomes, loop)
+            if missing and not module_skipped:
                 # The core modules must run on our loop; others may use only mock loops.
                 (regressions if m in DEFAULT_MODULES else notes).append(
-                    f"{loop:7} {m}: no zerosock loop was made")
+                    f"{loop:7} {m}: no {missing} loop was made")
             for test_id in compare.suspects(outcomes, reference):
                 regressions.append(f"{loop:7} {_short_id(test_id)}: {outcomes[test_id]}")
     compare.print_table(["module", "loop", "passed", "failed", "errors", "skipped", "excluded",
-                         "loops"], [22, 7, 7, 7, 7, 8, 9, 6], rows)
+                         "loops"], [22, 7, 7, 7, 7, 8, 9, 7], rows)
     return compare.verdict([
         ("excluded on zerosock", [f"{p}: {r}" for p, r in EXCLUDED.items()]),
         ("modules whose tests made no zerosock loop (mock or test loops only)", notes),

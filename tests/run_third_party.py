@@ -3,6 +3,7 @@
     python tests/run_third_party.py                         # every suite, both backends vs stock
     python tests/run_third_party.py --suite anyio --backend c
     python tests/run_third_party.py --cache /tmp/zs-third-party -v
+    python tests/run_third_party.py --backend c-uring       # the C loop on io_uring
 
 Each suite is a pinned release: its tests come from its sdist on PyPI (never
 committed here), the package and its test dependencies are installed by this
@@ -15,7 +16,9 @@ suites make loops: the event loop policy (``asyncio.new_event_loop()``,
 ``asyncio.run()``, ``asyncio.Runner``: anyio's and uvicorn's test runner,
 aiohttp's ``pyloop``) and ``asyncio.SelectorEventLoop`` (uvicorn's
 ``loop="asyncio"``).  It counts the zerosock loops made: proof that the tests
-ran on them.  A test that passes on stock asyncio and fails on zerosock is run
+ran on them (and on ``c-uring``, the C loop on io_uring, those polling through
+a ring; ``ZEROSOCK_AIO_IO=uring`` in the caller's environment makes ``c`` mean
+``c-uring``).  A test that passes on stock asyncio and fails on zerosock is run
 once more on its own; it is a regression if it fails again.  Tests listed in
 EXCLUDED are not run on zerosock; each has its reason.  Exits non-zero on any
 regression, or when a zerosock run made no zerosock loop.
@@ -120,7 +123,7 @@ OTHER_LOOPS = ("uvloop", "winloop", "trio")
 
 # ---------------------------------------------------------------- the plugin
 # Loaded into the suite's pytest with ``-p run_third_party``; configured by the
-# environment: ZEROSOCK_THIRD_PARTY_LOOP ("stdlib", "c", "python"),
+# environment: ZEROSOCK_THIRD_PARTY_LOOP ("stdlib" or one of compare.TESTED_LOOPS),
 # ZEROSOCK_THIRD_PARTY_SUITE and ZEROSOCK_THIRD_PARTY_LOG (a JSON-lines file).
 
 # Suites parametrize tests by ``asyncio.SelectorEventLoop``, which names the test
@@ -198,6 +201,8 @@ def pytest_runtest_logreport(report: Any) -> None:
 def pytest_unconfigure(config: Any) -> None:
     if _LOG:
         _LOG[0].write(nodeid=compare.LOOPS_MADE, outcome=str(compare.loops_made()))
+        if os.environ["ZEROSOCK_THIRD_PARTY_LOOP"] == "c-uring":
+            _LOG[0].write(nodeid=compare.RING_LOOPS_MADE, outcome=str(compare.ring_loops_made()))
         _LOG.pop().close()
 
 
@@ -279,7 +284,7 @@ def run_suite(name: str, suite: Suite, python: str, src: str, loop: str, cache: 
     for path in (log_path, out_path):
         if os.path.exists(path):
             os.unlink(path)
-    env = compare.child_env()
+    env = compare.loop_env(loop)
     env.pop("PYTHONASYNCIODEBUG", None)
     env.update(ZEROSOCK_THIRD_PARTY_LOOP=loop, ZEROSOCK_THIRD_PARTY_SUITE=name,
                ZEROSOCK_THIRD_PARTY_LOG=log_path, PYTHONDONTWRITEBYTECODE="1",
@@ -320,8 +325,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--suite", action="append", choices=sorted(SUITES),
                         help="suite(s) to run (default: all)")
-    parser.add_argument("--backend", action="append", choices=["c", "python"],
-                        help="zerosock backend(s) to test (default: both)")
+    parser.add_argument("--backend", action="append", choices=compare.TESTED_LOOPS,
+                        help="zerosock backend(s) to test (default: c and python; "
+                             "c-uring: the C loop on io_uring)")
     parser.add_argument("--cache", default=os.path.join(ROOT, "build", "third_party"),
                         help="downloads, venvs and run logs (default: build/third_party)")
     # The runs mostly wait (on sockets, sleeps, subprocesses): anyio's uses 120 s of
@@ -334,7 +340,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     names = args.suite or list(SUITES)  # the longest first, for the pool's sake
-    backends = args.backend or ["c", "python"]
+    backends = compare.zerosock_loops(args.backend or ["c", "python"])
     loops = ([] if args.no_reference else ["stdlib"]) + backends
     cache = os.path.abspath(args.cache)
     os.makedirs(cache, exist_ok=True)
@@ -381,8 +387,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 regressions.append(f"{name} on stdlib: the suite did not run: {broken}")
         for loop in backends:
             outcomes = by_key[(name, loop)]
-            if compare.made_no_loop(outcomes):
-                regressions.append(f"{name} on {loop}: no zerosock loop was made")
+            missing = compare.made_no_loop(outcomes, loop)
+            if missing:
+                regressions.append(f"{name} on {loop}: no {missing} loop was made")
             suspects = compare.suspects(outcomes, reference, unrun=True)
             retry_ids = [n.replace(STOCK_LOOP_NAME, "CountedLoop")
                          for n in suspects if not n.startswith("<")]
@@ -407,11 +414,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         for loop in loops:
             t = compare.tally(by_key[(name, loop)])
             rows.append([name, loop, t["passed"], t["failed"], t["error"], t["skipped"],
-                         t["excluded"], by_key[(name, loop)].get(compare.LOOPS_MADE, "-"),
+                         t["excluded"], compare.loops_column(by_key[(name, loop)]),
                          f"{seconds[(name, loop)]:.0f}", f"{CPU_SECONDS[(name, loop)]:.0f}"])
     print()
     compare.print_table(["suite", "loop", "passed", "failed", "errors", "skipped", "excluded",
-                         "loops", "seconds", "cpu s"], [9, 7, 7, 7, 7, 8, 9, 6, 8, 6], rows)
+                         "loops", "seconds", "cpu s"], [9, 7, 7, 7, 7, 8, 9, 9, 8, 6], rows)
     print(f"total: {time.monotonic() - started:.0f} s wall, "
           f"{sum(CPU_SECONDS.values()):.0f} s CPU in the suites' runs")
     return compare.verdict([

@@ -227,3 +227,51 @@ def test_a_peer_that_resets_mid_write(io_loop_factory):
 
     exc = _run(io_loop_factory, main)
     assert isinstance(exc, (ConnectionResetError, BrokenPipeError)), exc
+
+
+def test_a_servers_connections_run_as_its_loop_does(io_loop_factory):
+    """Connections a server accepts (zerosock's loop accepts them in C) get
+    the transports its loop makes: on io_uring, completions; every loop
+    echoes their pipelined requests in order."""
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data)
+
+    async def main() -> List[str]:
+        loop = asyncio.get_running_loop()
+        transports: List[Any] = []
+
+        def factory() -> Echo:
+            proto = Echo()
+            transports.append(proto)
+            return proto
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
+        for i, (_, writer) in enumerate(clients):
+            for j in range(20):
+                writer.write(b"%02d:%02d;" % (i, j))
+        for i, (reader, _) in enumerate(clients):
+            got = await reader.readexactly(6 * 20)
+            assert got == b"".join(b"%02d:%02d;" % (i, j) for j in range(20))
+        kinds = sorted({type(getattr(p.transport, "_core", None)).__name__ for p in transports})
+        for _, writer in clients:
+            writer.close()
+            await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return kinds
+
+    kinds = _run(io_loop_factory, main)
+    loop = io_loop_factory()
+    try:
+        io = getattr(loop, "_stream_core", None)
+    finally:
+        loop.close()
+    if io is not None:
+        assert kinds == [io.__name__]

@@ -130,6 +130,57 @@ def test_io_callback_removes_itself(loop_factory, writing):
     _check_freed_after_return(run(loop_factory, main()))
 
 
+
+def test_data_received_that_replaces_its_own_protocol(loop_factory):
+    """A data_received that is a bound C method running Python code, which
+    replaces the protocol: the transport's reference to the method, the last
+    one, goes while the method runs."""
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        log: List[Any] = []
+        done = loop.create_future()
+        transports: List[Any] = []
+
+        class Next(asyncio.Protocol):
+            def data_received(self, data: bytes) -> None:
+                pass
+
+        class Replaces:
+            rank = 0
+
+            def __eq__(self, other: object) -> bool:
+                log.append("replace")
+                transports[0].set_protocol(Next())
+                loop.call_soon(lambda: (log.append("next"), done.set_result(None)))
+                return False
+
+        class Holder(asyncio.Protocol):
+            pass
+
+        def make() -> asyncio.Protocol:
+            items = _Tracked([Replaces()])
+            items.log = log
+            protocol = Holder()
+            protocol.data_received = items.count  # type: ignore[method-assign]
+            return protocol  # held by the transport alone
+
+        a, b = socket.socketpair()
+        try:
+            transport, _ = await loop.connect_accepted_socket(make, a)
+            transports.append(transport)
+            b.send(b"x")
+            await done
+            transport.close()
+        finally:
+            b.close()
+        return log
+
+    # Freed intact, once count() returned (when is the loop's affair: stock
+    # asyncio keeps the protocol a little longer).
+    log = run(loop_factory, main())
+    assert sorted(log, key=str) == sorted(["replace", ("freed", [0]), "next"], key=str)
+    assert log[0] == "replace"
+
 # -- seeded random programs, compared with stock asyncio ------------------------------
 
 ITERATIONS = 24      # loop iterations a program runs before its teardown

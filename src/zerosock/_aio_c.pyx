@@ -8,13 +8,15 @@ import socket
 
 from zerosock import _aio_shared, _aio_tls_c
 from zerosock._aio_core_c cimport LoopCore
+from zerosock import _aio_accept_c
 from zerosock._aio_datagram_c import DatagramSocketTransport
 from zerosock._aio_ring_c import RingSelector, RingTransportCore, ring_of
 from zerosock import _aio_loop_methods_c as loop_methods
 from zerosock._aio_loop_methods_c import bind_loop_methods
 from zerosock._aio_streams_c import adopt_stream_protocol
 from zerosock._aio_tls_c import TLS_ENGINE, new_ssl_protocol
-from zerosock._aio_transport_c import ReadTarget, SocketTransport, TransportCore
+from zerosock._aio_transport_c import (SocketTransport, TransportCore, TransportTable,
+                                      stream_core_type)
 from zerosock._selectors_c import DefaultSelector
 
 __all__ = ["EventLoop", "EventLoopPolicy", "IO_BACKEND", "IO_BACKEND_REASON", "TLS_ENGINE",
@@ -81,13 +83,18 @@ class EventLoop(asyncio.SelectorEventLoop):
     create_future = loop_methods.create_future
     if loop_methods.create_task is not None:
         create_task = loop_methods.create_task
+    # A listening socket's connections, accepted and given transports in C.
+    _accept_connection = _aio_accept_c.accept_connection
 
     def __init__(self, selector=None):
         if selector is None:
             selector = _new_selector(IO_BACKEND)
         super().__init__(selector)
-        # Plain stream transports on an io_uring run on its completions.
+        # Plain stream transports on an io_uring run on its completions
+        # (stream_core_type() decides, for accepted connections too).
         self._stream_core = TransportCore if ring_of(self) is None else RingTransportCore
+        # fd -> transport, as the stdlib's WeakValueDictionary, the C transports entered in C.
+        self._transports = TransportTable()
         self._core = LoopCore(self)
         self._scheduled = self._core.timers
         bind_loop_methods(self)
@@ -102,9 +109,8 @@ class EventLoop(asyncio.SelectorEventLoop):
                                                   server=server, **_given(context=context))
         self._ensure_fd_no_transport(sock)  # as the stdlib does since 3.12
         adopt_stream_protocol(protocol, self)  # asyncio streams get the C ones
-        # A protocol that reads the socket itself (TLS) keeps the readiness path.
-        core_type = TransportCore if isinstance(protocol, ReadTarget) else self._stream_core
-        return SocketTransport(self, sock, protocol, waiter, extra, server, context, core_type)
+        return SocketTransport(self, sock, protocol, waiter, extra, server, context,
+                               stream_core_type(self, protocol))
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         if (sock.family not in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
@@ -140,6 +146,9 @@ class EventLoop(asyncio.SelectorEventLoop):
 
     def _run_once(self):
         (<LoopCore?>self._core).run_once()
+
+
+_aio_accept_c.use_loop_class(EventLoop)
 
 
 class EventLoopPolicy(_aio_shared.BasePolicy):

@@ -1,6 +1,7 @@
 # A step of the loop run in a contextvars.Context, as Context.run() runs it
-# but without its Python call: the loop's stdlib Handles and the transports'
-# I/O handles share it.  Inline, so each caller's step becomes a direct call.
+# but without its Python call, for the loop's stdlib Handles (the transports'
+# I/O handles do the same with borrowed pointers: IOHandle.run).  Inline, so
+# each caller's step becomes a direct call.
 from cpython.contextvars cimport PyContext_Enter, PyContext_Exit
 
 ctypedef int (*context_step)(object target, object arg) except -1

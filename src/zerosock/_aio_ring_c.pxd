@@ -62,6 +62,9 @@ cdef class RingTransportCore(TransportCore):
 
     cdef inline bint _ring_open(self):
         return self.slot >= 0 and self.ring.ring != NULL
+    cdef int _open_slot(self, object loop, int fd) except -1
+    cdef int _enter_handle(self, object context) except -1
+    cdef void _release_unstarted(self) noexcept
     cdef int flush(self) except -1
     cdef bint settle_send(self) except -1
     cdef int _sent(self, int32_t res) except -1

@@ -22,7 +22,8 @@ import collections
 import os
 from asyncio.log import logger
 
-from zerosock._aio_transport_c cimport IOHandle, ReadSink, ReadTarget, TransportCore
+from zerosock._aio_transport_c cimport (IOHandle, ReadSink, ReadTarget, TransportCore,
+                                       new_io_handle)
 from zerosock._selectors_c cimport Poller, Selector, zs_event
 from zerosock._shim cimport zs_iov_set, zs_iovec, zs_send, zs_sock_t
 from zerosock._wire cimport zs_wire, zs_wire_lend_memory, zs_wire_to_report
@@ -188,29 +189,62 @@ cdef class RingTransportCore(TransportCore):
     of it; its slot, and so a completion of it, never reaches a later
     transport on the same descriptor."""
 
+    def __cinit__(self):
+        self.slot = -1
+
     def __init__(self, owner, loop, sock, protocol, waiter=None, extra=None, server=None,
                  context=None):
+        self._open_slot(loop, sock.fileno())
+        try:
+            TransportCore.__init__(self, owner, loop, sock, protocol, waiter, extra, server,
+                                   context)
+            self._enter_handle(None)
+        except BaseException:
+            self._release_unstarted()
+            raise
+
+    def __dealloc__(self):
+        # Made and dropped before it started (an accepted connection whose
+        # transport failed midway): nothing of the slot is in flight.
+        self._release_unstarted()
+
+    cdef int _open_slot(self, object loop, int fd) except -1:
         cdef RingPoller ring = ring_of(loop)
         cdef int slot
-        self.slot = -1
         if ring is None or ring.ring == NULL:
             raise ValueError("the loop does not poll with an open ring")
-        slot = zs_ustream_open(ring.ring, sock.fileno())
+        slot = zs_ustream_open(ring.ring, fd)
         if slot < 0:
             _raise_errno()
         self.ring = ring
         self.slot = slot
-        try:
-            TransportCore.__init__(self, owner, loop, sock, protocol, waiter, extra, server,
-                                   context)
-            self.handle = IOHandle(self, False)
-        except BaseException:
-            zs_ustream_release(ring.ring, slot)
+        return 0
+
+    cdef int _enter_handle(self, object context) except -1:
+        """The IOHandle that runs the slot's completions (in ``context``, None:
+        the transport's), entered in the ring's handles."""
+        cdef list handles = self.ring.handles
+        handle = new_io_handle(self, False, context)
+        while len(handles) <= self.slot:
+            handles.append(None)
+        handles[self.slot] = handle
+        self.handle = handle
+        return 0
+
+    cdef void _release_unstarted(self) noexcept:
+        if (self.handle is None and self.ring is not None and self._ring_open()
+                and not zs_ustream_busy(self.ring.ring, self.slot)):
+            zs_ustream_release(self.ring.ring, self.slot)
             self.slot = -1
-            raise
-        while len(ring.handles) <= slot:
-            ring.handles.append(None)
-        ring.handles[slot] = self.handle
+
+    cdef int _attach_fd(self) except -1:
+        return self._open_slot(self._loop, self._sock_fd)
+
+    cdef int _begin_reading(self, object context) except -1:
+        self._enter_handle(context)
+        if zs_ustream_recv_start(self.ring.ring, self.slot) < 0:
+            _raise_errno()
+        return 0
 
     def _polling(self):
         receiving = self._ring_open() and zs_ustream_receiving(self.ring.ring, self.slot)
@@ -528,9 +562,9 @@ cdef class RingTransportCore(TransportCore):
 
     # -- closing --------------------------------------------------------------------
 
-    def close(self):
+    cdef int c_close(self) except -1:
         if self._closing:
-            return
+            return 0
         self._closing = True
         if self._ring_open() and zs_ustream_recv_stop(self.ring.ring, self.slot) < 0:
             _raise_errno()
@@ -538,6 +572,7 @@ cdef class RingTransportCore(TransportCore):
         if not self._buffer_size:
             self._conn_lost += 1
             self._lose(None)
+        return 0
 
     cdef int _consume(self, Py_ssize_t n) except -1:
         cdef Py_ssize_t left

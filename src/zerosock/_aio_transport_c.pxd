@@ -1,3 +1,4 @@
+from cpython.object cimport PyObject
 from zerosock._shim cimport zs_sock_t
 from zerosock._wire cimport zs_wire, zs_wire_lend_socket
 
@@ -25,7 +26,12 @@ cdef class TransportCore:
     cdef public object owner         # the SocketTransport the protocol sees
     cdef public object _loop
     cdef public object _protocol
-    cdef public object _sock
+    cdef object _sock_obj            # the socket.socket, made on first need for an accepted fd
+    cdef int _sock_family            # what that socket is made with
+    cdef int _sock_type
+    cdef int _sock_proto
+    cdef bint _fd_closed             # the descriptor is closed: _sock reads None
+    cdef PyObject *_table            # the TransportTable it was entered in (owned), or NULL
     cdef public object _server
     cdef object _extra_made          # the extra-info dict, made on first need (see _extra)
     cdef object _sockname            # its entries until then
@@ -58,7 +64,16 @@ cdef class TransportCore:
     cdef object __weakref__
 
     cdef int _attach(self, owner, loop, sock, protocol, extra) except -1
+    cdef int _enter_in_table(self, object loop) except -1
+    cdef int _bind_protocol(self, object protocol) except -1
+    cdef int _close_fd(self) except -1
+    cdef int c_close(self) except -1
+    cdef int _remove_io(self, bint writing) except -1
+    cdef bint _native_io(self, object loop) except -1
+    cdef int _attach_fd(self) except -1
+    cdef int _begin_reading(self, object context) except -1
     cdef object extra_dict(self)
+    cdef object _closed_socket(self)
     cdef object unmade_extra(self, str name, object default)
     cdef int c_write(self, object data) except -1
     cdef int write_mem(self, const char *ptr, Py_ssize_t length) except -1
@@ -82,12 +97,35 @@ cdef class TransportCore:
     cdef int _on_eof(self) except -1
     cdef int _consume(self, Py_ssize_t n) except -1
     cdef int _clear_queue(self) except -1
-    cdef int _add_io(self, bint writing) except -1
+    cdef int _add_io(self, bint writing, object context=*) except -1
     cdef int _pause_check(self) except -1
     cdef int _resume_check(self) except -1
     cdef int _tell_protocol(self, str method) except -1
     cdef bint _drop_queued(self) except -1
     cdef int _failed(self, BaseException exc, str message, object reported=*) except -1
+
+
+cdef class TransportTable:
+    """The loop's ``_transports``: fd -> the transport using it.  The C
+    transports are entered by a borrowed pointer to their core, which leaves
+    the table as it is freed; any other transport by a weak reference, as in
+    the stdlib's WeakValueDictionary."""
+    cdef PyObject **cores            # indexed by fd; borrowed TransportCore or NULL
+    cdef Py_ssize_t ncores
+    cdef dict others                 # fd -> weakref.ref of any other transport
+    # What native_io() last found true, for the loop at memo_loop (borrowed, compared only).
+    cdef PyObject *memo_loop
+    cdef object loop_state
+    cdef Py_ssize_t loop_state_size
+    cdef object selector
+    cdef object selector_state
+    cdef Py_ssize_t selector_state_size
+
+    cdef bint native_io(self, object loop) except -1
+
+    cdef int enter(self, int fd, TransportCore core) except -1
+    cdef void forget(self, int fd, PyObject *core) noexcept
+    cdef object lookup(self, object fd)
 
 
 cdef class IOHandle:
@@ -101,6 +139,8 @@ cdef class IOHandle:
     cdef public object _repr              # kept at cancel() in debug mode, as events.Handle
     cdef bint writing
 
+    cdef int _bind(self, TransportCore transport, bint writing, object context) except -1
+    cdef int c_cancel(self) except -1
     cdef int run(self) except -1
     cdef int report(self, object exc) except -1
     cdef object _bound_callback(self)
@@ -110,3 +150,19 @@ cdef class IOHandle:
 # class's own C methods (none patched on the class or set on the instance),
 # else None: a caller may then call c_write() and read _closing itself.
 cdef TransportCore direct_core(object transport)
+
+# An IOHandle for the transport's reads or writes, run in ``context`` (None:
+# the transport's, else a copy of the current one).
+cdef IOHandle new_io_handle(TransportCore transport, bint writing, object context)
+
+# The TransportCore class of a new plain stream transport of ``loop`` for ``protocol``.
+cpdef type stream_core_type(object loop, object protocol)
+
+# A SocketTransport for a descriptor that accept() just gave (non-blocking,
+# close-on-exec) of the given family, type and protocol: made in C, the
+# socket object made only when asked for; reading starts at once, in
+# ``context`` (None: a copy of the current one).  ``sockname`` None: asked of
+# the kernel.
+cdef object new_accepted_transport(object loop, int fd, int family,
+                                   int kind, int proto, object peername, object sockname,
+                                   object protocol, object server, object context)

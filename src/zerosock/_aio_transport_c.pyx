@@ -15,30 +15,34 @@ from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZ
 from cpython.unicode cimport PyUnicode_CheckExact
 from cpython.contextvars cimport PyContext_CopyCurrent
 from libc.string cimport memset
-from cpython.object cimport PyObject, PyObject_TypeCheck, PyTypeObject
-from cpython.ref cimport Py_REFCNT
+from cpython.object cimport PyObject, PyObject_TypeCheck, PyTypeObject, Py_TYPE
+from cpython.ref cimport Py_REFCNT, Py_XDECREF, Py_XINCREF
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from libc.string cimport memset as _zero
 
 import collections
 import inspect
 import socket
+import weakref
 import warnings
 import sys
-from asyncio import base_events, constants, format_helpers, futures, protocols, transports, trsock
+from asyncio import (base_events, constants, format_helpers, futures, protocols, selector_events,
+                     transports, trsock)
 from asyncio.log import logger
 from asyncio.selector_events import _test_selector_event
 from selectors import EVENT_READ, EVENT_WRITE
 
-from zerosock._aio_context cimport run_in_context
 from zerosock._buffers cimport zs_borrow_memory
 from zerosock._cmethod_c cimport METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_O, c_method
 from zerosock._cpython_c cimport (
-    zs_bytes_refill, zs_remember_type, zs_slot_get, zs_slot_offset, zs_type_lookup, zs_type_memo,
-    zs_type_unchanged, zs_version_tags_on,
+    zs_bytes_refill, zs_remember_type, zs_slot_get, zs_slot_offset, zs_slot_set, zs_type_lookup,
+    zs_type_memo, zs_type_unchanged, zs_version_tags_on,
 )
 from zerosock._cpython_c import enabled
+from zerosock._selectors_c cimport Selector, ZS_EV_READ, ZS_EV_WRITE
 from zerosock._shim cimport (
-    ZS_EINTR, ZS_HAVE_MSG, zs_iov_set, zs_iovec, zs_is_would_block, zs_last_error, zs_msghdr,
-    zs_recv, zs_send, zs_sendmsg, zs_strerror,
+    ZS_EINTR, ZS_HAVE_MSG, zs_close, zs_iov_set, zs_iovec, zs_is_would_block, zs_last_error,
+    zs_msghdr, zs_recv, zs_send, zs_sendmsg, zs_strerror,
 )
 from zerosock._wire cimport zs_wire, zs_wire_lend_socket, zs_wire_to_report
 
@@ -46,6 +50,40 @@ cdef extern from "Python.h":
     object PyObject_GenericGetDict(object o, void *context)
     Py_ssize_t PyDict_GET_SIZE(object d)
     int PyDict_Contains(object d, object key) except -1
+    # (Taking the pointer: no reference is taken to pass it.)
+    int _context_enter "PyContext_Enter"(PyObject *context) except -1
+    int _context_exit "PyContext_Exit"(PyObject *context) except -1
+
+cdef extern from *:
+    """
+    /* callable(arg), holding the callable for the call (the caller holds it
+     * in a field that the call may clear).  A bound Python method is called
+     * as its function with its self, without the bound method's own call,
+     * through the function's vectorcall slot where it has one. */
+    static PyObject *zs_call_held(PyObject *callable, PyObject *arg)
+    {
+        PyObject *args[3], *target = callable, *result;
+        Py_ssize_t nargs = 1;
+        vectorcallfunc call;
+        Py_INCREF(callable);
+        args[1] = arg;
+        if (PyMethod_Check(callable)) {
+            target = PyMethod_GET_FUNCTION(callable);
+            args[1] = PyMethod_GET_SELF(callable);
+            args[2] = arg;
+            nargs = 2;
+        }
+        call = PyVectorcall_Function(target);
+        if (call != NULL)
+            result = call(target, args + 1, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        else
+            result = PyObject_Vectorcall(target, args + 1, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                         NULL);
+        Py_DECREF(callable);
+        return result;
+    }
+    """
+    object zs_call_held(PyObject *callable, object arg)
 
 cdef enum:
     READ_CHUNK = 256 * 1024   # what one read of a plain Protocol takes, as the stdlib's max_size
@@ -124,14 +162,6 @@ cdef inline object _format_callback(object callback, object args, object loop):
     return _format_callback_source(callback, args)
 
 
-cdef inline int _io_step(object transport, object writing) except -1:
-    # An IOHandle's step: 1 when it was a quiet read (see read_ready), else 0.
-    if writing:
-        (<TransportCore>transport).write_ready()
-        return 0
-    return (<TransportCore>transport).read_ready()
-
-
 @cython.final
 cdef class IOHandle:
     """What the selector's key data holds for a transport's reads or writes.
@@ -140,28 +170,38 @@ cdef class IOHandle:
     from an ``asyncio.Handle`` (``_callback``, ``_args``, ``_source_traceback``,
     ``_repr``, ``cancel``, ``get_context``, ``_run``), with a C call to run."""
 
-    def __cinit__(self, TransportCore transport, bint writing):
+    def __init__(self, TransportCore transport, bint writing, context=None):
+        self._bind(transport, writing, context)
+
+    cdef int _bind(self, TransportCore transport, bint writing, object context) except -1:
         loop = transport._loop
         self.transport = transport
         self.writing = writing
         self._loop = loop
         self._cancelled = False
-        # The transport's context when it has one (3.15), the caller's copied otherwise.
-        context = transport._context
+        # The context given; else the transport's when it has one (3.15), else
+        # the caller's copied.
+        if context is None:
+            context = transport._context
         self._context = PyContext_CopyCurrent() if context is None else context
         self._repr = None
         if loop is not None and loop.get_debug():
             self._source_traceback = _extract_stack(_getframe(0))
         else:
             self._source_traceback = None
+        return 0
 
     def cancel(self):
+        self.c_cancel()
+
+    cdef int c_cancel(self) except -1:
         if not self._cancelled:
             self._cancelled = True
             if self._loop is not None and self._loop.get_debug():
                 # As events.Handle: the repr, callback included, outlives the
                 # transport, for the slow-callback warning.
                 self._repr = "<{}>".format(" ".join(self._repr_info(self._bound_callback())))
+        return 0
 
     def cancelled(self):
         return self._cancelled
@@ -207,13 +247,29 @@ cdef class IOHandle:
 
     cdef int run(self) except -1:
         """Run the transport's read or write step as a Handle would, in its
-        context: 1 when it was a quiet read (see read_ready), else 0."""
+        context: 1 when it was a quiet read (see read_ready), else 0.
+
+        run_in_context's work, with no reference taken per event: the handle
+        holds its context and transport for its life, and the loop holds the
+        handle while it runs."""
         cdef int quiet = 0
-        failure = run_in_context(self._context, _io_step, self.transport, self.writing, &quiet)
-        if failure is not None:
+        cdef PyObject *context = <PyObject *>self._context
+        cdef PyObject *core = <PyObject *>self.transport
+        _context_enter(context)
+        try:
+            if self.writing:
+                (<TransportCore>core).write_ready()
+            else:
+                quiet = (<TransportCore>core).read_ready()
+        except (SystemExit, KeyboardInterrupt):
+            _context_exit(context)
+            raise
+        except BaseException as exc:
+            _context_exit(context)
             # Reported outside the handle's context, as context.run() would leave it.
-            self.report(failure)
+            self.report(exc)
             return 0
+        _context_exit(context)
         return quiet
 
     cdef int report(self, object exc) except -1:
@@ -229,6 +285,12 @@ cdef class IOHandle:
         return 0
 
 
+cdef IOHandle new_io_handle(TransportCore transport, bint writing, object context):
+    cdef IOHandle handle = IOHandle.__new__(IOHandle)
+    handle._bind(transport, writing, context)
+    return handle
+
+
 cdef class ReadSink:
 
     cdef int feed(self, const char *data, Py_ssize_t size) except -1:
@@ -241,8 +303,227 @@ cdef class ReadTarget:
         raise NotImplementedError
 
 
+cpdef type stream_core_type(object loop, object protocol):
+    """The TransportCore class of a new plain stream transport of ``loop``
+    for ``protocol``: the loop's own (``loop._stream_core``: the io_uring
+    loop's completions), but readiness for a protocol that reads the socket
+    itself (TLS)."""
+    if isinstance(protocol, ReadTarget):
+        return TransportCore
+    return getattr(loop, "_stream_core", TransportCore)
+
+
+# -- the loop's registrations, in C where they are the stdlib's ----------------------------
+
+cdef tuple _SELECTOR_METHODS = ("get_key", "register", "modify", "unregister")
+cdef dict _own_selector_methods = {name: Selector.__dict__[name] for name in _SELECTOR_METHODS}
+cdef zs_type_memo _selector_memo  # the selector class last found to keep them
+cdef object _std_loop = selector_events.BaseSelectorEventLoop
+cdef dict _std_loop_methods = {name: getattr(_std_loop, name)
+                               for name in ("_remove_reader", "_remove_writer", "is_closed",
+                                            "_check_closed")}
+cdef zs_type_memo _loop_memo      # the loop class last found to keep them
+
+
+cdef inline object _instance_dict(object o):
+    """``o.__dict__`` without the attribute lookup; None for an object without one."""
+    cdef PyTypeObject *kind = <PyTypeObject *>Py_TYPE(o)
+    if kind.tp_dictoffset == 0:
+        return None
+    return PyObject_GenericGetDict(o, NULL)
+
+
+cdef bint _registers_natively(object selector) except -1:
+    """Whether ``selector`` is zerosock's C selector with its own
+    registration methods (none replaced on its class or on itself): then its
+    C registration API does what those methods would."""
+    cdef PyTypeObject *kind
+    cdef type selector_type = type(selector)
+    if not isinstance(selector, Selector):
+        return False
+    kind = <PyTypeObject *>selector_type
+    if not zs_type_unchanged(&_selector_memo, kind):
+        for name, method in _own_selector_methods.items():
+            if zs_type_lookup(kind, name) != <PyObject *>method:
+                return False
+        zs_remember_type(&_selector_memo, kind)
+    state = _instance_dict(selector)
+    if state is not None and PyDict_GET_SIZE(state):
+        for name in _SELECTOR_METHODS:
+            if PyDict_Contains(state, name):
+                return False
+    return True
+
+
+cdef bint _removes_natively(object loop) except -1:
+    """Whether the loop's _remove_reader/_remove_writer are the stdlib's
+    (none replaced on its class or on itself) over a selector that
+    registers natively: then what they do can be done in C."""
+    cdef type loop_type = type(loop)
+    cdef PyTypeObject *kind = <PyTypeObject *>loop_type
+    if not zs_type_unchanged(&_loop_memo, kind):
+        for name, method in _std_loop_methods.items():
+            if zs_type_lookup(kind, name) != <PyObject *>method:
+                return False
+        zs_remember_type(&_loop_memo, kind)
+    state = _instance_dict(loop)
+    if state is None:
+        return _registers_natively(loop._selector)
+    if PyDict_GET_SIZE(state) and (
+            PyDict_Contains(state, "_remove_reader") or PyDict_Contains(state, "_remove_writer")
+            or PyDict_Contains(state, "is_closed") or PyDict_Contains(state, "_check_closed")):
+        return False
+    found = PyDict_GetItemWithError(state, "_selector")
+    return _registers_natively(<object>found if found != NULL else loop._selector)
+
+
+@cython.final
+cdef class TransportTable:
+
+    def __cinit__(self):
+        self.others = {}
+
+    cdef bint native_io(self, object loop) except -1:
+        """_removes_natively(loop), remembered while nothing it read has
+        changed: the loop's and the selector's classes, the number of
+        attributes set on each (as the loop core watches its loop's), the
+        selector the loop holds."""
+        cdef PyObject *selector
+        if (self.memo_loop == <PyObject *>loop and zs_type_unchanged(&_loop_memo, Py_TYPE(loop))
+                and PyDict_GET_SIZE(self.loop_state) == self.loop_state_size):
+            selector = PyDict_GetItemWithError(self.loop_state, "_selector")
+            if (selector == <PyObject *>self.selector
+                    and zs_type_unchanged(&_selector_memo, Py_TYPE(<object>selector))
+                    and (self.selector_state is None
+                         or PyDict_GET_SIZE(self.selector_state) == self.selector_state_size)):
+                return True
+        self.memo_loop = NULL
+        if not _removes_natively(loop):
+            return False
+        state = _instance_dict(loop)
+        if state is None or not PyDict_CheckExact(state):
+            return True  # (nothing to watch: asked again next time)
+        self.loop_state = state
+        self.loop_state_size = PyDict_GET_SIZE(state)
+        self.selector = loop._selector
+        self.selector_state = _instance_dict(self.selector)
+        self.selector_state_size = (0 if self.selector_state is None
+                                    else PyDict_GET_SIZE(self.selector_state))
+        self.memo_loop = <PyObject *>loop
+        return True
+
+    def __dealloc__(self):
+        # Every core entered holds a reference to the table: none is left.
+        PyMem_Free(self.cores)
+
+    cdef int enter(self, int fd, TransportCore core) except -1:
+        cdef Py_ssize_t capacity
+        cdef PyObject **grown
+        cdef PyObject *old
+        if fd < 0:
+            raise ValueError(f"Invalid file descriptor: {fd}")
+        if fd >= self.ncores:
+            capacity = max(64, 2 * self.ncores, fd + 1)
+            grown = <PyObject **>PyMem_Realloc(self.cores, <size_t>capacity * sizeof(PyObject *))
+            if grown == NULL:
+                raise MemoryError()
+            _zero(grown + self.ncores, 0, <size_t>(capacity - self.ncores) * sizeof(PyObject *))
+            self.cores = grown
+            self.ncores = capacity
+        if self.others:
+            self.others.pop(fd, None)
+        old = core._table
+        if old != <PyObject *>self:
+            # A core holds the table it is entered in (see forget).
+            Py_XINCREF(<PyObject *>self)
+            core._table = <PyObject *>self
+            if old != NULL:
+                (<TransportTable>old).forget(core._sock_fd, <PyObject *>core)
+                Py_XDECREF(old)
+        self.cores[fd] = <PyObject *>core
+        return 0
+
+    cdef void forget(self, int fd, PyObject *core) noexcept:
+        """Take ``core`` out if it is still what ``fd`` maps to (as it is freed)."""
+        if 0 <= fd < self.ncores and self.cores[fd] == core:
+            self.cores[fd] = NULL
+
+    cdef object lookup(self, object fd):
+        """The transport entered for ``fd``, or None."""
+        cdef Py_ssize_t n
+        cdef PyObject *found
+        if type(fd) is int and 0 <= fd < self.ncores:
+            n = fd
+            found = self.cores[n]
+            if found != NULL:
+                return (<TransportCore>found).owner  # None once its connection is over
+        ref = self.others.get(fd) if self.others else None
+        return None if ref is None else ref()
+
+    def __getitem__(self, fd):
+        transport = self.lookup(fd)
+        if transport is None:
+            raise KeyError(fd)
+        return transport
+
+    def __setitem__(self, fd, transport):
+        core = getattr(transport, "_core", None) if type(transport) is _SocketTransportType else None
+        if type(fd) is int and isinstance(core, TransportCore) and (<TransportCore>core).owner is transport:
+            self.enter(fd, <TransportCore>core)
+            return
+        if type(fd) is int and 0 <= fd < self.ncores:
+            self.cores[<Py_ssize_t>fd] = NULL
+        self.others[fd] = weakref.ref(transport)
+
+    def __delitem__(self, fd):
+        if self.lookup(fd) is None:
+            raise KeyError(fd)
+        if type(fd) is int and 0 <= fd < self.ncores and self.cores[<Py_ssize_t>fd] != NULL:
+            self.cores[<Py_ssize_t>fd] = NULL
+        else:
+            del self.others[fd]
+
+    def __contains__(self, fd):
+        return self.lookup(fd) is not None
+
+    def get(self, fd, default=None):
+        transport = self.lookup(fd)
+        return default if transport is None else transport
+
+    def keys(self):
+        return [fd for fd, _ in self.items()]
+
+    def values(self):
+        return [transport for _, transport in self.items()]
+
+    def items(self):
+        """(fd, transport) pairs of the transports alive, by descriptor."""
+        cdef Py_ssize_t fd
+        found = {}
+        for fd in range(self.ncores):
+            if self.cores[fd] != NULL and (<TransportCore>self.cores[fd]).owner is not None:
+                found[fd] = (<TransportCore>self.cores[fd]).owner
+        for fd_obj, ref in list(self.others.items()):
+            transport = ref()
+            if transport is not None:
+                found[fd_obj] = transport
+        return list(found.items())
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self):
+        return len(self.items())
+
+    def __repr__(self):
+        return f"<TransportTable {dict(self.items())!r}>"
+
+
 cdef class TransportCore:
     """The state and the C paths of one :class:`SocketTransport`."""
+
+    def __cinit__(self):
+        self._fd_closed = True  # no descriptor until one is attached
 
     def __init__(self, owner, loop, sock, protocol, waiter=None, extra=None, server=None,
                  context=None):
@@ -251,7 +532,7 @@ cdef class TransportCore:
         self._server = server
         if server is not None:
             _server_attach(server, owner)
-        loop._transports[self._sock_fd] = owner
+        self._enter_in_table(loop)
 
         _set_nodelay(sock)
         loop.call_soon(protocol.connection_made, owner, context=context)
@@ -291,11 +572,62 @@ cdef class TransportCore:
                     self._peername = sock.getpeername()
                 except OSError:
                     self._peername = None
-        self._sock = sock
+        self._sock_obj = sock
         self._sock_fd = sock.fileno()
         self._fd = <zs_sock_t>self._sock_fd
+        self._fd_closed = False
         self._protocol_connected = False
-        self.set_protocol(protocol)
+        self._bind_protocol(protocol)
+        return 0
+
+    cdef int _enter_in_table(self, object loop) except -1:
+        """``loop._transports[fd] = owner``, in C when it is the loop's TransportTable."""
+        table = loop._transports
+        if type(table) is TransportTable:
+            (<TransportTable>table).enter(self._sock_fd, self)
+        else:
+            table[self._sock_fd] = self.owner
+        return 0
+
+    def __dealloc__(self):
+        cdef PyObject *table = self._table
+        if table != NULL:
+            self._table = NULL
+            (<TransportTable>table).forget(self._sock_fd, <PyObject *>self)
+            Py_XDECREF(table)
+
+    @property
+    def _sock(self):
+        """The socket.socket, None once closed; for an accepted descriptor
+        made on first need, as accept() would have made it."""
+        if self._fd_closed:
+            return None
+        if self._sock_obj is None:
+            sock = socket.socket(self._sock_family, self._sock_type, self._sock_proto,
+                                 fileno=self._sock_fd)
+            sock.setblocking(False)
+            self._sock_obj = sock
+        return self._sock_obj
+
+    cdef object _closed_socket(self):
+        """The socket once closed (the extra dict's, made after the close)."""
+        if self._closed_sock is None:
+            # Never made while open: a closed socket of the same kind says the same.
+            sock = socket.socket(self._sock_family, self._sock_type, self._sock_proto)
+            sock.close()
+            self._closed_sock = sock
+        return self._closed_sock
+
+    cdef int _close_fd(self) except -1:
+        """Close the descriptor, through its socket object when one was made."""
+        if self._fd_closed:
+            return 0
+        self._fd_closed = True
+        sock = self._sock_obj
+        if sock is not None:
+            sock.close()
+        else:
+            zs_close(self._fd)
         return 0
 
     def __repr__(self):
@@ -304,7 +636,7 @@ cdef class TransportCore:
 
     def _describe(self, name):
         info = [name]
-        if self._sock is None:
+        if self._fd_closed:
             info.append("closed")
         elif self._closing:
             info.append("closing")
@@ -354,8 +686,8 @@ cdef class TransportCore:
             return self._extra_made
         extra = {"peername": self._peername} if self._peername_given else {}
         # closed before anyone asked: the stdlib's wraps the closed socket
-        extra["socket"] = _TransportSocket(self._sock if self._sock is not None
-                                           else self._closed_sock)
+        extra["socket"] = _TransportSocket(self._sock if not self._fd_closed
+                                           else self._closed_socket())
         extra["sockname"] = self._sockname
         if not self._peername_given:
             extra["peername"] = self._peername
@@ -363,6 +695,9 @@ cdef class TransportCore:
         return extra
 
     def set_protocol(self, protocol):
+        self._bind_protocol(protocol)
+
+    cdef int _bind_protocol(self, object protocol) except -1:
         self._buffered = isinstance(protocol, _BufferedProtocol)
         self._protocol = protocol
         # A protocol may name a C reader that takes the bytes in its place.
@@ -372,12 +707,18 @@ cdef class TransportCore:
         if self._target is None:
             # Bound once, as uvloop does, so that a read calls them without a
             # lookup; one missing fails at the read that needs it, as in the stdlib.
-            self._get_buffer = getattr(protocol, "get_buffer", None)
-            self._buffer_updated = getattr(protocol, "buffer_updated", None)
-            self._data_received = getattr(protocol, "data_received", None)
+            # (Only the kind of protocol's own: a read calls the others never.)
+            if self._buffered:
+                self._get_buffer = getattr(protocol, "get_buffer", None)
+                self._buffer_updated = getattr(protocol, "buffer_updated", None)
+                self._data_received = None
+            else:
+                self._get_buffer = self._buffer_updated = None
+                self._data_received = getattr(protocol, "data_received", None)
         else:  # reads go to the target's C method: nothing to hold per connection
             self._get_buffer = self._buffer_updated = self._data_received = None
         self._protocol_connected = True
+        return 0
 
     def get_protocol(self):
         return self._protocol
@@ -392,7 +733,7 @@ cdef class TransportCore:
         if self._closing or self._paused:
             return
         self._paused = True
-        self._loop._remove_reader(self._sock_fd)
+        self._remove_io(False)
         if self._loop.get_debug():
             logger.debug("%r pauses reading", self.owner)
 
@@ -405,14 +746,19 @@ cdef class TransportCore:
             logger.debug("%r resumes reading", self.owner)
 
     def close(self):
+        self.c_close()
+
+    cdef int c_close(self) except -1:
         if self._closing:
-            return
+            return 0
         self._closing = True
-        self._loop._remove_reader(self._sock_fd)
+        unregistered = self._remove_io(False)
         if not self._buffer_size:
             self._conn_lost += 1
-            self._loop._remove_writer(self._sock_fd)
+            if not unregistered:
+                self._remove_io(True)
             self._loop.call_soon(self._call_connection_lost, None, context=self._context)
+        return 0
 
     def abort(self):
         self._force_close(None)
@@ -593,12 +939,38 @@ cdef class TransportCore:
             return
         self._add_io(False)
 
-    cdef int _add_io(self, bint writing) except -1:
+    cdef int _add_io(self, bint writing, object context=None) except -1:
         """The loop's _add_reader/_add_writer, with an IOHandle for the callback."""
+        cdef Selector native
+        cdef PyObject *found
+        cdef int bit = ZS_EV_WRITE if writing else ZS_EV_READ
         loop = self._loop
-        loop._check_closed()
-        handle = IOHandle(self, writing)
+        native_io = self._native_io(loop)  # (the stdlib's _check_closed too)
+        if native_io:
+            if loop._closed:
+                raise RuntimeError("Event loop is closed")
+        else:
+            loop._check_closed()
+        handle = new_io_handle(self, writing, context)
         selector = loop._selector
+        if native_io or _registers_natively(selector):
+            native = <Selector>selector
+            found = native.key_for_fd(self._fd)
+            if found == NULL:
+                native.register_fd(self._sock_fd, self._sock_fd, bit,
+                                   (None, handle) if writing else (handle, None))
+                return 0
+            key = <object>found  # owned: the modify below drops the selector's
+            reader, writer = <object>PyTuple_GET_ITEM(key, 3)
+            if writing:
+                native.modify_fd(self._sock_fd, native.interest_of(self._fd) | bit, (reader, handle))
+                old = writer
+            else:
+                native.modify_fd(self._sock_fd, native.interest_of(self._fd) | bit, (handle, writer))
+                old = reader
+            if old is not None:
+                old.cancel()
+            return 0
         event = EVENT_WRITE if writing else EVENT_READ
         try:
             key = selector.get_key(self._sock_fd)
@@ -615,6 +987,58 @@ cdef class TransportCore:
         if old is not None:
             old.cancel()
         return 0
+
+    cdef int _attach_fd(self) except -1:
+        """What the I/O backend needs for an accepted descriptor before the
+        transport is entered anywhere: nothing on readiness (the io_uring
+        core opens its stream slot)."""
+        return 0
+
+    cdef int _begin_reading(self, object context) except -1:
+        """An accepted connection's reading starts now, its handle run in ``context``."""
+        return self._add_io(False, context)
+
+    cdef bint _native_io(self, object loop) except -1:
+        if self._table != NULL:
+            return (<TransportTable>self._table).native_io(loop)
+        return _removes_natively(loop)
+
+    cdef int _remove_io(self, bint writing) except -1:
+        """The loop's _remove_reader/_remove_writer for this descriptor: in C
+        while they are the stdlib's and the selector zerosock's own.  1 when
+        that left the descriptor unregistered (the other removal has nothing
+        to do), else 0."""
+        cdef Selector native
+        cdef PyObject *found
+        cdef int mask
+        loop = self._loop
+        if not self._native_io(loop):
+            if writing:
+                loop._remove_writer(self._sock_fd)
+            else:
+                loop._remove_reader(self._sock_fd)
+            return 0
+        if loop._closed:
+            return 0
+        native = <Selector>loop._selector
+        found = native.key_for_fd(self._fd)
+        if found == NULL:
+            return 1
+        key = <object>found  # owned: unregistering drops the selector's
+        reader, writer = <object>PyTuple_GET_ITEM(key, 3)
+        mask = native.interest_of(self._fd) & ~(ZS_EV_WRITE if writing else ZS_EV_READ)
+        if not mask:
+            native.unregister_fd(self._sock_fd)
+        elif writing:
+            native.modify_fd(self._sock_fd, mask, (reader, None))
+        else:
+            native.modify_fd(self._sock_fd, mask, (None, writer))
+        old = writer if writing else reader
+        if type(old) is IOHandle:
+            (<IOHandle>old).c_cancel()
+        elif old is not None:
+            old.cancel()
+        return not mask
 
     # -- reading ------------------------------------------------------------------
 
@@ -669,10 +1093,10 @@ cdef class TransportCore:
     cdef int hand_data(self, object data) except -1:
         """``protocol.data_received(data)``, a failure a fatal error."""
         try:
-            data_received = self._data_received
-            if data_received is None:
-                data_received = self._protocol.data_received
-            data_received(data)
+            if self._data_received is not None:
+                zs_call_held(<PyObject *>self._data_received, data)
+            else:
+                self._protocol.data_received(data)
         except BaseException as exc:
             return self._failed(exc, "Fatal error: protocol.data_received() call failed.")
         return 0
@@ -776,9 +1200,11 @@ cdef class TransportCore:
             return self._failed(exc, "Fatal error: protocol.eof_received() call failed.")
         if keep_open:
             # The protocol may still write; there is nothing more to read.
-            self._loop._remove_reader(self._sock_fd)
-        elif self.owner is not None:
+            self._remove_io(False)
+        elif self.owner is not None and not _close_is_ours(self.owner):
             self.owner.close()  # as the stdlib's self.close(): a replaced close() is the one called
+        elif self.owner is not None:
+            self.c_close()
         else:
             self.close()
         return 0
@@ -818,7 +1244,7 @@ cdef class TransportCore:
             if zs_is_would_block(err) or err == ZS_EINTR:
                 return 0
             exc = _os_error(err)
-            self._loop._remove_writer(self._sock_fd)
+            self._remove_io(True)
             self._clear_queue()
             self._fatal_error(exc, "Fatal write error on socket transport")
             if self._empty_waiter is not None:
@@ -828,7 +1254,7 @@ cdef class TransportCore:
         self._resume_check()  # may write more
         if not self._buffer_size:
             self._queue = None  # an idle connection holds no queue
-            self._loop._remove_writer(self._sock_fd)
+            self._remove_io(True)
             if self._conn_lost:
                 # resume_writing closed the transport, or a write in it failed: the
                 # connection_lost that scheduled carries the cause (CPython gh-156512).
@@ -897,10 +1323,10 @@ cdef class TransportCore:
         if self._conn_lost:
             return
         if self._drop_queued():
-            self._loop._remove_writer(self._sock_fd)
+            self._remove_io(True)
         if not self._closing:
             self._closing = True
-            self._loop._remove_reader(self._sock_fd)
+            self._remove_io(False)
         self._conn_lost += 1
         self._loop.call_soon(self._call_connection_lost, exc, context=self._context)
 
@@ -909,10 +1335,10 @@ cdef class TransportCore:
             if self._protocol_connected:
                 self._protocol.connection_lost(exc)
         finally:
-            self._sock.close()
+            self._close_fd()
             if self._extra_made is None:
-                self._closed_sock = self._sock
-            self._sock = None
+                self._closed_sock = self._sock_obj
+            self._sock_obj = None
             self._protocol = None
             self._get_buffer = self._buffer_updated = self._data_received = None
             self._sink = None
@@ -941,6 +1367,21 @@ cdef class TransportCore:
 
 
 cdef Py_ssize_t CORE_OFFSET  # where a SocketTransport keeps its _core
+cdef zs_type_memo _close_memo  # SocketTransport, when last found to keep its close()
+cdef object _own_close  # SocketTransport's close, set once the class is complete
+
+
+cdef bint _close_is_ours(object transport) except -1:
+    """Whether ``transport.close()`` is SocketTransport's own: its core's close."""
+    cdef PyTypeObject *kind = <PyTypeObject *>_SocketTransportType
+    if type(transport) is not _SocketTransportType:
+        return False
+    if not zs_type_unchanged(&_close_memo, kind):
+        if zs_type_lookup(kind, "close") != <PyObject *>_own_close:
+            return False
+        zs_remember_type(&_close_memo, kind)
+    state = PyObject_GenericGetDict(transport, NULL)
+    return PyDict_GET_SIZE(state) == 0 or not PyDict_Contains(state, "close")
 cdef type _SocketTransportType
 
 
@@ -1027,10 +1468,10 @@ def close_unclosed(transport):
     """A transport's ``__del__``: warn as the stdlib does and close the socket
     when it is still open, and return the core it did it for (else None)."""
     core = getattr(transport, "_core", None)  # None when __init__ failed
-    if core is None or core._sock is None:
+    if not isinstance(core, TransportCore) or (<TransportCore>core)._fd_closed:
         return None
     warnings.warn(f"unclosed transport {transport!r}", ResourceWarning, source=transport)
-    core._sock.close()
+    (<TransportCore>core)._close_fd()
     return core
 
 
@@ -1147,6 +1588,80 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
 
 _SocketTransportType = SocketTransport
 CORE_OFFSET = zs_slot_offset(SocketTransport.__dict__["_core"])
+_own_close = SocketTransport.__dict__["close"]
+
+
+# -- the accept path's transports ------------------------------------------------------------
+
+cdef int AF_INET_FAMILY = socket.AF_INET
+cdef int AF_INET6_FAMILY = socket.AF_INET6
+cdef int SOCK_STREAM_TYPE = socket.SOCK_STREAM
+cdef int TCP_NODELAY_OPT = socket.TCP_NODELAY
+cdef int IPPROTO_TCP_LEVEL = socket.IPPROTO_TCP
+
+cdef extern from *:
+    """
+    /* An instance of a Python class made by its tp_new, without __init__. */
+    static PyObject *zs_new_instance(PyObject *kind)
+    {
+        PyObject *args = PyTuple_New(0);
+        PyObject *made;
+        if (args == NULL)
+            return NULL;
+        made = ((PyTypeObject *)kind)->tp_new((PyTypeObject *)kind, args, NULL);
+        Py_DECREF(args);
+        return made;
+    }
+    #ifdef _WIN32
+    #define zs_set_tcp_nodelay(fd, level, opt) \\
+        do { BOOL one_ = TRUE; (void)setsockopt((fd), (level), (opt), (const char *)&one_, sizeof(one_)); } while (0)
+    #else
+    #define zs_set_tcp_nodelay(fd, level, opt) \\
+        do { int one_ = 1; (void)setsockopt((fd), (level), (opt), &one_, sizeof(one_)); } while (0)
+    #endif
+    """
+    void zs_set_tcp_nodelay(zs_sock_t fd, int level, int opt)
+    object zs_new_instance(object kind)
+
+
+cdef object new_accepted_transport(object loop, int fd, int family,
+                                   int kind, int proto, object peername, object sockname,
+                                   object protocol, object server, object context):
+    cdef TransportCore core
+    cdef type core_type = stream_core_type(loop, protocol)
+    owner = zs_new_instance(_SocketTransportType)
+    core = core_type.__new__(core_type)
+    zs_slot_set(owner, CORE_OFFSET, core)
+    core.owner = owner
+    core._loop = loop
+    core._high_water = 64 * 1024
+    core._low_water = 16 * 1024
+    core._sock_fd = fd
+    core._fd = <zs_sock_t>fd
+    core._fd_closed = False
+    core._attach_fd()
+    core._sock_family = family
+    core._sock_type = kind
+    core._sock_proto = proto
+    if sockname is None:
+        sockname = core._sock.getsockname()
+    core._sockname = sockname
+    core._peername = _shared_host(peername)
+    core._peername_given = True
+    core._bind_protocol(protocol)
+    core._server = server
+    if server is not None:
+        _server_attach(server, owner)
+    core._enter_in_table(loop)
+    # The stdlib's _set_nodelay: for TCP sockets that say so.
+    if family in (AF_INET_FAMILY, AF_INET6_FAMILY) and kind == SOCK_STREAM_TYPE and proto == IPPROTO_TCP_LEVEL:
+        zs_set_tcp_nodelay(core._fd, IPPROTO_TCP_LEVEL, TCP_NODELAY_OPT)
+    loop.call_soon(protocol.connection_made, owner)
+    # Reading starts now: connection_made runs among the ready callbacks of
+    # the next iteration, before the reads its poll finds.
+    core._begin_reading(context)
+    return owner
+
 _extra_property = SocketTransport.__dict__["_extra"]
 
 

@@ -45,8 +45,7 @@ TABLE = {
         "the check at every call",
         None, "_check_type_version_tags"),
     "bytearray_internals": (
-        # (3.15 keeps a bytearray's bytes in a bytes object: not verified there.)
-        (3, 9), (3, 14),
+        (3, 9), (3, 15),
         "a C stream reader's bytearray consumed and refilled in place",
         "del buffer[:n] and PyByteArray_Resize",
         None, "_check_bytearray"),

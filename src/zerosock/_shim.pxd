@@ -113,6 +113,7 @@ cdef extern from "zs_shim.h" nogil:
     zs_sock_t zs_socket(int family, int type, int proto)
     int zs_socketpair(int family, int type, int proto, zs_sock_t out[2])
     zs_sock_t zs_accept(zs_sock_t s, sockaddr *addr, zs_socklen_t *length)
+    zs_sock_t zs_accept_nonblocking(zs_sock_t s, sockaddr *addr, zs_socklen_t *length)
 
     long zs_recv(zs_sock_t s, void *buf, size_t length, int flags)
     long zs_send(zs_sock_t s, const void *buf, size_t length, int flags)

@@ -1,0 +1,318 @@
+# cython: language_level=3
+"""The accept path of zerosock.aio: a listening socket's waiting connections
+taken in one batch, each one's protocol and transport made in C.
+
+The stdlib's ``_accept_connection`` makes a socket object, a coroutine and a
+Task per connection (``_accept_connection2``), which makes the protocol and
+the transport and waits for a Future the transport completes.  Here
+``EventLoop._accept_connection`` is a C method that calls ``accept4()`` until
+the queue is empty (at most ``backlog`` times, as the stdlib does) and, for
+each descriptor, calls the protocol factory and makes the transport in a copy
+of the context, as the Task would have run them; the socket object is made
+only if asked for.  What it cannot do as the stdlib would (TLS, debug mode,
+a listening socket of another class, a loop whose transport-making methods
+were replaced) goes to the stdlib's method."""
+
+cimport cython
+from cpython.contextvars cimport PyContext_CopyCurrent
+from cpython.object cimport PyObject, PyTypeObject
+
+import socket
+import weakref
+from asyncio import constants, trsock
+
+from zerosock._aio_context cimport run_in_context
+from zerosock._aio_transport_c cimport TransportTable, new_accepted_transport
+from zerosock._cmethod_c cimport METH_FASTCALL, METH_KEYWORDS, c_method
+from zerosock._cpython_c cimport zs_remember_type, zs_type_lookup, zs_type_memo, zs_type_unchanged
+from zerosock._shim cimport (
+    ZS_EINTR, ZS_ENOBUFS, ZS_INVALID_SOCKET, getsockname, sockaddr, sockaddr_storage,
+    zs_accept_nonblocking, zs_close, zs_is_would_block, zs_last_error, zs_sock_t, zs_socklen_t,
+    zs_strerror,
+)
+from zerosock._sockaddr_c cimport make_address
+
+from zerosock._aio_streams_c import adopt_stream_protocol
+
+import errno as _errno
+
+__all__ = ["accept_connection", "use_loop_class"]
+
+cdef int ECONNABORTED = _errno.ECONNABORTED
+# What the stdlib treats as running out of a resource: log, pause, retry.
+cdef int EMFILE = _errno.EMFILE
+cdef int ENFILE = _errno.ENFILE
+cdef int ENOMEM = _errno.ENOMEM
+cdef object ACCEPT_RETRY_DELAY = constants.ACCEPT_RETRY_DELAY
+cdef object _TransportSocket = trsock.TransportSocket
+cdef type _Socket = socket.socket
+cdef int AF_INET = socket.AF_INET
+cdef int AF_INET6 = socket.AF_INET6
+cdef object _WILDCARDS = frozenset(("0.0.0.0", "::"))
+
+
+# Set by use_loop_class(): the loop class whose method this is, what it
+# inherits from the stdlib, and the methods the C path stands in for.
+cdef type LoopType = None
+cdef object _std_accept_connection = None
+cdef dict _replaced = {}                 # name -> the method the C path does the work of
+cdef zs_type_memo _loop_memo             # the loop class last found to keep them
+
+
+def use_loop_class(cls):
+    """Make ``cls`` (zerosock.aio's EventLoop) the class whose
+    ``_accept_connection`` this module provides."""
+    global LoopType, _std_accept_connection
+    LoopType = cls
+    _std_accept_connection = cls.__base__._accept_connection
+    for name in ("_make_socket_transport", "_accept_connection2"):
+        _replaced[name] = getattr(cls, name)
+
+
+cdef bint _makes_connections_natively(object loop) except -1:
+    """Whether the loop's class and the loop itself keep the methods whose
+    work the C path does (a subclass or a patch that replaces one is called)."""
+    cdef type loop_type = type(loop)
+    cdef PyTypeObject *kind = <PyTypeObject *>loop_type
+    if not zs_type_unchanged(&_loop_memo, kind):
+        for name, method in _replaced.items():
+            if zs_type_lookup(kind, name) != <PyObject *>method:
+                return False
+        zs_remember_type(&_loop_memo, kind)
+    state = loop.__dict__
+    if state:
+        for name in _replaced:
+            if name in state:
+                return False
+    return True
+
+
+@cython.final
+cdef class _Listener:
+    """What one listening socket's batches need, read once: its descriptor,
+    kind and (when it is bound to one address) the address every
+    connection it accepts has."""
+    cdef object socket_ref
+    cdef zs_sock_t fd
+    cdef int family, kind, proto
+    cdef object sockname  # None: asked of each connection
+
+
+cdef _Listener _last_listener = None
+
+
+cdef _Listener _listener_of(object sock):
+    global _last_listener
+    cdef _Listener listener = _last_listener
+    if listener is not None:
+        # called, not PyWeakref_GetObject: that is deprecated from 3.13
+        if listener.socket_ref() is sock and listener.fd == <zs_sock_t>sock.fileno():
+            return listener
+    listener = _Listener.__new__(_Listener)
+    listener.socket_ref = weakref.ref(sock)
+    listener.fd = <zs_sock_t>sock.fileno()
+    listener.family = sock.family
+    listener.kind = sock.type
+    listener.proto = sock.proto
+    listener.sockname = None
+    if listener.family in (AF_INET, AF_INET6):
+        # A TCP connection's local address is the one its listener is bound
+        # to, unless that is a wildcard.
+        address = sock.getsockname()
+        if address[0] not in _WILDCARDS:
+            listener.sockname = address
+    _last_listener = listener
+    return listener
+
+
+@cython.final
+cdef class _Connection:
+    """One accepted descriptor on its way to a transport."""
+    cdef object loop
+    cdef object protocol_factory
+    cdef object server
+    cdef _Listener listener
+    cdef zs_sock_t fd
+    cdef object peername
+    cdef object context
+    cdef bint owned   # the transport has the descriptor: it closes it
+
+
+cdef extern from *:
+    """
+    #ifdef _WIN32
+    #include <ws2tcpip.h>
+    #else
+    #include <netinet/in.h>
+    #endif
+    """
+    ctypedef struct zs_in_addr "struct in_addr":
+        unsigned int s_addr
+    ctypedef struct zs_sockaddr_in "struct sockaddr_in":
+        unsigned short sin_family
+        unsigned short sin_port
+        zs_in_addr sin_addr
+    unsigned short ntohs(unsigned short)
+
+cdef extern from *:
+    """
+    /* The dotted-quad text of an IPv4 address (network order), as inet_ntop
+       writes it, without its formatting machinery. */
+    static PyObject *zs_ipv4_text(const unsigned char *quad)
+    {
+        char text[16];
+        int n = 0, i, v;
+        for (i = 0; i < 4; i++) {
+            v = quad[i];
+            if (v >= 100) text[n++] = (char)('0' + v / 100);
+            if (v >= 10) text[n++] = (char)('0' + v / 10 % 10);
+            text[n++] = (char)('0' + v % 10);
+            if (i < 3) text[n++] = '.';
+        }
+        return PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, text, n);
+    }
+    """
+    object zs_ipv4_text(const unsigned char *quad)
+
+
+# IPv4 peers' host strings, by address (direct-mapped on its last byte):
+# a server's clients are often a few hosts, whose text is then made once and
+# shared by their connections.
+cdef enum:
+    HOST_CACHE = 256
+cdef unsigned int _cached_ipv4[HOST_CACHE]
+cdef list _cached_hosts = [None] * HOST_CACHE
+
+
+cdef object _peer_address(sockaddr_storage *address, zs_socklen_t length, int family):
+    """What accept() returns as the peer's address."""
+    cdef zs_sockaddr_in *sin = <zs_sockaddr_in *>address
+    cdef unsigned int ipv4
+    cdef Py_ssize_t slot
+    if family == AF_INET and length >= sizeof(zs_sockaddr_in) and sin.sin_family == AF_INET:
+        ipv4 = sin.sin_addr.s_addr
+        slot = (<unsigned char *>&sin.sin_addr)[3] % HOST_CACHE
+        host = _cached_hosts[slot]
+        if host is None or _cached_ipv4[slot] != ipv4:
+            host = zs_ipv4_text(<unsigned char *>&sin.sin_addr)
+            _cached_ipv4[slot] = ipv4
+            _cached_hosts[slot] = host
+        return (host, ntohs(sin.sin_port))
+    return make_address(<sockaddr *>address, length, family)
+
+
+cdef inline object _os_error(int err):
+    return OSError(err, zs_strerror(err).decode("utf-8", "replace"))
+
+
+cdef object _local_address(zs_sock_t fd, int family):
+    cdef sockaddr_storage address
+    cdef zs_socklen_t length = sizeof(address)
+    if getsockname(fd, <sockaddr *>&address, &length) < 0:
+        raise _os_error(zs_last_error())
+    return make_address(<sockaddr *>&address, length, family)
+
+
+cdef int _make_connection(object target, object unused) except -1:
+    """The stdlib's _accept_connection2 up to the transport: the protocol,
+    then its transport (run in the connection's own context)."""
+    cdef _Connection conn = <_Connection>target
+    cdef _Listener listener = conn.listener
+    loop = conn.loop
+    protocol = conn.protocol_factory()
+    # What the loop's _make_socket_transport does first: the descriptor must
+    # not belong to a transport still open, and asyncio streams get C ones.
+    table = loop._transports
+    if type(table) is TransportTable:
+        current = (<TransportTable>table).lookup(<int>conn.fd)
+    else:
+        current = table.get(<int>conn.fd)
+    if current is not None and not current.is_closing():
+        raise RuntimeError(f"File descriptor {<int>conn.fd} is used by transport {current!r}")
+    adopt_stream_protocol(protocol, loop)
+    sockname = listener.sockname
+    if sockname is None:
+        sockname = _local_address(conn.fd, listener.family)
+    conn.owned = True
+    new_accepted_transport(loop, <int>conn.fd, listener.family, listener.kind,
+                           listener.proto, conn.peername, sockname, protocol, conn.server,
+                           conn.context)
+    return 0
+
+
+cdef object _accept_batch(object loop, object protocol_factory, object sock, object server,
+                          Py_ssize_t backlog, tuple serving_args):
+    cdef _Listener listener = _listener_of(sock)
+    cdef _Connection conn
+    cdef sockaddr_storage address
+    cdef zs_socklen_t length
+    cdef zs_sock_t fd
+    cdef Py_ssize_t i
+    cdef int err, unused
+    for i in range(backlog):
+        length = sizeof(address)
+        fd = zs_accept_nonblocking(listener.fd, <sockaddr *>&address, &length)
+        if fd == ZS_INVALID_SOCKET:
+            err = zs_last_error()
+            if zs_is_would_block(err) or err == ZS_EINTR or err == ECONNABORTED:
+                return None  # the queue is empty (or the connection gone)
+            exc = _os_error(err)
+            if err in (EMFILE, ENFILE, ZS_ENOBUFS, ENOMEM):
+                # The listener stays readable: stop watching it for a while.
+                loop.call_exception_handler({
+                    "message": "socket.accept() out of system resource",
+                    "exception": exc,
+                    "socket": _TransportSocket(sock),
+                })
+                loop._remove_reader(listener.fd)
+                loop.call_later(ACCEPT_RETRY_DELAY, loop._start_serving, *serving_args)
+                return None
+            raise exc  # the loop reports it, as for the stdlib's method
+        conn = _Connection.__new__(_Connection)
+        conn.loop = loop
+        conn.protocol_factory = protocol_factory
+        conn.server = server
+        conn.listener = listener
+        conn.fd = fd
+        conn.owned = False
+        # A Task would have run this in a copy of the current context.
+        conn.context = PyContext_CopyCurrent()
+        try:
+            conn.peername = _peer_address(&address, length, listener.family)
+            failure = run_in_context(conn.context, _make_connection, conn, None, &unused)
+        except BaseException:
+            if not conn.owned:
+                zs_close(fd)
+            raise
+        if failure is not None and not conn.owned:
+            # As the stdlib: reported in debug mode only (this path is not taken
+            # then), the connection dropped.
+            zs_close(fd)
+    return None
+
+
+cdef object _accept_connection(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    # (protocol_factory, sock, sslcontext=None, server=None, backlog=100, *timeouts)
+    cdef Py_ssize_t backlog = 100
+    if (kwnames == NULL and 2 <= nargs <= 7 and type(<object>args[1]) is _Socket
+            and (nargs < 3 or args[2] == <PyObject *>None)
+            and not loop._debug and _makes_connections_natively(loop)):
+        if nargs > 4:
+            backlog = <object>args[4]
+        return _accept_batch(loop, <object>args[0], <object>args[1],
+                             <object>args[3] if nargs > 3 else None, backlog,
+                             tuple([<object>args[i] for i in range(nargs)]))
+    positional = tuple([<object>args[i] for i in range(nargs)])
+    keywords = {}
+    if kwnames != NULL:
+        for i, name in enumerate(<tuple><object>kwnames):
+            keywords[name] = <object>args[nargs + i]
+    return _std_accept_connection(loop, *positional, **keywords)
+
+
+accept_connection = c_method(
+    <void *>_accept_connection, METH_FASTCALL | METH_KEYWORDS,
+    b"_accept_connection($self, protocol_factory, sock, sslcontext=None, server=None, "
+    b"backlog=100, *timeouts)\n--\n\n"
+    b"Accept the connections waiting on a listening socket, each with its protocol "
+    b"and transport.")

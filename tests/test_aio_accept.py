@@ -1,0 +1,327 @@
+"""The server's accept and close path on every loop: what a server's
+connections see is stock asyncio's, however the loop accepts them (the C
+loop in batches with its transports made in C)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from typing import Any, Callable, List
+
+import pytest
+from _aio_loops import TIMEOUT, run, stdlib_loop
+
+CONNECTIONS = 60  # churned per test: enough for several accept batches
+
+
+async def _open_and_echo(port: int, payload: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(payload)
+    data = await reader.readexactly(len(payload))
+    writer.close()
+    await writer.wait_closed()
+    return data
+
+
+def _served_transports(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[Any]:
+    """Churn connections through an echo server and describe each server-side
+    transport while open and after its connection is lost."""
+
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        seen: List[Any] = []
+        lost: List[asyncio.Future] = []
+
+        class Echo(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+                self.done = loop.create_future()
+                lost.append(self.done)
+                sock = transport.get_extra_info("socket")
+                seen.append([
+                    transport.get_extra_info("peername")[0],
+                    transport.get_extra_info("sockname") == server_address,
+                    type(sock).__name__, sock.family, sock.type,
+                    sock.fileno() == transport._sock_fd,
+                    transport._sock.gettimeout(),   # non-blocking, as accept() then setblocking(False)
+                    loop._transports[transport._sock_fd] is transport,
+                    transport.is_reading(), transport.is_closing(),
+                ])
+
+            def data_received(self, data: bytes) -> None:
+                self.transport.write(data)
+
+            def connection_lost(self, exc: Any) -> None:
+                sock = self.transport.get_extra_info("socket")
+                seen.append(["lost", exc, self.transport.is_closing(), sock.fileno() >= 0,
+                             self.transport.get_extra_info("peername")[0]])
+                self.done.set_result(None)
+
+        server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=100)
+        server_address = server.sockets[0].getsockname()
+        echoes = await asyncio.gather(*[_open_and_echo(server_address[1], b"%d" % i)
+                                        for i in range(CONNECTIONS)])
+        assert echoes == [b"%d" % i for i in range(CONNECTIONS)]
+        await asyncio.gather(*lost)
+        server.close()
+        await server.wait_closed()
+        return sorted(map(repr, seen))
+
+    return run(factory, main())
+
+
+def test_served_connections_are_the_stdlibs(loop_factory):
+    """Every connection echoes; its transport answers peername, sockname,
+    the socket extra (made when asked for on the C loop), the fd table and
+    its state as the stdlib's transport does, open and once lost."""
+    assert _served_transports(loop_factory) == _served_transports(stdlib_loop)
+
+
+def _factory_failures(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[Any]:
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        made = []
+
+        class Echo(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+
+            def data_received(self, data: bytes) -> None:
+                self.transport.write(data)
+
+        def every_other() -> asyncio.Protocol:
+            made.append(None)
+            if len(made) % 2 == 0:
+                raise RuntimeError("no protocol for you")
+            return Echo()
+
+        server = await loop.create_server(every_other, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        outcomes = []
+        for i in range(6):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"ping")
+            try:
+                outcomes.append(await reader.read(4))
+            except ConnectionError:
+                outcomes.append(b"")  # dropped: reset rather than closed
+            writer.close()
+        server.close()
+        await server.wait_closed()
+        return outcomes
+
+    return run(factory, main())
+
+
+# The stdlib leaves the dropped connection's socket to the garbage collector.
+@pytest.mark.filterwarnings("ignore:unclosed:ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_failing_protocol_factory_drops_only_its_connection(loop_factory):
+    """A protocol factory that raises closes that connection (reported in
+    debug mode only, as in the stdlib) and the server goes on serving."""
+    assert _factory_failures(loop_factory) == _factory_failures(stdlib_loop) == [
+        b"ping", b"", b"ping", b"", b"ping", b""]
+
+
+REQUEST = contextvars.ContextVar("REQUEST", default="unset")
+
+
+def _contexts(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[Any]:
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        seen: List[Any] = []
+        count = [0]
+
+        class Echo(asyncio.Protocol):
+            def __init__(self) -> None:
+                count[0] += 1
+                self.number = count[0]
+                seen.append(("factory saw", REQUEST.get()))
+                REQUEST.set(f"made {self.number}")
+
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+                seen.append(("made", self.number, REQUEST.get()))
+                REQUEST.set(f"connection_made {self.number}")
+
+            def data_received(self, data: bytes) -> None:
+                seen.append(("data", self.number, REQUEST.get()))
+                REQUEST.set(f"data {self.number}")
+                self.transport.write(data)
+
+        REQUEST.set("server")
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        for _ in range(3):
+            await _open_and_echo(port, b"x")
+            await _open_and_echo(port, b"y")
+        server.close()
+        await server.wait_closed()
+        seen.append(("server after", REQUEST.get()))
+        return seen
+
+    return run(factory, main())
+
+
+def test_each_connection_runs_in_a_copy_of_the_servers_context(loop_factory):
+    """The protocol factory runs in a copy of the context the server was
+    made in, one per connection; what it sets is seen by the connection's
+    callbacks, never by the next connection or the server."""
+    assert _contexts(loop_factory) == _contexts(stdlib_loop)
+
+
+def test_a_descriptor_in_use_by_a_served_transport_is_refused(loop_factory):
+    """add_reader and sock_recv on an accepted transport's descriptor raise
+    as the stdlib's fd check says while it is open, and not once it is closed."""
+
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        accepted: asyncio.Future = loop.create_future()
+
+        class Accepted(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                accepted.set_result(transport)
+
+        server = await loop.create_server(Accepted, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        await accepted
+        (fd, transport), = [(fd, t) for fd, t in loop._transports.items()
+                            if t.get_extra_info("peername") == client.getsockname()]
+        answers = []
+        with pytest.raises(RuntimeError, match="is used by transport"):
+            loop.add_reader(fd, lambda: None)
+        answers.append(fd in loop._transports)
+        transport.close()
+        await asyncio.sleep(0.01)
+        answers.append(loop.remove_reader(fd))
+        client.close()
+        server.close()
+        await server.wait_closed()
+        return answers
+
+    assert run(loop_factory, main()) == [True, False]
+
+
+def test_a_loop_that_makes_its_own_transports_is_asked(loop_factory):
+    """A loop subclass with its own _make_socket_transport has it called for
+    every accepted connection, whatever path the base class accepts on."""
+    made = []
+    probe = loop_factory()
+    loop_class = type(probe)
+    probe.close()
+
+    class Counting(loop_class):  # type: ignore[misc, valid-type]
+        def _make_socket_transport(self, sock, protocol, waiter=None, **kwargs):
+            made.append(type(sock).__name__)
+            return super()._make_socket_transport(sock, protocol, waiter, **kwargs)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        class Echo(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+
+            def data_received(self, data: bytes) -> None:
+                self.transport.write(data)
+
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        for i in range(3):
+            assert await _open_and_echo(server.sockets[0].getsockname()[1], b"ok") == b"ok"
+        server.close()
+        await server.wait_closed()
+
+    run(Counting, main())
+    assert made.count("socket") >= 3  # the server's three; the clients' too
+
+
+OUT_OF_DESCRIPTORS = textwrap.dedent("""
+    import asyncio, os, resource, socket, sys
+    sys.path.insert(0, {tests!r})
+    from _aio_loops import run
+
+    name = sys.argv[1]
+    if name == "stdlib":
+        factory = asyncio.SelectorEventLoop
+    else:
+        from zerosock import _compat
+        factory = _compat.load_backend(name).aio.new_event_loop
+
+    reports = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, context: reports.append(context["message"]))
+
+        class Echo(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.transport = transport
+            def data_received(self, data):
+                self.transport.write(data)
+
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        assert await echo(port) == b"first"
+        # Use up every descriptor but a few, then connect from a thread's
+        # socket made before: the server cannot accept it.
+        client = socket.socket()
+        client.setblocking(False)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        hog = []
+        try:
+            while True:
+                hog.append(os.dup(0))
+        except OSError:
+            pass
+        try:
+            await loop.sock_connect(client, ("127.0.0.1", port))
+        except OSError:
+            pass
+        deadline = loop.time() + 5
+        while not reports and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for fd in hog:
+            os.close(fd)
+        # Accepting resumes after the pause: the waiting connection is served.
+        await loop.sock_sendall(client, b"later")
+        data = b""
+        while len(data) < 5:
+            data += await loop.sock_recv(client, 5)
+        client.close()
+        server.close()
+        await server.wait_closed()
+        return data
+
+    async def echo(port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"first")
+        data = await reader.readexactly(5)
+        writer.close()
+        await writer.wait_closed()
+        return data
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    data = run(factory, main())
+    print(data.decode(), sorted(set(reports)))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_NOFILE and EMFILE as on Linux")
+def test_running_out_of_descriptors_pauses_accepting_then_resumes(loop_factory):
+    """accept() failing with EMFILE is reported as the stdlib reports it, the
+    listener is left alone for a while, and accepting resumes on its own."""
+    name = {asyncio.SelectorEventLoop: "stdlib"}.get(loop_factory)
+    if name is None:
+        name = "c" if "_aio_c" in loop_factory.__module__ else "python"
+    tests = os.path.dirname(os.path.abspath(__file__))
+    result = subprocess.run([sys.executable, "-c", OUT_OF_DESCRIPTORS.format(tests=tests), name],
+                            capture_output=True, text=True, timeout=TIMEOUT + 30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(None, 1) == [
+        "later", "['socket.accept() out of system resource']\n"]
