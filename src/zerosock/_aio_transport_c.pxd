@@ -1,3 +1,4 @@
+cimport cython
 from cpython.object cimport PyObject
 from zerosock._shim cimport zs_sock_t
 from zerosock._wire cimport zs_wire, zs_wire_lend_socket
@@ -88,7 +89,10 @@ cdef class TransportCore:
     cdef int read_ready(self) except -1
     cdef int write_ready(self) except -1
     cdef object protocol_buffer(self, Py_buffer *view, char **ptr, Py_ssize_t *length)
-    cdef int hand_data(self, object data) except -1
+    # Shared by the readiness and completion reads, never overridden: final
+    # and inline, so that the readiness read costs no call for it.
+    @cython.final
+    cdef inline int hand_data(self, object data) except -1
     cdef int _read_into_buffer(self) except -1
     cdef long _recv_scratch(self) except -2
     cdef int _read_bytes(self) except -1

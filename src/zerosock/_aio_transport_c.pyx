@@ -1090,7 +1090,7 @@ cdef class TransportCore:
             length[0] = view.len
         return buf
 
-    cdef int hand_data(self, object data) except -1:
+    cdef inline int hand_data(self, object data) except -1:
         """``protocol.data_received(data)``, a failure a fatal error."""
         try:
             if self._data_received is not None:
