@@ -233,50 +233,42 @@ static inline int zs_socketpair(int family, int type, int proto, zs_sock_t out[2
 }
 
 /* accept() whose new descriptor is close-on-exec and blocking. */
-static inline zs_sock_t zs_accept(zs_sock_t s, struct sockaddr *addr, zs_socklen_t *len)
+/* accept(), the new socket not inheritable and blocking or not as asked, in
+ * one call where the system has accept4(). */
+static inline zs_sock_t zs_accept_as(zs_sock_t s, struct sockaddr *addr, zs_socklen_t *len,
+                                     int nonblocking)
 {
 #if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__)
-    return accept4(s, addr, len, SOCK_CLOEXEC);
+    return accept4(s, addr, len, SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0));
 #elif defined(_WIN32)
-    /* An accepted socket copies the listener's attributes: make it blocking
-     * and not inheritable, as CPython does. */
+    /* An accepted socket copies the listener's attributes: set both, as
+     * CPython does. */
     zs_sock_t c = accept(s, addr, len);
     if (c != INVALID_SOCKET) {
         (void)SetHandleInformation((HANDLE)c, HANDLE_FLAG_INHERIT, 0);
-        (void)zs_set_nonblocking(c, 0);
+        (void)zs_set_nonblocking(c, nonblocking);
     }
     return c;
 #else
     zs_sock_t c = accept(s, addr, len);
     if (c >= 0) {
         (void)fcntl(c, F_SETFD, FD_CLOEXEC);
-        (void)zs_set_nonblocking(c, 0); /* BSD accept() inherits O_NONBLOCK */
+        (void)zs_set_nonblocking(c, nonblocking); /* BSD accept() inherits O_NONBLOCK */
     }
     return c;
 #endif
 }
 
-/* accept() for an event loop: the new socket non-blocking and not
- * inheritable, in one call where the system has accept4(). */
+/* accept() as socket.accept(): a blocking socket. */
+static inline zs_sock_t zs_accept(zs_sock_t s, struct sockaddr *addr, zs_socklen_t *len)
+{
+    return zs_accept_as(s, addr, len, 0);
+}
+
+/* accept() for an event loop: a non-blocking socket. */
 static inline zs_sock_t zs_accept_nonblocking(zs_sock_t s, struct sockaddr *addr, zs_socklen_t *len)
 {
-#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__)
-    return accept4(s, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-#elif defined(_WIN32)
-    zs_sock_t c = accept(s, addr, len);
-    if (c != INVALID_SOCKET) {
-        (void)SetHandleInformation((HANDLE)c, HANDLE_FLAG_INHERIT, 0);
-        (void)zs_set_nonblocking(c, 1);
-    }
-    return c;
-#else
-    zs_sock_t c = accept(s, addr, len);
-    if (c >= 0) {
-        (void)fcntl(c, F_SETFD, FD_CLOEXEC);
-        (void)zs_set_nonblocking(c, 1);
-    }
-    return c;
-#endif
+    return zs_accept_as(s, addr, len, 1);
 }
 
 /* 1 if a child process would inherit `s`, 0 if not, -1 on error. */

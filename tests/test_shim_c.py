@@ -22,7 +22,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def run_script(which: str, tmp_path: Path) -> "subprocess.CompletedProcess[str]":
-    env = dict(os.environ, ZS_SHIM_TEST_OUT=str(tmp_path))
+    # this interpreter writes the names program: a root may have no "python3"
+    env = dict(os.environ, ZS_SHIM_TEST_OUT=str(tmp_path), PYTHON=sys.executable)
     return subprocess.run(["bash", str(SCRIPT), which], env=env, capture_output=True,
                           text=True, timeout=600)
 

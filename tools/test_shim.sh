@@ -17,7 +17,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 src="$root/csrc/tests/zs_shim_test.c"
 extra_sources=("$root/csrc/zs_loadgen.c" "$root/csrc/zs_echo_server.c" "$root/csrc/zs_uring.c" "$root/csrc/zs_uring_poll.c"
                "$root/csrc/zs_uring_echo_server.c")
-python=${PYTHON:-$(command -v python3 || command -v python)}
+python=${PYTHON:-$(command -v python3 || command -v python || true)}
+[[ -n $python ]] || { echo "test_shim.sh: no python3 on PATH; set PYTHON" >&2; exit 1; }
 cflags=(-std=c11 -O1 -g -Wall -Wextra -Werror -I"$root/csrc")
 out=${ZS_SHIM_TEST_OUT:-}
 if [[ -z $out ]]; then

@@ -87,26 +87,36 @@ cdef bint _makes_connections_natively(object loop) except -1:
     return True
 
 
+cdef enum:
+    HOST_CACHE = 256
+
+
 @cython.final
 cdef class _Listener:
     """What one listening socket's batches need, read once: its descriptor,
     kind and (when it is bound to one address) the address every
-    connection it accepts has."""
+    connection it accepts has.  It is the loop's (kept in its transport
+    table), so no state is shared between loops or threads."""
     cdef object socket_ref
     cdef zs_sock_t fd
     cdef int family, kind, proto
     cdef object sockname  # None: asked of each connection
+    # IPv4 peers' host strings, by address (direct-mapped on its last byte):
+    # a server's clients are often a few hosts, whose text is then made once
+    # and shared by their connections.
+    cdef unsigned int cached_ipv4[HOST_CACHE]
+    cdef list cached_hosts
 
 
-cdef _Listener _last_listener = None
-
-
-cdef _Listener _listener_of(object sock):
-    global _last_listener
-    cdef _Listener listener = _last_listener
+cdef _Listener _listener_of(object loop, object sock):
+    """The loop's listener record for ``sock``: the last one it read, if it
+    is still this socket's, else a new one."""
+    table = loop._transports
+    cdef TransportTable transports = table if type(table) is TransportTable else None
+    cdef _Listener listener = transports.accept_listener if transports is not None else None
     if listener is not None:
-        # called, not PyWeakref_GetObject: that is deprecated from 3.13
-        if listener.socket_ref() is sock and listener.fd == <zs_sock_t>sock.fileno():
+        if (zs_weakref_refers_to(listener.socket_ref, sock)
+                and listener.fd == <zs_sock_t>sock.fileno()):
             return listener
     listener = _Listener.__new__(_Listener)
     listener.socket_ref = weakref.ref(sock)
@@ -115,13 +125,15 @@ cdef _Listener _listener_of(object sock):
     listener.kind = sock.type
     listener.proto = sock.proto
     listener.sockname = None
+    listener.cached_hosts = [None] * HOST_CACHE
     if listener.family in (AF_INET, AF_INET6):
         # A TCP connection's local address is the one its listener is bound
         # to, unless that is a wildcard.
         address = sock.getsockname()
         if address[0] not in _WILDCARDS:
             listener.sockname = address
-    _last_listener = listener
+    if transports is not None:
+        transports.accept_listener = listener
     return listener
 
 
@@ -171,32 +183,40 @@ cdef extern from *:
         }
         return PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, text, n);
     }
+    /* Whether a weak reference still refers to obj (which the caller holds),
+       without the weakref call's argument handling, and without
+       PyWeakref_GetObject from 3.13, which deprecates it. */
+    static int zs_weakref_refers_to(PyObject *ref, PyObject *obj)
+    {
+    #if PY_VERSION_HEX >= 0x030D0000
+        PyObject *target;
+        int alive = PyWeakref_GetRef(ref, &target);
+        Py_XDECREF(target);
+        return alive < 0 ? -1 : target == obj;
+    #else
+        PyObject *target = PyWeakref_GetObject(ref);
+        return target == NULL ? -1 : target == obj;
+    #endif
+    }
     """
     object zs_ipv4_text(const unsigned char *quad)
+    int zs_weakref_refers_to(object ref, object obj) except -1
 
 
-# IPv4 peers' host strings, by address (direct-mapped on its last byte):
-# a server's clients are often a few hosts, whose text is then made once and
-# shared by their connections.
-cdef enum:
-    HOST_CACHE = 256
-cdef unsigned int _cached_ipv4[HOST_CACHE]
-cdef list _cached_hosts = [None] * HOST_CACHE
-
-
-cdef object _peer_address(sockaddr_storage *address, zs_socklen_t length, int family):
+cdef object _peer_address(_Listener listener, sockaddr_storage *address, zs_socklen_t length):
     """What accept() returns as the peer's address."""
     cdef zs_sockaddr_in *sin = <zs_sockaddr_in *>address
     cdef unsigned int ipv4
     cdef Py_ssize_t slot
+    cdef int family = listener.family
     if family == AF_INET and length >= sizeof(zs_sockaddr_in) and sin.sin_family == AF_INET:
         ipv4 = sin.sin_addr.s_addr
         slot = (<unsigned char *>&sin.sin_addr)[3] % HOST_CACHE
-        host = _cached_hosts[slot]
-        if host is None or _cached_ipv4[slot] != ipv4:
+        host = listener.cached_hosts[slot]
+        if host is None or listener.cached_ipv4[slot] != ipv4:
             host = zs_ipv4_text(<unsigned char *>&sin.sin_addr)
-            _cached_ipv4[slot] = ipv4
-            _cached_hosts[slot] = host
+            listener.cached_ipv4[slot] = ipv4
+            listener.cached_hosts[slot] = host
         return (host, ntohs(sin.sin_port))
     return make_address(<sockaddr *>address, length, family)
 
@@ -242,7 +262,7 @@ cdef int _make_connection(object target, object unused) except -1:
 
 cdef object _accept_batch(object loop, object protocol_factory, object sock, object server,
                           Py_ssize_t backlog, tuple serving_args):
-    cdef _Listener listener = _listener_of(sock)
+    cdef _Listener listener = _listener_of(loop, sock)
     cdef _Connection conn
     cdef sockaddr_storage address
     cdef zs_socklen_t length
@@ -278,7 +298,7 @@ cdef object _accept_batch(object loop, object protocol_factory, object sock, obj
         # A Task would have run this in a copy of the current context.
         conn.context = PyContext_CopyCurrent()
         try:
-            conn.peername = _peer_address(&address, length, listener.family)
+            conn.peername = _peer_address(listener, &address, length)
             failure = run_in_context(conn.context, _make_connection, conn, None, &unused)
         except BaseException:
             if not conn.owned:

@@ -124,6 +124,8 @@ cdef class TransportTable:
     cdef object selector
     cdef object selector_state
     cdef Py_ssize_t selector_state_size
+    # The listening socket the loop's C accept path last read (_aio_accept_c).
+    cdef object accept_listener
 
     cdef bint native_io(self, object loop) except -1
 
