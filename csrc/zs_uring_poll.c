@@ -47,7 +47,8 @@ typedef struct {
     uint8_t recv_want;  /* keep one in flight */
     uint8_t recv_cancelling;
     uint8_t recv_ended; /* the end of the stream or an error was received */
-    uint8_t send_busy, send_done, notified;
+    uint8_t send_busy, send_done;
+    uint8_t notified, flush_listed; /* in the completed / flushes lists (kept across reuse) */
     int32_t send_res;
     zs_urecv *rq;       /* receives not taken yet, a ring of rq_cap (a power of two) */
     unsigned rq_head, rq_len, rq_cap;
@@ -61,8 +62,8 @@ struct zs_upoll {
     size_t nqueue, queue_cap;
     ustream *streams; /* by slot */
     size_t nstreams;
-    int *free_slots, *completed; /* each with room for every slot */
-    size_t nfree, ncompleted;
+    int *free_slots, *completed, *flushes; /* each with room for every slot */
+    size_t nfree, ncompleted, ndispatched, nflushes;
     unsigned inflight; /* stream operations in flight */
     zs_ubr bufs;
     int have_bufs;
@@ -211,6 +212,7 @@ void zs_upoll_free(zs_upoll *p)
     free(p->streams);
     free(p->free_slots);
     free(p->completed);
+    free(p->flushes);
     free(p->fds);
     free(p->queue);
     free(p);
@@ -311,11 +313,16 @@ static int ready_events(int revents)
 int zs_upoll_wait(zs_upoll *p, zs_event *out, int max, int timeout_ms)
 {
     zs_uring *r = &p->ring;
-    for (size_t i = 0; i < p->ncompleted; i++)
+    /* Completions not dispatched yet (an exception stopped the loop midway) stay
+     * listed, and the wait does not block. */
+    for (size_t i = 0; i < p->ndispatched; i++)
         p->streams[p->completed[i]].notified = 0;
-    p->ncompleted = 0;
+    p->ncompleted -= p->ndispatched;
+    memmove(p->completed, p->completed + p->ndispatched, p->ncompleted * sizeof *p->completed);
+    p->ndispatched = 0;
     unsigned head = *r->cq_head;
-    int waiting = timeout_ms != 0 && head == __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+    int waiting = timeout_ms != 0 && p->ncompleted == 0
+                  && head == __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
     int rc = zs_uring_submit(r, waiting ? 1 : 0,
                              timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000000);
     p->niov = p->nmsg = 0;
@@ -460,6 +467,10 @@ int zs_ustream_open(zs_upoll *p, int fd)
         if (completed == NULL)
             goto nomem;
         p->completed = completed;
+        int *flushes = realloc(p->flushes, n * sizeof *flushes);
+        if (flushes == NULL)
+            goto nomem;
+        p->flushes = flushes;
         memset(grown + p->nstreams, 0, (n - p->nstreams) * sizeof *grown);
         for (size_t i = n; i > p->nstreams; i--) {
             grown[i - 1].fd = -1;
@@ -472,11 +483,14 @@ int zs_ustream_open(zs_upoll *p, int fd)
     zs_urecv *rq = u->rq;
     unsigned rq_cap = u->rq_cap;
     uint32_t gen = u->gen + 1;
+    uint8_t notified = u->notified, flush_listed = u->flush_listed;
     memset(u, 0, sizeof *u);
     u->fd = fd;
     u->gen = gen;
     u->rq = rq;
     u->rq_cap = rq_cap;
+    u->notified = notified; /* a slot is listed once, whoever its stream */
+    u->flush_listed = flush_listed;
     return slot;
 nomem:
     errno = ENOMEM;
@@ -632,6 +646,39 @@ int zs_upoll_completed(const zs_upoll *p, const int **slots)
     return (int)p->ncompleted;
 }
 
+int zs_upoll_next_completed(zs_upoll *p)
+{
+    if (p->ndispatched == p->ncompleted)
+        return -1;
+    return p->completed[p->ndispatched++];
+}
+
+void zs_upoll_dispatched(zs_upoll *p)
+{
+    p->ndispatched = p->ncompleted;
+}
+
+void zs_ustream_flush_later(zs_upoll *p, int slot)
+{
+    ustream *u = &p->streams[slot];
+    if (!u->flush_listed) {
+        u->flush_listed = 1;
+        p->flushes[p->nflushes++] = slot;
+    }
+}
+
+int zs_upoll_take_flushes(zs_upoll *p, int *out, int max)
+{
+    int n = (int)p->nflushes < max ? (int)p->nflushes : max;
+    for (int i = 0; i < n; i++) {
+        out[i] = p->flushes[i];
+        p->streams[out[i]].flush_listed = 0;
+    }
+    p->nflushes -= (size_t)n;
+    memmove(p->flushes, p->flushes + n, p->nflushes * sizeof *p->flushes);
+    return n;
+}
+
 #else /* not Linux */
 
 zs_upoll *zs_upoll_new(char *reason, size_t reason_len)
@@ -672,5 +719,9 @@ const char *zs_ustream_data(const zs_upoll *p, int32_t bid) { (void)p; (void)bid
 void zs_ustream_put(zs_upoll *p, int32_t bid) { (void)p; (void)bid; }
 int zs_upoll_submit(zs_upoll *p) { (void)p; return -ENOSYS; }
 int zs_upoll_completed(const zs_upoll *p, const int **slots) { (void)p; *slots = NULL; return 0; }
+int zs_upoll_next_completed(zs_upoll *p) { (void)p; return -1; }
+void zs_upoll_dispatched(zs_upoll *p) { (void)p; }
+void zs_ustream_flush_later(zs_upoll *p, int slot) { (void)p; (void)slot; }
+int zs_upoll_take_flushes(zs_upoll *p, int *out, int max) { (void)p; (void)out; (void)max; return 0; }
 
 #endif

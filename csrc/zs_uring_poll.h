@@ -77,8 +77,18 @@ const char *zs_ustream_data(const zs_upoll *p, int32_t bid);
 void zs_ustream_put(zs_upoll *p, int32_t bid);
 /* Hand the kernel what is queued now, without waiting: 0, or a negative errno. */
 int zs_upoll_submit(zs_upoll *p);
-/* The slots that had completions in the last wait, valid until the next one. */
+/* The slots with completions from the last wait not dispatched yet, valid
+ * until the next one (which keeps those not dispatched by then). */
 int zs_upoll_completed(const zs_upoll *p, const int **slots);
+/* The next slot to dispatch (taken off the list), or -1 when none is left. */
+int zs_upoll_next_completed(zs_upoll *p);
+/* Mark every listed slot dispatched. */
+void zs_upoll_dispatched(zs_upoll *p);
+/* List the stream for a flush of its writes before the next wait (once
+ * until zs_upoll_take_flushes() hands it back). */
+void zs_ustream_flush_later(zs_upoll *p, int slot);
+/* Move up to `max` listed streams to `out`: their count. */
+int zs_upoll_take_flushes(zs_upoll *p, int *out, int max);
 
 #ifdef __cplusplus
 }

@@ -38,7 +38,7 @@ cdef class LoopCore:
     cpdef object call_later(self, object delay, object callback, tuple args, object context)
     cpdef int schedule(self, double when, object handle) except -1
     cdef int _collect(self, object fileobj, object handle, bint writing) except -1
-    cdef int _poll(self, double timeout) except -1
+    cdef int _poll(self, double timeout, bint debug) except -1
     cdef int _drop_cancelled_timers(self) except -1
     cdef int _collect_due(self) except -1
     cdef int _run_debug(self, object handle) except -1

@@ -492,7 +492,7 @@ cdef class LoopCore:
             self._add_pending(handle)
         return 0
 
-    cdef int _poll(self, double timeout) except -1:
+    cdef int _poll(self, double timeout, bint debug) except -1:
         cdef Selector sel = self.native
         cdef int ms, n, i, mask
         cdef zs_event ev
@@ -527,8 +527,10 @@ cdef class LoopCore:
             if mask & ZS_EV_WRITE:
                 self._collect(<object>PyTuple_GET_ITEM(key, 0),
                               <object>PyTuple_GET_ITEM(data, 1), True)
-        if self.ring is not None:
-            # The streams with completions: their handles run as I/O handles do.
+        if self.ring is not None and debug:
+            # The streams with completions, in debug mode: their handles run
+            # as I/O handles do, timed and named as they are (else run_once
+            # runs them at once: RingPoller.run_completions).
             n = self.ring.completed(&slots)
             for i in range(n):
                 handle = self.ring.handle_to_run(slots[i])
@@ -653,7 +655,7 @@ cdef class LoopCore:
             if spare:
                 self.spared_polls += 1
             else:
-                self._poll(timeout)
+                self._poll(timeout, debug)
             self._collect_due()
         except BaseException:
             self._release_pending(0)
@@ -675,6 +677,11 @@ cdef class LoopCore:
                     self._run_debug(handle)
                 else:
                     _run_handle(handle)
+            # The streams' completions, then the I/O handles: run after what
+            # was ready before the poll, before the timers due, as the stdlib
+            # runs the poll's events.
+            if self.ring is not None and not debug and self.ring.run_completions():
+                quiet = False
             while i < self.npending:
                 # The array's reference moves to ``handle``: a handle is
                 # released when the next one is taken, as the stdlib's

@@ -1,3 +1,4 @@
+from cpython.object cimport PyObject
 from libc.stdint cimport int32_t
 
 from zerosock._aio_transport_c cimport TransportCore
@@ -32,6 +33,10 @@ cdef extern from "zs_uring_poll.h" nogil:
     const char *zs_ustream_data(const zs_upoll *p, int32_t bid)
     void zs_ustream_put(zs_upoll *p, int32_t bid)
     int zs_upoll_completed(const zs_upoll *p, const int **slots)
+    int zs_upoll_next_completed(zs_upoll *p)
+    void zs_upoll_dispatched(zs_upoll *p)
+    void zs_ustream_flush_later(zs_upoll *p, int slot)
+    int zs_upoll_take_flushes(zs_upoll *p, int *out, int max)
     int zs_upoll_submit(zs_upoll *p)
 
 
@@ -39,11 +44,12 @@ cdef class RingPoller(Poller):
     cdef zs_upoll *ring
     cdef int count             # descriptors registered for readiness
     cdef list handles          # by stream slot: the IOHandle that runs its completions
-    cdef list flushes          # stream cores whose queued writes go with the next wait
     cdef int flush_writes(self) except -1
-    # The stream slots with completions in the last wait (for the loop core,
-    # which does not link the ring's C).
+    # The streams with completions in the last wait, for the loop core (which
+    # does not link the ring's C): run now, or (debug mode) as I/O handles.
+    cdef int run_completions(self) except -1
     cdef int completed(self, const int **slots) noexcept
+    cdef object handle_of(self, int slot)
     cdef object handle_to_run(self, int slot)
 
 
@@ -52,7 +58,6 @@ cdef class RingTransportCore(TransportCore):
     cdef int slot                  # the ring's stream slot, -1 once released
     cdef object handle             # the IOHandle in the ring's handles
     cdef object held               # a deque of what was received while paused: bytes, or an end (0 or -errno)
-    cdef bint flushing             # in the ring's flushes
     cdef Py_ssize_t in_flight      # bytes of the send in flight
     cdef object head               # the first chunk queued (the rest in _queue): most writes need no deque
     cdef object kept               # a dropped queue whose send is still in flight
@@ -66,11 +71,14 @@ cdef class RingTransportCore(TransportCore):
     cdef int _enter_handle(self, object context) except -1
     cdef void _release_unstarted(self) noexcept
     cdef int flush(self) except -1
+    cdef int _submitted(self, int rc, Py_ssize_t total) except -1
     cdef bint settle_send(self) except -1
     cdef int _sent(self, int32_t res) except -1
     cdef int _deliver(self) except -1
     cdef int _give(self, const char *ptr, Py_ssize_t n) except -1
     cdef int _give_bytes(self, const char *ptr, Py_ssize_t n) except -1
+    cdef object _data_of(self, const char *ptr, Py_ssize_t n)
+    cdef void _keep_spare(self, PyObject *data) noexcept
     cdef int _hold(self, object item) except -1
     cdef int _end(self, int32_t res) except -1
     cdef bint _reading_stopped(self)

@@ -12,8 +12,9 @@ from cpython.buffer cimport PyBuffer_Release
 from cpython.bytes cimport (PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize,
                            PyBytes_GET_SIZE)
 from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
-from cpython.list cimport PyList_GET_ITEM
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_REFCNT
 from libc.errno cimport errno
 from libc.stdint cimport int32_t
 from libc.string cimport memcpy
@@ -28,12 +29,19 @@ from zerosock._selectors_c cimport Poller, Selector, zs_event
 from zerosock._shim cimport zs_iov_set, zs_iovec, zs_send, zs_sock_t
 from zerosock._wire cimport zs_wire, zs_wire_lend_memory, zs_wire_to_report
 from zerosock._selectors_shared import BaseSelector, CLOSED_MESSAGE
+from zerosock._cpython_c cimport zs_bytes_refill
+from zerosock._cpython_c import enabled
 
 cdef enum:
     MAX_IOV = 64              # chunks per send
     MAX_SEND = 1 << 30        # bytes per send (the submission's length is 32 bits)
     MAX_COALESCE = 64         # receives joined into one data_received()
     READ_CHUNK = 256 * 1024   # at most what one stdlib read hands a Protocol
+
+
+# A sent chunk nobody else references becomes the stream's next read's bytes
+# (as the readiness read refills its last one): see zs_bytes_refill.
+cdef bint BYTES_REFILL = enabled("bytes_refill")
 
 
 cdef int _raise_errno() except -1:
@@ -54,7 +62,6 @@ cdef class RingPoller(Poller):
         cdef char reason[512]
         reason[0] = 0
         self.handles = []
-        self.flushes = []
         self.ring = zs_upoll_new(reason, sizeof(reason))
         if self.ring == NULL:
             raise OSError(errno, reason.decode())
@@ -106,13 +113,44 @@ cdef class RingPoller(Poller):
             self.count -= 1
 
     cdef int completed(self, const int **slots) noexcept:
-        return zs_upoll_completed(self.ring, slots)
+        # (all handed over: the caller runs them as I/O handles)
+        cdef int n = zs_upoll_completed(self.ring, slots)
+        zs_upoll_dispatched(self.ring)
+        return n
+
+    cdef int run_completions(self) except -1:
+        """Run the streams' completions of the last wait, each in its
+        transport's context as its IOHandle runs a readiness event, with no
+        object made or queued per event: how many ran.  An exception that
+        escapes (SystemExit, KeyboardInterrupt) leaves the streams not run
+        yet for the next iteration."""
+        cdef int slot, count = 0
+        cdef list handles
+        while self.ring != NULL:
+            slot = zs_upoll_next_completed(self.ring)
+            if slot < 0:
+                return count
+            handles = self.handles
+            if slot >= PyList_GET_SIZE(handles):
+                continue
+            handle = <object>PyList_GET_ITEM(handles, slot)
+            if (handle is None or (<IOHandle>handle)._cancelled
+                    or (<RingTransportCore>(<IOHandle>handle).transport).settle_send()):
+                continue
+            count += 1
+            (<IOHandle>handle).run()
+        return count
+
+    cdef object handle_of(self, int slot):
+        if slot >= PyList_GET_SIZE(self.handles):
+            return None
+        return <object>PyList_GET_ITEM(self.handles, slot)
 
     cdef object handle_to_run(self, int slot):
         """The IOHandle to run for a stream's completions, or None when
         there is nothing it must do (a send completed whole and nothing
         waits on it: settled here, running no Python code)."""
-        handle = <object>PyList_GET_ITEM(self.handles, slot)
+        handle = self.handle_of(slot)
         if handle is None:
             return None
         core = (<IOHandle>handle).transport
@@ -122,13 +160,16 @@ cdef class RingPoller(Poller):
 
     cdef int flush_writes(self) except -1:
         """Submit the sends of the streams that wrote since the last wait."""
-        cdef list flushes = self.flushes
-        if not flushes:
-            return 0
-        self.flushes = []
-        for core in flushes:
-            (<RingTransportCore>core).flush()
-        return 0
+        cdef int slots[64]
+        cdef int n, i
+        while True:
+            n = zs_upoll_take_flushes(self.ring, slots, 64)
+            if n == 0:
+                return 0
+            for i in range(n):
+                handle = self.handle_of(slots[i])
+                if handle is not None:
+                    (<RingTransportCore>(<IOHandle>handle).transport).flush()
 
     cdef int wait(self, int timeout_ms) except -1:
         """Submit what is due, wait up to ``timeout_ms`` (-1: no limit) in one
@@ -299,7 +340,23 @@ cdef class RingTransportCore(TransportCore):
         cdef int count, i
         cdef Py_ssize_t total, offset
         cdef const char *ptr
-        cdef zs_upoll *ring
+        cdef zs_upoll *ring = self.ring.ring if self._ring_open() else NULL
+        # The common case first: a plain Protocol reading, nothing held, one
+        # receive at a time (else the general path below).
+        while (self.held is None and self._sink is None and self._target is None
+               and not (self._buffered or self._paused or self._closing or self._conn_lost)
+               and ring != NULL and zs_ustream_pending(ring, self.slot) == 1):
+            zs_ustream_take(ring, self.slot, &got)
+            if got.res <= 0:
+                self._end(got.res)
+                continue
+            try:
+                data = self._data_of(zs_ustream_data(ring, got.bid), got.res)
+            finally:
+                zs_ustream_put(ring, got.bid)
+            self.hand_data(data)
+            self._keep_spare(<PyObject *>data)
+            return 0
         # What was held first, in order.
         while self.held and not self._reading_stopped():
             item = self.held.popleft()
@@ -344,7 +401,7 @@ cdef class RingTransportCore(TransportCore):
                     total += nxt.res
                     count += 1
                 try:
-                    data = PyBytes_FromStringAndSize(NULL, total)
+                    data = self._data_of(NULL, total)
                     offset = 0
                     for i in range(count):
                         memcpy(PyBytes_AS_STRING(data) + offset,
@@ -354,6 +411,7 @@ cdef class RingTransportCore(TransportCore):
                     for i in range(count):
                         zs_ustream_put(ring, parts[i].bid)
                 self.hand_data(data)
+                self._keep_spare(<PyObject *>data)
                 data = None
                 continue
             try:
@@ -437,7 +495,28 @@ cdef class RingTransportCore(TransportCore):
         return 0
 
     cdef int _give_bytes(self, const char *ptr, Py_ssize_t n) except -1:
-        return self.hand_data(PyBytes_FromStringAndSize(ptr, n))
+        data = self._data_of(ptr, n)
+        self.hand_data(data)
+        self._keep_spare(<PyObject *>data)
+        return 0
+
+    cdef object _data_of(self, const char *ptr, Py_ssize_t n):
+        """A bytes of ``n`` bytes, the first ``n`` of them from ``ptr``
+        (NULL: to be filled): the spare one when it fits, else a new one."""
+        data = self._spare
+        if data is not None and PyBytes_GET_SIZE(data) == n:
+            self._spare = None
+            if ptr != NULL:
+                zs_bytes_refill(data, ptr, n)
+            else:
+                zs_bytes_refill(data, PyBytes_AS_STRING(data), 0)  # (its hash goes)
+            return data
+        return PyBytes_FromStringAndSize(ptr, n)
+
+    cdef void _keep_spare(self, PyObject *data) noexcept:
+        # Referenced by the caller alone: nobody can see it refilled.
+        if BYTES_REFILL and Py_REFCNT(<object>data) == 1 and PyBytes_CheckExact(<object>data):
+            self._spare = <object>data
 
     # -- writing ------------------------------------------------------------------
 
@@ -463,9 +542,8 @@ cdef class RingTransportCore(TransportCore):
                 self._queue = collections.deque()
             self._queue.append(rest)
         self._buffer_size += PyBytes_GET_SIZE(rest)
-        if not self.flushing and not self.in_flight and self._ring_open():
-            self.flushing = True
-            self.ring.flushes.append(self)
+        if not self.in_flight and self._ring_open():
+            zs_ustream_flush_later(self.ring.ring, self.slot)
         self._pause_check()
         return 0
 
@@ -477,9 +555,14 @@ cdef class RingTransportCore(TransportCore):
         cdef Py_ssize_t offset = self._head_offset, size, total = 0
         cdef const char *first = NULL
         cdef Py_ssize_t i
-        self.flushing = False
         if not self._ring_open() or self.in_flight or not self._buffer_size or self._conn_lost:
             return 0
+        if self._queue is None and PyBytes_GET_SIZE(self.head) - offset <= MAX_SEND:
+            # one chunk (most writes): no iovec
+            total = PyBytes_GET_SIZE(self.head) - offset
+            rc = zs_ustream_send(self.ring.ring, self.slot, PyBytes_AS_STRING(self.head) + offset,
+                                 <size_t>total, 0)
+            return self._submitted(rc, total)
         chunk = self.head
         rest = self._queue
         i = 0
@@ -502,6 +585,9 @@ cdef class RingTransportCore(TransportCore):
             rc = zs_ustream_send(self.ring.ring, self.slot, first, <size_t>total, 0)
         else:
             rc = zs_ustream_send(self.ring.ring, self.slot, iov, <size_t>total, count)
+        return self._submitted(rc, total)
+
+    cdef int _submitted(self, int rc, Py_ssize_t total) except -1:
         if rc < 0:
             exc = _os_error(errno)
             self._clear_queue()
@@ -545,9 +631,8 @@ cdef class RingTransportCore(TransportCore):
         self._consume(res)
         self._resume_check()  # may write more
         if self._buffer_size:
-            if not self.flushing and self._ring_open():  # the rest, or what came meanwhile
-                self.flushing = True
-                self.ring.flushes.append(self)
+            if self._ring_open():  # the rest, or what came meanwhile
+                zs_ustream_flush_later(self.ring.ring, self.slot)
             return 0
         if self._conn_lost:
             return 0
@@ -584,16 +669,21 @@ cdef class RingTransportCore(TransportCore):
                 return 0
             n -= left
             self._head_offset = 0
+            sent = self.head
             if self._queue:
                 self.head = self._queue.popleft()
             else:
                 self.head = self._queue = None  # an idle connection holds no queue
+            self._keep_spare(<PyObject *>sent)
         return 0
 
     cdef int _clear_queue(self) except -1:
+        first = self.head
         self.head = self._queue = None
         self._head_offset = 0
         self._buffer_size = 0
+        if first is not None:
+            self._keep_spare(<PyObject *>first)
         return 0
 
     cdef bint _drop_queued(self) except -1:
