@@ -50,6 +50,8 @@ typedef struct {
     uint8_t send_busy, send_done;
     uint8_t notified, flush_listed; /* in the completed / flushes lists (kept across reuse) */
     int32_t send_res;
+    zs_uring_sqe *send_sqe; /* the send's, while not submitted (send_epoch is the ring's epoch) */
+    unsigned send_epoch;
     zs_urecv *rq;       /* receives not taken yet, a ring of rq_cap (a power of two) */
     unsigned rq_head, rq_len, rq_cap;
 } ustream;
@@ -67,6 +69,7 @@ struct zs_upoll {
     unsigned inflight; /* stream operations in flight */
     zs_ubr bufs;
     int have_bufs;
+    unsigned epoch; /* submissions so far: an SQE queued in this epoch is not submitted yet */
     struct iovec iov_arena[USTREAM_IOV_ARENA];
     struct msghdr msg_arena[USTREAM_MSG_ARENA];
     size_t niov, nmsg;
@@ -87,6 +90,7 @@ static int submit_now(zs_upoll *p)
 {
     int rc = zs_uring_submit(&p->ring, 0, 0);
     p->niov = p->nmsg = 0;
+    p->epoch++;
     return rc;
 }
 
@@ -189,6 +193,7 @@ static void drain_streams(zs_upoll *p)
         if (zs_uring_submit(r, 1, 10 * 1000000) < 0)
             break;
         p->niov = p->nmsg = 0;
+        p->epoch++;
         zs_uring_cqe *c;
         while ((c = zs_uring_peek_cqe(r)) != NULL) {
             if (c->user_data != UPOLL_CANCEL && (c->user_data & USTREAM_OP))
@@ -326,6 +331,7 @@ int zs_upoll_wait(zs_upoll *p, zs_event *out, int max, int timeout_ms)
     int rc = zs_uring_submit(r, waiting ? 1 : 0,
                              timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000000);
     p->niov = p->nmsg = 0;
+    p->epoch++;
     if (rc < 0) {
         errno = -rc;
         return -1;
@@ -544,19 +550,42 @@ int zs_ustream_receiving(const zs_upoll *p, int slot)
     return u->recv_want && !u->recv_ended;
 }
 
+int zs_ustream_send_open(const zs_upoll *p, int slot)
+{
+    const ustream *u = &p->streams[slot];
+    return u->send_busy && u->send_sqe != NULL && u->send_epoch == p->epoch;
+}
+
+int zs_ustream_send_withdraw(zs_upoll *p, int slot)
+{
+    if (!zs_ustream_send_open(p, slot))
+        return 0;
+    zs_uring_sqe *s = p->streams[slot].send_sqe;
+    uint64_t id = s->user_data;
+    memset(s, 0, sizeof *s); /* a no-op, completing as the send would have */
+    s->opcode = ZS_OP_NOP;
+    s->user_data = id;
+    return 1;
+}
+
 int zs_ustream_send(zs_upoll *p, int slot, const void *buf, size_t len, int iovcnt)
 {
     ustream *u = &p->streams[slot];
+    int grow = zs_ustream_send_open(p, slot);
     if (iovcnt > 0 && (p->niov + (size_t)iovcnt > USTREAM_IOV_ARENA || p->nmsg == USTREAM_MSG_ARENA)) {
         int rc = submit_now(p);
         if (rc < 0) {
             errno = -rc;
             return -1;
         }
+        if (grow)
+            return 1; /* the send went as it was */
     }
-    zs_uring_sqe *s = next_sqe(p);
+    zs_uring_sqe *s = grow ? u->send_sqe : next_sqe(p);
     if (s == NULL)
         return -1;
+    if (grow)
+        memset(s, 0, sizeof *s);
     uint64_t id = stream_op_id(slot, u->gen, US_SEND);
     if (iovcnt > 0) {
         struct iovec *iov = &p->iov_arena[p->niov];
@@ -570,9 +599,13 @@ int zs_ustream_send(zs_upoll *p, int slot, const void *buf, size_t len, int iovc
     } else {
         zs_prep_send(s, u->fd, buf, len, MSG_NOSIGNAL, id);
     }
-    u->send_busy = 1;
-    u->send_done = 0;
-    p->inflight++;
+    u->send_sqe = s;
+    u->send_epoch = p->epoch;
+    if (!grow) {
+        u->send_busy = 1;
+        u->send_done = 0;
+        p->inflight++;
+    }
     return 0;
 }
 
@@ -711,6 +744,8 @@ int zs_ustream_send(zs_upoll *p, int slot, const void *buf, size_t len, int iovc
     return -1;
 }
 int zs_ustream_send_cancel(zs_upoll *p, int slot) { (void)p; (void)slot; return 0; }
+int zs_ustream_send_open(const zs_upoll *p, int slot) { (void)p; (void)slot; return 0; }
+int zs_ustream_send_withdraw(zs_upoll *p, int slot) { (void)p; (void)slot; return 0; }
 int zs_ustream_send_result(zs_upoll *p, int slot, int32_t *res) { (void)p; (void)slot; (void)res; return 0; }
 int zs_ustream_take(zs_upoll *p, int slot, zs_urecv *out) { (void)p; (void)slot; (void)out; return 0; }
 int zs_ustream_peek(const zs_upoll *p, int slot, zs_urecv *out) { (void)p; (void)slot; (void)out; return 0; }

@@ -60,8 +60,16 @@ int zs_ustream_recv_stop(zs_upoll *p, int slot);
 /* Whether a multishot recv is in flight or asked for. */
 int zs_ustream_receiving(const zs_upoll *p, int slot);
 /* Send `len` bytes of `buf` (`iovcnt` > 0: `buf` is that many struct iovec),
- * which stay alive until the send's completion; one send at a time.  0, or -1. */
+ * which stay alive until the send's completion; one send at a time, but a
+ * send not submitted yet (zs_ustream_send_open) is replaced by this one.
+ * 0; 1 when the send to replace had to be submitted first (it stays as it
+ * was); or -1 with errno. */
 int zs_ustream_send(zs_upoll *p, int slot, const void *buf, size_t len, int iovcnt);
+/* Whether the slot's send is queued and not submitted yet. */
+int zs_ustream_send_open(const zs_upoll *p, int slot);
+/* Turn a send not submitted yet into a no-op (its completion, 0 bytes, still
+ * comes): 1, or 0 when there is none. */
+int zs_ustream_send_withdraw(zs_upoll *p, int slot);
 /* Cancel the send in flight, if any.  0, or -1 with errno. */
 int zs_ustream_send_cancel(zs_upoll *p, int slot);
 /* The result of the send that completed since the last call: 1 and `*res`, or 0. */

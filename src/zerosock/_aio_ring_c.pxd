@@ -25,6 +25,8 @@ cdef extern from "zs_uring_poll.h" nogil:
     int zs_ustream_recv_stop(zs_upoll *p, int slot)
     int zs_ustream_receiving(const zs_upoll *p, int slot)
     int zs_ustream_send(zs_upoll *p, int slot, const void *buf, size_t len, int iovcnt)
+    int zs_ustream_send_open(const zs_upoll *p, int slot)
+    int zs_ustream_send_withdraw(zs_upoll *p, int slot)
     int zs_ustream_send_cancel(zs_upoll *p, int slot)
     int zs_ustream_send_result(zs_upoll *p, int slot, int32_t *res)
     int zs_ustream_take(zs_upoll *p, int slot, zs_urecv *out)
@@ -48,6 +50,8 @@ cdef class RingPoller(Poller):
     # The streams with completions in the last wait, for the loop core (which
     # does not link the ring's C): run now, or (debug mode) as I/O handles.
     cdef int run_completions(self) except -1
+    cdef int _wait_once(self, int cap, int timeout_ms) except -1
+    cdef bint _settled_all(self) except -1
     cdef int completed(self, const int **slots) noexcept
     cdef object handle_of(self, int slot)
     cdef object handle_to_run(self, int slot)

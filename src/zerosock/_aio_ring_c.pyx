@@ -18,6 +18,7 @@ from cpython.ref cimport Py_REFCNT
 from libc.errno cimport errno
 from libc.stdint cimport int32_t
 from libc.string cimport memcpy
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import collections
 import os
@@ -42,6 +43,12 @@ cdef enum:
 # A sent chunk nobody else references becomes the stream's next read's bytes
 # (as the readiness read refills its last one): see zs_bytes_refill.
 cdef bint BYTES_REFILL = enabled("bytes_refill")
+
+
+cdef double _monotonic_ms() noexcept:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6
 
 
 cdef int _raise_errno() except -1:
@@ -176,13 +183,33 @@ cdef class RingPoller(Poller):
         system call; the ready events land in ``self.ready``, the streams
         with completions in the ring's list (zs_upoll_completed)."""
         cdef int cap = self.count if self.count > 0 else 1
-        cdef int n
+        cdef int n, left
+        cdef double start = 0
         if self.ring == NULL:
             raise ValueError(CLOSED_MESSAGE)
         self.begin_wait(cap)
         self.flush_writes()
         if zs_upoll_prepare(self.ring) < 0:
             _raise_errno()
+        if timeout_ms > 0:
+            start = _monotonic_ms()
+        n = self._wait_once(cap, timeout_ms)
+        # The sends leave with the wait and mostly complete in it, so a wait
+        # often ends at once with their completions alone.  When all of them
+        # settle here, with no Python code, the iteration would run nothing:
+        # wait again, for the rest of the timeout.
+        while n == 0 and timeout_ms != 0 and self._settled_all():
+            if timeout_ms > 0:
+                left = timeout_ms - <int>(_monotonic_ms() - start)
+                if left <= 0:
+                    break
+                n = self._wait_once(cap, left)
+            else:
+                n = self._wait_once(cap, -1)
+        return n
+
+    cdef int _wait_once(self, int cap, int timeout_ms) except -1:
+        cdef int n
         self.waiting = True
         try:
             if timeout_ms == 0:
@@ -198,6 +225,21 @@ cdef class RingPoller(Poller):
         # now, as after an epoll_wait's EINTR (PEP 475).
         PyErr_CheckSignals()
         return n
+
+    cdef bint _settled_all(self) except -1:
+        """Whether the last wait brought stream completions and all of them
+        settled with nothing to run (then they count as dispatched)."""
+        cdef const int *slots
+        cdef int n = zs_upoll_completed(self.ring, &slots), i
+        if n == 0:
+            return False
+        for i in range(n):
+            handle = self.handle_of(slots[i])
+            if (handle is not None and not (<IOHandle>handle)._cancelled
+                    and not (<RingTransportCore>(<IOHandle>handle).transport).settle_send()):
+                return False
+        zs_upoll_dispatched(self.ring)
+        return True
 
 
 class RingSelector(Selector, BaseSelector):
@@ -542,21 +584,28 @@ cdef class RingTransportCore(TransportCore):
                 self._queue = collections.deque()
             self._queue.append(rest)
         self._buffer_size += PyBytes_GET_SIZE(rest)
-        if not self.in_flight and self._ring_open():
-            zs_ustream_flush_later(self.ring.ring, self.slot)
+        if self._ring_open():
+            if not self.in_flight:
+                self.flush()  # queued now, submitted by the next wait
+            elif zs_ustream_send_open(self.ring.ring, self.slot):
+                # grown to take this too just before the wait (once, however many writes)
+                zs_ustream_flush_later(self.ring.ring, self.slot)
         self._pause_check()
         return 0
 
     cdef int flush(self) except -1:
-        """Submit a send of what is queued (the chunks stay in the queue,
-        alive, until its completion)."""
+        """Queue a send of what is queued for the next wait (the chunks stay
+        in the queue, alive, until its completion), or grow the one queued
+        and not submitted yet to take everything."""
         cdef zs_iovec iov[MAX_IOV]
         cdef int count = 0, rc
         cdef Py_ssize_t offset = self._head_offset, size, total = 0
         cdef const char *first = NULL
         cdef Py_ssize_t i
-        if not self._ring_open() or self.in_flight or not self._buffer_size or self._conn_lost:
+        if not self._ring_open() or not self._buffer_size or self._conn_lost:
             return 0
+        if self.in_flight and not zs_ustream_send_open(self.ring.ring, self.slot):
+            return 0  # submitted: the rest goes once it completes
         if self._queue is None and PyBytes_GET_SIZE(self.head) - offset <= MAX_SEND:
             # one chunk (most writes): no iovec
             total = PyBytes_GET_SIZE(self.head) - offset
@@ -588,6 +637,8 @@ cdef class RingTransportCore(TransportCore):
         return self._submitted(rc, total)
 
     cdef int _submitted(self, int rc, Py_ssize_t total) except -1:
+        if rc == 1:
+            return 0  # the send to grow had to be submitted as it was
         if rc < 0:
             exc = _os_error(errno)
             self._clear_queue()
@@ -597,23 +648,25 @@ cdef class RingTransportCore(TransportCore):
         return 0
 
     cdef bint settle_send(self) except -1:
-        """Settle a send that completed whole when that is all there is to
-        do (no receive to deliver, nothing queued behind it, nobody waiting
-        for the queue to drain): what _sent would do, without Python code."""
+        """Take the result of a send that completed, and settle it here when
+        it went whole and nothing waits on it (nothing queued behind it,
+        nobody waiting for the queue to drain): what _sent would do, without
+        Python code.  Whether the slot has nothing else to run (no receive
+        to deliver, no result for _sent, no release due)."""
         cdef int32_t res
         cdef zs_upoll *ring = self.ring.ring
-        if (zs_ustream_pending(ring, self.slot) or self.in_flight != self._buffer_size
-                or self._closing or self._eof or self._protocol_paused or self._conn_lost
-                or self._empty_waiter is not None or self.release_pending
-                or not zs_ustream_send_result(ring, self.slot, &res)):
-            return False
-        if res != self.in_flight:  # (taken: _sent acts on it when the handle runs)
-            self.send_result_taken = True
-            self.taken_res = res
-            return False
-        self.in_flight = 0
-        self._clear_queue()  # (dropping the sent bytes runs no Python code)
-        return True
+        if zs_ustream_send_result(ring, self.slot, &res):
+            if (res == self.in_flight and self.in_flight == self._buffer_size
+                    and not (self._closing or self._eof or self._protocol_paused
+                             or self._conn_lost or self.send_result_taken
+                             or self._empty_waiter is not None)):
+                self.in_flight = 0
+                self._clear_queue()  # (dropping the sent bytes runs no Python code)
+            else:
+                self.send_result_taken = True  # for _sent, when read_ready runs
+                self.taken_res = res
+        return not (self.send_result_taken or self.release_pending
+                    or zs_ustream_pending(ring, self.slot))
 
     cdef int _sent(self, int32_t res) except -1:
         """A send completed: what the stdlib's _write_ready does after its send."""
@@ -631,8 +684,7 @@ cdef class RingTransportCore(TransportCore):
         self._consume(res)
         self._resume_check()  # may write more
         if self._buffer_size:
-            if self._ring_open():  # the rest, or what came meanwhile
-                zs_ustream_flush_later(self.ring.ring, self.slot)
+            self.flush()  # the rest, or what came meanwhile
             return 0
         if self._conn_lost:
             return 0
@@ -700,8 +752,12 @@ cdef class RingTransportCore(TransportCore):
         stdlib's transport sent it at write(), so that an abort or a fatal
         error after a write drops only what the kernel had no room for."""
         cdef long n
-        if self.in_flight or not self._buffer_size or not self._ring_open():
+        if not self._buffer_size or not self._ring_open():
             return 0
+        if self.in_flight:
+            if not zs_ustream_send_withdraw(self.ring.ring, self.slot):
+                return 0  # submitted: what it sends is out of our hands
+            self.in_flight = 0
         while self.head is not None:
             chunk = self.head
             n = zs_send(self._fd, PyBytes_AS_STRING(chunk) + self._head_offset,
