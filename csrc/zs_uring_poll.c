@@ -40,36 +40,18 @@ typedef struct {
 #define GEN_MASK 0x7fffffffu
 enum { US_RECV = 1, US_SEND = 2 };
 
-typedef struct {
-    int fd;             /* -1 while the slot is free */
-    uint32_t gen;       /* bumped when the slot is given to a stream */
-    uint8_t recv_armed; /* a multishot recv in flight */
-    uint8_t recv_want;  /* keep one in flight */
-    uint8_t recv_cancelling;
-    uint8_t recv_ended; /* the end of the stream or an error was received */
-    uint8_t send_busy, send_done;
-    uint8_t notified, flush_listed; /* in the completed / flushes lists (kept across reuse) */
-    int32_t send_res;
-    zs_uring_sqe *send_sqe; /* the send's, while not submitted (send_epoch is the ring's epoch) */
-    unsigned send_epoch;
-    zs_urecv *rq;       /* receives not taken yet, a ring of rq_cap (a power of two) */
-    unsigned rq_head, rq_len, rq_cap;
-} ustream;
-
 struct zs_upoll {
+    zs_upoll_pub pub; /* first: what the header's inline functions read */
     zs_uring ring;
     upoll_fd *fds; /* by descriptor */
     size_t nfds;
     int *queue; /* descriptors whose poll the next wait arms */
     size_t nqueue, queue_cap;
-    ustream *streams; /* by slot */
-    size_t nstreams;
-    int *free_slots, *completed, *flushes; /* each with room for every slot */
-    size_t nfree, ncompleted, ndispatched, nflushes;
+    int *free_slots, *flushes; /* each with room for every slot (as pub.completed) */
+    size_t nfree, nflushes;
     unsigned inflight; /* stream operations in flight */
     zs_ubr bufs;
     int have_bufs;
-    unsigned epoch; /* submissions so far: an SQE queued in this epoch is not submitted yet */
     struct iovec iov_arena[USTREAM_IOV_ARENA];
     struct msghdr msg_arena[USTREAM_MSG_ARENA];
     size_t niov, nmsg;
@@ -90,7 +72,7 @@ static int submit_now(zs_upoll *p)
 {
     int rc = zs_uring_submit(&p->ring, 0, 0);
     p->niov = p->nmsg = 0;
-    p->epoch++;
+    p->pub.epoch++;
     return rc;
 }
 
@@ -183,8 +165,8 @@ static void stream_cqe(zs_upoll *p, const zs_uring_cqe *c);
 static void drain_streams(zs_upoll *p)
 {
     zs_uring *r = &p->ring;
-    for (size_t i = 0; i < p->nstreams; i++)
-        p->streams[i].recv_want = 0;
+    for (size_t i = 0; i < p->pub.nstreams; i++)
+        p->pub.streams[i].recv_want = 0;
     zs_uring_sqe *s = next_sqe(p);
     if (s == NULL)
         return;
@@ -193,7 +175,7 @@ static void drain_streams(zs_upoll *p)
         if (zs_uring_submit(r, 1, 10 * 1000000) < 0)
             break;
         p->niov = p->nmsg = 0;
-        p->epoch++;
+        p->pub.epoch++;
         zs_uring_cqe *c;
         while ((c = zs_uring_peek_cqe(r)) != NULL) {
             if (c->user_data != UPOLL_CANCEL && (c->user_data & USTREAM_OP))
@@ -212,11 +194,11 @@ void zs_upoll_free(zs_upoll *p)
     if (p->have_bufs)
         zs_ubr_free(&p->ring, &p->bufs);
     zs_uring_exit(&p->ring); /* the kernel cancels what is in flight */
-    for (size_t i = 0; i < p->nstreams; i++)
-        free(p->streams[i].rq);
-    free(p->streams);
+    for (size_t i = 0; i < p->pub.nstreams; i++)
+        free(p->pub.streams[i].rq);
+    free(p->pub.streams);
     free(p->free_slots);
-    free(p->completed);
+    free(p->pub.completed);
     free(p->flushes);
     free(p->fds);
     free(p->queue);
@@ -320,18 +302,18 @@ int zs_upoll_wait(zs_upoll *p, zs_event *out, int max, int timeout_ms)
     zs_uring *r = &p->ring;
     /* Completions not dispatched yet (an exception stopped the loop midway) stay
      * listed, and the wait does not block. */
-    for (size_t i = 0; i < p->ndispatched; i++)
-        p->streams[p->completed[i]].notified = 0;
-    p->ncompleted -= p->ndispatched;
-    memmove(p->completed, p->completed + p->ndispatched, p->ncompleted * sizeof *p->completed);
-    p->ndispatched = 0;
+    for (size_t i = 0; i < p->pub.ndispatched; i++)
+        p->pub.streams[p->pub.completed[i]].notified = 0;
+    p->pub.ncompleted -= p->pub.ndispatched;
+    memmove(p->pub.completed, p->pub.completed + p->pub.ndispatched, p->pub.ncompleted * sizeof *p->pub.completed);
+    p->pub.ndispatched = 0;
     unsigned head = *r->cq_head;
-    int waiting = timeout_ms != 0 && p->ncompleted == 0
+    int waiting = timeout_ms != 0 && p->pub.ncompleted == 0
                   && head == __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
     int rc = zs_uring_submit(r, waiting ? 1 : 0,
                              timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000000);
     p->niov = p->nmsg = 0;
-    p->epoch++;
+    p->pub.epoch++;
     if (rc < 0) {
         errno = -rc;
         return -1;
@@ -368,7 +350,7 @@ int zs_upoll_wait(zs_upoll *p, zs_event *out, int max, int timeout_ms)
 
 static int arm_recv(zs_upoll *p, int slot)
 {
-    ustream *u = &p->streams[slot];
+    zs_ustream *u = &p->pub.streams[slot];
     zs_uring_sqe *s = next_sqe(p);
     if (s == NULL)
         return -1;
@@ -380,15 +362,15 @@ static int arm_recv(zs_upoll *p, int slot)
 
 static void notify(zs_upoll *p, int slot)
 {
-    ustream *u = &p->streams[slot];
+    zs_ustream *u = &p->pub.streams[slot];
     if (!u->notified) {
         u->notified = 1;
-        p->completed[p->ncompleted++] = slot;
+        p->pub.completed[p->pub.ncompleted++] = slot;
     }
 }
 
 /* Queue a receive for the stream to take; 0, or -1 when out of memory. */
-static int push_recv(ustream *u, int32_t res, int32_t bid)
+static int push_recv(zs_ustream *u, int32_t res, int32_t bid)
 {
     if (u->rq_len == u->rq_cap) {
         unsigned cap = u->rq_cap ? 2 * u->rq_cap : 4;
@@ -407,13 +389,13 @@ static int push_recv(ustream *u, int32_t res, int32_t bid)
     return 0;
 }
 
-static void stream_cqe(zs_upoll *p, const zs_uring_cqe *c)
+static inline void stream_cqe(zs_upoll *p, const zs_uring_cqe *c)
 {
     int slot = (int)((c->user_data >> 2) & 0x3fffffffu);
     int kind = (int)(c->user_data & 3);
     uint32_t gen = (uint32_t)(c->user_data >> 32) & GEN_MASK;
     int32_t bid = c->flags & ZS_CQE_F_BUFFER ? (int32_t)(c->flags >> ZS_CQE_BUFFER_SHIFT) : -1;
-    ustream *u = (size_t)slot < p->nstreams ? &p->streams[slot] : NULL;
+    zs_ustream *u = (size_t)slot < p->pub.nstreams ? &p->pub.streams[slot] : NULL;
     if (u == NULL || u->fd < 0 || (u->gen & GEN_MASK) != gen) {
         if (bid >= 0) /* never: a slot is reused only once idle */
             zs_ustream_put(p, bid);
@@ -458,34 +440,36 @@ int zs_ustream_open(zs_upoll *p, int fd)
         if (zs_ubr_init(&p->ring, &p->bufs, USTREAM_BGID, USTREAM_BUFS, USTREAM_BUF_SIZE) != 0)
             return -1;
         p->have_bufs = 1;
+        p->pub.buf_base = p->bufs.bufs;
+        p->pub.buf_size = p->bufs.buf_size;
     }
     if (p->nfree == 0) {
-        size_t n = p->nstreams ? 2 * p->nstreams : 64;
-        ustream *grown = realloc(p->streams, n * sizeof *grown);
+        size_t n = p->pub.nstreams ? 2 * p->pub.nstreams : 64;
+        zs_ustream *grown = realloc(p->pub.streams, n * sizeof *grown);
         if (grown == NULL)
             goto nomem;
-        p->streams = grown;
+        p->pub.streams = grown;
         int *free_slots = realloc(p->free_slots, n * sizeof *free_slots);
         if (free_slots == NULL)
             goto nomem;
         p->free_slots = free_slots;
-        int *completed = realloc(p->completed, n * sizeof *completed);
+        int *completed = realloc(p->pub.completed, n * sizeof *completed);
         if (completed == NULL)
             goto nomem;
-        p->completed = completed;
+        p->pub.completed = completed;
         int *flushes = realloc(p->flushes, n * sizeof *flushes);
         if (flushes == NULL)
             goto nomem;
         p->flushes = flushes;
-        memset(grown + p->nstreams, 0, (n - p->nstreams) * sizeof *grown);
-        for (size_t i = n; i > p->nstreams; i--) {
+        memset(grown + p->pub.nstreams, 0, (n - p->pub.nstreams) * sizeof *grown);
+        for (size_t i = n; i > p->pub.nstreams; i--) {
             grown[i - 1].fd = -1;
             p->free_slots[p->nfree++] = (int)(i - 1);
         }
-        p->nstreams = n;
+        p->pub.nstreams = n;
     }
     int slot = p->free_slots[--p->nfree];
-    ustream *u = &p->streams[slot];
+    zs_ustream *u = &p->pub.streams[slot];
     zs_urecv *rq = u->rq;
     unsigned rq_cap = u->rq_cap;
     uint32_t gen = u->gen + 1;
@@ -505,13 +489,13 @@ nomem:
 
 int zs_ustream_busy(const zs_upoll *p, int slot)
 {
-    const ustream *u = &p->streams[slot];
+    const zs_ustream *u = &p->pub.streams[slot];
     return u->recv_armed + u->send_busy;
 }
 
 void zs_ustream_release(zs_upoll *p, int slot)
 {
-    ustream *u = &p->streams[slot];
+    zs_ustream *u = &p->pub.streams[slot];
     zs_urecv got;
     while (zs_ustream_take(p, slot, &got))
         if (got.bid >= 0)
@@ -522,7 +506,7 @@ void zs_ustream_release(zs_upoll *p, int slot)
 
 int zs_ustream_recv_start(zs_upoll *p, int slot)
 {
-    ustream *u = &p->streams[slot];
+    zs_ustream *u = &p->pub.streams[slot];
     u->recv_want = 1;
     if (u->recv_armed || u->recv_ended)
         return 0; /* (a cancel under way: its end arms the next) */
@@ -531,7 +515,7 @@ int zs_ustream_recv_start(zs_upoll *p, int slot)
 
 int zs_ustream_recv_stop(zs_upoll *p, int slot)
 {
-    ustream *u = &p->streams[slot];
+    zs_ustream *u = &p->pub.streams[slot];
     u->recv_want = 0;
     if (!u->recv_armed || u->recv_cancelling)
         return 0;
@@ -546,21 +530,15 @@ int zs_ustream_recv_stop(zs_upoll *p, int slot)
 
 int zs_ustream_receiving(const zs_upoll *p, int slot)
 {
-    const ustream *u = &p->streams[slot];
+    const zs_ustream *u = &p->pub.streams[slot];
     return u->recv_want && !u->recv_ended;
-}
-
-int zs_ustream_send_open(const zs_upoll *p, int slot)
-{
-    const ustream *u = &p->streams[slot];
-    return u->send_busy && u->send_sqe != NULL && u->send_epoch == p->epoch;
 }
 
 int zs_ustream_send_withdraw(zs_upoll *p, int slot)
 {
     if (!zs_ustream_send_open(p, slot))
         return 0;
-    zs_uring_sqe *s = p->streams[slot].send_sqe;
+    zs_uring_sqe *s = p->pub.streams[slot].send_sqe;
     uint64_t id = s->user_data;
     memset(s, 0, sizeof *s); /* a no-op, completing as the send would have */
     s->opcode = ZS_OP_NOP;
@@ -570,7 +548,7 @@ int zs_ustream_send_withdraw(zs_upoll *p, int slot)
 
 int zs_ustream_send(zs_upoll *p, int slot, const void *buf, size_t len, int iovcnt)
 {
-    ustream *u = &p->streams[slot];
+    zs_ustream *u = &p->pub.streams[slot];
     int grow = zs_ustream_send_open(p, slot);
     if (iovcnt > 0 && (p->niov + (size_t)iovcnt > USTREAM_IOV_ARENA || p->nmsg == USTREAM_MSG_ARENA)) {
         int rc = submit_now(p);
@@ -600,7 +578,7 @@ int zs_ustream_send(zs_upoll *p, int slot, const void *buf, size_t len, int iovc
         zs_prep_send(s, u->fd, buf, len, MSG_NOSIGNAL, id);
     }
     u->send_sqe = s;
-    u->send_epoch = p->epoch;
+    u->send_epoch = p->pub.epoch;
     if (!grow) {
         u->send_busy = 1;
         u->send_done = 0;
@@ -611,7 +589,7 @@ int zs_ustream_send(zs_upoll *p, int slot, const void *buf, size_t len, int iovc
 
 int zs_ustream_send_cancel(zs_upoll *p, int slot)
 {
-    ustream *u = &p->streams[slot];
+    zs_ustream *u = &p->pub.streams[slot];
     if (!u->send_busy)
         return 0;
     zs_uring_sqe *s = next_sqe(p);
@@ -620,46 +598,6 @@ int zs_ustream_send_cancel(zs_upoll *p, int slot)
     zs_prep_cancel(s, stream_op_id(slot, u->gen, US_SEND), UPOLL_CANCEL);
     s->flags |= ZS_IOSQE_CQE_SKIP_SUCCESS;
     return 0;
-}
-
-int zs_ustream_send_result(zs_upoll *p, int slot, int32_t *res)
-{
-    ustream *u = &p->streams[slot];
-    if (!u->send_done)
-        return 0;
-    u->send_done = 0;
-    *res = u->send_res;
-    return 1;
-}
-
-int zs_ustream_take(zs_upoll *p, int slot, zs_urecv *out)
-{
-    ustream *u = &p->streams[slot];
-    if (u->rq_len == 0)
-        return 0;
-    *out = u->rq[u->rq_head];
-    u->rq_head = (u->rq_head + 1) & (u->rq_cap - 1);
-    u->rq_len--;
-    return 1;
-}
-
-int zs_ustream_peek(const zs_upoll *p, int slot, zs_urecv *out)
-{
-    const ustream *u = &p->streams[slot];
-    if (u->rq_len == 0)
-        return 0;
-    *out = u->rq[u->rq_head];
-    return 1;
-}
-
-int zs_ustream_pending(const zs_upoll *p, int slot)
-{
-    return (int)p->streams[slot].rq_len;
-}
-
-const char *zs_ustream_data(const zs_upoll *p, int32_t bid)
-{
-    return (const char *)zs_ubr_buf(&p->bufs, (unsigned)bid);
 }
 
 void zs_ustream_put(zs_upoll *p, int32_t bid)
@@ -675,25 +613,18 @@ int zs_upoll_submit(zs_upoll *p)
 
 int zs_upoll_completed(const zs_upoll *p, const int **slots)
 {
-    *slots = p->completed;
-    return (int)p->ncompleted;
-}
-
-int zs_upoll_next_completed(zs_upoll *p)
-{
-    if (p->ndispatched == p->ncompleted)
-        return -1;
-    return p->completed[p->ndispatched++];
+    *slots = p->pub.completed;
+    return (int)p->pub.ncompleted;
 }
 
 void zs_upoll_dispatched(zs_upoll *p)
 {
-    p->ndispatched = p->ncompleted;
+    p->pub.ndispatched = p->pub.ncompleted;
 }
 
 void zs_ustream_flush_later(zs_upoll *p, int slot)
 {
-    ustream *u = &p->streams[slot];
+    zs_ustream *u = &p->pub.streams[slot];
     if (!u->flush_listed) {
         u->flush_listed = 1;
         p->flushes[p->nflushes++] = slot;
@@ -705,7 +636,7 @@ int zs_upoll_take_flushes(zs_upoll *p, int *out, int max)
     int n = (int)p->nflushes < max ? (int)p->nflushes : max;
     for (int i = 0; i < n; i++) {
         out[i] = p->flushes[i];
-        p->streams[out[i]].flush_listed = 0;
+        p->pub.streams[out[i]].flush_listed = 0;
     }
     p->nflushes -= (size_t)n;
     memmove(p->flushes, p->flushes + n, p->nflushes * sizeof *p->flushes);
@@ -744,17 +675,10 @@ int zs_ustream_send(zs_upoll *p, int slot, const void *buf, size_t len, int iovc
     return -1;
 }
 int zs_ustream_send_cancel(zs_upoll *p, int slot) { (void)p; (void)slot; return 0; }
-int zs_ustream_send_open(const zs_upoll *p, int slot) { (void)p; (void)slot; return 0; }
 int zs_ustream_send_withdraw(zs_upoll *p, int slot) { (void)p; (void)slot; return 0; }
-int zs_ustream_send_result(zs_upoll *p, int slot, int32_t *res) { (void)p; (void)slot; (void)res; return 0; }
-int zs_ustream_take(zs_upoll *p, int slot, zs_urecv *out) { (void)p; (void)slot; (void)out; return 0; }
-int zs_ustream_peek(const zs_upoll *p, int slot, zs_urecv *out) { (void)p; (void)slot; (void)out; return 0; }
-int zs_ustream_pending(const zs_upoll *p, int slot) { (void)p; (void)slot; return 0; }
-const char *zs_ustream_data(const zs_upoll *p, int32_t bid) { (void)p; (void)bid; return NULL; }
 void zs_ustream_put(zs_upoll *p, int32_t bid) { (void)p; (void)bid; }
 int zs_upoll_submit(zs_upoll *p) { (void)p; return -ENOSYS; }
 int zs_upoll_completed(const zs_upoll *p, const int **slots) { (void)p; *slots = NULL; return 0; }
-int zs_upoll_next_completed(zs_upoll *p) { (void)p; return -1; }
 void zs_upoll_dispatched(zs_upoll *p) { (void)p; }
 void zs_ustream_flush_later(zs_upoll *p, int slot) { (void)p; (void)slot; }
 int zs_upoll_take_flushes(zs_upoll *p, int *out, int max) { (void)p; (void)out; (void)max; return 0; }

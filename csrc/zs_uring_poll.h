@@ -48,6 +48,37 @@ typedef struct {
     int32_t bid;  /* the buffer holding them, -1 when none */
 } zs_urecv;
 
+/* A stream's slot.  Its record and the few fields below are in the header
+ * so that what the loop calls once per completion inlines. */
+typedef struct {
+    int fd;             /* -1 while the slot is free */
+    uint32_t gen;       /* bumped when the slot is given to a stream */
+    uint8_t recv_armed; /* a multishot recv in flight */
+    uint8_t recv_want;  /* keep one in flight */
+    uint8_t recv_cancelling;
+    uint8_t recv_ended; /* the end of the stream or an error was received */
+    uint8_t send_busy, send_done;
+    uint8_t notified, flush_listed; /* in the completed / flushes lists (kept across reuse) */
+    int32_t send_res;
+    void *send_sqe;     /* the send's SQE while not submitted (send_epoch is the ring's epoch) */
+    unsigned send_epoch;
+    zs_urecv *rq;       /* receives not taken yet, a ring of rq_cap (a power of two) */
+    unsigned rq_head, rq_len, rq_cap;
+} zs_ustream;
+
+/* The head of a zs_upoll. */
+typedef struct {
+    zs_ustream *streams; /* by slot */
+    size_t nstreams;
+    int *completed;      /* slots with completions, room for every slot */
+    size_t ncompleted, ndispatched;
+    unsigned epoch;      /* submissions so far: an SQE queued in this epoch is not submitted yet */
+    unsigned char *buf_base; /* the provided buffers */
+    size_t buf_size;
+} zs_upoll_pub;
+#define ZS_UPOLL_PUB(p) ((zs_upoll_pub *)(void *)(p))
+#define ZS_UPOLL_CPUB(p) ((const zs_upoll_pub *)(const void *)(p))
+
 /* A slot for the stream on `fd`: its number, or -1 with errno. */
 int zs_ustream_open(zs_upoll *p, int fd);
 /* Operations of the slot's stream still in flight (a recv, a send). */
@@ -66,22 +97,58 @@ int zs_ustream_receiving(const zs_upoll *p, int slot);
  * was); or -1 with errno. */
 int zs_ustream_send(zs_upoll *p, int slot, const void *buf, size_t len, int iovcnt);
 /* Whether the slot's send is queued and not submitted yet. */
-int zs_ustream_send_open(const zs_upoll *p, int slot);
+static inline int zs_ustream_send_open(const zs_upoll *p, int slot)
+{
+    const zs_upoll_pub *h = ZS_UPOLL_CPUB(p);
+    const zs_ustream *u = &h->streams[slot];
+    return u->send_busy && u->send_sqe != NULL && u->send_epoch == h->epoch;
+}
 /* Turn a send not submitted yet into a no-op (its completion, 0 bytes, still
  * comes): 1, or 0 when there is none. */
 int zs_ustream_send_withdraw(zs_upoll *p, int slot);
 /* Cancel the send in flight, if any.  0, or -1 with errno. */
 int zs_ustream_send_cancel(zs_upoll *p, int slot);
 /* The result of the send that completed since the last call: 1 and `*res`, or 0. */
-int zs_ustream_send_result(zs_upoll *p, int slot, int32_t *res);
+static inline int zs_ustream_send_result(zs_upoll *p, int slot, int32_t *res)
+{
+    zs_ustream *u = &ZS_UPOLL_PUB(p)->streams[slot];
+    if (!u->send_done)
+        return 0;
+    u->send_done = 0;
+    *res = u->send_res;
+    return 1;
+}
+/* The oldest receive not taken, left in place: 1 and `*out`, or 0. */
+static inline int zs_ustream_peek(const zs_upoll *p, int slot, zs_urecv *out)
+{
+    const zs_ustream *u = &ZS_UPOLL_CPUB(p)->streams[slot];
+    if (u->rq_len == 0)
+        return 0;
+    *out = u->rq[u->rq_head];
+    return 1;
+}
 /* The oldest receive not taken: 1 and `*out`, or 0.  Its bytes are at
  * zs_ustream_data(); give its buffer back with zs_ustream_put(). */
-int zs_ustream_take(zs_upoll *p, int slot, zs_urecv *out);
-/* The oldest receive not taken, left in place: 1 and `*out`, or 0. */
-int zs_ustream_peek(const zs_upoll *p, int slot, zs_urecv *out);
+static inline int zs_ustream_take(zs_upoll *p, int slot, zs_urecv *out)
+{
+    zs_ustream *u = &ZS_UPOLL_PUB(p)->streams[slot];
+    if (u->rq_len == 0)
+        return 0;
+    *out = u->rq[u->rq_head];
+    u->rq_head = (u->rq_head + 1) & (u->rq_cap - 1);
+    u->rq_len--;
+    return 1;
+}
 /* How many receives wait to be taken. */
-int zs_ustream_pending(const zs_upoll *p, int slot);
-const char *zs_ustream_data(const zs_upoll *p, int32_t bid);
+static inline int zs_ustream_pending(const zs_upoll *p, int slot)
+{
+    return (int)ZS_UPOLL_CPUB(p)->streams[slot].rq_len;
+}
+static inline const char *zs_ustream_data(const zs_upoll *p, int32_t bid)
+{
+    const zs_upoll_pub *h = ZS_UPOLL_CPUB(p);
+    return (const char *)h->buf_base + (size_t)bid * h->buf_size;
+}
 void zs_ustream_put(zs_upoll *p, int32_t bid);
 /* Hand the kernel what is queued now, without waiting: 0, or a negative errno. */
 int zs_upoll_submit(zs_upoll *p);
@@ -89,7 +156,13 @@ int zs_upoll_submit(zs_upoll *p);
  * until the next one (which keeps those not dispatched by then). */
 int zs_upoll_completed(const zs_upoll *p, const int **slots);
 /* The next slot to dispatch (taken off the list), or -1 when none is left. */
-int zs_upoll_next_completed(zs_upoll *p);
+static inline int zs_upoll_next_completed(zs_upoll *p)
+{
+    zs_upoll_pub *h = ZS_UPOLL_PUB(p);
+    if (h->ndispatched == h->ncompleted)
+        return -1;
+    return h->completed[h->ndispatched++];
+}
 /* Mark every listed slot dispatched. */
 void zs_upoll_dispatched(zs_upoll *p);
 /* List the stream for a flush of its writes before the next wait (once

@@ -81,8 +81,6 @@ cdef class RingTransportCore(TransportCore):
     cdef int _deliver(self) except -1
     cdef int _give(self, const char *ptr, Py_ssize_t n) except -1
     cdef int _give_bytes(self, const char *ptr, Py_ssize_t n) except -1
-    cdef object _data_of(self, const char *ptr, Py_ssize_t n)
-    cdef void _keep_spare(self, PyObject *data) noexcept
     cdef int _hold(self, object item) except -1
     cdef int _end(self, int32_t res) except -1
     cdef bint _reading_stopped(self)

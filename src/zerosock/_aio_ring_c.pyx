@@ -263,6 +263,26 @@ def ring_of(loop):
     return None
 
 
+cdef inline object _data_of(RingTransportCore core, const char *ptr, Py_ssize_t n):
+    """A bytes of ``n`` bytes, the first ``n`` of them from ``ptr`` (NULL: to
+    be filled): the stream's spare one when it fits, else a new one."""
+    data = core._spare
+    if data is not None and PyBytes_GET_SIZE(data) == n:
+        core._spare = None
+        if ptr != NULL:
+            zs_bytes_refill(data, ptr, n)
+        else:
+            zs_bytes_refill(data, PyBytes_AS_STRING(data), 0)  # (its hash goes)
+        return data
+    return PyBytes_FromStringAndSize(ptr, n)
+
+
+cdef inline void _keep_spare(RingTransportCore core, PyObject *data) noexcept:
+    # Referenced by the caller alone: nobody can see it refilled.
+    if BYTES_REFILL and Py_REFCNT(<object>data) == 1 and PyBytes_CheckExact(<object>data):
+        core._spare = <object>data
+
+
 cdef class RingTransportCore(TransportCore):
     """A stream transport's core on a ring's completions: the stdlib's
     selector transport semantics, reads delivered from a multishot recv,
@@ -393,11 +413,11 @@ cdef class RingTransportCore(TransportCore):
                 self._end(got.res)
                 continue
             try:
-                data = self._data_of(zs_ustream_data(ring, got.bid), got.res)
+                data = _data_of(self, zs_ustream_data(ring, got.bid), got.res)
             finally:
                 zs_ustream_put(ring, got.bid)
             self.hand_data(data)
-            self._keep_spare(<PyObject *>data)
+            _keep_spare(self, <PyObject *>data)
             return 0
         # What was held first, in order.
         while self.held and not self._reading_stopped():
@@ -443,7 +463,7 @@ cdef class RingTransportCore(TransportCore):
                     total += nxt.res
                     count += 1
                 try:
-                    data = self._data_of(NULL, total)
+                    data = _data_of(self, NULL, total)
                     offset = 0
                     for i in range(count):
                         memcpy(PyBytes_AS_STRING(data) + offset,
@@ -453,7 +473,7 @@ cdef class RingTransportCore(TransportCore):
                     for i in range(count):
                         zs_ustream_put(ring, parts[i].bid)
                 self.hand_data(data)
-                self._keep_spare(<PyObject *>data)
+                _keep_spare(self, <PyObject *>data)
                 data = None
                 continue
             try:
@@ -537,28 +557,11 @@ cdef class RingTransportCore(TransportCore):
         return 0
 
     cdef int _give_bytes(self, const char *ptr, Py_ssize_t n) except -1:
-        data = self._data_of(ptr, n)
+        data = _data_of(self, ptr, n)
         self.hand_data(data)
-        self._keep_spare(<PyObject *>data)
+        _keep_spare(self, <PyObject *>data)
         return 0
 
-    cdef object _data_of(self, const char *ptr, Py_ssize_t n):
-        """A bytes of ``n`` bytes, the first ``n`` of them from ``ptr``
-        (NULL: to be filled): the spare one when it fits, else a new one."""
-        data = self._spare
-        if data is not None and PyBytes_GET_SIZE(data) == n:
-            self._spare = None
-            if ptr != NULL:
-                zs_bytes_refill(data, ptr, n)
-            else:
-                zs_bytes_refill(data, PyBytes_AS_STRING(data), 0)  # (its hash goes)
-            return data
-        return PyBytes_FromStringAndSize(ptr, n)
-
-    cdef void _keep_spare(self, PyObject *data) noexcept:
-        # Referenced by the caller alone: nobody can see it refilled.
-        if BYTES_REFILL and Py_REFCNT(<object>data) == 1 and PyBytes_CheckExact(<object>data):
-            self._spare = <object>data
 
     # -- writing ------------------------------------------------------------------
 
@@ -573,8 +576,19 @@ cdef class RingTransportCore(TransportCore):
             return None
         if (data is not None and PyBytes_CheckExact(data) and PyBytes_GET_SIZE(data) == length
                 and PyBytes_AS_STRING(data) == ptr):
-            return data
-        return PyBytes_FromStringAndSize(ptr, length)
+            chunk = data
+        else:
+            chunk = PyBytes_FromStringAndSize(ptr, length)
+        if self.head is not None or self.in_flight or length > MAX_SEND or not self._ring_open():
+            return chunk  # queued (_queue_rest)
+        # The common write, nothing queued: its send queued now, for the next wait.
+        self.head = chunk
+        self._buffer_size = length
+        self._submitted(zs_ustream_send(self.ring.ring, self.slot, PyBytes_AS_STRING(chunk),
+                                        <size_t>length, 0), length)
+        if self._buffer_size > self._high_water:
+            self._pause_check()
+        return None
 
     cdef int _queue_rest(self, object rest) except -1:
         if self.head is None:
@@ -726,7 +740,7 @@ cdef class RingTransportCore(TransportCore):
                 self.head = self._queue.popleft()
             else:
                 self.head = self._queue = None  # an idle connection holds no queue
-            self._keep_spare(<PyObject *>sent)
+            _keep_spare(self, <PyObject *>sent)
         return 0
 
     cdef int _clear_queue(self) except -1:
@@ -735,7 +749,7 @@ cdef class RingTransportCore(TransportCore):
         self._head_offset = 0
         self._buffer_size = 0
         if first is not None:
-            self._keep_spare(<PyObject *>first)
+            _keep_spare(self, <PyObject *>first)
         return 0
 
     cdef bint _drop_queued(self) except -1:
