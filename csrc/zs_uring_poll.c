@@ -157,7 +157,7 @@ zs_upoll *zs_upoll_new(char *reason, size_t reason_len)
     return p;
 }
 
-static void stream_cqe(zs_upoll *p, const zs_uring_cqe *c);
+static inline void stream_cqe(zs_upoll *p, const zs_uring_cqe *c);
 
 /* Cancel every stream operation and wait (boundedly) for their ends: the
  * kernel may write into the provided buffers, and read what sends were
@@ -389,6 +389,9 @@ static int push_recv(zs_ustream *u, int32_t res, int32_t bid)
     return 0;
 }
 
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
 static inline void stream_cqe(zs_upoll *p, const zs_uring_cqe *c)
 {
     int slot = (int)((c->user_data >> 2) & 0x3fffffffu);

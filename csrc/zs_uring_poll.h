@@ -165,6 +165,11 @@ static inline int zs_upoll_next_completed(zs_upoll *p)
 }
 /* Mark every listed slot dispatched. */
 void zs_upoll_dispatched(zs_upoll *p);
+/* Mark the first `n` listed slots dispatched (none of them taken yet). */
+static inline void zs_upoll_skip_completed(zs_upoll *p, int n)
+{
+    ZS_UPOLL_PUB(p)->ndispatched = (size_t)n;
+}
 /* List the stream for a flush of its writes before the next wait (once
  * until zs_upoll_take_flushes() hands it back). */
 void zs_ustream_flush_later(zs_upoll *p, int slot);

@@ -37,6 +37,7 @@ cdef extern from "zs_uring_poll.h" nogil:
     int zs_upoll_completed(const zs_upoll *p, const int **slots)
     int zs_upoll_next_completed(zs_upoll *p)
     void zs_upoll_dispatched(zs_upoll *p)
+    void zs_upoll_skip_completed(zs_upoll *p, int n)
     void zs_ustream_flush_later(zs_upoll *p, int slot)
     int zs_upoll_take_flushes(zs_upoll *p, int *out, int max)
     int zs_upoll_submit(zs_upoll *p)

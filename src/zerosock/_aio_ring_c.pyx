@@ -231,12 +231,16 @@ cdef class RingPoller(Poller):
         settled with nothing to run (then they count as dispatched)."""
         cdef const int *slots
         cdef int n = zs_upoll_completed(self.ring, &slots), i
+        cdef list handles = self.handles
         if n == 0:
             return False
         for i in range(n):
-            handle = self.handle_of(slots[i])
+            if slots[i] >= PyList_GET_SIZE(handles):
+                continue
+            handle = <object>PyList_GET_ITEM(handles, slots[i])
             if (handle is not None and not (<IOHandle>handle)._cancelled
                     and not (<RingTransportCore>(<IOHandle>handle).transport).settle_send()):
+                zs_upoll_skip_completed(self.ring, i)  # (the first i have nothing to run)
                 return False
         zs_upoll_dispatched(self.ring)
         return True
@@ -675,7 +679,14 @@ cdef class RingTransportCore(TransportCore):
                              or self._conn_lost or self.send_result_taken
                              or self._empty_waiter is not None)):
                 self.in_flight = 0
-                self._clear_queue()  # (dropping the sent bytes runs no Python code)
+                if self._queue is None:  # one chunk (the rest as _clear_queue)
+                    first = self.head
+                    self.head = None
+                    self._head_offset = 0
+                    self._buffer_size = 0
+                    _keep_spare(self, <PyObject *>first)
+                else:
+                    self._clear_queue()  # (dropping the sent bytes runs no Python code)
             else:
                 self.send_result_taken = True  # for _sent, when read_ready runs
                 self.taken_res = res
