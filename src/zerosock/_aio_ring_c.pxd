@@ -70,7 +70,7 @@ cdef class RingTransportCore(TransportCore):
     cdef bint send_result_taken    # settle_send took a send's result for _sent
     cdef int32_t taken_res
 
-    cdef inline bint _ring_open(self):
+    cdef inline bint _ring_open(self) noexcept:
         return self.slot >= 0 and self.ring.ring != NULL
     cdef int _open_slot(self, object loop, int fd) except -1
     cdef int _enter_handle(self, object context) except -1
