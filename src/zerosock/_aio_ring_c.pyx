@@ -387,15 +387,41 @@ cdef class RingTransportCore(TransportCore):
     cdef int read_ready(self) except -1:
         """The stream's completions: the send's, then what was received."""
         cdef int32_t res
+        cdef zs_urecv got
+        cdef zs_upoll *ring
         if not self._ring_open():
             return 0
+        ring = self.ring.ring
         if self.send_result_taken:
             self.send_result_taken = False
             self._sent(self.taken_res)
-        elif zs_ustream_send_result(self.ring.ring, self.slot, &res):
+        elif zs_ustream_send_result(ring, self.slot, &res):
             self._sent(res)
+        # The common case first: one receive for a plain Protocol or a
+        # BufferedProtocol reading, nothing held, no release due (else _deliver).
+        if (self.held is None and self._sink is None and self._target is None
+                and not (self._paused or self._closing or self._conn_lost or self.release_pending)
+                and self._ring_open() and zs_ustream_pending(self.ring.ring, self.slot) == 1):
+            ring = self.ring.ring
+            zs_ustream_take(ring, self.slot, &got)
+            if got.res > 0:
+                if self._buffered:
+                    try:
+                        self._give(zs_ustream_data(ring, got.bid), got.res)
+                    finally:
+                        zs_ustream_put(ring, got.bid)
+                    return 0
+                try:
+                    data = _data_of(self, zs_ustream_data(ring, got.bid), got.res)
+                finally:
+                    zs_ustream_put(ring, got.bid)
+                self.hand_data(data)
+                _keep_spare(self, <PyObject *>data)
+                return 0
+            self._end(got.res)
         self._deliver()
-        if self.release_pending and not zs_ustream_busy(self.ring.ring, self.slot):
+        if (self.release_pending and self._ring_open()
+                and not zs_ustream_busy(self.ring.ring, self.slot)):
             self.release_pending = False
             self._release()
         return 0
@@ -406,23 +432,7 @@ cdef class RingTransportCore(TransportCore):
         cdef int count, i
         cdef Py_ssize_t total, offset
         cdef const char *ptr
-        cdef zs_upoll *ring = self.ring.ring if self._ring_open() else NULL
-        # The common case first: a plain Protocol reading, nothing held, one
-        # receive at a time (else the general path below).
-        while (self.held is None and self._sink is None and self._target is None
-               and not (self._buffered or self._paused or self._closing or self._conn_lost)
-               and ring != NULL and zs_ustream_pending(ring, self.slot) == 1):
-            zs_ustream_take(ring, self.slot, &got)
-            if got.res <= 0:
-                self._end(got.res)
-                continue
-            try:
-                data = _data_of(self, zs_ustream_data(ring, got.bid), got.res)
-            finally:
-                zs_ustream_put(ring, got.bid)
-            self.hand_data(data)
-            _keep_spare(self, <PyObject *>data)
-            return 0
+        cdef zs_upoll *ring
         # What was held first, in order.
         while self.held and not self._reading_stopped():
             item = self.held.popleft()
@@ -582,14 +592,17 @@ cdef class RingTransportCore(TransportCore):
                 and PyBytes_AS_STRING(data) == ptr):
             chunk = data
         else:
-            chunk = PyBytes_FromStringAndSize(ptr, length)
+            chunk = _data_of(self, ptr, length)  # (the spare, when it fits)
         if self.head is not None or self.in_flight or length > MAX_SEND or not self._ring_open():
             return chunk  # queued (_queue_rest)
         # The common write, nothing queued: its send queued now, for the next wait.
         self.head = chunk
         self._buffer_size = length
-        self._submitted(zs_ustream_send(self.ring.ring, self.slot, PyBytes_AS_STRING(chunk),
-                                        <size_t>length, 0), length)
+        if zs_ustream_send(self.ring.ring, self.slot, PyBytes_AS_STRING(chunk), <size_t>length,
+                           0) == 0:
+            self.in_flight = length
+        else:
+            self._submitted(-1, length)
         if self._buffer_size > self._high_water:
             self._pause_check()
         return None

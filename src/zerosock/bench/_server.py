@@ -307,17 +307,17 @@ def asyncio_starter(style: str, workload: str, host: str, port: int) -> Starter:
             self.transport = transport
 
         def get_buffer(self, sizehint: int) -> memoryview:
+            if echo and self.transport.get_write_buffer_size():
+                # The transport may keep a view of our buffer until it is
+                # sent: read the next data into a fresh one.  (Asked here,
+                # not right after the write: a transport on completions
+                # sends with the loop's next wait, done by the next read.)
+                self.view = memoryview(bytearray(BUF))
             return self.view
 
         def buffer_updated(self, nbytes: int) -> None:
-            if not echo:
-                return
-            transport = self.transport
-            transport.write(self.view[:nbytes])
-            if transport.get_write_buffer_size():
-                # The transport may keep a view of our buffer until it is
-                # sent: read the next data into a fresh one.
-                self.view = memoryview(bytearray(BUF))
+            if echo:
+                self.transport.write(self.view[:nbytes])
 
     class EchoDatagramProtocol(asyncio.DatagramProtocol):
         transport: Any = None
