@@ -353,6 +353,15 @@ cdef class RingTransportCore(TransportCore):
             _raise_errno()
         return 0
 
+    def set_protocol(self, protocol):
+        # The writer told to pause is the protocol replaced: start_tls swaps
+        # it while its writes are still queued (here they leave with the next
+        # wait, where a readiness write had sent them), and the new protocol
+        # was never paused, so it is not told to resume.
+        if protocol is not self._protocol:
+            self._protocol_paused = False
+        TransportCore.set_protocol(self, protocol)
+
     def _polling(self):
         receiving = self._ring_open() and zs_ustream_receiving(self.ring.ring, self.slot)
         return receiving, self._buffer_size != 0
