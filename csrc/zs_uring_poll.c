@@ -302,11 +302,14 @@ int zs_upoll_wait(zs_upoll *p, zs_event *out, int max, int timeout_ms)
     zs_uring *r = &p->ring;
     /* Completions not dispatched yet (an exception stopped the loop midway) stay
      * listed, and the wait does not block. */
-    for (size_t i = 0; i < p->pub.ndispatched; i++)
-        p->pub.streams[p->pub.completed[i]].notified = 0;
-    p->pub.ncompleted -= p->pub.ndispatched;
-    memmove(p->pub.completed, p->pub.completed + p->pub.ndispatched, p->pub.ncompleted * sizeof *p->pub.completed);
-    p->pub.ndispatched = 0;
+    if (p->pub.ndispatched) {
+        for (size_t i = 0; i < p->pub.ndispatched; i++)
+            p->pub.streams[p->pub.completed[i]].notified = 0;
+        p->pub.ncompleted -= p->pub.ndispatched;
+        memmove(p->pub.completed, p->pub.completed + p->pub.ndispatched,
+                p->pub.ncompleted * sizeof *p->pub.completed);
+        p->pub.ndispatched = 0;
+    }
     unsigned head = *r->cq_head;
     int waiting = timeout_ms != 0 && p->pub.ncompleted == 0
                   && head == __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
@@ -637,6 +640,8 @@ void zs_ustream_flush_later(zs_upoll *p, int slot)
 int zs_upoll_take_flushes(zs_upoll *p, int *out, int max)
 {
     int n = (int)p->nflushes < max ? (int)p->nflushes : max;
+    if (n == 0)
+        return 0; /* (no list at all before the first stream) */
     for (int i = 0; i < n; i++) {
         out[i] = p->flushes[i];
         p->pub.streams[out[i]].flush_listed = 0;
