@@ -39,4 +39,6 @@ cdef extern from "zs_cpython.h":
 
     # awaitable_slots
     ctypedef object (*zs_step_fn)(object, int *)
-    int zs_install_op_slots(object type, zs_step_fn step) except -1
+    int zs_install_op_slots(object type, zs_step_fn step, bint reuse_stop) except -1
+    bint zs_stop_kept_alone()
+    Py_ssize_t zs_stops_made_count()

@@ -66,6 +66,12 @@ TABLE = {
         "a C stream read awaited through iternext and am_send slots set on its type",
         "the type's __next__ and send methods",
         None, "_check_awaitable_slots"),
+    "stop_iteration_reuse": (
+        (3, 12), (3, 14),
+        "a finished C stream read's value (bytes up to 16 KiB) handed to its await "
+        "in one StopIteration raised again while nobody else holds it",
+        "a new StopIteration for every finished read",
+        "awaitable_slots", "_check_stop_iteration_reuse"),
     "ssl_object_layout": (
         (3, 11), (3, 15),
         "OpenSSL driven directly through the SSL, SSL_CTX and BIO pointers of "
@@ -278,8 +284,13 @@ def _check_stream_layout():
 
 
 cdef class _ProbeStep:
-    """An awaitable that gives ``"step"`` once, then finishes with 42."""
+    """An awaitable that gives ``"step"`` once, then finishes with its
+    ``result``."""
     cdef int calls
+    cdef object result
+
+    def __init__(self, result=b"42"):
+        self.result = result
 
     def __await__(self):
         return self
@@ -293,18 +304,21 @@ cdef object _probe_step(object op, int *finished):
     if (<_ProbeStep>op).calls == 1:
         return "step"
     finished[0] = 1
-    return 42
+    return (<_ProbeStep>op).result
 
 
-async def _await_probe(op):
-    return await op
+# The interpreter's own await, as a user's coroutine runs it (an async def
+# here would be compiled by Cython, whose await takes other paths).
+_probe_namespace = {}
+exec("async def await_probe(op):\n    return await op\n", _probe_namespace)
+_await_probe = _probe_namespace["await_probe"]
 
 
 def _check_awaitable_slots():
     """Slots set on a ready type are the ones the interpreter calls, through
     next() and through an await."""
     try:
-        zs_install_op_slots(_ProbeStep, <zs_step_fn>_probe_step)
+        zs_install_op_slots(_ProbeStep, <zs_step_fn>_probe_step, False)
         probe = _ProbeStep()
         if next(probe) != "step":
             return "iternext is not what next() calls"
@@ -314,12 +328,50 @@ def _check_awaitable_slots():
         try:
             coroutine.send(None)
         except StopIteration as stop:
-            if stop.value != 42:
+            if stop.value != b"42":
                 return "an await does not finish with the step's value"
         else:
             return "an await does not finish when the step does"
     except (AssertionError, TypeError) as exc:
         return f"the slots are not used ({exc})"
+    return None
+
+
+def _check_stop_iteration_reuse():
+    """An await drops the StopIteration its step raised, so the next one
+    reuses it; one that is kept elsewhere is left as it was."""
+    zs_install_op_slots(_ProbeStep, <zs_step_fn>_probe_step, True)
+    values = []
+    made = []
+    for value in (b"first", b"second"):
+        coroutine = _await_probe(_ProbeStep(value))
+        coroutine.send(None)
+        try:
+            coroutine.send(None)
+        except StopIteration as stop:
+            values.append(stop.value)
+        if zs_stops_made_count() == 0:
+            return "an await takes the value without a StopIteration: nothing to reuse"
+        if not zs_stop_kept_alone():
+            return "an await keeps its StopIteration"
+        made.append(zs_stops_made_count())
+    if values != [b"first", b"second"]:
+        return "an await does not finish with the step's value"
+    if made[0] == 0 or made[1] != made[0]:
+        return "the kept StopIteration is not raised again"
+    probe = _ProbeStep(b"third")
+    next(probe)
+    try:
+        next(probe)
+    except StopIteration as stop:
+        held = stop
+    probe = _ProbeStep(b"fourth")
+    next(probe)
+    try:
+        next(probe)
+    except StopIteration as stop:
+        if stop is held or held.value != b"third" or stop.args != (b"fourth",):
+            return "a StopIteration held elsewhere was raised again"
     return None
 
 
