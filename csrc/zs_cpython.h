@@ -486,10 +486,12 @@ static void zs_raise_stop(PyObject *value)
             if (zs_stop_kept == NULL)
                 return;
             zs_stops_made++;
-            stop = (PyStopIterationObject *)zs_stop_kept;
+            stop = (PyStopIterationObject *)Py_NewRef(zs_stop_kept);
         } else {
-            /* Whatever the last raise left: its traceback, context, notes. */
-            Py_CLEAR(stop->traceback);
+            /* The raise's reference first: a finalizer that the clearing
+             * below runs and that raises again makes a new one. */
+            Py_INCREF(stop);
+            Py_CLEAR(stop->traceback);  /* whatever the last raise left */
             Py_CLEAR(stop->context);
             Py_CLEAR(stop->cause);
             Py_CLEAR(stop->notes);
@@ -503,16 +505,18 @@ static void zs_raise_stop(PyObject *value)
                 Py_DECREF(old);
             } else {
                 args = PyTuple_Pack(1, value);
-                if (args == NULL)
+                if (args == NULL) {
+                    Py_DECREF(stop);
                     return;
+                }
                 Py_SETREF(stop->args, args);
             }
             Py_SETREF(stop->value, Py_NewRef(value));
         }
         handled = PyErr_GetHandledException();  /* the context, as a raise sets it */
         if (handled != NULL)
-            stop->context = handled;
-        PyErr_SetRaisedException(Py_NewRef(zs_stop_kept));
+            Py_XSETREF(stop->context, handled);
+        PyErr_SetRaisedException((PyObject *)stop);
         return;
     }
 #endif
