@@ -289,6 +289,20 @@ def new_ssl_protocol(loop, app_protocol, sslcontext, waiter, server_side=False,
                        server_hostname, **kwargs)
 
 
+cdef bint uses_own_tls_protocol() except -1:
+    """Whether new TLS connections get zerosock's TLS protocol (not the stdlib's)."""
+    return TLS_ENGINE != "stdlib"
+
+
+cdef object new_server_tls_protocol(object loop, object app_protocol, object sslcontext,
+                                    object ssl_handshake_timeout, object ssl_shutdown_timeout):
+    """The TLS protocol of a connection a TLS listener accepted, as the loop's
+    _make_ssl_transport makes it, with no waiter (nothing awaits the handshake)."""
+    return TLSProtocol(loop, app_protocol, sslcontext, None, True, None,
+                       ssl_handshake_timeout=ssl_handshake_timeout,
+                       ssl_shutdown_timeout=ssl_shutdown_timeout)
+
+
 def _hand_over_buffered_stream_data(protocol, ssl_protocol):
     """What a server's StreamReader read before the upgrade (the client's
     first TLS records) goes to the TLS protocol first, as the stdlib's
