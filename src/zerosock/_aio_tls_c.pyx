@@ -39,6 +39,9 @@ cdef double SSL_SHUTDOWN_TIMEOUT = getattr(constants, "SSL_SHUTDOWN_TIMEOUT", 30
 
 # OpenSSL's SSL_OP_ENABLE_KTLS (3.0+); the ssl module names it from 3.12 on.
 _OP_ENABLE_KTLS = getattr(ssl, "OP_ENABLE_KTLS", 1 << 3) if ssl is not None else 0
+# A context's options as the int _ssl keeps (ssl.SSLContext.options makes an
+# enum member of it each time it is read).
+_context_options = ssl.SSLContext.__mro__[1].__dict__["options"].__get__ if ssl is not None else None
 _TCP_ULP = 31  # linux/tcp.h: attach an upper-layer protocol ("tls") to a socket
 
 
@@ -60,7 +63,7 @@ def _ktls_state(sslcontext, transport):
     kernel would not attach TLS to the socket) or "attached".  Every state
     runs the records through the user-space engine: zerosock hands no keys
     to the kernel, so an attached socket passes the records through as TCP."""
-    if not int(sslcontext.options) & _OP_ENABLE_KTLS:
+    if not _context_options(sslcontext) & _OP_ENABLE_KTLS:
         return "off"
     why = _ktls_unavailable_reason()
     if why is not None:
@@ -118,13 +121,41 @@ def _force_engine(str name):
     return previous
 
 
+# What ssl.SSLContext.wrap_bio() does for a context of the stdlib's classes,
+# done here without its two Python frames (see _wrap_bio_directly).
+if ssl is not None:
+    _SSLObject = ssl.SSLObject
+    _std_wrap_bio = ssl.SSLContext.wrap_bio
+    _std_create = ssl.SSLObject.__dict__["_create"]
+    _STD_WRAP_BIO_NAMES = (_std_wrap_bio.__code__.co_names == ("sslobject_class", "_create", "_encode_hostname")
+                           and _std_create.__func__.__code__.co_names == ("__new__", "_wrap_bio", "_sslobj"))
+
+
+cdef object _wrap_bio_directly(object sslcontext, object incoming, object outgoing, bint server_side):
+    """A server-side SSLObject as the stdlib's wrap_bio() and SSLObject._create()
+    make it (a bare SSLObject owning _ssl's session), or None where the
+    context's class, its sslobject_class or those methods are not the stdlib's."""
+    if not (_STD_WRAP_BIO_NAMES and server_side and type(sslcontext).wrap_bio is _std_wrap_bio
+            and sslcontext.sslobject_class is _SSLObject
+            and _SSLObject.__dict__.get("_create") is _std_create):
+        return None
+    sslobj = _SSLObject.__new__(_SSLObject)
+    sslobj._sslobj = sslcontext._wrap_bio(incoming, outgoing, server_side=True,
+                                          server_hostname=None, owner=sslobj, session=None)
+    return sslobj
+
+
 def new_engine(str kind, sslcontext, bint server_side=False, server_hostname=None):
     """A new TLS session of ``sslcontext`` with its engine: the OpenSSL
     engine when ``kind`` asks for it and it can drive the session, else the
     MemoryBIO engine."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    sslobj = sslcontext.wrap_bio(incoming, outgoing, server_side=server_side,
-                                 server_hostname=server_hostname)
+    sslobj = None
+    if server_hostname is None:
+        sslobj = _wrap_bio_directly(sslcontext, incoming, outgoing, server_side)
+    if sslobj is None:
+        sslobj = sslcontext.wrap_bio(incoming, outgoing, server_side=server_side,
+                                     server_hostname=server_hostname)
     if kind == "openssl":
         try:
             return OpenSSLEngine(sslobj, incoming, outgoing)

@@ -65,6 +65,8 @@ cdef Py_ssize_t HIGH_WATER_WRITE = getattr(constants, "FLOW_CONTROL_HIGH_WATER_S
 
 if ssl is not None:
     _SSLError = ssl.SSLError
+    # Whose getpeercert(), cipher() and compression() call _ssl's alone.
+    _SSLObject = ssl.SSLObject
     _CertificateError = ssl.CertificateError
 
 
@@ -317,7 +319,8 @@ cdef class TLSProtocolCore(ReadTarget):
             if self._tls_state != DO_HANDSHAKE:
                 raise RuntimeError(f"cannot switch state from {_STATE_NAMES[self._tls_state]} to WRAPPED")
             self._tls_state = WRAPPED
-            peercert = sslobj.getpeercert()
+            session = sslobj._sslobj if type(sslobj) is _SSLObject else sslobj  # _ssl's, for its methods
+            peercert = session.getpeercert()
         except Exception as exc:
             self._tls_state = UNWRAPPED
             if isinstance(exc, _CertificateError):
@@ -331,8 +334,8 @@ cdef class TLSProtocolCore(ReadTarget):
             dt = self._loop.time() - self._handshake_start_time
             logger.debug("%r: SSL handshake took %.1f ms", self, dt * 1e3)
         self._peercert = peercert
-        self._cipher = sslobj.cipher()
-        self._compression = sslobj.compression()
+        self._cipher = session.cipher()
+        self._compression = session.compression()
         self._handshake_extras = True
         if self._extra_made is not None:
             self._extra_made.update(self._handshake_extra())
