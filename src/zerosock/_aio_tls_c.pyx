@@ -175,30 +175,43 @@ class TLSProtocol(TLSProtocolCore, protocols.BufferedProtocol):
     def __init__(self, loop, app_protocol, sslcontext, waiter, server_side=False,
                  server_hostname=None, call_connection_made=True,
                  ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
-        if ssl is None:
-            raise RuntimeError("stdlib ssl module not available")
-        if ssl_handshake_timeout is None:
-            ssl_handshake_timeout = SSL_HANDSHAKE_TIMEOUT
-        elif ssl_handshake_timeout <= 0:
-            raise ValueError(f"ssl_handshake_timeout should be a positive number, "
-                             f"got {ssl_handshake_timeout}")
-        if ssl_shutdown_timeout is None:
-            ssl_shutdown_timeout = SSL_SHUTDOWN_TIMEOUT
-        elif ssl_shutdown_timeout <= 0:
-            raise ValueError(f"ssl_shutdown_timeout should be a positive number, "
-                             f"got {ssl_shutdown_timeout}")
-        if not sslcontext:
-            sslcontext = sslproto._create_transport_context(server_side, server_hostname)
-        engine = new_engine(TLS_ENGINE, sslcontext, server_side,
-                            server_hostname if server_hostname and not server_side else None)
-        TLSProtocolCore.__init__(self, engine, loop, app_protocol, sslcontext, waiter,
-                                 call_connection_made, ssl_handshake_timeout, ssl_shutdown_timeout)
-        self._ktls = "off"
-        (<TLSProtocolCore>self)._app_transport = SSLProtocolTransport(loop, self)
+        _set_up_tls_protocol(self, loop, app_protocol, sslcontext, waiter, server_side,
+                             server_hostname, call_connection_made, ssl_handshake_timeout,
+                             ssl_shutdown_timeout)
 
     def connection_made(self, transport):
         self._ktls = _ktls_state(self._sslcontext, transport)
         TLSProtocolCore.connection_made(self, transport)
+
+
+cdef int _set_up_tls_protocol(object protocol, object loop, object app_protocol, object sslcontext,
+                              object waiter, bint server_side, object server_hostname,
+                              bint call_connection_made, object ssl_handshake_timeout,
+                              object ssl_shutdown_timeout) except -1:
+    """TLSProtocol's constructor: the stdlib's SSLProtocol's checks and defaults,
+    its session and engine, its application transport."""
+    if ssl is None:
+        raise RuntimeError("stdlib ssl module not available")
+    if ssl_handshake_timeout is None:
+        ssl_handshake_timeout = SSL_HANDSHAKE_TIMEOUT
+    elif ssl_handshake_timeout <= 0:
+        raise ValueError(f"ssl_handshake_timeout should be a positive number, "
+                         f"got {ssl_handshake_timeout}")
+    if ssl_shutdown_timeout is None:
+        ssl_shutdown_timeout = SSL_SHUTDOWN_TIMEOUT
+    elif ssl_shutdown_timeout <= 0:
+        raise ValueError(f"ssl_shutdown_timeout should be a positive number, "
+                         f"got {ssl_shutdown_timeout}")
+    if not sslcontext:
+        sslcontext = sslproto._create_transport_context(server_side, server_hostname)
+    engine = new_engine(TLS_ENGINE, sslcontext, server_side,
+                        server_hostname if server_hostname and not server_side else None)
+    (<TLSProtocolCore>protocol)._init_core(engine, loop, app_protocol, sslcontext, waiter,
+                                           call_connection_made, ssl_handshake_timeout,
+                                           ssl_shutdown_timeout)
+    protocol._ktls = "off"
+    (<TLSProtocolCore>protocol)._app_transport = SSLProtocolTransport(loop, protocol)
+    return 0
 
 
 # -- the transport the application sees ------------------------------------------------------
@@ -329,9 +342,10 @@ cdef object new_server_tls_protocol(object loop, object app_protocol, object ssl
                                     object ssl_handshake_timeout, object ssl_shutdown_timeout):
     """The TLS protocol of a connection a TLS listener accepted, as the loop's
     _make_ssl_transport makes it, with no waiter (nothing awaits the handshake)."""
-    return TLSProtocol(loop, app_protocol, sslcontext, None, True, None,
-                       ssl_handshake_timeout=ssl_handshake_timeout,
-                       ssl_shutdown_timeout=ssl_shutdown_timeout)
+    protocol = TLSProtocol.__new__(TLSProtocol)
+    _set_up_tls_protocol(protocol, loop, app_protocol, sslcontext, None, True, None, True,
+                         ssl_handshake_timeout, ssl_shutdown_timeout)
+    return protocol
 
 
 def _hand_over_buffered_stream_data(protocol, ssl_protocol):

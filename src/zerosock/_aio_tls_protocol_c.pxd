@@ -48,6 +48,10 @@ cdef class TLSProtocolCore(ReadTarget):
 
     # None is overridden: final, so calls within the module go direct.
     @cython.final
+    cdef int _init_core(self, TLSEngine engine, object loop, object app_protocol,
+                        object sslcontext, object waiter, bint call_connection_made,
+                        double ssl_handshake_timeout, double ssl_shutdown_timeout) except -1
+    @cython.final
     cdef int _wakeup_waiter(self, exc=*) except -1
     @cython.final
     cdef inline int _on_ciphertext(self) except -1

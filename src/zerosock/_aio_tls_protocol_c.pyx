@@ -81,6 +81,11 @@ def _flow_limits(high, low, kb):
     return high, low
 
 
+cdef Py_ssize_t DEFAULT_READ_HIGH, DEFAULT_READ_LOW, DEFAULT_WRITE_HIGH, DEFAULT_WRITE_LOW
+DEFAULT_READ_HIGH, DEFAULT_READ_LOW = _flow_limits(None, None, HIGH_WATER_READ)
+DEFAULT_WRITE_HIGH, DEFAULT_WRITE_LOW = _flow_limits(None, None, HIGH_WATER_WRITE)
+
+
 cdef class TLSProtocolCore(ReadTarget):
     """The state machine of one TLS connection over its engine; the stdlib's
     ``SSLProtocol`` but for its constructor (zerosock._aio_tls_c.TLSProtocol)."""
@@ -88,6 +93,13 @@ cdef class TLSProtocolCore(ReadTarget):
     def __init__(self, TLSEngine engine, loop, app_protocol, sslcontext, waiter,
                  bint call_connection_made, double ssl_handshake_timeout,
                  double ssl_shutdown_timeout):
+        self._init_core(engine, loop, app_protocol, sslcontext, waiter, call_connection_made,
+                        ssl_handshake_timeout, ssl_shutdown_timeout)
+
+    cdef int _init_core(self, TLSEngine engine, object loop, object app_protocol,
+                        object sslcontext, object waiter, bint call_connection_made,
+                        double ssl_handshake_timeout, double ssl_shutdown_timeout) except -1:
+        # __init__'s work, for a constructor in C (zerosock._aio_tls_c's for accepted connections).
         self._engine = engine
         self._sslobj = engine.sslobj
         self._sslcontext = sslcontext
@@ -98,10 +110,11 @@ cdef class TLSProtocolCore(ReadTarget):
         self._ssl_shutdown_timeout = ssl_shutdown_timeout
         self._tls_state = UNWRAPPED
         self._app_state = APP_INIT if call_connection_made else APP_CON_MADE
-        self._incoming_high_water, self._incoming_low_water = _flow_limits(
-            None, None, HIGH_WATER_READ)
-        self._outgoing_high_water, self._outgoing_low_water = _flow_limits(
-            None, None, HIGH_WATER_WRITE)
+        self._incoming_high_water = DEFAULT_READ_HIGH
+        self._incoming_low_water = DEFAULT_READ_LOW
+        self._outgoing_high_water = DEFAULT_WRITE_HIGH
+        self._outgoing_low_water = DEFAULT_WRITE_LOW
+        return 0
 
     # -- the attributes the stdlib's SSLProtocol has ----------------------------
 
