@@ -41,6 +41,7 @@ cdef class TLSProtocolCore(ReadTarget):
     cdef double _ssl_shutdown_timeout
     cdef object _handshake_timeout_handle
     cdef object _shutdown_timeout_handle
+    cdef bint _shutdown_completed        # _on_shutdown_complete() ran
     cdef object _handshake_start_time
     cdef object _lent                    # what get_buffer() lends (a bytearray), made on first need
     cdef object _lent_view               # ... as a view, whose slices write through

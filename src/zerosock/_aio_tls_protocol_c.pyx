@@ -369,9 +369,15 @@ cdef class TLSProtocolCore(ReadTarget):
             self._abort()
         else:
             self._tls_state = FLUSHING
-            self._shutdown_timeout_handle = self._loop.call_later(
-                self._ssl_shutdown_timeout, self._check_shutdown_timeout)
             self._do_flush()
+            # The stdlib arms the timeout first; armed only now, it is not
+            # made at all when the shutdown completed at once (the peer's
+            # close_notify came first, as a client that hangs up sends it),
+            # and is the same timeout otherwise.
+            if (not self._shutdown_completed
+                    and (self._tls_state == FLUSHING or self._tls_state == SHUTDOWN)):
+                self._shutdown_timeout_handle = self._loop.call_later(
+                    self._ssl_shutdown_timeout, self._check_shutdown_timeout)
 
     def _check_shutdown_timeout(self):
         if self._tls_state == FLUSHING or self._tls_state == SHUTDOWN:
@@ -405,6 +411,7 @@ cdef class TLSProtocolCore(ReadTarget):
         return 0
 
     cdef int _on_shutdown_complete(self, shutdown_exc) except -1:
+        self._shutdown_completed = True
         if self._shutdown_timeout_handle is not None:
             self._shutdown_timeout_handle.cancel()
             self._shutdown_timeout_handle = None
