@@ -57,7 +57,7 @@ def _ktls_unavailable_reason():
     return None
 
 
-def _ktls_state(sslcontext, transport):
+cdef str _ktls_state(object sslcontext, object transport):
     """Kernel TLS for one connection: "off" (the context did not ask for
     ``OP_ENABLE_KTLS``), "unavailable" (the host cannot), "refused" (the
     kernel would not attach TLS to the socket) or "attached".  Every state
@@ -181,7 +181,7 @@ class TLSProtocol(TLSProtocolCore, protocols.BufferedProtocol):
 
     def connection_made(self, transport):
         self._ktls = _ktls_state(self._sslcontext, transport)
-        TLSProtocolCore.connection_made(self, transport)
+        (<TLSProtocolCore>self)._connection_made(transport)
 
 
 cdef int _set_up_tls_protocol(object protocol, object loop, object app_protocol, object sslcontext,

@@ -53,6 +53,10 @@ cdef class TLSProtocolCore(ReadTarget):
                         object sslcontext, object waiter, bint call_connection_made,
                         double ssl_handshake_timeout, double ssl_shutdown_timeout) except -1
     @cython.final
+    cdef int _connection_made(self, object transport) except -1
+    @cython.final
+    cdef int _handshake_complete(self, object handshake_exc) except -1
+    @cython.final
     cdef int _wakeup_waiter(self, exc=*) except -1
     @cython.final
     cdef inline int _on_ciphertext(self) except -1

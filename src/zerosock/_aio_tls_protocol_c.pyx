@@ -155,10 +155,14 @@ cdef class TLSProtocolCore(ReadTarget):
     # -- the protocol the socket transport sees -------------------------------------
 
     def connection_made(self, transport):
+        self._connection_made(transport)
+
+    cdef int _connection_made(self, object transport) except -1:
         self._transport = transport
         core = getattr(transport, "_core", None)
         self._core = core if isinstance(core, TransportCore) else None
         self._start_handshake()
+        return 0
 
     def connection_lost(self, exc):
         self._write_backlog = None
@@ -313,15 +317,18 @@ cdef class TLSProtocolCore(ReadTarget):
         try:
             done = self._engine.handshake()
         except _SSLError as exc:
-            self._on_handshake_complete(exc)
+            self._handshake_complete(exc)
             return 0
         if done:
-            self._on_handshake_complete(None)
+            self._handshake_complete(None)
         else:
             self._process_outgoing()
         return 0
 
     def _on_handshake_complete(self, handshake_exc):
+        self._handshake_complete(handshake_exc)
+
+    cdef int _handshake_complete(self, object handshake_exc) except -1:
         if self._handshake_timeout_handle is not None:
             self._handshake_timeout_handle.cancel()
             self._handshake_timeout_handle = None
@@ -342,7 +349,7 @@ cdef class TLSProtocolCore(ReadTarget):
                 msg = "SSL handshake failed"
             self._fatal_error(exc, msg)
             self._wakeup_waiter(exc)
-            return
+            return 0
         if self._loop.get_debug():
             dt = self._loop.time() - self._handshake_start_time
             logger.debug("%r: SSL handshake took %.1f ms", self, dt * 1e3)
@@ -354,9 +361,12 @@ cdef class TLSProtocolCore(ReadTarget):
             self._extra_made.update(self._handshake_extra())
         if self._app_state == APP_INIT:
             self._app_state = APP_CON_MADE
-            self._app_protocol.connection_made(self._get_app_transport())
+            if self._app_transport is None:
+                raise RuntimeError("Creating _SSLProtocolTransport twice")
+            self._app_protocol.connection_made(self._app_transport)
         self._wakeup_waiter()
         self._do_read()
+        return 0
 
     # -- shutdown ----------------------------------------------------------------------
 
