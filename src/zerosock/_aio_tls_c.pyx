@@ -149,6 +149,10 @@ def new_engine(str kind, sslcontext, bint server_side=False, server_hostname=Non
     """A new TLS session of ``sslcontext`` with its engine: the OpenSSL
     engine when ``kind`` asks for it and it can drive the session, else the
     MemoryBIO engine."""
+    return _new_engine(kind, sslcontext, server_side, server_hostname)
+
+
+cdef object _new_engine(str kind, object sslcontext, bint server_side, object server_hostname):
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     sslobj = None
     if server_hostname is None:
@@ -204,7 +208,7 @@ cdef int _set_up_tls_protocol(object protocol, object loop, object app_protocol,
                          f"got {ssl_shutdown_timeout}")
     if not sslcontext:
         sslcontext = sslproto._create_transport_context(server_side, server_hostname)
-    engine = new_engine(TLS_ENGINE, sslcontext, server_side,
+    engine = _new_engine(TLS_ENGINE, sslcontext, server_side,
                         server_hostname if server_hostname and not server_side else None)
     (<TLSProtocolCore>protocol)._init_core(engine, loop, app_protocol, sslcontext, waiter,
                                            call_connection_made, ssl_handshake_timeout,

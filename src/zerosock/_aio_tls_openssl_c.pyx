@@ -237,7 +237,7 @@ cdef class OpenSSLEngine(TLSEngine):
         cdef ZS_SSL *s = _session_of(sslobj, incoming, outgoing) if _loaded else NULL
         if s == NULL:
             raise TypeError("not an SSLObject of _ssl over these MemoryBIOs")
-        TLSEngine.__init__(self, sslobj, incoming, outgoing)
+        self.sslobj = sslobj  # (TLSEngine.__init__'s work, without its Python call)
         if zs_tls_bios_attach(s, &self._in, &self._out) != 0:
             raise MemoryError()
         self._ssl = s
