@@ -392,6 +392,24 @@ def test_alpn_and_sni_callback(tls_loop_factory, ca, server_cert):
     run(tls_loop_factory, main())
 
 
+def test_a_server_contexts_key_log_is_written(tls_loop_factory, ca, server_cert, tmp_path):
+    """A context with a key log file has _ssl's callback write each
+    handshake's secrets (the C engine then hands the handshake to _ssl)."""
+    keylog = tmp_path / "keys.log"
+
+    async def main() -> None:
+        sctx = server_context(ca, server_cert)
+        sctx.keylog_filename = str(keylog)
+        server, srv, cli = await tls_pair(ca, server_cert, lambda: Peer(echo=True), sctx=sctx)
+        assert cli.transport is not None
+        cli.transport.write(b"ping")
+        assert await cli.received(4) == b"ping"
+        await close_all(server, cli, srv)
+
+    run(tls_loop_factory, main())
+    assert "SERVER_HANDSHAKE_TRAFFIC_SECRET" in keylog.read_text()
+
+
 def test_client_certificate_reaches_the_server(tls_loop_factory, ca, server_cert):
     async def main() -> None:
         sctx = server_context(ca, server_cert)
