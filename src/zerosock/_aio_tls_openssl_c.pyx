@@ -19,6 +19,7 @@ fast path's probe in zerosock._cpython_c: its versions and its switch) and
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_Occurred
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_XDECREF
 from libc.stdint cimport uint64_t
@@ -267,6 +268,8 @@ cdef class OpenSSLEngine(TLSEngine):
         if self._direct_handshake:
             with nogil:  # as _ssl: a handshake's cryptography lets other threads run
                 ret = zs_ossl.SSL_do_handshake(self._ssl)
+            if PyErr_Occurred() != NULL:
+                return -1  # what a callback of _ssl's left raised (none should)
             if ret == 1:
                 return True
             code = zs_ossl.SSL_get_error(self._ssl, ret)
