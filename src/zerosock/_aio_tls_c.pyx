@@ -21,6 +21,7 @@ from asyncio.log import logger
 
 try:
     import ssl
+    import _ssl
 except ImportError:  # pragma: no cover - an interpreter without ssl
     ssl = None
 
@@ -41,7 +42,7 @@ cdef double SSL_SHUTDOWN_TIMEOUT = getattr(constants, "SSL_SHUTDOWN_TIMEOUT", 30
 _OP_ENABLE_KTLS = getattr(ssl, "OP_ENABLE_KTLS", 1 << 3) if ssl is not None else 0
 # A context's options as the int _ssl keeps (ssl.SSLContext.options makes an
 # enum member of it each time it is read).
-_context_options = ssl.SSLContext.__mro__[1].__dict__["options"].__get__ if ssl is not None else None
+_context_options = _ssl._SSLContext.options.__get__ if ssl is not None else None
 _TCP_ULP = 31  # linux/tcp.h: attach an upper-layer protocol ("tls") to a socket
 
 

@@ -100,7 +100,9 @@ cdef enum:
 if ssl is not None:
     _MemoryBIO = ssl.MemoryBIO
     _SSLSocketType = _ssl._SSLSocket
-    _msg_callback_of = _ssl._SSLContext._msg_callback.__get__
+    # The context's message callback (a private debugging aid of the ssl
+    # module); where _ssl has none to read, no handshake is made directly.
+    _msg_callback_of = getattr(getattr(_ssl._SSLContext, "_msg_callback", None), "__get__", None)
     _LIB_NAMES = getattr(_ssl, "lib_codes_to_names", {})
     _REASON_NAMES = getattr(_ssl, "err_codes_to_names", {})
 
@@ -252,7 +254,8 @@ cdef class OpenSSLEngine(TLSEngine):
         zs_ossl.SSL_ctrl(s, ZS_SSL_CTRL_SET_READ_AHEAD, 1, NULL)
         zs_ossl.SSL_set_default_read_buffer_len(s, RECORD_BUFFER)
         context = sslobj._sslobj.context
-        self._direct_handshake = (context.sni_callback is None and context.keylog_filename is None
+        self._direct_handshake = (_msg_callback_of is not None and context.sni_callback is None
+                                  and getattr(context, "keylog_filename", None) is None
                                   and _msg_callback_of(context) is None)
 
     # -- the handshake ------------------------------------------------------------
