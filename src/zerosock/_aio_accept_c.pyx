@@ -9,9 +9,13 @@ the transport and waits for a Future the transport completes.  Here
 the queue is empty (at most ``backlog`` times, as the stdlib does) and, for
 each descriptor, calls the protocol factory and makes the transport in a copy
 of the context, as the Task would have run them; the socket object is made
-only if asked for.  What it cannot do as the stdlib would (TLS, debug mode,
-a listening socket of another class, a loop whose transport-making methods
-were replaced) goes to the stdlib's method."""
+only if asked for.  A TLS listener's connections get the engine's TLS
+protocol on that transport with no waiter: the Task only waited for the
+handshake to close the transport on failure, which the protocol does itself
+(its errors logged as before; the application's connection_made once the
+handshake is done).  What it cannot do as the stdlib would (the stdlib's
+TLS protocol, debug mode, a listening socket of another class, a loop whose
+transport-making methods were replaced) goes to the stdlib's method."""
 
 cimport cython
 from cpython.contextvars cimport PyContext_CopyCurrent
@@ -22,6 +26,7 @@ import weakref
 from asyncio import constants, trsock
 
 from zerosock._aio_context cimport run_in_context
+from zerosock._aio_tls_c cimport new_server_tls_protocol, uses_own_tls_protocol
 from zerosock._aio_transport_c cimport TransportTable, new_accepted_transport
 from zerosock._cmethod_c cimport METH_FASTCALL, METH_KEYWORDS, c_method
 from zerosock._cpython_c cimport zs_remember_type, zs_type_lookup, zs_type_memo, zs_type_unchanged
@@ -65,7 +70,7 @@ def use_loop_class(cls):
     global LoopType, _std_accept_connection
     LoopType = cls
     _std_accept_connection = cls.__base__._accept_connection
-    for name in ("_make_socket_transport", "_accept_connection2"):
+    for name in ("_make_socket_transport", "_make_ssl_transport", "_accept_connection2"):
         _replaced[name] = getattr(cls, name)
 
 
@@ -148,6 +153,9 @@ cdef class _Connection:
     cdef object peername
     cdef object context
     cdef bint owned   # the transport has the descriptor: it closes it
+    cdef object sslcontext   # a TLS listener's: None for plain TCP
+    cdef object ssl_handshake_timeout
+    cdef object ssl_shutdown_timeout
 
 
 cdef extern from *:
@@ -250,6 +258,10 @@ cdef int _make_connection(object target, object unused) except -1:
     if current is not None and not current.is_closing():
         raise RuntimeError(f"File descriptor {<int>conn.fd} is used by transport {current!r}")
     adopt_stream_protocol(protocol, loop)
+    if conn.sslcontext is not None:
+        # What the loop's _make_ssl_transport puts on the socket transport.
+        protocol = new_server_tls_protocol(loop, protocol, conn.sslcontext,
+                                           conn.ssl_handshake_timeout, conn.ssl_shutdown_timeout)
     sockname = listener.sockname
     if sockname is None:
         sockname = _local_address(conn.fd, listener.family)
@@ -260,8 +272,9 @@ cdef int _make_connection(object target, object unused) except -1:
     return 0
 
 
-cdef object _accept_batch(object loop, object protocol_factory, object sock, object server,
-                          Py_ssize_t backlog, tuple serving_args):
+cdef object _accept_batch(object loop, object protocol_factory, object sock, object sslcontext,
+                          object server, Py_ssize_t backlog, object ssl_handshake_timeout,
+                          object ssl_shutdown_timeout, tuple serving_args):
     cdef _Listener listener = _listener_of(loop, sock)
     cdef _Connection conn
     cdef sockaddr_storage address
@@ -295,6 +308,9 @@ cdef object _accept_batch(object loop, object protocol_factory, object sock, obj
         conn.listener = listener
         conn.fd = fd
         conn.owned = False
+        conn.sslcontext = sslcontext
+        conn.ssl_handshake_timeout = ssl_handshake_timeout
+        conn.ssl_shutdown_timeout = ssl_shutdown_timeout
         # A Task would have run this in a copy of the current context.
         conn.context = PyContext_CopyCurrent()
         try:
@@ -312,15 +328,20 @@ cdef object _accept_batch(object loop, object protocol_factory, object sock, obj
 
 
 cdef object _accept_connection(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
-    # (protocol_factory, sock, sslcontext=None, server=None, backlog=100, *timeouts)
+    # (protocol_factory, sock, sslcontext=None, server=None, backlog=100,
+    #  ssl_handshake_timeout=None, ssl_shutdown_timeout=None)
     cdef Py_ssize_t backlog = 100
+    sslcontext = <object>args[2] if nargs > 2 else None
     if (kwnames == NULL and 2 <= nargs <= 7 and type(<object>args[1]) is _Socket
-            and (nargs < 3 or args[2] == <PyObject *>None)
+            and (sslcontext is None or uses_own_tls_protocol())
             and not loop._debug and _makes_connections_natively(loop)):
         if nargs > 4:
             backlog = <object>args[4]
         return _accept_batch(loop, <object>args[0], <object>args[1],
+                             sslcontext if sslcontext else None,
                              <object>args[3] if nargs > 3 else None, backlog,
+                             <object>args[5] if nargs > 5 else None,
+                             <object>args[6] if nargs > 6 else None,
                              tuple([<object>args[i] for i in range(nargs)]))
     positional = tuple([<object>args[i] for i in range(nargs)])
     keywords = {}
