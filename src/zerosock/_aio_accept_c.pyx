@@ -15,7 +15,7 @@ were replaced) goes to the stdlib's method."""
 
 cimport cython
 from cpython.contextvars cimport PyContext_CopyCurrent
-from cpython.object cimport PyObject, PyTypeObject
+from cpython.object cimport PyObject
 
 import socket
 import weakref
@@ -24,7 +24,7 @@ from asyncio import constants, trsock
 from zerosock._aio_context cimport run_in_context
 from zerosock._aio_transport_c cimport TransportTable, new_accepted_transport
 from zerosock._cmethod_c cimport METH_FASTCALL, METH_KEYWORDS, c_method
-from zerosock._cpython_c cimport zs_remember_type, zs_type_lookup, zs_type_memo, zs_type_unchanged
+from zerosock._cpython_c cimport keeps_methods, zs_type_memo
 from zerosock._shim cimport (
     ZS_EINTR, ZS_ENOBUFS, ZS_INVALID_SOCKET, getsockname, sockaddr, sockaddr_storage,
     zs_accept_nonblocking, zs_close, zs_is_would_block, zs_last_error, zs_sock_t, zs_socklen_t,
@@ -69,22 +69,10 @@ def use_loop_class(cls):
         _replaced[name] = getattr(cls, name)
 
 
-cdef bint _makes_connections_natively(object loop) except -1:
+cdef inline bint _makes_connections_natively(object loop) except -1:
     """Whether the loop's class and the loop itself keep the methods whose
     work the C path does (a subclass or a patch that replaces one is called)."""
-    cdef type loop_type = type(loop)
-    cdef PyTypeObject *kind = <PyTypeObject *>loop_type
-    if not zs_type_unchanged(&_loop_memo, kind):
-        for name, method in _replaced.items():
-            if zs_type_lookup(kind, name) != <PyObject *>method:
-                return False
-        zs_remember_type(&_loop_memo, kind)
-    state = loop.__dict__
-    if state:
-        for name in _replaced:
-            if name in state:
-                return False
-    return True
+    return keeps_methods(loop, &_loop_memo, _replaced)
 
 
 cdef enum:

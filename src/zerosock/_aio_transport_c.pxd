@@ -1,4 +1,5 @@
 from cpython.object cimport PyObject
+from zerosock._selectors_c cimport Selector
 from zerosock._shim cimport zs_sock_t
 from zerosock._wire cimport zs_wire, zs_wire_lend_socket
 
@@ -69,7 +70,7 @@ cdef class TransportCore:
     cdef int _close_fd(self) except -1
     cdef int c_close(self) except -1
     cdef int _remove_io(self, bint writing) except -1
-    cdef bint _native_io(self, object loop) except -1
+    cdef Selector _native_selector(self, object loop)
     cdef object extra_dict(self)
     cdef object _closed_socket(self)
     cdef object unmade_extra(self, str name, object default)

@@ -35,8 +35,8 @@ from selectors import EVENT_READ, EVENT_WRITE
 from zerosock._buffers cimport zs_borrow_memory
 from zerosock._cmethod_c cimport METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_O, c_method
 from zerosock._cpython_c cimport (
-    zs_bytes_refill, zs_remember_type, zs_slot_get, zs_slot_offset, zs_slot_set, zs_type_lookup,
-    zs_type_memo, zs_type_unchanged, zs_version_tags_on,
+    class_keeps, keeps_methods, zs_bytes_refill, zs_remember_type, zs_slot_get, zs_slot_offset,
+    zs_slot_set, zs_type_lookup, zs_type_memo, zs_type_unchanged, zs_version_tags_on,
 )
 from zerosock._cpython_c import enabled
 from zerosock._selectors_c cimport Selector, ZS_EV_READ, ZS_EV_WRITE
@@ -47,6 +47,10 @@ from zerosock._shim cimport (
 from zerosock._wire cimport zs_wire, zs_wire_lend_socket, zs_wire_to_report
 
 cdef extern from "Python.h":
+    # The singletons themselves (a cast of True or False would give 1 or 0).
+    PyObject *Py_True
+    PyObject *Py_False
+    bint PyLong_CheckExact(object o)
     object PyObject_GenericGetDict(object o, void *context)
     Py_ssize_t PyDict_GET_SIZE(object d)
     int PyDict_Contains(object d, object key) except -1
@@ -132,18 +136,107 @@ cdef bint SERVER_TRACKS_TRANSPORTS = len(
     inspect.signature(base_events.Server._attach).parameters) > 1
 
 
-cdef inline _server_attach(server, transport):
+# Before 3.13 the Server's _attach and _detach count connections: done on
+# its __dict__ in C while they are the stdlib's (the server_counts fast path).
+cdef bint SERVER_COUNTS = enabled("server_counts")
+cdef type _ServerType = base_events.Server
+cdef dict _std_server_state = {"_attach": _ServerType._attach, "_detach": _ServerType._detach,
+                               "_sockets": None, "_active_count": None}
+cdef zs_type_memo _server_memo  # Server, when last found to keep them
+
+
+cdef object _counting_state(object server):
+    """The __dict__ of a Server that counts with the stdlib's _attach and
+    _detach (none replaced on its class or on itself), else None."""
+    if not (SERVER_COUNTS and type(server) is _ServerType
+            and class_keeps(<PyTypeObject *>_ServerType, &_server_memo, _std_server_state)):
+        return None
+    state = PyObject_GenericGetDict(server, NULL)
+    if PyDict_Contains(state, "_attach") or PyDict_Contains(state, "_detach"):
+        return None
+    return state
+
+
+cdef int _server_attach(server, transport) except -1:
+    cdef PyObject *sockets
+    cdef PyObject *count
+    state = _counting_state(server)
+    if state is not None:
+        sockets = PyDict_GetItemWithError(state, "_sockets")
+        count = PyDict_GetItemWithError(state, "_active_count")
+        if sockets != NULL and sockets != <PyObject *>None and count != NULL and PyLong_CheckExact(<object>count):
+            state["_active_count"] = <object>count + 1
+            return 0
+    # Anything else (a failing assertion included) is the method's own.
     if SERVER_TRACKS_TRANSPORTS:
         server._attach(transport)
     else:
         server._attach()
+    return 0
 
 
-cdef inline _server_detach(server, transport):
+cdef int _server_detach(server, transport) except -1:
+    cdef PyObject *sockets
+    cdef PyObject *count
+    state = _counting_state(server)
+    if state is not None:
+        sockets = PyDict_GetItemWithError(state, "_sockets")
+        count = PyDict_GetItemWithError(state, "_active_count")
+        if sockets != NULL and count != NULL and PyLong_CheckExact(<object>count) and <object>count > 0:
+            closed = sockets == <PyObject *>None
+            left = <object>count - 1
+            state["_active_count"] = left
+            if closed and left == 0:
+                server._wakeup()
+            return 0
     if SERVER_TRACKS_TRANSPORTS:
         server._detach(transport)
     else:
         server._detach()
+    return 0
+
+
+# The loop class (zerosock.aio's EventLoop, see use_loop_class): its debug
+# flag and closed state read from its slots while get_debug() is its own.
+cdef type _LoopType = None
+cdef Py_ssize_t LOOP_DEBUG_OFFSET = -1, LOOP_CLOSED_OFFSET = -1
+cdef dict _own_get_debug = {}
+cdef zs_type_memo _get_debug_memo  # the loop class last found to keep it
+
+
+def use_loop_class(cls):
+    """Make ``cls`` (zerosock.aio's EventLoop, whose ``_debug`` and
+    ``_closed`` are slots) the loop class whose state transports read directly."""
+    global _LoopType, LOOP_DEBUG_OFFSET, LOOP_CLOSED_OFFSET
+    LOOP_DEBUG_OFFSET = zs_slot_offset(cls.__dict__["_debug"])
+    LOOP_CLOSED_OFFSET = zs_slot_offset(cls.__dict__["_closed"])
+    _own_get_debug["get_debug"] = cls.__dict__["get_debug"]
+    _LoopType = cls
+
+
+cdef bint _loop_debug(object loop) except -1:
+    """``loop.get_debug()``, as a truth value."""
+    cdef PyObject *flag
+    if (_LoopType is not None and PyObject_TypeCheck(loop, <PyTypeObject *>_LoopType)
+            and keeps_methods(loop, &_get_debug_memo, _own_get_debug)):
+        flag = zs_slot_get(loop, LOOP_DEBUG_OFFSET)
+        if flag == Py_False:
+            return False
+        if flag == Py_True:
+            return True
+    return bool(loop.get_debug())
+
+
+cdef inline bint _loop_closed(object loop) except -1:
+    """``loop._closed``, as a truth value."""
+    cdef PyObject *flag
+    if type(loop) is _LoopType:  # (a subclass may make it a property)
+        flag = zs_slot_get(loop, LOOP_CLOSED_OFFSET)
+        if flag == Py_False:
+            return False
+        if flag == Py_True:
+            return True
+    return bool(loop._closed)
 
 
 cdef inline object _os_error(int err):
@@ -185,7 +278,7 @@ cdef class IOHandle:
             context = transport._context
         self._context = PyContext_CopyCurrent() if context is None else context
         self._repr = None
-        if loop is not None and loop.get_debug():
+        if loop is not None and _loop_debug(loop):
             self._source_traceback = _extract_stack(_getframe(0))
         else:
             self._source_traceback = None
@@ -197,7 +290,7 @@ cdef class IOHandle:
     cdef int c_cancel(self) except -1:
         if not self._cancelled:
             self._cancelled = True
-            if self._loop is not None and self._loop.get_debug():
+            if self._loop is not None and _loop_debug(self._loop):
                 # As events.Handle: the repr, callback included, outlives the
                 # transport, for the slow-callback warning.
                 self._repr = "<{}>".format(" ".join(self._repr_info(self._bound_callback())))
@@ -327,43 +420,20 @@ cdef bint _registers_natively(object selector) except -1:
     """Whether ``selector`` is zerosock's C selector with its own
     registration methods (none replaced on its class or on itself): then its
     C registration API does what those methods would."""
-    cdef PyTypeObject *kind
-    cdef type selector_type = type(selector)
-    if not isinstance(selector, Selector):
-        return False
-    kind = <PyTypeObject *>selector_type
-    if not zs_type_unchanged(&_selector_memo, kind):
-        for name, method in _own_selector_methods.items():
-            if zs_type_lookup(kind, name) != <PyObject *>method:
-                return False
-        zs_remember_type(&_selector_memo, kind)
-    state = _instance_dict(selector)
-    if state is not None and PyDict_GET_SIZE(state):
-        for name in _SELECTOR_METHODS:
-            if PyDict_Contains(state, name):
-                return False
-    return True
+    return (isinstance(selector, Selector)
+            and keeps_methods(selector, &_selector_memo, _own_selector_methods))
 
 
 cdef bint _removes_natively(object loop) except -1:
     """Whether the loop's _remove_reader/_remove_writer are the stdlib's
     (none replaced on its class or on itself) over a selector that
     registers natively: then what they do can be done in C."""
-    cdef type loop_type = type(loop)
-    cdef PyTypeObject *kind = <PyTypeObject *>loop_type
-    if not zs_type_unchanged(&_loop_memo, kind):
-        for name, method in _std_loop_methods.items():
-            if zs_type_lookup(kind, name) != <PyObject *>method:
-                return False
-        zs_remember_type(&_loop_memo, kind)
-    state = _instance_dict(loop)
-    if state is None:
-        return _registers_natively(loop._selector)
-    if PyDict_GET_SIZE(state) and (
-            PyDict_Contains(state, "_remove_reader") or PyDict_Contains(state, "_remove_writer")
-            or PyDict_Contains(state, "is_closed") or PyDict_Contains(state, "_check_closed")):
+    cdef PyObject *found = NULL
+    if not keeps_methods(loop, &_loop_memo, _std_loop_methods):
         return False
-    found = PyDict_GetItemWithError(state, "_selector")
+    state = _instance_dict(loop)
+    if state is not None:
+        found = PyDict_GetItemWithError(state, "_selector")
     return _registers_natively(<object>found if found != NULL else loop._selector)
 
 
@@ -719,7 +789,7 @@ cdef class TransportCore:
             return
         self._paused = True
         self._remove_io(False)
-        if self._loop.get_debug():
+        if _loop_debug(self._loop):
             logger.debug("%r pauses reading", self.owner)
 
     def resume_reading(self):
@@ -727,7 +797,7 @@ cdef class TransportCore:
             return
         self._paused = False
         self._start_reading()
-        if self._loop.get_debug():
+        if _loop_debug(self._loop):
             logger.debug("%r resumes reading", self.owner)
 
     def close(self):
@@ -930,16 +1000,18 @@ cdef class TransportCore:
         cdef PyObject *found
         cdef int bit = ZS_EV_WRITE if writing else ZS_EV_READ
         loop = self._loop
-        native_io = self._native_io(loop)  # (the stdlib's _check_closed too)
-        if native_io:
-            if loop._closed:
+        native = self._native_selector(loop)  # (the stdlib's _check_closed too)
+        if native is not None:
+            if _loop_closed(loop):
                 raise RuntimeError("Event loop is closed")
         else:
             loop._check_closed()
         handle = new_io_handle(self, writing, context)
-        selector = loop._selector
-        if native_io or _registers_natively(selector):
-            native = <Selector>selector
+        if native is None:
+            selector = loop._selector
+            if _registers_natively(selector):
+                native = <Selector>selector
+        if native is not None:
             found = native.key_for_fd(self._fd)
             if found == NULL:
                 native.register_fd(self._sock_fd, self._sock_fd, bit,
@@ -973,10 +1045,19 @@ cdef class TransportCore:
             old.cancel()
         return 0
 
-    cdef bint _native_io(self, object loop) except -1:
+    cdef Selector _native_selector(self, object loop):
+        """The loop's selector when the loop's registrations can be made on
+        it in C (see _removes_natively), else None."""
+        cdef TransportTable table
         if self._table != NULL:
-            return (<TransportTable>self._table).native_io(loop)
-        return _removes_natively(loop)
+            table = <TransportTable>self._table
+            if not table.native_io(loop):
+                return None
+            if table.memo_loop == <PyObject *>loop:
+                return <Selector>table.selector  # (what the loop holds, checked by native_io)
+        elif not _removes_natively(loop):
+            return None
+        return <Selector>loop._selector
 
     cdef int _remove_io(self, bint writing) except -1:
         """The loop's _remove_reader/_remove_writer for this descriptor: in C
@@ -987,15 +1068,15 @@ cdef class TransportCore:
         cdef PyObject *found
         cdef int mask
         loop = self._loop
-        if not self._native_io(loop):
+        native = self._native_selector(loop)
+        if native is None:
             if writing:
                 loop._remove_writer(self._sock_fd)
             else:
                 loop._remove_reader(self._sock_fd)
             return 0
-        if loop._closed:
+        if _loop_closed(loop):
             return 0
-        native = <Selector>loop._selector
         found = native.key_for_fd(self._fd)
         if found == NULL:
             return 1
@@ -1150,7 +1231,7 @@ cdef class TransportCore:
         return 0
 
     cdef int _on_eof(self) except -1:
-        if self._loop.get_debug():
+        if _loop_debug(self._loop):
             logger.debug("%r received EOF", self.owner)
         try:
             keep_open = self._protocol.eof_received()
@@ -1326,20 +1407,13 @@ cdef class TransportCore:
 
 cdef Py_ssize_t CORE_OFFSET  # where a SocketTransport keeps its _core
 cdef zs_type_memo _close_memo  # SocketTransport, when last found to keep its close()
-cdef object _own_close  # SocketTransport's close, set once the class is complete
+cdef dict _own_close = {}  # "close": SocketTransport's, set once the class is complete
 
 
 cdef bint _close_is_ours(object transport) except -1:
     """Whether ``transport.close()`` is SocketTransport's own: its core's close."""
-    cdef PyTypeObject *kind = <PyTypeObject *>_SocketTransportType
-    if type(transport) is not _SocketTransportType:
-        return False
-    if not zs_type_unchanged(&_close_memo, kind):
-        if zs_type_lookup(kind, "close") != <PyObject *>_own_close:
-            return False
-        zs_remember_type(&_close_memo, kind)
-    state = PyObject_GenericGetDict(transport, NULL)
-    return PyDict_GET_SIZE(state) == 0 or not PyDict_Contains(state, "close")
+    return (type(transport) is _SocketTransportType
+            and keeps_methods(transport, &_close_memo, _own_close))
 cdef type _SocketTransportType
 
 
@@ -1425,7 +1499,16 @@ cdef object _get_extra_info(object transport, PyObject **args, Py_ssize_t nargs,
 def close_unclosed(transport):
     """A transport's ``__del__``: warn as the stdlib does and close the socket
     when it is still open, and return the core it did it for (else None)."""
-    core = getattr(transport, "_core", None)  # None when __init__ failed
+    return _close_unclosed(transport)
+
+
+cdef object _close_unclosed(object transport):
+    cdef PyObject *found
+    if PyObject_TypeCheck(transport, <PyTypeObject *>_SocketTransportType):
+        found = zs_slot_get(transport, CORE_OFFSET)
+        core = <object>found if found != NULL else None  # None when __init__ failed
+    else:
+        core = getattr(transport, "_core", None)
     if not isinstance(core, TransportCore) or (<TransportCore>core)._fd_closed:
         return None
     warnings.warn(f"unclosed transport {transport!r}", ResourceWarning, source=transport)
@@ -1536,14 +1619,14 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         return self._core._describe(type(self).__name__)
 
     def __del__(self):
-        core = close_unclosed(self)
+        core = _close_unclosed(self)
         if core is not None and SERVER_TRACKS_TRANSPORTS and core._server is not None:
             core._server._detach(self)
 
 
 _SocketTransportType = SocketTransport
 CORE_OFFSET = zs_slot_offset(SocketTransport.__dict__["_core"])
-_own_close = SocketTransport.__dict__["close"]
+_own_close["close"] = SocketTransport.__dict__["close"]
 
 
 # -- the accept path's transports ------------------------------------------------------------
@@ -1624,27 +1707,10 @@ cdef dict _own_methods = {name: SocketTransport.__dict__[name] for name in ("wri
 cdef zs_type_memo _own_methods_memo  # SocketTransport, when last found to keep them
 
 
-cdef bint _methods_are_ours(object transport) except -1:
-    cdef PyTypeObject *kind = <PyTypeObject *>_SocketTransportType
-    if not zs_type_unchanged(&_own_methods_memo, kind):
-        # The class changed (or was never checked): look again.
-        for name, method in _own_methods.items():
-            if zs_type_lookup(kind, name) != <PyObject *>method:
-                return False
-        zs_remember_type(&_own_methods_memo, kind)
-    state = PyObject_GenericGetDict(transport, NULL)
-    if PyDict_GET_SIZE(state) == 0:
-        return True
-    for name in _own_methods:
-        if PyDict_Contains(state, name):
-            return False
-    return True
-
-
 cdef TransportCore direct_core(object transport):
     if type(transport) is not _SocketTransportType:
         return None
-    if not _methods_are_ours(transport):
+    if not keeps_methods(transport, &_own_methods_memo, _own_methods):
         return None
     core = zs_slot_get(transport, CORE_OFFSET)
     if core == NULL:

@@ -40,3 +40,13 @@ cdef extern from "zs_cpython.h":
     # awaitable_slots
     ctypedef object (*zs_step_fn)(object, int *)
     int zs_install_op_slots(object type, zs_step_fn step) except -1
+
+
+# Whether a class, and an object of it, still have what a C path stands in
+# for (see _cpython_c.pyx): ``expected`` maps a name to what the class's MRO
+# gives for it (None: nothing), checked again only when the class's version
+# tag changes (``memo``); an object keeps them when it sets none of those
+# names on itself.
+cdef bint class_keeps(PyTypeObject *kind, zs_type_memo *memo, dict expected) except -1
+cdef bint instance_keeps(object obj, dict expected) except -1
+cdef bint keeps_methods(object obj, zs_type_memo *memo, dict expected) except -1

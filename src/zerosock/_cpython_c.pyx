@@ -14,9 +14,14 @@ import contextvars
 import logging
 import os
 import sys
-from asyncio import events, futures, streams
+from asyncio import base_events, events, futures, streams
 
-from cpython.object cimport PyTypeObject
+from cpython.object cimport PyObject, PyTypeObject, Py_TYPE
+
+cdef extern from "Python.h":
+    object PyObject_GenericGetDict(object o, void *context)
+    Py_ssize_t PyDict_GET_SIZE(object d)
+    int PyDict_Contains(object d, object key) except -1
 
 __all__ = ["check", "enabled", "fastpaths", "verdict"]
 
@@ -66,6 +71,12 @@ TABLE = {
         "a C stream read awaited through iternext and am_send slots set on its type",
         "the type's __next__ and send methods",
         None, "_check_awaitable_slots"),
+    "server_counts": (
+        (3, 9), (3, 12),
+        "asyncio's Server counts the connections it serves in C, where its "
+        "_attach and _detach are the stdlib's (a count, before 3.13)",
+        "the Server's _attach and _detach",
+        None, "_check_server_counts"),
     "ssl_object_layout": (
         (3, 11), (3, 15),
         "OpenSSL driven directly through the SSL, SSL_CTX and BIO pointers of "
@@ -153,6 +164,35 @@ def fastpaths():
                         "verified": f"{_version_text(first)}-{_version_text(last)}",
                         "what": what, "otherwise": otherwise}
     return report
+
+
+# -- what a C path checks before it stands in for a method -----------------------------
+
+cdef bint class_keeps(PyTypeObject *kind, zs_type_memo *memo, dict expected) except -1:
+    cdef PyObject *found
+    if zs_type_unchanged(memo, kind):
+        return True
+    for name, value in expected.items():
+        found = zs_type_lookup(kind, name)
+        if found != (NULL if value is None else <PyObject *>value):
+            return False
+    zs_remember_type(memo, kind)
+    return True
+
+
+cdef bint instance_keeps(object obj, dict expected) except -1:
+    if Py_TYPE(obj).tp_dictoffset == 0:
+        return True
+    state = PyObject_GenericGetDict(obj, NULL)
+    if PyDict_GET_SIZE(state):
+        for name in expected:
+            if PyDict_Contains(state, name):
+                return False
+    return True
+
+
+cdef bint keeps_methods(object obj, zs_type_memo *memo, dict expected) except -1:
+    return class_keeps(Py_TYPE(obj), memo, expected) and instance_keeps(obj, expected)
 
 
 # -- the checks at import -------------------------------------------------------------
@@ -277,6 +317,24 @@ def _check_stream_layout():
     return None
 
 
+def _check_server_counts():
+    """Server._attach and _detach read and write the names the C count does,
+    and count as it does."""
+    server_type = base_events.Server
+    if (server_type._attach.__code__.co_names != ("_sockets", "_active_count")
+            or server_type._detach.__code__.co_names != ("_active_count", "_sockets", "_wakeup")):
+        return "Server._attach or _detach use other attributes"
+    server = server_type.__new__(server_type)
+    server._sockets = []
+    server._active_count = 0
+    server._attach()
+    server._attach()
+    server._detach()
+    if server._active_count != 1:
+        return "Server._attach and _detach do not count"
+    return None
+
+
 cdef class _ProbeStep:
     """An awaitable that gives ``"step"`` once, then finishes with 42."""
     cdef int calls
@@ -332,3 +390,5 @@ cdef int _check_all() except -1:
 
 
 _check_all()
+# (Each compiled module has its own copy of the switch: this one's, for class_keeps.)
+zs_version_tags_on = enabled("type_version_tags")
