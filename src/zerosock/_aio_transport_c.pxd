@@ -117,10 +117,15 @@ cdef class TransportTable:
     cdef object selector
     cdef object selector_state
     cdef Py_ssize_t selector_state_size
+    cdef bint debug_in_slot          # and its get_debug() is EventLoop's: the flag is read from its slot
+    # The Server last found to count with the stdlib's methods, and the size of its __dict__ then.
+    cdef object counting_server
+    cdef Py_ssize_t counting_server_size
     # The listening socket the loop's C accept path last read (_aio_accept_c).
     cdef object accept_listener
 
     cdef bint native_io(self, object loop) except -1
+    cdef bint memo_holds(self, object loop) noexcept
 
     cdef int enter(self, int fd, TransportCore core) except -1
     cdef void forget(self, int fd, PyObject *core) noexcept

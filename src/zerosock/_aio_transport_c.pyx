@@ -10,7 +10,7 @@ leave in one gather call.  Syscalls are non-blocking and keep the GIL."""
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.dict cimport PyDict_CheckExact, PyDict_GetItemWithError
+from cpython.dict cimport PyDict_CheckExact, PyDict_GetItemWithError, PyDict_SetItem
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_CheckExact
 from cpython.contextvars cimport PyContext_CopyCurrent
@@ -145,27 +145,38 @@ cdef dict _std_server_state = {"_attach": _ServerType._attach, "_detach": _Serve
 cdef zs_type_memo _server_memo  # Server, when last found to keep them
 
 
-cdef object _counting_state(object server):
+cdef object _counting_state(object server, PyObject *table):
     """The __dict__ of a Server that counts with the stdlib's _attach and
-    _detach (none replaced on its class or on itself), else None."""
+    _detach (none replaced on its class or on itself), else None.  The
+    loop's transport table (or NULL) remembers the last one found so, while
+    no attribute comes or goes on it (as the loop core watches its loop's)."""
+    cdef TransportTable transports
     if not (SERVER_COUNTS and type(server) is _ServerType
             and class_keeps(<PyTypeObject *>_ServerType, &_server_memo, _std_server_state)):
         return None
     state = PyObject_GenericGetDict(server, NULL)
+    if table != NULL:
+        transports = <TransportTable>table
+        if (transports.counting_server is server
+                and PyDict_GET_SIZE(state) == transports.counting_server_size):
+            return state
     if PyDict_Contains(state, "_attach") or PyDict_Contains(state, "_detach"):
         return None
+    if table != NULL:
+        transports.counting_server = server
+        transports.counting_server_size = PyDict_GET_SIZE(state)
     return state
 
 
-cdef int _server_attach(server, transport) except -1:
+cdef int _server_attach(server, transport, PyObject *table) except -1:
     cdef PyObject *sockets
     cdef PyObject *count
-    state = _counting_state(server)
+    state = _counting_state(server, table)
     if state is not None:
         sockets = PyDict_GetItemWithError(state, "_sockets")
         count = PyDict_GetItemWithError(state, "_active_count")
         if sockets != NULL and sockets != <PyObject *>None and count != NULL and PyLong_CheckExact(<object>count):
-            state["_active_count"] = <object>count + 1
+            PyDict_SetItem(state, "_active_count", <object>count + 1)
             return 0
     # Anything else (a failing assertion included) is the method's own.
     if SERVER_TRACKS_TRANSPORTS:
@@ -175,17 +186,17 @@ cdef int _server_attach(server, transport) except -1:
     return 0
 
 
-cdef int _server_detach(server, transport) except -1:
+cdef int _server_detach(server, transport, PyObject *table) except -1:
     cdef PyObject *sockets
     cdef PyObject *count
-    state = _counting_state(server)
+    state = _counting_state(server, table)
     if state is not None:
         sockets = PyDict_GetItemWithError(state, "_sockets")
         count = PyDict_GetItemWithError(state, "_active_count")
         if sockets != NULL and count != NULL and PyLong_CheckExact(<object>count) and <object>count > 0:
             closed = sockets == <PyObject *>None
             left = <object>count - 1
-            state["_active_count"] = left
+            PyDict_SetItem(state, "_active_count", left)
             if closed and left == 0:
                 server._wakeup()
             return 0
@@ -214,11 +225,11 @@ def use_loop_class(cls):
     _LoopType = cls
 
 
-cdef bint _loop_debug(object loop) except -1:
-    """``loop.get_debug()``, as a truth value."""
+cdef bint _loop_debug(object loop, PyObject *table) except -1:
+    """``loop.get_debug()``, as a truth value; read from its slot while the
+    loop's transport table (or NULL) says its get_debug() is EventLoop's."""
     cdef PyObject *flag
-    if (_LoopType is not None and PyObject_TypeCheck(loop, <PyTypeObject *>_LoopType)
-            and keeps_methods(loop, &_get_debug_memo, _own_get_debug)):
+    if table != NULL and (<TransportTable>table).memo_holds(loop) and (<TransportTable>table).debug_in_slot:
         flag = zs_slot_get(loop, LOOP_DEBUG_OFFSET)
         if flag == Py_False:
             return False
@@ -278,7 +289,7 @@ cdef class IOHandle:
             context = transport._context
         self._context = PyContext_CopyCurrent() if context is None else context
         self._repr = None
-        if loop is not None and _loop_debug(loop):
+        if loop is not None and _loop_debug(loop, transport._table):
             self._source_traceback = _extract_stack(_getframe(0))
         else:
             self._source_traceback = None
@@ -290,7 +301,7 @@ cdef class IOHandle:
     cdef int c_cancel(self) except -1:
         if not self._cancelled:
             self._cancelled = True
-            if self._loop is not None and _loop_debug(self._loop):
+            if self._loop is not None and _loop_debug(self._loop, self.transport._table):
                 # As events.Handle: the repr, callback included, outlives the
                 # transport, for the slow-callback warning.
                 self._repr = "<{}>".format(" ".join(self._repr_info(self._bound_callback())))
@@ -449,8 +460,7 @@ cdef class TransportTable:
         attributes set on each (as the loop core watches its loop's), the
         selector the loop holds."""
         cdef PyObject *selector
-        if (self.memo_loop == <PyObject *>loop and zs_type_unchanged(&_loop_memo, Py_TYPE(loop))
-                and PyDict_GET_SIZE(self.loop_state) == self.loop_state_size):
+        if self.memo_holds(loop):
             selector = PyDict_GetItemWithError(self.loop_state, "_selector")
             if (selector == <PyObject *>self.selector
                     and zs_type_unchanged(&_selector_memo, Py_TYPE(<object>selector))
@@ -469,8 +479,16 @@ cdef class TransportTable:
         self.selector_state = _instance_dict(self.selector)
         self.selector_state_size = (0 if self.selector_state is None
                                     else PyDict_GET_SIZE(self.selector_state))
+        self.debug_in_slot = (_LoopType is not None
+                              and PyObject_TypeCheck(loop, <PyTypeObject *>_LoopType)
+                              and keeps_methods(loop, &_get_debug_memo, _own_get_debug))
         self.memo_loop = <PyObject *>loop
         return True
+
+    cdef bint memo_holds(self, object loop) noexcept:
+        """Whether what native_io() found of ``loop`` still holds, but for its selector."""
+        return (self.memo_loop == <PyObject *>loop and zs_type_unchanged(&_loop_memo, Py_TYPE(loop))
+                and PyDict_GET_SIZE(self.loop_state) == self.loop_state_size)
 
     def __dealloc__(self):
         # Every core entered holds a reference to the table: none is left.
@@ -591,7 +609,7 @@ cdef class TransportCore:
         self._context = context
         self._server = server
         if server is not None:
-            _server_attach(server, owner)
+            _server_attach(server, owner, NULL)
         self._enter_in_table(loop)
 
         _set_nodelay(sock)
@@ -789,7 +807,7 @@ cdef class TransportCore:
             return
         self._paused = True
         self._remove_io(False)
-        if _loop_debug(self._loop):
+        if _loop_debug(self._loop, self._table):
             logger.debug("%r pauses reading", self.owner)
 
     def resume_reading(self):
@@ -797,7 +815,7 @@ cdef class TransportCore:
             return
         self._paused = False
         self._start_reading()
-        if _loop_debug(self._loop):
+        if _loop_debug(self._loop, self._table):
             logger.debug("%r resumes reading", self.owner)
 
     def close(self):
@@ -1231,7 +1249,7 @@ cdef class TransportCore:
         return 0
 
     cdef int _on_eof(self) except -1:
-        if _loop_debug(self._loop):
+        if _loop_debug(self._loop, self._table):
             logger.debug("%r received EOF", self.owner)
         try:
             keep_open = self._protocol.eof_received()
@@ -1385,7 +1403,7 @@ cdef class TransportCore:
             self._loop = None
             server = self._server
             if server is not None:
-                _server_detach(server, self.owner)
+                _server_detach(server, self.owner, self._table)
                 self._server = None
             self.owner = None  # the cycle through the facade ends with the connection
         if self._empty_waiter is not None:
@@ -1686,9 +1704,9 @@ cdef object new_accepted_transport(object loop, int fd, int family,
     core._peername_given = True
     core._bind_protocol(protocol)
     core._server = server
-    if server is not None:
-        _server_attach(server, owner)
     core._enter_in_table(loop)
+    if server is not None:
+        _server_attach(server, owner, core._table)
     # The stdlib's _set_nodelay: for TCP sockets that say so.
     if family in (AF_INET_FAMILY, AF_INET6_FAMILY) and kind == SOCK_STREAM_TYPE and proto == IPPROTO_TCP_LEVEL:
         zs_set_tcp_nodelay(core._fd, IPPROTO_TCP_LEVEL, TCP_NODELAY_OPT)
