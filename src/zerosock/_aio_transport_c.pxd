@@ -118,6 +118,8 @@ cdef class TransportTable:
     cdef object selector_state
     cdef Py_ssize_t selector_state_size
     cdef bint debug_in_slot          # and its get_debug() is EventLoop's: the flag is read from its slot
+    cdef bint c_call_soon            # and its call_soon() the C one: called without a lookup
+    cdef PyObject *call_soon_own     # what its __dict__ had for "call_soon" then (compared only), or NULL
     # The Server last found to count with the stdlib's methods, and the size of its __dict__ then.
     cdef object counting_server
     cdef Py_ssize_t counting_server_size
@@ -167,3 +169,11 @@ cdef IOHandle new_io_handle(TransportCore transport, bint writing, object contex
 cdef object new_accepted_transport(object loop, int fd, int family,
                                    int kind, int proto, object peername, object sockname,
                                    object protocol, object server, object context)
+
+
+# What the loop's C methods (zerosock._aio_loop_methods_c, which this module
+# cannot import) lend the transports: whether a loop's call_soon() is the C
+# method, and a call of it without the method lookup and argument packing.
+ctypedef bint (*keeps_call_soon_fn)(object loop) except -1
+ctypedef object (*call_soon_fn)(object loop, object callback, tuple args, object context)
+cdef int lend_loop_methods(keeps_call_soon_fn keeps_call_soon, call_soon_fn call_soon) except -1

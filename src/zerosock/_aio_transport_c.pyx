@@ -238,6 +238,33 @@ cdef bint _loop_debug(object loop, PyObject *table) except -1:
     return bool(loop.get_debug())
 
 
+cdef keeps_call_soon_fn _keeps_c_call_soon = NULL  # see lend_loop_methods
+cdef call_soon_fn _c_call_soon = NULL
+
+
+cdef int lend_loop_methods(keeps_call_soon_fn keeps_call_soon, call_soon_fn call_soon) except -1:
+    global _keeps_c_call_soon, _c_call_soon
+    _keeps_c_call_soon = keeps_call_soon
+    _c_call_soon = call_soon
+    return 0
+
+
+cdef object _call_soon(object loop, PyObject *table, object callback, tuple args, object context):
+    """``loop.call_soon(callback, *args, context=context)``: the C method
+    called directly while the loop's transport table (or NULL) says it is
+    the loop's."""
+    cdef TransportTable transports
+    if table != NULL:
+        transports = <TransportTable>table
+        # (An attribute set on the loop in place of one it had keeps its
+        # __dict__'s size: before 3.12 the loop holds its own call_soon.)
+        if (transports.memo_holds(loop) and transports.c_call_soon
+                and PyDict_GetItemWithError(transports.loop_state, "call_soon")
+                == transports.call_soon_own):
+            return _c_call_soon(loop, callback, args, context)
+    return loop.call_soon(callback, *args, context=context)
+
+
 cdef inline bint _loop_closed(object loop) except -1:
     """``loop._closed``, as a truth value."""
     cdef PyObject *flag
@@ -482,6 +509,8 @@ cdef class TransportTable:
         self.debug_in_slot = (_LoopType is not None
                               and PyObject_TypeCheck(loop, <PyTypeObject *>_LoopType)
                               and keeps_methods(loop, &_get_debug_memo, _own_get_debug))
+        self.c_call_soon = _keeps_c_call_soon != NULL and _keeps_c_call_soon(loop)
+        self.call_soon_own = PyDict_GetItemWithError(state, "call_soon")
         self.memo_loop = <PyObject *>loop
         return True
 
@@ -830,7 +859,7 @@ cdef class TransportCore:
             self._conn_lost += 1
             if not unregistered:
                 self._remove_io(True)
-            self._loop.call_soon(self._call_connection_lost, None, context=self._context)
+            _call_soon(self._loop, self._table, self._call_connection_lost, (None,), self._context)
         return 0
 
     def abort(self):
@@ -1385,7 +1414,7 @@ cdef class TransportCore:
             self._closing = True
             self._remove_io(False)
         self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc, context=self._context)
+        _call_soon(self._loop, self._table, self._call_connection_lost, (exc,), self._context)
 
     def _call_connection_lost(self, exc):
         try:
@@ -1710,7 +1739,7 @@ cdef object new_accepted_transport(object loop, int fd, int family,
     # The stdlib's _set_nodelay: for TCP sockets that say so.
     if family in (AF_INET_FAMILY, AF_INET6_FAMILY) and kind == SOCK_STREAM_TYPE and proto == IPPROTO_TCP_LEVEL:
         zs_set_tcp_nodelay(core._fd, IPPROTO_TCP_LEVEL, TCP_NODELAY_OPT)
-    loop.call_soon(protocol.connection_made, owner)
+    _call_soon(loop, core._table, protocol.connection_made, (owner,), None)
     # Reading starts now: connection_made runs among the ready callbacks of
     # the next iteration, before the reads its poll finds.
     core._add_io(False, context)
