@@ -19,7 +19,7 @@ from cpython.object cimport PyObject
 
 import socket
 import weakref
-from asyncio import constants, trsock
+from asyncio import constants, streams, trsock
 
 from zerosock._aio_context cimport run_in_context
 from zerosock._aio_transport_c cimport TransportTable, new_accepted_transport
@@ -45,6 +45,7 @@ cdef int ENFILE = _errno.ENFILE
 cdef int ENOMEM = _errno.ENOMEM
 cdef object ACCEPT_RETRY_DELAY = constants.ACCEPT_RETRY_DELAY
 cdef object _TransportSocket = trsock.TransportSocket
+cdef type _StreamReaderProtocol = streams.StreamReaderProtocol
 cdef type _Socket = socket.socket
 cdef int AF_INET = socket.AF_INET
 cdef int AF_INET6 = socket.AF_INET6
@@ -237,7 +238,8 @@ cdef int _make_connection(object target, object unused) except -1:
         current = table.get(<int>conn.fd)
     if current is not None and not current.is_closing():
         raise RuntimeError(f"File descriptor {<int>conn.fd} is used by transport {current!r}")
-    adopt_stream_protocol(protocol, loop)
+    if type(protocol) is _StreamReaderProtocol:  # (what adopt_stream_protocol asks first)
+        adopt_stream_protocol(protocol, loop)
     sockname = listener.sockname
     if sockname is None:
         sockname = _local_address(conn.fd, listener.family)

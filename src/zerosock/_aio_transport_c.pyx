@@ -51,6 +51,7 @@ cdef extern from "Python.h":
     PyObject *Py_True
     PyObject *Py_False
     bint PyLong_CheckExact(object o)
+    bint PyType_IsSubtype(PyTypeObject *a, PyTypeObject *b)
     object PyObject_GenericGetDict(object o, void *context)
     Py_ssize_t PyDict_GET_SIZE(object d)
     int PyDict_Contains(object d, object key) except -1
@@ -89,6 +90,16 @@ cdef extern from *:
     """
     object zs_call_held(PyObject *callable, object arg)
 
+cdef extern from *:
+    """
+    /* Whether a class's instances find their attributes as object's do. */
+    static inline int zs_finds_attributes_as_object(PyTypeObject *kind)
+    {
+        return kind->tp_getattro == PyObject_GenericGetAttr;
+    }
+    """
+    bint zs_finds_attributes_as_object(PyTypeObject *kind)
+
 cdef enum:
     READ_CHUNK = 256 * 1024   # what one read of a plain Protocol takes, as the stdlib's max_size
     MAX_IOV = 64              # chunks per gather call (well under every IOV_MAX)
@@ -101,7 +112,17 @@ zs_version_tags_on = enabled("type_version_tags")
 # code runs, so one buffer serves every transport of the process.
 cdef char _scratch[READ_CHUNK]
 
-cdef object _BufferedProtocol = protocols.BufferedProtocol
+cdef type _BufferedProtocol = protocols.BufferedProtocol
+# A protocol class whose instances' attributes are found as object's
+# (no __getattr__ or __getattribute__ of its own), whose __class__ is their
+# type and that has no _read_sink (the C streams' protocols have one).
+cdef dict _plain_protocol_state = {"_read_sink": None, "__class__": object.__dict__["__class__"]}
+cdef zs_type_memo _plain_protocol_memo  # the protocol class last found so
+
+
+cdef inline bint _plain_protocol_class(PyTypeObject *kind) except -1:
+    return (zs_finds_attributes_as_object(kind)
+            and class_keeps(kind, &_plain_protocol_memo, _plain_protocol_state))
 cdef object _getframe = sys._getframe
 cdef object _set_result_unless_cancelled = futures._set_result_unless_cancelled
 cdef object _set_nodelay = base_events._set_nodelay
@@ -800,11 +821,17 @@ cdef class TransportCore:
         self._bind_protocol(protocol)
 
     cdef int _bind_protocol(self, object protocol) except -1:
-        self._buffered = isinstance(protocol, _BufferedProtocol)
+        cdef PyTypeObject *kind = Py_TYPE(protocol)
+        if _plain_protocol_class(kind):
+            # What isinstance() and getattr() below come to for such a class.
+            self._buffered = PyType_IsSubtype(kind, <PyTypeObject *>_BufferedProtocol)
+            self._sink = None
+        else:
+            self._buffered = isinstance(protocol, _BufferedProtocol)
+            # A protocol may name a C reader that takes the bytes in its place.
+            sink = getattr(protocol, "_read_sink", None)
+            self._sink = sink if isinstance(sink, ReadSink) else None
         self._protocol = protocol
-        # A protocol may name a C reader that takes the bytes in its place.
-        sink = getattr(protocol, "_read_sink", None)
-        self._sink = sink if isinstance(sink, ReadSink) else None
         self._target = protocol if isinstance(protocol, ReadTarget) else None
         if self._target is None:
             # Bound once, as uvloop does, so that a read calls them without a
