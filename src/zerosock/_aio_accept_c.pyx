@@ -127,6 +127,7 @@ cdef _Listener _listener_of(object loop, object sock):
 
 
 @cython.final
+@cython.freelist(8)
 cdef class _Connection:
     """One accepted descriptor on its way to a transport."""
     cdef object loop

@@ -315,6 +315,7 @@ cdef inline object _format_callback(object callback, object args, object loop):
 
 
 @cython.final
+@cython.freelist(64)  # (a connection's reads make one and free it when the connection goes)
 cdef class IOHandle:
     """What the selector's key data holds for a transport's reads or writes.
 
@@ -647,6 +648,7 @@ cdef class TransportTable:
         return f"<TransportTable {dict(self.items())!r}>"
 
 
+@cython.freelist(64)  # (servers make and free one per connection)
 cdef class TransportCore:
     """The state and the C paths of one :class:`SocketTransport`."""
 
