@@ -210,17 +210,26 @@ cdef int _server_attach(server, transport, PyObject *table) except -1:
 cdef int _server_detach(server, transport, PyObject *table) except -1:
     cdef PyObject *sockets
     cdef PyObject *count
+    cdef bint closed = False
     state = _counting_state(server, table)
     if state is not None:
-        sockets = PyDict_GetItemWithError(state, "_sockets")
         count = PyDict_GetItemWithError(state, "_active_count")
-        if sockets != NULL and count != NULL and PyLong_CheckExact(<object>count) and <object>count > 0:
-            closed = sockets == <PyObject *>None
+        if count != NULL and PyLong_CheckExact(<object>count) and <object>count > 0:
             left = <object>count - 1
+            if left == 0:
+                # (Whether the server still serves matters only now.)
+                sockets = PyDict_GetItemWithError(state, "_sockets")
+                if sockets == NULL:
+                    return _std_detach(server, transport)  # the method's AttributeError
+                closed = sockets == <PyObject *>None
             PyDict_SetItem(state, "_active_count", left)
-            if closed and left == 0:
+            if left == 0 and closed:
                 server._wakeup()
             return 0
+    return _std_detach(server, transport)
+
+
+cdef int _std_detach(server, transport) except -1:
     if SERVER_TRACKS_TRANSPORTS:
         server._detach(transport)
     else:
