@@ -76,10 +76,6 @@ cdef inline bint _makes_connections_natively(object loop) except -1:
     return keeps_methods(loop, &_loop_memo, _replaced)
 
 
-cdef enum:
-    HOST_CACHE = 256
-
-
 @cython.final
 cdef class _Listener:
     """What one listening socket's batches need, read once: its descriptor,
@@ -90,11 +86,6 @@ cdef class _Listener:
     cdef zs_sock_t fd
     cdef int family, kind, proto
     cdef object sockname  # None: asked of each connection
-    # IPv4 peers' host strings, by address (direct-mapped on its last byte):
-    # a server's clients are often a few hosts, whose text is then made once
-    # and shared by their connections.
-    cdef unsigned int cached_ipv4[HOST_CACHE]
-    cdef list cached_hosts
 
 
 cdef _Listener _listener_of(object loop, object sock):
@@ -114,7 +105,6 @@ cdef _Listener _listener_of(object loop, object sock):
     listener.kind = sock.type
     listener.proto = sock.proto
     listener.sockname = None
-    listener.cached_hosts = [None] * HOST_CACHE
     if listener.family in (AF_INET, AF_INET6):
         # A TCP connection's local address is the one its listener is bound
         # to, unless that is a wildcard.
@@ -135,7 +125,9 @@ cdef class _Connection:
     cdef object server
     cdef _Listener listener
     cdef zs_sock_t fd
-    cdef object peername
+    cdef object peername          # None when an IPv4 peer is held raw:
+    cdef unsigned int peer_ipv4   # its address (network order)
+    cdef unsigned short peer_port # and port (0: not held)
     cdef object context
     cdef bint owned   # the transport has the descriptor: it closes it
 
@@ -158,21 +150,6 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    /* The dotted-quad text of an IPv4 address (network order), as inet_ntop
-       writes it, without its formatting machinery. */
-    static PyObject *zs_ipv4_text(const unsigned char *quad)
-    {
-        char text[16];
-        int n = 0, i, v;
-        for (i = 0; i < 4; i++) {
-            v = quad[i];
-            if (v >= 100) text[n++] = (char)('0' + v / 100);
-            if (v >= 10) text[n++] = (char)('0' + v / 10 % 10);
-            text[n++] = (char)('0' + v % 10);
-            if (i < 3) text[n++] = '.';
-        }
-        return PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, text, n);
-    }
     /* Whether a weak reference still refers to obj (which the caller holds),
        without the weakref call's argument handling, and without
        PyWeakref_GetObject from 3.13, which deprecates it. */
@@ -189,26 +166,23 @@ cdef extern from *:
     #endif
     }
     """
-    object zs_ipv4_text(const unsigned char *quad)
     int zs_weakref_refers_to(object ref, object obj) except -1
 
 
-cdef object _peer_address(_Listener listener, sockaddr_storage *address, zs_socklen_t length):
-    """What accept() returns as the peer's address."""
+cdef int _take_peer(_Connection conn, sockaddr_storage *address, zs_socklen_t length) except -1:
+    """What accept() returns as the peer's address, for the transport: an
+    IPv4 one raw (its tuple made when asked for: an idle connection's bytes)."""
     cdef zs_sockaddr_in *sin = <zs_sockaddr_in *>address
-    cdef unsigned int ipv4
-    cdef Py_ssize_t slot
-    cdef int family = listener.family
+    cdef int family = conn.listener.family
     if family == AF_INET and length >= sizeof(zs_sockaddr_in) and sin.sin_family == AF_INET:
-        ipv4 = sin.sin_addr.s_addr
-        slot = (<unsigned char *>&sin.sin_addr)[3] % HOST_CACHE
-        host = listener.cached_hosts[slot]
-        if host is None or listener.cached_ipv4[slot] != ipv4:
-            host = zs_ipv4_text(<unsigned char *>&sin.sin_addr)
-            listener.cached_ipv4[slot] = ipv4
-            listener.cached_hosts[slot] = host
-        return (host, ntohs(sin.sin_port))
-    return make_address(<sockaddr *>address, length, family)
+        conn.peer_ipv4 = sin.sin_addr.s_addr
+        conn.peer_port = ntohs(sin.sin_port)
+        if conn.peer_port:
+            conn.peername = None
+            return 0
+    conn.peer_port = 0
+    conn.peername = make_address(<sockaddr *>address, length, family)
+    return 0
 
 
 cdef inline object _os_error(int err):
@@ -247,7 +221,7 @@ cdef int _make_connection(object target, object unused) except -1:
     conn.owned = True
     new_accepted_transport(loop, <int>conn.fd, listener.family, listener.kind,
                            listener.proto, conn.peername, sockname, protocol, conn.server,
-                           conn.context)
+                           conn.context, conn.peer_ipv4, conn.peer_port)
     return 0
 
 
@@ -289,7 +263,7 @@ cdef object _accept_batch(object loop, object protocol_factory, object sock, obj
         # A Task would have run this in a copy of the current context.
         conn.context = PyContext_CopyCurrent()
         try:
-            conn.peername = _peer_address(listener, &address, length)
+            _take_peer(conn, &address, length)
             failure = run_in_context(conn.context, _make_connection, conn, None, &unused)
         except BaseException:
             if not conn.owned:

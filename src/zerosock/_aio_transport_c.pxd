@@ -36,7 +36,9 @@ cdef class TransportCore:
     cdef public object _server
     cdef object _extra_made          # the extra-info dict, made on first need (see _extra)
     cdef object _sockname            # its entries until then
-    cdef object _peername
+    cdef object _peername            # (None while held raw, below)
+    cdef unsigned int _peer_ipv4     # an accepted IPv4 peer's address (network order) and port,
+    cdef unsigned short _peer_port   # until its peername is asked for (port 0: none held)
     cdef bint _peername_given        # the caller's extra named the peer: its key comes first
     cdef object _closed_sock         # the socket once closed, while no extra dict was made
     cdef public object _empty_waiter
@@ -52,9 +54,10 @@ cdef class TransportCore:
     cdef public Py_ssize_t _high_water
     cdef public Py_ssize_t _low_water
     cdef bint _buffered              # the protocol is a BufferedProtocol
-    cdef object _get_buffer          # the protocol's bound methods that reads call
-    cdef object _buffer_updated
-    cdef object _data_received
+    cdef object _get_buffer          # the protocol's methods that reads call: the
+    cdef object _buffer_updated      # functions of its class (called with it) where
+    cdef object _data_received       # they are its bound methods, see _unbound
+    cdef unsigned char _unbound      # which of them are its class's functions
     cdef ReadSink _sink              # reads bypass the protocol into this, when set
     cdef ReadTarget _target          # reads land in this protocol's memory, when set
     # Queued output: bytes objects, the first one sent from _head_offset on.
@@ -72,6 +75,8 @@ cdef class TransportCore:
     cdef int _remove_io(self, bint writing) except -1
     cdef Selector _native_selector(self, object loop)
     cdef object extra_dict(self)
+    cdef object _peer(self)
+    cdef object _method_of(self, object protocol, str name, int unbound)
     cdef object _closed_socket(self)
     cdef object unmade_extra(self, str name, object default)
     cdef int c_write(self, object data) except -1
@@ -165,10 +170,12 @@ cdef IOHandle new_io_handle(TransportCore transport, bint writing, object contex
 # close-on-exec) of the given family, type and protocol: made in C, the
 # socket object made only when asked for; reading starts at once, in
 # ``context`` (None: a copy of the current one).  ``sockname`` None: asked of
-# the kernel.
+# the kernel.  An IPv4 peer may be given raw (``peer_port`` not 0, ``peername``
+# None): its address tuple is made when asked for.
 cdef object new_accepted_transport(object loop, int fd, int family,
                                    int kind, int proto, object peername, object sockname,
-                                   object protocol, object server, object context)
+                                   object protocol, object server, object context,
+                                   unsigned int peer_ipv4=*, unsigned short peer_port=*)
 
 
 # What the loop's C methods (zerosock._aio_loop_methods_c, which this module

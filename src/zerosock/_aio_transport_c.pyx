@@ -51,6 +51,9 @@ cdef extern from "Python.h":
     PyObject *Py_True
     PyObject *Py_False
     bint PyLong_CheckExact(object o)
+    bint PyMethod_Check(object o)
+    PyObject *PyMethod_GET_SELF(object o)
+    PyObject *PyMethod_GET_FUNCTION(object o)
     bint PyType_IsSubtype(PyTypeObject *a, PyTypeObject *b)
     object PyObject_GenericGetDict(object o, void *context)
     Py_ssize_t PyDict_GET_SIZE(object d)
@@ -87,8 +90,41 @@ cdef extern from *:
         Py_DECREF(callable);
         return result;
     }
+
+    /* callable(self, arg), holding both for the call (the caller holds them
+     * in fields that the call may clear). */
+    static PyObject *zs_call_held_with(PyObject *callable, PyObject *self, PyObject *arg)
+    {
+        PyObject *args[3], *result;
+        Py_INCREF(callable);
+        Py_INCREF(self);
+        args[1] = self;
+        args[2] = arg;
+        result = PyObject_Vectorcall(callable, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(self);
+        Py_DECREF(callable);
+        return result;
+    }
+
+    /* The dotted-quad text of an IPv4 address (network order), as inet_ntop
+       writes it, without its formatting machinery. */
+    static PyObject *zs_ipv4_text(const unsigned char *quad)
+    {
+        char text[16];
+        int n = 0, i, v;
+        for (i = 0; i < 4; i++) {
+            v = quad[i];
+            if (v >= 100) text[n++] = (char)('0' + v / 100);
+            if (v >= 10) text[n++] = (char)('0' + v / 10 % 10);
+            text[n++] = (char)('0' + v % 10);
+            if (i < 3) text[n++] = '.';
+        }
+        return PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, text, n);
+    }
     """
     object zs_call_held(PyObject *callable, object arg)
+    object zs_call_held_with(PyObject *callable, PyObject *self, object arg)
+    object zs_ipv4_text(const unsigned char *quad)
 
 cdef extern from *:
     """
@@ -99,6 +135,12 @@ cdef extern from *:
     }
     """
     bint zs_finds_attributes_as_object(PyTypeObject *kind)
+
+cdef enum:
+    # Which of a protocol's methods a transport holds as its class's function.
+    UNBOUND_GET_BUFFER = 1
+    UNBOUND_BUFFER_UPDATED = 2
+    UNBOUND_DATA_RECEIVED = 4
 
 cdef enum:
     READ_CHUNK = 256 * 1024   # what one read of a plain Protocol takes, as the stdlib's max_size
@@ -799,7 +841,7 @@ cdef class TransportCore:
         """What the extra dict, not made yet, would answer for ``name``
         (other than "socket"): its other entries, or ``default``."""
         if name == "peername":
-            return self._peername
+            return self._peer()
         if name == "sockname":
             return self._sockname
         return default
@@ -818,21 +860,30 @@ cdef class TransportCore:
         cdef dict extra
         if self._extra_made is not None:
             return self._extra_made
-        extra = {"peername": self._peername} if self._peername_given else {}
+        extra = {"peername": self._peer()} if self._peername_given else {}
         # closed before anyone asked: the stdlib's wraps the closed socket
         extra["socket"] = _TransportSocket(self._sock if not self._fd_closed
                                            else self._closed_socket())
         extra["sockname"] = self._sockname
         if not self._peername_given:
-            extra["peername"] = self._peername
+            extra["peername"] = self._peer()
         self._extra_made = extra
         return extra
+
+    cdef object _peer(self):
+        """The peer's address, made from the raw one on first need."""
+        if self._peer_port:
+            host = zs_ipv4_text(<unsigned char *>&self._peer_ipv4)
+            self._peername = _shared_host((host, self._peer_port))
+            self._peer_port = 0
+        return self._peername
 
     def set_protocol(self, protocol):
         self._bind_protocol(protocol)
 
     cdef int _bind_protocol(self, object protocol) except -1:
         cdef PyTypeObject *kind = Py_TYPE(protocol)
+        self._unbound = 0
         if _plain_protocol_class(kind):
             # What isinstance() and getattr() below come to for such a class.
             self._buffered = PyType_IsSubtype(kind, <PyTypeObject *>_BufferedProtocol)
@@ -849,16 +900,29 @@ cdef class TransportCore:
             # lookup; one missing fails at the read that needs it, as in the stdlib.
             # (Only the kind of protocol's own: a read calls the others never.)
             if self._buffered:
-                self._get_buffer = getattr(protocol, "get_buffer", None)
-                self._buffer_updated = getattr(protocol, "buffer_updated", None)
+                self._get_buffer = self._method_of(protocol, "get_buffer", UNBOUND_GET_BUFFER)
+                self._buffer_updated = self._method_of(protocol, "buffer_updated",
+                                                       UNBOUND_BUFFER_UPDATED)
                 self._data_received = None
             else:
                 self._get_buffer = self._buffer_updated = None
-                self._data_received = getattr(protocol, "data_received", None)
+                self._data_received = self._method_of(protocol, "data_received",
+                                                      UNBOUND_DATA_RECEIVED)
         else:  # reads go to the target's C method: nothing to hold per connection
             self._get_buffer = self._buffer_updated = self._data_received = None
         self._protocol_connected = True
         return 0
+
+    cdef object _method_of(self, object protocol, str name, int unbound):
+        """``protocol.<name>`` as a read calls it: the function of its class
+        when it is the protocol's bound method (a bound method per
+        connection is bytes an idle connection need not hold; ``unbound``
+        marks it so), else itself, or None when it has none."""
+        method = getattr(protocol, name, None)
+        if PyMethod_Check(method) and PyMethod_GET_SELF(method) == <PyObject *>protocol:
+            self._unbound |= unbound
+            return <object>PyMethod_GET_FUNCTION(method)
+        return method
 
     def get_protocol(self):
         return self._protocol
@@ -1209,10 +1273,14 @@ cdef class TransportCore:
         cdef int err
         cdef bint borrowed = False
         try:
+            protocol = self._protocol
             get_buffer = self._get_buffer
             if get_buffer is None:
-                get_buffer = self._protocol.get_buffer
-            buf = get_buffer(-1)
+                buf = protocol.get_buffer(-1)
+            elif self._unbound & UNBOUND_GET_BUFFER:
+                buf = get_buffer(protocol, -1)
+            else:
+                buf = get_buffer(-1)
             borrowed = zs_borrow_memory(buf, True, &ptr, &length)
             if not (length if borrowed else len(buf)):
                 raise RuntimeError("get_buffer() returned an empty buffer")
@@ -1242,10 +1310,14 @@ cdef class TransportCore:
         if n == 0:
             return self._on_eof()
         try:
+            protocol = self._protocol
             buffer_updated = self._buffer_updated
             if buffer_updated is None:
-                buffer_updated = self._protocol.buffer_updated
-            buffer_updated(n)
+                protocol.buffer_updated(n)
+            elif self._unbound & UNBOUND_BUFFER_UPDATED:
+                buffer_updated(protocol, n)
+            else:
+                buffer_updated(n)
         except BaseException as exc:
             self._failed(exc, "Fatal error: protocol.buffer_updated() call failed.")
         return 0
@@ -1277,7 +1349,9 @@ cdef class TransportCore:
         else:
             data = PyBytes_FromStringAndSize(_scratch, n)
         try:
-            if self._data_received is not None:
+            if self._unbound & UNBOUND_DATA_RECEIVED:
+                zs_call_held_with(<PyObject *>self._data_received, <PyObject *>self._protocol, data)
+            elif self._data_received is not None:
                 zs_call_held(<PyObject *>self._data_received, data)
             else:
                 self._protocol.data_received(data)
@@ -1465,6 +1539,7 @@ cdef class TransportCore:
             self._sock_obj = None
             self._protocol = None
             self._get_buffer = self._buffer_updated = self._data_received = None
+            self._unbound = 0
             self._sink = None
             self._target = None
             self._loop = None
@@ -1749,7 +1824,8 @@ cdef extern from *:
 
 cdef object new_accepted_transport(object loop, int fd, int family,
                                    int kind, int proto, object peername, object sockname,
-                                   object protocol, object server, object context):
+                                   object protocol, object server, object context,
+                                   unsigned int peer_ipv4=0, unsigned short peer_port=0):
     cdef TransportCore core
     owner = zs_new_instance(_SocketTransportType)
     core = TransportCore.__new__(TransportCore)
@@ -1767,7 +1843,11 @@ cdef object new_accepted_transport(object loop, int fd, int family,
     if sockname is None:
         sockname = core._sock.getsockname()
     core._sockname = sockname
-    core._peername = _shared_host(peername)
+    if peer_port:
+        core._peer_ipv4 = peer_ipv4
+        core._peer_port = peer_port
+    else:
+        core._peername = _shared_host(peername)
     core._peername_given = True
     core._bind_protocol(protocol)
     core._server = server
