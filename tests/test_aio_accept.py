@@ -495,3 +495,128 @@ def test_debug_mode_switched_while_serving_is_seen_by_the_transports(loop_factor
     """A transport reads the loop's debug flag as it is at each event (on the
     C loop from the loop's slot while get_debug() is its own)."""
     assert _eof_logs(loop_factory) == _eof_logs(stdlib_loop) == 1
+
+
+def _peer_names(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[Any]:
+    """A served connection's peername asked before and after its extra dict
+    was made, and after the connection is lost: equal to the client's
+    address, and the same object every time."""
+
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        seen: List[Any] = []
+        done = loop.create_future()
+
+        class Echo(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+
+            def data_received(self, data: bytes) -> None:
+                first = self.transport.get_extra_info("peername")
+                seen.append(first == client_address)
+                seen.append(self.transport.get_extra_info("peername") is first)
+                seen.append(self.transport._extra["peername"] is first)
+                seen.append(self.transport.get_extra_info("peername", "default") is first)
+                self.first = first
+                self.transport.write(data)
+
+            def connection_lost(self, exc: Any) -> None:
+                seen.append(self.transport.get_extra_info("peername") is self.first)
+                done.set_result(None)
+
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        client_address = writer.get_extra_info("sockname")
+        writer.write(b"x")
+        await reader.readexactly(1)
+        writer.close()
+        await done
+        server.close()
+        await server.wait_closed()
+        return seen
+
+    return run(factory, main())
+
+
+def test_a_served_connections_peername_is_one_object(loop_factory):
+    """The peer's address (on the C loop held raw until asked for) is the
+    client's, and one object however and whenever it is asked for."""
+    assert _peer_names(loop_factory) == _peer_names(stdlib_loop) == [True] * 5
+
+
+def _reads_reach(factory: Callable[[], asyncio.AbstractEventLoop], kind: str) -> List[Any]:
+    """What a served connection's reads call: the protocol's own methods, a
+    function set on the protocol itself, or another object's bound method."""
+
+    class Elsewhere:
+        def __init__(self) -> None:
+            self.got: List[Any] = []
+
+        def data_received(self, data: bytes) -> None:
+            self.got.append(("elsewhere", data))
+
+        def buffer_updated(self, nbytes: int) -> None:
+            self.got.append(("elsewhere", nbytes))
+
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        got: List[Any] = []
+        elsewhere = Elsewhere()
+        lost = loop.create_future()
+
+        class Plain(asyncio.Protocol):
+            def __init__(self) -> None:
+                if kind == "own":
+                    self.data_received = lambda data: got.append(("own", data))
+                elif kind == "elsewhere":
+                    self.data_received = elsewhere.data_received
+
+            def data_received(self, data: bytes) -> None:
+                got.append(("class", data))
+
+            def connection_lost(self, exc: Any) -> None:
+                lost.set_result(None)
+
+        class Buffered(asyncio.BufferedProtocol):
+            def __init__(self) -> None:
+                self.buffer = bytearray(16)
+                if kind == "own":
+                    self.buffer_updated = lambda n: got.append(("own", n))
+                elif kind == "elsewhere":
+                    self.buffer_updated = elsewhere.buffer_updated
+
+            def get_buffer(self, sizehint: int) -> bytearray:
+                return self.buffer
+
+            def buffer_updated(self, nbytes: int) -> None:
+                got.append(("class", nbytes))
+
+            def connection_lost(self, exc: Any) -> None:
+                lost.set_result(None)
+
+        for factory_ in (Plain, Buffered):
+            server = await loop.create_server(factory_, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            client = socket.create_connection(("127.0.0.1", port))
+            client.sendall(b"abc")
+            for _ in range(1000):
+                if got or elsewhere.got:
+                    break
+                await asyncio.sleep(0.005)
+            client.close()
+            await lost
+            lost = loop.create_future()
+            server.close()
+            await server.wait_closed()
+        return got + elsewhere.got
+
+    return run(factory, main())
+
+
+@pytest.mark.parametrize("kind", ["class", "own", "elsewhere"])
+def test_reads_call_what_the_protocol_has(loop_factory, kind):
+    """A read calls the protocol's data_received or buffer_updated as found
+    when the transport was made: its class's method (on the C loop held as
+    the class's function), a function set on it, or another object's method."""
+    assert _reads_reach(loop_factory, kind) == _reads_reach(stdlib_loop, kind)
