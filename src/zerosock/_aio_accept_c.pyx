@@ -24,12 +24,13 @@ from asyncio import constants, streams, trsock
 from zerosock._aio_context cimport run_in_context
 from zerosock._aio_transport_c cimport TransportTable, new_accepted_transport
 from zerosock._cmethod_c cimport METH_FASTCALL, METH_KEYWORDS, c_method
-from zerosock._cpython_c cimport keeps_methods, zs_type_memo
+from zerosock._cpython_c cimport keeps_methods, zs_type_memo, zs_version_tags_on
 from zerosock._shim cimport (
     ZS_EINTR, ZS_ENOBUFS, ZS_INVALID_SOCKET, getsockname, sockaddr, sockaddr_storage,
     zs_accept_nonblocking, zs_close, zs_is_would_block, zs_last_error, zs_sock_t, zs_socklen_t,
     zs_strerror,
 )
+from zerosock._cpython_c import enabled
 from zerosock._sockaddr_c cimport make_address
 
 from zerosock._aio_streams_c import adopt_stream_protocol
@@ -37,6 +38,8 @@ from zerosock._aio_streams_c import adopt_stream_protocol
 import errno as _errno
 
 __all__ = ["accept_connection", "use_loop_class"]
+
+zs_version_tags_on = enabled("type_version_tags")
 
 cdef int ECONNABORTED = _errno.ECONNABORTED
 # What the stdlib treats as running out of a resource: log, pause, retry.

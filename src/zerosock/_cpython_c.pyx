@@ -16,12 +16,7 @@ import os
 import sys
 from asyncio import base_events, events, futures, streams
 
-from cpython.object cimport PyObject, PyTypeObject, Py_TYPE
-
-cdef extern from "Python.h":
-    object PyObject_GenericGetDict(object o, void *context)
-    Py_ssize_t PyDict_GET_SIZE(object d)
-    int PyDict_Contains(object d, object key) except -1
+from cpython.object cimport PyTypeObject
 
 __all__ = ["check", "enabled", "fastpaths", "verdict"]
 
@@ -164,35 +159,6 @@ def fastpaths():
                         "verified": f"{_version_text(first)}-{_version_text(last)}",
                         "what": what, "otherwise": otherwise}
     return report
-
-
-# -- what a C path checks before it stands in for a method -----------------------------
-
-cdef bint class_keeps(PyTypeObject *kind, zs_type_memo *memo, dict expected) except -1:
-    cdef PyObject *found
-    if zs_type_unchanged(memo, kind):
-        return True
-    for name, value in expected.items():
-        found = zs_type_lookup(kind, name)
-        if found != (NULL if value is None else <PyObject *>value):
-            return False
-    zs_remember_type(memo, kind)
-    return True
-
-
-cdef bint instance_keeps(object obj, dict expected) except -1:
-    if Py_TYPE(obj).tp_dictoffset == 0:
-        return True
-    state = PyObject_GenericGetDict(obj, NULL)
-    if PyDict_GET_SIZE(state):
-        for name in expected:
-            if PyDict_Contains(state, name):
-                return False
-    return True
-
-
-cdef bint keeps_methods(object obj, zs_type_memo *memo, dict expected) except -1:
-    return class_keeps(Py_TYPE(obj), memo, expected) and instance_keeps(obj, expected)
 
 
 # -- the checks at import -------------------------------------------------------------
@@ -390,5 +356,3 @@ cdef int _check_all() except -1:
 
 
 _check_all()
-# (Each compiled module has its own copy of the switch: this one's, for class_keeps.)
-zs_version_tags_on = enabled("type_version_tags")
