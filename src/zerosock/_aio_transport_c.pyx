@@ -92,15 +92,21 @@ cdef extern from *:
     }
 
     /* callable(self, arg), holding both for the call (the caller holds them
-     * in fields that the call may clear). */
+     * in fields that the call may clear), through its vectorcall slot where
+     * it has one. */
     static PyObject *zs_call_held_with(PyObject *callable, PyObject *self, PyObject *arg)
     {
         PyObject *args[3], *result;
+        vectorcallfunc call = PyVectorcall_Function(callable);
         Py_INCREF(callable);
         Py_INCREF(self);
         args[1] = self;
         args[2] = arg;
-        result = PyObject_Vectorcall(callable, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (call != NULL)
+            result = call(callable, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        else
+            result = PyObject_Vectorcall(callable, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                         NULL);
         Py_DECREF(self);
         Py_DECREF(callable);
         return result;
