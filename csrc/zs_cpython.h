@@ -284,6 +284,43 @@ static inline void zs_remember_type(zs_type_memo *memo, PyTypeObject *type)
     }
 }
 
+/* Whether class `kind` still has what `expected` says (a dict: name -> what
+ * its MRO must give for it, None: nothing), checked again only when its
+ * version tag changes.  What a C path checks before it stands in for methods. */
+static inline int zs_class_keeps(zs_type_memo *memo, PyTypeObject *kind, PyObject *expected)
+{
+    PyObject *name, *value;
+    Py_ssize_t pos = 0;
+    if (zs_type_unchanged(memo, kind))
+        return 1;
+    while (PyDict_Next(expected, &pos, &name, &value)) {
+        if (zs_type_lookup(kind, name) != (value == Py_None ? NULL : value))
+            return 0;
+    }
+    zs_remember_type(memo, kind);
+    return 1;
+}
+
+/* Whether `obj` sets none of `expected`'s names on itself (its __dict__);
+ * -1 with an exception set on failure. */
+static inline int zs_instance_keeps(PyObject *obj, PyObject *expected)
+{
+    PyObject *state, *name, *value;
+    Py_ssize_t pos = 0;
+    int found = 0;
+    if (Py_TYPE(obj)->tp_dictoffset == 0)
+        return 1;
+    state = PyObject_GenericGetDict(obj, NULL);
+    if (state == NULL)
+        return -1;
+    if (PyDict_GET_SIZE(state)) {
+        while (!found && PyDict_Next(expected, &pos, &name, &value))
+            found = PyDict_Contains(state, name);
+    }
+    Py_DECREF(state);
+    return found < 0 ? -1 : !found;
+}
+
 /* The check at import: a class looked up has a valid tag, which a change
  * to its base replaces.  NULL when so, else why not. */
 static const char *zs_version_tags_misfit(PyObject *base, PyObject *derived, PyObject *name)

@@ -14,7 +14,7 @@ import contextvars
 import logging
 import os
 import sys
-from asyncio import events, futures, streams
+from asyncio import base_events, events, futures, streams
 
 from cpython.object cimport PyTypeObject
 
@@ -72,6 +72,12 @@ TABLE = {
         "in one StopIteration raised again while nobody else holds it",
         "a new StopIteration for every finished read",
         "awaitable_slots", "_check_stop_iteration_reuse"),
+    "server_counts": (
+        (3, 9), (3, 12),
+        "asyncio's Server counts the connections it serves in C, where its "
+        "_attach and _detach are the stdlib's (a count, before 3.13)",
+        "the Server's _attach and _detach",
+        None, "_check_server_counts"),
     "ssl_object_layout": (
         (3, 11), (3, 15),
         "OpenSSL driven directly through the SSL, SSL_CTX and BIO pointers of "
@@ -280,6 +286,24 @@ def _check_stream_layout():
             return f"a {kind} does not take a subclass's __class__"
     if protocol._stream_reader is not reader:
         return "StreamReaderProtocol._stream_reader is not its reader"
+    return None
+
+
+def _check_server_counts():
+    """Server._attach and _detach read and write the names the C count does,
+    and count as it does."""
+    server_type = base_events.Server
+    if (server_type._attach.__code__.co_names != ("_sockets", "_active_count")
+            or server_type._detach.__code__.co_names != ("_active_count", "_sockets", "_wakeup")):
+        return "Server._attach or _detach use other attributes"
+    server = server_type.__new__(server_type)
+    server._sockets = []
+    server._active_count = 0
+    server._attach()
+    server._attach()
+    server._detach()
+    if server._active_count != 1:
+        return "Server._attach and _detach do not count"
     return None
 
 
