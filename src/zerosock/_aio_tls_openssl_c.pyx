@@ -103,6 +103,10 @@ if ssl is not None:
     # The context's message callback (a private debugging aid of the ssl
     # module); where _ssl has none to read, no handshake is made directly.
     _msg_callback_of = getattr(getattr(_ssl._SSLContext, "_msg_callback", None), "__get__", None)
+    # The direct handshake leaves a failure to _ssl's next call, which must
+    # find it queued, as with OpenSSL 3.0 and 3.1; with 3.6 that call raised
+    # nothing (a garbage ClientHello then went unreported).
+    _FAILURE_REQUEUED = ssl.OPENSSL_VERSION_INFO[:2] < (3, 2)
     _LIB_NAMES = getattr(_ssl, "lib_codes_to_names", {})
     _REASON_NAMES = getattr(_ssl, "err_codes_to_names", {})
 
@@ -254,7 +258,8 @@ cdef class OpenSSLEngine(TLSEngine):
         zs_ossl.SSL_ctrl(s, ZS_SSL_CTRL_SET_READ_AHEAD, 1, NULL)
         zs_ossl.SSL_set_default_read_buffer_len(s, RECORD_BUFFER)
         context = sslobj._sslobj.context
-        self._direct_handshake = (_msg_callback_of is not None and context.sni_callback is None
+        self._direct_handshake = (_FAILURE_REQUEUED and _msg_callback_of is not None
+                                  and context.sni_callback is None
                                   and getattr(context, "keylog_filename", None) is None
                                   and _msg_callback_of(context) is None)
 
