@@ -19,6 +19,14 @@ from _aio_loops import TIMEOUT, run, stdlib_loop
 CONNECTIONS = 60  # churned per test: enough for several accept batches
 
 
+class _Echo(asyncio.Protocol):
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
 async def _open_and_echo(port: int, payload: bytes) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(payload)
@@ -87,18 +95,11 @@ def _factory_failures(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[
         loop = asyncio.get_running_loop()
         made = []
 
-        class Echo(asyncio.Protocol):
-            def connection_made(self, transport: Any) -> None:
-                self.transport = transport
-
-            def data_received(self, data: bytes) -> None:
-                self.transport.write(data)
-
         def every_other() -> asyncio.Protocol:
             made.append(None)
             if len(made) % 2 == 0:
                 raise RuntimeError("no protocol for you")
-            return Echo()
+            return _Echo()
 
         server = await loop.create_server(every_other, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
@@ -224,14 +225,7 @@ def test_a_loop_that_makes_its_own_transports_is_asked(loop_factory):
     async def main() -> None:
         loop = asyncio.get_running_loop()
 
-        class Echo(asyncio.Protocol):
-            def connection_made(self, transport: Any) -> None:
-                self.transport = transport
-
-            def data_received(self, data: bytes) -> None:
-                self.transport.write(data)
-
-        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        server = await loop.create_server(_Echo, "127.0.0.1", 0)
         for i in range(3):
             assert await _open_and_echo(server.sockets[0].getsockname()[1], b"ok") == b"ok"
         server.close()
@@ -408,14 +402,7 @@ def _scheduling(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[Any]:
         loop = asyncio.get_running_loop()
         names: List[str] = []
 
-        class Echo(asyncio.Protocol):
-            def connection_made(self, transport: Any) -> None:
-                self.transport = transport
-
-            def data_received(self, data: bytes) -> None:
-                self.transport.write(data)
-
-        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        server = await loop.create_server(_Echo, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         await _open_and_echo(port, b"before")
         original = loop.call_soon
@@ -459,14 +446,7 @@ def _eof_logs(factory: Callable[[], asyncio.AbstractEventLoop]) -> int:
     async def main() -> None:
         loop = asyncio.get_running_loop()
 
-        class Echo(asyncio.Protocol):
-            def connection_made(self, transport: Any) -> None:
-                self.transport = transport
-
-            def data_received(self, data: bytes) -> None:
-                self.transport.write(data)
-
-        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        server = await loop.create_server(_Echo, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         await _open_and_echo(port, b"quiet")
         await asyncio.sleep(0.01)
