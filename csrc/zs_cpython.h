@@ -508,13 +508,13 @@ static Py_ssize_t zs_stops_made_count(void)
     return zs_stops_made;
 }
 
-/* StopIteration(value) raised, as PyErr_SetObject would: `value` borrowed,
- * neither a tuple nor an exception (those it would take as its arguments). */
+/* StopIteration(value) raised: `value` borrowed, neither a tuple nor an
+ * exception (those PyErr_SetObject would take as its arguments). */
 static void zs_raise_stop(PyObject *value)
 {
 #if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_GIL_DISABLED)
     PyStopIterationObject *stop = (PyStopIterationObject *)zs_stop_kept;
-    PyObject *args, *handled;
+    PyObject *args;
     if (zs_stop_reuse_on && PyBytes_CheckExact(value)
             && PyBytes_GET_SIZE(value) <= ZS_STOP_KEEP_MAX) {
         if (stop == NULL || Py_REFCNT(stop) != 1) {
@@ -550,9 +550,8 @@ static void zs_raise_stop(PyObject *value)
             }
             Py_SETREF(stop->value, Py_NewRef(value));
         }
-        handled = PyErr_GetHandledException();  /* the context, as a raise sets it */
-        if (handled != NULL)
-            Py_XSETREF(stop->context, handled);
+        /* No context: kept, it would hold an exception being handled, and
+         * its frames, until the next raise (3.15's coroutines set none). */
         PyErr_SetRaisedException((PyObject *)stop);
         return;
     }
