@@ -656,7 +656,7 @@ OPENSSL_OBJECTS = ("libssl", "libcrypto")
 # pthread_once call back the functions OpenSSL gives them, the dynamic loader
 # runs its constructors, and code valgrind names no object for ("???": the
 # stubs OpenSSL calls itself through) sits within OpenSSL's calls.
-NOT_THE_PROGRAM = ("libssl", "libcrypto", "libc.so", "libc-", "ld-linux", "libpthread", "???")
+NOT_THE_PROGRAM = OPENSSL_OBJECTS + ("libc.so", "libc-", "ld-linux", "libpthread", "???")
 
 
 def _callgrind_outside_openssl(path: str) -> int:
