@@ -18,6 +18,7 @@
  *                         bytes object of its own)
  *   bytes_refill          a bytes object nobody else holds may be refilled  3.9-3.15
  *   awaitable_slots       a ready static type's iternext/am_send slots set  3.9-3.15
+ *   stop_iteration_reuse  an await's StopIteration read once and dropped   3.12-3.14
  *   (ssl_object_layout    _ssl objects' pointers: zs_openssl.h, checked by the TLS engine)
  *
  * Every function here takes and returns references as the C API does.
@@ -283,6 +284,43 @@ static inline void zs_remember_type(zs_type_memo *memo, PyTypeObject *type)
     }
 }
 
+/* Whether class `kind` still has what `expected` says (a dict: name -> what
+ * its MRO must give for it, None: nothing), checked again only when its
+ * version tag changes.  What a C path checks before it stands in for methods. */
+static inline int zs_class_keeps(zs_type_memo *memo, PyTypeObject *kind, PyObject *expected)
+{
+    PyObject *name, *value;
+    Py_ssize_t pos = 0;
+    if (zs_type_unchanged(memo, kind))
+        return 1;
+    while (PyDict_Next(expected, &pos, &name, &value)) {
+        if (zs_type_lookup(kind, name) != (value == Py_None ? NULL : value))
+            return 0;
+    }
+    zs_remember_type(memo, kind);
+    return 1;
+}
+
+/* Whether `obj` sets none of `expected`'s names on itself (its __dict__);
+ * -1 with an exception set on failure. */
+static inline int zs_instance_keeps(PyObject *obj, PyObject *expected)
+{
+    PyObject *state, *name, *value;
+    Py_ssize_t pos = 0;
+    int found = 0;
+    if (Py_TYPE(obj)->tp_dictoffset == 0)
+        return 1;
+    state = PyObject_GenericGetDict(obj, NULL);
+    if (state == NULL)
+        return -1;
+    if (PyDict_GET_SIZE(state)) {
+        while (!found && PyDict_Next(expected, &pos, &name, &value))
+            found = PyDict_Contains(state, name);
+    }
+    Py_DECREF(state);
+    return found < 0 ? -1 : !found;
+}
+
 /* The check at import: a class looked up has a valid tag, which a change
  * to its base replaces.  NULL when so, else why not. */
 static const char *zs_version_tags_misfit(PyObject *base, PyObject *derived, PyObject *name)
@@ -443,6 +481,84 @@ static const char *zs_bytes_refill_misfit(void)
     return why;
 }
 
+/* ---- stop_iteration_reuse ----------------------------------------------
+ * On 3.12 to 3.14 an await of an object that is not a generator takes the
+ * value it finishes with from the StopIteration its iternext raises (3.10,
+ * 3.11 and 3.15 take it from am_send, without one); making and freeing it is
+ * about 700 instructions, more than the rest of a buffered stream read.
+ * The interpreter reads the exception's value and drops it at once, so one
+ * is kept and raised again whenever the kept reference is the only one:
+ * whoever holds it (an except clause that keeps it, a debugger) holds a
+ * reference, and the next raise makes a new one.  Only small bytes values:
+ * the kept exception holds the last one until the next raise. */
+#define ZS_STOP_KEEP_MAX 16384
+static int zs_stop_reuse_on;
+static PyObject *zs_stop_kept;
+static Py_ssize_t zs_stops_made;  /* by the fast path: for its check */
+
+/* For its check: whether the kept exception is held by nothing else, and
+ * how many the fast path has made. */
+static int zs_stop_kept_alone(void)
+{
+    return zs_stop_kept != NULL && Py_REFCNT(zs_stop_kept) == 1;
+}
+
+static Py_ssize_t zs_stops_made_count(void)
+{
+    return zs_stops_made;
+}
+
+/* StopIteration(value) raised: `value` borrowed, neither a tuple nor an
+ * exception (those PyErr_SetObject would take as its arguments). */
+static void zs_raise_stop(PyObject *value)
+{
+#if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_GIL_DISABLED)
+    PyStopIterationObject *stop = (PyStopIterationObject *)zs_stop_kept;
+    PyObject *args;
+    if (zs_stop_reuse_on && PyBytes_CheckExact(value)
+            && PyBytes_GET_SIZE(value) <= ZS_STOP_KEEP_MAX) {
+        if (stop == NULL || Py_REFCNT(stop) != 1) {
+            Py_CLEAR(zs_stop_kept);
+            zs_stop_kept = PyObject_CallOneArg(PyExc_StopIteration, value);
+            if (zs_stop_kept == NULL)
+                return;
+            zs_stops_made++;
+            stop = (PyStopIterationObject *)Py_NewRef(zs_stop_kept);
+        } else {
+            /* The raise's reference first: a finalizer that the clearing
+             * below runs and that raises again makes a new one. */
+            Py_INCREF(stop);
+            Py_CLEAR(stop->traceback);  /* whatever the last raise left */
+            Py_CLEAR(stop->context);
+            Py_CLEAR(stop->cause);
+            Py_CLEAR(stop->notes);
+            Py_CLEAR(stop->dict);
+            stop->suppress_context = 0;
+            args = stop->args;
+            if (args != NULL && Py_REFCNT(args) == 1 && PyTuple_CheckExact(args)
+                    && PyTuple_GET_SIZE(args) == 1) {
+                PyObject *old = PyTuple_GET_ITEM(args, 0);
+                PyTuple_SET_ITEM(args, 0, Py_NewRef(value));
+                Py_DECREF(old);
+            } else {
+                args = PyTuple_Pack(1, value);
+                if (args == NULL) {
+                    Py_DECREF(stop);
+                    return;
+                }
+                Py_SETREF(stop->args, args);
+            }
+            Py_SETREF(stop->value, Py_NewRef(value));
+        }
+        /* No context: kept, it would hold an exception being handled, and
+         * its frames, until the next raise (3.15's coroutines set none). */
+        PyErr_SetRaisedException((PyObject *)stop);
+        return;
+    }
+#endif
+    PyErr_SetObject(PyExc_StopIteration, value);
+}
+
 /* ---- awaitable_slots -----------------------------------------------------
  * An awaitable C type whose step is one C function: set as its tp_iternext
  * and, from 3.10, its am_send, after the type is ready -- the value comes
@@ -465,7 +581,7 @@ static PyObject *zs_op_iternext(PyObject *op)
                 Py_DECREF(stop);
             }
         } else {
-            PyErr_SetObject(PyExc_StopIteration, value);
+            zs_raise_stop(value);
         }
     }
     Py_DECREF(value);
@@ -484,7 +600,8 @@ static PySendResult zs_op_am_send(PyObject *op, PyObject *arg, PyObject **presul
 }
 #endif
 
-static int zs_install_op_slots(PyObject *type, zs_step_fn step)
+/* `reuse_stop`: the stop_iteration_reuse fast path for its StopIteration. */
+static int zs_install_op_slots(PyObject *type, zs_step_fn step, int reuse_stop)
 {
     PyTypeObject *t = (PyTypeObject *)type;
 #if PY_VERSION_HEX >= 0x030A0000
@@ -494,6 +611,7 @@ static int zs_install_op_slots(PyObject *type, zs_step_fn step)
     }
 #endif
     zs_op_step = step;
+    zs_stop_reuse_on = reuse_stop;
     t->tp_iternext = zs_op_iternext;
 #if PY_VERSION_HEX >= 0x030A0000
     t->tp_as_async->am_send = zs_op_am_send;

@@ -84,6 +84,7 @@ typedef struct {
     void (*SSL_set0_rbio)(ZS_SSL *, ZS_BIO *);
     long (*SSL_ctrl)(ZS_SSL *, int, long, void *);
     void (*SSL_set_default_read_buffer_len)(ZS_SSL *, size_t);
+    int (*SSL_do_handshake)(ZS_SSL *);
 } zs_openssl_table;
 
 static zs_openssl_table zs_ossl;
@@ -195,6 +196,7 @@ static int zs_openssl_load(const char *ssl_module_path, const char **missing)
     ZS_OSSL_LOAD(SSL_set0_rbio, "SSL_set0_rbio");
     ZS_OSSL_LOAD(SSL_ctrl, "SSL_ctrl");
     ZS_OSSL_LOAD(SSL_set_default_read_buffer_len, "SSL_set_default_read_buffer_len");
+    ZS_OSSL_LOAD(SSL_do_handshake, "SSL_do_handshake");
 #undef ZS_OSSL_LOAD
     t.version = t.OpenSSL_version_num();
 #ifndef _WIN32

@@ -19,6 +19,14 @@ from _aio_loops import TIMEOUT, run, stdlib_loop
 CONNECTIONS = 60  # churned per test: enough for several accept batches
 
 
+class _Echo(asyncio.Protocol):
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
 async def _open_and_echo(port: int, payload: bytes) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(payload)
@@ -87,18 +95,11 @@ def _factory_failures(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[
         loop = asyncio.get_running_loop()
         made = []
 
-        class Echo(asyncio.Protocol):
-            def connection_made(self, transport: Any) -> None:
-                self.transport = transport
-
-            def data_received(self, data: bytes) -> None:
-                self.transport.write(data)
-
         def every_other() -> asyncio.Protocol:
             made.append(None)
             if len(made) % 2 == 0:
                 raise RuntimeError("no protocol for you")
-            return Echo()
+            return _Echo()
 
         server = await loop.create_server(every_other, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
@@ -224,14 +225,7 @@ def test_a_loop_that_makes_its_own_transports_is_asked(loop_factory):
     async def main() -> None:
         loop = asyncio.get_running_loop()
 
-        class Echo(asyncio.Protocol):
-            def connection_made(self, transport: Any) -> None:
-                self.transport = transport
-
-            def data_received(self, data: bytes) -> None:
-                self.transport.write(data)
-
-        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        server = await loop.create_server(_Echo, "127.0.0.1", 0)
         for i in range(3):
             assert await _open_and_echo(server.sockets[0].getsockname()[1], b"ok") == b"ok"
         server.close()
@@ -325,3 +319,284 @@ def test_running_out_of_descriptors_pauses_accepting_then_resumes(loop_factory):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split(None, 1) == [
         "later", "['socket.accept() out of system resource']\n"]
+
+
+def _server_bookkeeping(factory: Callable[[], asyncio.AbstractEventLoop],
+                        patch: str) -> List[Any]:
+    """What a server counts of its connections while they are open and once
+    they are gone, and what its _attach and _detach are asked, when they are
+    its class's own or replaced on the class or on the server."""
+    from asyncio import base_events
+
+    calls: List[str] = []
+
+    def counted(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any) -> Any:
+            calls.append(name)
+            return method(*args)
+        return wrapper
+
+    def count(server: Any) -> int:
+        clients = getattr(server, "_clients", None)  # 3.13 on: the transports themselves
+        return server._active_count if clients is None else len(clients)
+
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        lost: List[asyncio.Future] = []
+
+        class Echo(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                self.done = loop.create_future()
+                lost.append(self.done)
+
+            def connection_lost(self, exc: Any) -> None:
+                self.done.set_result(None)
+
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        if patch == "server":
+            server._attach = counted("attach", server._attach)
+            server._detach = counted("detach", server._detach)
+        port = server.sockets[0].getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+        for _ in range(1000):
+            if len(lost) == len(clients):
+                break
+            await asyncio.sleep(0.005)
+        seen: List[Any] = [len(lost), count(server)]
+        server.close()
+        closed = asyncio.ensure_future(server.wait_closed())
+        await asyncio.sleep(0.01)
+        seen.append(closed.done())  # (3.12 on: not before every connection is gone)
+        for client in clients:
+            client.close()
+        await asyncio.gather(*lost)
+        await closed
+        seen.append(count(server))
+        return seen
+
+    original = (base_events.Server._attach, base_events.Server._detach)
+    if patch == "class":
+        base_events.Server._attach = counted("attach", original[0])
+        base_events.Server._detach = counted("detach", original[1])
+    try:
+        seen = run(factory, main())
+    finally:
+        base_events.Server._attach, base_events.Server._detach = original
+    return seen + [calls.count("attach"), calls.count("detach")]
+
+
+@pytest.mark.parametrize("patch", ["none", "class", "server"])
+def test_a_server_counts_its_connections_as_the_stdlibs(loop_factory, patch):
+    """The server counts each connection once and forgets it once (on the
+    C loop in C while its methods are the stdlib's), and calls its own
+    _attach and _detach when they are replaced on its class or on it."""
+    assert _server_bookkeeping(loop_factory, patch) == _server_bookkeeping(stdlib_loop, patch)
+
+
+def _scheduling(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[Any]:
+    """The callbacks a served connection schedules through loop.call_soon
+    once call_soon is replaced on the loop, after connections were served."""
+    from collections import Counter
+
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        names: List[str] = []
+
+        server = await loop.create_server(_Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        await _open_and_echo(port, b"before")
+        original = loop.call_soon
+
+        def recording(callback: Any, *args: Any, **kwargs: Any) -> Any:
+            names.append(getattr(callback, "__name__", ""))
+            return original(callback, *args, **kwargs)
+
+        loop.call_soon = recording  # type: ignore[method-assign]
+        try:
+            await _open_and_echo(port, b"during")
+            await asyncio.sleep(0.01)
+        finally:
+            loop.call_soon = original  # type: ignore[method-assign]
+        server.close()
+        await server.wait_closed()
+        counted = Counter(names)
+        return [counted["connection_made"], counted["_call_connection_lost"]]
+
+    return run(factory, main())
+
+
+def test_a_call_soon_set_on_the_loop_schedules_the_connections_callbacks(loop_factory):
+    """connection_made and connection_lost are scheduled through the loop's
+    call_soon as the stdlib's transports call it, even when it is replaced
+    on the loop after the C path found it to be the loop's own."""
+    assert _scheduling(loop_factory) == _scheduling(stdlib_loop)
+
+
+def _eof_logs(factory: Callable[[], asyncio.AbstractEventLoop]) -> int:
+    """How many 'received EOF' debug records a served connection logs in
+    debug mode switched on after connections were served, and off again."""
+    import logging
+
+    records: List[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        server = await loop.create_server(_Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        await _open_and_echo(port, b"quiet")
+        await asyncio.sleep(0.01)
+        loop.set_debug(True)
+        await _open_and_echo(port, b"logged")
+        await asyncio.sleep(0.01)
+        loop.set_debug(False)
+        await _open_and_echo(port, b"quiet again")
+        await asyncio.sleep(0.01)
+        server.close()
+        await server.wait_closed()
+
+    logger = logging.getLogger("asyncio")
+    handler, level = Keep(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        run(factory, main())
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return sum("received EOF" in message for message in records)
+
+
+def test_debug_mode_switched_while_serving_is_seen_by_the_transports(loop_factory):
+    """A transport reads the loop's debug flag as it is at each event (on the
+    C loop from the loop's slot while get_debug() is its own)."""
+    assert _eof_logs(loop_factory) == _eof_logs(stdlib_loop) == 1
+
+
+def _peer_names(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[Any]:
+    """A served connection's peername asked before and after its extra dict
+    was made, and after the connection is lost: equal to the client's
+    address, and the same object every time."""
+
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        seen: List[Any] = []
+        done = loop.create_future()
+
+        class Echo(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+
+            def data_received(self, data: bytes) -> None:
+                first = self.transport.get_extra_info("peername")
+                seen.append(first == client_address)
+                seen.append(self.transport.get_extra_info("peername") is first)
+                seen.append(self.transport._extra["peername"] is first)
+                seen.append(self.transport.get_extra_info("peername", "default") is first)
+                self.first = first
+                self.transport.write(data)
+
+            def connection_lost(self, exc: Any) -> None:
+                seen.append(self.transport.get_extra_info("peername") is self.first)
+                done.set_result(None)
+
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        client_address = writer.get_extra_info("sockname")
+        writer.write(b"x")
+        await reader.readexactly(1)
+        writer.close()
+        await done
+        server.close()
+        await server.wait_closed()
+        return seen
+
+    return run(factory, main())
+
+
+def test_a_served_connections_peername_is_one_object(loop_factory):
+    """The peer's address (on the C loop held raw until asked for) is the
+    client's, and one object however and whenever it is asked for."""
+    assert _peer_names(loop_factory) == _peer_names(stdlib_loop) == [True] * 5
+
+
+def _reads_reach(factory: Callable[[], asyncio.AbstractEventLoop], kind: str) -> List[Any]:
+    """What a served connection's reads call: the protocol's own methods, a
+    function set on the protocol itself, or another object's bound method."""
+
+    class Elsewhere:
+        def __init__(self) -> None:
+            self.got: List[Any] = []
+
+        def data_received(self, data: bytes) -> None:
+            self.got.append(("elsewhere", data))
+
+        def buffer_updated(self, nbytes: int) -> None:
+            self.got.append(("elsewhere", nbytes))
+
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        got: List[Any] = []
+        elsewhere = Elsewhere()
+        lost = loop.create_future()
+
+        class Plain(asyncio.Protocol):
+            def __init__(self) -> None:
+                if kind == "own":
+                    self.data_received = lambda data: got.append(("own", data))
+                elif kind == "elsewhere":
+                    self.data_received = elsewhere.data_received
+
+            def data_received(self, data: bytes) -> None:
+                got.append(("class", data))
+
+            def connection_lost(self, exc: Any) -> None:
+                lost.set_result(None)
+
+        class Buffered(asyncio.BufferedProtocol):
+            def __init__(self) -> None:
+                self.buffer = bytearray(16)
+                if kind == "own":
+                    self.buffer_updated = lambda n: got.append(("own", n))
+                elif kind == "elsewhere":
+                    self.buffer_updated = elsewhere.buffer_updated
+
+            def get_buffer(self, sizehint: int) -> bytearray:
+                return self.buffer
+
+            def buffer_updated(self, nbytes: int) -> None:
+                got.append(("class", nbytes))
+
+            def connection_lost(self, exc: Any) -> None:
+                lost.set_result(None)
+
+        for factory_ in (Plain, Buffered):
+            server = await loop.create_server(factory_, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            client = socket.create_connection(("127.0.0.1", port))
+            client.sendall(b"abc")
+            for _ in range(1000):
+                if got or elsewhere.got:
+                    break
+                await asyncio.sleep(0.005)
+            client.close()
+            await lost
+            lost = loop.create_future()
+            server.close()
+            await server.wait_closed()
+        return got + elsewhere.got
+
+    return run(factory, main())
+
+
+@pytest.mark.parametrize("kind", ["class", "own", "elsewhere"])
+def test_reads_call_what_the_protocol_has(loop_factory, kind):
+    """A read calls the protocol's data_received or buffer_updated as found
+    when the transport was made: its class's method (on the C loop held as
+    the class's function), a function set on it, or another object's method."""
+    assert _reads_reach(loop_factory, kind) == _reads_reach(stdlib_loop, kind)

@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import traceback
 from typing import Any, AsyncIterator, Callable, List, Optional, Tuple
 
 import pytest
@@ -214,6 +215,47 @@ def test_read_methods_over_the_transport(loop_factory):
             with pytest.raises(asyncio.IncompleteReadError) as info:
                 await reader.readexactly(1)
             assert (info.value.partial, info.value.expected) == (b"", 1)
+
+    run(loop_factory, main())
+
+
+def test_a_finished_reads_stop_iteration_is_its_own(loop_factory):
+    # A read with its bytes already buffered finishes in one step, raising
+    # StopIteration(value) from next(); an await drops it at once.  One kept
+    # by whoever caught it keeps its value, and each carries only its own
+    # value, arguments, context and traceback (the C loop reuses the
+    # exception where nobody holds it: the stop_iteration_reuse fast path).
+    async def main() -> None:
+        async with _connected() as (reader, writer, peer):
+            peer.sendall(b"-abcdefgh")
+            assert await reader.readexactly(1) == b"-"  # the rest is buffered with it
+            kept = []
+            for _ in range(3):
+                try:
+                    next(reader.readexactly(2).__await__())
+                except StopIteration as stop:
+                    kept.append(stop)
+            assert [(s.value, s.args) for s in kept] == [
+                (b"ab", (b"ab",)), (b"cd", (b"cd",)), (b"ef", (b"ef",))]
+            assert len({id(s) for s in kept}) == 3
+            del kept
+            for want in (b"g", b"h"):
+                handled = KeyError("handled")
+                try:
+                    try:
+                        raise handled
+                    except KeyError:
+                        next(reader.read(1).__await__())
+                except StopIteration as stop:
+                    assert (stop.value, stop.args) == (want, (want,))
+                    # this raise's context (3.15's own coroutines set none), never an earlier one
+                    assert stop.__context__ is None or stop.__context__ is handled
+                    assert stop.__cause__ is None and not stop.__suppress_context__
+                    assert len(traceback.extract_tb(stop.__traceback__)) == 1
+                    assert not hasattr(stop, "__notes__")
+                    stop.add_note("seen") if sys.version_info >= (3, 11) else None
+            peer.sendall(b"xyz")
+            assert await reader.readexactly(3) == b"xyz"  # and awaits still finish
 
     run(loop_factory, main())
 

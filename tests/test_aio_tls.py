@@ -4,6 +4,7 @@ stock asyncio (the reference) run the same tests through ``tls_loop_factory``.""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import os
 import socket
@@ -15,7 +16,7 @@ from typing import Any, Callable, List, Optional, Tuple
 
 import pytest
 
-from _aio_loops import fastpath_on, run
+from _aio_loops import fastpath_on, run, stdlib_loop
 from _hardening import fuzz_examples
 from _kernel import pin_buffers
 
@@ -391,6 +392,24 @@ def test_alpn_and_sni_callback(tls_loop_factory, ca, server_cert):
     run(tls_loop_factory, main())
 
 
+def test_a_server_contexts_key_log_is_written(tls_loop_factory, ca, server_cert, tmp_path):
+    """A context with a key log file has _ssl's callback write each
+    handshake's secrets (the C engine then hands the handshake to _ssl)."""
+    keylog = tmp_path / "keys.log"
+
+    async def main() -> None:
+        sctx = server_context(ca, server_cert)
+        sctx.keylog_filename = str(keylog)
+        server, srv, cli = await tls_pair(ca, server_cert, lambda: Peer(echo=True), sctx=sctx)
+        assert cli.transport is not None
+        cli.transport.write(b"ping")
+        assert await cli.received(4) == b"ping"
+        await close_all(server, cli, srv)
+
+    run(tls_loop_factory, main())
+    assert "SERVER_HANDSHAKE_TRAFFIC_SECRET" in keylog.read_text()
+
+
 def test_client_certificate_reaches_the_server(tls_loop_factory, ca, server_cert):
     async def main() -> None:
         sctx = server_context(ca, server_cert)
@@ -505,6 +524,151 @@ def test_server_handshake_timeout_hangs_up_on_a_silent_client(tls_loop_factory, 
         sock.close()
         server.close()
         await server.wait_closed()
+
+    run(tls_loop_factory, main(), lambda loop, ctx: None)
+
+
+# -- a TLS listener's connections (the C loop accepts them in C, with no Task each) --------
+
+TLS_REQUEST = contextvars.ContextVar("TLS_REQUEST", default="unset")
+
+
+def _tls_listener_sees(factory: Callable[[], asyncio.AbstractEventLoop], ca: Any,
+                       cert: Any) -> List[Any]:
+    """What a TLS server's protocols see over a few concurrent and sequential
+    clients, the second one's protocol factory failing: the context each
+    callback runs in, what the transport says by connection_made, the order
+    of the events, and what each client got."""
+    sctx, cctx = server_context(ca, cert), client_context(ca)
+
+    async def client(port: int, payload: bytes) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=cctx, server_hostname="localhost")
+        except (OSError, ssl.SSLError) as exc:  # the connection whose factory failed
+            return f"refused: {type(exc).__name__}"
+        writer.write(payload)
+        data = await reader.read(100)
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except OSError:
+            pass
+        await asyncio.sleep(0)
+        assert loop.is_running()
+        return data
+
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        seen: List[Any] = []
+        lost: List[asyncio.Future] = []
+        count = [0]
+
+        class Echo(asyncio.Protocol):
+            def __init__(self) -> None:
+                count[0] += 1
+                self.number = count[0]
+                if self.number == 2:
+                    raise RuntimeError("no protocol for you")
+                seen.append(("factory", self.number, TLS_REQUEST.get()))
+                TLS_REQUEST.set(f"made {self.number}")
+                self.done = loop.create_future()
+                lost.append(self.done)
+
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+                seen.append(("made", self.number, TLS_REQUEST.get(),
+                             transport.get_extra_info("ssl_object") is not None,
+                             transport.get_extra_info("cipher") is not None,
+                             transport.get_extra_info("peercert"),
+                             transport.get_extra_info("peername")[0],
+                             transport.get_extra_info("sockname") == address,
+                             transport.get_extra_info("sslcontext") is sctx,
+                             transport.is_closing()))
+                TLS_REQUEST.set(f"connection_made {self.number}")
+
+            def data_received(self, data: bytes) -> None:
+                seen.append(("data", self.number, TLS_REQUEST.get()))
+                self.transport.write(data)
+
+            def eof_received(self) -> None:
+                seen.append(("eof", self.number, TLS_REQUEST.get()))
+
+            def connection_lost(self, exc: Any) -> None:
+                seen.append(("lost", self.number, exc, self.transport.is_closing()))
+                self.done.set_result(None)
+
+        TLS_REQUEST.set("server")
+        server = await loop.create_server(Echo, "127.0.0.1", 0, ssl=sctx)
+        address = server.sockets[0].getsockname()
+        got = [await client(address[1], b"first"), await client(address[1], b"second")]
+        got += await asyncio.gather(*[client(address[1], b"%d" % i) for i in range(8)])
+        await asyncio.gather(*lost)
+        server.close()
+        await server.wait_closed()
+        seen.append(("server after", TLS_REQUEST.get()))
+        return [got, sorted(map(repr, seen))]
+
+    return run(factory, main(), lambda loop, ctx: None)
+
+
+@pytest.mark.filterwarnings("ignore:unclosed:ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_tls_listeners_connections_are_the_stdlibs(tls_loop_factory, ca, server_cert):
+    """Each connection's protocol is made in a copy of the server's context,
+    told connection_made once its handshake is done (the handshake's extra
+    info there), then its data, EOF and loss, as on stock asyncio; a failing
+    protocol factory drops only its own connection."""
+    mine = _tls_listener_sees(tls_loop_factory, ca, server_cert)
+    assert mine == _tls_listener_sees(stdlib_loop, ca, server_cert)
+    got = mine[0]
+    assert got[0] == b"first" and got[1] in ("refused: ConnectionResetError", b"")
+    assert got[2:] == [b"%d" % i for i in range(8)]
+
+
+def test_a_loop_that_makes_its_own_tls_transports_is_asked(tls_loop_factory, ca, server_cert):
+    """A loop whose _make_ssl_transport is replaced has it called for each
+    connection a TLS listener accepts, as stock asyncio does."""
+    calls: List[Any] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        own = loop._make_ssl_transport
+
+        def make_ssl_transport(*args: Any, **kwargs: Any) -> Any:
+            calls.append((kwargs.get("server_side"), kwargs.get("ssl_handshake_timeout")))
+            return own(*args, **kwargs)
+
+        loop._make_ssl_transport = make_ssl_transport
+        server, srv, cli = await tls_pair(ca, server_cert, lambda: Peer(echo=True))
+        assert cli.transport is not None
+        cli.transport.write(b"ping")
+        assert await cli.received(4) == b"ping"
+        await close_all(server, cli, srv)
+
+    run(tls_loop_factory, main())
+    assert sorted(calls) == [(False, None), (True, None)]  # the client's, then the server's
+
+
+def test_a_tls_listener_in_debug_mode_reports_a_failed_handshake(tls_loop_factory, ca, server_cert):
+    """In debug mode (which the C loop serves through the stdlib's path) a
+    client that is not TLS makes the server log the failed handshake, as
+    stock asyncio does."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = 60.0
+        made: List[Peer] = []
+        server = await loop.create_server(lambda: made.append(Peer()) or made[-1], "127.0.0.1", 0,
+                                          ssl=server_context(ca, server_cert))
+        sock = await raw_connect(server.sockets[0].getsockname()[1])
+        await loop.sock_sendall(sock, b"GET / HTTP/1.0\r\n\r\n")
+        await read_to_eof(sock)
+        sock.close()
+        server.close()
+        await server.wait_closed()
+        assert made[0].events == []
 
     run(tls_loop_factory, main(), lambda loop, ctx: None)
 

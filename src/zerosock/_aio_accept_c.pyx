@@ -9,27 +9,33 @@ the transport and waits for a Future the transport completes.  Here
 the queue is empty (at most ``backlog`` times, as the stdlib does) and, for
 each descriptor, calls the protocol factory and makes the transport in a copy
 of the context, as the Task would have run them; the socket object is made
-only if asked for.  What it cannot do as the stdlib would (TLS, debug mode,
-a listening socket of another class, a loop whose transport-making methods
-were replaced) goes to the stdlib's method."""
+only if asked for.  A TLS listener's connections get the engine's TLS
+protocol on that transport with no waiter: the Task only waited for the
+handshake to close the transport on failure, which the protocol does itself
+(its errors logged as before; the application's connection_made once the
+handshake is done).  What it cannot do as the stdlib would (the stdlib's
+TLS protocol, debug mode, a listening socket of another class, a loop whose
+transport-making methods were replaced) goes to the stdlib's method."""
 
 cimport cython
 from cpython.contextvars cimport PyContext_CopyCurrent
-from cpython.object cimport PyObject, PyTypeObject
+from cpython.object cimport PyObject
 
 import socket
 import weakref
-from asyncio import constants, trsock
+from asyncio import constants, streams, trsock
 
 from zerosock._aio_context cimport run_in_context
+from zerosock._aio_tls_c cimport new_server_tls_protocol, uses_own_tls_protocol
 from zerosock._aio_transport_c cimport TransportTable, new_accepted_transport
 from zerosock._cmethod_c cimport METH_FASTCALL, METH_KEYWORDS, c_method
-from zerosock._cpython_c cimport zs_remember_type, zs_type_lookup, zs_type_memo, zs_type_unchanged
+from zerosock._cpython_c cimport keeps_methods, zs_type_memo, zs_version_tags_on
 from zerosock._shim cimport (
     ZS_EINTR, ZS_ENOBUFS, ZS_INVALID_SOCKET, getsockname, sockaddr, sockaddr_storage,
     zs_accept_nonblocking, zs_close, zs_is_would_block, zs_last_error, zs_sock_t, zs_socklen_t,
     zs_strerror,
 )
+from zerosock._cpython_c import enabled
 from zerosock._sockaddr_c cimport make_address
 
 from zerosock._aio_streams_c import adopt_stream_protocol
@@ -38,6 +44,8 @@ import errno as _errno
 
 __all__ = ["accept_connection", "use_loop_class"]
 
+zs_version_tags_on = enabled("type_version_tags")
+
 cdef int ECONNABORTED = _errno.ECONNABORTED
 # What the stdlib treats as running out of a resource: log, pause, retry.
 cdef int EMFILE = _errno.EMFILE
@@ -45,6 +53,7 @@ cdef int ENFILE = _errno.ENFILE
 cdef int ENOMEM = _errno.ENOMEM
 cdef object ACCEPT_RETRY_DELAY = constants.ACCEPT_RETRY_DELAY
 cdef object _TransportSocket = trsock.TransportSocket
+cdef type _StreamReaderProtocol = streams.StreamReaderProtocol
 cdef type _Socket = socket.socket
 cdef int AF_INET = socket.AF_INET
 cdef int AF_INET6 = socket.AF_INET6
@@ -65,30 +74,14 @@ def use_loop_class(cls):
     global LoopType, _std_accept_connection
     LoopType = cls
     _std_accept_connection = cls.__base__._accept_connection
-    for name in ("_make_socket_transport", "_accept_connection2"):
+    for name in ("_make_socket_transport", "_make_ssl_transport", "_accept_connection2"):
         _replaced[name] = getattr(cls, name)
 
 
-cdef bint _makes_connections_natively(object loop) except -1:
+cdef inline bint _makes_connections_natively(object loop) except -1:
     """Whether the loop's class and the loop itself keep the methods whose
     work the C path does (a subclass or a patch that replaces one is called)."""
-    cdef type loop_type = type(loop)
-    cdef PyTypeObject *kind = <PyTypeObject *>loop_type
-    if not zs_type_unchanged(&_loop_memo, kind):
-        for name, method in _replaced.items():
-            if zs_type_lookup(kind, name) != <PyObject *>method:
-                return False
-        zs_remember_type(&_loop_memo, kind)
-    state = loop.__dict__
-    if state:
-        for name in _replaced:
-            if name in state:
-                return False
-    return True
-
-
-cdef enum:
-    HOST_CACHE = 256
+    return keeps_methods(loop, &_loop_memo, _replaced)
 
 
 @cython.final
@@ -101,11 +94,6 @@ cdef class _Listener:
     cdef zs_sock_t fd
     cdef int family, kind, proto
     cdef object sockname  # None: asked of each connection
-    # IPv4 peers' host strings, by address (direct-mapped on its last byte):
-    # a server's clients are often a few hosts, whose text is then made once
-    # and shared by their connections.
-    cdef unsigned int cached_ipv4[HOST_CACHE]
-    cdef list cached_hosts
 
 
 cdef _Listener _listener_of(object loop, object sock):
@@ -125,7 +113,6 @@ cdef _Listener _listener_of(object loop, object sock):
     listener.kind = sock.type
     listener.proto = sock.proto
     listener.sockname = None
-    listener.cached_hosts = [None] * HOST_CACHE
     if listener.family in (AF_INET, AF_INET6):
         # A TCP connection's local address is the one its listener is bound
         # to, unless that is a wildcard.
@@ -138,6 +125,7 @@ cdef _Listener _listener_of(object loop, object sock):
 
 
 @cython.final
+@cython.freelist(8)
 cdef class _Connection:
     """One accepted descriptor on its way to a transport."""
     cdef object loop
@@ -145,9 +133,14 @@ cdef class _Connection:
     cdef object server
     cdef _Listener listener
     cdef zs_sock_t fd
-    cdef object peername
+    cdef object peername          # None when an IPv4 peer is held raw:
+    cdef unsigned int peer_ipv4   # its address (network order)
+    cdef unsigned short peer_port # and port (0: not held)
     cdef object context
     cdef bint owned   # the transport has the descriptor: it closes it
+    cdef object sslcontext   # a TLS listener's: None for plain TCP
+    cdef object ssl_handshake_timeout
+    cdef object ssl_shutdown_timeout
 
 
 cdef extern from *:
@@ -168,21 +161,6 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    /* The dotted-quad text of an IPv4 address (network order), as inet_ntop
-       writes it, without its formatting machinery. */
-    static PyObject *zs_ipv4_text(const unsigned char *quad)
-    {
-        char text[16];
-        int n = 0, i, v;
-        for (i = 0; i < 4; i++) {
-            v = quad[i];
-            if (v >= 100) text[n++] = (char)('0' + v / 100);
-            if (v >= 10) text[n++] = (char)('0' + v / 10 % 10);
-            text[n++] = (char)('0' + v % 10);
-            if (i < 3) text[n++] = '.';
-        }
-        return PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, text, n);
-    }
     /* Whether a weak reference still refers to obj (which the caller holds),
        without the weakref call's argument handling, and without
        PyWeakref_GetObject from 3.13, which deprecates it. */
@@ -199,26 +177,23 @@ cdef extern from *:
     #endif
     }
     """
-    object zs_ipv4_text(const unsigned char *quad)
     int zs_weakref_refers_to(object ref, object obj) except -1
 
 
-cdef object _peer_address(_Listener listener, sockaddr_storage *address, zs_socklen_t length):
-    """What accept() returns as the peer's address."""
+cdef int _take_peer(_Connection conn, sockaddr_storage *address, zs_socklen_t length) except -1:
+    """What accept() returns as the peer's address, for the transport: an
+    IPv4 one raw (its tuple made when asked for: an idle connection's bytes)."""
     cdef zs_sockaddr_in *sin = <zs_sockaddr_in *>address
-    cdef unsigned int ipv4
-    cdef Py_ssize_t slot
-    cdef int family = listener.family
+    cdef int family = conn.listener.family
     if family == AF_INET and length >= sizeof(zs_sockaddr_in) and sin.sin_family == AF_INET:
-        ipv4 = sin.sin_addr.s_addr
-        slot = (<unsigned char *>&sin.sin_addr)[3] % HOST_CACHE
-        host = listener.cached_hosts[slot]
-        if host is None or listener.cached_ipv4[slot] != ipv4:
-            host = zs_ipv4_text(<unsigned char *>&sin.sin_addr)
-            listener.cached_ipv4[slot] = ipv4
-            listener.cached_hosts[slot] = host
-        return (host, ntohs(sin.sin_port))
-    return make_address(<sockaddr *>address, length, family)
+        conn.peer_ipv4 = sin.sin_addr.s_addr
+        conn.peer_port = ntohs(sin.sin_port)
+        if conn.peer_port:
+            conn.peername = None
+            return 0
+    conn.peer_port = 0
+    conn.peername = make_address(<sockaddr *>address, length, family)
+    return 0
 
 
 cdef inline object _os_error(int err):
@@ -249,19 +224,25 @@ cdef int _make_connection(object target, object unused) except -1:
         current = table.get(<int>conn.fd)
     if current is not None and not current.is_closing():
         raise RuntimeError(f"File descriptor {<int>conn.fd} is used by transport {current!r}")
-    adopt_stream_protocol(protocol, loop)
+    if type(protocol) is _StreamReaderProtocol:  # (what adopt_stream_protocol asks first)
+        adopt_stream_protocol(protocol, loop)
+    if conn.sslcontext is not None:
+        # What the loop's _make_ssl_transport puts on the socket transport.
+        protocol = new_server_tls_protocol(loop, protocol, conn.sslcontext,
+                                           conn.ssl_handshake_timeout, conn.ssl_shutdown_timeout)
     sockname = listener.sockname
     if sockname is None:
         sockname = _local_address(conn.fd, listener.family)
     conn.owned = True
     new_accepted_transport(loop, <int>conn.fd, listener.family, listener.kind,
                            listener.proto, conn.peername, sockname, protocol, conn.server,
-                           conn.context)
+                           conn.context, conn.peer_ipv4, conn.peer_port)
     return 0
 
 
-cdef object _accept_batch(object loop, object protocol_factory, object sock, object server,
-                          Py_ssize_t backlog, tuple serving_args):
+cdef object _accept_batch(object loop, object protocol_factory, object sock, object sslcontext,
+                          object server, Py_ssize_t backlog, object ssl_handshake_timeout,
+                          object ssl_shutdown_timeout, tuple serving_args):
     cdef _Listener listener = _listener_of(loop, sock)
     cdef _Connection conn
     cdef sockaddr_storage address
@@ -295,10 +276,13 @@ cdef object _accept_batch(object loop, object protocol_factory, object sock, obj
         conn.listener = listener
         conn.fd = fd
         conn.owned = False
+        conn.sslcontext = sslcontext
+        conn.ssl_handshake_timeout = ssl_handshake_timeout
+        conn.ssl_shutdown_timeout = ssl_shutdown_timeout
         # A Task would have run this in a copy of the current context.
         conn.context = PyContext_CopyCurrent()
         try:
-            conn.peername = _peer_address(listener, &address, length)
+            _take_peer(conn, &address, length)
             failure = run_in_context(conn.context, _make_connection, conn, None, &unused)
         except BaseException:
             if not conn.owned:
@@ -312,15 +296,20 @@ cdef object _accept_batch(object loop, object protocol_factory, object sock, obj
 
 
 cdef object _accept_connection(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
-    # (protocol_factory, sock, sslcontext=None, server=None, backlog=100, *timeouts)
+    # (protocol_factory, sock, sslcontext=None, server=None, backlog=100,
+    #  ssl_handshake_timeout=None, ssl_shutdown_timeout=None)
     cdef Py_ssize_t backlog = 100
+    sslcontext = <object>args[2] if nargs > 2 else None
     if (kwnames == NULL and 2 <= nargs <= 7 and type(<object>args[1]) is _Socket
-            and (nargs < 3 or args[2] == <PyObject *>None)
+            and (sslcontext is None or uses_own_tls_protocol())
             and not loop._debug and _makes_connections_natively(loop)):
         if nargs > 4:
             backlog = <object>args[4]
         return _accept_batch(loop, <object>args[0], <object>args[1],
+                             sslcontext if sslcontext else None,
                              <object>args[3] if nargs > 3 else None, backlog,
+                             <object>args[5] if nargs > 5 else None,
+                             <object>args[6] if nargs > 6 else None,
                              tuple([<object>args[i] for i in range(nargs)]))
     positional = tuple([<object>args[i] for i in range(nargs)])
     keywords = {}

@@ -15,6 +15,7 @@ from zerosock import _aio_loop_methods_c as loop_methods
 from zerosock._aio_loop_methods_c import bind_loop_methods
 from zerosock._aio_streams_c import adopt_stream_protocol
 from zerosock._aio_tls_c import TLS_ENGINE, new_ssl_protocol
+from zerosock import _aio_transport_c
 from zerosock._aio_transport_c import (SocketTransport, TransportCore, TransportTable,
                                       stream_core_type)
 from zerosock._selectors_c import DefaultSelector
@@ -149,6 +150,7 @@ class EventLoop(asyncio.SelectorEventLoop):
 
 
 _aio_accept_c.use_loop_class(EventLoop)
+_aio_transport_c.use_loop_class(EventLoop)
 
 
 class EventLoopPolicy(_aio_shared.BasePolicy):

@@ -37,6 +37,7 @@ import sys
 from asyncio import base_events, events, futures, tasks
 
 from zerosock._aio_core_c cimport LoopCore, timer_scheduled
+from zerosock._aio_transport_c cimport lend_loop_methods
 from zerosock._aio_core_c import treat_as_stdlib_time
 from zerosock._cmethod_c cimport (
     CMethod, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_O, c_method,
@@ -79,6 +80,14 @@ cdef extern from *:
         return PyCFunction_NewEx(&zs_bound_call_soon_def, self, NULL);
     }
 
+    /* Whether `method` is the binding zs_new_bound_call_soon made for `self`. */
+    static int zs_is_bound_call_soon(PyObject *method, PyObject *self)
+    {
+        return PyCFunction_Check(method)
+            && ((PyCFunctionObject *)method)->m_ml == &zs_bound_call_soon_def
+            && PyCFunction_GET_SELF(method) == self;
+    }
+
     /* Whether the str `name` (a keyword name) is the str `known`: identity
        first, then the characters -- where a str comparison calls
        PyUnicode_Compare. */
@@ -109,6 +118,7 @@ cdef extern from *:
     }
     """
     object zs_new_bound_call_soon(object self, void *impl, int flags, const char *doc)
+    bint zs_is_bound_call_soon(object method, object self)
     bint zs_same_str(object name, object known)
     tuple zs_tuple_from_array(PyObject **items, Py_ssize_t n)
     object PyObject_Vectorcall(object callable, PyObject **args, size_t nargsf, object kwnames)
@@ -306,6 +316,30 @@ cdef object _bound_call_soon(object loop, PyObject **args, Py_ssize_t nargs, PyO
     if hasattr(type(method), "__get__"):
         method = method.__get__(loop, type(loop))
     return _forward(method, None, args, nargs, kwnames)
+
+
+cdef bint _keeps_c_call_soon(object loop) except -1:
+    """Whether ``loop.call_soon`` is this module's C method: its class's (an
+    EventLoop's), not replaced on the loop itself (but for its own binding,
+    see bind_loop_methods)."""
+    cdef PyObject *own
+    if LoopType is None or not PyObject_TypeCheck(loop, <PyTypeObject *>LoopType):
+        return False
+    if not _class_keeps_c_call_soon(Py_TYPE(loop)):
+        return False
+    own = PyDict_GetItemWithError(loop.__dict__, "call_soon")
+    return own == NULL or zs_is_bound_call_soon(<object>own, loop)
+
+
+cdef object _transport_call_soon(object loop, object callback, tuple args, object context):
+    """call_soon for the C transports, where _keeps_c_call_soon(loop) holds."""
+    cdef LoopCore core = _fast_core(loop)
+    if core is not None:
+        return core.call_soon(callback, args, context)
+    return loop.call_soon(callback, *args, context=context)
+
+
+lend_loop_methods(_keeps_c_call_soon, _transport_call_soon)
 
 
 cdef object _call_later(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):

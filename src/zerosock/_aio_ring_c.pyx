@@ -570,13 +570,7 @@ cdef class RingTransportCore(TransportCore):
             buf = None
             ptr += k
             n -= k
-            try:
-                buffer_updated = self._buffer_updated
-                if buffer_updated is None:
-                    buffer_updated = self._protocol.buffer_updated
-                buffer_updated(k)
-            except BaseException as exc:
-                return self._failed(exc, "Fatal error: protocol.buffer_updated() call failed.")
+            self.hand_filled(k)
         return 0
 
     cdef int _give_bytes(self, const char *ptr, Py_ssize_t n) except -1:

@@ -547,7 +547,7 @@ cdef object _op_step(object target, int *finished):
 
 
 if enabled("awaitable_slots"):
-    zs_install_op_slots(StreamOp, <zs_step_fn>_op_step)
+    zs_install_op_slots(StreamOp, <zs_step_fn>_op_step, enabled("stop_iteration_reuse"))
 
 
 cdef inline StreamOp _new_op(ReaderCore core, int kind, Py_ssize_t n):

@@ -21,6 +21,7 @@ from asyncio.log import logger
 
 try:
     import ssl
+    import _ssl
 except ImportError:  # pragma: no cover - an interpreter without ssl
     ssl = None
 
@@ -39,6 +40,9 @@ cdef double SSL_SHUTDOWN_TIMEOUT = getattr(constants, "SSL_SHUTDOWN_TIMEOUT", 30
 
 # OpenSSL's SSL_OP_ENABLE_KTLS (3.0+); the ssl module names it from 3.12 on.
 _OP_ENABLE_KTLS = getattr(ssl, "OP_ENABLE_KTLS", 1 << 3) if ssl is not None else 0
+# A context's options as the int _ssl keeps (ssl.SSLContext.options makes an
+# enum member of it each time it is read).
+_context_options = _ssl._SSLContext.options.__get__ if ssl is not None else None
 _TCP_ULP = 31  # linux/tcp.h: attach an upper-layer protocol ("tls") to a socket
 
 
@@ -54,13 +58,13 @@ def _ktls_unavailable_reason():
     return None
 
 
-def _ktls_state(sslcontext, transport):
+cdef str _ktls_state(object sslcontext, object transport):
     """Kernel TLS for one connection: "off" (the context did not ask for
     ``OP_ENABLE_KTLS``), "unavailable" (the host cannot), "refused" (the
     kernel would not attach TLS to the socket) or "attached".  Every state
     runs the records through the user-space engine: zerosock hands no keys
     to the kernel, so an attached socket passes the records through as TCP."""
-    if not int(sslcontext.options) & _OP_ENABLE_KTLS:
+    if not _context_options(sslcontext) & _OP_ENABLE_KTLS:
         return "off"
     why = _ktls_unavailable_reason()
     if why is not None:
@@ -118,13 +122,45 @@ def _force_engine(str name):
     return previous
 
 
+# What ssl.SSLContext.wrap_bio() does for a context of the stdlib's classes,
+# done here without its two Python frames (see _wrap_bio_directly).
+if ssl is not None:
+    _SSLObject = ssl.SSLObject
+    _std_wrap_bio = ssl.SSLContext.wrap_bio
+    _std_create = ssl.SSLObject.__dict__["_create"]
+    _STD_WRAP_BIO_NAMES = (_std_wrap_bio.__code__.co_names == ("sslobject_class", "_create", "_encode_hostname")
+                           and _std_create.__func__.__code__.co_names == ("__new__", "_wrap_bio", "_sslobj"))
+
+
+cdef object _wrap_bio_directly(object sslcontext, object incoming, object outgoing, bint server_side):
+    """A server-side SSLObject as the stdlib's wrap_bio() and SSLObject._create()
+    make it (a bare SSLObject owning _ssl's session), or None where the
+    context's class, its sslobject_class or those methods are not the stdlib's."""
+    if not (_STD_WRAP_BIO_NAMES and server_side and type(sslcontext).wrap_bio is _std_wrap_bio
+            and sslcontext.sslobject_class is _SSLObject
+            and _SSLObject.__dict__.get("_create") is _std_create):
+        return None
+    sslobj = _SSLObject.__new__(_SSLObject)
+    sslobj._sslobj = sslcontext._wrap_bio(incoming, outgoing, server_side=True,
+                                          server_hostname=None, owner=sslobj, session=None)
+    return sslobj
+
+
 def new_engine(str kind, sslcontext, bint server_side=False, server_hostname=None):
     """A new TLS session of ``sslcontext`` with its engine: the OpenSSL
     engine when ``kind`` asks for it and it can drive the session, else the
     MemoryBIO engine."""
+    return _new_engine(kind, sslcontext, server_side, server_hostname)
+
+
+cdef object _new_engine(str kind, object sslcontext, bint server_side, object server_hostname):
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    sslobj = sslcontext.wrap_bio(incoming, outgoing, server_side=server_side,
-                                 server_hostname=server_hostname)
+    sslobj = None
+    if server_hostname is None:
+        sslobj = _wrap_bio_directly(sslcontext, incoming, outgoing, server_side)
+    if sslobj is None:
+        sslobj = sslcontext.wrap_bio(incoming, outgoing, server_side=server_side,
+                                     server_hostname=server_hostname)
     if kind == "openssl":
         try:
             return OpenSSLEngine(sslobj, incoming, outgoing)
@@ -144,30 +180,43 @@ class TLSProtocol(TLSProtocolCore, protocols.BufferedProtocol):
     def __init__(self, loop, app_protocol, sslcontext, waiter, server_side=False,
                  server_hostname=None, call_connection_made=True,
                  ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
-        if ssl is None:
-            raise RuntimeError("stdlib ssl module not available")
-        if ssl_handshake_timeout is None:
-            ssl_handshake_timeout = SSL_HANDSHAKE_TIMEOUT
-        elif ssl_handshake_timeout <= 0:
-            raise ValueError(f"ssl_handshake_timeout should be a positive number, "
-                             f"got {ssl_handshake_timeout}")
-        if ssl_shutdown_timeout is None:
-            ssl_shutdown_timeout = SSL_SHUTDOWN_TIMEOUT
-        elif ssl_shutdown_timeout <= 0:
-            raise ValueError(f"ssl_shutdown_timeout should be a positive number, "
-                             f"got {ssl_shutdown_timeout}")
-        if not sslcontext:
-            sslcontext = sslproto._create_transport_context(server_side, server_hostname)
-        engine = new_engine(TLS_ENGINE, sslcontext, server_side,
-                            server_hostname if server_hostname and not server_side else None)
-        TLSProtocolCore.__init__(self, engine, loop, app_protocol, sslcontext, waiter,
-                                 call_connection_made, ssl_handshake_timeout, ssl_shutdown_timeout)
-        self._ktls = "off"
-        (<TLSProtocolCore>self)._app_transport = SSLProtocolTransport(loop, self)
+        _set_up_tls_protocol(self, loop, app_protocol, sslcontext, waiter, server_side,
+                             server_hostname, call_connection_made, ssl_handshake_timeout,
+                             ssl_shutdown_timeout)
 
     def connection_made(self, transport):
         self._ktls = _ktls_state(self._sslcontext, transport)
-        TLSProtocolCore.connection_made(self, transport)
+        (<TLSProtocolCore>self)._connection_made(transport)
+
+
+cdef int _set_up_tls_protocol(object protocol, object loop, object app_protocol, object sslcontext,
+                              object waiter, bint server_side, object server_hostname,
+                              bint call_connection_made, object ssl_handshake_timeout,
+                              object ssl_shutdown_timeout) except -1:
+    """TLSProtocol's constructor: the stdlib's SSLProtocol's checks and defaults,
+    its session and engine, its application transport."""
+    if ssl is None:
+        raise RuntimeError("stdlib ssl module not available")
+    if ssl_handshake_timeout is None:
+        ssl_handshake_timeout = SSL_HANDSHAKE_TIMEOUT
+    elif ssl_handshake_timeout <= 0:
+        raise ValueError(f"ssl_handshake_timeout should be a positive number, "
+                         f"got {ssl_handshake_timeout}")
+    if ssl_shutdown_timeout is None:
+        ssl_shutdown_timeout = SSL_SHUTDOWN_TIMEOUT
+    elif ssl_shutdown_timeout <= 0:
+        raise ValueError(f"ssl_shutdown_timeout should be a positive number, "
+                         f"got {ssl_shutdown_timeout}")
+    if not sslcontext:
+        sslcontext = sslproto._create_transport_context(server_side, server_hostname)
+    engine = _new_engine(TLS_ENGINE, sslcontext, server_side,
+                        server_hostname if server_hostname and not server_side else None)
+    (<TLSProtocolCore>protocol)._init_core(engine, loop, app_protocol, sslcontext, waiter,
+                                           call_connection_made, ssl_handshake_timeout,
+                                           ssl_shutdown_timeout)
+    protocol._ktls = "off"
+    (<TLSProtocolCore>protocol)._app_transport = SSLProtocolTransport(loop, protocol)
+    return 0
 
 
 # -- the transport the application sees ------------------------------------------------------
@@ -287,6 +336,21 @@ def new_ssl_protocol(loop, app_protocol, sslcontext, waiter, server_side=False,
                                     server_hostname, **kwargs)
     return TLSProtocol(loop, app_protocol, sslcontext, waiter, server_side,
                        server_hostname, **kwargs)
+
+
+cdef bint uses_own_tls_protocol() except -1:
+    """Whether new TLS connections get zerosock's TLS protocol (not the stdlib's)."""
+    return TLS_ENGINE != "stdlib"
+
+
+cdef object new_server_tls_protocol(object loop, object app_protocol, object sslcontext,
+                                    object ssl_handshake_timeout, object ssl_shutdown_timeout):
+    """The TLS protocol of a connection a TLS listener accepted, as the loop's
+    _make_ssl_transport makes it, with no waiter (nothing awaits the handshake)."""
+    protocol = TLSProtocol.__new__(TLSProtocol)
+    _set_up_tls_protocol(protocol, loop, app_protocol, sslcontext, None, True, None, True,
+                         ssl_handshake_timeout, ssl_shutdown_timeout)
+    return protocol
 
 
 def _hand_over_buffered_stream_data(protocol, ssl_protocol):

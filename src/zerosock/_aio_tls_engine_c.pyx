@@ -27,6 +27,14 @@ _AgainErrors = (ssl.SSLWantReadError, ssl.SSLSyscallError) if ssl is not None el
 
 from zerosock._wire cimport zs_wire_lend_memory, zs_wire_lend_socket
 
+# A stdlib SSLObject's methods only call _ssl's session's of the same name:
+# called on the session, they cost no Python frame.
+_SSLObject = ssl.SSLObject if ssl is not None else None
+
+
+cdef inline object _session(object sslobj):
+    return sslobj._sslobj if type(sslobj) is _SSLObject else sslobj
+
 
 class _Collector:
     """A transport stand-in that keeps what is written to it."""
@@ -62,14 +70,18 @@ cdef class TLSEngine:
 
     cdef bint handshake(self) except -1:
         try:
-            self.sslobj.do_handshake()
+            _session(self.sslobj).do_handshake()
         except _AgainErrors:
             return False
         return True
 
     cdef bint shutdown(self) except -1:
         try:
-            self.sslobj.unwrap()
+            # SSLObject.unwrap() is _ssl's shutdown(), which has that name there.
+            if type(self.sslobj) is _SSLObject:
+                self.sslobj._sslobj.shutdown()
+            else:
+                self.sslobj.unwrap()
         except _AgainErrors:
             return False
         return True

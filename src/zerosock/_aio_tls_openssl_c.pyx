@@ -19,6 +19,7 @@ fast path's probe in zerosock._cpython_c: its versions and its switch) and
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_Occurred
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_XDECREF
 from libc.stdint cimport uint64_t
@@ -65,6 +66,7 @@ cdef extern from "zs_tls_bio.h":
         long (*SSL_ctrl)(ZS_SSL *, int, long, void *)
         void (*SSL_set_default_read_buffer_len)(ZS_SSL *, size_t)
         const char *(*ERR_reason_error_string)(unsigned long)
+        int (*SSL_do_handshake)(ZS_SSL *) nogil
     zs_openssl_table zs_ossl
     int ZS_SSL_ERROR_WANT_READ, ZS_SSL_ERROR_WANT_WRITE
     int ZS_SSL_ERROR_SYSCALL, ZS_SSL_ERROR_ZERO_RETURN
@@ -98,6 +100,13 @@ cdef enum:
 if ssl is not None:
     _MemoryBIO = ssl.MemoryBIO
     _SSLSocketType = _ssl._SSLSocket
+    # The context's message callback (a private debugging aid of the ssl
+    # module); where _ssl has none to read, no handshake is made directly.
+    _msg_callback_of = getattr(getattr(_ssl._SSLContext, "_msg_callback", None), "__get__", None)
+    # The direct handshake leaves a failure to _ssl's next call, which must
+    # find it queued, as with OpenSSL 3.0 and 3.1; with 3.6 that call raised
+    # nothing (a garbage ClientHello then went unreported).
+    _FAILURE_REQUEUED = ssl.OPENSSL_VERSION_INFO[:2] < (3, 2)
     _LIB_NAMES = getattr(_ssl, "lib_codes_to_names", {})
     _REASON_NAMES = getattr(_ssl, "err_codes_to_names", {})
 
@@ -228,13 +237,14 @@ cdef class OpenSSLEngine(TLSEngine):
     cdef ZS_SSL *_ssl
     cdef zs_inbuf *_in    # the input BIO's state (owned by the BIO, which the session owns)
     cdef zs_outbuf *_out  # the output BIO's
+    cdef bint _direct_handshake  # no Python callback can run in the handshake (see handshake())
 
     def __init__(self, sslobj, incoming, outgoing):
         """TypeError when the session cannot be driven directly (see _session_of)."""
         cdef ZS_SSL *s = _session_of(sslobj, incoming, outgoing) if _loaded else NULL
         if s == NULL:
             raise TypeError("not an SSLObject of _ssl over these MemoryBIOs")
-        TLSEngine.__init__(self, sslobj, incoming, outgoing)
+        self.sslobj = sslobj  # (TLSEngine.__init__'s work, without its Python call)
         if zs_tls_bios_attach(s, &self._in, &self._out) != 0:
             raise MemoryError()
         self._ssl = s
@@ -247,6 +257,33 @@ cdef class OpenSSLEngine(TLSEngine):
         # buffer's size with its record layer.
         zs_ossl.SSL_ctrl(s, ZS_SSL_CTRL_SET_READ_AHEAD, 1, NULL)
         zs_ossl.SSL_set_default_read_buffer_len(s, RECORD_BUFFER)
+        context = sslobj._sslobj.context
+        self._direct_handshake = (_FAILURE_REQUEUED and _msg_callback_of is not None
+                                  and context.sni_callback is None
+                                  and getattr(context, "keylog_filename", None) is None
+                                  and _msg_callback_of(context) is None)
+
+    # -- the handshake ------------------------------------------------------------
+
+    cdef bint handshake(self) except -1:
+        """SSL_do_handshake called directly: no exception is made each time
+        it waits for the peer.  Only where no Python callback of the context
+        (SNI, keylog, message) can run in it: _ssl would raise what those
+        raise.  A failure is left to _ssl's call, which finds the session in
+        its error state with the same error queued and raises the stdlib's
+        exception for it."""
+        cdef int ret, code
+        if self._direct_handshake:
+            with nogil:  # as _ssl: a handshake's cryptography lets other threads run
+                ret = zs_ossl.SSL_do_handshake(self._ssl)
+            if PyErr_Occurred() != NULL:
+                return -1  # what a callback of _ssl's left raised (none should)
+            if ret == 1:
+                return True
+            code = zs_ossl.SSL_get_error(self._ssl, ret)
+            if code == ZS_SSL_ERROR_WANT_READ or code == ZS_SSL_ERROR_WANT_WRITE:
+                return False
+        return TLSEngine.handshake(self)
 
     # -- ciphertext in ------------------------------------------------------------
 

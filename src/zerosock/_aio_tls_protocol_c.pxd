@@ -41,12 +41,21 @@ cdef class TLSProtocolCore(ReadTarget):
     cdef double _ssl_shutdown_timeout
     cdef object _handshake_timeout_handle
     cdef object _shutdown_timeout_handle
+    cdef bint _shutdown_completed        # _on_shutdown_complete() ran
     cdef object _handshake_start_time
     cdef object _lent                    # what get_buffer() lends (a bytearray), made on first need
     cdef object _lent_view               # ... as a view, whose slices write through
     cdef object __weakref__
 
     # None is overridden: final, so calls within the module go direct.
+    @cython.final
+    cdef int _init_core(self, TLSEngine engine, object loop, object app_protocol,
+                        object sslcontext, object waiter, bint call_connection_made,
+                        double ssl_handshake_timeout, double ssl_shutdown_timeout) except -1
+    @cython.final
+    cdef int _connection_made(self, object transport) except -1
+    @cython.final
+    cdef int _handshake_complete(self, object handshake_exc) except -1
     @cython.final
     cdef int _wakeup_waiter(self, exc=*) except -1
     @cython.final

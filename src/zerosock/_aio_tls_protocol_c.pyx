@@ -65,6 +65,8 @@ cdef Py_ssize_t HIGH_WATER_WRITE = getattr(constants, "FLOW_CONTROL_HIGH_WATER_S
 
 if ssl is not None:
     _SSLError = ssl.SSLError
+    # Whose getpeercert(), cipher() and compression() call _ssl's alone.
+    _SSLObject = ssl.SSLObject
     _CertificateError = ssl.CertificateError
 
 
@@ -79,6 +81,11 @@ def _flow_limits(high, low, kb):
     return high, low
 
 
+cdef Py_ssize_t DEFAULT_READ_HIGH, DEFAULT_READ_LOW, DEFAULT_WRITE_HIGH, DEFAULT_WRITE_LOW
+DEFAULT_READ_HIGH, DEFAULT_READ_LOW = _flow_limits(None, None, HIGH_WATER_READ)
+DEFAULT_WRITE_HIGH, DEFAULT_WRITE_LOW = _flow_limits(None, None, HIGH_WATER_WRITE)
+
+
 cdef class TLSProtocolCore(ReadTarget):
     """The state machine of one TLS connection over its engine; the stdlib's
     ``SSLProtocol`` but for its constructor (zerosock._aio_tls_c.TLSProtocol)."""
@@ -86,6 +93,13 @@ cdef class TLSProtocolCore(ReadTarget):
     def __init__(self, TLSEngine engine, loop, app_protocol, sslcontext, waiter,
                  bint call_connection_made, double ssl_handshake_timeout,
                  double ssl_shutdown_timeout):
+        self._init_core(engine, loop, app_protocol, sslcontext, waiter, call_connection_made,
+                        ssl_handshake_timeout, ssl_shutdown_timeout)
+
+    cdef int _init_core(self, TLSEngine engine, object loop, object app_protocol,
+                        object sslcontext, object waiter, bint call_connection_made,
+                        double ssl_handshake_timeout, double ssl_shutdown_timeout) except -1:
+        # __init__'s work, for a constructor in C (zerosock._aio_tls_c's for accepted connections).
         self._engine = engine
         self._sslobj = engine.sslobj
         self._sslcontext = sslcontext
@@ -96,10 +110,11 @@ cdef class TLSProtocolCore(ReadTarget):
         self._ssl_shutdown_timeout = ssl_shutdown_timeout
         self._tls_state = UNWRAPPED
         self._app_state = APP_INIT if call_connection_made else APP_CON_MADE
-        self._incoming_high_water, self._incoming_low_water = _flow_limits(
-            None, None, HIGH_WATER_READ)
-        self._outgoing_high_water, self._outgoing_low_water = _flow_limits(
-            None, None, HIGH_WATER_WRITE)
+        self._incoming_high_water = DEFAULT_READ_HIGH
+        self._incoming_low_water = DEFAULT_READ_LOW
+        self._outgoing_high_water = DEFAULT_WRITE_HIGH
+        self._outgoing_low_water = DEFAULT_WRITE_LOW
+        return 0
 
     # -- the attributes the stdlib's SSLProtocol has ----------------------------
 
@@ -140,10 +155,14 @@ cdef class TLSProtocolCore(ReadTarget):
     # -- the protocol the socket transport sees -------------------------------------
 
     def connection_made(self, transport):
+        self._connection_made(transport)
+
+    cdef int _connection_made(self, object transport) except -1:
         self._transport = transport
         core = getattr(transport, "_core", None)
         self._core = core if isinstance(core, TransportCore) else None
         self._start_handshake()
+        return 0
 
     def connection_lost(self, exc):
         self._write_backlog = None
@@ -298,15 +317,18 @@ cdef class TLSProtocolCore(ReadTarget):
         try:
             done = self._engine.handshake()
         except _SSLError as exc:
-            self._on_handshake_complete(exc)
+            self._handshake_complete(exc)
             return 0
         if done:
-            self._on_handshake_complete(None)
+            self._handshake_complete(None)
         else:
             self._process_outgoing()
         return 0
 
     def _on_handshake_complete(self, handshake_exc):
+        self._handshake_complete(handshake_exc)
+
+    cdef int _handshake_complete(self, object handshake_exc) except -1:
         if self._handshake_timeout_handle is not None:
             self._handshake_timeout_handle.cancel()
             self._handshake_timeout_handle = None
@@ -317,7 +339,8 @@ cdef class TLSProtocolCore(ReadTarget):
             if self._tls_state != DO_HANDSHAKE:
                 raise RuntimeError(f"cannot switch state from {_STATE_NAMES[self._tls_state]} to WRAPPED")
             self._tls_state = WRAPPED
-            peercert = sslobj.getpeercert()
+            session = sslobj._sslobj if type(sslobj) is _SSLObject else sslobj  # _ssl's, for its methods
+            peercert = session.getpeercert()
         except Exception as exc:
             self._tls_state = UNWRAPPED
             if isinstance(exc, _CertificateError):
@@ -326,21 +349,24 @@ cdef class TLSProtocolCore(ReadTarget):
                 msg = "SSL handshake failed"
             self._fatal_error(exc, msg)
             self._wakeup_waiter(exc)
-            return
+            return 0
         if self._loop.get_debug():
             dt = self._loop.time() - self._handshake_start_time
             logger.debug("%r: SSL handshake took %.1f ms", self, dt * 1e3)
         self._peercert = peercert
-        self._cipher = sslobj.cipher()
-        self._compression = sslobj.compression()
+        self._cipher = session.cipher()
+        self._compression = session.compression()
         self._handshake_extras = True
         if self._extra_made is not None:
             self._extra_made.update(self._handshake_extra())
         if self._app_state == APP_INIT:
             self._app_state = APP_CON_MADE
-            self._app_protocol.connection_made(self._get_app_transport())
+            if self._app_transport is None:
+                raise RuntimeError("Creating _SSLProtocolTransport twice")
+            self._app_protocol.connection_made(self._app_transport)
         self._wakeup_waiter()
         self._do_read()
+        return 0
 
     # -- shutdown ----------------------------------------------------------------------
 
@@ -353,9 +379,15 @@ cdef class TLSProtocolCore(ReadTarget):
             self._abort()
         else:
             self._tls_state = FLUSHING
-            self._shutdown_timeout_handle = self._loop.call_later(
-                self._ssl_shutdown_timeout, self._check_shutdown_timeout)
             self._do_flush()
+            # The stdlib arms the timeout first; armed only now, it is not
+            # made at all when the shutdown completed at once (the peer's
+            # close_notify came first, as a client that hangs up sends it),
+            # and is the same timeout otherwise.
+            if (not self._shutdown_completed
+                    and (self._tls_state == FLUSHING or self._tls_state == SHUTDOWN)):
+                self._shutdown_timeout_handle = self._loop.call_later(
+                    self._ssl_shutdown_timeout, self._check_shutdown_timeout)
 
     def _check_shutdown_timeout(self):
         if self._tls_state == FLUSHING or self._tls_state == SHUTDOWN:
@@ -389,6 +421,7 @@ cdef class TLSProtocolCore(ReadTarget):
         return 0
 
     cdef int _on_shutdown_complete(self, shutdown_exc) except -1:
+        self._shutdown_completed = True
         if self._shutdown_timeout_handle is not None:
             self._shutdown_timeout_handle.cancel()
             self._shutdown_timeout_handle = None

@@ -1,5 +1,6 @@
 cimport cython
 from cpython.object cimport PyObject
+from zerosock._selectors_c cimport Selector
 from zerosock._shim cimport zs_sock_t
 from zerosock._wire cimport zs_wire, zs_wire_lend_socket
 
@@ -36,7 +37,9 @@ cdef class TransportCore:
     cdef public object _server
     cdef object _extra_made          # the extra-info dict, made on first need (see _extra)
     cdef object _sockname            # its entries until then
-    cdef object _peername
+    cdef object _peername            # (None while held raw, below)
+    cdef unsigned int _peer_ipv4     # an accepted IPv4 peer's address (network order) and port,
+    cdef unsigned short _peer_port   # until its peername is asked for (port 0: none held)
     cdef bint _peername_given        # the caller's extra named the peer: its key comes first
     cdef object _closed_sock         # the socket once closed, while no extra dict was made
     cdef public object _empty_waiter
@@ -52,9 +55,10 @@ cdef class TransportCore:
     cdef public Py_ssize_t _high_water
     cdef public Py_ssize_t _low_water
     cdef bint _buffered              # the protocol is a BufferedProtocol
-    cdef object _get_buffer          # the protocol's bound methods that reads call
-    cdef object _buffer_updated
-    cdef object _data_received
+    cdef object _get_buffer          # the protocol's methods that reads call: the
+    cdef object _buffer_updated      # functions of its class (called with it) where
+    cdef object _data_received       # they are its bound methods, see _unbound
+    cdef unsigned char _unbound      # which of them are its class's functions
     cdef ReadSink _sink              # reads bypass the protocol into this, when set
     cdef ReadTarget _target          # reads land in this protocol's memory, when set
     # Queued output: bytes objects, the first one sent from _head_offset on.
@@ -70,10 +74,12 @@ cdef class TransportCore:
     cdef int _close_fd(self) except -1
     cdef int c_close(self) except -1
     cdef int _remove_io(self, bint writing) except -1
-    cdef bint _native_io(self, object loop) except -1
     cdef int _attach_fd(self) except -1
     cdef int _begin_reading(self, object context) except -1
+    cdef Selector _native_selector(self, object loop)
     cdef object extra_dict(self)
+    cdef object _peer(self)
+    cdef object _method_of(self, object protocol, str name, int unbound)
     cdef object _closed_socket(self)
     cdef object unmade_extra(self, str name, object default)
     cdef int c_write(self, object data) except -1
@@ -93,6 +99,7 @@ cdef class TransportCore:
     # and inline, so that the readiness read costs no call for it.
     @cython.final
     cdef inline int hand_data(self, object data) except -1
+    cdef inline int hand_filled(self, Py_ssize_t n) except -1
     cdef int _read_into_buffer(self) except -1
     cdef long _recv_scratch(self) except -2
     cdef int _read_bytes(self) except -1
@@ -124,10 +131,17 @@ cdef class TransportTable:
     cdef object selector
     cdef object selector_state
     cdef Py_ssize_t selector_state_size
+    cdef bint debug_in_slot          # and its get_debug() is EventLoop's: the flag is read from its slot
+    cdef bint c_call_soon            # and its call_soon() the C one: called without a lookup
+    cdef PyObject *call_soon_own     # what its __dict__ had for "call_soon" then (compared only), or NULL
+    # The Server last found to count with the stdlib's methods, and the size of its __dict__ then.
+    cdef object counting_server
+    cdef Py_ssize_t counting_server_size
     # The listening socket the loop's C accept path last read (_aio_accept_c).
     cdef object accept_listener
 
     cdef bint native_io(self, object loop) except -1
+    cdef bint memo_holds(self, object loop) noexcept
 
     cdef int enter(self, int fd, TransportCore core) except -1
     cdef void forget(self, int fd, PyObject *core) noexcept
@@ -168,7 +182,17 @@ cpdef type stream_core_type(object loop, object protocol)
 # close-on-exec) of the given family, type and protocol: made in C, the
 # socket object made only when asked for; reading starts at once, in
 # ``context`` (None: a copy of the current one).  ``sockname`` None: asked of
-# the kernel.
+# the kernel.  An IPv4 peer may be given raw (``peer_port`` not 0, ``peername``
+# None): its address tuple is made when asked for.
 cdef object new_accepted_transport(object loop, int fd, int family,
                                    int kind, int proto, object peername, object sockname,
-                                   object protocol, object server, object context)
+                                   object protocol, object server, object context,
+                                   unsigned int peer_ipv4=*, unsigned short peer_port=*)
+
+
+# What the loop's C methods (zerosock._aio_loop_methods_c, which this module
+# cannot import) lend the transports: whether a loop's call_soon() is the C
+# method, and a call of it without the method lookup and argument packing.
+ctypedef bint (*keeps_call_soon_fn)(object loop) except -1
+ctypedef object (*call_soon_fn)(object loop, object callback, tuple args, object context)
+cdef int lend_loop_methods(keeps_call_soon_fn keeps_call_soon, call_soon_fn call_soon) except -1

@@ -10,7 +10,7 @@ leave in one gather call.  Syscalls are non-blocking and keep the GIL."""
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.dict cimport PyDict_CheckExact, PyDict_GetItemWithError
+from cpython.dict cimport PyDict_CheckExact, PyDict_GetItemWithError, PyDict_SetItem
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_CheckExact
 from cpython.contextvars cimport PyContext_CopyCurrent
@@ -35,8 +35,8 @@ from selectors import EVENT_READ, EVENT_WRITE
 from zerosock._buffers cimport zs_borrow_memory
 from zerosock._cmethod_c cimport METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_O, c_method
 from zerosock._cpython_c cimport (
-    zs_bytes_refill, zs_remember_type, zs_slot_get, zs_slot_offset, zs_slot_set, zs_type_lookup,
-    zs_type_memo, zs_type_unchanged, zs_version_tags_on,
+    class_keeps, keeps_methods, zs_bytes_refill, zs_remember_type, zs_slot_get, zs_slot_offset,
+    zs_slot_set, zs_type_lookup, zs_type_memo, zs_type_unchanged, zs_version_tags_on,
 )
 from zerosock._cpython_c import enabled
 from zerosock._selectors_c cimport Selector, ZS_EV_READ, ZS_EV_WRITE
@@ -47,6 +47,14 @@ from zerosock._shim cimport (
 from zerosock._wire cimport zs_wire, zs_wire_lend_socket, zs_wire_to_report
 
 cdef extern from "Python.h":
+    # The singletons themselves (a cast of True or False would give 1 or 0).
+    PyObject *Py_True
+    PyObject *Py_False
+    bint PyLong_CheckExact(object o)
+    bint PyMethod_Check(object o)
+    PyObject *PyMethod_GET_SELF(object o)
+    PyObject *PyMethod_GET_FUNCTION(object o)
+    bint PyType_IsSubtype(PyTypeObject *a, PyTypeObject *b)
     object PyObject_GenericGetDict(object o, void *context)
     Py_ssize_t PyDict_GET_SIZE(object d)
     int PyDict_Contains(object d, object key) except -1
@@ -82,8 +90,63 @@ cdef extern from *:
         Py_DECREF(callable);
         return result;
     }
+
+    /* callable(self, arg), holding both for the call (the caller holds them
+     * in fields that the call may clear), through its vectorcall slot where
+     * it has one. */
+    static PyObject *zs_call_held_with(PyObject *callable, PyObject *self, PyObject *arg)
+    {
+        PyObject *args[3], *result;
+        vectorcallfunc call = PyVectorcall_Function(callable);
+        Py_INCREF(callable);
+        Py_INCREF(self);
+        args[1] = self;
+        args[2] = arg;
+        if (call != NULL)
+            result = call(callable, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        else
+            result = PyObject_Vectorcall(callable, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                         NULL);
+        Py_DECREF(self);
+        Py_DECREF(callable);
+        return result;
+    }
+
+    /* The dotted-quad text of an IPv4 address (network order), as inet_ntop
+       writes it, without its formatting machinery. */
+    static PyObject *zs_ipv4_text(const unsigned char *quad)
+    {
+        char text[16];
+        int n = 0, i, v;
+        for (i = 0; i < 4; i++) {
+            v = quad[i];
+            if (v >= 100) text[n++] = (char)('0' + v / 100);
+            if (v >= 10) text[n++] = (char)('0' + v / 10 % 10);
+            text[n++] = (char)('0' + v % 10);
+            if (i < 3) text[n++] = '.';
+        }
+        return PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, text, n);
+    }
     """
     object zs_call_held(PyObject *callable, object arg)
+    object zs_call_held_with(PyObject *callable, PyObject *self, object arg)
+    object zs_ipv4_text(const unsigned char *quad)
+
+cdef extern from *:
+    """
+    /* Whether a class's instances find their attributes as object's do. */
+    static inline int zs_finds_attributes_as_object(PyTypeObject *kind)
+    {
+        return kind->tp_getattro == PyObject_GenericGetAttr;
+    }
+    """
+    bint zs_finds_attributes_as_object(PyTypeObject *kind)
+
+cdef enum:
+    # Which of a protocol's methods a transport holds as its class's function.
+    UNBOUND_GET_BUFFER = 1
+    UNBOUND_BUFFER_UPDATED = 2
+    UNBOUND_DATA_RECEIVED = 4
 
 cdef enum:
     READ_CHUNK = 256 * 1024   # what one read of a plain Protocol takes, as the stdlib's max_size
@@ -97,7 +160,17 @@ zs_version_tags_on = enabled("type_version_tags")
 # code runs, so one buffer serves every transport of the process.
 cdef char _scratch[READ_CHUNK]
 
-cdef object _BufferedProtocol = protocols.BufferedProtocol
+cdef type _BufferedProtocol = protocols.BufferedProtocol
+# A protocol class whose instances' attributes are found as object's
+# (no __getattr__ or __getattribute__ of its own), whose __class__ is their
+# type and that has no _read_sink (the C streams' protocols have one).
+cdef dict _plain_protocol_state = {"_read_sink": None, "__class__": object.__dict__["__class__"]}
+cdef zs_type_memo _plain_protocol_memo  # the protocol class last found so
+
+
+cdef inline bint _plain_protocol_class(PyTypeObject *kind) except -1:
+    return (zs_finds_attributes_as_object(kind)
+            and class_keeps(kind, &_plain_protocol_memo, _plain_protocol_state))
 cdef object _getframe = sys._getframe
 cdef object _set_result_unless_cancelled = futures._set_result_unless_cancelled
 cdef object _set_nodelay = base_events._set_nodelay
@@ -132,18 +205,154 @@ cdef bint SERVER_TRACKS_TRANSPORTS = len(
     inspect.signature(base_events.Server._attach).parameters) > 1
 
 
-cdef inline _server_attach(server, transport):
+# Before 3.13 the Server's _attach and _detach count connections: done on
+# its __dict__ in C while they are the stdlib's (the server_counts fast path).
+cdef bint SERVER_COUNTS = enabled("server_counts")
+cdef type _ServerType = base_events.Server
+cdef dict _std_server_state = {"_attach": _ServerType._attach, "_detach": _ServerType._detach,
+                               "_sockets": None, "_active_count": None}
+cdef zs_type_memo _server_memo  # Server, when last found to keep them
+
+
+cdef object _counting_state(object server, PyObject *table):
+    """The __dict__ of a Server that counts with the stdlib's _attach and
+    _detach (none replaced on its class or on itself), else None.  The
+    loop's transport table (or NULL) remembers the last one found so, while
+    no attribute comes or goes on it (as the loop core watches its loop's)."""
+    cdef TransportTable transports
+    if not (SERVER_COUNTS and type(server) is _ServerType
+            and class_keeps(<PyTypeObject *>_ServerType, &_server_memo, _std_server_state)):
+        return None
+    state = PyObject_GenericGetDict(server, NULL)
+    if table != NULL:
+        transports = <TransportTable>table
+        if (transports.counting_server is server
+                and PyDict_GET_SIZE(state) == transports.counting_server_size):
+            return state
+    if PyDict_Contains(state, "_attach") or PyDict_Contains(state, "_detach"):
+        return None
+    if table != NULL:
+        transports.counting_server = server
+        transports.counting_server_size = PyDict_GET_SIZE(state)
+    return state
+
+
+cdef int _server_attach(server, transport, PyObject *table) except -1:
+    cdef PyObject *sockets
+    cdef PyObject *count
+    state = _counting_state(server, table)
+    if state is not None:
+        sockets = PyDict_GetItemWithError(state, "_sockets")
+        count = PyDict_GetItemWithError(state, "_active_count")
+        if sockets != NULL and sockets != <PyObject *>None and count != NULL and PyLong_CheckExact(<object>count):
+            PyDict_SetItem(state, "_active_count", <object>count + 1)
+            return 0
+    # Anything else (a failing assertion included) is the method's own.
     if SERVER_TRACKS_TRANSPORTS:
         server._attach(transport)
     else:
         server._attach()
+    return 0
 
 
-cdef inline _server_detach(server, transport):
+cdef int _server_detach(server, transport, PyObject *table) except -1:
+    cdef PyObject *sockets
+    cdef PyObject *count
+    cdef bint closed = False
+    state = _counting_state(server, table)
+    if state is not None:
+        count = PyDict_GetItemWithError(state, "_active_count")
+        if count != NULL and PyLong_CheckExact(<object>count) and <object>count > 0:
+            left = <object>count - 1
+            if left == 0:
+                # (Whether the server still serves matters only now.)
+                sockets = PyDict_GetItemWithError(state, "_sockets")
+                if sockets == NULL:
+                    return _std_detach(server, transport)  # the method's AttributeError
+                closed = sockets == <PyObject *>None
+            PyDict_SetItem(state, "_active_count", left)
+            if left == 0 and closed:
+                server._wakeup()
+            return 0
+    return _std_detach(server, transport)
+
+
+cdef int _std_detach(server, transport) except -1:
     if SERVER_TRACKS_TRANSPORTS:
         server._detach(transport)
     else:
         server._detach()
+    return 0
+
+
+# The loop class (zerosock.aio's EventLoop, see use_loop_class): its debug
+# flag and closed state read from its slots while get_debug() is its own.
+cdef type _LoopType = None
+cdef Py_ssize_t LOOP_DEBUG_OFFSET = -1, LOOP_CLOSED_OFFSET = -1
+cdef dict _own_get_debug = {}
+cdef zs_type_memo _get_debug_memo  # the loop class last found to keep it
+
+
+def use_loop_class(cls):
+    """Make ``cls`` (zerosock.aio's EventLoop, whose ``_debug`` and
+    ``_closed`` are slots) the loop class whose state transports read directly."""
+    global _LoopType, LOOP_DEBUG_OFFSET, LOOP_CLOSED_OFFSET
+    LOOP_DEBUG_OFFSET = zs_slot_offset(cls.__dict__["_debug"])
+    LOOP_CLOSED_OFFSET = zs_slot_offset(cls.__dict__["_closed"])
+    _own_get_debug["get_debug"] = cls.__dict__["get_debug"]
+    _LoopType = cls
+
+
+cdef bint _loop_debug(object loop, PyObject *table) except -1:
+    """``loop.get_debug()``, as a truth value; read from its slot while the
+    loop's transport table (or NULL) says its get_debug() is EventLoop's."""
+    cdef PyObject *flag
+    if table != NULL and (<TransportTable>table).memo_holds(loop) and (<TransportTable>table).debug_in_slot:
+        flag = zs_slot_get(loop, LOOP_DEBUG_OFFSET)
+        if flag == Py_False:
+            return False
+        if flag == Py_True:
+            return True
+    return bool(loop.get_debug())
+
+
+cdef keeps_call_soon_fn _keeps_c_call_soon = NULL  # see lend_loop_methods
+cdef call_soon_fn _c_call_soon = NULL
+
+
+cdef int lend_loop_methods(keeps_call_soon_fn keeps_call_soon, call_soon_fn call_soon) except -1:
+    global _keeps_c_call_soon, _c_call_soon
+    _keeps_c_call_soon = keeps_call_soon
+    _c_call_soon = call_soon
+    return 0
+
+
+cdef object _call_soon(object loop, PyObject *table, object callback, tuple args, object context):
+    """``loop.call_soon(callback, *args, context=context)``: the C method
+    called directly while the loop's transport table (or NULL) says it is
+    the loop's."""
+    cdef TransportTable transports
+    if table != NULL:
+        transports = <TransportTable>table
+        # (An attribute set on the loop in place of one it had keeps its
+        # __dict__'s size: before 3.12 the loop holds its own call_soon.)
+        if (transports.memo_holds(loop) and transports.c_call_soon
+                and PyDict_GetItemWithError(transports.loop_state, "call_soon")
+                == transports.call_soon_own):
+            return _c_call_soon(loop, callback, args, context)
+    return loop.call_soon(callback, *args, context=context)
+
+
+cdef inline bint _loop_closed(object loop) except -1:
+    """``loop._closed``, as a truth value."""
+    cdef PyObject *flag
+    if type(loop) is _LoopType:  # (a subclass may make it a property)
+        flag = zs_slot_get(loop, LOOP_CLOSED_OFFSET)
+        if flag == Py_False:
+            return False
+        if flag == Py_True:
+            return True
+    return bool(loop._closed)
 
 
 cdef inline object _os_error(int err):
@@ -163,6 +372,7 @@ cdef inline object _format_callback(object callback, object args, object loop):
 
 
 @cython.final
+@cython.freelist(64)  # (a connection's reads make one and free it when the connection goes)
 cdef class IOHandle:
     """What the selector's key data holds for a transport's reads or writes.
 
@@ -185,7 +395,7 @@ cdef class IOHandle:
             context = transport._context
         self._context = PyContext_CopyCurrent() if context is None else context
         self._repr = None
-        if loop is not None and loop.get_debug():
+        if loop is not None and _loop_debug(loop, transport._table):
             self._source_traceback = _extract_stack(_getframe(0))
         else:
             self._source_traceback = None
@@ -197,7 +407,7 @@ cdef class IOHandle:
     cdef int c_cancel(self) except -1:
         if not self._cancelled:
             self._cancelled = True
-            if self._loop is not None and self._loop.get_debug():
+            if self._loop is not None and _loop_debug(self._loop, self.transport._table):
                 # As events.Handle: the repr, callback included, outlives the
                 # transport, for the slow-callback warning.
                 self._repr = "<{}>".format(" ".join(self._repr_info(self._bound_callback())))
@@ -337,43 +547,20 @@ cdef bint _registers_natively(object selector) except -1:
     """Whether ``selector`` is zerosock's C selector with its own
     registration methods (none replaced on its class or on itself): then its
     C registration API does what those methods would."""
-    cdef PyTypeObject *kind
-    cdef type selector_type = type(selector)
-    if not isinstance(selector, Selector):
-        return False
-    kind = <PyTypeObject *>selector_type
-    if not zs_type_unchanged(&_selector_memo, kind):
-        for name, method in _own_selector_methods.items():
-            if zs_type_lookup(kind, name) != <PyObject *>method:
-                return False
-        zs_remember_type(&_selector_memo, kind)
-    state = _instance_dict(selector)
-    if state is not None and PyDict_GET_SIZE(state):
-        for name in _SELECTOR_METHODS:
-            if PyDict_Contains(state, name):
-                return False
-    return True
+    return (isinstance(selector, Selector)
+            and keeps_methods(selector, &_selector_memo, _own_selector_methods))
 
 
 cdef bint _removes_natively(object loop) except -1:
     """Whether the loop's _remove_reader/_remove_writer are the stdlib's
     (none replaced on its class or on itself) over a selector that
     registers natively: then what they do can be done in C."""
-    cdef type loop_type = type(loop)
-    cdef PyTypeObject *kind = <PyTypeObject *>loop_type
-    if not zs_type_unchanged(&_loop_memo, kind):
-        for name, method in _std_loop_methods.items():
-            if zs_type_lookup(kind, name) != <PyObject *>method:
-                return False
-        zs_remember_type(&_loop_memo, kind)
-    state = _instance_dict(loop)
-    if state is None:
-        return _registers_natively(loop._selector)
-    if PyDict_GET_SIZE(state) and (
-            PyDict_Contains(state, "_remove_reader") or PyDict_Contains(state, "_remove_writer")
-            or PyDict_Contains(state, "is_closed") or PyDict_Contains(state, "_check_closed")):
+    cdef PyObject *found = NULL
+    if not keeps_methods(loop, &_loop_memo, _std_loop_methods):
         return False
-    found = PyDict_GetItemWithError(state, "_selector")
+    state = _instance_dict(loop)
+    if state is not None:
+        found = PyDict_GetItemWithError(state, "_selector")
     return _registers_natively(<object>found if found != NULL else loop._selector)
 
 
@@ -389,8 +576,7 @@ cdef class TransportTable:
         attributes set on each (as the loop core watches its loop's), the
         selector the loop holds."""
         cdef PyObject *selector
-        if (self.memo_loop == <PyObject *>loop and zs_type_unchanged(&_loop_memo, Py_TYPE(loop))
-                and PyDict_GET_SIZE(self.loop_state) == self.loop_state_size):
+        if self.memo_holds(loop):
             selector = PyDict_GetItemWithError(self.loop_state, "_selector")
             if (selector == <PyObject *>self.selector
                     and zs_type_unchanged(&_selector_memo, Py_TYPE(<object>selector))
@@ -409,8 +595,18 @@ cdef class TransportTable:
         self.selector_state = _instance_dict(self.selector)
         self.selector_state_size = (0 if self.selector_state is None
                                     else PyDict_GET_SIZE(self.selector_state))
+        self.debug_in_slot = (_LoopType is not None
+                              and PyObject_TypeCheck(loop, <PyTypeObject *>_LoopType)
+                              and keeps_methods(loop, &_get_debug_memo, _own_get_debug))
+        self.c_call_soon = _keeps_c_call_soon != NULL and _keeps_c_call_soon(loop)
+        self.call_soon_own = PyDict_GetItemWithError(state, "call_soon")
         self.memo_loop = <PyObject *>loop
         return True
+
+    cdef bint memo_holds(self, object loop) noexcept:
+        """Whether what native_io() found of ``loop`` still holds, but for its selector."""
+        return (self.memo_loop == <PyObject *>loop and zs_type_unchanged(&_loop_memo, Py_TYPE(loop))
+                and PyDict_GET_SIZE(self.loop_state) == self.loop_state_size)
 
     def __dealloc__(self):
         # Every core entered holds a reference to the table: none is left.
@@ -519,6 +715,7 @@ cdef class TransportTable:
         return f"<TransportTable {dict(self.items())!r}>"
 
 
+@cython.freelist(64)  # (servers make and free one per connection)
 cdef class TransportCore:
     """The state and the C paths of one :class:`SocketTransport`."""
 
@@ -531,7 +728,7 @@ cdef class TransportCore:
         self._context = context
         self._server = server
         if server is not None:
-            _server_attach(server, owner)
+            _server_attach(server, owner, NULL)
         self._enter_in_table(loop)
 
         _set_nodelay(sock)
@@ -665,7 +862,7 @@ cdef class TransportCore:
         """What the extra dict, not made yet, would answer for ``name``
         (other than "socket"): its other entries, or ``default``."""
         if name == "peername":
-            return self._peername
+            return self._peer()
         if name == "sockname":
             return self._sockname
         return default
@@ -684,41 +881,69 @@ cdef class TransportCore:
         cdef dict extra
         if self._extra_made is not None:
             return self._extra_made
-        extra = {"peername": self._peername} if self._peername_given else {}
+        extra = {"peername": self._peer()} if self._peername_given else {}
         # closed before anyone asked: the stdlib's wraps the closed socket
         extra["socket"] = _TransportSocket(self._sock if not self._fd_closed
                                            else self._closed_socket())
         extra["sockname"] = self._sockname
         if not self._peername_given:
-            extra["peername"] = self._peername
+            extra["peername"] = self._peer()
         self._extra_made = extra
         return extra
+
+    cdef object _peer(self):
+        """The peer's address, made from the raw one on first need."""
+        if self._peer_port:
+            host = zs_ipv4_text(<unsigned char *>&self._peer_ipv4)
+            self._peername = _shared_host((host, self._peer_port))
+            self._peer_port = 0
+        return self._peername
 
     def set_protocol(self, protocol):
         self._bind_protocol(protocol)
 
     cdef int _bind_protocol(self, object protocol) except -1:
-        self._buffered = isinstance(protocol, _BufferedProtocol)
+        cdef PyTypeObject *kind = Py_TYPE(protocol)
+        self._unbound = 0
+        if _plain_protocol_class(kind):
+            # What isinstance() and getattr() below come to for such a class.
+            self._buffered = PyType_IsSubtype(kind, <PyTypeObject *>_BufferedProtocol)
+            self._sink = None
+        else:
+            self._buffered = isinstance(protocol, _BufferedProtocol)
+            # A protocol may name a C reader that takes the bytes in its place.
+            sink = getattr(protocol, "_read_sink", None)
+            self._sink = sink if isinstance(sink, ReadSink) else None
         self._protocol = protocol
-        # A protocol may name a C reader that takes the bytes in its place.
-        sink = getattr(protocol, "_read_sink", None)
-        self._sink = sink if isinstance(sink, ReadSink) else None
         self._target = protocol if isinstance(protocol, ReadTarget) else None
         if self._target is None:
             # Bound once, as uvloop does, so that a read calls them without a
             # lookup; one missing fails at the read that needs it, as in the stdlib.
             # (Only the kind of protocol's own: a read calls the others never.)
             if self._buffered:
-                self._get_buffer = getattr(protocol, "get_buffer", None)
-                self._buffer_updated = getattr(protocol, "buffer_updated", None)
+                self._get_buffer = self._method_of(protocol, "get_buffer", UNBOUND_GET_BUFFER)
+                self._buffer_updated = self._method_of(protocol, "buffer_updated",
+                                                       UNBOUND_BUFFER_UPDATED)
                 self._data_received = None
             else:
                 self._get_buffer = self._buffer_updated = None
-                self._data_received = getattr(protocol, "data_received", None)
+                self._data_received = self._method_of(protocol, "data_received",
+                                                      UNBOUND_DATA_RECEIVED)
         else:  # reads go to the target's C method: nothing to hold per connection
             self._get_buffer = self._buffer_updated = self._data_received = None
         self._protocol_connected = True
         return 0
+
+    cdef object _method_of(self, object protocol, str name, int unbound):
+        """``protocol.<name>`` as a read calls it: the function of its class
+        when it is the protocol's bound method (a bound method per
+        connection is bytes an idle connection need not hold; ``unbound``
+        marks it so), else itself, or None when it has none."""
+        method = getattr(protocol, name, None)
+        if PyMethod_Check(method) and PyMethod_GET_SELF(method) == <PyObject *>protocol:
+            self._unbound |= unbound
+            return <object>PyMethod_GET_FUNCTION(method)
+        return method
 
     def get_protocol(self):
         return self._protocol
@@ -734,7 +959,7 @@ cdef class TransportCore:
             return
         self._paused = True
         self._remove_io(False)
-        if self._loop.get_debug():
+        if _loop_debug(self._loop, self._table):
             logger.debug("%r pauses reading", self.owner)
 
     def resume_reading(self):
@@ -742,7 +967,7 @@ cdef class TransportCore:
             return
         self._paused = False
         self._start_reading()
-        if self._loop.get_debug():
+        if _loop_debug(self._loop, self._table):
             logger.debug("%r resumes reading", self.owner)
 
     def close(self):
@@ -757,7 +982,7 @@ cdef class TransportCore:
             self._conn_lost += 1
             if not unregistered:
                 self._remove_io(True)
-            self._loop.call_soon(self._call_connection_lost, None, context=self._context)
+            _call_soon(self._loop, self._table, self._call_connection_lost, (None,), self._context)
         return 0
 
     def abort(self):
@@ -945,16 +1170,18 @@ cdef class TransportCore:
         cdef PyObject *found
         cdef int bit = ZS_EV_WRITE if writing else ZS_EV_READ
         loop = self._loop
-        native_io = self._native_io(loop)  # (the stdlib's _check_closed too)
-        if native_io:
-            if loop._closed:
+        native = self._native_selector(loop)  # (the stdlib's _check_closed too)
+        if native is not None:
+            if _loop_closed(loop):
                 raise RuntimeError("Event loop is closed")
         else:
             loop._check_closed()
         handle = new_io_handle(self, writing, context)
-        selector = loop._selector
-        if native_io or _registers_natively(selector):
-            native = <Selector>selector
+        if native is None:
+            selector = loop._selector
+            if _registers_natively(selector):
+                native = <Selector>selector
+        if native is not None:
             found = native.key_for_fd(self._fd)
             if found == NULL:
                 native.register_fd(self._sock_fd, self._sock_fd, bit,
@@ -998,10 +1225,19 @@ cdef class TransportCore:
         """An accepted connection's reading starts now, its handle run in ``context``."""
         return self._add_io(False, context)
 
-    cdef bint _native_io(self, object loop) except -1:
+    cdef Selector _native_selector(self, object loop):
+        """The loop's selector when the loop's registrations can be made on
+        it in C (see _removes_natively), else None."""
+        cdef TransportTable table
         if self._table != NULL:
-            return (<TransportTable>self._table).native_io(loop)
-        return _removes_natively(loop)
+            table = <TransportTable>self._table
+            if not table.native_io(loop):
+                return None
+            if table.memo_loop == <PyObject *>loop:
+                return <Selector>table.selector  # (what the loop holds, checked by native_io)
+        elif not _removes_natively(loop):
+            return None
+        return <Selector>loop._selector
 
     cdef int _remove_io(self, bint writing) except -1:
         """The loop's _remove_reader/_remove_writer for this descriptor: in C
@@ -1012,15 +1248,15 @@ cdef class TransportCore:
         cdef PyObject *found
         cdef int mask
         loop = self._loop
-        if not self._native_io(loop):
+        native = self._native_selector(loop)
+        if native is None:
             if writing:
                 loop._remove_writer(self._sock_fd)
             else:
                 loop._remove_reader(self._sock_fd)
             return 0
-        if loop._closed:
+        if _loop_closed(loop):
             return 0
-        native = <Selector>loop._selector
         found = native.key_for_fd(self._fd)
         if found == NULL:
             return 1
@@ -1067,10 +1303,14 @@ cdef class TransportCore:
         cdef bint borrowed = False
         memset(view, 0, sizeof(Py_buffer))  # view.obj NULL: nothing exported
         try:
+            protocol = self._protocol
             get_buffer = self._get_buffer
             if get_buffer is None:
-                get_buffer = self._protocol.get_buffer
-            buf = get_buffer(-1)
+                buf = protocol.get_buffer(-1)
+            elif self._unbound & UNBOUND_GET_BUFFER:
+                buf = get_buffer(protocol, -1)
+            else:
+                buf = get_buffer(-1)
             borrowed = zs_borrow_memory(buf, True, ptr, length)
             if not (length[0] if borrowed else len(buf)):
                 raise RuntimeError("get_buffer() returned an empty buffer")
@@ -1093,12 +1333,29 @@ cdef class TransportCore:
     cdef inline int hand_data(self, object data) except -1:
         """``protocol.data_received(data)``, a failure a fatal error."""
         try:
-            if self._data_received is not None:
+            if self._unbound & UNBOUND_DATA_RECEIVED:
+                zs_call_held_with(<PyObject *>self._data_received, <PyObject *>self._protocol, data)
+            elif self._data_received is not None:
                 zs_call_held(<PyObject *>self._data_received, data)
             else:
                 self._protocol.data_received(data)
         except BaseException as exc:
             return self._failed(exc, "Fatal error: protocol.data_received() call failed.")
+        return 0
+
+    cdef inline int hand_filled(self, Py_ssize_t n) except -1:
+        """``protocol.buffer_updated(n)``, a failure a fatal error."""
+        try:
+            protocol = self._protocol
+            buffer_updated = self._buffer_updated
+            if buffer_updated is None:
+                protocol.buffer_updated(n)
+            elif self._unbound & UNBOUND_BUFFER_UPDATED:
+                buffer_updated(protocol, n)
+            else:
+                buffer_updated(n)
+        except BaseException as exc:
+            return self._failed(exc, "Fatal error: protocol.buffer_updated() call failed.")
         return 0
 
     cdef int _read_into_buffer(self) except -1:
@@ -1123,14 +1380,7 @@ cdef class TransportCore:
             return 0
         if n == 0:
             return self._on_eof()
-        try:
-            buffer_updated = self._buffer_updated
-            if buffer_updated is None:
-                buffer_updated = self._protocol.buffer_updated
-            buffer_updated(n)
-        except BaseException as exc:
-            self._failed(exc, "Fatal error: protocol.buffer_updated() call failed.")
-        return 0
+        return self.hand_filled(n)
 
     cdef long _recv_scratch(self) except -2:
         """One recv into the shared scratch buffer: the byte count (0 at end of
@@ -1192,7 +1442,7 @@ cdef class TransportCore:
         return 0
 
     cdef int _on_eof(self) except -1:
-        if self._loop.get_debug():
+        if _loop_debug(self._loop, self._table):
             logger.debug("%r received EOF", self.owner)
         try:
             keep_open = self._protocol.eof_received()
@@ -1328,7 +1578,7 @@ cdef class TransportCore:
             self._closing = True
             self._remove_io(False)
         self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc, context=self._context)
+        _call_soon(self._loop, self._table, self._call_connection_lost, (exc,), self._context)
 
     def _call_connection_lost(self, exc):
         try:
@@ -1341,12 +1591,13 @@ cdef class TransportCore:
             self._sock_obj = None
             self._protocol = None
             self._get_buffer = self._buffer_updated = self._data_received = None
+            self._unbound = 0
             self._sink = None
             self._target = None
             self._loop = None
             server = self._server
             if server is not None:
-                _server_detach(server, self.owner)
+                _server_detach(server, self.owner, self._table)
                 self._server = None
             self.owner = None  # the cycle through the facade ends with the connection
         if self._empty_waiter is not None:
@@ -1368,20 +1619,13 @@ cdef class TransportCore:
 
 cdef Py_ssize_t CORE_OFFSET  # where a SocketTransport keeps its _core
 cdef zs_type_memo _close_memo  # SocketTransport, when last found to keep its close()
-cdef object _own_close  # SocketTransport's close, set once the class is complete
+cdef dict _own_close = {}  # "close": SocketTransport's, set once the class is complete
 
 
 cdef bint _close_is_ours(object transport) except -1:
     """Whether ``transport.close()`` is SocketTransport's own: its core's close."""
-    cdef PyTypeObject *kind = <PyTypeObject *>_SocketTransportType
-    if type(transport) is not _SocketTransportType:
-        return False
-    if not zs_type_unchanged(&_close_memo, kind):
-        if zs_type_lookup(kind, "close") != <PyObject *>_own_close:
-            return False
-        zs_remember_type(&_close_memo, kind)
-    state = PyObject_GenericGetDict(transport, NULL)
-    return PyDict_GET_SIZE(state) == 0 or not PyDict_Contains(state, "close")
+    return (type(transport) is _SocketTransportType
+            and keeps_methods(transport, &_close_memo, _own_close))
 cdef type _SocketTransportType
 
 
@@ -1467,7 +1711,16 @@ cdef object _get_extra_info(object transport, PyObject **args, Py_ssize_t nargs,
 def close_unclosed(transport):
     """A transport's ``__del__``: warn as the stdlib does and close the socket
     when it is still open, and return the core it did it for (else None)."""
-    core = getattr(transport, "_core", None)  # None when __init__ failed
+    return _close_unclosed(transport)
+
+
+cdef object _close_unclosed(object transport):
+    cdef PyObject *found
+    if PyObject_TypeCheck(transport, <PyTypeObject *>_SocketTransportType):
+        found = zs_slot_get(transport, CORE_OFFSET)
+        core = <object>found if found != NULL else None  # None when __init__ failed
+    else:
+        core = getattr(transport, "_core", None)
     if not isinstance(core, TransportCore) or (<TransportCore>core)._fd_closed:
         return None
     warnings.warn(f"unclosed transport {transport!r}", ResourceWarning, source=transport)
@@ -1581,14 +1834,14 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         return self._core._describe(type(self).__name__)
 
     def __del__(self):
-        core = close_unclosed(self)
+        core = _close_unclosed(self)
         if core is not None and SERVER_TRACKS_TRANSPORTS and core._server is not None:
             core._server._detach(self)
 
 
 _SocketTransportType = SocketTransport
 CORE_OFFSET = zs_slot_offset(SocketTransport.__dict__["_core"])
-_own_close = SocketTransport.__dict__["close"]
+_own_close["close"] = SocketTransport.__dict__["close"]
 
 
 # -- the accept path's transports ------------------------------------------------------------
@@ -1626,7 +1879,8 @@ cdef extern from *:
 
 cdef object new_accepted_transport(object loop, int fd, int family,
                                    int kind, int proto, object peername, object sockname,
-                                   object protocol, object server, object context):
+                                   object protocol, object server, object context,
+                                   unsigned int peer_ipv4=0, unsigned short peer_port=0):
     cdef TransportCore core
     cdef type core_type = stream_core_type(loop, protocol)
     owner = zs_new_instance(_SocketTransportType)
@@ -1646,17 +1900,21 @@ cdef object new_accepted_transport(object loop, int fd, int family,
     if sockname is None:
         sockname = core._sock.getsockname()
     core._sockname = sockname
-    core._peername = _shared_host(peername)
+    if peer_port:
+        core._peer_ipv4 = peer_ipv4
+        core._peer_port = peer_port
+    else:
+        core._peername = _shared_host(peername)
     core._peername_given = True
     core._bind_protocol(protocol)
     core._server = server
-    if server is not None:
-        _server_attach(server, owner)
     core._enter_in_table(loop)
+    if server is not None:
+        _server_attach(server, owner, core._table)
     # The stdlib's _set_nodelay: for TCP sockets that say so.
     if family in (AF_INET_FAMILY, AF_INET6_FAMILY) and kind == SOCK_STREAM_TYPE and proto == IPPROTO_TCP_LEVEL:
         zs_set_tcp_nodelay(core._fd, IPPROTO_TCP_LEVEL, TCP_NODELAY_OPT)
-    loop.call_soon(protocol.connection_made, owner)
+    _call_soon(loop, core._table, protocol.connection_made, (owner,), None)
     # Reading starts now: connection_made runs among the ready callbacks of
     # the next iteration, before the reads its poll finds.
     core._begin_reading(context)
@@ -1671,27 +1929,10 @@ cdef dict _own_methods = {name: SocketTransport.__dict__[name] for name in ("wri
 cdef zs_type_memo _own_methods_memo  # SocketTransport, when last found to keep them
 
 
-cdef bint _methods_are_ours(object transport) except -1:
-    cdef PyTypeObject *kind = <PyTypeObject *>_SocketTransportType
-    if not zs_type_unchanged(&_own_methods_memo, kind):
-        # The class changed (or was never checked): look again.
-        for name, method in _own_methods.items():
-            if zs_type_lookup(kind, name) != <PyObject *>method:
-                return False
-        zs_remember_type(&_own_methods_memo, kind)
-    state = PyObject_GenericGetDict(transport, NULL)
-    if PyDict_GET_SIZE(state) == 0:
-        return True
-    for name in _own_methods:
-        if PyDict_Contains(state, name):
-            return False
-    return True
-
-
 cdef TransportCore direct_core(object transport):
     if type(transport) is not _SocketTransportType:
         return None
-    if not _methods_are_ours(transport):
+    if not keeps_methods(transport, &_own_methods_memo, _own_methods):
         return None
     core = zs_slot_get(transport, CORE_OFFSET)
     if core == NULL:

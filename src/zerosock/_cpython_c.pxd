@@ -1,7 +1,7 @@
 # CPython's internals in one place: csrc/zs_cpython.h, whose fast paths
 # zerosock._cpython_c checks at import (call enabled() before using one).
 
-from cpython.object cimport PyObject, PyTypeObject
+from cpython.object cimport PyObject, PyTypeObject, Py_TYPE
 
 cdef extern from "zs_cpython.h":
     # chosen by the compiler
@@ -39,4 +39,29 @@ cdef extern from "zs_cpython.h":
 
     # awaitable_slots
     ctypedef object (*zs_step_fn)(object, int *)
-    int zs_install_op_slots(object type, zs_step_fn step) except -1
+    int zs_install_op_slots(object type, zs_step_fn step, bint reuse_stop) except -1
+
+    # stop_iteration_reuse
+    bint zs_stop_kept_alone()
+    Py_ssize_t zs_stops_made_count()
+
+    # what a C path checks before it stands in for methods
+    bint zs_class_keeps(zs_type_memo *memo, PyTypeObject *kind, dict expected)
+    int zs_instance_keeps(object obj, dict expected) except -1
+
+
+# Whether a class, and an object of it, still have what a C path stands in
+# for: ``expected`` maps a name to what the class's MRO gives for it (None:
+# nothing), checked again only when the class's version tag changes
+# (``memo``; each module sets its own zs_version_tags_on); an object keeps
+# them when it sets none of those names on itself.
+cdef inline bint class_keeps(PyTypeObject *kind, zs_type_memo *memo, dict expected) noexcept:
+    return zs_class_keeps(memo, kind, expected)
+
+
+cdef inline bint instance_keeps(object obj, dict expected) except -1:
+    return zs_instance_keeps(obj, expected)
+
+
+cdef inline bint keeps_methods(object obj, zs_type_memo *memo, dict expected) except -1:
+    return zs_class_keeps(memo, Py_TYPE(obj), expected) and zs_instance_keeps(obj, expected)

@@ -14,7 +14,7 @@ import contextvars
 import logging
 import os
 import sys
-from asyncio import events, futures, streams
+from asyncio import base_events, events, futures, streams
 
 from cpython.object cimport PyTypeObject
 
@@ -66,6 +66,18 @@ TABLE = {
         "a C stream read awaited through iternext and am_send slots set on its type",
         "the type's __next__ and send methods",
         None, "_check_awaitable_slots"),
+    "stop_iteration_reuse": (
+        (3, 12), (3, 14),
+        "a finished C stream read's value (bytes up to 16 KiB) handed to its await "
+        "in one StopIteration raised again while nobody else holds it",
+        "a new StopIteration for every finished read",
+        "awaitable_slots", "_check_stop_iteration_reuse"),
+    "server_counts": (
+        (3, 9), (3, 12),
+        "asyncio's Server counts the connections it serves in C, where its "
+        "_attach and _detach are the stdlib's (a count, before 3.13)",
+        "the Server's _attach and _detach",
+        None, "_check_server_counts"),
     "ssl_object_layout": (
         (3, 11), (3, 15),
         "OpenSSL driven directly through the SSL, SSL_CTX and BIO pointers of "
@@ -277,9 +289,32 @@ def _check_stream_layout():
     return None
 
 
+def _check_server_counts():
+    """Server._attach and _detach read and write the names the C count does,
+    and count as it does."""
+    server_type = base_events.Server
+    if (server_type._attach.__code__.co_names != ("_sockets", "_active_count")
+            or server_type._detach.__code__.co_names != ("_active_count", "_sockets", "_wakeup")):
+        return "Server._attach or _detach use other attributes"
+    server = server_type.__new__(server_type)
+    server._sockets = []
+    server._active_count = 0
+    server._attach()
+    server._attach()
+    server._detach()
+    if server._active_count != 1:
+        return "Server._attach and _detach do not count"
+    return None
+
+
 cdef class _ProbeStep:
-    """An awaitable that gives ``"step"`` once, then finishes with 42."""
+    """An awaitable that gives ``"step"`` once, then finishes with its
+    ``result``."""
     cdef int calls
+    cdef object result
+
+    def __init__(self, result=b"42"):
+        self.result = result
 
     def __await__(self):
         return self
@@ -293,18 +328,21 @@ cdef object _probe_step(object op, int *finished):
     if (<_ProbeStep>op).calls == 1:
         return "step"
     finished[0] = 1
-    return 42
+    return (<_ProbeStep>op).result
 
 
-async def _await_probe(op):
-    return await op
+# The interpreter's own await, as a user's coroutine runs it (an async def
+# here would be compiled by Cython, whose await takes other paths).
+_probe_namespace = {}
+exec("async def await_probe(op):\n    return await op\n", _probe_namespace)
+_await_probe = _probe_namespace["await_probe"]
 
 
 def _check_awaitable_slots():
     """Slots set on a ready type are the ones the interpreter calls, through
     next() and through an await."""
     try:
-        zs_install_op_slots(_ProbeStep, <zs_step_fn>_probe_step)
+        zs_install_op_slots(_ProbeStep, <zs_step_fn>_probe_step, False)
         probe = _ProbeStep()
         if next(probe) != "step":
             return "iternext is not what next() calls"
@@ -314,12 +352,50 @@ def _check_awaitable_slots():
         try:
             coroutine.send(None)
         except StopIteration as stop:
-            if stop.value != 42:
+            if stop.value != b"42":
                 return "an await does not finish with the step's value"
         else:
             return "an await does not finish when the step does"
     except (AssertionError, TypeError) as exc:
         return f"the slots are not used ({exc})"
+    return None
+
+
+def _check_stop_iteration_reuse():
+    """An await drops the StopIteration its step raised, so the next one
+    reuses it; one that is kept elsewhere is left as it was."""
+    zs_install_op_slots(_ProbeStep, <zs_step_fn>_probe_step, True)
+    values = []
+    made = []
+    for value in (b"first", b"second"):
+        coroutine = _await_probe(_ProbeStep(value))
+        coroutine.send(None)
+        try:
+            coroutine.send(None)
+        except StopIteration as stop:
+            values.append(stop.value)
+        if zs_stops_made_count() == 0:
+            return "an await takes the value without a StopIteration: nothing to reuse"
+        if not zs_stop_kept_alone():
+            return "an await keeps its StopIteration"
+        made.append(zs_stops_made_count())
+    if values != [b"first", b"second"]:
+        return "an await does not finish with the step's value"
+    if made[0] == 0 or made[1] != made[0]:
+        return "the kept StopIteration is not raised again"
+    probe = _ProbeStep(b"third")
+    next(probe)
+    try:
+        next(probe)
+    except StopIteration as stop:
+        held = stop
+    probe = _ProbeStep(b"fourth")
+    next(probe)
+    try:
+        next(probe)
+    except StopIteration as stop:
+        if stop is held or held.value != b"third" or stop.args != (b"fourth",):
+            return "a StopIteration held elsewhere was raised again"
     return None
 
 

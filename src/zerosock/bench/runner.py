@@ -652,43 +652,48 @@ def _callgrind_total(path: str) -> int:
 
 
 OPENSSL_OBJECTS = ("libssl", "libcrypto")
+# Callers that reach OpenSSL only on its behalf: the C library's qsort and
+# pthread_once call back the functions OpenSSL gives them, the dynamic loader
+# runs its constructors, and code valgrind names no object for ("???": the
+# stubs OpenSSL calls itself through) sits within OpenSSL's calls.
+NOT_THE_PROGRAM = OPENSSL_OBJECTS + ("libc.so", "libc-", "ld-linux", "libpthread", "???")
 
 
-def _callgrind_by_object(path: str) -> Dict[str, int]:
-    """Self instructions per shared object (its file name) from a callgrind
-    output file: every cost line, less the lines that follow ``calls=``
-    (those are inclusive costs of a call, already counted in the callee)."""
-    by_object: Dict[str, int] = {}
+def _callgrind_outside_openssl(path: str) -> int:
+    """Instructions run outside OpenSSL, from a callgrind output file: the
+    total less the inclusive cost of every call made into libssl or
+    libcrypto by the program (not by OpenSSL itself or the C library) -- so
+    what OpenSSL has the C library do for it (malloc, memcpy, locks, the
+    callbacks of qsort) counts once, as OpenSSL's."""
     names: Dict[str, str] = {}
     positions = 1
-    current = "?"
-    skip_next = False
+    caller = callee = "?"
+    called = None  # the object a calls= line just called, its cost line next
+    inside = 0
     with open(path) as f:
         for line in f:
             head = line[:1]
             if head.isdigit() or head in "+-*":
-                if skip_next:
-                    skip_next = False
-                    continue
-                tokens = line.split()
-                if len(tokens) > positions:
-                    by_object[current] = by_object.get(current, 0) + int(tokens[positions])
+                if called is not None:
+                    tokens = line.split()
+                    if (called.startswith(OPENSSL_OBJECTS) and len(tokens) > positions
+                            and not caller.startswith(NOT_THE_PROGRAM)):
+                        inside += int(tokens[positions])
+                    called = None
             elif line.startswith("calls="):
-                skip_next = True
+                called, callee = callee, caller  # a call without cob= stays in its object
             elif line.startswith(("ob=", "cob=")):  # either may name an object first
                 key, _, rest = line.partition("=")
                 ref, _, name = rest.strip().partition(" ")
                 if name:
                     names[ref] = os.path.basename(name)
                 if key == "ob":
-                    current = names.get(ref, os.path.basename(ref))
+                    caller = callee = names.get(ref, os.path.basename(ref))
+                else:
+                    callee = names.get(ref, os.path.basename(ref))
             elif line.startswith("positions:"):
                 positions = len(line.split()) - 1
-    return by_object
-
-
-def _outside_openssl(by_object: Dict[str, int]) -> int:
-    return sum(n for name, n in by_object.items() if not name.startswith(OPENSSL_OBJECTS))
+    return _callgrind_total(path) - inside
 
 
 def _strace_counts(path: str) -> Dict[str, int]:
@@ -785,7 +790,7 @@ def measure_instructions(contender: str, cell: Cell, settings: Settings, generat
         if valgrind:
             try:
                 def total_and_outside(path: str) -> Tuple[int, Optional[int]]:
-                    outside = (_outside_openssl(_callgrind_by_object(path))
+                    outside = (_callgrind_outside_openssl(path)
                                if cell.server_workload == "tls" else None)
                     return _callgrind_total(path), outside
 
