@@ -176,6 +176,39 @@ def test_each_connection_runs_in_a_copy_of_the_servers_context(loop_factory):
     assert _contexts(loop_factory) == _contexts(stdlib_loop)
 
 
+def _accept_tasks(factory: Callable[[], asyncio.AbstractEventLoop]) -> int:
+    """How many Tasks serving CONNECTIONS connections made to accept them."""
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        made = [0]
+
+        def counting_factory(loop: Any, coro: Any, **kwargs: Any) -> asyncio.Task:
+            if getattr(coro, "__qualname__", "").endswith("_accept_connection2"):
+                made[0] += 1
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        server = await loop.create_server(_Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        loop.set_task_factory(counting_factory)
+        for i in range(CONNECTIONS):
+            assert await _open_and_echo(port, b"%d" % i) == b"%d" % i
+        loop.set_task_factory(None)
+        server.close()
+        await server.wait_closed()
+        return made[0]
+
+    return run(factory, main())
+
+
+def test_the_c_loop_accepts_without_a_task_per_connection(loop_factory):
+    """The C loop makes each connection's protocol and transport in C on
+    every Python it supports (3.15 passes the server's context as one more
+    argument); the other loops run the stdlib's Task per connection."""
+    c_loop = "_aio_c" in getattr(loop_factory, "__module__", "")
+    assert _accept_tasks(loop_factory) == (0 if c_loop else CONNECTIONS)
+
+
 def test_a_descriptor_in_use_by_a_served_transport_is_refused(loop_factory):
     """add_reader and sock_recv on an accepted transport's descriptor raise
     as the stdlib's fd check says while it is open, and not once it is closed."""

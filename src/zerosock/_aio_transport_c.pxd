@@ -175,6 +175,7 @@ cdef IOHandle new_io_handle(TransportCore transport, bint writing, object contex
 cdef object new_accepted_transport(object loop, int fd, int family,
                                    int kind, int proto, object peername, object sockname,
                                    object protocol, object server, object context,
+                                   bint context_is_the_transports,
                                    unsigned int peer_ipv4=*, unsigned short peer_port=*)
 
 

@@ -1831,7 +1831,13 @@ cdef extern from *:
 cdef object new_accepted_transport(object loop, int fd, int family,
                                    int kind, int proto, object peername, object sockname,
                                    object protocol, object server, object context,
+                                   bint context_is_the_transports,
                                    unsigned int peer_ipv4=0, unsigned short peer_port=0):
+    """The transport of an accepted connection, made while ``context`` is
+    current.  ``context_is_the_transports``: it is the one every callback of
+    the transport runs in (3.15's server context, copied per connection),
+    else only its reads, as the stdlib's earlier versions copy the context
+    for each of the others."""
     cdef TransportCore core
     owner = zs_new_instance(_SocketTransportType)
     core = TransportCore.__new__(TransportCore)
@@ -1863,7 +1869,9 @@ cdef object new_accepted_transport(object loop, int fd, int family,
     # The stdlib's _set_nodelay: for TCP sockets that say so.
     if family in (AF_INET_FAMILY, AF_INET6_FAMILY) and kind == SOCK_STREAM_TYPE and proto == IPPROTO_TCP_LEVEL:
         zs_set_tcp_nodelay(core._fd, IPPROTO_TCP_LEVEL, TCP_NODELAY_OPT)
-    _call_soon(loop, core._table, protocol.connection_made, (owner,), None)
+    if context_is_the_transports:
+        core._context = context
+    _call_soon(loop, core._table, protocol.connection_made, (owner,), core._context)
     # Reading starts now: connection_made runs among the ready callbacks of
     # the next iteration, before the reads its poll finds.
     core._add_io(False, context)
