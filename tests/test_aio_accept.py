@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import weakref
 from typing import Any, Callable, List
 
 import pytest
@@ -408,22 +409,84 @@ def _server_bookkeeping(factory: Callable[[], asyncio.AbstractEventLoop],
         return seen
 
     original = (base_events.Server._attach, base_events.Server._detach)
+    weak_set = (weakref.WeakSet.add, weakref.WeakSet.discard)
     if patch == "class":
         base_events.Server._attach = counted("attach", original[0])
         base_events.Server._detach = counted("detach", original[1])
+    elif patch == "weakset":
+        # (Counted for transports only: tasks are kept in WeakSets too.)
+        def of_transports(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+            def wrapper(weak: Any, item: Any) -> Any:
+                if isinstance(item, asyncio.BaseTransport):
+                    calls.append(name)
+                return method(weak, item)
+            return wrapper
+        weakref.WeakSet.add = of_transports("attach", weak_set[0])  # type: ignore[method-assign]
+        weakref.WeakSet.discard = of_transports("detach", weak_set[1])  # type: ignore[method-assign]
     try:
         seen = run(factory, main())
     finally:
         base_events.Server._attach, base_events.Server._detach = original
+        weakref.WeakSet.add, weakref.WeakSet.discard = weak_set  # type: ignore[method-assign]
     return seen + [calls.count("attach"), calls.count("detach")]
 
 
-@pytest.mark.parametrize("patch", ["none", "class", "server"])
+@pytest.mark.parametrize("patch", ["none", "class", "server", "weakset"])
 def test_a_server_counts_its_connections_as_the_stdlibs(loop_factory, patch):
     """The server counts each connection once and forgets it once (on the
-    C loop in C while its methods are the stdlib's), and calls its own
-    _attach and _detach when they are replaced on its class or on it."""
+    C loop in C while its methods, and from 3.13 its WeakSet's, are the
+    stdlib's), and calls its own _attach and _detach, or WeakSet's add and
+    discard, when they are replaced."""
     assert _server_bookkeeping(loop_factory, patch) == _server_bookkeeping(stdlib_loop, patch)
+
+
+def _clients_ended(factory: Callable[[], asyncio.AbstractEventLoop], how: str) -> List[Any]:
+    """What the clients of a server read once its close_clients() or
+    abort_clients() ran, and what the server holds of them then."""
+
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        lost: List[asyncio.Future] = []
+
+        class Held(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                self.done = loop.create_future()
+                lost.append(self.done)
+
+            def connection_lost(self, exc: Any) -> None:
+                self.done.set_result(type(exc).__name__)
+
+        server = await loop.create_server(Held, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
+        for _ in range(1000):
+            if len(lost) == len(clients):
+                break
+            await asyncio.sleep(0.005)
+        held = len(server._clients)
+        server.close()
+        getattr(server, how)()
+        ends = await asyncio.gather(*lost)
+        reads = []
+        for reader, writer in clients:
+            try:
+                reads.append(await reader.read(10))
+            except ConnectionResetError:
+                reads.append("reset")
+            writer.close()
+        await server.wait_closed()
+        return [held, sorted(ends), reads, len(server._clients)]
+
+    return run(factory, main())
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="Server.close_clients() is new in 3.13")
+@pytest.mark.parametrize("how", ["close_clients", "abort_clients"])
+def test_close_clients_and_abort_clients_reach_every_served_connection(loop_factory, how):
+    """A server's close_clients() and abort_clients() end every connection it
+    serves, as the stdlib's: the C loop's accepted transports are in its
+    _clients like the stdlib's."""
+    assert _clients_ended(loop_factory, how) == _clients_ended(stdlib_loop, how)
 
 
 def _scheduling(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[Any]:
