@@ -28,6 +28,21 @@ class _Echo(asyncio.Protocol):
         self.transport.write(data)
 
 
+class _Held(asyncio.Protocol):
+    """Holds its connection: each one puts a future in ``lost``, which
+    connection_lost sets to the name of its argument's type."""
+
+    def __init__(self, lost: List[asyncio.Future]) -> None:
+        self.lost = lost
+
+    def connection_made(self, transport: Any) -> None:
+        self.done = asyncio.get_running_loop().create_future()
+        self.lost.append(self.done)
+
+    def connection_lost(self, exc: Any) -> None:
+        self.done.set_result(type(exc).__name__)
+
+
 async def _open_and_echo(port: int, payload: bytes) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(payload)
@@ -377,16 +392,7 @@ def _server_bookkeeping(factory: Callable[[], asyncio.AbstractEventLoop],
     async def main() -> List[Any]:
         loop = asyncio.get_running_loop()
         lost: List[asyncio.Future] = []
-
-        class Echo(asyncio.Protocol):
-            def connection_made(self, transport: Any) -> None:
-                self.done = loop.create_future()
-                lost.append(self.done)
-
-            def connection_lost(self, exc: Any) -> None:
-                self.done.set_result(None)
-
-        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        server = await loop.create_server(lambda: _Held(lost), "127.0.0.1", 0)
         if patch == "server":
             server._attach = counted("attach", server._attach)
             server._detach = counted("detach", server._detach)
@@ -447,16 +453,7 @@ def _clients_ended(factory: Callable[[], asyncio.AbstractEventLoop], how: str) -
     async def main() -> List[Any]:
         loop = asyncio.get_running_loop()
         lost: List[asyncio.Future] = []
-
-        class Held(asyncio.Protocol):
-            def connection_made(self, transport: Any) -> None:
-                self.done = loop.create_future()
-                lost.append(self.done)
-
-            def connection_lost(self, exc: Any) -> None:
-                self.done.set_result(type(exc).__name__)
-
-        server = await loop.create_server(Held, "127.0.0.1", 0)
+        server = await loop.create_server(lambda: _Held(lost), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
         for _ in range(1000):
