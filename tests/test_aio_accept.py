@@ -446,6 +446,52 @@ def test_a_server_counts_its_connections_as_the_stdlibs(loop_factory, patch):
     assert _server_bookkeeping(loop_factory, patch) == _server_bookkeeping(stdlib_loop, patch)
 
 
+def _clients_patched(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[Any]:
+    """What add and discard set on a Server's _clients after it served a
+    connection are asked for the connections that come next."""
+
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        lost: List[asyncio.Future] = []
+        calls: List[str] = []
+        server = await loop.create_server(lambda: _Held(lost), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+
+        async def one_connection() -> None:
+            made = len(lost) + 1
+            client = socket.create_connection(("127.0.0.1", port))
+            for _ in range(1000):
+                if len(lost) == made:
+                    break
+                await asyncio.sleep(0.005)
+            client.close()
+            await asyncio.gather(*lost)
+
+        await one_connection()  # (the C path has now found the methods to be WeakSet's)
+        clients = server._clients
+        for name in ("add", "discard"):
+            def recording(item: Any, name: str = name,
+                          method: Callable[..., Any] = getattr(clients, name)) -> Any:
+                calls.append(name)
+                return method(item)
+            setattr(clients, name, recording)
+        await one_connection()
+        await one_connection()
+        server.close()
+        await server.wait_closed()
+        return [len(lost), sorted(calls), len(clients)]
+
+    return run(factory, main())
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="a Server keeps its transports from 3.13")
+def test_weakset_methods_set_on_a_servers_clients_are_called(loop_factory):
+    """add and discard set on the server's WeakSet itself, after the C path
+    found them to be WeakSet's, are called for the connections after."""
+    assert _clients_patched(loop_factory) == _clients_patched(stdlib_loop) == [
+        3, ["add", "add", "discard", "discard"], 0]
+
+
 def _clients_ended(factory: Callable[[], asyncio.AbstractEventLoop], how: str) -> List[Any]:
     """What the clients of a server read once its close_clients() or
     abort_clients() ran, and what the server holds of them then."""

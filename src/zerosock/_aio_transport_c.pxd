@@ -128,6 +128,8 @@ cdef class TransportTable:
     # The Server last found to count with the stdlib's methods, and the size of its __dict__ then.
     cdef object counting_server
     cdef Py_ssize_t counting_server_size
+    cdef object counting_clients  # (its _clients WeakSet, checked likewise)
+    cdef Py_ssize_t counting_clients_size
     # The listening socket the loop's C accept path last read (_aio_accept_c).
     cdef object accept_listener
 

@@ -250,18 +250,27 @@ cdef object _server_state(object server, PyObject *table):
     return state
 
 
-cdef object _clients_state(object state):
+cdef object _clients_state(object state, PyObject *table):
     """The __dict__ of the Server's ``_clients`` when it is a WeakSet with the
     stdlib's add and discard, its ``data`` a set and no removal pending
-    (which add and discard would make first; 3.14 has none), else None."""
+    (which add and discard would make first; 3.14 has none), else None.
+    The transport table (or NULL) remembers the last one found to keep the
+    methods, as _server_state its Server."""
     cdef PyObject *clients = PyDict_GetItemWithError(state, "_clients")
     cdef PyObject *data
     cdef PyObject *pending
+    cdef TransportTable transports = <TransportTable>table if table != NULL else None
     if (clients == NULL or type(<object>clients) is not _WeakSetType
-            or not class_keeps(<PyTypeObject *>_WeakSetType, &_weakset_memo, _std_weakset_class)
-            or not instance_keeps(<object>clients, _std_weakset_methods)):
+            or not class_keeps(<PyTypeObject *>_WeakSetType, &_weakset_memo, _std_weakset_class)):
         return None
     weak_state = PyObject_GenericGetDict(<object>clients, NULL)
+    if not (transports is not None and transports.counting_clients is <object>clients
+            and PyDict_GET_SIZE(weak_state) == transports.counting_clients_size):
+        if not instance_keeps(<object>clients, _std_weakset_methods):
+            return None
+        if transports is not None:
+            transports.counting_clients = <object>clients
+            transports.counting_clients_size = PyDict_GET_SIZE(weak_state)
     data = PyDict_GetItemWithError(weak_state, "data")
     pending = PyDict_GetItemWithError(weak_state, "_pending_removals")
     if (data == NULL or type(<object>data) is not set or pending != NULL and not (
@@ -279,7 +288,7 @@ cdef int _server_attach(server, transport, PyObject *table) except -1:
         sockets = PyDict_GetItemWithError(state, "_sockets")
         if sockets != NULL and sockets != <PyObject *>None:
             if SERVER_CLIENTS:
-                weak_state = _clients_state(state)
+                weak_state = _clients_state(state, table)
                 if weak_state is not None:
                     remove = PyDict_GetItemWithError(weak_state, "_remove")
                     if remove != NULL:
@@ -307,7 +316,7 @@ cdef int _server_detach(server, transport, PyObject *table) except -1:
     if state is None:
         return _std_detach(server, transport)
     if SERVER_CLIENTS:
-        weak_state = _clients_state(state)
+        weak_state = _clients_state(state, table)
         sockets = PyDict_GetItemWithError(state, "_sockets")
         if weak_state is None or sockets == NULL:
             return _std_detach(server, transport)  # (with the method's AttributeError)
