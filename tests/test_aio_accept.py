@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import weakref
 from typing import Any, Callable, List
 
 import pytest
@@ -25,6 +26,21 @@ class _Echo(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.transport.write(data)
+
+
+class _Held(asyncio.Protocol):
+    """Holds its connection: each one puts a future in ``lost``, which
+    connection_lost sets to the name of its argument's type."""
+
+    def __init__(self, lost: List[asyncio.Future]) -> None:
+        self.lost = lost
+
+    def connection_made(self, transport: Any) -> None:
+        self.done = asyncio.get_running_loop().create_future()
+        self.lost.append(self.done)
+
+    def connection_lost(self, exc: Any) -> None:
+        self.done.set_result(type(exc).__name__)
 
 
 async def _open_and_echo(port: int, payload: bytes) -> bytes:
@@ -174,6 +190,39 @@ def test_each_connection_runs_in_a_copy_of_the_servers_context(loop_factory):
     made in, one per connection; what it sets is seen by the connection's
     callbacks, never by the next connection or the server."""
     assert _contexts(loop_factory) == _contexts(stdlib_loop)
+
+
+def _accept_tasks(factory: Callable[[], asyncio.AbstractEventLoop]) -> int:
+    """How many Tasks serving CONNECTIONS connections made to accept them."""
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        made = [0]
+
+        def counting_factory(loop: Any, coro: Any, **kwargs: Any) -> asyncio.Task:
+            if getattr(coro, "__qualname__", "").endswith("_accept_connection2"):
+                made[0] += 1
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        server = await loop.create_server(_Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        loop.set_task_factory(counting_factory)
+        for i in range(CONNECTIONS):
+            assert await _open_and_echo(port, b"%d" % i) == b"%d" % i
+        loop.set_task_factory(None)
+        server.close()
+        await server.wait_closed()
+        return made[0]
+
+    return run(factory, main())
+
+
+def test_the_c_loop_accepts_without_a_task_per_connection(loop_factory):
+    """The C loop makes each connection's protocol and transport in C on
+    every Python it supports (3.15 passes the server's context as one more
+    argument); the other loops run the stdlib's Task per connection."""
+    c_loop = "_aio_c" in getattr(loop_factory, "__module__", "")
+    assert _accept_tasks(loop_factory) == (0 if c_loop else CONNECTIONS)
 
 
 def test_a_descriptor_in_use_by_a_served_transport_is_refused(loop_factory):
@@ -343,16 +392,7 @@ def _server_bookkeeping(factory: Callable[[], asyncio.AbstractEventLoop],
     async def main() -> List[Any]:
         loop = asyncio.get_running_loop()
         lost: List[asyncio.Future] = []
-
-        class Echo(asyncio.Protocol):
-            def connection_made(self, transport: Any) -> None:
-                self.done = loop.create_future()
-                lost.append(self.done)
-
-            def connection_lost(self, exc: Any) -> None:
-                self.done.set_result(None)
-
-        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        server = await loop.create_server(lambda: _Held(lost), "127.0.0.1", 0)
         if patch == "server":
             server._attach = counted("attach", server._attach)
             server._detach = counted("detach", server._detach)
@@ -375,22 +415,121 @@ def _server_bookkeeping(factory: Callable[[], asyncio.AbstractEventLoop],
         return seen
 
     original = (base_events.Server._attach, base_events.Server._detach)
+    weak_set = (weakref.WeakSet.add, weakref.WeakSet.discard)
     if patch == "class":
         base_events.Server._attach = counted("attach", original[0])
         base_events.Server._detach = counted("detach", original[1])
+    elif patch == "weakset":
+        # (Counted for transports only: tasks are kept in WeakSets too.)
+        def of_transports(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+            def wrapper(weak: Any, item: Any) -> Any:
+                if isinstance(item, asyncio.BaseTransport):
+                    calls.append(name)
+                return method(weak, item)
+            return wrapper
+        weakref.WeakSet.add = of_transports("attach", weak_set[0])  # type: ignore[method-assign]
+        weakref.WeakSet.discard = of_transports("detach", weak_set[1])  # type: ignore[method-assign]
     try:
         seen = run(factory, main())
     finally:
         base_events.Server._attach, base_events.Server._detach = original
+        weakref.WeakSet.add, weakref.WeakSet.discard = weak_set  # type: ignore[method-assign]
     return seen + [calls.count("attach"), calls.count("detach")]
 
 
-@pytest.mark.parametrize("patch", ["none", "class", "server"])
+@pytest.mark.parametrize("patch", ["none", "class", "server", "weakset"])
 def test_a_server_counts_its_connections_as_the_stdlibs(loop_factory, patch):
     """The server counts each connection once and forgets it once (on the
-    C loop in C while its methods are the stdlib's), and calls its own
-    _attach and _detach when they are replaced on its class or on it."""
+    C loop in C while its methods, and from 3.13 its WeakSet's, are the
+    stdlib's), and calls its own _attach and _detach, or WeakSet's add and
+    discard, when they are replaced."""
     assert _server_bookkeeping(loop_factory, patch) == _server_bookkeeping(stdlib_loop, patch)
+
+
+def _clients_patched(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[Any]:
+    """What add and discard set on a Server's _clients after it served a
+    connection are asked for the connections that come next."""
+
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        lost: List[asyncio.Future] = []
+        calls: List[str] = []
+        server = await loop.create_server(lambda: _Held(lost), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+
+        async def one_connection() -> None:
+            made = len(lost) + 1
+            client = socket.create_connection(("127.0.0.1", port))
+            for _ in range(1000):
+                if len(lost) == made:
+                    break
+                await asyncio.sleep(0.005)
+            client.close()
+            await asyncio.gather(*lost)
+
+        await one_connection()  # (the C path has now found the methods to be WeakSet's)
+        clients = server._clients
+        for name in ("add", "discard"):
+            def recording(item: Any, name: str = name,
+                          method: Callable[..., Any] = getattr(clients, name)) -> Any:
+                calls.append(name)
+                return method(item)
+            setattr(clients, name, recording)
+        await one_connection()
+        await one_connection()
+        server.close()
+        await server.wait_closed()
+        return [len(lost), sorted(calls), len(clients)]
+
+    return run(factory, main())
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="a Server keeps its transports from 3.13")
+def test_weakset_methods_set_on_a_servers_clients_are_called(loop_factory):
+    """add and discard set on the server's WeakSet itself, after the C path
+    found them to be WeakSet's, are called for the connections after."""
+    assert _clients_patched(loop_factory) == _clients_patched(stdlib_loop) == [
+        3, ["add", "add", "discard", "discard"], 0]
+
+
+def _clients_ended(factory: Callable[[], asyncio.AbstractEventLoop], how: str) -> List[Any]:
+    """What the clients of a server read once its close_clients() or
+    abort_clients() ran, and what the server holds of them then."""
+
+    async def main() -> List[Any]:
+        loop = asyncio.get_running_loop()
+        lost: List[asyncio.Future] = []
+        server = await loop.create_server(lambda: _Held(lost), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
+        for _ in range(1000):
+            if len(lost) == len(clients):
+                break
+            await asyncio.sleep(0.005)
+        held = len(server._clients)
+        server.close()
+        getattr(server, how)()
+        ends = await asyncio.gather(*lost)
+        reads = []
+        for reader, writer in clients:
+            try:
+                reads.append(await reader.read(10))
+            except ConnectionResetError:
+                reads.append("reset")
+            writer.close()
+        await server.wait_closed()
+        return [held, sorted(ends), reads, len(server._clients)]
+
+    return run(factory, main())
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="Server.close_clients() is new in 3.13")
+@pytest.mark.parametrize("how", ["close_clients", "abort_clients"])
+def test_close_clients_and_abort_clients_reach_every_served_connection(loop_factory, how):
+    """A server's close_clients() and abort_clients() end every connection it
+    serves, as the stdlib's: the C loop's accepted transports are in its
+    _clients like the stdlib's."""
+    assert _clients_ended(loop_factory, how) == _clients_ended(stdlib_loop, how)
 
 
 def _scheduling(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[Any]:

@@ -155,6 +155,11 @@ def test_check_records_the_probe_and_honours_what_a_fast_path_needs(c_backend, c
         assert calls == []
         assert _cpython_c.check("handle_slots", lambda: None) is None
         assert _cpython_c.enabled("handle_slots")
+        # A probe that fails on an interpreter it does not know turns its
+        # fast path off rather than failing the import.
+        assert "its check failed: TypeError('unlike')" in _cpython_c.check(
+            "handle_slots", lambda: (_ for _ in ()).throw(TypeError("unlike")))
+        assert not _cpython_c.enabled("handle_slots")
     finally:
         for name in ("handle_slots", "handle_free_list"):
             _cpython_c.check(name, lambda on=before[name]: None if on else "restored")

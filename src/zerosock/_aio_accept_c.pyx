@@ -18,9 +18,10 @@ TLS protocol, debug mode, a listening socket of another class, a loop whose
 transport-making methods were replaced) goes to the stdlib's method."""
 
 cimport cython
-from cpython.contextvars cimport PyContext_CopyCurrent
+from cpython.contextvars cimport PyContext_Copy, PyContext_CopyCurrent
 from cpython.object cimport PyObject
 
+import contextvars
 import socket
 import weakref
 from asyncio import constants, streams, trsock
@@ -55,6 +56,7 @@ cdef object ACCEPT_RETRY_DELAY = constants.ACCEPT_RETRY_DELAY
 cdef object _TransportSocket = trsock.TransportSocket
 cdef type _StreamReaderProtocol = streams.StreamReaderProtocol
 cdef type _Socket = socket.socket
+cdef type _Context = contextvars.Context
 cdef int AF_INET = socket.AF_INET
 cdef int AF_INET6 = socket.AF_INET6
 cdef object _WILDCARDS = frozenset(("0.0.0.0", "::"))
@@ -137,6 +139,7 @@ cdef class _Connection:
     cdef unsigned int peer_ipv4   # its address (network order)
     cdef unsigned short peer_port # and port (0: not held)
     cdef object context
+    cdef bint context_is_the_transports  # (3.15's: a copy of the server's)
     cdef bint owned   # the transport has the descriptor: it closes it
     cdef object sslcontext   # a TLS listener's: None for plain TCP
     cdef object ssl_handshake_timeout
@@ -236,13 +239,14 @@ cdef int _make_connection(object target, object unused) except -1:
     conn.owned = True
     new_accepted_transport(loop, <int>conn.fd, listener.family, listener.kind,
                            listener.proto, conn.peername, sockname, protocol, conn.server,
-                           conn.context, conn.peer_ipv4, conn.peer_port)
+                           conn.context, conn.context_is_the_transports,
+                           conn.peer_ipv4, conn.peer_port)
     return 0
 
 
 cdef object _accept_batch(object loop, object protocol_factory, object sock, object sslcontext,
                           object server, Py_ssize_t backlog, object ssl_handshake_timeout,
-                          object ssl_shutdown_timeout, tuple serving_args):
+                          object ssl_shutdown_timeout, object context, tuple serving_args):
     cdef _Listener listener = _listener_of(loop, sock)
     cdef _Connection conn
     cdef sockaddr_storage address
@@ -279,8 +283,10 @@ cdef object _accept_batch(object loop, object protocol_factory, object sock, obj
         conn.sslcontext = sslcontext
         conn.ssl_handshake_timeout = ssl_handshake_timeout
         conn.ssl_shutdown_timeout = ssl_shutdown_timeout
-        # A Task would have run this in a copy of the current context.
-        conn.context = PyContext_CopyCurrent()
+        # A Task would have run this in a copy of the server's context (from
+        # 3.15, which passes it) or else of the current one.
+        conn.context_is_the_transports = context is not None
+        conn.context = PyContext_Copy(context) if context is not None else PyContext_CopyCurrent()
         try:
             _take_peer(conn, &address, length)
             failure = run_in_context(conn.context, _make_connection, conn, None, &unused)
@@ -297,10 +303,12 @@ cdef object _accept_batch(object loop, object protocol_factory, object sock, obj
 
 cdef object _accept_connection(object loop, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
     # (protocol_factory, sock, sslcontext=None, server=None, backlog=100,
-    #  ssl_handshake_timeout=None, ssl_shutdown_timeout=None)
+    #  ssl_handshake_timeout=None, ssl_shutdown_timeout=None, context=None),
+    # the last from 3.15
     cdef Py_ssize_t backlog = 100
     sslcontext = <object>args[2] if nargs > 2 else None
-    if (kwnames == NULL and 2 <= nargs <= 7 and type(<object>args[1]) is _Socket
+    if (kwnames == NULL and 2 <= nargs <= 8 and type(<object>args[1]) is _Socket
+            and (nargs < 8 or <object>args[7] is None or type(<object>args[7]) is _Context)
             and (sslcontext is None or uses_own_tls_protocol())
             and not loop._debug and _makes_connections_natively(loop)):
         if nargs > 4:
@@ -310,6 +318,7 @@ cdef object _accept_connection(object loop, PyObject **args, Py_ssize_t nargs, P
                              <object>args[3] if nargs > 3 else None, backlog,
                              <object>args[5] if nargs > 5 else None,
                              <object>args[6] if nargs > 6 else None,
+                             <object>args[7] if nargs > 7 else None,
                              tuple([<object>args[i] for i in range(nargs)]))
     positional = tuple([<object>args[i] for i in range(nargs)])
     keywords = {}
@@ -322,6 +331,6 @@ cdef object _accept_connection(object loop, PyObject **args, Py_ssize_t nargs, P
 accept_connection = c_method(
     <void *>_accept_connection, METH_FASTCALL | METH_KEYWORDS,
     b"_accept_connection($self, protocol_factory, sock, sslcontext=None, server=None, "
-    b"backlog=100, *timeouts)\n--\n\n"
+    b"backlog=100, *timeouts_and_context)\n--\n\n"
     b"Accept the connections waiting on a listening socket, each with its protocol "
     b"and transport.")

@@ -137,6 +137,8 @@ cdef class TransportTable:
     # The Server last found to count with the stdlib's methods, and the size of its __dict__ then.
     cdef object counting_server
     cdef Py_ssize_t counting_server_size
+    cdef object counting_clients  # (its _clients WeakSet, checked likewise)
+    cdef Py_ssize_t counting_clients_size
     # The listening socket the loop's C accept path last read (_aio_accept_c).
     cdef object accept_listener
 
@@ -187,6 +189,7 @@ cpdef type stream_core_type(object loop, object protocol)
 cdef object new_accepted_transport(object loop, int fd, int family,
                                    int kind, int proto, object peername, object sockname,
                                    object protocol, object server, object context,
+                                   bint context_is_the_transports,
                                    unsigned int peer_ipv4=*, unsigned short peer_port=*)
 
 

@@ -11,6 +11,9 @@ cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_CheckExact, PyDict_GetItemWithError, PyDict_SetItem
+from cpython.list cimport PyList_CheckExact, PyList_GET_SIZE
+from cpython.set cimport PySet_Add, PySet_Discard, PySet_GET_SIZE
+from cpython.weakref cimport PyWeakref_NewRef
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_CheckExact
 from cpython.contextvars cimport PyContext_CopyCurrent
@@ -35,7 +38,7 @@ from selectors import EVENT_READ, EVENT_WRITE
 from zerosock._buffers cimport zs_borrow_memory
 from zerosock._cmethod_c cimport METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_O, c_method
 from zerosock._cpython_c cimport (
-    class_keeps, keeps_methods, zs_bytes_refill, zs_remember_type, zs_slot_get, zs_slot_offset,
+    class_keeps, instance_keeps, keeps_methods, zs_bytes_refill, zs_remember_type, zs_slot_get, zs_slot_offset,
     zs_slot_set, zs_type_lookup, zs_type_memo, zs_type_unchanged, zs_version_tags_on,
 )
 from zerosock._cpython_c import enabled
@@ -207,20 +210,30 @@ cdef bint SERVER_TRACKS_TRANSPORTS = len(
 
 # Before 3.13 the Server's _attach and _detach count connections: done on
 # its __dict__ in C while they are the stdlib's (the server_counts fast path).
+# From 3.13 they keep the transports in a WeakSet, ``_clients``: added to and
+# discarded from in C while those methods and WeakSet's add and discard are
+# the stdlib's (the server_clients fast path).
 cdef bint SERVER_COUNTS = enabled("server_counts")
+cdef bint SERVER_CLIENTS = enabled("server_clients")
 cdef type _ServerType = base_events.Server
 cdef dict _std_server_state = {"_attach": _ServerType._attach, "_detach": _ServerType._detach,
-                               "_sockets": None, "_active_count": None}
+                               "_sockets": None,
+                               ("_clients" if SERVER_TRACKS_TRANSPORTS else "_active_count"): None}
 cdef zs_type_memo _server_memo  # Server, when last found to keep them
+cdef type _WeakSetType = weakref.WeakSet
+cdef dict _std_weakset_methods = {"add": _WeakSetType.add, "discard": _WeakSetType.discard}
+cdef dict _std_weakset_class = dict(_std_weakset_methods, __len__=_WeakSetType.__len__, data=None,
+                                    _pending_removals=None, _remove=None)
+cdef zs_type_memo _weakset_memo  # WeakSet, when last found to keep them
 
 
-cdef object _counting_state(object server, PyObject *table):
-    """The __dict__ of a Server that counts with the stdlib's _attach and
-    _detach (none replaced on its class or on itself), else None.  The
-    loop's transport table (or NULL) remembers the last one found so, while
-    no attribute comes or goes on it (as the loop core watches its loop's)."""
+cdef object _server_state(object server, PyObject *table):
+    """The __dict__ of a Server whose _attach and _detach are the stdlib's
+    (none replaced on its class or on itself), else None.  The loop's
+    transport table (or NULL) remembers the last one found so, while no
+    attribute comes or goes on it (as the loop core watches its loop's)."""
     cdef TransportTable transports
-    if not (SERVER_COUNTS and type(server) is _ServerType
+    if not ((SERVER_COUNTS or SERVER_CLIENTS) and type(server) is _ServerType
             and class_keeps(<PyTypeObject *>_ServerType, &_server_memo, _std_server_state)):
         return None
     state = PyObject_GenericGetDict(server, NULL)
@@ -237,16 +250,56 @@ cdef object _counting_state(object server, PyObject *table):
     return state
 
 
+cdef object _clients_state(object state, PyObject *table):
+    """The __dict__ of the Server's ``_clients`` when it is a WeakSet with the
+    stdlib's add and discard, its ``data`` a set and no removal pending
+    (which add and discard would make first; 3.14 has none), else None.
+    The transport table (or NULL) remembers the last one found to keep the
+    methods, as _server_state its Server."""
+    cdef PyObject *clients = PyDict_GetItemWithError(state, "_clients")
+    cdef PyObject *data
+    cdef PyObject *pending
+    cdef TransportTable transports = <TransportTable>table if table != NULL else None
+    if (clients == NULL or type(<object>clients) is not _WeakSetType
+            or not class_keeps(<PyTypeObject *>_WeakSetType, &_weakset_memo, _std_weakset_class)):
+        return None
+    weak_state = PyObject_GenericGetDict(<object>clients, NULL)
+    if not (transports is not None and transports.counting_clients is <object>clients
+            and PyDict_GET_SIZE(weak_state) == transports.counting_clients_size):
+        if not instance_keeps(<object>clients, _std_weakset_methods):
+            return None
+        if transports is not None:
+            transports.counting_clients = <object>clients
+            transports.counting_clients_size = PyDict_GET_SIZE(weak_state)
+    data = PyDict_GetItemWithError(weak_state, "data")
+    pending = PyDict_GetItemWithError(weak_state, "_pending_removals")
+    if (data == NULL or type(<object>data) is not set or pending != NULL and not (
+            PyList_CheckExact(<object>pending) and PyList_GET_SIZE(<object>pending) == 0)):
+        return None
+    return weak_state
+
+
 cdef int _server_attach(server, transport, PyObject *table) except -1:
     cdef PyObject *sockets
     cdef PyObject *count
-    state = _counting_state(server, table)
+    cdef PyObject *remove
+    state = _server_state(server, table)
     if state is not None:
         sockets = PyDict_GetItemWithError(state, "_sockets")
-        count = PyDict_GetItemWithError(state, "_active_count")
-        if sockets != NULL and sockets != <PyObject *>None and count != NULL and PyLong_CheckExact(<object>count):
-            PyDict_SetItem(state, "_active_count", <object>count + 1)
-            return 0
+        if sockets != NULL and sockets != <PyObject *>None:
+            if SERVER_CLIENTS:
+                weak_state = _clients_state(state, table)
+                if weak_state is not None:
+                    remove = PyDict_GetItemWithError(weak_state, "_remove")
+                    if remove != NULL:
+                        PySet_Add(<object>PyDict_GetItemWithError(weak_state, "data"),
+                                  PyWeakref_NewRef(transport, <object>remove))
+                        return 0
+            else:
+                count = PyDict_GetItemWithError(state, "_active_count")
+                if count != NULL and PyLong_CheckExact(<object>count):
+                    PyDict_SetItem(state, "_active_count", <object>count + 1)
+                    return 0
     # Anything else (a failing assertion included) is the method's own.
     if SERVER_TRACKS_TRANSPORTS:
         server._attach(transport)
@@ -259,21 +312,32 @@ cdef int _server_detach(server, transport, PyObject *table) except -1:
     cdef PyObject *sockets
     cdef PyObject *count
     cdef bint closed = False
-    state = _counting_state(server, table)
-    if state is not None:
-        count = PyDict_GetItemWithError(state, "_active_count")
-        if count != NULL and PyLong_CheckExact(<object>count) and <object>count > 0:
-            left = <object>count - 1
-            if left == 0:
-                # (Whether the server still serves matters only now.)
-                sockets = PyDict_GetItemWithError(state, "_sockets")
-                if sockets == NULL:
-                    return _std_detach(server, transport)  # the method's AttributeError
-                closed = sockets == <PyObject *>None
-            PyDict_SetItem(state, "_active_count", left)
-            if left == 0 and closed:
-                server._wakeup()
-            return 0
+    state = _server_state(server, table)
+    if state is None:
+        return _std_detach(server, transport)
+    if SERVER_CLIENTS:
+        weak_state = _clients_state(state, table)
+        sockets = PyDict_GetItemWithError(state, "_sockets")
+        if weak_state is None or sockets == NULL:
+            return _std_detach(server, transport)  # (with the method's AttributeError)
+        data = <object>PyDict_GetItemWithError(weak_state, "data")
+        PySet_Discard(data, PyWeakref_NewRef(transport, None))
+        if PySet_GET_SIZE(data) == 0 and sockets == <PyObject *>None:
+            server._wakeup()
+        return 0
+    count = PyDict_GetItemWithError(state, "_active_count")
+    if count != NULL and PyLong_CheckExact(<object>count) and <object>count > 0:
+        left = <object>count - 1
+        if left == 0:
+            # (Whether the server still serves matters only now.)
+            sockets = PyDict_GetItemWithError(state, "_sockets")
+            if sockets == NULL:
+                return _std_detach(server, transport)  # the method's AttributeError
+            closed = sockets == <PyObject *>None
+        PyDict_SetItem(state, "_active_count", left)
+        if left == 0 and closed:
+            server._wakeup()
+        return 0
     return _std_detach(server, transport)
 
 
@@ -1880,7 +1944,13 @@ cdef extern from *:
 cdef object new_accepted_transport(object loop, int fd, int family,
                                    int kind, int proto, object peername, object sockname,
                                    object protocol, object server, object context,
+                                   bint context_is_the_transports,
                                    unsigned int peer_ipv4=0, unsigned short peer_port=0):
+    """The transport of an accepted connection, made while ``context`` is
+    current.  ``context_is_the_transports``: it is the one every callback of
+    the transport runs in (3.15's server context, copied per connection),
+    else only its reads, as the stdlib's earlier versions copy the context
+    for each of the others."""
     cdef TransportCore core
     cdef type core_type = stream_core_type(loop, protocol)
     owner = zs_new_instance(_SocketTransportType)
@@ -1914,7 +1984,9 @@ cdef object new_accepted_transport(object loop, int fd, int family,
     # The stdlib's _set_nodelay: for TCP sockets that say so.
     if family in (AF_INET_FAMILY, AF_INET6_FAMILY) and kind == SOCK_STREAM_TYPE and proto == IPPROTO_TCP_LEVEL:
         zs_set_tcp_nodelay(core._fd, IPPROTO_TCP_LEVEL, TCP_NODELAY_OPT)
-    _call_soon(loop, core._table, protocol.connection_made, (owner,), None)
+    if context_is_the_transports:
+        core._context = context
+    _call_soon(loop, core._table, protocol.connection_made, (owner,), core._context)
     # Reading starts now: connection_made runs among the ready callbacks of
     # the next iteration, before the reads its poll finds.
     core._begin_reading(context)

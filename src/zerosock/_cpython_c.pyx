@@ -14,6 +14,7 @@ import contextvars
 import logging
 import os
 import sys
+import weakref
 from asyncio import base_events, events, futures, streams
 
 from cpython.object cimport PyTypeObject
@@ -78,6 +79,12 @@ TABLE = {
         "_attach and _detach are the stdlib's (a count, before 3.13)",
         "the Server's _attach and _detach",
         None, "_check_server_counts"),
+    "server_clients": (
+        (3, 13), (3, 15),
+        "asyncio's Server keeps the transports it serves in its WeakSet in C, where "
+        "its _attach and _detach and WeakSet's add and discard are the stdlib's (from 3.13)",
+        "the Server's _attach and _detach",
+        None, "_check_server_clients"),
     "ssl_object_layout": (
         (3, 11), (3, 15),
         "OpenSSL driven directly through the SSL, SSL_CTX and BIO pointers of "
@@ -138,7 +145,12 @@ def check(str name, probe):
     if why is None and needs is not None and not enabled(needs):
         why = f"needs {needs}, which is off"
     if why is None:
-        why = probe()
+        try:
+            why = probe()
+        except Exception as exc:
+            # A probe meeting an interpreter unlike the ones it knows turns
+            # its fast path off, never the import.
+            why = f"its check failed: {exc!r}"
     _off[name] = why
     if why is not None:
         logger.debug("zerosock: the %s fast path is off: %s", name, why)
@@ -304,6 +316,37 @@ def _check_server_counts():
     server._detach()
     if server._active_count != 1:
         return "Server._attach and _detach do not count"
+    return None
+
+
+class _Weakly:
+    """Hashable and weakly referable, as a transport is."""
+
+
+def _check_server_clients():
+    """Server._attach and _detach keep their transports in the WeakSet
+    _clients, whose add and discard use the names the C path does."""
+    server_type = base_events.Server
+    weak_set = weakref.WeakSet
+    pending = ("_pending_removals", "_commit_removals")  # (before 3.14)
+    if (server_type._attach.__code__.co_names != ("_sockets", "_clients", "add")
+            or server_type._detach.__code__.co_names
+            != ("_clients", "discard", "len", "_sockets", "_wakeup")):
+        return "Server._attach or _detach use other attributes"
+    if (weak_set.add.__code__.co_names not in (pending + ("data", "add", "ref", "_remove"),
+                                                ("data", "add", "ref", "_remove"))
+            or weak_set.discard.__code__.co_names not in (pending + ("data", "discard", "ref"),
+                                                          ("data", "discard", "ref"))):
+        return "WeakSet.add or discard use other attributes"
+    server = server_type.__new__(server_type)
+    server._sockets = []
+    server._clients = weak_set()
+    first, second = _Weakly(), _Weakly()
+    server._attach(first)
+    server._attach(second)
+    server._detach(first)
+    if type(server._clients.data) is not set or len(server._clients.data) != 1:
+        return "Server._clients does not hold weak references in a set"
     return None
 
 
