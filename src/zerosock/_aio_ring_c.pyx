@@ -716,12 +716,7 @@ cdef class RingTransportCore(TransportCore):
         if self._conn_lost:
             return 0  # aborted: the queue is gone
         if res < 0:
-            exc = _os_error(-res)
-            self._clear_queue()
-            self._fatal_error(exc, "Fatal write error on socket transport")
-            if self._empty_waiter is not None:
-                self._empty_waiter.set_exception(exc)
-            return 0
+            return self._write_failed(_os_error(-res))
         self._consume(res)
         self._resume_check()  # may write more
         if self._buffer_size:

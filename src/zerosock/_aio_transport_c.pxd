@@ -107,6 +107,7 @@ cdef class TransportCore:
     cdef int _read_into_target(self) except -1
     cdef int _on_eof(self) except -1
     cdef int _consume(self, Py_ssize_t n) except -1
+    cdef int _write_failed(self, object exc) except -1
     cdef int _clear_queue(self) except -1
     cdef int _add_io(self, bint writing, object context=*) except -1
     cdef int _pause_check(self) except -1

@@ -1557,13 +1557,8 @@ cdef class TransportCore:
             err = zs_last_error()
             if zs_is_would_block(err) or err == ZS_EINTR:
                 return 0
-            exc = _os_error(err)
             self._remove_io(True)
-            self._clear_queue()
-            self._fatal_error(exc, "Fatal write error on socket transport")
-            if self._empty_waiter is not None:
-                self._empty_waiter.set_exception(exc)
-            return 0
+            return self._write_failed(_os_error(err))
         self._consume(n)
         self._resume_check()  # may write more
         if not self._buffer_size:
@@ -1593,6 +1588,15 @@ cdef class TransportCore:
             n -= left
             self._queue.popleft()
             self._head_offset = 0
+        return 0
+
+    cdef int _write_failed(self, object exc) except -1:
+        """A send of the queue failed with ``exc``: the queue dropped, the
+        transport's fatal error, and a waiter for an empty queue told.  0."""
+        self._clear_queue()
+        self._fatal_error(exc, "Fatal write error on socket transport")
+        if self._empty_waiter is not None:
+            self._empty_waiter.set_exception(exc)
         return 0
 
     cdef int _clear_queue(self) except -1:
