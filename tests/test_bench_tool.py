@@ -725,7 +725,8 @@ def test_http_cells_and_apps_group() -> None:
     args = cli.build_parser().parse_args(["-w", "http", "--http-connections", "1,50"])
     assert cli.build_cells(args, ["http"]) == [Cell("http", 0, 1), Cell("http", 0, 50)]
     assert Cell("http", 0, 50).label == "http hello world, 50 keep-alive connections"
-    assert set(GROUPS["apps"]) == {f"{loop}-{app}" for loop in ("asyncio", "uvloop", "zerosock-aio")
+    assert set(GROUPS["apps"]) == {f"{loop}-{app}" for loop in ("asyncio", "uvloop", "zerosock-aio",
+                                                                 "zerosock-aio-uring")
                                    for app in ("aiohttp", "uvicorn")}
     assert runner.applicable("zerosock-aio-uvicorn", Cell("http", 0, 50))
     assert not runner.applicable("zerosock-aio-uvicorn", Cell("echo", 64, 10))
@@ -831,6 +832,7 @@ def test_tls_cells_and_group() -> None:
     args = cli.build_parser().parse_args(["-w", "tls", "-s", "1k", "-n", "2,3"])
     assert cli.build_cells(args, ["tls"]) == [Cell("tls", 1024, 2), Cell("tls", 1024, 3)]
     assert set(GROUPS["tls"]) == {"asyncio-proto", "uvloop-proto", "zerosock-aio-proto",
+                                  "zerosock-aio-uring-proto",
                                   "asyncio+aiofastnet-proto", "uvloop+aiofastnet-proto"}
     # not part of the default workloads: TLS is asked for
     args = cli.build_parser().parse_args([])
