@@ -1003,6 +1003,48 @@ def test_debug_mode_timers_and_slow_callback_warning(loop_factory, caplog):
     assert any("Executing" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("kept_in", ["slot", "property"])
+def test_debug_mode_set_while_running_is_followed_by_the_next_iteration(loop_factory, caplog,
+                                                                        kept_in):
+    # The iteration reads the loop's _debug as the stdlib's does, also when its
+    # class is given another _debug after the loop was made (C reads the C
+    # loop's slot only while the class keeps it).
+    first = loop_factory()
+    first.close()
+
+    class Later(type(first)):  # type: ignore[misc]
+        pass
+
+    loop = Later()
+    if kept_in == "property":
+        def get(self: Any) -> bool:
+            return bool(self.__dict__.get("debug_flag"))
+
+        def put(self: Any, value: bool) -> None:
+            self.__dict__["debug_flag"] = value  # the slot, if any, stays False
+
+        Later._debug = property(get, put)  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        running = asyncio.get_running_loop()
+        running.slow_callback_duration = 0.0
+        running.call_soon(lambda: None)
+        await asyncio.sleep(0)
+        assert not caplog.records
+        running.set_debug(True)
+        assert running.get_debug()
+        running.call_soon(lambda: None)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    try:
+        with caplog.at_level("WARNING", logger="asyncio"):
+            loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert any("Executing" in r.getMessage() for r in caplog.records)
+
+
 def test_exception_in_callback_keeps_loop_alive(loop_factory):
     async def main() -> str:
         loop = asyncio.get_running_loop()

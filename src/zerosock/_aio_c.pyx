@@ -80,6 +80,7 @@ class EventLoop(asyncio.SelectorEventLoop):
     call_at = loop_methods.call_at
     _timer_handle_cancelled = loop_methods.timer_handle_cancelled
     get_debug = loop_methods.get_debug
+    _run_once = loop_methods.run_once
     time = loop_methods.time
     create_future = loop_methods.create_future
     if loop_methods.create_task is not None:
@@ -144,9 +145,6 @@ class EventLoop(asyncio.SelectorEventLoop):
         if _aio_tls_c.TLS_ENGINE == "stdlib":
             return await super().start_tls(transport, protocol, sslcontext, **kwargs)
         return await _aio_tls_c.start_tls(self, transport, protocol, sslcontext, **kwargs)
-
-    def _run_once(self):
-        (<LoopCore?>self._core).run_once()
 
 
 _aio_accept_c.use_loop_class(EventLoop)

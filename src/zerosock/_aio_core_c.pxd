@@ -27,6 +27,11 @@ cdef class LoopCore:
     cdef zs_type_memo may_spare_memo  # the loop's type when found to allow sparing
     cdef Py_ssize_t state_size    # len(state) when own_iteration was found
     cdef bint own_iteration       # the loop has no _run_once of its own
+    # The loop's _debug read from its __slots__ member while its class keeps
+    # the member found at first (debug_slot: {"_debug": member}, None: no slot).
+    cdef dict debug_slot
+    cdef Py_ssize_t debug_offset
+    cdef zs_type_memo debug_memo
     cdef readonly unsigned long long spared_polls  # how many polls were spared (for tests)
 
 
@@ -43,6 +48,7 @@ cdef class LoopCore:
     cdef int _collect_due(self) except -1
     cdef int _run_debug(self, object handle) except -1
     cdef bint _may_spare_poll(self) except -1
+    cdef bint _loop_debug(self) except -1
     cpdef int run_once(self) except -1
 
 

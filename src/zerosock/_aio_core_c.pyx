@@ -33,7 +33,7 @@ from zerosock._aio_context cimport run_in_context
 from zerosock._aio_timers_c cimport TimerHeap
 from zerosock._cmethod_c cimport METH_NOARGS, METH_O, c_method
 from zerosock._cpython_c cimport (
-    zs_handle_alloc, zs_handle_dealloc_misfit, zs_handle_free_count, zs_loop_clock,
+    class_keeps, zs_handle_alloc, zs_handle_dealloc_misfit, zs_handle_free_count, zs_loop_clock,
     zs_remember_type, zs_set_handle_dealloc, zs_slot_get, zs_slot_offset, zs_slot_set,
     zs_type_unchanged, zs_version_tags_on,
 )
@@ -44,6 +44,7 @@ from zerosock._selectors_c cimport (Selector, zs_event, ZS_EV_HUP, ZS_EV_READ, Z
                                     ZS_POLLER_EPOLL)
 
 from selectors import EVENT_READ, EVENT_WRITE
+from types import MemberDescriptorType
 
 cdef double MAX_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
 cdef Py_ssize_t MIN_SCHEDULED = base_events._MIN_SCHEDULED_TIMER_HANDLES
@@ -401,6 +402,13 @@ cdef class LoopCore:
         self.timers = TimerHeap()
         self.stdlib_time = type(loop).time in _stdlib_times
         self.clock_resolution = loop._clock_resolution
+        member = getattr(type(loop), "_debug", None)
+        if isinstance(member, MemberDescriptorType):
+            try:
+                self.debug_offset = zs_slot_offset(member)
+                self.debug_slot = {"_debug": member}
+            except TypeError:  # a member, not of an object slot
+                pass
         selector = loop._selector
         if isinstance(selector, Selector) and (<Selector>selector)._native is not None:
             self.native = <Selector>selector
@@ -611,6 +619,20 @@ cdef class LoopCore:
             self.own_iteration = "_run_once" not in self.state
         return self.own_iteration
 
+    cdef bint _loop_debug(self) except -1:
+        """``loop._debug`` as a truth value, as the stdlib's iteration reads it;
+        from the slot while the loop's class keeps it one (an attribute
+        looked up from C costs more than the rest of an idle iteration)."""
+        cdef PyObject *flag
+        if self.debug_slot is not None and class_keeps(Py_TYPE(self.loop), &self.debug_memo,
+                                                       self.debug_slot):
+            flag = zs_slot_get(self.loop, self.debug_offset)
+            if flag == Py_False:
+                return False
+            if flag == Py_True:
+                return True
+        return bool(self.loop._debug)
+
     cpdef int run_once(self) except -1:
         """One iteration of the loop: the stdlib's ``_run_once``, in its order."""
         cdef object ready = self.ready
@@ -618,7 +640,7 @@ cdef class LoopCore:
         cdef Py_ssize_t todo, i = 0, j
         cdef PyObject *taken
         cdef double timeout
-        cdef bint debug = self.loop._debug
+        cdef bint debug = self._loop_debug()
         cdef bint quiet, spare = self.skip_poll
         cdef bint have_ready = len(ready) != 0
 

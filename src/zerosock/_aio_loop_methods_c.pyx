@@ -43,13 +43,13 @@ from zerosock._cmethod_c cimport (
     CMethod, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_O, c_method,
 )
 from zerosock._cpython_c cimport (
-    zs_loop_clock, zs_remember_type, zs_slot_get, zs_slot_offset, zs_type_lookup,
+    class_keeps, zs_loop_clock, zs_remember_type, zs_slot_get, zs_slot_offset, zs_type_lookup,
     zs_type_memo, zs_type_unchanged, zs_version_tags_on,
 )
 from zerosock._cpython_c import enabled
 
 __all__ = ["bind_loop_methods", "call_at", "call_later", "call_soon", "create_future",
-           "create_task", "get_debug", "time", "timer_handle_cancelled"]
+           "create_task", "get_debug", "run_once", "time", "timer_handle_cancelled"]
 
 zs_version_tags_on = enabled("type_version_tags")
 
@@ -131,6 +131,8 @@ cdef Py_ssize_t CORE_OFFSET = -1     # where an EventLoop keeps its LoopCore
 # Where it keeps the state these methods read at each call (slots: a load, where
 # its __dict__ would cost a lookup).
 cdef Py_ssize_t DEBUG_OFFSET = -1, CLOSED_OFFSET = -1, FACTORY_OFFSET = -1
+cdef dict _DEBUG_SLOT = None  # {"_debug": the loop class's slot}: what a loop's class must keep
+cdef zs_type_memo _debug_slot_memo
 # The methods the class inherits from the stdlib: they take every uncommon case.
 cdef object _std_call_soon, _std_call_later, _std_call_at, _std_timer_handle_cancelled
 cdef object _std_get_debug, _std_create_future, _std_create_task
@@ -150,7 +152,7 @@ cdef bint TASK_KEYWORDS_AS_GIVEN = False  # create_task(coro, **kwargs), 3.14 on
 cdef int _use_loop_class(type cls) except -1:
     """Take ``cls`` as the class whose methods these are: its slots and the
     stdlib methods it inherits."""
-    global LoopType, CORE_OFFSET, DEBUG_OFFSET, CLOSED_OFFSET, FACTORY_OFFSET
+    global LoopType, CORE_OFFSET, DEBUG_OFFSET, CLOSED_OFFSET, FACTORY_OFFSET, _DEBUG_SLOT
     global _std_call_soon, _std_call_later, _std_call_at, _std_timer_handle_cancelled
     global _std_get_debug, _std_create_future, _std_create_task
     if LoopType is cls:
@@ -159,6 +161,7 @@ cdef int _use_loop_class(type cls) except -1:
         raise RuntimeError(f"the loop methods belong to {LoopType.__name__} already")
     CORE_OFFSET = zs_slot_offset(cls.__dict__["_core"])
     DEBUG_OFFSET = zs_slot_offset(cls.__dict__["_debug"])
+    _DEBUG_SLOT = {"_debug": cls.__dict__["_debug"]}
     CLOSED_OFFSET = zs_slot_offset(cls.__dict__["_closed"])
     FACTORY_OFFSET = zs_slot_offset(cls.__dict__["_task_factory"])
     base = cls.__base__
@@ -204,11 +207,19 @@ cdef inline LoopCore _core_of(object loop):
     return <LoopCore>core
 
 
+cdef inline PyObject *_debug_slot(object loop) noexcept:
+    """The loop's ``_debug`` (borrowed) from its slot; NULL when unset, or when
+    its class was given another ``_debug`` since (then only the attribute says)."""
+    if not class_keeps(Py_TYPE(loop), &_debug_slot_memo, _DEBUG_SLOT):
+        return NULL
+    return zs_slot_get(loop, DEBUG_OFFSET)
+
+
 cdef inline LoopCore _fast_core(object loop):
     """The LoopCore when the loop is open and outside debug mode (what every
     fast path asks), else None."""
     cdef LoopCore core = _core_of(loop)
-    if (core is None or zs_slot_get(loop, DEBUG_OFFSET) != Py_False
+    if (core is None or _debug_slot(loop) != Py_False
             or zs_slot_get(loop, CLOSED_OFFSET) != Py_False):
         return None
     return core
@@ -361,10 +372,22 @@ cdef object _timer_handle_cancelled(object loop, object handle):
     return None
 
 
+# -- the iteration -------------------------------------------------------------------
+
+cdef object _run_once(object loop, PyObject *unused):
+    # The core from the slot: an attribute looked up from C costs as much as
+    # the rest of an iteration that finds nothing to do.
+    cdef LoopCore core = _core_of(loop)
+    if core is None:
+        core = <LoopCore?>loop._core  # (raises as the attribute would)
+    core.run_once()
+    return None
+
+
 # -- state ---------------------------------------------------------------------------
 
 cdef object _get_debug(object loop, PyObject *unused):
-    cdef PyObject *debug = zs_slot_get(loop, DEBUG_OFFSET)
+    cdef PyObject *debug = _debug_slot(loop)
     if debug != NULL:
         return <object>debug
     return _std_get_debug(loop)  # (deleted: the stdlib's error)
@@ -392,7 +415,7 @@ cdef object _create_future(object loop, PyObject *unused):
     cdef PyObject *future_type = _lookup(_futures_globals, "Future")
     cdef PyObject *argv[1]
     cdef dict keywords
-    if future_type == NULL or zs_slot_get(loop, DEBUG_OFFSET) != Py_False:
+    if future_type == NULL or _debug_slot(loop) != Py_False:
         # Debug mode: the Future's traceback ends in the stdlib's frame, as it does there.
         return _std_create_future(loop)
     if future_type == <PyObject *>CFutureType:
@@ -460,6 +483,8 @@ call_at = _loop_method(<void *>_call_at, FAST,
 timer_handle_cancelled = _loop_method(<void *>_timer_handle_cancelled, METH_O,
     b"_timer_handle_cancelled($self, handle, /)\n--\n\n"
     b"Notification that a TimerHandle has been cancelled.")
+run_once = _loop_method(<void *>_run_once, METH_NOARGS,
+    b"_run_once($self, /)\n--\n\nRun one full iteration of the event loop.")
 get_debug = _loop_method(<void *>_get_debug, METH_NOARGS,
     b"get_debug($self, /)\n--\n\nWhether the loop is in debug mode.")
 time = _loop_method(<void *>_time, METH_NOARGS,
