@@ -5,6 +5,7 @@ zerosock's C selector, with C socket transports and its iteration in C."""
 
 import asyncio
 import socket
+import sys
 
 from zerosock import _aio_shared, _aio_tls_c
 from zerosock._aio_core_c cimport LoopCore
@@ -38,6 +39,13 @@ def _uring_unavailable():
 # What a new loop polls with ("epoll" or "uring"), and why.
 IO_BACKEND, IO_BACKEND_REASON = _aio_shared.resolve_io(_aio_shared.requested_io(),
                                                        _uring_unavailable)
+
+
+# From 3.12 the interpreter specializes the stdlib's reads of a loop's
+# attributes (self._stopping, self._ready, ...) on a class with __slots__ only
+# when the instance's dict is its own, not one sharing the class's keys
+# (3.11 specializes the method loads then, and the reads not).
+_OWN_DICT_SPECIALIZES = sys.version_info >= (3, 12)
 
 
 def _new_selector(str io):
@@ -97,6 +105,8 @@ class EventLoop(asyncio.SelectorEventLoop):
         self._stream_core = TransportCore if ring_of(self) is None else RingTransportCore
         # fd -> transport, as the stdlib's WeakValueDictionary, the C transports entered in C.
         self._transports = TransportTable()
+        if _OWN_DICT_SPECIALIZES:
+            self.__dict__ = dict(self.__dict__)
         self._core = LoopCore(self)
         self._scheduled = self._core.timers
         bind_loop_methods(self)
