@@ -67,10 +67,12 @@ cdef extern from "zs_tls_bio.h":
         void (*SSL_set_default_read_buffer_len)(ZS_SSL *, size_t)
         const char *(*ERR_reason_error_string)(unsigned long)
         int (*SSL_do_handshake)(ZS_SSL *) nogil
+        int (*SSL_version)(const ZS_SSL *)
     zs_openssl_table zs_ossl
     int ZS_SSL_ERROR_WANT_READ, ZS_SSL_ERROR_WANT_WRITE
     int ZS_SSL_ERROR_SYSCALL, ZS_SSL_ERROR_ZERO_RETURN
     int ZS_SSL_CTRL_SET_READ_AHEAD
+    int ZS_TLS1_3_VERSION
     int zs_openssl_load(const char *ssl_module_path, const char **missing)
     int zs_ossl_err_lib(unsigned long e)
     int zs_ossl_err_reason(unsigned long e)
@@ -284,6 +286,9 @@ cdef class OpenSSLEngine(TLSEngine):
             if code == ZS_SSL_ERROR_WANT_READ or code == ZS_SSL_ERROR_WANT_WRITE:
                 return False
         return TLSEngine.handshake(self)
+
+    cdef bint renegotiable(self) except -1:
+        return zs_ossl.SSL_version(self._ssl) < ZS_TLS1_3_VERSION
 
     # -- ciphertext in ------------------------------------------------------------
 
