@@ -40,6 +40,7 @@ typedef struct bio_st ZS_BIO;
 #define ZS_BIO_CTRL_FLUSH 11
 #define ZS_BIO_CTRL_WPENDING 13
 #define ZS_SSL_CTRL_SET_READ_AHEAD 41
+#define ZS_TLS1_3_VERSION 0x0304
 #define ZS_BIO_TYPE_SOURCE_SINK 0x0400
 #define ZS_BIO_FLAGS_READ 0x01
 #define ZS_BIO_FLAGS_WRITE 0x02
@@ -67,13 +68,14 @@ typedef struct {
     void (*ERR_clear_error)(void);
     const char *(*ERR_reason_error_string)(unsigned long);
     unsigned long (*OpenSSL_version_num)(void);
-    /* A BIO of our own for the session's output (see zs_outbio_*). */
+    /* A BIO of our own for the session's records (zs_tls_bio.h). */
     ZS_BIO_METHOD *(*BIO_meth_new)(int, const char *);
     int (*BIO_meth_set_write)(ZS_BIO_METHOD *, int (*)(ZS_BIO *, const char *, int));
     int (*BIO_meth_set_ctrl)(ZS_BIO_METHOD *, long (*)(ZS_BIO *, int, long, void *));
     int (*BIO_meth_set_destroy)(ZS_BIO_METHOD *, int (*)(ZS_BIO *));
     ZS_BIO *(*BIO_new)(const ZS_BIO_METHOD *);
     int (*BIO_free)(ZS_BIO *);
+    int (*BIO_up_ref)(ZS_BIO *);
     void (*BIO_set_data)(ZS_BIO *, void *);
     void *(*BIO_get_data)(ZS_BIO *);
     void (*BIO_set_init)(ZS_BIO *, int);
@@ -85,6 +87,7 @@ typedef struct {
     long (*SSL_ctrl)(ZS_SSL *, int, long, void *);
     void (*SSL_set_default_read_buffer_len)(ZS_SSL *, size_t);
     int (*SSL_do_handshake)(ZS_SSL *);
+    int (*SSL_version)(const ZS_SSL *);
 } zs_openssl_table;
 
 static zs_openssl_table zs_ossl;
@@ -186,6 +189,7 @@ static int zs_openssl_load(const char *ssl_module_path, const char **missing)
     ZS_OSSL_LOAD(BIO_meth_set_destroy, "BIO_meth_set_destroy");
     ZS_OSSL_LOAD(BIO_new, "BIO_new");
     ZS_OSSL_LOAD(BIO_free, "BIO_free");
+    ZS_OSSL_LOAD(BIO_up_ref, "BIO_up_ref");
     ZS_OSSL_LOAD(BIO_set_data, "BIO_set_data");
     ZS_OSSL_LOAD(BIO_get_data, "BIO_get_data");
     ZS_OSSL_LOAD(BIO_set_init, "BIO_set_init");
@@ -197,6 +201,7 @@ static int zs_openssl_load(const char *ssl_module_path, const char **missing)
     ZS_OSSL_LOAD(SSL_ctrl, "SSL_ctrl");
     ZS_OSSL_LOAD(SSL_set_default_read_buffer_len, "SSL_set_default_read_buffer_len");
     ZS_OSSL_LOAD(SSL_do_handshake, "SSL_do_handshake");
+    ZS_OSSL_LOAD(SSL_version, "SSL_version");
 #undef ZS_OSSL_LOAD
     t.version = t.OpenSSL_version_num();
 #ifndef _WIN32

@@ -1,6 +1,6 @@
 /*
- * zs_tls_bio.h -- the OpenSSL engine's two BIOs: a TLS session's ciphertext
- * in and out, over the socket its transport lends (zs_wire.h).
+ * zs_tls_bio.h -- the OpenSSL engine's BIO: a TLS session's ciphertext in
+ * and out, over the socket its transport lends (zs_wire.h).
  *
  * Input: while a wire is plugged in, a read the session makes with nothing
  * held receives from the wire straight into the session's record buffer.
@@ -15,9 +15,12 @@
  * byte it grows by and is read out through one more copy) that the transport
  * sends later.
  *
- * Both run inside OpenSSL's calls, perhaps with the GIL released (_ssl's
+ * One BIO serves both directions (the session's rbio and wbio), with both
+ * states in one allocation: an idle connection holds one BIO, not two.
+ *
+ * It runs inside OpenSSL's calls, perhaps with the GIL released (_ssl's
  * handshake and shutdown release it): no Python here, only the raw allocator.
- * Each BIO owns its buffer, so an SSLObject kept by the application past its
+ * The BIO owns its buffers, so an SSLObject kept by the application past its
  * connection stays safe; the wire pointers live only for one call.
  */
 #ifndef ZS_TLS_BIO_H
@@ -44,6 +47,12 @@ typedef struct {
     size_t len, cap;          /* records waiting for the transport */
     zs_wire *wire;            /* lent for sending during one write, else NULL */
 } zs_outbuf;
+
+/* The BIO's state: both directions. */
+typedef struct {
+    zs_inbuf in;
+    zs_outbuf out;
+} zs_tls_io;
 
 static void zs_bio_clear_retry(ZS_BIO *bio)
 {
@@ -88,13 +97,15 @@ static long zs_inbuf_take(zs_inbuf *in, zs_wire *w)
     return (long)got;
 }
 
-static int zs_inbio_read(ZS_BIO *bio, char *out, int n)
+static int zs_bio_read(ZS_BIO *bio, char *out, int n)
 {
-    zs_inbuf *in = (zs_inbuf *)zs_ossl.BIO_get_data(bio);
+    zs_tls_io *io = (zs_tls_io *)zs_ossl.BIO_get_data(bio);
+    zs_inbuf *in;
     size_t k;
     zs_bio_clear_retry(bio);
-    if (in == NULL || n <= 0)
+    if (io == NULL || n <= 0)
         return 0;
+    in = &io->in;
     if (in->len == 0) {
         k = in->wire != NULL ? zs_wire_recv(in->wire, out, (size_t)n) : 0;
         if (k > 0)
@@ -113,27 +124,17 @@ static int zs_inbio_read(ZS_BIO *bio, char *out, int n)
     return (int)k;
 }
 
-static long zs_inbio_ctrl(ZS_BIO *bio, int cmd, long num, void *ptr)
+static int zs_bio_write(ZS_BIO *bio, const char *data, int n)
 {
-    zs_inbuf *in = (zs_inbuf *)zs_ossl.BIO_get_data(bio);
-    (void)num; (void)ptr;
-    switch (cmd) {
-    case ZS_BIO_CTRL_FLUSH:
-        return 1;
-    case ZS_BIO_CTRL_PENDING:
-        return in != NULL ? (long)in->len : 0;
-    default:
-        return 0;
-    }
-}
-
-static int zs_outbio_write(ZS_BIO *bio, const char *data, int n)
-{
-    zs_outbuf *out = (zs_outbuf *)zs_ossl.BIO_get_data(bio);
+    zs_tls_io *io = (zs_tls_io *)zs_ossl.BIO_get_data(bio);
+    zs_outbuf *out;
     size_t rest = (size_t)n;
-    /* (Never a "retry": it takes every record, so it has no flags to clear.) */
-    if (out == NULL || n < 0)
+    /* Never a "retry": it takes every record.  A read's "retry" is cleared,
+     * so that a failed write is not reported as the read's want. */
+    zs_bio_clear_retry(bio);
+    if (io == NULL || n < 0)
         return -1;
+    out = &io->out;
     if (out->wire != NULL && out->len == 0) {
         long sent = zs_wire_send(out->wire, data, rest);
         if (sent < 0)
@@ -159,15 +160,17 @@ static int zs_outbio_write(ZS_BIO *bio, const char *data, int n)
     return n;
 }
 
-static long zs_outbio_ctrl(ZS_BIO *bio, int cmd, long num, void *ptr)
+static long zs_bio_ctrl(ZS_BIO *bio, int cmd, long num, void *ptr)
 {
-    zs_outbuf *out = (zs_outbuf *)zs_ossl.BIO_get_data(bio);
+    zs_tls_io *io = (zs_tls_io *)zs_ossl.BIO_get_data(bio);
     (void)num; (void)ptr;
     switch (cmd) {
     case ZS_BIO_CTRL_FLUSH:
         return 1;
+    case ZS_BIO_CTRL_PENDING:
+        return io != NULL ? (long)io->in.len : 0;
     case ZS_BIO_CTRL_WPENDING:
-        return out != NULL ? (long)out->len : 0;
+        return io != NULL ? (long)io->out.len : 0;
     default:
         return 0;
     }
@@ -185,73 +188,63 @@ static void zs_outbuf_release(zs_outbuf *out)
     }
 }
 
-/* Both buffers start with a char *buf: freed with the BIO. */
 static int zs_bio_destroy(ZS_BIO *bio)
 {
-    char **state = (char **)zs_ossl.BIO_get_data(bio);
-    if (state != NULL) {
-        PyMem_RawFree(*state);
-        PyMem_RawFree(state);
+    zs_tls_io *io = (zs_tls_io *)zs_ossl.BIO_get_data(bio);
+    if (io != NULL) {
+        PyMem_RawFree(io->in.buf);
+        PyMem_RawFree(io->out.buf);
+        PyMem_RawFree(io);
         zs_ossl.BIO_set_data(bio, NULL);
     }
     return 1;
 }
 
-static ZS_BIO_METHOD *zs_inbio_method, *zs_outbio_method;
+static ZS_BIO_METHOD *zs_bio_method;
 
-/* The BIO methods, made once per process (and never freed); -1 on failure. */
-static int zs_bio_methods_init(void)
+/* The BIO method, made once per process (and never freed); -1 on failure. */
+static int zs_bio_method_init(void)
 {
     ZS_BIO_METHOD *m;
-    if (zs_inbio_method != NULL)
+    if (zs_bio_method != NULL)
         return 0;
-    m = zs_ossl.BIO_meth_new(ZS_BIO_TYPE_SOURCE_SINK | 0x7a, "zerosock output");
-    if (m == NULL || !zs_ossl.BIO_meth_set_write(m, zs_outbio_write)
-            || !zs_ossl.BIO_meth_set_ctrl(m, zs_outbio_ctrl)
+    m = zs_ossl.BIO_meth_new(ZS_BIO_TYPE_SOURCE_SINK | 0x7a, "zerosock wire");
+    if (m == NULL || !zs_ossl.BIO_meth_set_read(m, zs_bio_read)
+            || !zs_ossl.BIO_meth_set_write(m, zs_bio_write)
+            || !zs_ossl.BIO_meth_set_ctrl(m, zs_bio_ctrl)
             || !zs_ossl.BIO_meth_set_destroy(m, zs_bio_destroy))
         return -1;
-    zs_outbio_method = m;
-    m = zs_ossl.BIO_meth_new(ZS_BIO_TYPE_SOURCE_SINK | 0x7b, "zerosock input");
-    if (m == NULL || !zs_ossl.BIO_meth_set_read(m, zs_inbio_read)
-            || !zs_ossl.BIO_meth_set_ctrl(m, zs_inbio_ctrl)
-            || !zs_ossl.BIO_meth_set_destroy(m, zs_bio_destroy))
-        return -1;
-    zs_inbio_method = m;
+    zs_bio_method = m;
     return 0;
 }
 
-static ZS_BIO *zs_bio_new(const ZS_BIO_METHOD *method, void *state)
-{
-    ZS_BIO *bio = zs_ossl.BIO_new(method);
-    if (bio == NULL)
-        return NULL;
-    zs_ossl.BIO_set_data(bio, state);
-    zs_ossl.BIO_set_init(bio, 1);
-    return bio;
-}
-
-/* The two BIOs, given to `ssl` in place of its own (which the MemoryBIO
- * objects keep); their buffers in *in and *out.  -1 when OpenSSL or memory
- * fails, and then `ssl` is unchanged. */
+/* The BIO, given to `ssl` as both its rbio and wbio in place of its own
+ * (which the MemoryBIO objects keep); its two buffers in *in and *out.
+ * -1 when OpenSSL or memory fails, and then `ssl` is unchanged. */
 static int zs_tls_bios_attach(ZS_SSL *ssl, zs_inbuf **in, zs_outbuf **out)
 {
-    ZS_BIO *rbio, *wbio;
-    if (zs_bio_methods_init() != 0)
+    ZS_BIO *bio;
+    zs_tls_io *io;
+    if (zs_bio_method_init() != 0)
         return -1;
-    *in = (zs_inbuf *)PyMem_RawCalloc(1, sizeof(zs_inbuf));
-    *out = (zs_outbuf *)PyMem_RawCalloc(1, sizeof(zs_outbuf));
-    rbio = *in != NULL ? zs_bio_new(zs_inbio_method, *in) : NULL;
-    wbio = *out != NULL && rbio != NULL ? zs_bio_new(zs_outbio_method, *out) : NULL;
-    if (wbio == NULL) {
-        if (rbio != NULL)
-            zs_ossl.BIO_free(rbio);  /* frees *in */
-        else
-            PyMem_RawFree(*in);
-        PyMem_RawFree(*out);
+    io = (zs_tls_io *)PyMem_RawCalloc(1, sizeof(zs_tls_io));
+    if (io == NULL)
+        return -1;
+    bio = zs_ossl.BIO_new(zs_bio_method);
+    if (bio == NULL) {
+        PyMem_RawFree(io);
         return -1;
     }
-    zs_ossl.SSL_set0_rbio(ssl, rbio);
-    zs_ossl.SSL_set0_wbio(ssl, wbio);
+    zs_ossl.BIO_set_data(bio, io);
+    zs_ossl.BIO_set_init(bio, 1);
+    if (!zs_ossl.BIO_up_ref(bio)) {  /* one reference for each role */
+        zs_ossl.BIO_free(bio);  /* frees io */
+        return -1;
+    }
+    zs_ossl.SSL_set0_rbio(ssl, bio);
+    zs_ossl.SSL_set0_wbio(ssl, bio);
+    *in = &io->in;
+    *out = &io->out;
     return 0;
 }
 

@@ -324,6 +324,88 @@ def test_extra_info_from_the_handshake_to_after_the_close(tls_loop_factory, ca, 
     run(tls_loop_factory, main())
 
 
+def test_extra_info_asked_for_first_after_the_close(tls_loop_factory, ca, server_cert):
+    # zerosock reads a TLS 1.3 session's cipher on first ask, not at the
+    # handshake: asked only once the connection is gone, it is still there.
+    async def main() -> None:
+        server, srv, cli = await tls_pair(ca, server_cert, lambda: Peer(echo=True))
+        assert cli.transport is not None and srv.transport is not None
+        cli.transport.write(b"ping")
+        assert await cli.received(4) == b"ping"
+        await close_all(server, cli, srv)
+        for transport in (cli.transport, srv.transport):
+            sslobj = transport.get_extra_info("ssl_object")
+            cipher = transport.get_extra_info("cipher")
+            assert cipher is not None and cipher == sslobj.cipher()
+            assert transport.get_extra_info("cipher") is cipher  # one tuple, as the stdlib's dict keeps
+            assert transport.get_extra_info("compression") is None
+            assert transport._ssl_protocol._extra["cipher"] is cipher  # type: ignore[attr-defined]
+
+    run(tls_loop_factory, main())
+
+
+def test_an_idle_connection_then_a_megabyte_both_ways(tls_loop_factory, ca, server_cert):
+    # Idle, a connection holds no record buffers: they come back for a bulk
+    # transfer, in both directions, after the loop sat idle between.
+    blob = os.urandom(1 << 20)
+
+    async def main() -> None:
+        server, srv, cli = await tls_pair(ca, server_cert, lambda: Peer(echo=True))
+        assert cli.transport is not None and srv.transport is not None
+        cli.transport.write(b"x")
+        assert await cli.received(1) == b"x"
+        for _ in range(3):
+            await asyncio.sleep(0.02)
+        cli.transport.write(blob)
+        got = await cli.received(1 + len(blob))
+        assert hashlib.sha256(got).digest() == hashlib.sha256(b"x" + blob).digest()
+        await asyncio.sleep(0.02)
+        srv.transport.write(blob[:100_000])
+        assert (await cli.received(1 + len(blob) + 100_000))[1 + len(blob):] == blob[:100_000]
+        await close_all(server, cli, srv)
+
+    run(tls_loop_factory, main())
+
+
+def test_a_session_is_resumed(tls_loop_factory, ca, server_cert):
+    # TLS 1.3 resumption with the server's context as the user made it: the
+    # second connection presents the first one's ticket and is resumed.
+    cctx = client_context(ca)
+
+    def connect(port: int, session: Optional[ssl.SSLSession]) -> Tuple[ssl.SSLSession, bool]:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+            with cctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+                s.sendall(b"ping")
+                assert s.recv(4) == b"ping"  # the tickets came before the echo
+                return s.session, s.session_reused
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        sides: List[Peer] = []
+
+        def make() -> Peer:
+            sides.append(Peer(echo=True))
+            return sides[-1]
+
+        server = await loop.create_server(make, "127.0.0.1", 0, ssl=server_context(ca, server_cert))
+        port = server.sockets[0].getsockname()[1]
+        session, reused = await loop.run_in_executor(None, connect, port, None)
+        assert not reused and session is not None and session.has_ticket
+        _, reused = await loop.run_in_executor(None, connect, port, session)
+        assert reused
+        assert len(sides) == 2
+        flags = []
+        for side in sides:
+            await side.done
+            assert side.transport is not None
+            flags.append(side.transport.get_extra_info("ssl_object").session_reused)
+        assert flags == [False, True]
+        server.close()
+        await server.wait_closed()
+
+    run(tls_loop_factory, main())
+
+
 def test_buffered_protocol_both_sides(tls_loop_factory, ca, server_cert):
     blob = os.urandom(300_000)
 

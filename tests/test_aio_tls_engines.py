@@ -267,6 +267,25 @@ def test_one_receive_a_readiness_event(tls, contexts, kind, sockets):
         b.recv(1)
 
 
+def test_full_records_after_the_handshake_come_in_one_receive(tls, contexts, kind, sockets):
+    # The session's record buffer holds several full records once the
+    # handshake is done (with OpenSSL before 3.2 it is made that big only then).
+    client, server = fresh_pair(tls, contexts, kind)
+    a, b = sockets
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    client.send(b"x" * 49_152)  # three full records
+    records = client.take_output()
+    assert len(records) > 49_152
+    if a.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < 2 * len(records):
+        pytest.skip("this kernel keeps the socket buffers too small")
+    a.sendall(records)
+    data, held, eof, err = server.recv(5, b.fileno())
+    assert data == b"xxxxx" and (eof, err) == (False, 0)
+    assert held == 0  # every record went into the session in that one receive
+    assert server.recv_all() == (b"x" * 49_147, False)
+
+
 def test_ciphertext_no_step_asked_for_is_held(tls, contexts, kind, sockets):
     client, server = fresh_pair(tls, contexts, kind)
     a, b = sockets

@@ -27,6 +27,9 @@ cdef class TLSEngine:
     # False while they wait for the peer's records.
     cdef bint handshake(self) except -1
     cdef bint shutdown(self) except -1
+    # Whether the session's cipher and compression may still change after
+    # its handshake (a renegotiation before TLS 1.3); True when unknown.
+    cdef bint renegotiable(self) except -1
 
     # Plaintext in: read_into() gives a count, 0 at close_notify, -1 when
     # it needs more ciphertext; drained() says a read now could only give -1

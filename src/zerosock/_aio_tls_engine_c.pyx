@@ -75,6 +75,9 @@ cdef class TLSEngine:
             return False
         return True
 
+    cdef bint renegotiable(self) except -1:
+        return True
+
     cdef bint shutdown(self) except -1:
         try:
             # SSLObject.unwrap() is _ssl's shutdown(), which has that name there.

@@ -67,10 +67,12 @@ cdef extern from "zs_tls_bio.h":
         void (*SSL_set_default_read_buffer_len)(ZS_SSL *, size_t)
         const char *(*ERR_reason_error_string)(unsigned long)
         int (*SSL_do_handshake)(ZS_SSL *) nogil
+        int (*SSL_version)(const ZS_SSL *)
     zs_openssl_table zs_ossl
     int ZS_SSL_ERROR_WANT_READ, ZS_SSL_ERROR_WANT_WRITE
     int ZS_SSL_ERROR_SYSCALL, ZS_SSL_ERROR_ZERO_RETURN
     int ZS_SSL_CTRL_SET_READ_AHEAD
+    int ZS_TLS1_3_VERSION
     int zs_openssl_load(const char *ssl_module_path, const char **missing)
     int zs_ossl_err_lib(unsigned long e)
     int zs_ossl_err_reason(unsigned long e)
@@ -97,6 +99,8 @@ cdef enum:
     # for several full records (16 KiB and their overhead) per receive.
     RECORD_BUFFER = 64 * 1024
 
+cdef bint _big_buffer_after_handshake = False
+
 if ssl is not None:
     _MemoryBIO = ssl.MemoryBIO
     _SSLSocketType = _ssl._SSLSocket
@@ -107,6 +111,13 @@ if ssl is not None:
     # find it queued, as with OpenSSL 3.0 and 3.1; with 3.6 that call raised
     # nothing (a garbage ClientHello then went unreported).
     _FAILURE_REQUEUED = ssl.OPENSSL_VERSION_INFO[:2] < (3, 2)
+    # Before 3.2 OpenSSL sizes the record buffer anew each time it takes one
+    # (and gives it back when empty), so the big one is set once the
+    # handshake is done: the handshake's small reads then leave the heap
+    # with fewer holes between the connection's long-lived allocations.
+    # From 3.2 on each record layer fixes its size when it is made, inside
+    # the handshake: it is set before.
+    _big_buffer_after_handshake = ssl.OPENSSL_VERSION_INFO[:2] < (3, 2)
     _LIB_NAMES = getattr(_ssl, "lib_codes_to_names", {})
     _REASON_NAMES = getattr(_ssl, "err_codes_to_names", {})
 
@@ -253,10 +264,10 @@ cdef class OpenSSLEngine(TLSEngine):
         self._incoming = self._outgoing = None
         # Reading ahead, the session asks its input for whole buffers rather
         # than a header and then a body: what lets it receive from the socket
-        # with one recv.  Set before the handshake: OpenSSL 3.2+ fixes the
-        # buffer's size with its record layer.
+        # with one recv.
         zs_ossl.SSL_ctrl(s, ZS_SSL_CTRL_SET_READ_AHEAD, 1, NULL)
-        zs_ossl.SSL_set_default_read_buffer_len(s, RECORD_BUFFER)
+        if not _big_buffer_after_handshake:
+            zs_ossl.SSL_set_default_read_buffer_len(s, RECORD_BUFFER)
         context = sslobj._sslobj.context
         self._direct_handshake = (_FAILURE_REQUEUED and _msg_callback_of is not None
                                   and context.sni_callback is None
@@ -279,11 +290,21 @@ cdef class OpenSSLEngine(TLSEngine):
             if PyErr_Occurred() != NULL:
                 return -1  # what a callback of _ssl's left raised (none should)
             if ret == 1:
-                return True
+                return self._handshake_done()
             code = zs_ossl.SSL_get_error(self._ssl, ret)
             if code == ZS_SSL_ERROR_WANT_READ or code == ZS_SSL_ERROR_WANT_WRITE:
                 return False
-        return TLSEngine.handshake(self)
+        if TLSEngine.handshake(self):
+            return self._handshake_done()
+        return False
+
+    cdef inline bint _handshake_done(self) except -1:
+        if _big_buffer_after_handshake:
+            zs_ossl.SSL_set_default_read_buffer_len(self._ssl, RECORD_BUFFER)
+        return True
+
+    cdef bint renegotiable(self) except -1:
+        return zs_ossl.SSL_version(self._ssl) < ZS_TLS1_3_VERSION
 
     # -- ciphertext in ------------------------------------------------------------
 

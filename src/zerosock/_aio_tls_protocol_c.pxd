@@ -16,6 +16,7 @@ cdef class TLSProtocolCore(ReadTarget):
     cdef object _waiter
     cdef object _extra_made              # the stdlib's _extra dict, made only when asked for
     cdef bint _handshake_extras          # the handshake's entries below are set
+    cdef bint _session_info_due          # ... but cipher and compression are read on first ask
     cdef object _peercert
     cdef object _cipher
     cdef object _compression

@@ -272,6 +272,15 @@ cdef class TLSProtocolCore(ReadTarget):
         return self._extra_made
 
     def _handshake_extra(self):
+        if self._session_info_due:
+            # Read now: a session that cannot renegotiate reports what it
+            # reported at the end of its handshake, and an idle connection
+            # holds no tuple nobody asked for.
+            self._session_info_due = False
+            sslobj = self._sslobj
+            session = sslobj._sslobj if type(sslobj) is _SSLObject else sslobj
+            self._cipher = session.cipher()
+            self._compression = session.compression()
         return {"peercert": self._peercert, "cipher": self._cipher,
                 "compression": self._compression, "ssl_object": self._sslobj}
 
@@ -354,8 +363,11 @@ cdef class TLSProtocolCore(ReadTarget):
             dt = self._loop.time() - self._handshake_start_time
             logger.debug("%r: SSL handshake took %.1f ms", self, dt * 1e3)
         self._peercert = peercert
-        self._cipher = session.cipher()
-        self._compression = session.compression()
+        if self._engine.renegotiable():
+            self._cipher = session.cipher()
+            self._compression = session.compression()
+        else:
+            self._session_info_due = True
         self._handshake_extras = True
         if self._extra_made is not None:
             self._extra_made.update(self._handshake_extra())
