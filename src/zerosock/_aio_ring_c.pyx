@@ -141,8 +141,7 @@ cdef class RingPoller(Poller):
             if slot >= PyList_GET_SIZE(handles):
                 continue
             handle = <object>PyList_GET_ITEM(handles, slot)
-            if (handle is None or (<IOHandle>handle)._cancelled
-                    or (<RingTransportCore>(<IOHandle>handle).transport).settle_send()):
+            if handle is None or (<IOHandle>handle)._cancelled or _settled(<IOHandle>handle):
                 continue
             count += 1
             (<IOHandle>handle).run()
@@ -160,8 +159,7 @@ cdef class RingPoller(Poller):
         handle = self.handle_of(slot)
         if handle is None:
             return None
-        core = (<IOHandle>handle).transport
-        if (<RingTransportCore>core).settle_send():
+        if _settled(<IOHandle>handle):
             return None
         return handle
 
@@ -175,8 +173,13 @@ cdef class RingPoller(Poller):
                 return 0
             for i in range(n):
                 handle = self.handle_of(slots[i])
-                if handle is not None:
-                    (<RingTransportCore>(<IOHandle>handle).transport).flush()
+                if handle is None:
+                    continue
+                core = (<IOHandle>handle).transport
+                if type(core) is RingTransportCore:
+                    (<RingTransportCore>core).flush()
+                else:  # a datagram transport's (_aio_datagram_c): its queue's next batch
+                    (<TransportCore>core).write_ready()
 
     cdef int wait(self, int timeout_ms) except -1:
         """Submit what is due, wait up to ``timeout_ms`` (-1: no limit) in one
@@ -239,11 +242,18 @@ cdef class RingPoller(Poller):
                 continue
             handle = <object>PyList_GET_ITEM(handles, slots[i])
             if (handle is not None and not (<IOHandle>handle)._cancelled
-                    and not (<RingTransportCore>(<IOHandle>handle).transport).settle_send()):
+                    and not _settled(<IOHandle>handle)):
                 zs_upoll_skip_completed(self.ring, i)  # (the first i have nothing to run)
                 return False
         zs_upoll_dispatched(self.ring)
         return True
+
+
+cdef inline bint _settled(IOHandle handle) except -1:
+    """Whether the slot's completions need no Python code: a stream's send
+    settled (RingTransportCore.settle_send); a datagram slot's always run."""
+    core = handle.transport
+    return type(core) is RingTransportCore and (<RingTransportCore>core).settle_send()
 
 
 class RingSelector(Selector, BaseSelector):
