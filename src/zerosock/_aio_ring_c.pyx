@@ -1,8 +1,9 @@
 # cython: language_level=3
 """The event loop's io_uring (csrc/zs_uring_poll.c): readiness of the loop's
 descriptors through a ring, as the poller of a selector, so that the loop
-core, add_reader/add_writer, TLS and datagram transports run on it unchanged;
-and plain stream transports on completions in the same ring -- a multishot
+core, add_reader/add_writer, TLS and Unix datagram transports run on it
+unchanged; and plain stream transports on completions in the same ring (UDP
+ones too: _aio_datagram_c's RingDatagramCore) -- a multishot
 recv into provided buffers the streams share, sends submitted with the next
 wait -- so that the wait, which takes the loop's timer timeout, is the one
 system call of an iteration.  The loop that waits is the only thread that
