@@ -217,16 +217,18 @@ int zs_udgram_open(zs_upoll *p, int fd);
  * order, for the next wait: how many were queued (at most ZS_UDGRAM_BATCH),
  * or -1 with errno. */
 int zs_udgram_send(zs_upoll *p, int slot, const zs_udgram_out *out, int n);
-/* The results of the sends completed since the last call, in order (bytes,
+/* The results of the sends completed and not taken yet, in order (bytes,
  * or a negative errno; -ECANCELED for one behind a failed or cancelled
  * one, which never left): their count, `*res` valid until the next wait. */
-static inline int zs_udgram_results(zs_upoll *p, int slot, const int32_t **res)
+static inline int zs_udgram_results(const zs_upoll *p, int slot, const int32_t **res)
 {
-    zs_ustream *u = &ZS_UPOLL_PUB(p)->streams[slot];
-    int n = u->dsend_done;
-    u->dsend_done = 0;
+    const zs_ustream *u = &ZS_UPOLL_CPUB(p)->streams[slot];
     *res = u->dsend_res;
-    return n;
+    return u->dsend_done;
+}
+static inline void zs_udgram_results_taken(zs_upoll *p, int slot)
+{
+    ZS_UPOLL_PUB(p)->streams[slot].dsend_done = 0;
 }
 /* Keep receiving after an error ended the recvmsg.  0, or -1 with errno. */
 int zs_udgram_recv_restart(zs_upoll *p, int slot);

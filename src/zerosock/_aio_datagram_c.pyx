@@ -16,6 +16,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.contextvars cimport PyContext_Enter, PyContext_Exit
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
+from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.errno cimport errno
 cdef extern from "<errno.h>":
     enum: ECANCELED
@@ -29,7 +30,7 @@ from asyncio.log import logger
 
 from zerosock._aio_ring_c cimport (RingPoller, zs_upoll, zs_upoll_submit, zs_urecv,
                                   zs_ustream_busy, zs_ustream_flush_later, zs_ustream_pending,
-                                  zs_ustream_recv_start, zs_ustream_recv_stop,
+                                  zs_ustream_receiving, zs_ustream_recv_start, zs_ustream_recv_stop,
                                   zs_ustream_release, zs_ustream_send_cancel, zs_ustream_take)
 from zerosock._aio_ring_c import ring_of
 from zerosock._aio_transport_c cimport IOHandle, TransportCore, new_io_handle
@@ -65,7 +66,8 @@ cdef extern from "zs_uring_poll.h" nogil:
         uint32_t namelen
     int zs_udgram_open(zs_upoll *p, int fd)
     int zs_udgram_send(zs_upoll *p, int slot, const zs_udgram_out *out, int n)
-    int zs_udgram_results(zs_upoll *p, int slot, const int32_t **res)
+    int zs_udgram_results(const zs_upoll *p, int slot, const int32_t **res)
+    void zs_udgram_results_taken(zs_upoll *p, int slot)
     int zs_udgram_recv_restart(zs_upoll *p, int slot)
     const char *zs_udgram_data(const zs_upoll *p, int32_t bid)
     void zs_udgram_put(zs_upoll *p, int32_t bid)
@@ -514,6 +516,7 @@ cdef class RingDatagramCore(DatagramCore):
     cdef object handle           # the IOHandle in the ring's handles
     cdef Py_ssize_t in_flight    # the queue's first datagrams: sent, not completed
     cdef Py_ssize_t requeued     # before them: of the batch, cancelled when one failed
+    cdef Py_ssize_t flying_size  # what those in flight count in _buffer_size
     cdef object kept             # the queue an abort dropped while sends were in flight
     cdef object held             # (data, addr), or an OSError, received while paused
     cdef bint release_pending    # the slot goes once nothing is in flight
@@ -546,6 +549,10 @@ cdef class RingDatagramCore(DatagramCore):
     cdef object _reads_handle(self):
         return self.handle
 
+    def _polling(self):
+        receiving = self._ring_open() and zs_ustream_receiving(self.ring.ring, self.slot)
+        return bool(receiving), bool(self._queue)
+
     # -- reading ------------------------------------------------------------------------
 
     cdef int _add_io(self, bint writing, object context=None) except -1:
@@ -576,20 +583,19 @@ cdef class RingDatagramCore(DatagramCore):
             self._loop.call_soon(self._read_ready)
 
     cdef int read_ready(self) except -1:
-        """The slot's completions: the datagrams received, then the sends'
-        results (as the stdlib's loop runs a descriptor's reader before its
-        writer)."""
+        """The slot's completions: the sends' results (what the queue holds
+        then is what was sent), then the datagrams received."""
         cdef int32_t results[ZS_UDGRAM_BATCH]
         cdef const int32_t *done
         cdef int n
         if not self._ring_open():
             return 0
+        n = zs_udgram_results(self.ring.ring, self.slot, &done)
+        if n:
+            memcpy(results, done, n * sizeof(int32_t))  # (what Python code runs may wait)
+            zs_udgram_results_taken(self.ring.ring, self.slot)
+            self._sent(results, n)
         self._deliver_ring()
-        if self._ring_open():
-            n = zs_udgram_results(self.ring.ring, self.slot, &done)
-            if n:
-                memcpy(results, done, n * sizeof(int32_t))  # (what Python code runs may wait)
-                self._sent(results, n)
         if (self.release_pending and self._ring_open()
                 and not zs_ustream_busy(self.ring.ring, self.slot)):
             self.release_pending = False
@@ -701,19 +707,22 @@ cdef class RingDatagramCore(DatagramCore):
         wait (RingPoller.flush_writes), when none is in flight."""
         cdef zs_udgram_out out[ZS_UDGRAM_BATCH]
         cdef sockaddr_storage names[ZS_UDGRAM_BATCH]
+        cdef Py_ssize_t sizes[ZS_UDGRAM_BATCH]
         cdef zs_socklen_t namelen
-        cdef int count, n
+        cdef int count, n, i
         if not self._ring_open():
             return DatagramCore.write_ready(self)
         if self.in_flight or self._conn_lost or self._sock is None:
             return 0
         queue = self._queue
         while queue:
-            batch = []  # (held while the batch is built: the buffers point into it)
+            # The queue holds what the buffers point into (changing it while
+            # the batch is built stops the iteration with an error).
+            count = 0
             failure = None
             for item in queue:
-                data, addr = <tuple>item
-                count = len(batch)
+                data = <object>PyTuple_GET_ITEM(item, 0)
+                addr = <object>PyTuple_GET_ITEM(item, 1)
                 if self._connected:
                     out[count].name = NULL
                     out[count].namelen = 0
@@ -729,10 +738,11 @@ cdef class RingDatagramCore(DatagramCore):
                     out[count].namelen = namelen
                 out[count].buf = PyBytes_AS_STRING(data)
                 out[count].len = <size_t>PyBytes_GET_SIZE(data)
-                batch.append(item)
-                if len(batch) == ZS_UDGRAM_BATCH:
+                sizes[count] = PyBytes_GET_SIZE(data) + HEADER_SIZE
+                count += 1
+                if count == ZS_UDGRAM_BATCH:
                     break
-            count = len(batch)
+            data = addr = item = None
             if count == 0:
                 # As the readiness transport: that datagram is dropped and reported.
                 self._pop_one()
@@ -747,7 +757,45 @@ cdef class RingDatagramCore(DatagramCore):
                 self._fatal_error(_os_error(errno), "Fatal write error on datagram transport")
                 return 0
             self.in_flight = n
+            self.flying_size = 0
+            for i in range(n):
+                self.flying_size += sizes[i]
             return 0
+        return 0
+
+    cdef bint settle_ring(self) except -1:
+        """Settle the sends' results here when every one went and nothing
+        waits on them (no receive to deliver, no writer paused, no close, no
+        failed one): what _sent does, running no Python code.  Whether the
+        slot has nothing left to run (see RingPoller)."""
+        cdef const int32_t *done
+        cdef int n, i
+        if (not self._ring_open() or self.release_pending or self.held or self._closing
+                or self._protocol_paused or self.requeued
+                or zs_ustream_pending(self.ring.ring, self.slot)):
+            return False
+        n = zs_udgram_results(self.ring.ring, self.slot, &done)
+        for i in range(n):
+            if done[i] < 0:
+                return False
+        zs_udgram_results_taken(self.ring.ring, self.slot)
+        self._went(n)
+        if not self.in_flight and self._queue:
+            zs_ustream_flush_later(self.ring.ring, self.slot)
+        return True
+
+    cdef int _went(self, int n) except -1:
+        """The queue's first ``n`` datagrams went: out of the queue (a bytes
+        and its address each: dropping them runs no Python code)."""
+        if n == self.in_flight and len(self._queue) == n:
+            self._queue.clear()  # the whole batch, the common case
+            self._buffer_size -= self.flying_size
+        else:
+            for _ in range(n):
+                self._pop_one()
+        self.in_flight -= n
+        if not self.in_flight:
+            self.flying_size = 0
         return 0
 
     cdef int _sent(self, const int32_t *results, int n) except -1:
@@ -756,6 +804,13 @@ cdef class RingDatagramCore(DatagramCore):
         failure of one before them cancelled stay queued, to go again."""
         cdef int i
         cdef int32_t res
+        for i in range(n):
+            if results[i] < 0:
+                break
+        else:
+            if self.kept is None:
+                self._went(n)  # (all went: at once)
+                n = 0
         for i in range(n):
             res = results[i]
             self.in_flight -= 1
@@ -770,6 +825,7 @@ cdef class RingDatagramCore(DatagramCore):
         if self.in_flight:
             return 0
         self.kept = None
+        self.flying_size = 0
         self.requeued = 0
         if self._conn_lost:
             return 0

@@ -252,9 +252,12 @@ cdef class RingPoller(Poller):
 
 cdef inline bint _settled(IOHandle handle) except -1:
     """Whether the slot's completions need no Python code: a stream's send
-    settled (RingTransportCore.settle_send); a datagram slot's always run."""
+    settled (RingTransportCore.settle_send), a datagram transport's sends
+    (its settle_ring)."""
     core = handle.transport
-    return type(core) is RingTransportCore and (<RingTransportCore>core).settle_send()
+    if type(core) is RingTransportCore:
+        return (<RingTransportCore>core).settle_send()
+    return (<TransportCore>core).settle_ring()
 
 
 class RingSelector(Selector, BaseSelector):
