@@ -28,7 +28,7 @@ import sys
 from asyncio import constants, futures, transports, trsock
 from asyncio.log import logger
 
-from zerosock._aio_ring_c cimport (RingPoller, zs_upoll, zs_upoll_submit, zs_urecv,
+from zerosock._aio_ring_c cimport (RingPoller, give_back_slot, zs_upoll, zs_urecv,
                                   zs_ustream_busy, zs_ustream_flush_later, zs_ustream_pending,
                                   zs_ustream_receiving, zs_ustream_recv_start, zs_ustream_recv_stop,
                                   zs_ustream_release, zs_ustream_send_cancel, zs_ustream_take)
@@ -444,13 +444,9 @@ cdef class DatagramCore(TransportCore):
                 count = len(batch)
                 memset(&hdrs[count], 0, sizeof(zs_mmsghdr))
                 if not self._connected:
-                    try:
-                        self._address_of(addr, &names[count], &namelen)
-                    except (SystemExit, KeyboardInterrupt):
-                        raise
-                    except BaseException as exc:
-                        failure = exc  # met when this datagram's turn comes
-                        break
+                    failure = self._queued_address(addr, &names[count], &namelen)
+                    if failure is not None:
+                        break  # met when this datagram's turn comes
                     hdrs[count].msg_hdr.msg_name = &names[count]
                     hdrs[count].msg_hdr.msg_namelen = namelen
                 zs_iov_set(&iovs[count], PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
@@ -461,12 +457,7 @@ cdef class DatagramCore(TransportCore):
                     break
             count = len(batch)
             if count == 0:
-                self._pop_one()
-                if isinstance(failure, OSError):
-                    self._protocol.error_received(failure)
-                else:
-                    self._fatal_error(failure, "Fatal write error on datagram transport")
-                return 0
+                return self._unsendable(failure)
             if count == 1:
                 n = zs_send(self._fd, PyBytes_AS_STRING(batch[0][0]),
                             <size_t>PyBytes_GET_SIZE(batch[0][0]), 0) if self._connected else \
@@ -491,6 +482,27 @@ cdef class DatagramCore(TransportCore):
             self._loop._remove_writer(self._sock_fd)
             if self._closing and not self._conn_lost:  # else resume_writing closed it
                 self._call_connection_lost(None)
+        return 0
+
+    cdef object _queued_address(self, object addr, sockaddr_storage *name,
+                                zs_socklen_t *namelen):
+        """Convert a queued datagram's address: None, or what that raised."""
+        try:
+            self._address_of(addr, name, namelen)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            return exc
+        return None
+
+    cdef int _unsendable(self, object failure) except -1:
+        """The queue's first datagram cannot go (its address raised
+        ``failure``): dropped and reported as the stdlib's transport does."""
+        self._pop_one()
+        if isinstance(failure, OSError):
+            self._protocol.error_received(failure)
+        else:
+            self._fatal_error(failure, "Fatal write error on datagram transport")
         return 0
 
     cdef int _pop_one(self) except -1:
@@ -594,7 +606,11 @@ cdef class RingDatagramCore(DatagramCore):
         if n:
             memcpy(results, done, n * sizeof(int32_t))  # (what Python code runs may wait)
             zs_udgram_results_taken(self.ring.ring, self.slot)
-            self._sent(results, n)
+            try:
+                self._sent(results, n)
+            except BaseException:
+                self._read_later()
+                raise
         self._deliver_ring()
         if (self.release_pending and self._ring_open()
                 and not zs_ustream_busy(self.ring.ring, self.slot)):
@@ -608,7 +624,11 @@ cdef class RingDatagramCore(DatagramCore):
         while self.held and not (self._paused or self._closing or self._conn_lost):
             item = self.held.popleft()
             if isinstance(item, OSError):
-                self._protocol.error_received(item)
+                try:
+                    self._protocol.error_received(item)
+                except BaseException:
+                    self._read_later()
+                    raise
             else:
                 self._give(item)
         item = None
@@ -625,8 +645,12 @@ cdef class RingDatagramCore(DatagramCore):
                     continue
                 if self._paused or self.held:
                     self._hold(_os_error(-got.res))
-                else:
+                    continue
+                try:
                     self._protocol.error_received(_os_error(-got.res))
+                except BaseException:
+                    self._read_later()
+                    raise
                 continue
             if self._closing or self._conn_lost:
                 zs_udgram_put(ring, got.bid)
@@ -664,18 +688,26 @@ cdef class RingDatagramCore(DatagramCore):
         try:
             self._protocol.datagram_received(<object>item[0], <object>item[1])
         except (SystemExit, KeyboardInterrupt):
-            if self.held or (self._ring_open() and zs_ustream_pending(self.ring.ring, self.slot)):
-                self._loop.call_soon(self._read_ready)
+            self._read_later()
             raise
         except BaseException as exc:
             # The stdlib's handle would report this one; the next datagrams still arrive.
             self._report(exc)
         return 0
 
+    cdef int _read_later(self) except -1:
+        """An exception stops the delivery: what is left comes from the loop
+        (the slot may see no other completion to run it)."""
+        if self._loop is not None and (self.held or (
+                self._ring_open() and zs_ustream_pending(self.ring.ring, self.slot))):
+            self._loop.call_soon(self._read_ready)
+        return 0
+
     cdef int _hold(self, object item) except -1:
-        if self.held is None:
-            self.held = collections.deque()
-        self.held.append(item)
+        if self.held is not None:
+            self.held.append(item)
+        else:
+            self.held = collections.deque((item,))
         return 0
 
     # -- writing ------------------------------------------------------------------------
@@ -727,13 +759,9 @@ cdef class RingDatagramCore(DatagramCore):
                     out[count].name = NULL
                     out[count].namelen = 0
                 else:
-                    try:
-                        self._address_of(addr, &names[count], &namelen)
-                    except (SystemExit, KeyboardInterrupt):
-                        raise
-                    except BaseException as exc:
-                        failure = exc  # met when this datagram's turn comes
-                        break
+                    failure = self._queued_address(addr, &names[count], &namelen)
+                    if failure is not None:
+                        break  # met when this datagram's turn comes
                     out[count].name = &names[count]
                     out[count].namelen = namelen
                 out[count].buf = PyBytes_AS_STRING(data)
@@ -744,14 +772,9 @@ cdef class RingDatagramCore(DatagramCore):
                     break
             data = addr = item = None
             if count == 0:
-                # As the readiness transport: that datagram is dropped and reported.
-                self._pop_one()
-                if isinstance(failure, OSError):
-                    self._protocol.error_received(failure)
-                else:
-                    self._fatal_error(failure, "Fatal write error on datagram transport")
-                    return 0
-                continue
+                # As on readiness, and the rest at the next wait.
+                zs_ustream_flush_later(self.ring.ring, self.slot)
+                return self._unsendable(failure)
             n = zs_udgram_send(self.ring.ring, self.slot, out, count)
             if n < 0:
                 self._fatal_error(_os_error(errno), "Fatal write error on datagram transport")
@@ -804,6 +827,7 @@ cdef class RingDatagramCore(DatagramCore):
         failure of one before them cancelled stay queued, to go again."""
         cdef int i
         cdef int32_t res
+        failures = None
         for i in range(n):
             if results[i] < 0:
                 break
@@ -821,7 +845,21 @@ cdef class RingDatagramCore(DatagramCore):
                 continue
             self._pop_one()
             if res < 0:
-                self._protocol.error_received(_os_error(-res))
+                if failures is None:
+                    failures = []
+                failures.append(_os_error(-res))
+        # Each result counted first: what the protocol does or raises then
+        # cannot leave the queue's count behind.
+        try:
+            if failures is not None:
+                for exc in failures:
+                    self._protocol.error_received(exc)
+        finally:
+            self._after_sends()
+        return 0
+
+    cdef int _after_sends(self) except -1:
+        """What follows the results: the next batch, or the end of a close."""
         if self.in_flight:
             return 0
         self.kept = None
@@ -866,23 +904,12 @@ cdef class RingDatagramCore(DatagramCore):
             self._release()
 
     cdef int _release(self) except -1:
-        """Give the slot back: now if nothing is in flight, else once the
-        cancelled operations have ended (the socket is closed meanwhile: the
-        ring holds its file, and the slot's generation keeps their
-        completions from a later transport on the same descriptor)."""
+        """The slot back, as a stream's (RingTransportCore._release): now, or
+        once the operations cancelled have ended."""
         self.held = None
-        if not self._ring_open():
-            self.slot = -1
+        if self._ring_open() and not give_back_slot(self.ring, self.slot):
+            self.release_pending = True  # (read_ready gives it back once they ended)
             return 0
-        if zs_ustream_busy(self.ring.ring, self.slot):
-            zs_ustream_recv_stop(self.ring.ring, self.slot)
-            zs_ustream_send_cancel(self.ring.ring, self.slot)
-            # Now: until they end the ring holds the socket's file.
-            zs_upoll_submit(self.ring.ring)
-            self.release_pending = True
-            return 0
-        zs_ustream_release(self.ring.ring, self.slot)
-        self.ring.handles[self.slot] = None
         self.slot = -1
         self.kept = None
         return 0

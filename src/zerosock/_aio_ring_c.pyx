@@ -855,19 +855,27 @@ cdef class RingTransportCore(TransportCore):
         if not self._ring_open():
             self.slot = -1
             return 0
-        if zs_ustream_busy(self.ring.ring, self.slot):
-            zs_ustream_recv_stop(self.ring.ring, self.slot)
-            zs_ustream_send_cancel(self.ring.ring, self.slot)
-            # Now: until its operations end the ring holds the socket's file,
-            # and the socket's close would not close the connection.
-            zs_upoll_submit(self.ring.ring)
+        if not give_back_slot(self.ring, self.slot):
             self.release_pending = True
             return 0
-        zs_ustream_release(self.ring.ring, self.slot)
-        self.ring.handles[self.slot] = None
         self.slot = -1
         self.kept = None
         return 0
+
+
+cdef bint give_back_slot(RingPoller ring, int slot) except -1:
+    """Free a transport's slot if nothing of it is in flight (True); else
+    cancel what is (False: the transport gives it back once they ended)."""
+    if zs_ustream_busy(ring.ring, slot):
+        zs_ustream_recv_stop(ring.ring, slot)
+        zs_ustream_send_cancel(ring.ring, slot)
+        # Now: until its operations end the ring holds the socket's file,
+        # and the socket's close would not close the connection.
+        zs_upoll_submit(ring.ring)
+        return False
+    zs_ustream_release(ring.ring, slot)
+    ring.handles[slot] = None
+    return True
 
 
 import socket as _socket
