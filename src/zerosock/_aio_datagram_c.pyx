@@ -30,8 +30,9 @@ from asyncio.log import logger
 
 from zerosock._aio_ring_c cimport (RingPoller, give_back_slot, zs_upoll, zs_urecv,
                                   zs_ustream_busy, zs_ustream_flush_later, zs_ustream_pending,
-                                  zs_ustream_receiving, zs_ustream_recv_start, zs_ustream_recv_stop,
-                                  zs_ustream_release, zs_ustream_send_cancel, zs_ustream_take)
+                                  zs_ustream_receiving, zs_ustream_recv_start,
+                                  zs_ustream_recv_stop, zs_ustream_release,
+                                  zs_ustream_send_cancel, zs_ustream_take)
 from zerosock._aio_ring_c import ring_of
 from zerosock._aio_transport_c cimport IOHandle, TransportCore, new_io_handle
 from zerosock._aio_transport_c import close_unclosed, core_facade
@@ -550,7 +551,7 @@ cdef class RingDatagramCore(DatagramCore):
         handles[slot] = self.handle
 
     def __dealloc__(self):
-        # Made and dropped before reading started: nothing of the slot is in flight.
+        # Its __init__ failed before its handle was entered: nothing of the slot is in flight.
         if self.handle is None and self._ring_open() and not zs_ustream_busy(self.ring.ring,
                                                                              self.slot):
             zs_ustream_release(self.ring.ring, self.slot)

@@ -1346,7 +1346,7 @@ cdef class TransportCore:
         self.read_ready()
 
     cdef bint settle_ring(self) except -1:
-        return False  # (the completion cores' own: _aio_ring_c, _aio_datagram_c)
+        return False  # (a UDP transport on completions settles its sends)
 
     cdef int read_ready(self) except -1:
         """One read: 1 when it was quiet (a C sink took the data, no Python
