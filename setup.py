@@ -32,6 +32,7 @@ EXTRA_SOURCES: "dict[str, list[str]]" = {
     "_loadgen_c": ["csrc/zs_loadgen.c", "csrc/zs_echo_server.c"],
     "_uring_c": ["csrc/zs_uring.c", "csrc/zs_uring_echo_server.c"],
     "_aio_ring_c": ["csrc/zs_uring.c", "csrc/zs_uring_poll.c"],
+    "_aio_datagram_c": ["csrc/zs_uring.c", "csrc/zs_uring_poll.c"],  # (its ring path)
 }
 
 

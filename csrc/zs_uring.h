@@ -125,6 +125,7 @@ enum { /* opcodes: the kernel's enum, in order */
     ZS_OP_SOCKET = 45, ZS_OP_SEND_ZC = 47, ZS_OP_SENDMSG_ZC = 48,
 };
 
+#define ZS_IOSQE_IO_LINK (1u << 2)
 #define ZS_IOSQE_BUFFER_SELECT (1u << 5)
 #define ZS_IOSQE_CQE_SKIP_SUCCESS (1u << 6)
 

@@ -32,13 +32,19 @@ typedef struct {
  * which copies them at submission (IORING_FEAT_SUBMIT_STABLE) */
 #define USTREAM_IOV_ARENA 1024
 #define USTREAM_MSG_ARENA 128
+/* Datagram sockets' provided buffers: a header, the address, the payload. */
+#define UDGRAM_BGID 2
+#define UDGRAM_BUFS 64
+#define UDGRAM_BUF_SIZE (ZS_UDGRAM_DATA_AT + ZS_UDGRAM_ROOM)
+_Static_assert(sizeof(zs_udgram_header) == 16, "io_uring_recvmsg_out is 16 bytes");
+_Static_assert(sizeof(struct sockaddr_storage) == ZS_UDGRAM_NAME_ROOM, "sockaddr_storage");
 
 /* user_data: a stream's operation has the top bit set, then its slot's
  * generation (31 bits), the slot (30 bits) and the kind (2 bits); a poll
  * has its descriptor's generation (31 bits) and the descriptor. */
 #define USTREAM_OP (1ULL << 63)
 #define GEN_MASK 0x7fffffffu
-enum { US_RECV = 1, US_SEND = 2 };
+enum { US_RECV = 1, US_SEND = 2, US_DSEND = 3 /* a datagram's */ };
 
 struct zs_upoll {
     zs_upoll_pub pub; /* first: what the header's inline functions read */
@@ -52,8 +58,12 @@ struct zs_upoll {
     unsigned inflight; /* stream operations in flight */
     zs_ubr bufs;
     int have_bufs;
+    zs_ubr dgram_bufs;
+    int have_dgram_bufs;
+    struct msghdr dgram_recv; /* the multishot recvmsg's template: room for an address */
     struct iovec iov_arena[USTREAM_IOV_ARENA];
     struct msghdr msg_arena[USTREAM_MSG_ARENA];
+    struct sockaddr_storage name_arena[USTREAM_MSG_ARENA]; /* by msg_arena's index */
     size_t niov, nmsg;
 };
 
@@ -193,9 +203,13 @@ void zs_upoll_free(zs_upoll *p)
         drain_streams(p);
     if (p->have_bufs)
         zs_ubr_free(&p->ring, &p->bufs);
+    if (p->have_dgram_bufs)
+        zs_ubr_free(&p->ring, &p->dgram_bufs);
     zs_uring_exit(&p->ring); /* the kernel cancels what is in flight */
-    for (size_t i = 0; i < p->pub.nstreams; i++)
+    for (size_t i = 0; i < p->pub.nstreams; i++) {
         free(p->pub.streams[i].rq);
+        free(p->pub.streams[i].dsend_res);
+    }
     free(p->pub.streams);
     free(p->free_slots);
     free(p->pub.completed);
@@ -357,7 +371,14 @@ static int arm_recv(zs_upoll *p, int slot)
     zs_uring_sqe *s = next_sqe(p);
     if (s == NULL)
         return -1;
-    zs_prep_recv_multishot(s, u->fd, USTREAM_BGID, stream_op_id(slot, u->gen, US_RECV));
+    if (u->dgram) {
+        zs_prep_recvmsg(s, u->fd, &p->dgram_recv, 0, stream_op_id(slot, u->gen, US_RECV));
+        s->ioprio = ZS_RECV_MULTISHOT;
+        s->flags = ZS_IOSQE_BUFFER_SELECT;
+        s->buf_group = UDGRAM_BGID;
+    } else {
+        zs_prep_recv_multishot(s, u->fd, USTREAM_BGID, stream_op_id(slot, u->gen, US_RECV));
+    }
     u->recv_armed = 1;
     p->inflight++;
     return 0;
@@ -392,6 +413,15 @@ static int push_recv(zs_ustream *u, int32_t res, int32_t bid)
     return 0;
 }
 
+/* Give back a buffer of the group the slot's receives select from. */
+static void slot_put(zs_upoll *p, const zs_ustream *u, int32_t bid)
+{
+    if (u->dgram)
+        zs_udgram_put(p, bid);
+    else
+        zs_ustream_put(p, bid);
+}
+
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
@@ -403,8 +433,16 @@ static inline void stream_cqe(zs_upoll *p, const zs_uring_cqe *c)
     int32_t bid = c->flags & ZS_CQE_F_BUFFER ? (int32_t)(c->flags >> ZS_CQE_BUFFER_SHIFT) : -1;
     zs_ustream *u = (size_t)slot < p->pub.nstreams ? &p->pub.streams[slot] : NULL;
     if (u == NULL || u->fd < 0 || (u->gen & GEN_MASK) != gen) {
-        if (bid >= 0) /* never: a slot is reused only once idle */
-            zs_ustream_put(p, bid);
+        if (bid >= 0 && u != NULL) /* never: a slot is reused only once idle */
+            slot_put(p, u, bid);
+        return;
+    }
+    if (kind == US_DSEND) {
+        u->dsend_busy--;
+        if (u->dsend_done < ZS_UDGRAM_BATCH) /* (one batch in flight: always) */
+            u->dsend_res[u->dsend_done++] = c->res;
+        p->inflight--;
+        notify(p, slot);
         return;
     }
     if (kind == US_SEND) {
@@ -422,14 +460,14 @@ static inline void stream_cqe(zs_upoll *p, const zs_uring_cqe *c)
     }
     if (c->res == -ENOBUFS || c->res == -ECANCELED) {
         if (bid >= 0)
-            zs_ustream_put(p, bid);
+            slot_put(p, u, bid);
     } else {
         if (c->res <= 0)
             u->recv_ended = 1;
         if (push_recv(u, c->res, bid) != 0) {
             /* out of memory: the stream ends with the error */
             if (bid >= 0)
-                zs_ustream_put(p, bid);
+                slot_put(p, u, bid);
             u->recv_ended = 1;
             if (u->rq_len)
                 u->rq[(u->rq_head + u->rq_len - 1) & (u->rq_cap - 1)] = (zs_urecv){-ENOMEM, -1};
@@ -440,6 +478,8 @@ static inline void stream_cqe(zs_upoll *p, const zs_uring_cqe *c)
     notify(p, slot);
 }
 
+static int open_slot(zs_upoll *p, int fd);
+
 int zs_ustream_open(zs_upoll *p, int fd)
 {
     if (!p->have_bufs) {
@@ -449,6 +489,37 @@ int zs_ustream_open(zs_upoll *p, int fd)
         p->pub.buf_base = p->bufs.bufs;
         p->pub.buf_size = p->bufs.buf_size;
     }
+    return open_slot(p, fd);
+}
+
+int zs_udgram_open(zs_upoll *p, int fd)
+{
+    if (!p->have_dgram_bufs) {
+        if (zs_ubr_init(&p->ring, &p->dgram_bufs, UDGRAM_BGID, UDGRAM_BUFS, UDGRAM_BUF_SIZE) != 0)
+            return -1;
+        p->have_dgram_bufs = 1;
+        p->pub.dgram_base = p->dgram_bufs.bufs;
+        p->pub.dgram_size = p->dgram_bufs.buf_size;
+        p->dgram_recv.msg_namelen = ZS_UDGRAM_NAME_ROOM;
+    }
+    int slot = open_slot(p, fd);
+    if (slot < 0)
+        return -1;
+    zs_ustream *u = &p->pub.streams[slot];
+    if (u->dsend_res == NULL) {
+        u->dsend_res = malloc(ZS_UDGRAM_BATCH * sizeof *u->dsend_res);
+        if (u->dsend_res == NULL) {
+            zs_ustream_release(p, slot);
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    u->dgram = 1;
+    return slot;
+}
+
+static int open_slot(zs_upoll *p, int fd)
+{
     if (p->nfree == 0) {
         size_t n = p->pub.nstreams ? 2 * p->pub.nstreams : 64;
         zs_ustream *grown = realloc(p->pub.streams, n * sizeof *grown);
@@ -478,6 +549,7 @@ int zs_ustream_open(zs_upoll *p, int fd)
     zs_ustream *u = &p->pub.streams[slot];
     zs_urecv *rq = u->rq;
     unsigned rq_cap = u->rq_cap;
+    int32_t *dsend_res = u->dsend_res;
     uint32_t gen = u->gen + 1;
     uint8_t notified = u->notified, flush_listed = u->flush_listed;
     memset(u, 0, sizeof *u);
@@ -485,6 +557,7 @@ int zs_ustream_open(zs_upoll *p, int fd)
     u->gen = gen;
     u->rq = rq;
     u->rq_cap = rq_cap;
+    u->dsend_res = dsend_res;
     u->notified = notified; /* a slot is listed once, whoever its stream */
     u->flush_listed = flush_listed;
     return slot;
@@ -496,7 +569,7 @@ nomem:
 int zs_ustream_busy(const zs_upoll *p, int slot)
 {
     const zs_ustream *u = &p->pub.streams[slot];
-    return u->recv_armed + u->send_busy;
+    return u->recv_armed + u->send_busy + u->dsend_busy;
 }
 
 void zs_ustream_release(zs_upoll *p, int slot)
@@ -505,7 +578,7 @@ void zs_ustream_release(zs_upoll *p, int slot)
     zs_urecv got;
     while (zs_ustream_take(p, slot, &got))
         if (got.bid >= 0)
-            zs_ustream_put(p, got.bid);
+            slot_put(p, u, got.bid);
     u->fd = -1;
     p->free_slots[p->nfree++] = slot;
 }
@@ -596,14 +669,78 @@ int zs_ustream_send(zs_upoll *p, int slot, const void *buf, size_t len, int iovc
 int zs_ustream_send_cancel(zs_upoll *p, int slot)
 {
     zs_ustream *u = &p->pub.streams[slot];
-    if (!u->send_busy)
+    if (!u->send_busy && !u->dsend_busy)
         return 0;
     zs_uring_sqe *s = next_sqe(p);
     if (s == NULL)
         return -1;
-    zs_prep_cancel(s, stream_op_id(slot, u->gen, US_SEND), UPOLL_CANCEL);
+    zs_prep_cancel(s, stream_op_id(slot, u->gen, u->dgram ? US_DSEND : US_SEND), UPOLL_CANCEL);
     s->flags |= ZS_IOSQE_CQE_SKIP_SUCCESS;
+    if (u->dgram)
+        s->op_flags |= ZS_ASYNC_CANCEL_ALL; /* a batch's sends share their user_data */
     return 0;
+}
+
+int zs_udgram_send(zs_upoll *p, int slot, const zs_udgram_out *out, int n)
+{
+    zs_ustream *u = &p->pub.streams[slot];
+    zs_uring *r = &p->ring;
+    if (n > ZS_UDGRAM_BATCH)
+        n = ZS_UDGRAM_BATCH;
+    /* A link goes to the next submission in the queue: the batch's must
+     * follow one another, with no submit between them. */
+    unsigned used = r->sqe_tail - __atomic_load_n(r->sq_head, __ATOMIC_ACQUIRE);
+    if (p->nmsg + (size_t)n > USTREAM_MSG_ARENA || p->niov + (size_t)n > USTREAM_IOV_ARENA
+        || used + (unsigned)n > r->sq_entries) {
+        int rc = submit_now(p);
+        if (rc < 0) {
+            errno = -rc;
+            return -1;
+        }
+        used = r->sqe_tail - __atomic_load_n(r->sq_head, __ATOMIC_ACQUIRE);
+        if (used + (unsigned)n > r->sq_entries)
+            n = (int)(r->sq_entries - used);
+        if (n <= 0) {
+            errno = EBUSY;
+            return -1;
+        }
+    }
+    uint64_t id = stream_op_id(slot, u->gen, US_DSEND);
+    for (int i = 0; i < n; i++) {
+        zs_uring_sqe *s = zs_uring_get_sqe(r); /* (room was made above) */
+        struct iovec *iov = &p->iov_arena[p->niov++];
+        struct msghdr *msg = &p->msg_arena[p->nmsg];
+        struct sockaddr_storage *name = &p->name_arena[p->nmsg++];
+        iov->iov_base = (void *)out[i].buf;
+        iov->iov_len = out[i].len;
+        memset(msg, 0, sizeof *msg);
+        if (out[i].name != NULL) {
+            memcpy(name, out[i].name, out[i].namelen);
+            msg->msg_name = name;
+            msg->msg_namelen = out[i].namelen;
+        }
+        msg->msg_iov = iov;
+        msg->msg_iovlen = 1;
+        zs_prep_sendmsg(s, u->fd, msg, 0, id);
+        if (i + 1 < n)
+            s->flags |= ZS_IOSQE_IO_LINK;
+    }
+    u->dsend_busy = (uint16_t)(u->dsend_busy + n);
+    p->inflight += (unsigned)n;
+    return n;
+}
+
+int zs_udgram_recv_restart(zs_upoll *p, int slot)
+{
+    zs_ustream *u = &p->pub.streams[slot];
+    u->recv_ended = 0;
+    return u->recv_want ? zs_ustream_recv_start(p, slot) : 0;
+}
+
+void zs_udgram_put(zs_upoll *p, int32_t bid)
+{
+    zs_ubr_put(&p->dgram_bufs, (unsigned)bid);
+    zs_ubr_publish(&p->dgram_bufs);
 }
 
 void zs_ustream_put(zs_upoll *p, int32_t bid)
@@ -685,6 +822,15 @@ int zs_ustream_send(zs_upoll *p, int slot, const void *buf, size_t len, int iovc
 int zs_ustream_send_cancel(zs_upoll *p, int slot) { (void)p; (void)slot; return 0; }
 int zs_ustream_send_withdraw(zs_upoll *p, int slot) { (void)p; (void)slot; return 0; }
 void zs_ustream_put(zs_upoll *p, int32_t bid) { (void)p; (void)bid; }
+int zs_udgram_open(zs_upoll *p, int fd) { (void)p; (void)fd; errno = ENOSYS; return -1; }
+int zs_udgram_send(zs_upoll *p, int slot, const zs_udgram_out *out, int n)
+{
+    (void)p; (void)slot; (void)out; (void)n;
+    errno = ENOSYS;
+    return -1;
+}
+int zs_udgram_recv_restart(zs_upoll *p, int slot) { (void)p; (void)slot; return -1; }
+void zs_udgram_put(zs_upoll *p, int32_t bid) { (void)p; (void)bid; }
 int zs_upoll_submit(zs_upoll *p) { (void)p; return -ENOSYS; }
 int zs_upoll_completed(const zs_upoll *p, const int **slots) { (void)p; *slots = NULL; return 0; }
 void zs_upoll_dispatched(zs_upoll *p) { (void)p; }

@@ -59,6 +59,9 @@ typedef struct {
     uint8_t recv_ended; /* the end of the stream or an error was received */
     uint8_t send_busy, send_done;
     uint8_t notified, flush_listed; /* in the completed / flushes lists (kept across reuse) */
+    uint8_t dgram;      /* a datagram socket (zs_udgram_open) */
+    uint16_t dsend_busy, dsend_done; /* its sends in flight / completed, results not taken */
+    int32_t *dsend_res; /* their results, room for ZS_UDGRAM_BATCH (kept across reuse) */
     int32_t send_res;
     void *send_sqe;     /* the send's SQE while not submitted (send_epoch is the ring's epoch) */
     unsigned send_epoch;
@@ -75,6 +78,8 @@ typedef struct {
     unsigned epoch;      /* submissions so far: an SQE queued in this epoch is not submitted yet */
     unsigned char *buf_base; /* the provided buffers */
     size_t buf_size;
+    unsigned char *dgram_base; /* the datagram sockets' provided buffers */
+    size_t dgram_size;
 } zs_upoll_pub;
 #define ZS_UPOLL_PUB(p) ((zs_upoll_pub *)(void *)(p))
 #define ZS_UPOLL_CPUB(p) ((const zs_upoll_pub *)(const void *)(p))
@@ -175,6 +180,64 @@ static inline void zs_upoll_skip_completed(zs_upoll *p, int n)
 void zs_ustream_flush_later(zs_upoll *p, int slot);
 /* Move up to `max` listed streams to `out`: their count. */
 int zs_upoll_take_flushes(zs_upoll *p, int *out, int max);
+
+/*
+ * Datagram sockets on completions, in stream slots of their own kind: a
+ * multishot recvmsg into provided buffers of their own, each of room for the
+ * largest IP datagram (its source address before it), so that no datagram
+ * is ever truncated by the buffer; and batches of sendmsg, each linked to
+ * the next so that they leave in order (one waiting for room holds back
+ * those behind it).  A send's completion comes as a result (zs_udgram_results),
+ * a receive as a stream's does (zs_ustream_take: `res` is the buffer's bytes
+ * used, header and address included, or a negative errno that ended the
+ * recvmsg: zs_udgram_recv_restart goes on).  Pause, close and release as a
+ * stream's slot (zs_ustream_recv_stop, _send_cancel, _busy, _release).
+ */
+#define ZS_UDGRAM_ROOM (64 * 1024) /* payload room: IPv4's 65507, IPv6's 65527 */
+#define ZS_UDGRAM_NAME_ROOM 128    /* sizeof(struct sockaddr_storage) */
+#define ZS_UDGRAM_BATCH 32         /* sends per batch */
+/* Where a received datagram's address and payload start in its buffer. */
+#define ZS_UDGRAM_NAME_AT ((int)sizeof(zs_udgram_header))
+#define ZS_UDGRAM_DATA_AT (ZS_UDGRAM_NAME_AT + ZS_UDGRAM_NAME_ROOM)
+
+typedef struct { /* the kernel's struct io_uring_recvmsg_out */
+    uint32_t namelen, controllen, payloadlen, flags;
+} zs_udgram_header;
+
+typedef struct { /* one datagram to send: `name` NULL on a connected socket */
+    const void *buf;
+    size_t len;
+    const void *name;
+    uint32_t namelen;
+} zs_udgram_out;
+
+/* A slot for the datagram socket on `fd`: its number, or -1 with errno. */
+int zs_udgram_open(zs_upoll *p, int fd);
+/* Queue the sends of `out[0..n)` (kept alive until their completions), in
+ * order, for the next wait: how many were queued (at most ZS_UDGRAM_BATCH),
+ * or -1 with errno. */
+int zs_udgram_send(zs_upoll *p, int slot, const zs_udgram_out *out, int n);
+/* The results of the sends completed and not taken yet, in order (bytes,
+ * or a negative errno; -ECANCELED for one behind a failed or cancelled
+ * one, which never left): their count, `*res` valid until the next wait. */
+static inline int zs_udgram_results(const zs_upoll *p, int slot, const int32_t **res)
+{
+    const zs_ustream *u = &ZS_UPOLL_CPUB(p)->streams[slot];
+    *res = u->dsend_res;
+    return u->dsend_done;
+}
+static inline void zs_udgram_results_taken(zs_upoll *p, int slot)
+{
+    ZS_UPOLL_PUB(p)->streams[slot].dsend_done = 0;
+}
+/* Keep receiving after an error ended the recvmsg.  0, or -1 with errno. */
+int zs_udgram_recv_restart(zs_upoll *p, int slot);
+static inline const char *zs_udgram_data(const zs_upoll *p, int32_t bid)
+{
+    const zs_upoll_pub *h = ZS_UPOLL_CPUB(p);
+    return (const char *)h->dgram_base + (size_t)bid * h->dgram_size;
+}
+void zs_udgram_put(zs_upoll *p, int32_t bid);
 
 #ifdef __cplusplus
 }

@@ -78,12 +78,15 @@ _FIELDS = {
         ("ring_addr", "ring_addr"), ("ring_entries", "ring_entries"), ("bgid", "bgid")],
     ("zs_uring_getevents_arg", "struct io_uring_getevents_arg"): [
         ("sigmask", "sigmask"), ("sigmask_sz", "sigmask_sz"), ("ts", "ts")],
+    ("zs_udgram_header", "struct io_uring_recvmsg_out"): [  # (zs_uring_poll.h)
+        (f, f) for f in ("namelen", "controllen", "payloadlen", "flags")],
 }
 _CONSTANTS = [
     (f"ZS_OP_{op}", f"IORING_OP_{op}") for op in (
         "NOP", "POLL_ADD", "POLL_REMOVE", "SENDMSG", "RECVMSG", "ACCEPT", "ASYNC_CANCEL",
         "CONNECT", "CLOSE", "SEND", "RECV", "SHUTDOWN", "SOCKET", "SEND_ZC", "SENDMSG_ZC")
 ] + [
+    ("ZS_IOSQE_IO_LINK", "IOSQE_IO_LINK"),
     ("ZS_IOSQE_BUFFER_SELECT", "IOSQE_BUFFER_SELECT"),
     ("ZS_IOSQE_CQE_SKIP_SUCCESS", "IOSQE_CQE_SKIP_SUCCESS"),
 ] + [(f"ZS_SETUP_{f}", f"IORING_SETUP_{f}") for f in (
@@ -100,7 +103,8 @@ _CONSTANTS = [
 
 
 def _abi_check_source() -> str:
-    lines = ["#include <stddef.h>", "#include <linux/io_uring.h>", '#include "zs_uring.h"']
+    lines = ["#include <stddef.h>", "#include <linux/io_uring.h>", '#include "zs_uring.h"',
+             '#include "zs_uring_poll.h"']
     for (ours, theirs), fields in _FIELDS.items():
         lines.append(f"_Static_assert(sizeof({ours}) == sizeof({theirs}), \"{ours}\");")
         for mine, kernel in fields:

@@ -58,6 +58,11 @@ cdef class RingPoller(Poller):
     cdef object handle_to_run(self, int slot)
 
 
+# Free a transport's slot if nothing of it is in flight (True), else cancel
+# what is (False: give it back again once they ended).
+cdef bint give_back_slot(RingPoller ring, int slot) except -1
+
+
 cdef class RingTransportCore(TransportCore):
     cdef RingPoller ring
     cdef int slot                  # the ring's stream slot, -1 once released

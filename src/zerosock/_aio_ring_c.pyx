@@ -1,8 +1,9 @@
 # cython: language_level=3
 """The event loop's io_uring (csrc/zs_uring_poll.c): readiness of the loop's
 descriptors through a ring, as the poller of a selector, so that the loop
-core, add_reader/add_writer, TLS and datagram transports run on it unchanged;
-and plain stream transports on completions in the same ring -- a multishot
+core, add_reader/add_writer, TLS and Unix datagram transports run on it
+unchanged; and plain stream transports on completions in the same ring (UDP
+ones too: _aio_datagram_c's RingDatagramCore) -- a multishot
 recv into provided buffers the streams share, sends submitted with the next
 wait -- so that the wait, which takes the loop's timer timeout, is the one
 system call of an iteration.  The loop that waits is the only thread that
@@ -141,8 +142,7 @@ cdef class RingPoller(Poller):
             if slot >= PyList_GET_SIZE(handles):
                 continue
             handle = <object>PyList_GET_ITEM(handles, slot)
-            if (handle is None or (<IOHandle>handle)._cancelled
-                    or (<RingTransportCore>(<IOHandle>handle).transport).settle_send()):
+            if handle is None or (<IOHandle>handle)._cancelled or _settled(<IOHandle>handle):
                 continue
             count += 1
             (<IOHandle>handle).run()
@@ -160,8 +160,7 @@ cdef class RingPoller(Poller):
         handle = self.handle_of(slot)
         if handle is None:
             return None
-        core = (<IOHandle>handle).transport
-        if (<RingTransportCore>core).settle_send():
+        if _settled(<IOHandle>handle):
             return None
         return handle
 
@@ -175,8 +174,13 @@ cdef class RingPoller(Poller):
                 return 0
             for i in range(n):
                 handle = self.handle_of(slots[i])
-                if handle is not None:
-                    (<RingTransportCore>(<IOHandle>handle).transport).flush()
+                if handle is None:
+                    continue
+                core = (<IOHandle>handle).transport
+                if type(core) is RingTransportCore:
+                    (<RingTransportCore>core).flush()
+                else:  # a datagram transport's (_aio_datagram_c): its queue's next batch
+                    (<TransportCore>core).write_ready()
 
     cdef int wait(self, int timeout_ms) except -1:
         """Submit what is due, wait up to ``timeout_ms`` (-1: no limit) in one
@@ -239,11 +243,21 @@ cdef class RingPoller(Poller):
                 continue
             handle = <object>PyList_GET_ITEM(handles, slots[i])
             if (handle is not None and not (<IOHandle>handle)._cancelled
-                    and not (<RingTransportCore>(<IOHandle>handle).transport).settle_send()):
+                    and not _settled(<IOHandle>handle)):
                 zs_upoll_skip_completed(self.ring, i)  # (the first i have nothing to run)
                 return False
         zs_upoll_dispatched(self.ring)
         return True
+
+
+cdef inline bint _settled(IOHandle handle) except -1:
+    """Whether the slot's completions need no Python code: a stream's send
+    settled (RingTransportCore.settle_send), a datagram transport's sends
+    (its settle_ring)."""
+    core = handle.transport
+    if type(core) is RingTransportCore:
+        return (<RingTransportCore>core).settle_send()
+    return (<TransportCore>core).settle_ring()
 
 
 class RingSelector(Selector, BaseSelector):
@@ -841,19 +855,27 @@ cdef class RingTransportCore(TransportCore):
         if not self._ring_open():
             self.slot = -1
             return 0
-        if zs_ustream_busy(self.ring.ring, self.slot):
-            zs_ustream_recv_stop(self.ring.ring, self.slot)
-            zs_ustream_send_cancel(self.ring.ring, self.slot)
-            # Now: until its operations end the ring holds the socket's file,
-            # and the socket's close would not close the connection.
-            zs_upoll_submit(self.ring.ring)
+        if not give_back_slot(self.ring, self.slot):
             self.release_pending = True
             return 0
-        zs_ustream_release(self.ring.ring, self.slot)
-        self.ring.handles[self.slot] = None
         self.slot = -1
         self.kept = None
         return 0
+
+
+cdef bint give_back_slot(RingPoller ring, int slot) except -1:
+    """Free a transport's slot if nothing of it is in flight (True); else
+    cancel what is (False: the transport gives it back once they ended)."""
+    if zs_ustream_busy(ring.ring, slot):
+        zs_ustream_recv_stop(ring.ring, slot)
+        zs_ustream_send_cancel(ring.ring, slot)
+        # Now: until its operations end the ring holds the socket's file,
+        # and the socket's close would not close the connection.
+        zs_upoll_submit(ring.ring)
+        return False
+    zs_ustream_release(ring.ring, slot)
+    ring.handles[slot] = None
+    return True
 
 
 import socket as _socket

@@ -94,6 +94,9 @@ cdef class TransportCore:
     cdef int _queue_rest(self, object rest) except -1
     cdef int read_ready(self) except -1
     cdef int write_ready(self) except -1
+    # On a loop's io_uring: settle the completions of the core's slot that need
+    # no Python code; whether nothing is left to run (see RingPoller).
+    cdef bint settle_ring(self) except -1
     cdef object protocol_buffer(self, Py_buffer *view, char **ptr, Py_ssize_t *length)
     # Shared by the readiness and completion reads, never overridden: final
     # and inline, so that the readiness read costs no call for it.

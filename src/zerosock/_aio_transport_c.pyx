@@ -1345,6 +1345,9 @@ cdef class TransportCore:
     def _read_ready(self):
         self.read_ready()
 
+    cdef bint settle_ring(self) except -1:
+        return False  # (a UDP transport on completions settles its sends)
+
     cdef int read_ready(self) except -1:
         """One read: 1 when it was quiet (a C sink took the data, no Python
         code ran, the socket was left with nothing more to read), else 0."""

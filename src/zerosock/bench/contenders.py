@@ -87,7 +87,7 @@ CONTENDERS: Dict[str, Contender] = {c.name: c for c in (
     Contender("zerosock-aio-streams", "zerosock", "streams", "zerosock.aio loop, streams", _TCP,
               requires=("zerosock.aio",)),
     Contender("zerosock-aio-uring-proto", "zerosock", "proto",
-              "zerosock.aio loop on io_uring completions, Protocol", _TCP + ("tls",),
+              "zerosock.aio loop on io_uring completions, Protocol", _WITH_TLS,
               requires=("zerosock.aio",), env=_URING),
     Contender("zerosock-aio-uring-buffered", "zerosock", "buffered",
               "zerosock.aio loop on io_uring completions, BufferedProtocol", ("echo", "stream"),
