@@ -100,6 +100,12 @@ class EventLoop(asyncio.SelectorEventLoop):
         self._scheduled = self._core.timers
         bind_loop_methods(self)
 
+    def _start_serving(self, protocol_factory, sock, *args, **kwargs):
+        super()._start_serving(protocol_factory, sock, *args, **kwargs)
+        # On io_uring the ring accepts the listener's connections itself.
+        if self._stream_core is RingTransportCore:
+            _aio_accept_c.accept_on_ring(self, sock)
+
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None,
                                context=None):
         # ``context``: from 3.15 the one the protocol's callbacks run in.
