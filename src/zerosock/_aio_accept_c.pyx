@@ -53,12 +53,16 @@ from zerosock._sockaddr_c cimport make_address
 from zerosock._aio_streams_c import adopt_stream_protocol
 
 import errno as _errno
+import sys
 
 __all__ = ["accept_connection", "accept_on_ring", "use_loop_class"]
 
 zs_version_tags_on = enabled("type_version_tags")
 
 cdef int ECONNABORTED = _errno.ECONNABORTED
+# From 3.14 the stdlib's batch skips a connection aborted before accept()
+# rather than ending there, and takes up to backlog + 1.
+cdef bint ABORTED_SKIPPED = sys.version_info >= (3, 14)
 # What the stdlib treats as running out of a resource: log, pause, retry.
 cdef int EMFILE = _errno.EMFILE
 cdef int ENFILE = _errno.ENFILE
@@ -285,9 +289,17 @@ cdef int _accept_by_task(object loop, _Listener listener, zs_sock_t fd, object p
     server = serving_args[3] if len(serving_args) > 3 else None
     if loop._debug:
         logger.debug("%r got a new connection from %r: %r", server, peername, conn)
-    accept = loop._accept_connection2(serving_args[0], conn, {"peername": peername},
-                                      *(serving_args[2:4] + serving_args[5:]))
-    loop.create_task(accept)
+    extra = {"peername": peername}
+    if len(serving_args) > 7:  # 3.15: the connection runs in a copy of the server's context
+        context = serving_args[7]
+        context = context.copy() if context is not None else None
+        accept = loop._accept_connection2(serving_args[0], conn, extra, *serving_args[2:4],
+                                          *serving_args[5:7], context=context)
+        loop.create_task(accept, context=context)
+    else:
+        accept = loop._accept_connection2(serving_args[0], conn, extra, *serving_args[2:4],
+                                          *serving_args[5:])
+        loop.create_task(accept)
     return 0
 
 
@@ -307,7 +319,7 @@ cdef object _accept_batch(object loop, object protocol_factory, object sock, obj
     cdef zs_sock_t fd
     cdef Py_ssize_t i
     cdef int err, unused, res
-    for i in range(backlog):
+    for i in range(backlog + 1 if ABORTED_SKIPPED else backlog):
         length = sizeof(address)
         if from_ring:
             if not ring.take_accepted(<int>listener.fd, &res):
@@ -321,6 +333,8 @@ cdef object _accept_batch(object loop, object protocol_factory, object sock, obj
             fd = zs_accept_nonblocking(listener.fd, <sockaddr *>&address, &length)
             err = zs_last_error() if fd == ZS_INVALID_SOCKET else 0
         if fd == ZS_INVALID_SOCKET:
+            if err == ECONNABORTED and ABORTED_SKIPPED:
+                continue
             if zs_is_would_block(err) or err == ZS_EINTR or err == ECONNABORTED:
                 return None  # the queue is empty (or the connection gone)
             exc = _os_error(err)
@@ -397,14 +411,16 @@ cdef bint _ring_accepts(object loop, object sock) except -1:
     return listener.ring.accepts(<int>listener.fd)
 
 
-def accept_on_ring(loop, sock):
+def accept_on_ring(loop, sock, context):
     """Have the loop's ring accept ``sock``'s connections (a multishot accept
-    in place of its poll) when the loop polls with one, the listener is one
-    the batch takes (a plain ``socket.socket``) and the kernel has multishot
+    in place of its poll) when the loop polls with one, the batch takes what
+    its reader hands _accept_connection (a plain ``socket.socket``, the
+    server's ``context`` None or a Context) and the kernel has multishot
     accept; else it stays on readiness and ``accept4()``.  Called once the
-    loop watches it (``_start_serving``)."""
+    loop watches the listener (``_start_serving``)."""
     ring = ring_of(loop)
-    if ring is not None and type(sock) is _Socket:
+    if ring is not None and type(sock) is _Socket and (context is None
+                                                       or type(context) is _Context):
         ring.accept_on(sock.fileno())
 
 
