@@ -192,8 +192,7 @@ def _closed_server_refuses(factory: Callable[[], asyncio.AbstractEventLoop]) -> 
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"a")
         seen: List[Any] = [await reader.readexactly(1)]
-        server.close()
-        await server.wait_closed()
+        server.close()  # (wait_closed() would wait for the connection too, from 3.12.1)
         try:
             await asyncio.open_connection("127.0.0.1", port)
             seen.append("connected")
@@ -203,6 +202,7 @@ def _closed_server_refuses(factory: Callable[[], asyncio.AbstractEventLoop]) -> 
         seen.append(await reader.readexactly(1))
         writer.close()
         await writer.wait_closed()
+        await server.wait_closed()
         return seen
 
     return _run(factory, main)
