@@ -307,9 +307,10 @@ cdef object _accept_batch(object loop, object protocol_factory, object sock, obj
                           object server, Py_ssize_t backlog, object ssl_handshake_timeout,
                           object ssl_shutdown_timeout, object context, tuple serving_args,
                           bint native):
-    """Up to ``backlog`` connections, taken from the ring when it accepts for
-    the listener, else by accept4(); each one's protocol and transport made
-    in C (``native``), else (on the ring only) by a Task as the stdlib does."""
+    """Up to ``backlog`` connections (from 3.14 one more), taken from the
+    ring when it accepts for the listener, else by accept4(); each one's
+    protocol and transport made in C (``native``), else (on the ring only)
+    by a Task as the stdlib does."""
     cdef _Listener listener = _listener_of(loop, sock)
     cdef RingPoller ring = listener.ring
     cdef bint from_ring = ring is not None and ring.accepts(<int>listener.fd)

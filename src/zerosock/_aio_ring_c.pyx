@@ -15,7 +15,7 @@ from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_REFCNT
-from libc.errno cimport EOPNOTSUPP, errno
+from libc.errno cimport EBADF, EINVAL, EOPNOTSUPP, errno
 from libc.stdint cimport int32_t, uint64_t
 from libc.string cimport memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
@@ -122,12 +122,13 @@ cdef class RingPoller(Poller):
     def accept_on(self, int fd):
         """Accept the connections of listener ``fd`` (watched for reading)
         through a multishot accept in place of its poll: False, and its poll
-        kept, when this kernel has no multishot accept."""
+        kept, when this kernel has no multishot accept or the ring does not
+        watch ``fd`` for reading alone."""
         if self.ring == NULL:
             raise ValueError(CLOSED_MESSAGE)
         if zs_upoll_accept(self.ring, fd, 1) == 0:
             return True
-        if errno == EOPNOTSUPP:
+        if errno in (EOPNOTSUPP, EBADF, EINVAL):
             return False
         _raise_errno()
 
