@@ -11,6 +11,7 @@ import asyncio
 import errno
 import os
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -293,6 +294,40 @@ def test_a_loop_closed_with_its_accept_armed_leaks_nothing(io_loop_factory):
     assert _what_clients_read(clients) == ["eof"] * 8
     # The loop's selector (epoll or the ring) and self-pipe, and the listener, are gone.
     assert _open_descriptors() == opened - 4
+
+
+def _peer_of_a_reset_connection(factory: Callable[[], asyncio.AbstractEventLoop]) -> bool:
+    """A connection its client resets before the server reads anything:
+    its transport still names the peer (accept() gave the address; the
+    ring's accept gives none, and getpeername() would fail with ENOTCONN)."""
+
+    async def main() -> bool:
+        loop = asyncio.get_running_loop()
+        named = loop.create_future()
+
+        class Peer(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                if not named.done():
+                    named.set_result(transport.get_extra_info("peername"))
+
+        server = await loop.create_server(Peer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.settimeout(TIMEOUT)
+        client.connect(("127.0.0.1", port))
+        address = client.getsockname()
+        client.close()  # (a reset, with SO_LINGER 0)
+        peer = await asyncio.wait_for(named, TIMEOUT)
+        server.close()
+        await server.wait_closed()
+        return bool(peer == address)
+
+    return _run(factory, main)
+
+
+def test_a_reset_connection_still_names_its_peer(io_loop_factory):
+    assert _peer_of_a_reset_connection(io_loop_factory) is True
 
 
 # -- out of descriptors -----------------------------------------------------------------
