@@ -492,18 +492,22 @@ static void accept_cqe(zs_upoll *p, const zs_uring_cqe *c)
         enqueue(p, fd, f); /* ended with nothing to take: again now */
 }
 
-int zs_upoll_accept(zs_upoll *p, int fd, int on)
+int zs_upoll_accept(zs_upoll *p, int fd)
 {
     if (fd < 0 || (size_t)fd >= p->nfds || p->fds[fd].want == 0) {
         errno = EBADF;
         return -1;
     }
     upoll_fd *f = &p->fds[fd];
-    if (on && !f->accepted) {
-        if (!(p->ring.caps & ZS_URING_CAP_ACCEPT_MULTI)) {
-            errno = EOPNOTSUPP;
-            return -1;
-        }
+    if (!(p->ring.caps & ZS_URING_CAP_ACCEPT_MULTI)) {
+        errno = EOPNOTSUPP;
+        return -1;
+    }
+    if (f->want != ZS_EV_READ) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (!f->accepted) {
         /* room in the list of listeners for every one that has a queue */
         int *list = realloc(p->accept_ready, (p->nlisteners + 1) * sizeof *list);
         if (list == NULL)
@@ -521,15 +525,11 @@ int zs_upoll_accept(zs_upoll *p, int fd, int on)
         f->accepted = q;
         p->nlisteners++;
     }
-    if (on && f->want != ZS_EV_READ) {
-        errno = EINVAL;
-        return -1;
-    }
-    if (!on == !f->accepting)
+    if (f->accepting)
         return 0;
-    if (f->armed && cancel_poll(p, fd, f) < 0)
+    if (f->armed && cancel_poll(p, fd, f) < 0) /* its poll */
         return -1;
-    f->accepting = on != 0;
+    f->accepting = 1;
     enqueue(p, fd, f);
     return 0;
 nomem:
@@ -916,7 +916,7 @@ int zs_upoll_completed(const zs_upoll *p, const int **slots) { (void)p; *slots =
 void zs_upoll_dispatched(zs_upoll *p) { (void)p; }
 void zs_ustream_flush_later(zs_upoll *p, int slot) { (void)p; (void)slot; }
 int zs_upoll_take_flushes(zs_upoll *p, int *out, int max) { (void)p; (void)out; (void)max; return 0; }
-int zs_upoll_accept(zs_upoll *p, int fd, int on) { (void)p; (void)fd; (void)on; errno = ENOSYS; return -1; }
+int zs_upoll_accept(zs_upoll *p, int fd) { (void)p; (void)fd; errno = ENOSYS; return -1; }
 int zs_upoll_accepting(const zs_upoll *p, int fd) { (void)p; (void)fd; return 0; }
 int zs_upoll_take_accepted(zs_upoll *p, int fd, int *res) { (void)p; (void)fd; (void)res; return 0; }
 int zs_accepted_peer(int fd, int family, struct sockaddr *addr, zs_socklen_t *len)

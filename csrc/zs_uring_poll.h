@@ -29,16 +29,17 @@ int zs_upoll_add(zs_upoll *p, int fd, int events);
 int zs_upoll_mod(zs_upoll *p, int fd, int events);
 int zs_upoll_del(zs_upoll *p, int fd);
 /*
- * A listener watched for reading whose connections the ring accepts
- * (`on`), with a multishot accept in place of its poll, or no longer (its
- * poll again).  Each connection accepted, or accept(2)'s error, waits for
+ * Have the ring accept the connections of listener `fd`, watched for
+ * reading, with a multishot accept in place of its poll, until it is
+ * unwatched or watched for more than reading (its poll again).  Each
+ * connection accepted, or accept(2)'s error, waits for
  * zs_upoll_take_accepted(); the listener reads as readable while any does,
  * and its accept, should it end, is armed again once they are all taken.
  * Connections not taken when the listener is unwatched, or delivered after
  * that, are closed.  0, or -1 with errno (EOPNOTSUPP: no multishot accept
  * on this kernel; EBADF: not watched; EINVAL: watched for more than reading).
  */
-int zs_upoll_accept(zs_upoll *p, int fd, int on);
+int zs_upoll_accept(zs_upoll *p, int fd);
 /* Whether the ring accepts for listener `fd`, or holds connections it accepted. */
 int zs_upoll_accepting(const zs_upoll *p, int fd);
 /* The oldest connection (its descriptor, or a negative errno) accepted for

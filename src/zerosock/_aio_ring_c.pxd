@@ -42,7 +42,7 @@ cdef extern from "zs_uring_poll.h" nogil:
     void zs_ustream_flush_later(zs_upoll *p, int slot)
     int zs_upoll_take_flushes(zs_upoll *p, int *out, int max)
     int zs_upoll_submit(zs_upoll *p)
-    int zs_upoll_accept(zs_upoll *p, int fd, int on)
+    int zs_upoll_accept(zs_upoll *p, int fd)
     int zs_upoll_accepting(const zs_upoll *p, int fd)
     int zs_upoll_take_accepted(zs_upoll *p, int fd, int *res)
     int zs_accepted_peer(int fd, int family, sockaddr *addr, zs_socklen_t *len)

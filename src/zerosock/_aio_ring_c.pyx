@@ -126,7 +126,7 @@ cdef class RingPoller(Poller):
         watch ``fd`` for reading alone."""
         if self.ring == NULL:
             raise ValueError(CLOSED_MESSAGE)
-        if zs_upoll_accept(self.ring, fd, 1) == 0:
+        if zs_upoll_accept(self.ring, fd) == 0:
             return True
         if errno in (EOPNOTSUPP, EBADF, EINVAL):
             return False
