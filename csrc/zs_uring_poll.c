@@ -9,6 +9,7 @@
 #if defined(__linux__)
 
 #include <poll.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -17,11 +18,22 @@
 /* The user_data of the cancels: no descriptor's poll has it. */
 #define UPOLL_CANCEL UINT64_MAX
 
+/* What a listener's multishot accept delivered and the loop has not taken:
+ * new descriptors, or a negative errno where accept(2) failed. */
+typedef struct {
+    int *items;
+    unsigned head, len, cap; /* a ring of cap (a power of two) */
+} upoll_accepted;
+
 typedef struct {
     uint32_t gen;  /* the registration's poll: bumped when one is cancelled */
     uint8_t want;  /* ZS_EV_READ | ZS_EV_WRITE watched for, 0 when unregistered */
     uint8_t armed; /* the events of the poll in flight, 0 when none */
     uint8_t queued; /* in the queue of polls to arm */
+    uint8_t accepting; /* a listener: a multishot accept stands for its read poll */
+    uint8_t armed_accept; /* what is armed is that accept */
+    uint8_t accept_listed; /* in the list of listeners with connections to take */
+    upoll_accepted *accepted; /* made at the first zs_upoll_accept() */
 } upoll_fd;
 
 /* Streams on completions: the provided buffers they share. */
@@ -41,9 +53,12 @@ _Static_assert(sizeof(struct sockaddr_storage) == ZS_UDGRAM_NAME_ROOM, "sockaddr
 
 /* user_data: a stream's operation has the top bit set, then its slot's
  * generation (31 bits), the slot (30 bits) and the kind (2 bits); a poll
- * has its descriptor's generation (31 bits) and the descriptor. */
+ * has its descriptor's generation (30 bits) and the descriptor, and a
+ * listener's multishot accept the same with bit 62 set. */
 #define USTREAM_OP (1ULL << 63)
+#define ACCEPT_OP (1ULL << 62)
 #define GEN_MASK 0x7fffffffu
+#define POLL_GEN_MASK 0x3fffffffu
 enum { US_RECV = 1, US_SEND = 2, US_DSEND = 3 /* a datagram's */ };
 
 struct zs_upoll {
@@ -61,6 +76,11 @@ struct zs_upoll {
     zs_ubr dgram_bufs;
     int have_dgram_bufs;
     struct msghdr dgram_recv; /* the multishot recvmsg's template: room for an address */
+    int *accept_ready; /* listeners with connections to take (accept_listed) */
+    size_t naccept_ready, accept_ready_cap;
+    size_t nlisteners; /* records with an accepted queue */
+    unsigned accepts; /* multishot accepts in flight, cancelled ones included */
+    uint64_t accepted_total, accepts_dropped; /* descriptors delivered to the loop / closed */
     struct iovec iov_arena[USTREAM_IOV_ARENA];
     struct msghdr msg_arena[USTREAM_MSG_ARENA];
     struct sockaddr_storage name_arena[USTREAM_MSG_ARENA]; /* by msg_arena's index */
@@ -69,7 +89,13 @@ struct zs_upoll {
 
 static uint64_t poll_id(int fd, uint32_t gen)
 {
-    return ((uint64_t)(gen & GEN_MASK) << 32) | (uint32_t)fd;
+    return ((uint64_t)(gen & POLL_GEN_MASK) << 32) | (uint32_t)fd;
+}
+
+/* The user_data of what is armed for `fd`: its poll, or its accept. */
+static uint64_t armed_id(int fd, const upoll_fd *f)
+{
+    return poll_id(fd, f->gen) | (f->armed_accept ? ACCEPT_OP : 0);
 }
 
 static uint64_t stream_op_id(int slot, uint32_t gen, int kind)
@@ -143,10 +169,11 @@ static int cancel_poll(zs_upoll *p, int fd, upoll_fd *f)
     zs_uring_sqe *s = next_sqe(p);
     if (s == NULL)
         return -1;
-    zs_prep_cancel(s, poll_id(fd, f->gen), UPOLL_CANCEL);
+    zs_prep_cancel(s, armed_id(fd, f), UPOLL_CANCEL);
     s->flags |= ZS_IOSQE_CQE_SKIP_SUCCESS;
     f->gen++;
     f->armed = 0;
+    f->armed_accept = 0;
     return 0;
 }
 
@@ -168,20 +195,33 @@ zs_upoll *zs_upoll_new(char *reason, size_t reason_len)
 }
 
 static inline void stream_cqe(zs_upoll *p, const zs_uring_cqe *c);
+static void trim_accept_ready(zs_upoll *p);
+static void accept_cqe(zs_upoll *p, const zs_uring_cqe *c);
 
-/* Cancel every stream operation and wait (boundedly) for their ends: the
- * kernel may write into the provided buffers, and read what sends were
- * given, until then. */
-static void drain_streams(zs_upoll *p)
+/* Close the connections a listener's accepts delivered and nobody took. */
+static void close_accepted(upoll_accepted *q)
+{
+    for (; q->len; q->len--, q->head = (q->head + 1) & (q->cap - 1))
+        if (q->items[q->head] >= 0)
+            close(q->items[q->head]);
+}
+
+/* Cancel every stream operation and accept and wait (boundedly) for their
+ * ends: the kernel may write into the provided buffers, and read what sends
+ * were given, until then, and an accept may still deliver a descriptor,
+ * which is closed. */
+static void drain_operations(zs_upoll *p)
 {
     zs_uring *r = &p->ring;
     for (size_t i = 0; i < p->pub.nstreams; i++)
         p->pub.streams[i].recv_want = 0;
+    for (size_t fd = 0; fd < p->nfds; fd++)
+        p->fds[fd].accepting = 0;
     zs_uring_sqe *s = next_sqe(p);
     if (s == NULL)
         return;
     zs_prep_cancel_any(s, UPOLL_CANCEL);
-    for (int tries = 0; p->inflight && tries < 200; tries++) {
+    for (int tries = 0; (p->inflight || p->accepts) && tries < 200; tries++) {
         if (zs_uring_submit(r, 1, 10 * 1000000) < 0)
             break;
         p->niov = p->nmsg = 0;
@@ -190,6 +230,8 @@ static void drain_streams(zs_upoll *p)
         while ((c = zs_uring_peek_cqe(r)) != NULL) {
             if (c->user_data != UPOLL_CANCEL && (c->user_data & USTREAM_OP))
                 stream_cqe(p, c);
+            else if (c->user_data != UPOLL_CANCEL && (c->user_data & ACCEPT_OP))
+                accept_cqe(p, c);
             zs_uring_cq_advance(r, 1);
         }
     }
@@ -199,8 +241,16 @@ void zs_upoll_free(zs_upoll *p)
 {
     if (p == NULL)
         return;
-    if (p->inflight)
-        drain_streams(p);
+    if (p->inflight || p->accepts)
+        drain_operations(p);
+    for (size_t fd = 0; fd < p->nfds; fd++) {
+        if (p->fds[fd].accepted) {
+            close_accepted(p->fds[fd].accepted);
+            free(p->fds[fd].accepted->items);
+            free(p->fds[fd].accepted);
+        }
+    }
+    free(p->accept_ready);
     if (p->have_bufs)
         zs_ubr_free(&p->ring, &p->bufs);
     if (p->have_dgram_bufs)
@@ -250,6 +300,12 @@ int zs_upoll_mod(zs_upoll *p, int fd, int events)
     if (f == NULL)
         return -1;
     f->want = (uint8_t)events;
+    if (f->accepting && events != ZS_EV_READ) {
+        /* watched for more than its connections: back to a poll */
+        if (f->armed && cancel_poll(p, fd, f) < 0)
+            return -1;
+        f->accepting = 0;
+    }
     /* A poll in flight that misses an event now watched for is replaced;
      * one watching for more than that stays, its extra event masked off by
      * the selector. */
@@ -266,6 +322,9 @@ int zs_upoll_del(zs_upoll *p, int fd)
         return 0;
     upoll_fd *f = &p->fds[fd];
     f->want = 0;
+    f->accepting = 0;
+    if (f->accepted) /* as the listener's close resets those still in its backlog */
+        close_accepted(f->accepted);
     if (!f->armed)
         return 0;
     if (cancel_poll(p, fd, f) < 0)
@@ -286,11 +345,19 @@ int zs_upoll_prepare(zs_upoll *p)
     for (i = 0; i < p->nqueue; i++) {
         int fd = p->queue[i];
         upoll_fd *f = &p->fds[fd];
-        if (f->want && !f->armed) {
+        /* (a listener's accept is armed again once its connections are taken) */
+        if (f->want && !f->armed && !(f->accepting && f->accepted->len)) {
             zs_uring_sqe *s = next_sqe(p);
             if (s == NULL)
                 break;
-            zs_prep_poll_add(s, fd, poll_events(f->want), poll_id(fd, f->gen));
+            if (f->accepting) {
+                zs_prep_accept_multishot(s, fd, SOCK_NONBLOCK | SOCK_CLOEXEC,
+                                         poll_id(fd, f->gen) | ACCEPT_OP);
+                f->armed_accept = 1;
+                p->accepts++;
+            } else {
+                zs_prep_poll_add(s, fd, poll_events(f->want), poll_id(fd, f->gen));
+            }
             f->armed = f->want;
         }
         f->queued = 0;
@@ -324,8 +391,9 @@ int zs_upoll_wait(zs_upoll *p, zs_event *out, int max, int timeout_ms)
                 p->pub.ncompleted * sizeof *p->pub.completed);
         p->pub.ndispatched = 0;
     }
+    trim_accept_ready(p);
     unsigned head = *r->cq_head;
-    int waiting = timeout_ms != 0 && p->pub.ncompleted == 0
+    int waiting = timeout_ms != 0 && p->pub.ncompleted == 0 && p->naccept_ready == 0
                   && head == __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
     int rc = zs_uring_submit(r, waiting ? 1 : 0,
                              timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000000);
@@ -345,11 +413,15 @@ int zs_upoll_wait(zs_upoll *p, zs_event *out, int max, int timeout_ms)
             stream_cqe(p, c);
             continue;
         }
+        if (c->user_data & ACCEPT_OP) {
+            accept_cqe(p, c);
+            continue;
+        }
         if (n == max)
             break; /* the rest for the next wait */
         int fd = (int)(uint32_t)c->user_data;
         upoll_fd *f = &p->fds[fd]; /* in the table: it was armed */
-        if ((f->gen & GEN_MASK) != (uint32_t)(c->user_data >> 32) || !f->armed)
+        if ((f->gen & POLL_GEN_MASK) != (uint32_t)(c->user_data >> 32) || !f->armed)
             continue; /* cancelled since */
         f->armed = 0;
         if (f->want)
@@ -360,7 +432,161 @@ int zs_upoll_wait(zs_upoll *p, zs_event *out, int max, int timeout_ms)
         n++;
     }
     __atomic_store_n(r->cq_head, head, __ATOMIC_RELEASE);
+    /* listeners with connections to take read as readable */
+    for (size_t i = 0; i < p->naccept_ready && n < max; i++) {
+        out[n].fd = p->accept_ready[i];
+        out[n].events = ZS_EV_READ;
+        n++;
+    }
     return n;
+}
+
+/* -- listeners on multishot accept ----------------------------------------- */
+
+/* Keep listed the listeners that still have connections to take. */
+static void trim_accept_ready(zs_upoll *p)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < p->naccept_ready; i++) {
+        int fd = p->accept_ready[i];
+        upoll_fd *f = &p->fds[fd];
+        if (f->want && f->accepted->len)
+            p->accept_ready[kept++] = fd;
+        else
+            f->accept_listed = 0;
+    }
+    p->naccept_ready = kept;
+}
+
+static int push_accepted(upoll_accepted *q, int res)
+{
+    if (q->len == q->cap) {
+        unsigned cap = 2 * q->cap;
+        int *grown = malloc(cap * sizeof *grown);
+        if (grown == NULL)
+            return -1;
+        for (unsigned i = 0; i < q->len; i++)
+            grown[i] = q->items[(q->head + i) & (q->cap - 1)];
+        free(q->items);
+        q->items = grown;
+        q->cap = cap;
+        q->head = 0;
+    }
+    q->items[(q->head + q->len) & (q->cap - 1)] = res;
+    q->len++;
+    return 0;
+}
+
+static void accept_cqe(zs_upoll *p, const zs_uring_cqe *c)
+{
+    int fd = (int)(uint32_t)c->user_data;
+    uint32_t gen = (uint32_t)(c->user_data >> 32) & POLL_GEN_MASK;
+    upoll_fd *f = (size_t)fd < p->nfds ? &p->fds[fd] : NULL;
+    int current = f != NULL && f->armed_accept && (f->gen & POLL_GEN_MASK) == gen;
+    if (!(c->flags & ZS_CQE_F_MORE)) {
+        p->accepts--;
+        if (current) /* ended: armed again once what it delivered is taken */
+            f->armed = f->armed_accept = 0;
+    }
+    if (c->res != -ECANCELED) {
+        if (current && f->accepting && f->want && push_accepted(f->accepted, c->res) == 0) {
+            if (c->res >= 0)
+                p->accepted_total++;
+            if (!f->accept_listed) {
+                f->accept_listed = 1;
+                p->accept_ready[p->naccept_ready++] = fd;
+            }
+        } else if (c->res >= 0) {
+            /* cancelled since, or the listener unwatched: nobody takes it */
+            close(c->res);
+            p->accepts_dropped++;
+        }
+    }
+    if (current && !f->armed && f->accepting && f->want && f->accepted->len == 0)
+        enqueue(p, fd, f); /* ended with nothing to take: again now */
+}
+
+int zs_upoll_accept(zs_upoll *p, int fd)
+{
+    if (fd < 0 || (size_t)fd >= p->nfds || p->fds[fd].want == 0) {
+        errno = EBADF;
+        return -1;
+    }
+    upoll_fd *f = &p->fds[fd];
+    if (!(p->ring.caps & ZS_URING_CAP_ACCEPT_MULTI)) {
+        errno = EOPNOTSUPP;
+        return -1;
+    }
+    if (f->want != ZS_EV_READ) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (!f->accepted) {
+        /* room in the list of listeners for every one that has a queue */
+        int *list = realloc(p->accept_ready, (p->nlisteners + 1) * sizeof *list);
+        if (list == NULL)
+            goto nomem;
+        p->accept_ready = list;
+        upoll_accepted *q = calloc(1, sizeof *q);
+        if (q == NULL)
+            goto nomem;
+        q->cap = 16;
+        q->items = malloc(q->cap * sizeof *q->items);
+        if (q->items == NULL) {
+            free(q);
+            goto nomem;
+        }
+        f->accepted = q;
+        p->nlisteners++;
+    }
+    if (f->accepting)
+        return 0;
+    if (f->armed && cancel_poll(p, fd, f) < 0) /* its poll */
+        return -1;
+    f->accepting = 1;
+    enqueue(p, fd, f);
+    return 0;
+nomem:
+    errno = ENOMEM;
+    return -1;
+}
+
+int zs_upoll_accepting(const zs_upoll *p, int fd)
+{
+    const upoll_fd *f = fd >= 0 && (size_t)fd < p->nfds ? &p->fds[fd] : NULL;
+    return f != NULL && (f->accepting || (f->accepted && f->accepted->len));
+}
+
+int zs_upoll_take_accepted(zs_upoll *p, int fd, int *res)
+{
+    upoll_fd *f = fd >= 0 && (size_t)fd < p->nfds ? &p->fds[fd] : NULL;
+    upoll_accepted *q = f != NULL ? f->accepted : NULL;
+    if (q == NULL || q->len == 0)
+        return 0;
+    *res = q->items[q->head];
+    q->head = (q->head + 1) & (q->cap - 1);
+    q->len--;
+    if (q->len == 0 && f->accepting && f->want && !f->armed)
+        enqueue(p, fd, f); /* its accept ended meanwhile: again */
+    return 1;
+}
+
+int zs_accepted_peer(int fd, int family, struct sockaddr *addr, zs_socklen_t *len)
+{
+    /* SO_PEERNAME asks the socket as accept(2) does, where getpeername(2)
+     * fails with ENOTCONN once the connection is reset; it takes the exact
+     * length of the family's address. */
+    if (family == AF_INET || family == AF_INET6) {
+        *len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+        return getsockopt(fd, SOL_SOCKET, SO_PEERNAME, addr, len);
+    }
+    return getpeername(fd, addr, len);
+}
+
+void zs_upoll_accept_counts(const zs_upoll *p, uint64_t *accepted, uint64_t *dropped)
+{
+    *accepted = p->accepted_total;
+    *dropped = p->accepts_dropped;
 }
 
 /* -- streams on completions ------------------------------------------------ */
@@ -836,5 +1062,18 @@ int zs_upoll_completed(const zs_upoll *p, const int **slots) { (void)p; *slots =
 void zs_upoll_dispatched(zs_upoll *p) { (void)p; }
 void zs_ustream_flush_later(zs_upoll *p, int slot) { (void)p; (void)slot; }
 int zs_upoll_take_flushes(zs_upoll *p, int *out, int max) { (void)p; (void)out; (void)max; return 0; }
+int zs_upoll_accept(zs_upoll *p, int fd) { (void)p; (void)fd; errno = ENOSYS; return -1; }
+int zs_upoll_accepting(const zs_upoll *p, int fd) { (void)p; (void)fd; return 0; }
+int zs_upoll_take_accepted(zs_upoll *p, int fd, int *res) { (void)p; (void)fd; (void)res; return 0; }
+int zs_accepted_peer(int fd, int family, struct sockaddr *addr, zs_socklen_t *len)
+{
+    (void)family;
+    return getpeername(fd, addr, len);
+}
+void zs_upoll_accept_counts(const zs_upoll *p, uint64_t *accepted, uint64_t *dropped)
+{
+    (void)p;
+    *accepted = *dropped = 0;
+}
 
 #endif

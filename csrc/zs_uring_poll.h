@@ -28,6 +28,30 @@ int zs_upoll_fileno(const zs_upoll *p);
 int zs_upoll_add(zs_upoll *p, int fd, int events);
 int zs_upoll_mod(zs_upoll *p, int fd, int events);
 int zs_upoll_del(zs_upoll *p, int fd);
+/*
+ * Have the ring accept the connections of listener `fd`, watched for
+ * reading, with a multishot accept in place of its poll, until it is
+ * unwatched or watched for more than reading (its poll again).  Each
+ * connection accepted, or accept(2)'s error, waits for
+ * zs_upoll_take_accepted(); the listener reads as readable while any does,
+ * and its accept, should it end, is armed again once they are all taken.
+ * Connections not taken when the listener is unwatched, or delivered after
+ * that, are closed.  0, or -1 with errno (EOPNOTSUPP: no multishot accept
+ * on this kernel; EBADF: not watched; EINVAL: watched for more than reading).
+ */
+int zs_upoll_accept(zs_upoll *p, int fd);
+/* Whether the ring accepts for listener `fd`, or holds connections it accepted. */
+int zs_upoll_accepting(const zs_upoll *p, int fd);
+/* The oldest connection (its descriptor, or a negative errno) accepted for
+ * listener `fd`: 1 and `*res`, or 0 when none waits. */
+int zs_upoll_take_accepted(zs_upoll *p, int fd, int *res);
+/* What accept(2) would have given as the peer's address of the connection
+ * `fd` that an accept on the ring took (whose completion carries none),
+ * even once the peer has reset it: 0 and `*len`, or -1 with errno. */
+int zs_accepted_peer(int fd, int family, struct sockaddr *addr, zs_socklen_t *len);
+/* Descriptors the accepts delivered so far, and those closed because
+ * nobody could take them any more (for tests). */
+void zs_upoll_accept_counts(const zs_upoll *p, uint64_t *accepted, uint64_t *dropped);
 /* Queue the polls that the next wait arms; 0, or -1 with errno. */
 int zs_upoll_prepare(zs_upoll *p);
 /* Arm, wait up to `timeout_ms` (-1: no limit) and write at most `max`

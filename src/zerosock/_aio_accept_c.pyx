@@ -15,7 +15,15 @@ handshake to close the transport on failure, which the protocol does itself
 (its errors logged as before; the application's connection_made once the
 handshake is done).  What it cannot do as the stdlib would (the stdlib's
 TLS protocol, debug mode, a listening socket of another class, a loop whose
-transport-making methods were replaced) goes to the stdlib's method."""
+transport-making methods were replaced) goes to the stdlib's method.
+
+On the io_uring backend a listener's connections are accepted by the ring
+(a multishot accept, see ``accept_on_ring``) and wait there; the batch takes
+them from the ring instead of calling ``accept4()``, and is otherwise the
+same, errors included.  The ring's completion has no peer address: it is
+asked of the socket (as accept() answers it, even after a reset).  Should
+the C path not apply to a connection (debug mode switched on meanwhile, a
+method replaced), that one goes the stdlib's way, a Task per connection."""
 
 cimport cython
 from cpython.contextvars cimport PyContext_Copy, PyContext_CopyCurrent
@@ -25,8 +33,11 @@ import contextvars
 import socket
 import weakref
 from asyncio import constants, streams, trsock
+from asyncio.log import logger
 
 from zerosock._aio_context cimport run_in_context
+from zerosock._aio_ring_c cimport RingPoller
+from zerosock._aio_ring_c import ring_of
 from zerosock._aio_tls_c cimport new_server_tls_protocol, uses_own_tls_protocol
 from zerosock._aio_transport_c cimport TransportTable, new_accepted_transport
 from zerosock._cmethod_c cimport METH_FASTCALL, METH_KEYWORDS, c_method
@@ -42,12 +53,16 @@ from zerosock._sockaddr_c cimport make_address
 from zerosock._aio_streams_c import adopt_stream_protocol
 
 import errno as _errno
+import sys
 
-__all__ = ["accept_connection", "use_loop_class"]
+__all__ = ["accept_connection", "accept_on_ring", "use_loop_class"]
 
 zs_version_tags_on = enabled("type_version_tags")
 
 cdef int ECONNABORTED = _errno.ECONNABORTED
+# From 3.14 the stdlib's batch skips a connection aborted before accept()
+# rather than ending there, and takes up to backlog + 1.
+cdef bint ABORTED_SKIPPED = sys.version_info >= (3, 14)
 # What the stdlib treats as running out of a resource: log, pause, retry.
 cdef int EMFILE = _errno.EMFILE
 cdef int ENFILE = _errno.ENFILE
@@ -96,6 +111,7 @@ cdef class _Listener:
     cdef zs_sock_t fd
     cdef int family, kind, proto
     cdef object sockname  # None: asked of each connection
+    cdef RingPoller ring  # the loop's ring, None on epoll
 
 
 cdef _Listener _listener_of(object loop, object sock):
@@ -115,6 +131,7 @@ cdef _Listener _listener_of(object loop, object sock):
     listener.kind = sock.type
     listener.proto = sock.proto
     listener.sockname = None
+    listener.ring = ring_of(loop)
     if listener.family in (AF_INET, AF_INET6):
         # A TCP connection's local address is the one its listener is bound
         # to, unless that is a wildcard.
@@ -244,35 +261,92 @@ cdef int _make_connection(object target, object unused) except -1:
     return 0
 
 
+cdef int _resource_exhausted(object loop, object sock, _Listener listener, object exc,
+                             tuple serving_args) except -1:
+    """What the stdlib does when accept() runs out of a resource: report it
+    and stop accepting for a while (the listener stays readable)."""
+    loop.call_exception_handler({
+        "message": "socket.accept() out of system resource",
+        "exception": exc,
+        "socket": _TransportSocket(sock),
+    })
+    loop._remove_reader(listener.fd)  # (on the ring: its accept cancelled)
+    loop.call_later(ACCEPT_RETRY_DELAY, loop._start_serving, *serving_args)
+    return 0
+
+
+cdef int _accept_by_task(object loop, _Listener listener, zs_sock_t fd, object peername,
+                         tuple serving_args) except -1:
+    """The stdlib's way for a connection the ring accepted: its socket, and a
+    Task running the loop's _accept_connection2 (the arguments of
+    _accept_connection less the listener and the backlog)."""
+    try:
+        conn = _Socket(listener.family, listener.kind, listener.proto, fileno=<int>fd)
+    except BaseException:
+        zs_close(fd)
+        raise
+    conn.setblocking(False)
+    server = serving_args[3] if len(serving_args) > 3 else None
+    if loop._debug:
+        logger.debug("%r got a new connection from %r: %r", server, peername, conn)
+    extra = {"peername": peername}
+    if len(serving_args) > 7:  # 3.15: the connection runs in a copy of the server's context
+        context = serving_args[7]
+        context = context.copy() if context is not None else None
+        accept = loop._accept_connection2(serving_args[0], conn, extra, *serving_args[2:4],
+                                          *serving_args[5:7], context=context)
+        loop.create_task(accept, context=context)
+    else:
+        accept = loop._accept_connection2(serving_args[0], conn, extra, *serving_args[2:4],
+                                          *serving_args[5:])
+        loop.create_task(accept)
+    return 0
+
+
 cdef object _accept_batch(object loop, object protocol_factory, object sock, object sslcontext,
                           object server, Py_ssize_t backlog, object ssl_handshake_timeout,
-                          object ssl_shutdown_timeout, object context, tuple serving_args):
+                          object ssl_shutdown_timeout, object context, tuple serving_args,
+                          bint native):
+    """Up to ``backlog`` connections (from 3.14 one more), taken from the
+    ring when it accepts for the listener, else by accept4(); each one's
+    protocol and transport made in C (``native``), else (on the ring only)
+    by a Task as the stdlib does."""
     cdef _Listener listener = _listener_of(loop, sock)
+    cdef RingPoller ring = listener.ring
+    cdef bint from_ring = ring is not None and ring.accepts(<int>listener.fd)
     cdef _Connection conn
     cdef sockaddr_storage address
     cdef zs_socklen_t length
     cdef zs_sock_t fd
     cdef Py_ssize_t i
-    cdef int err, unused
-    for i in range(backlog):
+    cdef int err, unused, res
+    for i in range(backlog + 1 if ABORTED_SKIPPED else backlog):
         length = sizeof(address)
-        fd = zs_accept_nonblocking(listener.fd, <sockaddr *>&address, &length)
+        if from_ring:
+            if not ring.take_accepted(<int>listener.fd, &res):
+                return None  # none waits
+            fd = <zs_sock_t>res if res >= 0 else ZS_INVALID_SOCKET
+            err = -res
+            if res >= 0 and ring.accepted_peer(res, listener.family, <sockaddr *>&address,
+                                               &length) < 0:
+                length = 0  # (not a connected socket any more: no address)
+        else:
+            fd = zs_accept_nonblocking(listener.fd, <sockaddr *>&address, &length)
+            err = zs_last_error() if fd == ZS_INVALID_SOCKET else 0
         if fd == ZS_INVALID_SOCKET:
-            err = zs_last_error()
+            if err == ECONNABORTED and ABORTED_SKIPPED:
+                continue
             if zs_is_would_block(err) or err == ZS_EINTR or err == ECONNABORTED:
                 return None  # the queue is empty (or the connection gone)
             exc = _os_error(err)
             if err in (EMFILE, ENFILE, ZS_ENOBUFS, ENOMEM):
-                # The listener stays readable: stop watching it for a while.
-                loop.call_exception_handler({
-                    "message": "socket.accept() out of system resource",
-                    "exception": exc,
-                    "socket": _TransportSocket(sock),
-                })
-                loop._remove_reader(listener.fd)
-                loop.call_later(ACCEPT_RETRY_DELAY, loop._start_serving, *serving_args)
+                _resource_exhausted(loop, sock, listener, exc, serving_args)
                 return None
             raise exc  # the loop reports it, as for the stdlib's method
+        if not native:
+            _accept_by_task(loop, listener, fd, make_address(<sockaddr *>&address, length,
+                                                            listener.family), serving_args)
+            continue
         conn = _Connection.__new__(_Connection)
         conn.loop = loop
         conn.protocol_factory = protocol_factory
@@ -306,26 +380,49 @@ cdef object _accept_connection(object loop, PyObject **args, Py_ssize_t nargs, P
     #  ssl_handshake_timeout=None, ssl_shutdown_timeout=None, context=None),
     # the last from 3.15
     cdef Py_ssize_t backlog = 100
+    cdef bint native
     sslcontext = <object>args[2] if nargs > 2 else None
     if (kwnames == NULL and 2 <= nargs <= 8 and type(<object>args[1]) is _Socket
-            and (nargs < 8 or <object>args[7] is None or type(<object>args[7]) is _Context)
-            and (sslcontext is None or uses_own_tls_protocol())
-            and not loop._debug and _makes_connections_natively(loop)):
-        if nargs > 4:
-            backlog = <object>args[4]
-        return _accept_batch(loop, <object>args[0], <object>args[1],
-                             sslcontext if sslcontext else None,
-                             <object>args[3] if nargs > 3 else None, backlog,
-                             <object>args[5] if nargs > 5 else None,
-                             <object>args[6] if nargs > 6 else None,
-                             <object>args[7] if nargs > 7 else None,
-                             tuple([<object>args[i] for i in range(nargs)]))
+            and (nargs < 8 or <object>args[7] is None or type(<object>args[7]) is _Context)):
+        native = ((sslcontext is None or uses_own_tls_protocol())
+                  and not loop._debug and _makes_connections_natively(loop))
+        # (what the ring accepted waits there: taken by the batch either way)
+        if native or _ring_accepts(loop, <object>args[1]):
+            if nargs > 4:
+                backlog = <object>args[4]
+            return _accept_batch(loop, <object>args[0], <object>args[1],
+                                 sslcontext if sslcontext else None,
+                                 <object>args[3] if nargs > 3 else None, backlog,
+                                 <object>args[5] if nargs > 5 else None,
+                                 <object>args[6] if nargs > 6 else None,
+                                 <object>args[7] if nargs > 7 else None,
+                                 tuple([<object>args[i] for i in range(nargs)]), native)
     positional = tuple([<object>args[i] for i in range(nargs)])
     keywords = {}
     if kwnames != NULL:
         for i, name in enumerate(<tuple><object>kwnames):
             keywords[name] = <object>args[nargs + i]
     return _std_accept_connection(loop, *positional, **keywords)
+
+
+cdef bint _ring_accepts(object loop, object sock) except -1:
+    if ring_of(loop) is None:
+        return False
+    cdef _Listener listener = _listener_of(loop, sock)
+    return listener.ring.accepts(<int>listener.fd)
+
+
+def accept_on_ring(loop, sock, context):
+    """Have the loop's ring accept ``sock``'s connections (a multishot accept
+    in place of its poll) when the loop polls with one, the batch takes what
+    its reader hands _accept_connection (a plain ``socket.socket``, the
+    server's ``context`` None or a Context) and the kernel has multishot
+    accept; else it stays on readiness and ``accept4()``.  Called once the
+    loop watches the listener (``_start_serving``)."""
+    ring = ring_of(loop)
+    if ring is not None and type(sock) is _Socket and (context is None
+                                                       or type(context) is _Context):
+        ring.accept_on(sock.fileno())
 
 
 accept_connection = c_method(

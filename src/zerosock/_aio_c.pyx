@@ -111,6 +111,14 @@ class EventLoop(asyncio.SelectorEventLoop):
         self._scheduled = self._core.timers
         bind_loop_methods(self)
 
+    def _start_serving(self, protocol_factory, sock, *args, **kwargs):
+        super()._start_serving(protocol_factory, sock, *args, **kwargs)
+        # On io_uring the ring accepts the listener's connections itself.
+        if self._stream_core is RingTransportCore:
+            # (``context`` from 3.15, by keyword from the Server)
+            context = kwargs.get("context", args[5] if len(args) > 5 else None)
+            _aio_accept_c.accept_on_ring(self, sock, context)
+
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None,
                                context=None):
         # ``context``: from 3.15 the one the protocol's callbacks run in.

@@ -1,8 +1,9 @@
 from cpython.object cimport PyObject
-from libc.stdint cimport int32_t
+from libc.stdint cimport int32_t, uint64_t
 
 from zerosock._aio_transport_c cimport TransportCore
 from zerosock._selectors_c cimport Poller, zs_event
+from zerosock._shim cimport sockaddr, zs_socklen_t
 
 cdef extern from "zs_uring_poll.h" nogil:
     ctypedef struct zs_upoll:
@@ -41,6 +42,11 @@ cdef extern from "zs_uring_poll.h" nogil:
     void zs_ustream_flush_later(zs_upoll *p, int slot)
     int zs_upoll_take_flushes(zs_upoll *p, int *out, int max)
     int zs_upoll_submit(zs_upoll *p)
+    int zs_upoll_accept(zs_upoll *p, int fd)
+    int zs_upoll_accepting(const zs_upoll *p, int fd)
+    int zs_upoll_take_accepted(zs_upoll *p, int fd, int *res)
+    int zs_accepted_peer(int fd, int family, sockaddr *addr, zs_socklen_t *len)
+    void zs_upoll_accept_counts(const zs_upoll *p, uint64_t *accepted, uint64_t *dropped)
 
 
 cdef class RingPoller(Poller):
@@ -56,6 +62,11 @@ cdef class RingPoller(Poller):
     cdef int completed(self, const int **slots) noexcept
     cdef object handle_of(self, int slot)
     cdef object handle_to_run(self, int slot)
+    # A listener whose connections the ring accepts (zs_upoll_accept), for
+    # the loop's C accept path (_aio_accept_c, which does not link the ring's C).
+    cdef bint accepts(self, int fd) noexcept
+    cdef bint take_accepted(self, int fd, int *res) noexcept
+    cdef int accepted_peer(self, int fd, int family, sockaddr *addr, zs_socklen_t *len) noexcept
 
 
 # Free a transport's slot if nothing of it is in flight (True), else cancel

@@ -16,8 +16,8 @@ from cpython.exc cimport PyErr_CheckSignals, PyErr_SetFromErrno
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_REFCNT
-from libc.errno cimport errno
-from libc.stdint cimport int32_t
+from libc.errno cimport EBADF, EINVAL, EOPNOTSUPP, errno
+from libc.stdint cimport int32_t, uint64_t
 from libc.string cimport memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
@@ -119,6 +119,40 @@ cdef class RingPoller(Poller):
         if self.ring != NULL:
             zs_upoll_del(self.ring, <int>fd)
             self.count -= 1
+
+    def accept_on(self, int fd):
+        """Accept the connections of listener ``fd`` (watched for reading)
+        through a multishot accept in place of its poll: False, and its poll
+        kept, when this kernel has no multishot accept or the ring does not
+        watch ``fd`` for reading alone."""
+        if self.ring == NULL:
+            raise ValueError(CLOSED_MESSAGE)
+        if zs_upoll_accept(self.ring, fd) == 0:
+            return True
+        if errno in (EOPNOTSUPP, EBADF, EINVAL):
+            return False
+        _raise_errno()
+
+    def accepting(self, int fd):
+        """Whether the ring accepts listener ``fd``'s connections (or holds some)."""
+        return self.accepts(fd)
+
+    def accept_counts(self):
+        """Connections the ring accepted and handed to the loop, and those
+        it closed because nobody could take them any more."""
+        cdef uint64_t accepted = 0, dropped = 0
+        if self.ring != NULL:
+            zs_upoll_accept_counts(self.ring, &accepted, &dropped)
+        return accepted, dropped
+
+    cdef bint accepts(self, int fd) noexcept:
+        return self.ring != NULL and zs_upoll_accepting(self.ring, fd)
+
+    cdef bint take_accepted(self, int fd, int *res) noexcept:
+        return self.ring != NULL and zs_upoll_take_accepted(self.ring, fd, res)
+
+    cdef int accepted_peer(self, int fd, int family, sockaddr *addr, zs_socklen_t *len) noexcept:
+        return zs_accepted_peer(fd, family, addr, len)
 
     cdef int completed(self, const int **slots) noexcept:
         # (all handed over: the caller runs them as I/O handles)
