@@ -296,7 +296,11 @@ int zs_ubr_init(zs_uring *r, zs_ubr *br, uint16_t bgid, unsigned entries, size_t
         br->ring = NULL;
         return -1;
     }
-    br->bufs = mmap(NULL, br->bufs_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    /* Made resident now: the kernel takes the buffers in ring order, so each
+     * is written within the group's first `entries` receives anyway, and a
+     * process's memory then does not creep up while it serves. */
+    br->bufs = mmap(NULL, br->bufs_len, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (br->bufs == MAP_FAILED) {
         int err = errno;
         munmap(br->ring, br->ring_len);
