@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Callable, Coroutine, Optional
+from typing import Any, Callable, Coroutine, List, Optional
 
 # Bounds a hang, not a speed: the valgrind run (tools/memcheck.sh), where a
 # TLS handshake takes seconds on a busy machine, raises it.
@@ -45,3 +45,28 @@ def on_readiness(factory: Callable[[], asyncio.AbstractEventLoop]) -> Callable[[
     if getattr(factory, "__module__", "").startswith("zerosock."):
         return lambda: factory(io="epoll")  # type: ignore[call-arg]
     return factory
+
+
+async def connect_out_of_descriptors(loop: asyncio.AbstractEventLoop, client: Any, port: int,
+                                     reports: List[Any], wait: float = 5.0) -> None:
+    """Connect the non-blocking ``client`` to 127.0.0.1:``port`` while this
+    process can open no descriptor (its table filled with copies of stdin),
+    so the server's accept fails with EMFILE; wait up to ``wait`` seconds
+    for something in ``reports``, then close the copies."""
+    hog = []
+    try:
+        try:
+            while True:
+                hog.append(os.dup(0))
+        except OSError:
+            pass
+        try:
+            await loop.sock_connect(client, ("127.0.0.1", port))
+        except OSError:
+            pass
+        deadline = loop.time() + wait
+        while not reports and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+    finally:
+        for fd in hog:
+            os.close(fd)

@@ -287,7 +287,7 @@ def test_a_loop_that_makes_its_own_transports_is_asked(loop_factory):
 OUT_OF_DESCRIPTORS = textwrap.dedent("""
     import asyncio, os, resource, socket, sys
     sys.path.insert(0, {tests!r})
-    from _aio_loops import run
+    from _aio_loops import connect_out_of_descriptors, run
 
     name = sys.argv[1]
     if name == "stdlib":
@@ -315,22 +315,7 @@ OUT_OF_DESCRIPTORS = textwrap.dedent("""
         # socket made before: the server cannot accept it.
         client = socket.socket()
         client.setblocking(False)
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        hog = []
-        try:
-            while True:
-                hog.append(os.dup(0))
-        except OSError:
-            pass
-        try:
-            await loop.sock_connect(client, ("127.0.0.1", port))
-        except OSError:
-            pass
-        deadline = loop.time() + 5
-        while not reports and loop.time() < deadline:
-            await asyncio.sleep(0.02)
-        for fd in hog:
-            os.close(fd)
+        await connect_out_of_descriptors(loop, client, port, reports)
         # Accepting resumes after the pause: the waiting connection is served.
         await loop.sock_sendall(client, b"later")
         data = b""

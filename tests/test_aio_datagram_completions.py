@@ -20,6 +20,7 @@ from typing import Any, List, Optional, Tuple
 import pytest
 
 import _netns
+from test_aio_datagram import _have_ipv6
 from test_aio_io_backend import _run, io_loop_factory  # noqa: F401 (a fixture)
 
 UDP_MAX = 65507  # the largest IPv4 UDP payload
@@ -35,15 +36,6 @@ def _on_ring(loop: asyncio.AbstractEventLoop) -> bool:
 
 def _core_kind(transport: Any) -> str:
     return type(getattr(transport, "_core", None)).__name__
-
-
-def _have_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 class Recorder(asyncio.DatagramProtocol):

@@ -335,7 +335,7 @@ def test_a_reset_connection_still_names_its_peer(io_loop_factory):
 OUT_OF_DESCRIPTORS = textwrap.dedent("""
     import asyncio, os, resource, socket, sys
     sys.path.insert(0, {tests!r})
-    from _aio_loops import run
+    from _aio_loops import connect_out_of_descriptors, run
     from zerosock import _aio_c
     from zerosock._aio_ring_c import ring_of
 
@@ -358,22 +358,8 @@ OUT_OF_DESCRIPTORS = textwrap.dedent("""
         states = [ring.accepting(listener)]
         client = socket.socket()
         client.setblocking(False)
-        hog = []
-        try:
-            while True:
-                hog.append(os.dup(0))
-        except OSError:
-            pass
-        try:
-            await loop.sock_connect(client, ("127.0.0.1", port))
-        except OSError:
-            pass
-        deadline = loop.time() + 5
-        while not reports and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+        await connect_out_of_descriptors(loop, client, port, reports)
         states.append(ring.accepting(listener))  # paused: no accept armed
-        for fd in hog:
-            os.close(fd)
         await loop.sock_sendall(client, b"later")
         data = b""
         while len(data) < 5:
