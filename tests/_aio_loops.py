@@ -70,3 +70,13 @@ async def connect_out_of_descriptors(loop: asyncio.AbstractEventLoop, client: An
     finally:
         for fd in hog:
             os.close(fd)
+
+
+class Echo(asyncio.Protocol):
+    """Writes back what it receives."""
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)

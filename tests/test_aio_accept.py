@@ -15,17 +15,9 @@ import weakref
 from typing import Any, Callable, List
 
 import pytest
-from _aio_loops import TIMEOUT, run, stdlib_loop
+from _aio_loops import TIMEOUT, Echo, run, stdlib_loop
 
 CONNECTIONS = 60  # churned per test: enough for several accept batches
-
-
-class _Echo(asyncio.Protocol):
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.transport.write(data)
 
 
 class _Held(asyncio.Protocol):
@@ -115,7 +107,7 @@ def _factory_failures(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[
             made.append(None)
             if len(made) % 2 == 0:
                 raise RuntimeError("no protocol for you")
-            return _Echo()
+            return Echo()
 
         server = await loop.create_server(every_other, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
@@ -204,7 +196,7 @@ def _accept_tasks(factory: Callable[[], asyncio.AbstractEventLoop]) -> int:
                 made[0] += 1
             return asyncio.Task(coro, loop=loop, **kwargs)
 
-        server = await loop.create_server(_Echo, "127.0.0.1", 0)
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         loop.set_task_factory(counting_factory)
         for i in range(CONNECTIONS):
@@ -274,7 +266,7 @@ def test_a_loop_that_makes_its_own_transports_is_asked(loop_factory):
     async def main() -> None:
         loop = asyncio.get_running_loop()
 
-        server = await loop.create_server(_Echo, "127.0.0.1", 0)
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
         for i in range(3):
             assert await _open_and_echo(server.sockets[0].getsockname()[1], b"ok") == b"ok"
         server.close()
@@ -287,7 +279,7 @@ def test_a_loop_that_makes_its_own_transports_is_asked(loop_factory):
 OUT_OF_DESCRIPTORS = textwrap.dedent("""
     import asyncio, os, resource, socket, sys
     sys.path.insert(0, {tests!r})
-    from _aio_loops import connect_out_of_descriptors, run
+    from _aio_loops import Echo, connect_out_of_descriptors, run
 
     name = sys.argv[1]
     if name == "stdlib":
@@ -301,12 +293,6 @@ OUT_OF_DESCRIPTORS = textwrap.dedent("""
     async def main():
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(lambda loop, context: reports.append(context["message"]))
-
-        class Echo(asyncio.Protocol):
-            def connection_made(self, transport):
-                self.transport = transport
-            def data_received(self, data):
-                self.transport.write(data)
 
         server = await loop.create_server(Echo, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
@@ -526,7 +512,7 @@ def _scheduling(factory: Callable[[], asyncio.AbstractEventLoop]) -> List[Any]:
         loop = asyncio.get_running_loop()
         names: List[str] = []
 
-        server = await loop.create_server(_Echo, "127.0.0.1", 0)
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         await _open_and_echo(port, b"before")
         original = loop.call_soon
@@ -570,7 +556,7 @@ def _eof_logs(factory: Callable[[], asyncio.AbstractEventLoop]) -> int:
     async def main() -> None:
         loop = asyncio.get_running_loop()
 
-        server = await loop.create_server(_Echo, "127.0.0.1", 0)
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         await _open_and_echo(port, b"quiet")
         await asyncio.sleep(0.01)

@@ -335,7 +335,7 @@ def test_a_reset_connection_still_names_its_peer(io_loop_factory):
 OUT_OF_DESCRIPTORS = textwrap.dedent("""
     import asyncio, os, resource, socket, sys
     sys.path.insert(0, {tests!r})
-    from _aio_loops import connect_out_of_descriptors, run
+    from _aio_loops import Echo, connect_out_of_descriptors, run
     from zerosock import _aio_c
     from zerosock._aio_ring_c import ring_of
 
@@ -345,12 +345,6 @@ OUT_OF_DESCRIPTORS = textwrap.dedent("""
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(lambda loop, context: reports.append(context["message"]))
         ring = ring_of(loop)
-
-        class Echo(asyncio.Protocol):
-            def connection_made(self, transport):
-                self.transport = transport
-            def data_received(self, data):
-                self.transport.write(data)
 
         server = await loop.create_server(Echo, "127.0.0.1", 0)
         listener = server.sockets[0].fileno()
