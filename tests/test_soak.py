@@ -355,6 +355,9 @@ def test_soak_echo(name, request):
             if p is not None:
                 p.wait()
         server.stdout.close()
+        if client is not None:  # communicate() closed them unless the test failed before
+            client.stdout.close()
+            client.stderr.close()
 
 
 def test_one_socket_two_threads(impl):

@@ -4,13 +4,14 @@
 They run on a private event loop in the benchmark's process (uvloop when it
 is installed), and speak TLS through an ``SSLObject`` of their own so that a
 session can be offered for resumption, which ``create_connection`` cannot do.
-Sources are spread over 127.0.0.x so that ports never run out, and every
+Sources are spread over loopback addresses so that ports never run out, and every
 connection's echo is checked byte for byte.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import resource
 import socket
 import ssl
@@ -41,16 +42,26 @@ def ephemeral_port_count(default: int = 16384) -> int:
 
 
 def loopback_sources(connections: int) -> List[str]:
-    """Enough 127.0.0.x source addresses for ``connections`` concurrent
-    connections to one listener (each address has the whole port range)."""
+    """Enough loopback source addresses for ``connections`` concurrent
+    connections to one listener (each address has the whole port range).
+
+    On Linux they are taken from a /24 of 127.0.0.0/8 picked at random for
+    each call.  A listener may get the port of one closed a moment ago, and
+    the connections to that one sit in TIME_WAIT, which the kernel lets a
+    new connection reuse only after a second: from the same addresses, the
+    new connections would find every port taken."""
     per_address = max(1, ephemeral_port_count() * 3 // 4)  # a margin for other sockets
     needed = -(-connections // per_address)
-    if needed > 1 and not sys.platform.startswith("linux"):
-        raise LoadGenError(f"{connections} connections need {needed} loopback source "
-                           "addresses; only Linux answers on all of 127.0.0.0/8")
+    if not sys.platform.startswith("linux"):
+        if needed > 1:
+            raise LoadGenError(f"{connections} connections need {needed} loopback source "
+                               "addresses; only Linux answers on all of 127.0.0.0/8")
+        return ["127.0.0.1"]
     if needed > 250:
         raise LoadGenError(f"{connections} connections need {needed} loopback addresses")
-    return [f"127.0.0.{i}" for i in range(1, needed + 1)]
+    pick = random.SystemRandom()
+    block = f"127.{pick.randrange(1, 255)}.{pick.randrange(0, 256)}"
+    return [f"{block}.{i}" for i in range(1, needed + 1)]
 
 
 def raise_fd_limit(needed: int) -> int:
