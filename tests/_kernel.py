@@ -46,6 +46,17 @@ def pin_buffers(sender: Any, receiver: Any, size: int = SMALL_BUFFER) -> int:
             + receiver.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
 
 
+def sockets_to_spare(wanted: int) -> int:
+    """How many more sockets a test may open: ``wanted``, or a third of the
+    descriptor limit when that is lower (the suite holds others)."""
+    try:
+        import resource
+    except ImportError:  # Windows: no descriptor limit of this kind
+        return wanted
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return wanted if soft == resource.RLIM_INFINITY else min(wanted, soft // 3)
+
+
 def receive_buffer_of(sock: Any, size: int) -> int:
     """Ask for a receive buffer of ``size`` bytes and return what the kernel
     gave (read back).  Root may go past ``net.core.rmem_max``

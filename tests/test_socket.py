@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from _kernel import pin_buffers
+from _kernel import pin_buffers, sockets_to_spare
 
 HAS_IPV6 = socket.has_ipv6
 try:
@@ -410,6 +410,52 @@ def test_udp_ipv6(impl):
         b.sendto(b"v6", a.getsockname())
         data, addr = a.recvfrom(10)
         assert data == b"v6" and addr[0] == "::1"
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, pytest.param(socket.AF_INET6, marks=needs_ipv6)],
+                         ids=["v4", "v6"])
+def test_udp_replies_reach_each_of_many_peers(impl, family):
+    """A server answering more peers than the C backend remembers addresses
+    of, each with the address recvfrom gave it: every reply reaches the peer
+    that asked, in every round, and so do replies to address objects kept
+    from the first round, which the server has long replaced."""
+    import random
+    host = "127.0.0.1" if family == socket.AF_INET else "::1"
+    count = sockets_to_spare(300)
+    batch = 32  # datagrams in flight: what any receive buffer holds
+    with impl.Socket(family, socket.SOCK_DGRAM) as server:
+        server.bind((host, 0))
+        server.settimeout(10)
+        peers = []
+        try:
+            for _ in range(count):
+                peers.append(socket.socket(family, socket.SOCK_DGRAM))
+                peers[-1].bind((host, 0))
+                peers[-1].settimeout(10)
+            first = {}
+            for round_ in range(3):
+                order = list(range(count))
+                random.Random(round_).shuffle(order)
+                for start in range(0, count, batch):
+                    asked = order[start:start + batch]
+                    for i in asked:
+                        peers[i].sendto(b"%d:%d" % (i, round_), server.getsockname())
+                    for _ in asked:
+                        data, addr = server.recvfrom(64)
+                        i = int(data.split(b":")[0])
+                        assert addr == peers[i].getsockname()
+                        first.setdefault(i, addr)
+                        assert server.sendto(data, addr) == len(data)
+                    for i in asked:
+                        assert peers[i].recv(64) == b"%d:%d" % (i, round_)
+            for start in range(0, count, batch):
+                for i in range(start, min(start + batch, count)):
+                    server.sendto(b"late %d" % i, first[i])
+                for i in range(start, min(start + batch, count)):
+                    assert peers[i].recv(64) == b"late %d" % i
+        finally:
+            for peer in peers:
+                peer.close()
 
 
 @needs_unix

@@ -408,12 +408,8 @@ cdef class DatagramCore(TransportCore):
         raise _os_error(err)
 
     cdef int _address_of(self, object addr, sockaddr_storage *name, zs_socklen_t *namelen) except -1:
-        cdef AddressCache peers = self._peers
-        if addr is not None and addr is peers.last_obj:
-            # A reply to the last sender: the address is the one it came from.
-            name[0] = peers.last
-            namelen[0] = peers.last_len
-            return 0
+        if self._peers.find(addr, name, namelen):
+            return 0  # a reply to a recent sender: the address it came from
         return parse_address(addr, self._family, name, namelen, "sendto")
 
     def _write_ready(self):

@@ -3,6 +3,8 @@
 with the standard library's argument checking and exceptions."""
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Calloc, PyMem_Free
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.string cimport memchr, memcmp, memcpy, memset
 
 from zerosock._shim cimport (
@@ -38,17 +40,97 @@ cdef unsigned int uint_format(object value) except? 0xFFFFFFFF:
     return number & 0xFFFFFFFF
 
 
+cdef inline unsigned int _raw_hash(const unsigned char *raw, zs_socklen_t length) noexcept nogil:
+    """A hash of an address's bytes, four at a time (the tail is left to the compare)."""
+    cdef unsigned int h = 0x811C9DC5, word
+    cdef zs_socklen_t i = 0
+    while i + 4 <= length:
+        memcpy(&word, raw + i, 4)
+        h = (h ^ word) * 0x01000193
+        i += 4
+    return h ^ (h >> 16)
+
+
+cdef inline unsigned int _object_slot(PyObject *obj) noexcept nogil:
+    """The by_object slot of an object, from its address (multiplicative hashing)."""
+    return <unsigned int>(((<unsigned long long><size_t>obj >> 4) * 0x9E3779B97F4A7C15ULL)
+                          >> (64 - PEER_ENTRY_BITS))
+
+
 cdef class AddressCache:
+    def __dealloc__(self):
+        cdef int i
+        if self.table != NULL:
+            for i in range(PEER_ENTRIES):
+                Py_XDECREF(self.table.entries[i].obj)
+            PyMem_Free(self.table)
+            self.table = NULL
+
     cdef object get(self, const sockaddr *addr, zs_socklen_t length, int family):
         if (self.last_obj is not None and length == self.last_len
                 and memcmp(addr, &self.last, length) == 0):
             return self.last_obj
+        cdef PeerTable *table = self.table
+        cdef PeerEntry *entry
+        cdef unsigned int index, set_index = 0
+        cdef int way
+        # IP addresses only: their objects are tuples of our own making, never
+        # an object (such as "") that callers may hold for other reasons.
+        cdef bint cacheable = (length <= PEER_BYTES and length >= <zs_socklen_t>sizeof(sockaddr_in)
+                               and (addr.sa_family == AF_INET or addr.sa_family == AF_INET6))
+        if cacheable and table == NULL and self.last_obj is not None:
+            # A second peer: from here on, remember more than the last.
+            table = <PeerTable *>PyMem_Calloc(1, sizeof(PeerTable))
+            self.table = table
+        if cacheable and table != NULL:
+            set_index = _raw_hash(<const unsigned char *>addr, length) & (PEER_SETS - 1)
+            for way in range(PEER_WAYS):
+                entry = &table.entries[set_index * PEER_WAYS + way]
+                if entry.length == length and memcmp(entry.raw, addr, length) == 0:
+                    # This peer's is the object a reply will most likely name.
+                    table.by_object[_object_slot(entry.obj)] = set_index * PEER_WAYS + way
+                    obj = <object>entry.obj
+                    self._remember_last(addr, length, obj)
+                    return obj
         obj = make_address(addr, length, family)
+        if cacheable and table != NULL:
+            way = (table.older >> set_index) & 1
+            table.older ^= 1ULL << set_index
+            index = set_index * PEER_WAYS + way
+            entry = &table.entries[index]
+            Py_XDECREF(entry.obj)
+            Py_INCREF(obj)
+            entry.obj = <PyObject *>obj
+            entry.length = length
+            memcpy(entry.raw, addr, length)
+            table.by_object[_object_slot(entry.obj)] = index
+        self._remember_last(addr, length, obj)
+        return obj
+
+    cdef void _remember_last(self, const sockaddr *addr, zs_socklen_t length, object obj) noexcept:
         if length <= sizeof(sockaddr_storage):
             memcpy(&self.last, addr, length)
             self.last_len = length
             self.last_obj = obj
-        return obj
+
+    cdef bint find(self, object obj, sockaddr_storage *name, zs_socklen_t *namelen) noexcept:
+        """Whether ``obj`` is an address this cache made and still holds; if
+        so its C form is copied to ``name``."""
+        if obj is None:
+            return False
+        if obj is self.last_obj:
+            memcpy(name, &self.last, self.last_len)
+            namelen[0] = self.last_len
+            return True
+        cdef PeerTable *table = self.table
+        if table == NULL:
+            return False
+        cdef PeerEntry *entry = &table.entries[table.by_object[_object_slot(<PyObject *>obj)]]
+        if entry.obj != <PyObject *>obj or entry.length == 0:
+            return False
+        memcpy(name, entry.raw, entry.length)
+        namelen[0] = entry.length
+        return True
 
 
 cdef bytes _host_bytes(object host):

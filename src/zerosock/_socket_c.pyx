@@ -697,7 +697,8 @@ cdef class Socket:
             flags = flags_or_address
         _get_readable(data, &view)
         try:
-            parse_address(address, self._family, &addr, &a.addrlen, "sendto")
+            if self._peer_cache is None or not self._peer_cache.find(address, &addr, &a.addrlen):
+                parse_address(address, self._family, &addr, &a.addrlen, "sendto")
             a.buf = view.buf
             a.length = view.len
             a.addr = &addr
@@ -830,7 +831,9 @@ cdef class Socket:
                     if len(<tuple>item) != 2:
                         raise TypeError("a datagram is a buffer or a (buffer, address) pair")
                     data, address = <tuple>item
-                    parse_address(address, self._family, &b.addrs[i], &addrlen, "send_many")
+                    if (self._peer_cache is None
+                            or not self._peer_cache.find(address, &b.addrs[i], &addrlen)):
+                        parse_address(address, self._family, &b.addrs[i], &addrlen, "send_many")
                     b.hdrs[i].msg_hdr.msg_name = &b.addrs[i]
                     b.hdrs[i].msg_hdr.msg_namelen = addrlen
                 else:
