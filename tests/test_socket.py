@@ -3,6 +3,7 @@
 
 import array
 import errno
+import gc
 import mmap
 import os
 import socket
@@ -456,6 +457,12 @@ def test_udp_replies_reach_each_of_many_peers(impl, family):
         finally:
             for peer in peers:
                 peer.close()
+    # With the socket gone, nothing holds the addresses but this test: each
+    # is referred to as often as a tuple only the dict holds.
+    del server, addr
+    gc.collect()
+    first[-1] = tuple([host, 0])
+    assert len({sys.getrefcount(a) for a in first.values()}) == 1
 
 
 @needs_unix
