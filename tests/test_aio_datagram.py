@@ -394,7 +394,7 @@ def test_connection_refused_goes_to_error_received(loop_factory):
 def test_sendto_argument_errors(loop_factory):
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        server, _ = await loop.create_datagram_endpoint(Recorder, local_addr=("127.0.0.1", 0))
+        server, proto = await loop.create_datagram_endpoint(Recorder, local_addr=("127.0.0.1", 0))
         addr = server.get_extra_info("sockname")
         client, _ = await loop.create_datagram_endpoint(Recorder, remote_addr=addr)
         with pytest.raises(TypeError, match="bytes-like object"):
@@ -406,6 +406,17 @@ def test_sendto_argument_errors(loop_factory):
         client.sendto(b"x", addr)  # its own peer is fine
         client.sendto(bytearray(b"y"))
         client.sendto(memoryview(b"zz"))
+        # Keywords, and a wrong count, as a Python method takes them.
+        client.sendto(data=b"kw", addr=addr)
+        client.sendto(b"kw2", addr=None)
+        with pytest.raises(TypeError):
+            client.sendto()  # type: ignore[call-arg]
+        with pytest.raises(TypeError):
+            client.sendto(b"x", addr, 0)  # type: ignore[call-arg]
+        with pytest.raises(TypeError):
+            client.sendto(b"x", address=addr)  # type: ignore[call-arg]
+        await proto.wait_for(5)
+        assert proto.data() == [b"x", b"y", b"zz", b"kw", b"kw2"]
         client.close()
         server.close()
 

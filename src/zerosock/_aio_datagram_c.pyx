@@ -16,6 +16,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.contextvars cimport PyContext_Enter, PyContext_Exit
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
+from cpython.object cimport PyObject, PyObject_TypeCheck, PyTypeObject
 from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.errno cimport errno
 cdef extern from "<errno.h>":
@@ -36,6 +37,8 @@ from zerosock._aio_ring_c cimport (RingPoller, give_back_slot, zs_upoll, zs_urec
 from zerosock._aio_ring_c import ring_of
 from zerosock._aio_transport_c cimport IOHandle, TransportCore, new_io_handle
 from zerosock._aio_transport_c import close_unclosed, core_facade
+from zerosock._cmethod_c cimport METH_FASTCALL, METH_KEYWORDS, c_method
+from zerosock._cpython_c cimport zs_slot_get, zs_slot_offset
 from zerosock._shim cimport (
     AF_INET, AF_INET6, ZS_EINTR, sockaddr, sockaddr_storage, zs_iov_set, zs_iovec,
     zs_is_would_block, zs_last_error, zs_mmsghdr, zs_recvmmsg, zs_send, zs_sendmmsg,
@@ -355,7 +358,7 @@ cdef class DatagramCore(TransportCore):
         cdef Py_buffer view
         cdef long n
         if not self._queue:
-            if self._sock is None:
+            if self._fd_closed:
                 # What the stdlib's call on its closed-and-dropped socket gives.
                 self._fatal_error(AttributeError(
                     f"'NoneType' object has no attribute '{'send' if self._connected else 'sendto'}'"),
@@ -429,7 +432,7 @@ cdef class DatagramCore(TransportCore):
         cdef int count, sent, i, err
         cdef long n
         cdef list batch
-        if self._sock is None:
+        if self._fd_closed:
             return 0
         queue = self._queue
         while queue:
@@ -741,7 +744,7 @@ cdef class RingDatagramCore(DatagramCore):
         cdef int count, n, i
         if not self._ring_open():
             return DatagramCore.write_ready(self)
-        if self.in_flight or self._conn_lost or self._sock is None:
+        if self.in_flight or self._conn_lost or self._fd_closed:
             return 0
         queue = self._queue
         while queue:
@@ -934,6 +937,45 @@ cdef object _ring_slot(object loop, object sock):
     return ring, slot
 
 
+cdef Py_ssize_t CORE_OFFSET  # where a DatagramSocketTransport keeps its _core
+cdef type _DatagramTransportType
+
+
+cdef inline DatagramCore _core_of(object transport):
+    """``transport._core`` of a DatagramSocketTransport, without the lookup."""
+    if not PyObject_TypeCheck(transport, <PyTypeObject *>_DatagramTransportType):
+        raise TypeError(f"a DatagramSocketTransport is required, not {type(transport).__name__!r}")
+    core = zs_slot_get(transport, CORE_OFFSET)
+    if core == NULL:
+        raise AttributeError("_core")  # __init__ never ran
+    return <DatagramCore>core
+
+
+def sendto(self, data, addr=None):
+    """What the C method below hands the calls it does not take apart itself
+    (keywords, a wrong count): Python's checks and messages."""
+    _core_of(self).c_sendto(data, addr)
+
+
+cdef object _sendto_with_arguments = sendto
+del sendto
+
+
+# sendto() as a C method of DatagramSocketTransport (see _cmethod_c): called
+# for every datagram a protocol sends, without building arguments or looking
+# up ``_core``.
+cdef object _sendto(object transport, PyObject **args, Py_ssize_t nargs, PyObject *kwnames):
+    if kwnames == NULL and 1 <= nargs <= 2:
+        _core_of(transport).c_sendto(<object>args[0], <object>args[1] if nargs == 2 else None)
+        return None
+    positional = tuple([<object>args[i] for i in range(nargs)])
+    keywords = {}
+    if kwnames != NULL:
+        for i, key in enumerate(<tuple>kwnames):
+            keywords[key] = <object>args[nargs + i]
+    return _sendto_with_arguments(transport, *positional, **keywords)
+
+
 @core_facade(
     methods=("_start_reading", "_read_ready", "_write_ready", "_fatal_error", "_force_close",
              "_call_connection_lost"),
@@ -959,8 +1001,10 @@ class DatagramSocketTransport(transports._FlowControlMixin, transports.Transport
             self._core = RingDatagramCore(self, loop, sock, protocol, address, waiter, extra,
                                           *on_ring)
 
-    def sendto(self, data, addr=None):
-        (<DatagramCore>self._core).c_sendto(data, addr)
+    sendto = c_method(<void *>_sendto, METH_FASTCALL | METH_KEYWORDS,
+                      b"sendto($self, data, addr=None)\n--\n\n"
+                      b"Send a datagram to addr (the connected peer when None): at once "
+                      b"as far as the socket takes it, else queued.")
 
     def is_closing(self):
         return (<DatagramCore>self._core)._closing
@@ -1018,3 +1062,7 @@ class DatagramSocketTransport(transports._FlowControlMixin, transports.Transport
 
         def resume_reading(self):
             self._core.resume_reading()
+
+
+_DatagramTransportType = DatagramSocketTransport
+CORE_OFFSET = zs_slot_offset(DatagramSocketTransport.__dict__["_core"])
