@@ -372,6 +372,136 @@ def test_tcp_ipv6(impl):
                 assert drain(conn, 3) == b"six"
 
 
+# -- makefile, dup, inheritance: socket.socket's own, on every backend -----------------
+
+def test_makefile_binary_and_text(impl):
+    a, b = impl.socketpair()
+    with a, b:
+        writer = a.makefile("wb")
+        reader = b.makefile("r", encoding="utf-8", newline="")
+        writer.write(b"first line\r\nsecond\n")
+        writer.flush()
+        assert reader.readline() == "first line\r\n"
+        assert reader.readline() == "second\n"
+        assert reader.mode == "r"
+        both = b.makefile("rwb")
+        both.write(b"back")
+        both.flush()
+        assert a.recv(4) == b"back"
+        a.sendall(b"more")
+        a.shutdown(socket.SHUT_WR)
+        assert both.read() == b"more"  # up to the end of the stream
+        for f in (writer, reader, both):
+            f.close()
+
+
+def test_makefile_arguments_as_the_stdlib_checks_them(impl):
+    a, b = impl.socketpair()
+    with a, b:
+        with pytest.raises(ValueError):
+            a.makefile("x")
+        with pytest.raises(ValueError):
+            a.makefile("r", buffering=0)  # unbuffered must be binary
+        raw = a.makefile("rwb", buffering=0)
+        assert isinstance(raw, socket.SocketIO) and raw.mode == "rwb"
+        assert raw.fileno() == a.fileno() and raw.name == a.fileno()
+        b.sendall(b"raw")
+        assert raw.read(3) == b"raw"
+        raw.close()
+        assert raw.name == -1
+
+
+def test_close_waits_for_the_files_makefile_made(impl):
+    """As the standard library's: close() with a file open leaves the
+    descriptor to that file, and the last file's close closes it."""
+    a, b = impl.socketpair()
+    with b:
+        first, second = a.makefile("rb"), a.makefile("wb")
+        fd = a.fileno()
+        a.close()
+        assert a.fileno() == fd and "[closed]" in repr(a)
+        second.write(b"still open")
+        second.flush()
+        assert b.recv(10) == b"still open"
+        second.close()
+        assert a.fileno() == fd  # one file left
+        b.sendall(b"in")
+        assert first.read(2) == b"in"
+        first.close()
+        assert a.fileno() == -1
+        if sys.platform != "win32":  # (a socket is no C runtime descriptor there)
+            with pytest.raises(OSError) as info:
+                os.fstat(fd)  # the descriptor itself is gone
+            assert info.value.errno == errno.EBADF
+        a.close()  # twice: nothing
+
+
+def test_makefile_on_a_timed_out_or_non_blocking_socket(impl):
+    a, b = impl.socketpair()
+    with a, b:
+        a.settimeout(0.01)
+        reader = a.makefile("rb", buffering=0)
+        with pytest.raises(TimeoutError):
+            reader.read(1)
+        with pytest.raises(OSError, match="timed out object"):
+            reader.read(1)  # the stdlib refuses to read on after a timeout
+        reader.close()
+        a.setblocking(False)
+        reader = a.makefile("rb", buffering=0)
+        assert reader.read(1) is None  # would block
+        b.sendall(b"!")
+        assert _read_when_ready(reader, 1) == b"!"
+        reader.close()
+
+
+def _read_when_ready(raw, size):
+    for _ in range(1000):
+        data = raw.read(size)
+        if data is not None:
+            return data
+        time.sleep(0.001)
+    raise AssertionError("no data within the bound")
+
+
+def test_dup_is_an_independent_socket_of_the_same_kind(impl):
+    a, b = impl.socketpair()
+    with b:
+        a.settimeout(7.5)
+        copy = a.dup()
+        assert type(copy) is type(a)
+        assert copy.fileno() != a.fileno()
+        assert (copy.family, copy.type, copy.proto) == (a.family, a.type, a.proto)
+        assert copy.gettimeout() == 7.5
+        assert not copy.get_inheritable()  # as every new descriptor (PEP 446)
+        a.close()
+        copy.sendall(b"via the copy")
+        assert b.recv(12) == b"via the copy"
+        copy.close()
+        assert b.recv(1) == b""  # the last descriptor is closed: end of stream
+
+
+def test_inheritable_flag(impl):
+    s = impl.Socket()
+    with s:
+        assert s.get_inheritable() is False
+        s.set_inheritable(True)
+        assert s.get_inheritable() is True
+        s.set_inheritable(False)
+        assert s.get_inheritable() is False
+    for call in (s.get_inheritable, lambda: s.set_inheritable(True)):
+        with pytest.raises(OSError) as info:
+            call()
+        assert info.value.errno == errno.EBADF
+
+
+def test_detach_counts_as_closed(impl):
+    s = impl.Socket()
+    with socket.socket(fileno=s.detach()) as owner:  # the caller's now, still open
+        assert s.fileno() == -1 and "[closed]" in repr(s)
+        s.close()  # nothing left to close
+        assert owner.getsockname() is not None
+
+
 def test_udp_ipv4(impl):
     with impl.Socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
             impl.Socket(socket.AF_INET, socket.SOCK_DGRAM) as b:

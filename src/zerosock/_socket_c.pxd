@@ -45,6 +45,10 @@ cdef class Socket:
     # >0: seconds to wait with poll before TimeoutError.
     cdef double _timeout
     cdef AddressCache _peer_cache
+    # The files makefile() made and still open, and whether close() was
+    # called (the descriptor waits for those files), as the stdlib keeps them.
+    cdef public int _io_refs
+    cdef public bint _closed
     # Scratch reused by the batch calls so they allocate nothing per call.
     cdef Batch *_batch
     cdef bint _batch_busy

@@ -25,6 +25,7 @@ import socket as _stdsocket
 import sys as _sys
 import warnings as _warnings
 
+from zerosock import _socket_shared
 from zerosock._socket_shared import (
     as_family, as_kind, bind_factories, sendfile as _sendfile, socket_repr, take_over,
 )
@@ -380,10 +381,18 @@ cdef class Socket:
         """The descriptor, or -1 once closed."""
         return -1 if self.fd == ZS_INVALID_SOCKET else <long long>self.fd
 
+    makefile = _socket_shared.makefile
+    dup = _socket_shared.dup
+    get_inheritable = _socket_shared.get_inheritable
+    set_inheritable = _socket_shared.set_inheritable
+
     def close(self):
-        """Close the descriptor; closing twice does nothing."""
+        """Close the descriptor; closing twice does nothing.  While files
+        made by makefile() are open it stays open for them, until the last
+        one closes, as the standard library's does."""
         cdef zs_sock_t fd = self.fd
-        if fd == ZS_INVALID_SOCKET:
+        self._closed = True
+        if fd == ZS_INVALID_SOCKET or self._io_refs > 0:
             return
         self.fd = ZS_INVALID_SOCKET  # never reachable again, even if close fails
         if zs_close(fd) != 0:
@@ -394,8 +403,15 @@ cdef class Socket:
     def detach(self):
         """Give up the descriptor without closing it and return it."""
         cdef zs_sock_t fd = self.fd
+        self._closed = True
         self.fd = ZS_INVALID_SOCKET
         return -1 if fd == ZS_INVALID_SOCKET else <long long>fd
+
+    def _decref_socketios(self):
+        if self._io_refs > 0:
+            self._io_refs -= 1
+        if self._closed:
+            self.close()
 
     cdef inline bint _probe_first(self, int flags) noexcept:
         """For a blocking socket: try the call without waiting (GIL held)

@@ -8,6 +8,7 @@ import select
 import socket as _stdsocket
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union
 
+from . import _socket_shared
 from ._socket_shared import (
     Address, as_family, as_kind, bind_factories, sendfile as _sendfile, socket_repr, take_over,
 )
@@ -39,15 +40,43 @@ class Socket(_socket.socket):
     existing descriptor when ``fileno`` is given.
     """
 
-    __slots__ = ("__weakref__",)
+    # _io_refs and _closed: the files makefile() made and still open, and
+    # whether close() was called (the descriptor waits for those files).
+    __slots__ = ("__weakref__", "_io_refs", "_closed")
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: Optional[int] = None) -> None:
+        self._io_refs = 0
+        self._closed = False
         if fileno is None:
             family = _socket.AF_INET if family == -1 else family
             type = _socket.SOCK_STREAM if type == -1 else type
             proto = 0 if proto == -1 else proto
         super().__init__(family, type, proto, fileno)
+
+    makefile = _socket_shared.makefile
+    dup = _socket_shared.dup
+    get_inheritable = _socket_shared.get_inheritable
+    set_inheritable = _socket_shared.set_inheritable
+
+    def close(self) -> None:
+        """Close the descriptor; closing twice does nothing.  While files
+        made by makefile() are open it stays open for them, until the last
+        one closes, as the standard library's does."""
+        self._closed = True
+        if self._io_refs <= 0:
+            super().close()
+
+    def detach(self) -> int:
+        """Give up the descriptor without closing it and return it."""
+        self._closed = True
+        return super().detach()
+
+    def _decref_socketios(self) -> None:
+        if self._io_refs > 0:
+            self._io_refs -= 1
+        if self._closed:
+            self.close()
 
     @classmethod
     def from_socket(cls, sock: _stdsocket.socket) -> "Socket":

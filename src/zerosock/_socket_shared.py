@@ -56,9 +56,19 @@ def as_kind(value: int) -> Union[_stdsocket.SocketKind, int]:
         return value
 
 
+# socket.socket's methods that need of the object only the socket API (its
+# descriptor, recv_into and send, and the _io_refs count with
+# _decref_socketios that makefile() keeps): both backends take them as they
+# are, so they behave as those of the running Python.
+makefile = _stdsocket.socket.makefile
+dup = _stdsocket.socket.dup
+get_inheritable = _stdsocket.socket.get_inheritable
+set_inheritable = _stdsocket.socket.set_inheritable
+
+
 def socket_repr(sock: Any) -> str:
     """The standard library's repr, under zerosock's class name."""
-    closed = sock.fileno() == -1
+    closed = getattr(sock, "_closed", False) or sock.fileno() == -1
     parts = [f"<zerosock.Socket{' [closed]' if closed else ''} fd={sock.fileno()}",
              f"family={sock.family}", f"type={sock.type}", f"proto={sock.proto}"]
     if not closed:
