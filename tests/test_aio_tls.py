@@ -834,6 +834,41 @@ def test_close_sends_close_notify_and_the_peer_sees_eof(tls_loop_factory, ca, se
     run(tls_loop_factory, main())
 
 
+def test_a_transport_closed_twice_raises_as_the_stdlibs(tls_loop_factory, ca, server_cert):
+    """A second close() lets go of the TLS protocol, as the stdlib's
+    transport does: every call that needs it then raises AttributeError,
+    never worse."""
+    async def main() -> None:
+        server, srv, cli = await tls_pair(ca, server_cert)
+        transport = cli.transport
+        assert transport is not None
+        transport.close()
+        transport.close()
+        # (what this Python's stdlib transport has: before 3.11 fewer of them)
+        calls = {"write": (b"x",), "writelines": ([b"x"],), "pause_reading": (),
+                 "resume_reading": (), "is_reading": (), "get_write_buffer_size": (),
+                 "get_write_buffer_limits": (), "set_write_buffer_limits": (),
+                 "get_read_buffer_size": (), "get_read_buffer_limits": (),
+                 "set_read_buffer_limits": (), "get_extra_info": ("peername",),
+                 "get_protocol": ()}
+        for name, args in calls.items():
+            method = getattr(transport, name, None)
+            if method is None:
+                continue
+            with pytest.raises(AttributeError, match="'NoneType' object has no attribute"):
+                method(*args)
+        if "_protocol_paused" in dir(type(transport)):
+            with pytest.raises(AttributeError, match="'NoneType' object has no attribute"):
+                transport._protocol_paused
+        transport.abort()  # nothing left to abort: no error
+        assert transport.is_closing()
+        await cli.done
+        server.close()
+        await server.wait_closed()
+
+    run(tls_loop_factory, main())
+
+
 def test_server_closes_first(tls_loop_factory, ca, server_cert):
     async def main() -> None:
         server, srv, cli = await tls_pair(ca, server_cert)

@@ -221,6 +221,16 @@ cdef int _set_up_tls_protocol(object protocol, object loop, object app_protocol,
 
 # -- the transport the application sees ------------------------------------------------------
 
+cdef TLSProtocolCore _ssl_protocol_of(object transport, str attribute):
+    """``transport._ssl_protocol`` for a method that uses its ``attribute``:
+    once a second close() let go of it (None), the AttributeError the
+    stdlib's transport raises; anything else but our protocol, a TypeError."""
+    protocol = transport._ssl_protocol
+    if protocol is None:
+        raise AttributeError(f"'NoneType' object has no attribute '{attribute}'")
+    return <TLSProtocolCore?>protocol
+
+
 class SSLProtocolTransport(transports._FlowControlMixin, transports.Transport):
     """The transport a TLS connection's protocol writes to (the stdlib's
     ``_SSLProtocolTransport``, and named like it: code looks for "ssl" in
@@ -259,7 +269,7 @@ class SSLProtocolTransport(transports._FlowControlMixin, transports.Transport):
             _warnings.warn(f"unclosed transport {self!r}", ResourceWarning)
 
     def is_reading(self):
-        return not (<TLSProtocolCore>self._ssl_protocol)._app_reading_paused
+        return not _ssl_protocol_of(self, "_app_reading_paused")._app_reading_paused
 
     def pause_reading(self):
         self._ssl_protocol._pause_reading()
@@ -269,30 +279,30 @@ class SSLProtocolTransport(transports._FlowControlMixin, transports.Transport):
 
     def set_write_buffer_limits(self, high=None, low=None):
         self._ssl_protocol._set_write_buffer_limits(high, low)
-        (<TLSProtocolCore>self._ssl_protocol)._control_app_writing()
+        _ssl_protocol_of(self, "_control_app_writing")._control_app_writing()
 
     def get_write_buffer_limits(self):
-        cdef TLSProtocolCore p = self._ssl_protocol
+        cdef TLSProtocolCore p = _ssl_protocol_of(self, "_outgoing_low_water")
         return (p._outgoing_low_water, p._outgoing_high_water)
 
     def get_write_buffer_size(self):
-        return (<TLSProtocolCore>self._ssl_protocol)._get_write_buffer_size()
+        return _ssl_protocol_of(self, "_get_write_buffer_size")._get_write_buffer_size()
 
     def set_read_buffer_limits(self, high=None, low=None):
         self._ssl_protocol._set_read_buffer_limits(high, low)
-        (<TLSProtocolCore>self._ssl_protocol)._control_ssl_reading()
+        _ssl_protocol_of(self, "_control_ssl_reading")._control_ssl_reading()
 
     def get_read_buffer_limits(self):
-        cdef TLSProtocolCore p = self._ssl_protocol
+        cdef TLSProtocolCore p = _ssl_protocol_of(self, "_incoming_low_water")
         return (p._incoming_low_water, p._incoming_high_water)
 
     def get_read_buffer_size(self):
-        return (<TLSProtocolCore>self._ssl_protocol)._get_read_buffer_size()
+        return _ssl_protocol_of(self, "_get_read_buffer_size")._get_read_buffer_size()
 
     @property
     def _protocol_paused(self):
         # What the loop's sendfile fallback checks.
-        return (<TLSProtocolCore>self._ssl_protocol)._app_writing_paused
+        return _ssl_protocol_of(self, "_app_writing_paused")._app_writing_paused
 
     def write(self, data):
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -300,7 +310,7 @@ class SSLProtocolTransport(transports._FlowControlMixin, transports.Transport):
                             f"got {type(data).__name__}")
         if not data:
             return
-        (<TLSProtocolCore>self._ssl_protocol)._write_one(data)
+        _ssl_protocol_of(self, "_write_appdata")._write_one(data)
 
     def writelines(self, list_of_data):
         self._ssl_protocol._write_appdata(list_of_data)
@@ -321,7 +331,7 @@ class SSLProtocolTransport(transports._FlowControlMixin, transports.Transport):
         self._ssl_protocol._abort(exc)
 
     def _test__append_write_backlog(self, data):
-        cdef TLSProtocolCore p = self._ssl_protocol
+        cdef TLSProtocolCore p = _ssl_protocol_of(self, "_write_backlog")
         p._backlog_append(data)
         p._write_buffer_size += len(data)
 
