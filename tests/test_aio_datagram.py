@@ -222,6 +222,29 @@ def test_replies_reach_each_of_many_peers(loop_factory, family):
     run(loop_factory, main())
 
 
+def test_a_c_transports_core_replaced_by_something_else_raises(loop_factory):
+    """The C transport's methods read its ``_core`` slot directly: anything
+    put there but a core is a TypeError, never a crash."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(Recorder, local_addr=("127.0.0.1", 0))
+        if not _is_c_loop(loop):
+            transport.close()
+            pytest.skip("the C loop's transports only")
+        core = transport._core
+        transport._core = None
+        try:
+            for call in (lambda: transport.sendto(b"x", ("127.0.0.1", 9)), transport.is_closing,
+                         transport.get_protocol, transport.get_write_buffer_size):
+                with pytest.raises(TypeError, match="_core"):
+                    call()
+        finally:
+            transport._core = core
+            transport.close()
+
+    run(loop_factory, main())
+
+
 def test_transport_kind(loop_factory):
     async def main() -> None:
         loop = asyncio.get_running_loop()

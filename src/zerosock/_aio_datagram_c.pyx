@@ -948,6 +948,8 @@ cdef inline DatagramCore _core_of(object transport):
     core = zs_slot_get(transport, CORE_OFFSET)
     if core == NULL:
         raise AttributeError("_core")  # __init__ never ran
+    if not PyObject_TypeCheck(<object>core, <PyTypeObject *>DatagramCore):
+        raise TypeError(f"_core is no DatagramCore: {type(<object>core).__name__!r}")
     return <DatagramCore>core
 
 
@@ -1007,19 +1009,19 @@ class DatagramSocketTransport(transports._FlowControlMixin, transports.Transport
                       b"as far as the socket takes it, else queued.")
 
     def is_closing(self):
-        return (<DatagramCore>self._core)._closing
+        return _core_of(self)._closing
 
     def get_write_buffer_size(self):
-        cdef DatagramCore core = self._core
+        cdef DatagramCore core = _core_of(self)
         if not LEN_OF_ARGUMENT:
             return sum(len(data) for data, _ in core._queue)
         return core._buffer_size
 
     def get_protocol(self):
-        return (<DatagramCore>self._core)._protocol
+        return _core_of(self)._protocol
 
     def set_protocol(self, protocol):
-        (<DatagramCore>self._core).set_protocol(protocol)
+        _core_of(self).set_protocol(protocol)
 
     def close(self):
         self._core.close()
@@ -1029,15 +1031,15 @@ class DatagramSocketTransport(transports._FlowControlMixin, transports.Transport
 
     @property
     def max_size(self):
-        return (<DatagramCore>self._core).max_size
+        return _core_of(self).max_size
 
     @max_size.setter
     def max_size(self, value):
-        (<DatagramCore>self._core).max_size = value
+        _core_of(self).max_size = value
 
     @property
     def _buffer(self):
-        return (<DatagramCore>self._core)._queue
+        return _core_of(self)._queue
 
     def __repr__(self):
         return self._core._describe(type(self).__name__)
@@ -1050,11 +1052,11 @@ class DatagramSocketTransport(transports._FlowControlMixin, transports.Transport
 
     @property
     def _buffer_size(self):
-        return (<DatagramCore>self._core).queued_size
+        return _core_of(self).queued_size
 
     if CAN_PAUSE_READING:
         def is_reading(self):
-            cdef DatagramCore core = self._core
+            cdef DatagramCore core = _core_of(self)
             return not core._closing and not core._paused
 
         def pause_reading(self):

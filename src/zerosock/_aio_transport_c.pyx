@@ -1707,6 +1707,8 @@ cdef inline TransportCore _core_of(object transport):
     core = zs_slot_get(transport, CORE_OFFSET)
     if core == NULL:
         raise AttributeError("_core")  # __init__ never ran
+    if not PyObject_TypeCheck(<object>core, <PyTypeObject *>TransportCore):
+        raise TypeError(f"_core is no TransportCore: {type(<object>core).__name__!r}")
     return <TransportCore>core
 
 
