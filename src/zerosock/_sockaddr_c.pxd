@@ -3,13 +3,13 @@ from zerosock._shim cimport sockaddr, sockaddr_storage, zs_socklen_t
 from cpython.ref cimport PyObject
 
 # The peers a cache remembers besides the last: PEER_ENTRIES (2 **
-# PEER_ENTRY_BITS) of them, in PEER_SETS sets of PEER_WAYS (at most 64 sets:
-# one bit each in PeerTable.older), every address up to PEER_BYTES long (an
-# IPv6 one).
+# PEER_ENTRY_BITS, at most 256: by_object holds entry numbers in a byte) of
+# them, in PEER_SETS sets of PEER_WAYS, every address up to PEER_BYTES long
+# (an IPv6 one).
 cdef enum:
-    PEER_ENTRY_BITS = 7
-    PEER_ENTRIES = 128
-    PEER_WAYS = 2
+    PEER_ENTRY_BITS = 8
+    PEER_ENTRIES = 256
+    PEER_WAYS = 4
     PEER_SETS = 64
     PEER_BYTES = 28
 
@@ -21,7 +21,7 @@ cdef struct PeerEntry:
 cdef struct PeerTable:
     PeerEntry entries[PEER_ENTRIES]
     unsigned char by_object[PEER_ENTRIES]  # an entry whose object hashes here
-    unsigned long long older        # per set: which way is replaced next
+    unsigned char next_way[PEER_SETS]      # per set: the way replaced next
 
 
 cdef class AddressCache:

@@ -94,8 +94,8 @@ cdef class AddressCache:
                     return obj
         obj = make_address(addr, length, family)
         if cacheable and table != NULL:
-            way = (table.older >> set_index) & 1
-            table.older ^= 1ULL << set_index
+            way = table.next_way[set_index]
+            table.next_way[set_index] = (way + 1) % PEER_WAYS
             index = set_index * PEER_WAYS + way
             entry = &table.entries[index]
             Py_XDECREF(entry.obj)
