@@ -16,7 +16,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.contextvars cimport PyContext_Enter, PyContext_Exit
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
-from cpython.object cimport PyObject, PyObject_TypeCheck, PyTypeObject
+from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.errno cimport errno
 cdef extern from "<errno.h>":
@@ -35,10 +35,10 @@ from zerosock._aio_ring_c cimport (RingPoller, give_back_slot, zs_upoll, zs_urec
                                   zs_ustream_recv_stop, zs_ustream_release,
                                   zs_ustream_send_cancel, zs_ustream_take)
 from zerosock._aio_ring_c import ring_of
-from zerosock._aio_transport_c cimport IOHandle, TransportCore, new_io_handle
+from zerosock._aio_transport_c cimport IOHandle, TransportCore, facade_core, new_io_handle
 from zerosock._aio_transport_c import close_unclosed, core_facade
 from zerosock._cmethod_c cimport METH_FASTCALL, METH_KEYWORDS, c_method
-from zerosock._cpython_c cimport zs_slot_get, zs_slot_offset
+from zerosock._cpython_c cimport zs_slot_offset
 from zerosock._shim cimport (
     AF_INET, AF_INET6, ZS_EINTR, sockaddr, sockaddr_storage, zs_iov_set, zs_iovec,
     zs_is_would_block, zs_last_error, zs_mmsghdr, zs_recvmmsg, zs_send, zs_sendmmsg,
@@ -942,15 +942,8 @@ cdef type _DatagramTransportType
 
 
 cdef inline DatagramCore _core_of(object transport):
-    """``transport._core`` of a DatagramSocketTransport, without the lookup."""
-    if not PyObject_TypeCheck(transport, <PyTypeObject *>_DatagramTransportType):
-        raise TypeError(f"a DatagramSocketTransport is required, not {type(transport).__name__!r}")
-    core = zs_slot_get(transport, CORE_OFFSET)
-    if core == NULL:
-        raise AttributeError("_core")  # __init__ never ran
-    if not PyObject_TypeCheck(<object>core, <PyTypeObject *>DatagramCore):
-        raise TypeError(f"_core is no DatagramCore: {type(<object>core).__name__!r}")
-    return <DatagramCore>core
+    """``transport._core`` of a DatagramSocketTransport."""
+    return <DatagramCore>facade_core(transport, _DatagramTransportType, CORE_OFFSET, DatagramCore)
 
 
 def sendto(self, data, addr=None):

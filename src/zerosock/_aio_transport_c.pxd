@@ -203,3 +203,9 @@ cdef object new_accepted_transport(object loop, int fd, int family,
 ctypedef bint (*keeps_call_soon_fn)(object loop) except -1
 ctypedef object (*call_soon_fn)(object loop, object callback, tuple args, object context)
 cdef int lend_loop_methods(keeps_call_soon_fn keeps_call_soon, call_soon_fn call_soon) except -1
+
+
+# The core a facade class (``facade``: SocketTransport, DatagramSocketTransport)
+# keeps in its ``_core`` slot at ``offset``, read without the attribute lookup:
+# a TypeError for another object or for anything but a ``core_type`` there.
+cdef object facade_core(object transport, type facade, Py_ssize_t offset, type core_type)

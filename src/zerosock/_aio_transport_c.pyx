@@ -1700,16 +1700,20 @@ cdef bint _close_is_ours(object transport) except -1:
 cdef type _SocketTransportType
 
 
-cdef inline TransportCore _core_of(object transport):
-    """``transport._core`` of a SocketTransport, without the lookup."""
-    if not PyObject_TypeCheck(transport, <PyTypeObject *>_SocketTransportType):
-        raise TypeError(f"a SocketTransport is required, not {type(transport).__name__!r}")
-    core = zs_slot_get(transport, CORE_OFFSET)
+cdef object facade_core(object transport, type facade, Py_ssize_t offset, type core_type):
+    if not PyObject_TypeCheck(transport, <PyTypeObject *>facade):
+        raise TypeError(f"a {facade.__name__} is required, not {type(transport).__name__!r}")
+    core = zs_slot_get(transport, offset)
     if core == NULL:
         raise AttributeError("_core")  # __init__ never ran
-    if not PyObject_TypeCheck(<object>core, <PyTypeObject *>TransportCore):
-        raise TypeError(f"_core is no TransportCore: {type(<object>core).__name__!r}")
-    return <TransportCore>core
+    if not PyObject_TypeCheck(<object>core, <PyTypeObject *>core_type):
+        raise TypeError(f"_core is no {core_type.__name__}: {type(<object>core).__name__!r}")
+    return <object>core
+
+
+cdef inline TransportCore _core_of(object transport):
+    """``transport._core`` of a SocketTransport."""
+    return <TransportCore>facade_core(transport, _SocketTransportType, CORE_OFFSET, TransportCore)
 
 
 # The calls a protocol makes on every message, as C methods of SocketTransport
