@@ -5,11 +5,13 @@ any machine's tunables."""
 
 from __future__ import annotations
 
+import contextlib
+import random
 import socket
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, List, Optional, Tuple
 
 # The benchmark's clients size their sources by the same reading.
 from zerosock.bench._loadgen_scale import (IP_BIND_ADDRESS_NO_PORT, ephemeral_port_count,
@@ -55,6 +57,37 @@ def sockets_to_spare(wanted: int) -> int:
         return wanted
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return wanted if soft == resource.RLIM_INFINITY else min(wanted, soft // 3)
+
+
+# Datagrams a test has in flight towards one receiver: what any receive buffer holds.
+DATAGRAM_BATCH = 32
+
+
+@contextlib.contextmanager
+def datagram_peers(family: int, host: str, wanted: int,
+                   timeout: Optional[float]) -> Iterator[List[socket.socket]]:
+    """``wanted`` UDP sockets bound on ``host`` (fewer where the descriptor
+    limit is low), each with ``timeout`` as settimeout() takes it; closed after."""
+    peers: List[socket.socket] = []
+    try:
+        for _ in range(sockets_to_spare(wanted)):
+            peers.append(socket.socket(family, socket.SOCK_DGRAM))
+            peers[-1].bind((host, 0))
+            peers[-1].settimeout(timeout)
+        yield peers
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+def shuffled_batches(count: int, rounds: int) -> Iterator[Tuple[int, List[int]]]:
+    """``(round, indices)``: every one of ``count`` peers once per round, in
+    batches of DATAGRAM_BATCH, each round in another order (seeded: runs repeat)."""
+    for round_ in range(rounds):
+        order = list(range(count))
+        random.Random(round_).shuffle(order)
+        for start in range(0, count, DATAGRAM_BATCH):
+            yield round_, order[start:start + DATAGRAM_BATCH]
 
 
 def receive_buffer_of(sock: Any, size: int) -> int:

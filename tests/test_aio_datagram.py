@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable, Iterator, List, Optional, Tuple
 
 import pytest
 from _aio_loops import run
-from _kernel import receive_buffer_of, sockets_to_spare
+from _kernel import datagram_peers, receive_buffer_of, shuffled_batches
 
 
 EMPTY_DATAGRAMS_SENT = sys.version_info >= (3, 13)
@@ -174,10 +174,7 @@ def test_replies_reach_each_of_many_peers(loop_factory, family):
     the first round, which the transport has long replaced."""
     if family == "v6" and not _have_ipv6():
         pytest.skip("no IPv6 loopback")
-    import random
     host, af = ("127.0.0.1", socket.AF_INET) if family == "v4" else ("::1", socket.AF_INET6)
-    count = sockets_to_spare(300)
-    batch = 32  # datagrams in flight: what any receive buffer holds
     first: dict = {}
 
     class Remembering(Echo):
@@ -189,34 +186,23 @@ def test_replies_reach_each_of_many_peers(loop_factory, family):
         loop = asyncio.get_running_loop()
         server, _ = await loop.create_datagram_endpoint(Remembering, local_addr=(host, 0))
         address = server.get_extra_info("sockname")
-        peers: List[socket.socket] = []
         try:
-            for _ in range(count):
-                peers.append(socket.socket(af, socket.SOCK_DGRAM))
-                peers[-1].bind((host, 0))
-                peers[-1].setblocking(False)
-            for round_ in range(3):
-                order = list(range(count))
-                random.Random(round_).shuffle(order)
-                for start in range(0, count, batch):
-                    asked = order[start:start + batch]
+            with datagram_peers(af, host, 400, timeout=0) as peers:
+                for round_, asked in shuffled_batches(len(peers), rounds=3):
                     for i in asked:
                         peers[i].sendto(b"%d:%d" % (i, round_), address)
                     replies = await asyncio.wait_for(asyncio.gather(
                         *(loop.sock_recv(peers[i], 64) for i in asked)), 10)
                     assert replies == [b"%d:%d" % (i, round_) for i in asked]
-            assert {i: a[:2] for i, a in first.items()} == {
-                i: p.getsockname()[:2] for i, p in enumerate(peers)}
-            for start in range(0, count, batch):
-                asked = range(start, min(start + batch, count))
-                for i in asked:
-                    server.sendto(b"late %d" % i, first[i])
-                replies = await asyncio.wait_for(asyncio.gather(
-                    *(loop.sock_recv(peers[i], 64) for i in asked)), 10)
-                assert replies == [b"late %d" % i for i in asked]
+                assert {i: a[:2] for i, a in first.items()} == {
+                    i: p.getsockname()[:2] for i, p in enumerate(peers)}
+                for _, asked in shuffled_batches(len(peers), rounds=1):
+                    for i in asked:
+                        server.sendto(b"late %d" % i, first[i])
+                    replies = await asyncio.wait_for(asyncio.gather(
+                        *(loop.sock_recv(peers[i], 64) for i in asked)), 10)
+                    assert replies == [b"late %d" % i for i in asked]
         finally:
-            for peer in peers:
-                peer.close()
             server.close()
 
     run(loop_factory, main())

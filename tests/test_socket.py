@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from _kernel import pin_buffers, sockets_to_spare
+from _kernel import datagram_peers, pin_buffers, shuffled_batches
 
 HAS_IPV6 = socket.has_ipv6
 try:
@@ -550,43 +550,28 @@ def test_udp_replies_reach_each_of_many_peers(impl, family):
     of, each with the address recvfrom gave it: every reply reaches the peer
     that asked, in every round, and so do replies to address objects kept
     from the first round, which the server has long replaced."""
-    import random
     host = "127.0.0.1" if family == socket.AF_INET else "::1"
-    count = sockets_to_spare(300)
-    batch = 32  # datagrams in flight: what any receive buffer holds
-    with impl.Socket(family, socket.SOCK_DGRAM) as server:
+    first = {}
+    with impl.Socket(family, socket.SOCK_DGRAM) as server, \
+            datagram_peers(family, host, 400, timeout=10) as peers:
         server.bind((host, 0))
         server.settimeout(10)
-        peers = []
-        try:
-            for _ in range(count):
-                peers.append(socket.socket(family, socket.SOCK_DGRAM))
-                peers[-1].bind((host, 0))
-                peers[-1].settimeout(10)
-            first = {}
-            for round_ in range(3):
-                order = list(range(count))
-                random.Random(round_).shuffle(order)
-                for start in range(0, count, batch):
-                    asked = order[start:start + batch]
-                    for i in asked:
-                        peers[i].sendto(b"%d:%d" % (i, round_), server.getsockname())
-                    for _ in asked:
-                        data, addr = server.recvfrom(64)
-                        i = int(data.split(b":")[0])
-                        assert addr == peers[i].getsockname()
-                        first.setdefault(i, addr)
-                        assert server.sendto(data, addr) == len(data)
-                    for i in asked:
-                        assert peers[i].recv(64) == b"%d:%d" % (i, round_)
-            for start in range(0, count, batch):
-                for i in range(start, min(start + batch, count)):
-                    server.sendto(b"late %d" % i, first[i])
-                for i in range(start, min(start + batch, count)):
-                    assert peers[i].recv(64) == b"late %d" % i
-        finally:
-            for peer in peers:
-                peer.close()
+        for round_, asked in shuffled_batches(len(peers), rounds=3):
+            for i in asked:
+                peers[i].sendto(b"%d:%d" % (i, round_), server.getsockname())
+            for _ in asked:
+                data, addr = server.recvfrom(64)
+                i = int(data.split(b":")[0])
+                assert addr == peers[i].getsockname()
+                first.setdefault(i, addr)
+                assert server.sendto(data, addr) == len(data)
+            for i in asked:
+                assert peers[i].recv(64) == b"%d:%d" % (i, round_)
+        for _, asked in shuffled_batches(len(peers), rounds=1):
+            for i in asked:
+                server.sendto(b"late %d" % i, first[i])
+            for i in asked:
+                assert peers[i].recv(64) == b"late %d" % i
     # With the socket gone, nothing holds the addresses but this test: each
     # is referred to as often as a tuple only the dict holds.
     del server, addr
